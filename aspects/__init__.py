@@ -1,0 +1,4 @@
+"""Pure, typed building blocks of the ASPECTS application (no MONAI Deploy imports here).
+
+Operators in ``operators/`` call these functions; tests exercise them without a pipeline.
+"""
