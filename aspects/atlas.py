@@ -1,0 +1,74 @@
+"""Load the ASPECTS atlas built by ``tools/build_atlas.py`` (see docs/atlas.md).
+
+The atlas folder holds ``template_ncct_1mm.nii.gz`` (symmetric brain-extracted NCCT template,
+HU), ``aspects_atlas.nii.gz`` (labels of :mod:`aspects.labels` on the same grid),
+``labels.json`` and ``levels.json`` (BG / SG slab z-ranges in physical LPS mm).
+
+Grid: 1 mm, identity direction (LPS), mid-sagittal plane at physical x = 0 through the central
+voxel column (odd x size), so ``np.flip(arr_zyx, axis=2)`` is the contralateral mirror and the
+patient's right hemisphere lies at x < 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import SimpleITK as sitk
+
+from aspects.errors import EXIT_PROCESSING, InputError
+
+TEMPLATE_FILE = "template_ncct_1mm.nii.gz"
+LABELS_FILE = "aspects_atlas.nii.gz"
+LABEL_TABLE_FILE = "labels.json"
+LEVELS_FILE = "levels.json"
+ATLAS_FILES = (TEMPLATE_FILE, LABELS_FILE, LABEL_TABLE_FILE, LEVELS_FILE)
+ENV_VAR = "ASPECTS_ATLAS_DIR"
+
+# A slab: (z_min_mm, z_max_mm) in physical LPS z (superior is +z), inclusive.
+Slab = Tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Atlas:
+    template: sitk.Image  # float32 HU, brain only (0 outside the brain)
+    labels: sitk.Image  # uint8, values of aspects.labels (0 outside)
+    levels: Dict[str, Slab]  # {"BG": (z0, z1), "SG": (z0, z1)} physical mm
+    path: Path
+
+
+def default_atlas_dir() -> Path:
+    """``$ASPECTS_ATLAS_DIR`` if set, else ``<repo>/atlas`` (next to the ``aspects`` package)."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "atlas"
+
+
+def read_levels(path: Path) -> Dict[str, Slab]:
+    """The BG / SG slabs of a ``levels.json`` as ``{name: (z_min_mm, z_max_mm)}``."""
+    data = json.loads(path.read_text())
+    return {name: (float(data[name]["z_min_mm"]), float(data[name]["z_max_mm"])) for name in ("BG", "SG")}
+
+
+def load_atlas(atlas_dir: Optional[Path] = None) -> Atlas:
+    """Read the atlas folder; a missing or incomplete folder is an InputError (exit 7)."""
+    folder = Path(atlas_dir) if atlas_dir is not None else default_atlas_dir()
+    missing = [name for name in ATLAS_FILES if not (folder / name).is_file()]
+    if missing:
+        raise InputError(
+            EXIT_PROCESSING,
+            f"atlas not found at {folder} (missing {', '.join(missing)}); run make atlas",
+        )
+    try:
+        template = sitk.ReadImage(str(folder / TEMPLATE_FILE), sitk.sitkFloat32)
+        labels = sitk.ReadImage(str(folder / LABELS_FILE), sitk.sitkUInt8)
+        levels = read_levels(folder / LEVELS_FILE)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise InputError(EXIT_PROCESSING, f"atlas at {folder} is unreadable: {exc}") from exc
+    if template.GetSize() != labels.GetSize():
+        raise InputError(EXIT_PROCESSING, f"atlas at {folder}: template and label grids differ")
+    return Atlas(template=template, labels=labels, levels=levels, path=folder)
