@@ -2,3 +2,6 @@
 
 Operators in ``operators/`` call these functions; tests exercise them without a pipeline.
 """
+
+__version__ = "0.1.0"
+APP_NAME = "ASPECTS-NCCT"

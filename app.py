@@ -1,0 +1,160 @@
+"""ASPECTS: acute infarct and ASPECTS regions from a head NCCT study, as a MONAI Deploy application.
+
+    python app.py -i INPUT_DICOM_DIR -o OUTPUT_DIR -m MODELS_DIR
+
+or, as a MAP runs it, with HOLOSCAN_INPUT_PATH / HOLOSCAN_OUTPUT_PATH / HOLOSCAN_MODEL_PATH set
+and no arguments. Exit codes and the one-line error format: aspects/errors.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+if str(_HERE) not in sys.path:  # the MAP runs `python3 /opt/holoscan/app/app.py` from another cwd
+    sys.path.insert(0, str(_HERE))
+
+# Holoscan's own C++ log would print operator tracebacks on bad input; our log says what happened.
+os.environ.setdefault("HOLOSCAN_LOG_LEVEL", "OFF")
+
+from monai.deploy.core import AppContext, Application  # noqa: E402
+from monai.deploy.core.arg_parser import parse_args  # noqa: E402
+from monai.deploy.core.runtime_env import RuntimeEnv  # noqa: E402
+from monai.deploy.operators.dicom_series_to_volume_operator import DICOMSeriesToVolumeOperator  # noqa: E402
+
+from aspects import __version__  # noqa: E402
+from aspects.atlas import default_atlas_dir  # noqa: E402
+from aspects.dicom_input import scan_folder  # noqa: E402
+from aspects.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputError  # noqa: E402
+from aspects.selection import group_series, select_series  # noqa: E402
+from operators.aspects_scorer import AspectsScorerOperator  # noqa: E402
+from operators.dicom_loader import SafeDICOMDataLoaderOperator  # noqa: E402
+from operators.hu_volume import HUVolumeOperator  # noqa: E402
+from operators.infarct_segmenter import InfarctSegmenterOperator  # noqa: E402
+from operators.preprocess import PreprocessOperator  # noqa: E402
+from operators.region_segmenter import RegionSegmenterOperator  # noqa: E402
+from operators.series_selector import NCCTSeriesSelectorOperator  # noqa: E402
+from operators.writers import (  # noqa: E402
+    JSONWriterOperator,
+    KeyImageWriterOperator,
+    SegWriterOperator,
+    SRWriterOperator,
+)
+
+log = logging.getLogger("aspects.app")
+
+
+class AspectsApp(Application):
+    """Head NCCT study in; infarct, ASPECTS regions, score and DICOM SEG/SR/key images out."""
+
+    name = "aspects"
+    description = "Acute infarct and ASPECTS from non-contrast head CT (not for diagnostic use)"
+    version = __version__
+
+    def compose(self):
+        ctx: AppContext = Application.init_app_context(self.argv)
+        _log_to_file(Path(ctx.output_path))
+        input_dir, output_dir, models_dir = Path(ctx.input_path), Path(ctx.output_path), Path(ctx.model_path)
+        atlas_dir = default_atlas_dir()
+
+        loader = SafeDICOMDataLoaderOperator(self, input_folder=input_dir, name="dicom_loader")
+        selector = NCCTSeriesSelectorOperator(self, name="series_selector")
+        to_volume = DICOMSeriesToVolumeOperator(self, affine_lps_to_ras=False, name="series_to_volume")
+        hu_volume = HUVolumeOperator(self, name="hu_volume")
+        preprocess = PreprocessOperator(self, atlas_dir=atlas_dir, name="preprocess")
+        infarct = InfarctSegmenterOperator(self, models_dir=models_dir, name="infarct_segmenter")
+        regions = RegionSegmenterOperator(self, atlas_dir=atlas_dir, models_dir=models_dir, name="region_segmenter")
+        scorer = AspectsScorerOperator(self, name="aspects_scorer")
+        seg = SegWriterOperator(self, output_folder=output_dir, name="seg_writer")
+        sr = SRWriterOperator(self, output_folder=output_dir, name="sr_writer")
+        keys = KeyImageWriterOperator(self, output_folder=output_dir, name="key_image_writer")
+        result_json = JSONWriterOperator(self, output_folder=output_dir, name="json_writer")
+
+        # DICOM series selector -> preprocessing -> infarct / region segmenters -> scorer -> writers
+        self.add_flow(loader, selector, {("dicom_study_list", "dicom_study_list")})
+        self.add_flow(selector, to_volume, {("study_selected_series_list", "study_selected_series_list")})
+        self.add_flow(to_volume, hu_volume, {("image", "image")})
+        self.add_flow(selector, hu_volume, {("source_datasets", "source_datasets")})
+        self.add_flow(hu_volume, preprocess, {("volume", "volume")})
+        self.add_flow(preprocess, infarct, {("preprocessed", "preprocessed")})
+        self.add_flow(preprocess, regions, {("preprocessed", "preprocessed")})
+        self.add_flow(preprocess, scorer, {("preprocessed", "preprocessed")})
+        self.add_flow(regions, scorer, {("regions", "regions")})
+        self.add_flow(infarct, scorer, {("infarct", "infarct")})
+        self.add_flow(selector, scorer, {("source_datasets", "source_datasets")})
+        self.add_flow(scorer, seg, {("result", "result")})
+        self.add_flow(seg, sr, {("result", "result")})
+        self.add_flow(sr, keys, {("result", "result")})
+        self.add_flow(keys, result_json, {("result", "result")})
+
+
+def _log_to_file(output_dir: Path) -> None:
+    """Full log in OUTPUT/app.log (the SDK's logging set-up replaces handlers, so add it after)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    target = str((output_dir / "app.log").resolve())
+    if not any(getattr(h, "baseFilename", None) == target for h in root.handlers):
+        handler = logging.FileHandler(target, mode="a")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(logging.DEBUG)
+        root.addHandler(handler)
+
+
+def _paths(argv) -> tuple[Path, Path, Path]:
+    args = parse_args(argv)
+    env = RuntimeEnv()
+    return Path(args.input or env.input), Path(args.output or env.output), Path(args.model or env.model)
+
+
+def _preflight(input_dir: Path, output_dir: Path) -> None:
+    """Reject bad input with one clear line before the pipeline starts; never touch the input."""
+    inp, out = input_dir.resolve(), output_dir.resolve()
+    if out == inp or inp in out.parents:
+        raise InputError(EXIT_USAGE, f"output folder {output_dir} must not be inside the input folder {input_dir}")
+    scan = scan_folder(input_dir)
+    select_series(group_series(scan.datasets))
+
+
+def main() -> int:
+    argv = list(sys.argv)
+    t0 = time.perf_counter()
+    input_dir, output_dir, _ = _paths(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    error_file = output_dir / "error.json"
+    try:
+        _preflight(input_dir, output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if error_file.exists():
+            error_file.unlink()  # our own file from an earlier failed run
+        AspectsApp().run()  # the SDK reads -i/-o/-m from sys.argv, else HOLOSCAN_* env
+    except InputError as exc:
+        return _fail(exc.code, exc.one_line(), output_dir)
+    except Exception as exc:  # a bug: full traceback to the log file, one line on the console
+        if isinstance(exc.__cause__, InputError):
+            return _fail(exc.__cause__.code, exc.__cause__.one_line(), output_dir)
+        logging.getLogger().debug("internal error", exc_info=True)
+        _log_to_file(output_dir)
+        logging.getLogger("aspects.app").error("internal error", exc_info=True)
+        line = f"error[{EXIT_INTERNAL}]: internal error: {type(exc).__name__}: {exc} (details in {output_dir / 'app.log'})"
+        return _fail(EXIT_INTERNAL, " ".join(line.split()), output_dir)
+    log.info("done in %.1f s; results in %s", time.perf_counter() - t0, output_dir)
+    return EXIT_OK
+
+
+def _fail(code: int, line: str, output_dir: Path) -> int:
+    print(line, file=sys.stderr)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "error.json").write_text(json.dumps({"exit_code": code, "message": line}, indent=2))
+    except OSError:
+        pass
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

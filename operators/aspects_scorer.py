@@ -1,0 +1,89 @@
+"""Score ASPECTS on the source grid from the aligned-space region map and infarct mask."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+from monai.deploy.core import Fragment, Operator, OperatorSpec
+
+from aspects.flags import image_flags
+from aspects.preprocess import to_source
+from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION, DEFAULT_INVOLVEMENT_ML, score
+
+
+class AspectsScorerOperator(Operator):
+    """Named inputs: "preprocessed", "regions", "infarct" (from the segmenters) and
+    "source_datasets". Named output: "result" (dict: "aspects" = the aspects.json content
+    without outputs, "infarct" and "regions" = (z, y, x) masks on the source grid, "source_datasets").
+    """
+
+    def __init__(
+        self,
+        fragment: Fragment,
+        *args,
+        fraction_threshold: float = DEFAULT_INVOLVEMENT_FRACTION,
+        ml_threshold: Optional[float] = DEFAULT_INVOLVEMENT_ML,
+        **kwargs,
+    ):
+        self._fraction = fraction_threshold
+        self._ml = ml_threshold
+        self._logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec):
+        spec.input("preprocessed")
+        spec.input("regions")
+        spec.input("infarct")
+        spec.input("source_datasets")
+        spec.output("result")
+
+    def compute(self, op_input, op_output, context):
+        pre = op_input.receive("preprocessed")
+        regions = op_input.receive("regions")
+        infarct = op_input.receive("infarct")
+        datasets = op_input.receive("source_datasets")
+        t0 = time.perf_counter()
+        regions_src = sitk.GetArrayFromImage(to_source(pre, regions["labels_aligned"], label=True)).astype(np.uint8)
+        infarct_src = sitk.GetArrayFromImage(to_source(pre, infarct["mask_aligned"], label=True)) > 0
+        result = score(regions_src, infarct_src, pre.source.GetSpacing(), self._fraction, self._ml)
+        aligned = sitk.GetArrayFromImage(pre.aligned)
+        brain = sitk.GetArrayFromImage(pre.brain_mask)
+        flags = image_flags(aligned, brain, pre.aligned.GetSpacing())
+        flag_names = [f.name for f in flags]
+        qc = getattr(pre, "qc", {}) or {}
+        if qc.get("low_confidence"):
+            flag_names.append("low_confidence")
+        seconds = time.perf_counter() - t0
+        ds0 = datasets[0]
+        self._logger.info(
+            "ASPECTS right %d, left %d; affected side %s; infarct %.1f ml; flags %s",
+            result.aspects["right"], result.aspects["left"], result.affected_side,
+            result.infarct_volume_ml, flag_names or "none",
+        )
+        timings = dict(getattr(pre, "timings", {}) or {})
+        timings.update({"regions": regions.get("seconds", 0.0), "infarct": infarct.get("seconds", 0.0), "scoring": seconds})
+        aspects_json = {
+            "schema_version": 1,
+            "study_instance_uid": str(ds0.StudyInstanceUID),
+            "series_instance_uid": str(ds0.SeriesInstanceUID),
+            "affected_side": result.affected_side,
+            "aspects": dict(result.aspects),
+            "score": result.score,
+            "infarct_volume_ml": round(result.infarct_volume_ml, 3),
+            "regions": result.regions_json(),
+            "flags": flag_names,
+            "flag_details": {f.name: {"volume_ml": round(f.volume_ml, 3)} for f in flags},
+            "qc": {k: v for k, v in qc.items() if isinstance(v, (int, float, str, bool, list)) or v is None},
+            "thresholds": {"involvement_fraction": self._fraction, "involvement_ml": self._ml},
+            "methods": {"regions": regions["method"], "infarct": infarct["method"]},
+            "device": infarct.get("device", "cpu"),
+            "timings_s": {k: round(float(v), 3) for k, v in timings.items()},
+        }
+        op_output.emit(
+            {"aspects": aspects_json, "infarct": infarct_src, "regions": regions_src, "source_datasets": datasets},
+            "result",
+        )
