@@ -1,0 +1,93 @@
+"""ASPECTS scoring maths on hand-made region maps (no pipeline)."""
+
+import numpy as np
+import pytest
+
+from aspects.labels import REGION_CODES, label_value, region_of
+from aspects.scoring import affected_side, aspects_per_side, region_findings, score, voxel_volume_ml
+
+
+def _regions(shape=(22, 20, 40)):
+    """Right regions on x < 20, left on x >= 20: each code a 2-slice slab, 800 voxels per region;
+    the last two slices are outside every region."""
+    lab = np.zeros(shape, np.uint8)
+    for i, code in enumerate(REGION_CODES):
+        lab[2 * i: 2 * i + 2, :, :20] = label_value("right", code)
+        lab[2 * i: 2 * i + 2, :, 20:] = label_value("left", code)
+    return lab
+
+
+def test_label_table_round_trip():
+    assert label_value("right", "C") == 1 and label_value("left", "M6") == 20
+    assert all(label_value(region_of(v).side, region_of(v).code) == v for v in range(1, 21))
+    with pytest.raises(ValueError):
+        label_value("middle", "C")
+
+
+def test_normal_brain_scores_ten_and_no_side():
+    lab = _regions()
+    r = score(lab, np.zeros_like(lab, bool), (1.0, 1.0, 1.0))
+    assert r.aspects == {"left": 10, "right": 10}
+    assert r.affected_side is None and r.score == 10 and r.infarct_volume_ml == 0
+
+
+def test_involvement_threshold_and_volume():
+    lab = _regions()
+    inf = np.zeros_like(lab, bool)
+    inf[lab == label_value("left", "M1")] = True  # whole left M1: 800 voxels
+    l_voxels = np.argwhere(lab == label_value("left", "L"))
+    inf[tuple(l_voxels[:79].T)] = True  # 79/800 = 9.875 % of left L: below 10 %
+    ic = np.argwhere(lab == label_value("left", "IC"))
+    inf[tuple(ic[:80].T)] = True  # exactly 10 %: counts
+    r = score(lab, inf, (0.5, 0.5, 2.0))  # 0.5 mm^3 per voxel
+    left = r.regions["left"]
+    assert left["M1"].involved and left["M1"].infarct_fraction == 1.0
+    assert not left["L"].involved and left["L"].infarct_fraction == pytest.approx(0.09875)
+    assert left["IC"].involved
+    assert r.aspects == {"left": 8, "right": 10}
+    assert r.affected_side == "left" and r.score == 8
+    assert r.infarct_volume_ml == pytest.approx((800 + 79 + 80) * 0.5 / 1000)
+    assert left["M1"].infarct_ml == pytest.approx(0.4)
+
+
+def test_ml_rule_counts_small_lesion_in_large_region_when_enabled():
+    lab = _regions()
+    inf = np.zeros_like(lab, bool)
+    vox = np.argwhere(lab == label_value("right", "M5"))
+    inf[tuple(vox[:40].T)] = True  # 5 % of the region, 40 ml at 1 ml/voxel
+    assert score(lab, inf, (10.0, 10.0, 10.0)).aspects["right"] == 10
+    assert score(lab, inf, (10.0, 10.0, 10.0), ml_threshold=1.0).aspects["right"] == 9
+
+
+def test_infarct_outside_regions_adds_volume_not_points():
+    lab = _regions()
+    inf = np.zeros_like(lab, bool)
+    inf[lab == 0] = True
+    r = score(lab, inf, (1, 1, 1))
+    assert r.aspects == {"left": 10, "right": 10} and r.infarct_volume_ml > 0 and r.affected_side is None
+
+
+def test_tie_goes_to_side_with_more_infarct():
+    lab = _regions()
+    inf = np.zeros_like(lab, bool)
+    inf[lab == label_value("right", "M2")] = True
+    inf[lab == label_value("left", "C")] = True
+    inf[lab == label_value("right", "I")] = True
+    inf[lab == label_value("left", "L")] = True
+    f = region_findings(lab, inf, 1e-3)
+    s = aspects_per_side(f)
+    assert s == {"left": 8, "right": 8}
+    assert affected_side(f, s) in ("left", "right")  # equal region ml -> deterministic choice
+    inf2 = inf.copy()
+    inf2[tuple(np.argwhere(lab == label_value("right", "M3"))[:5].T)] = True  # 5 voxels: more right ml
+    f2 = region_findings(lab, inf2, 1e-3)
+    assert affected_side(f2, aspects_per_side(f2)) == "right"
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="differ in shape"):
+        score(np.zeros((2, 2, 2), np.uint8), np.zeros((2, 2, 3), bool), (1, 1, 1))
+
+
+def test_voxel_volume():
+    assert voxel_volume_ml((0.5, 0.5, 5.0)) == pytest.approx(0.00125)
