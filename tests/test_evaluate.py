@@ -1,0 +1,150 @@
+"""tools/evaluate.py on tiny fabricated case and run folders with known masks (not the app)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from tools import evaluate as ev
+
+SHAPE = (6, 12, 12)  # (z, y, x)
+SPACING_XYZ = (1.0, 1.0, 5.0)  # 5 mm voxels: 0.005 ml
+
+
+def write_mask(path: Path, arr: np.ndarray, origin=(0.0, 0.0, 0.0)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = sitk.GetImageFromArray(arr.astype(np.uint8))
+    img.SetSpacing(SPACING_XYZ)
+    img.SetOrigin(origin)
+    sitk.WriteImage(img, str(path))
+
+
+def box(z0, z1, y0, y1, x0, x1) -> np.ndarray:
+    a = np.zeros(SHAPE, np.uint8)
+    a[z0:z1, y0:y1, x0:x1] = 1
+    return a
+
+
+def region_map() -> np.ndarray:
+    r = np.zeros(SHAPE, np.uint8)
+    r[:, :6, :6] = 15  # left M1
+    r[:, 6:, :6] = 16  # left M2
+    r[:, :, 6:] = 5  # right M1
+    return r
+
+
+def make_case(root: Path, cid: str, kind: str, truth_inf, truth_score, side, involved, hu):
+    c = root / "cases" / cid
+    write_mask(c / "truth" / "infarct.nii.gz", truth_inf)
+    write_mask(c / "truth" / "regions.nii.gz", region_map())
+    aspects = {"left": 10, "right": 10}
+    if side:
+        aspects[side] = truth_score
+    (c / "truth.json").write_text(json.dumps({
+        "kind": kind, "affected_side": side, "aspects": aspects, "involved": {"left": involved, "right": []},
+        "infarct_volume_ml": float(truth_inf.sum()) * 0.005, "hu_drop": hu, "slice_thickness_mm": 5.0, "seed": 1}))
+
+
+def make_run(root: Path, cid: str, pred_inf, score, side, involved, flags=(), regions=None, origin=(0.0, 0.0, 0.0)):
+    o = root / "runs" / cid
+    write_mask(o / "nifti" / "infarct.nii.gz", pred_inf, origin)
+    write_mask(o / "nifti" / "regions.nii.gz", region_map() if regions is None else regions, origin)
+    aspects = {"left": 10, "right": 10}
+    if side:
+        aspects[side] = score
+    regs = {s: {c: {"involved": s == "left" and c in involved, "infarct_fraction": 0.0, "infarct_ml": 0.0}
+                for c in ("C", "L", "IC", "I", "M1", "M2", "M3", "M4", "M5", "M6")} for s in ("left", "right")}
+    (o / "aspects.json").write_text(json.dumps({
+        "schema_version": 1, "affected_side": side, "aspects": aspects, "score": score,
+        "infarct_volume_ml": float(pred_inf.sum()) * 0.005, "regions": regs, "flags": list(flags),
+        "methods": {"regions": "atlas", "infarct": "asymmetry"}, "timings_s": {"load": 1.0, "infarct": 2.0}}))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    truth_a = box(1, 5, 2, 6, 1, 5)  # 64 voxels
+    make_case(root, "a_acute", "acute", truth_a, 8, "left", ["M1", "M2"], 5.0)
+    make_run(root, "a_acute", box(1, 5, 2, 6, 3, 7), 8, "left", ["M1", "M2"])  # half overlap: Dice 0.5
+    truth_b = box(0, 6, 6, 10, 1, 4)
+    make_case(root, "b_acute", "acute", truth_b, 7, "left", ["M1", "M2", "M3"], 11.0)
+    bad_regions = region_map()
+    bad_regions[:, :, :3] = 0  # left M1 and M2 lose half their voxels: Dice 2/3
+    make_run(root, "b_acute", truth_b, 9, "left", ["M2"], regions=bad_regions)
+    empty = np.zeros(SHAPE, np.uint8)
+    make_case(root, "c_normal", "normal", empty, 10, None, [], 0.0)
+    make_run(root, "c_normal", empty, 10, None, [])
+    make_case(root, "d_haem", "haemorrhage", empty, 10, None, [], 0.0)
+    make_run(root, "d_haem", box(2, 3, 2, 3, 2, 3), 10, None, [], flags=["haemorrhage_suspected"])
+    make_case(root, "e_missing", "acute", truth_a, 8, "left", ["M1"], 7.0)
+    make_case(root, "f_grid", "acute", truth_a, 8, "left", ["M1"], 7.0)
+    make_run(root, "f_grid", truth_a, 8, "left", ["M1"], origin=(0.0, 0.0, 2.5))  # a half-slice shift
+    rc = ev.main(["--cases", str(root / "cases"), "--runs", str(root / "runs"), "--report", str(root / "rep" / "results")])
+    assert rc == 0
+    return root, json.loads((root / "rep" / "results.json").read_text())
+
+
+def test_failed_cases_are_listed_not_fatal(report):
+    _, rep = report
+    assert (rep["n_cases"], rep["n_ok"]) == (6, 4)
+    failed = {f["case_id"]: f["error"] for f in rep["failed"]}
+    assert set(failed) == {"e_missing", "f_grid"}
+    assert "aspects.json" in failed["e_missing"] and "grid" in failed["f_grid"]
+
+
+def test_infarct_metrics_and_breakdowns(report):
+    _, rep = report
+    acute = rep["infarct"]["acute"]
+    assert acute["n"] == 2 and acute["dice"]["median"] == pytest.approx(0.75)
+    # the normal control (both empty) is left out of Dice; the haemorrhage false positive counts 0
+    allc = rep["infarct"]["all cases"]["dice"]
+    assert allc["n"] == 3 and allc["median"] == pytest.approx(0.5)
+    assert rep["infarct"]["all cases"]["hd95_mm"]["n"] == 2
+    assert rep["infarct"]["hu_drop 4-6"]["dice"]["median"] == pytest.approx(0.5)
+    assert rep["infarct"]["hu_drop >=10"]["dice"]["median"] == pytest.approx(1.0)
+    assert "acute, > 70 ml" not in rep["infarct"]
+    assert rep["detection"] == {"tp": 2, "tn": 1, "fp": 1, "fn": 0, "lesion_detection_rate": 1.0,
+                                "correct_classification_rate": 0.75}
+    assert rep["volume"]["bias_ml"] == pytest.approx(0.005 / 4)
+
+
+def test_region_and_aspects_figures(report):
+    _, rep = report
+    per = rep["regions"]["per_region"]
+    assert per["left M1"]["n"] == 4 and per["left M1"]["median"] == pytest.approx(1.0)
+    assert per["left M1"]["ci_low"] < 1.0
+    case_b = next(c for c in rep["cases"] if c["case_id"] == "b_acute")
+    assert case_b["region_dice"]["15"] == pytest.approx(2 / 3) and case_b["region_dice"]["16"] == pytest.approx(2 / 3)
+    assert per["right C"]["n"] == 0  # absent from truth and prediction everywhere
+    acute = rep["aspects"]["acute"]
+    assert (acute["n"], acute["exact"], acute["within_1"], acute["within_2"], acute["mae"]) == (2, 0.5, 0.5, 1.0, 1.0)
+    assert rep["aspects"]["acute + normal + old infarct"]["n"] == 3
+    cm = np.array(rep["aspects"]["confusion_matrix"])
+    assert cm[8, 8] == 1 and cm[7, 9] == 1 and cm[10, 10] == 1 and cm.sum() == 3
+    inv = rep["aspects"]["region_involvement"]
+    assert (inv["M1"]["tp"], inv["M1"]["fn"], inv["M3"]["fn"], inv["M2"]["tp"]) == (1, 1, 1, 2)
+    assert rep["aspects"]["side_accuracy"] == {"n": 2, "accuracy": 1.0}
+    controls = {c["case_id"]: c["passed"] for c in rep["controls"]}
+    assert controls == {"c_normal": True, "d_haem": True}
+    assert rep["timings_s"]["infarct"]["median"] == 2.0
+
+
+def test_markdown_and_figures_written(report):
+    root, _ = report
+    md = (root / "rep" / "results.md").read_text()
+    assert "| acute | 2 | 0.75 (0.50-1.00)" in md
+    assert "e_missing" in md and not re.search(r"\|\s*nan|nan\s*\|", md.lower())
+    for name in ("eval_bland_altman", "eval_confusion", "eval_region_dice", "eval_dice_vs_hu"):
+        png = root / "rep" / "img" / f"{name}.png"
+        assert png.stat().st_size > 5000 and f"img/{name}.png" in md
+
+
+def test_bad_cases_folder_is_one_line_error(tmp_path, capsys):
+    assert ev.main(["--cases", str(tmp_path / "nope"), "--runs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error[2]:")
