@@ -1,0 +1,135 @@
+"""What every derived DICOM object of this app shares: identity, equipment, provenance wording.
+
+SEG, SR and secondary captures are new series in the source study: new Series/SOP Instance
+UIDs, the source's StudyInstanceUID and patient/study attributes, this app as the equipment,
+and a "not for diagnostic use" note until the models are validated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from pydicom.dataset import Dataset
+from pydicom.sr.coding import Code
+from pydicom.uid import generate_uid
+
+from aspects.errors import EXIT_PROCESSING, InputError
+
+APP_NAME = "aspects-ncct"
+APP_VERSION = "0.1.0"
+MANUFACTURER = "ASPECTS NCCT open-source project"
+NOT_FOR_DIAGNOSTIC_USE = "NOT FOR DIAGNOSTIC USE"
+DISCLAIMER = (
+    "NOT FOR DIAGNOSTIC USE. Research software: the infarct and region segmentations and the "
+    "ASPECTS computed from them are not validated for clinical decisions."
+)
+
+# Series numbers of the derived series (high, so they sort after the scanner's series).
+SERIES_NUMBER = {"seg": 9001, "sr": 9002, "key": 9003}
+
+# Private coding scheme for concepts without a standard code (no SNOMED/RadLex/LOINC concept
+# for "ASPECTS" or the ASPECTS cortical regions M1..M6 was found). Declared in the objects'
+# CodingSchemeIdentificationSequence so receivers can resolve it.
+ASPECTS_SCHEME = "99ASPECTS"
+ASPECTS_SCHEME_NAME = "ASPECTS NCCT application private codes"
+
+
+def aspects_code(value: str, meaning: str) -> Code:
+    return Code(value, ASPECTS_SCHEME, meaning)
+
+
+def coding_scheme_identification() -> Dataset:
+    """One CodingSchemeIdentificationSequence item declaring :data:`ASPECTS_SCHEME`."""
+    item = Dataset()
+    item.CodingSchemeDesignator = ASPECTS_SCHEME
+    item.CodingSchemeName = ASPECTS_SCHEME_NAME
+    item.CodingSchemeResponsibleOrganization = MANUFACTURER
+    return item
+
+
+@dataclass(frozen=True)
+class Equipment:
+    """Manufacturer attributes written into every derived object."""
+
+    name: str = APP_NAME
+    version: str = APP_VERSION
+
+    @property
+    def manufacturer(self) -> str:
+        return MANUFACTURER
+
+    @property
+    def model_name(self) -> str:
+        return self.name
+
+    @property
+    def software_versions(self) -> str:
+        return self.version
+
+    @classmethod
+    def from_result(cls, result: Mapping) -> "Equipment":
+        """Use the app name/version recorded in aspects.json when present."""
+        app = result.get("app") or {}
+        return cls(str(app.get("name") or APP_NAME), str(app.get("version") or APP_VERSION))
+
+
+def new_uid() -> str:
+    return generate_uid()
+
+
+def series_description(kind: str) -> str:
+    """e.g. ``ASPECTS SEG - NOT FOR DIAGNOSTIC USE`` (fits the 64-character LO limit)."""
+    return f"ASPECTS {kind} - {NOT_FOR_DIAGNOSTIC_USE}"
+
+
+# Patient/study attributes a derived object repeats from its source (Patient, General Study,
+# Patient Study modules). highdicom copies the core ones; this fills the rest.
+PATIENT_STUDY_KEYWORDS = (
+    "PatientName",
+    "PatientID",
+    "IssuerOfPatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "PatientAge",
+    "PatientSize",
+    "PatientWeight",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+    "StudyDescription",
+)
+
+
+def copy_patient_study(source: Dataset, target: Dataset) -> None:
+    """Copy the patient/study attributes present in ``source`` onto ``target`` (in place)."""
+    for kw in PATIENT_STUDY_KEYWORDS:
+        if kw in source and source[kw].value not in (None, ""):
+            setattr(target, kw, source[kw].value)
+
+
+def mark_derived(ds: Dataset, equipment: Equipment, kind: str) -> None:
+    """Equipment, series description and the disclaimer on a finished derived object."""
+    ds.Manufacturer = equipment.manufacturer
+    ds.ManufacturerModelName = equipment.model_name
+    ds.SoftwareVersions = equipment.software_versions
+    ds.SeriesDescription = series_description(kind)
+    # Image Comments / SR: free text every viewer can show.
+    if "ImageComments" in ds or getattr(ds, "Modality", "") in ("SEG", "OT"):
+        ds.ImageComments = DISCLAIMER[:10240]
+
+
+def check_source(source: Sequence[Dataset]) -> None:
+    """The writers need a non-empty, single-series, image-bearing source list."""
+    if not source:
+        raise InputError(EXIT_PROCESSING, "no source images to derive outputs from")
+    uids = {str(ds.SeriesInstanceUID) for ds in source}
+    if len(uids) != 1:
+        raise InputError(EXIT_PROCESSING, f"source images come from {len(uids)} series, expected one")
+
+
+def source_slope_intercept(ds: Dataset) -> tuple[float, float]:
+    return float(getattr(ds, "RescaleSlope", 1.0) or 1.0), float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)

@@ -1,0 +1,171 @@
+"""DICOM SEG of the acute infarct and the 20 ASPECTS regions (highdicom, BINARY).
+
+Segment 1 is the acute infarct; segments 2..21 are the regions in label-table order
+(segment ``label_value + 1``: 2 = right C ... 21 = left M6). BINARY rather than LABELMAP
+because Debian's dcmtk/dicom3tools do not accept LABELMAP SEGs, and because the infarct
+overlaps the regions. Empty frames are omitted; a segment without any pixel (e.g. no infarct)
+is still described, so readers always find 21 segments.
+
+Segment codes: SNOMED CT where a concept matches the region exactly (caudate nucleus,
+internal capsule, insula, infarct); the lentiform nucleus and the ASPECTS cortical regions
+M1..M6 use the private scheme ``99ASPECTS`` (see :mod:`aspects.derived`), with their standard
+anatomy (putamen + globus pallidus, cerebral cortex) as primary anatomic structures.
+Laterality is a SegmentedPropertyTypeModifier (SCT Right / Left).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+
+from aspects.derived import (
+    SERIES_NUMBER,
+    Equipment,
+    aspects_code,
+    check_source,
+    coding_scheme_identification,
+    copy_patient_study,
+    mark_derived,
+    new_uid,
+)
+from aspects.errors import EXIT_PROCESSING, InputError
+from aspects.labels import INFARCT_COLOUR, REGION_CODES, REGION_COLOURS, REGION_NAMES, all_regions
+
+INFARCT_CODE = Code("55641003", "SCT", "Infarct")
+# Segmented property type and primary anatomic structures per ASPECTS region code.
+REGION_TYPE: Dict[str, Tuple[Code, Tuple[Code, ...]]] = {
+    "C": (codes.SCT.CaudateNucleus, ()),
+    "IC": (codes.SCT.InternalCapsule, ()),
+    "I": (codes.SCT.Insula, ()),
+    "L": (aspects_code("L", "Lentiform nucleus"), (codes.SCT.Putamen, codes.SCT.GlobusPallidus)),
+    **{
+        m: (aspects_code(m, f"ASPECTS {m} region"), (codes.SCT.CerebralCortex,))
+        for m in ("M1", "M2", "M3", "M4", "M5", "M6")
+    },
+}
+SIDE_CODE = {"right": codes.SCT.Right, "left": codes.SCT.Left}
+N_SEGMENTS = 21
+INFARCT_SEGMENT = 1
+
+
+def region_segment_number(label: int) -> int:
+    """SEG segment number of region label ``label`` (1..20)."""
+    return label + 1
+
+
+def _algorithm(method: str, what: str, equipment: Equipment) -> hd.AlgorithmIdentificationSequence:
+    family = codes.DCM.ArtificialIntelligence if method == "model" else codes.DCM.ImageProcessing
+    return hd.AlgorithmIdentificationSequence(
+        name=f"{equipment.name} {what} ({method})"[:64], family=family, version=equipment.version
+    )
+
+
+def segment_descriptions(methods: Mapping[str, str], equipment: Equipment) -> List[hd.seg.SegmentDescription]:
+    """The 21 segment descriptions, infarct first, then the label table."""
+    infarct = hd.seg.SegmentDescription(
+        segment_number=INFARCT_SEGMENT,
+        segment_label="Acute infarct",
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=INFARCT_CODE,
+        algorithm_type="AUTOMATIC",
+        algorithm_identification=_algorithm(methods.get("infarct", "unknown"), "infarct", equipment),
+        anatomic_regions=[codes.SCT.Brain],
+        display_color=hd.color.CIELabColor.from_rgb(*INFARCT_COLOUR),
+    )
+    out = [infarct]
+    regions_alg = _algorithm(methods.get("regions", "unknown"), "regions", equipment)
+    for region in all_regions():
+        prop, structures = REGION_TYPE[region.code]
+        desc = hd.seg.SegmentDescription(
+            segment_number=region_segment_number(region.value),
+            segment_label=f"{region.side.capitalize()} {region.code} ({REGION_NAMES[region.code]})"[:64],
+            segmented_property_category=codes.SCT.AnatomicalStructure,
+            segmented_property_type=prop,
+            algorithm_type="AUTOMATIC",
+            algorithm_identification=regions_alg,
+            anatomic_regions=[codes.SCT.Brain],
+            primary_anatomic_structures=list(structures) or None,
+            display_color=hd.color.CIELabColor.from_rgb(*REGION_COLOURS[region.code]),
+        )
+        # The modifier belongs inside the property type item (C.8.20-4).
+        desc.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
+            hd.sr.CodedConcept.from_code(SIDE_CODE[region.side])
+        ]
+        out.append(desc)
+    return out
+
+
+def _check_masks(source: Sequence[Dataset], infarct: np.ndarray, regions: np.ndarray) -> None:
+    check_source(source)
+    shape = (len(source), int(source[0].Rows), int(source[0].Columns))
+    for name, arr in (("infarct", infarct), ("regions", regions)):
+        if arr.shape != shape:
+            raise InputError(EXIT_PROCESSING, f"{name} mask shape {arr.shape} does not match the source series {shape}")
+    if regions.size and (regions.min() < 0 or regions.max() > 20):
+        raise InputError(EXIT_PROCESSING, f"region labels must be 0..20, found {regions.min()}..{regions.max()}")
+
+
+def segment_stack(infarct: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """Boolean ``(z, y, x, 21)`` array: segment 1 = infarct, segment label+1 = region label."""
+    out = np.empty(regions.shape + (N_SEGMENTS,), dtype=bool)
+    out[..., 0] = infarct.astype(bool)
+    for label in range(1, 21):
+        np.equal(regions, label, out=out[..., label])
+    return out
+
+
+def build_segmentation(
+    source: Sequence[Dataset],
+    infarct: np.ndarray,
+    regions: np.ndarray,
+    result: Optional[Mapping] = None,
+) -> hd.seg.Segmentation:
+    """The SEG dataset; frames reference ``source`` (sorted slices, axis 0 of the masks)."""
+    _check_masks(source, infarct, regions)
+    result = result or {}
+    equipment = Equipment.from_result(result)
+    stack = segment_stack(infarct, regions)
+    # highdicom refuses a SEG without frames: with no pixel in any segment keep the empty ones.
+    omit_empty = bool(stack.any())
+    seg = hd.seg.Segmentation(
+        source_images=list(source),
+        pixel_array=stack,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=segment_descriptions(result.get("methods", {}), equipment),
+        series_instance_uid=new_uid(),
+        series_number=SERIES_NUMBER["seg"],
+        sop_instance_uid=new_uid(),
+        instance_number=1,
+        manufacturer=equipment.manufacturer,
+        manufacturer_model_name=equipment.model_name,
+        software_versions=equipment.software_versions,
+        device_serial_number="0",
+        content_description="ASPECTS infarct and regions",
+        content_label="ASPECTS",
+        omit_empty_frames=omit_empty,
+    )
+    copy_patient_study(source[0], seg)
+    mark_derived(seg, equipment, "SEG")
+    seg.CodingSchemeIdentificationSequence = [coding_scheme_identification()]
+    return seg
+
+
+def write_seg(
+    source: Sequence[Dataset],
+    infarct: np.ndarray,
+    regions: np.ndarray,
+    result: Optional[Mapping],
+    path: Path,
+) -> Path:
+    """Build and save the SEG to ``path`` (parent folders created)."""
+    seg = build_segmentation(source, infarct, regions, result)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seg.save_as(path)
+    return path

@@ -1,0 +1,250 @@
+"""Key images: the BG and SG ASPECTS levels as RGB pictures, saved as secondary capture + PNG.
+
+What a radiologist sees in any PACS without a SEG viewer: the slice in a stroke window
+(W 40 / L 35 HU), the ASPECTS regions outlined in their colours with their codes, the infarct
+filled semi-transparent red, R/L side markers in radiological convention (patient right on
+image left) and a banner with ASPECTS per side, the infarct volume and NOT FOR DIAGNOSTIC USE.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import highdicom as hd
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from pydicom.dataset import Dataset
+
+from aspects.derived import (
+    DISCLAIMER,
+    NOT_FOR_DIAGNOSTIC_USE,
+    SERIES_NUMBER,
+    Equipment,
+    check_source,
+    copy_patient_study,
+    mark_derived,
+    new_uid,
+    source_slope_intercept,
+)
+from aspects.errors import EXIT_PROCESSING, InputError
+from aspects.labels import INFARCT_COLOUR, REGION_CODES, REGION_COLOURS, SIDES, label_value
+
+WINDOW_WIDTH, WINDOW_LEVEL = 40.0, 35.0
+INFARCT_ALPHA = 0.45
+DISPLAY_SIZE = 512  # small series are enlarged (integer factor, nearest) to about this size
+LEVELS = ("BG", "SG")
+LEVEL_NAMES = {"BG": "basal ganglia level", "SG": "supraganglionic level"}
+# Regions whose in-plane extent defines each level's key slice.
+LEVEL_REGIONS = {"BG": ("C", "L", "IC"), "SG": ("M4", "M5", "M6")}
+
+
+def _labels_of(codes: Sequence[str]) -> List[int]:
+    return [label_value(side, code) for side in SIDES for code in codes]
+
+
+def choose_key_slices(regions: np.ndarray) -> Dict[str, int]:
+    """Axis-0 index of the BG and SG key slices: the slice with the largest area of the level's regions.
+
+    A level whose regions are absent falls back to the slice with the most labelled voxels
+    (or the middle slice when nothing is labelled).
+    """
+    any_area = (regions > 0).reshape(regions.shape[0], -1).sum(axis=1)
+    fallback = int(np.argmax(any_area)) if any_area.any() else regions.shape[0] // 2
+    out = {}
+    for level in LEVELS:
+        area = np.isin(regions, _labels_of(LEVEL_REGIONS[level])).reshape(regions.shape[0], -1).sum(axis=1)
+        out[level] = int(np.argmax(area)) if area.any() else fallback
+    return out
+
+
+def key_slices(result: Mapping, regions: np.ndarray) -> Dict[str, int]:
+    """``result["key_slices"]`` when given (and valid), else :func:`choose_key_slices`."""
+    chosen = choose_key_slices(regions)
+    given = result.get("key_slices") or {}
+    for level in LEVELS:
+        if level in given:
+            k = int(given[level])
+            if not 0 <= k < regions.shape[0]:
+                raise InputError(EXIT_PROCESSING, f"key slice {level}={k} outside the series (0..{regions.shape[0] - 1})")
+            chosen[level] = k
+    return chosen
+
+
+def hu_slice(ds: Dataset) -> np.ndarray:
+    slope, intercept = source_slope_intercept(ds)
+    return ds.pixel_array.astype(np.float32) * slope + intercept
+
+
+def window(hu: np.ndarray, width: float = WINDOW_WIDTH, level: float = WINDOW_LEVEL) -> np.ndarray:
+    lo = level - width / 2.0
+    return (np.clip((hu - lo) / width, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _letter(v: np.ndarray) -> str:
+    """Patient-orientation letter of the dominant LPS component of direction ``v``."""
+    i = int(np.argmax(np.abs(v)))
+    return ("L", "P", "H")[i] if v[i] > 0 else ("R", "A", "F")[i]
+
+
+def display_flips(ds: Dataset) -> Tuple[bool, bool, Tuple[str, str]]:
+    """(flip rows, flip columns, PatientOrientation after flipping) for radiological display."""
+    iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
+    row_dir, col_dir = iop[:3], iop[3:]  # along a row (increasing column), down a column
+    flip_cols = row_dir[0] < 0  # image left must be patient right (+x is patient left in LPS)
+    flip_rows = col_dir[1] < 0  # image top must be anterior
+    row_dir = -row_dir if flip_cols else row_dir
+    col_dir = -col_dir if flip_rows else col_dir
+    return flip_rows, flip_cols, (_letter(row_dir), _letter(col_dir))
+
+
+def _outline(labels: np.ndarray) -> np.ndarray:
+    """Pixels of a labelled region that touch a different label (4-neighbourhood)."""
+    edge = np.zeros(labels.shape, dtype=bool)
+    edge[1:, :] |= labels[1:, :] != labels[:-1, :]
+    edge[:-1, :] |= labels[:-1, :] != labels[1:, :]
+    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    return edge & (labels > 0)
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def banner_lines(result: Mapping, level: str, k: int, n: int) -> List[str]:
+    a = result["aspects"]
+    side = result.get("affected_side") or "none"
+    return [
+        f"ASPECTS  right {a['right']}  |  left {a['left']}   (affected side: {side})",
+        f"Infarct volume {float(result['infarct_volume_ml']):.1f} ml   |   {LEVEL_NAMES[level]}, slice {k + 1}/{n}",
+        NOT_FOR_DIAGNOSTIC_USE,
+    ]
+
+
+def render(
+    hu: np.ndarray,
+    labels: np.ndarray,
+    infarct: np.ndarray,
+    lines: Sequence[str],
+    flip_rows: bool = False,
+    flip_cols: bool = False,
+) -> np.ndarray:
+    """RGB uint8 picture ``(banner + rows * f, cols * f, 3)`` of one slice; f = enlargement."""
+    if flip_rows:
+        hu, labels, infarct = hu[::-1], labels[::-1], infarct[::-1]
+    if flip_cols:
+        hu, labels, infarct = hu[:, ::-1], labels[:, ::-1], infarct[:, ::-1]
+    f = max(1, int(round(DISPLAY_SIZE / max(hu.shape))))
+    big = lambda a: np.kron(a, np.ones((f, f), dtype=a.dtype))  # noqa: E731 - nearest enlargement
+    grey = big(window(hu)).astype(np.float32)
+    labels, infarct = big(labels.astype(np.uint8)), big(infarct.astype(np.uint8)).astype(bool)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    rgb[infarct] = (1 - INFARCT_ALPHA) * rgb[infarct] + INFARCT_ALPHA * np.asarray(INFARCT_COLOUR, np.float32)
+    edge = _outline(labels)
+    colours = np.zeros((21, 3), np.float32)
+    for value in range(1, 21):
+        colours[value] = REGION_COLOURS[REGION_CODES[(value - 1) % 10]]
+    rgb[edge] = colours[labels[edge]]
+    picture = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+    width, height = picture.size
+    size = max(12, width // 36)
+    draw = ImageDraw.Draw(picture)
+    small = _font(max(10, size - 2))
+    for value in np.unique(labels[labels > 0]):
+        ys, xs = np.nonzero(labels == value)
+        draw.text((float(xs.mean()), float(ys.mean())), REGION_CODES[(value - 1) % 10], font=small,
+                  fill=(255, 255, 255), anchor="mm", stroke_width=2, stroke_fill=(0, 0, 0))
+    big_font = _font(2 * size)
+    draw.text((size // 2, height // 2), "R", font=big_font, fill=(255, 255, 0), anchor="lm", stroke_width=2, stroke_fill=(0, 0, 0))
+    draw.text((width - size // 2, height // 2), "L", font=big_font, fill=(255, 255, 0), anchor="rm", stroke_width=2, stroke_fill=(0, 0, 0))
+    line_h = int(size * 1.5)
+    canvas = Image.new("RGB", (width, height + line_h * len(lines) + size // 2), (0, 0, 0))
+    canvas.paste(picture, (0, canvas.height - height))
+    draw = ImageDraw.Draw(canvas)
+    for i, text in enumerate(lines):
+        colour = (255, 80, 80) if text == NOT_FOR_DIAGNOSTIC_USE else (255, 255, 255)
+        draw.text((size // 2, size // 4 + i * line_h), text, font=_font(size), fill=colour)
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def enlargement(ds: Dataset) -> int:
+    return max(1, int(round(DISPLAY_SIZE / max(int(ds.Rows), int(ds.Columns)))))
+
+
+def build_key_image(
+    ref: Dataset,
+    rgb: np.ndarray,
+    level: str,
+    instance_number: int,
+    series_uid: str,
+    equipment: Equipment,
+    orientation: Tuple[str, str],
+) -> hd.sc.SCImage:
+    """Secondary capture of ``rgb`` in the source study, referencing source slice ``ref``."""
+    f = enlargement(ref)
+    spacing = [float(v) / f for v in getattr(ref, "PixelSpacing", [])] or None
+    sc = hd.sc.SCImage.from_ref_dataset(
+        ref_dataset=ref,
+        pixel_array=rgb,
+        photometric_interpretation="RGB",
+        bits_allocated=8,
+        coordinate_system="PATIENT",
+        series_instance_uid=series_uid,
+        series_number=SERIES_NUMBER["key"],
+        sop_instance_uid=new_uid(),
+        instance_number=instance_number,
+        manufacturer=equipment.manufacturer,
+        pixel_spacing=tuple(spacing) if spacing else None,
+        patient_orientation=orientation,
+    )
+    copy_patient_study(ref, sc)
+    mark_derived(sc, equipment, "KEY IMAGES")
+    src = Dataset()
+    src.ReferencedSOPClassUID = ref.SOPClassUID
+    src.ReferencedSOPInstanceUID = ref.SOPInstanceUID
+    sc.SourceImageSequence = [src]
+    sc.DerivationDescription = f"ASPECTS {LEVEL_NAMES[level]} key image with region outlines and infarct overlay"
+    sc.BurnedInAnnotation = "YES"
+    # dciodvfy wants Laterality unless the body part is known to be unpaired.
+    sc.BodyPartExamined = str(getattr(ref, "BodyPartExamined", "") or "HEAD")
+    sc.ImageComments = DISCLAIMER
+    return sc
+
+
+def write_key_images(
+    source: Sequence[Dataset],
+    infarct: np.ndarray,
+    regions: np.ndarray,
+    result: Mapping,
+    out_dir: Path,
+    dicom_dir: Optional[Path] = None,
+    png_dir: Optional[Path] = None,
+) -> Dict[str, Dict]:
+    """Write ``dicom/key_bg.dcm``, ``key_sg.dcm`` and ``png/key_bg.png``, ``key_sg.png``.
+
+    Returns ``{"BG": {"slice": k, "dcm": path, "png": path}, "SG": {...}}``.
+    """
+    check_source(source)
+    if regions.shape != infarct.shape or regions.shape[0] != len(source):
+        raise InputError(EXIT_PROCESSING, f"masks {regions.shape}/{infarct.shape} do not match {len(source)} source slices")
+    out_dir = Path(out_dir)
+    dicom_dir = Path(dicom_dir) if dicom_dir else out_dir / "dicom"
+    png_dir = Path(png_dir) if png_dir else out_dir / "png"
+    dicom_dir.mkdir(parents=True, exist_ok=True)
+    png_dir.mkdir(parents=True, exist_ok=True)
+    equipment = Equipment.from_result(result)
+    series_uid = new_uid()
+    out: Dict[str, Dict] = {}
+    for number, (level, k) in enumerate(key_slices(result, regions).items(), start=1):
+        ref = source[k]
+        flip_rows, flip_cols, orientation = display_flips(ref)
+        lines = banner_lines(result, level, k, len(source))
+        rgb = render(hu_slice(ref), regions[k], infarct[k], lines, flip_rows, flip_cols)
+        name = f"key_{level.lower()}"
+        png = png_dir / f"{name}.png"
+        Image.fromarray(rgb).save(png)
+        dcm = dicom_dir / f"{name}.dcm"
+        build_key_image(ref, rgb, level, number, series_uid, equipment, orientation).save_as(dcm)
+        out[level] = {"slice": k, "dcm": dcm, "png": png}
+    return out

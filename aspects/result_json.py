@@ -1,0 +1,231 @@
+"""aspects.json (schema_version 1): validation, writing, reading.
+
+```
+{"schema_version": 1,
+ "study_instance_uid": str, "series_instance_uid": str,
+ "affected_side": "left" | "right" | null,
+ "aspects": {"left": int 0..10, "right": int 0..10},
+ "score": int,                      # the affected side's ASPECTS; both sides' (equal) score if null
+ "infarct_volume_ml": float >= 0,
+ "regions": {"left": {"C": {"involved": bool, "infarct_fraction": float 0..1, "infarct_ml": float >= 0},
+                      ... all 10 codes of aspects.labels},
+             "right": {...}},
+ "flags": [str],
+ "methods": {"regions": "model" | "atlas", "infarct": "model" | "asymmetry"},
+ "device": "cpu" | "cuda:N",
+ "timings_s": {stage: seconds >= 0},
+ "outputs": {"seg": relpath, "sr": relpath, "key_images": [relpath], "png": [relpath], "nifti": {name: relpath}},
+ "not_for_diagnostic_use": true,
+ "app": {"name": str, "version": str}}
+```
+Consistency rules checked as well: ASPECTS per side = 10 - involved regions of that side;
+``score`` matches ``affected_side``; the regions' infarct ml do not exceed the total.
+Extra keys (e.g. ``key_slices``) are allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from aspects.labels import REGION_CODES, SIDES
+
+SCHEMA_VERSION = 1
+REQUIRED_KEYS = (
+    "schema_version",
+    "study_instance_uid",
+    "series_instance_uid",
+    "affected_side",
+    "aspects",
+    "score",
+    "infarct_volume_ml",
+    "regions",
+    "flags",
+    "methods",
+    "device",
+    "timings_s",
+    "outputs",
+    "not_for_diagnostic_use",
+    "app",
+)
+METHODS = {"regions": ("model", "atlas"), "infarct": ("model", "asymmetry")}
+OUTPUT_KEYS = ("seg", "sr", "key_images", "png", "nifti")
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_DEVICE = re.compile(r"^(cpu|cuda:[0-9]+)$")
+
+
+class ResultSchemaError(ValueError):
+    """aspects.json content that breaks schema_version 1 (message lists every problem)."""
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _check_uid(d: Mapping, key: str, errors: List[str]) -> None:
+    v = d.get(key)
+    if not isinstance(v, str) or len(v) > 64 or not _UID.match(v):
+        errors.append(f"{key}: not a DICOM UID ({v!r})")
+
+
+def _check_regions(d: Mapping, errors: List[str]) -> None:
+    regions = d.get("regions")
+    if not isinstance(regions, Mapping) or set(regions) != set(SIDES):
+        errors.append("regions: needs exactly the sides 'left' and 'right'")
+        return
+    for side in SIDES:
+        per = regions[side]
+        if not isinstance(per, Mapping) or set(per) != set(REGION_CODES):
+            errors.append(f"regions.{side}: needs exactly the codes {', '.join(REGION_CODES)}")
+            continue
+        for code in REGION_CODES:
+            r, where = per[code], f"regions.{side}.{code}"
+            if not isinstance(r, Mapping):
+                errors.append(f"{where}: not an object")
+                continue
+            if not isinstance(r.get("involved"), bool):
+                errors.append(f"{where}.involved: not a bool")
+            f = r.get("infarct_fraction")
+            if not _is_num(f) or not 0.0 <= f <= 1.0:
+                errors.append(f"{where}.infarct_fraction: not a number in 0..1 ({f!r})")
+            ml = r.get("infarct_ml")
+            if not _is_num(ml) or ml < 0:
+                errors.append(f"{where}.infarct_ml: not a number >= 0 ({ml!r})")
+
+
+def _check_consistency(d: Mapping, errors: List[str]) -> None:
+    aspects, regions, side = d["aspects"], d["regions"], d["affected_side"]
+    for s in SIDES:
+        involved = sum(bool(regions[s][c]["involved"]) for c in REGION_CODES)
+        if aspects[s] != 10 - involved:
+            errors.append(f"aspects.{s} = {aspects[s]} but {involved} region(s) are involved (expected {10 - involved})")
+    if side is not None and d["score"] != aspects[side]:
+        errors.append(f"score = {d['score']} but the affected side ({side}) scores {aspects[side]}")
+    if side is None and not d["score"] == aspects["left"] == aspects["right"]:
+        errors.append(
+            f"affected_side is null but score/left/right = {d['score']}/{aspects['left']}/{aspects['right']} differ"
+        )
+    total = sum(float(regions[s][c]["infarct_ml"]) for s in SIDES for c in REGION_CODES)
+    if total > float(d["infarct_volume_ml"]) * 1.01 + 1e-3:
+        errors.append(f"regions hold {total:.3f} ml of infarct, more than infarct_volume_ml {d['infarct_volume_ml']}")
+
+
+def problems(d: Any) -> List[str]:
+    """Every way ``d`` breaks schema_version 1 (empty list = valid)."""
+    if not isinstance(d, Mapping):
+        return ["aspects.json must be a JSON object"]
+    errors = [f"missing key: {k}" for k in REQUIRED_KEYS if k not in d]
+    if errors:
+        return errors
+    if d["schema_version"] != SCHEMA_VERSION:
+        errors.append(f"schema_version: expected {SCHEMA_VERSION}, got {d['schema_version']!r}")
+    _check_uid(d, "study_instance_uid", errors)
+    _check_uid(d, "series_instance_uid", errors)
+    if d["affected_side"] not in (None, *SIDES):
+        errors.append(f"affected_side: expected 'left', 'right' or null, got {d['affected_side']!r}")
+    aspects = d["aspects"]
+    aspects_ok = isinstance(aspects, Mapping) and set(aspects) == set(SIDES)
+    aspects_ok = aspects_ok and all(_is_int(aspects[s]) and 0 <= aspects[s] <= 10 for s in SIDES)
+    if not aspects_ok:
+        errors.append(f"aspects: needs integers 0..10 for 'left' and 'right', got {aspects!r}")
+    if not _is_int(d["score"]) or not 0 <= d["score"] <= 10:
+        errors.append(f"score: not an integer 0..10 ({d['score']!r})")
+    if not _is_num(d["infarct_volume_ml"]) or d["infarct_volume_ml"] < 0:
+        errors.append(f"infarct_volume_ml: not a number >= 0 ({d['infarct_volume_ml']!r})")
+    _check_regions(d, errors)
+    if not errors:  # cross-field rules only make sense once the fields themselves are well-formed
+        _check_consistency(d, errors)
+    if not isinstance(d["flags"], list) or not all(isinstance(f, str) for f in d["flags"]):
+        errors.append("flags: not a list of strings")
+    methods = d["methods"]
+    if not isinstance(methods, Mapping) or any(methods.get(k) not in v for k, v in METHODS.items()):
+        errors.append(f"methods: expected regions in {METHODS['regions']} and infarct in {METHODS['infarct']}, got {methods!r}")
+    if not isinstance(d["device"], str) or not _DEVICE.match(d["device"]):
+        errors.append(f"device: expected 'cpu' or 'cuda:N', got {d['device']!r}")
+    timings = d["timings_s"]
+    if not isinstance(timings, Mapping) or not all(isinstance(k, str) and _is_num(v) and v >= 0 for k, v in timings.items()):
+        errors.append("timings_s: expected {stage: seconds >= 0}")
+    errors += _output_problems(d["outputs"])
+    if d["not_for_diagnostic_use"] is not True:
+        errors.append("not_for_diagnostic_use: must be true until the models are validated")
+    app = d["app"]
+    if not isinstance(app, Mapping) or not all(isinstance(app.get(k), str) and app.get(k) for k in ("name", "version")):
+        errors.append("app: needs non-empty strings 'name' and 'version'")
+    return errors
+
+
+def _relpath_ok(p: Any) -> bool:
+    return isinstance(p, str) and bool(p) and not p.startswith("/") and ".." not in Path(p).parts
+
+
+def _output_problems(outputs: Any) -> List[str]:
+    if not isinstance(outputs, Mapping):
+        return ["outputs: not an object"]
+    errors = [f"outputs: unknown key {k!r}" for k in outputs if k not in OUTPUT_KEYS]
+    for k in ("seg", "sr"):
+        if k in outputs and not _relpath_ok(outputs[k]):
+            errors.append(f"outputs.{k}: not a relative path inside the output folder ({outputs[k]!r})")
+    for k in ("key_images", "png"):
+        if k in outputs and (not isinstance(outputs[k], list) or not all(_relpath_ok(p) for p in outputs[k])):
+            errors.append(f"outputs.{k}: not a list of relative paths")
+    if "nifti" in outputs and (
+        not isinstance(outputs["nifti"], Mapping) or not all(_relpath_ok(p) for p in outputs["nifti"].values())
+    ):
+        errors.append("outputs.nifti: not an object of relative paths")
+    return errors
+
+
+def validate(d: Any) -> None:
+    """Raise :class:`ResultSchemaError` listing every problem of ``d``."""
+    errors = problems(d)
+    if errors:
+        raise ResultSchemaError("invalid aspects.json: " + "; ".join(errors))
+
+
+def relative_outputs(
+    out_dir: Path,
+    seg: Optional[Path] = None,
+    sr: Optional[Path] = None,
+    key_images: Sequence[Path] = (),
+    png: Sequence[Path] = (),
+    nifti: Optional[Mapping[str, Path]] = None,
+) -> Dict[str, Any]:
+    """The ``outputs`` object: paths relative to ``out_dir`` (POSIX separators); absent ones left out."""
+    rel = lambda p: Path(p).resolve().relative_to(Path(out_dir).resolve()).as_posix()  # noqa: E731
+    out: Dict[str, Any] = {}
+    if seg:
+        out["seg"] = rel(seg)
+    if sr:
+        out["sr"] = rel(sr)
+    if key_images:
+        out["key_images"] = [rel(p) for p in key_images]
+    if png:
+        out["png"] = [rel(p) for p in png]
+    if nifti:
+        out["nifti"] = {k: rel(p) for k, p in nifti.items()}
+    return out
+
+
+def write_result(result: Mapping, path: Path) -> Path:
+    """Validate and write ``result`` as pretty JSON (atomically: temp file + rename)."""
+    validate(result)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_result(path: Path) -> Dict[str, Any]:
+    """Load and validate an aspects.json."""
+    d = json.loads(Path(path).read_text())
+    validate(d)
+    return d
