@@ -26,14 +26,18 @@ class Scan:
     skipped: List[Tuple[str, str]] = field(default_factory=list)  # (file, reason)
 
 
-def _truncated(path: str, ds: Dataset) -> bool:
-    """An uncompressed image whose file is too short to hold its pixel data."""
+def _truncated(path: str, ds: Dataset, pixel_offset: int) -> bool:
+    """An uncompressed image whose file ends before its pixel data does.
+
+    ``pixel_offset`` is where header reading stopped, i.e. the Pixel Data element's tag; its
+    header takes at least 8 more bytes.
+    """
     syntax = str(getattr(ds.file_meta, "TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     if syntax not in _NATIVE_SYNTAXES or "Rows" not in ds:
         return False
     need = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * int(ds.get("BitsAllocated", 16)) // 8
     need *= int(ds.get("NumberOfFrames", 1) or 1)
-    return os.path.getsize(path) < need
+    return os.path.getsize(path) < pixel_offset + 8 + need
 
 
 def list_files(folder: Path) -> List[str]:
@@ -57,14 +61,16 @@ def scan_folder(folder: Path) -> Scan:
         if os.path.basename(path).upper() == "DICOMDIR":
             continue
         try:
-            ds = dcmread(path, stop_before_pixels=True)
+            with open(path, "rb") as fp:
+                ds = dcmread(fp, stop_before_pixels=True)
+                pixel_offset = fp.tell()
         except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             scan.skipped.append((path, f"not readable as DICOM ({type(exc).__name__})"))
             continue
         if "SOPClassUID" not in ds or "SeriesInstanceUID" not in ds:
             scan.skipped.append((path, "not a DICOM image instance (no SOP class / series UID)"))
             continue
-        if _truncated(path, ds):
+        if _truncated(path, ds, pixel_offset):
             scan.skipped.append((path, "truncated pixel data"))
             continue
         scan.datasets.append(ds)
