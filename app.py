@@ -35,6 +35,7 @@ from aspects.selection import group_series, select_series  # noqa: E402
 from operators.aspects_scorer import AspectsScorerOperator  # noqa: E402
 from operators.dicom_loader import SafeDICOMDataLoaderOperator  # noqa: E402
 from operators.hu_volume import HUVolumeOperator  # noqa: E402
+from operators.nifti_writer import MaskNiftiWriterOperator  # noqa: E402
 from operators.infarct_segmenter import InfarctSegmenterOperator  # noqa: E402
 from operators.preprocess import PreprocessOperator  # noqa: E402
 from operators.region_segmenter import RegionSegmenterOperator  # noqa: E402
@@ -73,6 +74,7 @@ class AspectsApp(Application):
         seg = SegWriterOperator(self, output_folder=output_dir, name="seg_writer")
         sr = SRWriterOperator(self, output_folder=output_dir, name="sr_writer")
         keys = KeyImageWriterOperator(self, output_folder=output_dir, name="key_image_writer")
+        nifti = MaskNiftiWriterOperator(self, output_folder=output_dir, name="nifti_writer")
         result_json = JSONWriterOperator(self, output_folder=output_dir, name="json_writer")
 
         # DICOM series selector -> preprocessing -> infarct / region segmenters -> scorer -> writers
@@ -87,10 +89,15 @@ class AspectsApp(Application):
         self.add_flow(regions, scorer, {("regions", "regions")})
         self.add_flow(infarct, scorer, {("infarct", "infarct")})
         self.add_flow(selector, scorer, {("source_datasets", "source_datasets")})
-        self.add_flow(scorer, seg, {("result", "result")})
-        self.add_flow(seg, sr, {("result", "result")})
-        self.add_flow(sr, keys, {("result", "result")})
-        self.add_flow(keys, result_json, {("result", "result")})
+        masks = {("result", "result"), ("source", "source"), ("infarct", "infarct"), ("regions", "regions")}
+        self.add_flow(scorer, seg, masks)
+        self.add_flow(scorer, sr, {("result", "result"), ("source", "source"), ("regions", "regions")})
+        self.add_flow(scorer, keys, masks)
+        self.add_flow(scorer, nifti, {("masks", "masks")})
+        self.add_flow(scorer, result_json, {("result", "result")})
+        self.add_flow(seg, result_json, {("seg_path", "seg_path")})
+        self.add_flow(sr, result_json, {("sr_path", "sr_path")})
+        self.add_flow(keys, result_json, {("key_images", "key_images")})
 
 
 def _log_to_file(output_dir: Path) -> None:

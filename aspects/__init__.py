@@ -4,4 +4,4 @@ Operators in ``operators/`` call these functions; tests exercise them without a 
 """
 
 __version__ = "0.1.0"
-APP_NAME = "ASPECTS-NCCT"
+APP_NAME = "aspects-ncct"

@@ -10,6 +10,7 @@ import numpy as np
 import SimpleITK as sitk
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
+from aspects import APP_NAME, __version__
 from aspects.flags import image_flags
 from aspects.preprocess import to_source
 from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION, DEFAULT_INVOLVEMENT_ML, score
@@ -17,8 +18,10 @@ from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION, DEFAULT_INVOLVEMENT_ML
 
 class AspectsScorerOperator(Operator):
     """Named inputs: "preprocessed", "regions", "infarct" (from the segmenters) and
-    "source_datasets". Named output: "result" (dict: "aspects" = the aspects.json content
-    without outputs, "infarct" and "regions" = (z, y, x) masks on the source grid, "source_datasets").
+    "source_datasets". Named outputs: "result" (the aspects.json content, outputs still to be
+    filled by the writers), "infarct" (bool) and "regions" (uint8) = (z, y, x) masks on the
+    source grid, "source" (the sorted source datasets) and "masks" (both masks as SimpleITK
+    images in the source geometry, for the NIfTI writer).
     """
 
     def __init__(
@@ -39,7 +42,8 @@ class AspectsScorerOperator(Operator):
         spec.input("regions")
         spec.input("infarct")
         spec.input("source_datasets")
-        spec.output("result")
+        for name in ("result", "infarct", "regions", "source", "masks"):
+            spec.output(name)
 
     def compute(self, op_input, op_output, context):
         pre = op_input.receive("preprocessed")
@@ -47,8 +51,10 @@ class AspectsScorerOperator(Operator):
         infarct = op_input.receive("infarct")
         datasets = op_input.receive("source_datasets")
         t0 = time.perf_counter()
-        regions_src = sitk.GetArrayFromImage(to_source(pre, regions["labels_aligned"], label=True)).astype(np.uint8)
-        infarct_src = sitk.GetArrayFromImage(to_source(pre, infarct["mask_aligned"], label=True)) > 0
+        regions_img = sitk.Cast(to_source(pre, regions["labels_aligned"], label=True), sitk.sitkUInt8)
+        infarct_img = sitk.Cast(to_source(pre, infarct["mask_aligned"], label=True) > 0, sitk.sitkUInt8)
+        regions_src = sitk.GetArrayFromImage(regions_img)
+        infarct_src = sitk.GetArrayFromImage(infarct_img) > 0
         result = score(regions_src, infarct_src, pre.source.GetSpacing(), self._fraction, self._ml)
         aligned = sitk.GetArrayFromImage(pre.aligned)
         brain = sitk.GetArrayFromImage(pre.brain_mask)
@@ -82,8 +88,12 @@ class AspectsScorerOperator(Operator):
             "methods": {"regions": regions["method"], "infarct": infarct["method"]},
             "device": infarct.get("device", "cpu"),
             "timings_s": {k: round(float(v), 3) for k, v in timings.items()},
+            "not_for_diagnostic_use": True,
+            "app": {"name": APP_NAME, "version": __version__},
+            "outputs": {"nifti": {"infarct": "nifti/infarct.nii.gz", "regions": "nifti/regions.nii.gz"}},
         }
-        op_output.emit(
-            {"aspects": aspects_json, "infarct": infarct_src, "regions": regions_src, "source_datasets": datasets},
-            "result",
-        )
+        op_output.emit(aspects_json, "result")
+        op_output.emit(infarct_src, "infarct")
+        op_output.emit(regions_src, "regions")
+        op_output.emit(datasets, "source")
+        op_output.emit({"infarct": infarct_img, "regions": regions_img}, "masks")
