@@ -1,0 +1,640 @@
+"""Synthetic head NCCT studies ("phantoms") with known infarct and ASPECTS truth.
+
+Method (docs/data.md has the pictures and the rationale):
+1. Anatomy: the atlas template (brain-only NCCT, 1 mm) and its ASPECTS label map. A CSF rim,
+   a skull (inner/outer tables > 1000 HU, diploe) and scalp are added around the intracranial
+   volume from its distance map, so every head has air, scalp and bone like a scan.
+2. A lesion is painted in template space on the label map: acute infarct (hypoattenuation with
+   soft margins and loss of grey-white contrast), old infarct (CSF-like, sharp) or haemorrhage.
+3. The head is placed in a scanner frame with a random rigid pose, scale and a smooth B-spline
+   deformation, and sampled ONCE on a ~1 mm grid aligned with the output slices (sub-planes
+   across each slice for the partial-volume average), then upsampled in-plane to 512 x 512.
+4. CT noise, scanner-like storage (int16 or 12-bit unsigned, rescale intercept -1024) and DICOM
+   writing live in :mod:`aspects.phantom_dicom`.
+
+Every random choice comes from its own child generator of ``np.random.SeedSequence(seed)``, so
+fixing one option (e.g. ``kind="normal"``) leaves the pose, noise and everything else of that
+seed unchanged: the same seed with and without infarct differs only by the lesion.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+
+from aspects.errors import EXIT_USAGE, InputError
+from aspects.labels import REGION_CODES, SIDES, label_value
+from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION, region_findings
+
+# A region counts as involved in the truth when at least this fraction of its voxels (source grid)
+# is infarct: the app scorer's default, so a perfect segmentation scores exactly the truth.
+# Rationale in docs/data.md: small enough that a clearly visible partial lesion of a small region
+# (IC, C, I) counts, as a reader would score it; large enough that the soft margin of a lesion in
+# a neighbouring region, or a registration error of 1-2 voxels, does not.
+INVOLVEMENT_FRACTION: float = DEFAULT_INVOLVEMENT_FRACTION
+
+KINDS: Tuple[str, ...] = ("acute", "normal", "old_infarct", "haemorrhage")
+KIND_WEIGHTS: Tuple[float, ...] = (0.7, 0.1, 0.1, 0.1)
+THICKNESSES: Tuple[float, ...] = (0.625, 1.0, 2.5, 5.0)
+
+# Vascular patterns of acute MCA infarcts (region codes, one hemisphere) and their draw weights.
+PATTERNS: Dict[str, Tuple[str, ...]] = {
+    "M1": ("M1",),
+    "M2": ("M2",),
+    "M3": ("M3",),
+    "M4": ("M4",),
+    "M5": ("M5",),
+    "M6": ("M6",),
+    "deep": ("L", "IC"),  # lenticulostriate
+    "striatocapsular": ("C", "L", "IC"),
+    "insula": ("I",),
+    "cortical_bg": ("I", "M1", "M2", "M3"),  # M1-M3 + insula
+    "superior_division": ("I", "M1", "M4", "M5"),
+    "inferior_division": ("M2", "M3", "M6"),
+    "deep_insular": ("L", "IC", "I"),
+    "whole_mca": REGION_CODES,
+}
+PATTERN_WEIGHTS: Dict[str, float] = {
+    "M1": 1, "M2": 1.5, "M3": 1, "M4": 1, "M5": 1, "M6": 1, "deep": 2, "striatocapsular": 1,
+    "insula": 1, "cortical_bg": 2, "superior_division": 1.5, "inferior_division": 1.5,
+    "deep_insular": 1.5, "whole_mca": 1.5,
+}
+OLD_PATTERNS: Tuple[str, ...] = ("M1", "M2", "M3", "M4", "M5", "M6", "deep", "insula")
+
+# CT numbers of the synthetic tissues (HU).
+AIR_HU = -1000.0
+CSF_HU = 6.0
+SCALP_HU = 45.0
+FAT_HU = -90.0
+BONE_TABLE_HU = 1700.0  # inner/outer tables (cortical bone)
+BONE_DIPLOE_HU = 750.0
+
+INPLANE_SIZE = 512
+PIXEL_RANGE_MM = (0.40, 0.50)
+
+
+@dataclass(frozen=True)
+class PhantomOptions:
+    """Every random choice of one case; ``None`` = draw it from the seed."""
+
+    kind: Optional[str] = None
+    thickness: Optional[float] = None
+    hu_drop: Optional[float] = None
+    pattern: Optional[str] = None
+    side: Optional[str] = None
+    tilt_deg: Optional[float] = None  # gantry tilt; 0 unless given (see docs/data.md)
+    noise_hu: Optional[float] = None
+    deform: bool = True
+    pose: bool = True  # random rotation/scale/offset; False = template pose, scale 1
+    pixel_mm: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class CaseParams:
+    """The resolved parameters of one case (all random choices made)."""
+
+    seed: int
+    kind: str
+    thickness: float
+    hu_drop: float
+    pattern: Optional[str]
+    side: Optional[str]
+    tilt_deg: float
+    noise_hu: float
+    yaw_deg: float
+    pitch_deg: float
+    roll_deg: float
+    scale: float
+    deform_mm: float
+    pixel_mm: Optional[float]  # None: drawn between the smallest FOV that fits the head and 0.5 mm
+    pixel_u: float
+    lesion_hu: float  # old infarct / haemorrhage CT number (0 for acute / normal)
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    """Template-space head model, cropped to the head (all arrays ``(z, y, x)``, 1 mm)."""
+
+    brain_hu: np.ndarray  # float32: brain HU, CSF in the intracranial rim, AIR outside
+    labels: np.ndarray  # uint8 ASPECTS labels (aspects.labels table)
+    tissue: np.ndarray  # bool: brain parenchyma (not CSF) where lesions may appear
+    shell_dist: np.ndarray  # float32 distance (mm) outside the intracranial volume, 0 inside
+    index_to_phys: np.ndarray  # 4x4: crop index (x, y, z, 1) -> template physical (LPS)
+    centre: np.ndarray  # physical centre of the intracranial volume (mm)
+
+
+@dataclass
+class Phantom:
+    """One generated case on its source grid (axis 0 = ascending along the slice normal)."""
+
+    params: CaseParams
+    hu: np.ndarray  # float32 (z, y, x) HU incl. noise (before integer storage)
+    infarct: np.ndarray  # uint8 acute infarct mask
+    regions: np.ndarray  # uint8 ASPECTS labels
+    extra_masks: Dict[str, np.ndarray]  # "old_infarct" / "haemorrhage" masks
+    origin: np.ndarray  # physical centre of pixel (0, 0) of slice 0
+    row: np.ndarray  # unit vector along a row (increasing column index)
+    col: np.ndarray  # unit vector down a column (increasing row index)
+    step: np.ndarray  # physical step from one slice's origin to the next (table motion)
+    pixel_mm: float
+    truth: dict = field(default_factory=dict)
+
+    @property
+    def normal(self) -> np.ndarray:
+        n = np.cross(self.row, self.col)
+        return n / np.linalg.norm(n)
+
+    @property
+    def slice_spacing(self) -> float:
+        return float(abs(np.dot(self.step, self.normal)))
+
+    def sitk_image(self, arr: np.ndarray) -> sitk.Image:
+        """``arr`` on this case's source grid as a SimpleITK image (origin/spacing/direction of
+        the series; with gantry tilt the unsheared ITK convention, index-aligned with the DICOM)."""
+        img = sitk.GetImageFromArray(arr)
+        img.SetOrigin(tuple(float(v) for v in self.origin))
+        img.SetSpacing((self.pixel_mm, self.pixel_mm, self.slice_spacing))
+        img.SetDirection(tuple(float(v) for v in np.column_stack([self.row, self.col, self.normal]).ravel()))
+        return img
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def _child_rngs(seed: int) -> Dict[str, np.random.Generator]:
+    names = ("choice", "pose", "deform", "skull", "lesion", "noise", "dicom")
+    seqs = np.random.SeedSequence(int(seed)).spawn(len(names))
+    return {n: np.random.default_rng(s) for n, s in zip(names, seqs)}
+
+
+def resolve_params(seed: int, opts: PhantomOptions = PhantomOptions()) -> CaseParams:
+    """Draw every random choice of a case (in a fixed order, so fixing one keeps the others)."""
+    check_options(opts)
+    r = _child_rngs(seed)["choice"]
+    kind = str(r.choice(KINDS, p=np.array(KIND_WEIGHTS) / sum(KIND_WEIGHTS)))
+    thickness = float(r.choice(THICKNESSES))
+    hu_drop = float(r.uniform(2.0, 12.0))
+    names = list(PATTERNS)
+    w = np.array([PATTERN_WEIGHTS[n] for n in names], float)
+    pattern = str(r.choice(names, p=w / w.sum()))
+    old_pattern = str(r.choice(OLD_PATTERNS))
+    side = str(r.choice(SIDES))
+    noise = float(r.uniform(3.0, 6.0))
+    yaw, roll = (float(v) for v in r.uniform(-15.0, 15.0, 2))
+    pitch = float(r.uniform(-10.0, 10.0))
+    scale = float(r.uniform(0.9, 1.1))
+    deform_mm = float(r.uniform(2.0, 4.0))
+    old_hu = float(r.uniform(5.0, 15.0))
+    bleed_hu = float(r.uniform(55.0, 75.0))
+    pixel_u = float(r.uniform(0.0, 1.0))
+
+    kind = opts.kind or kind
+    if kind == "old_infarct":
+        pattern = opts.pattern or old_pattern
+    elif kind == "acute":
+        pattern = opts.pattern or pattern
+    else:
+        pattern = None
+    lesion_hu = {"old_infarct": old_hu, "haemorrhage": bleed_hu}.get(kind, 0.0)
+    if not opts.pose:
+        yaw = roll = pitch = 0.0
+        scale = 1.0
+    return CaseParams(
+        seed=int(seed),
+        kind=kind,
+        thickness=float(opts.thickness if opts.thickness is not None else thickness),
+        hu_drop=float(opts.hu_drop if opts.hu_drop is not None else hu_drop) if kind == "acute" else 0.0,
+        pattern=pattern,
+        side=(opts.side or side) if kind != "normal" else None,
+        tilt_deg=float(opts.tilt_deg or 0.0),
+        noise_hu=float(opts.noise_hu if opts.noise_hu is not None else noise),
+        yaw_deg=yaw,
+        pitch_deg=pitch,
+        roll_deg=roll,
+        scale=scale,
+        deform_mm=deform_mm if opts.deform else 0.0,
+        pixel_mm=float(opts.pixel_mm) if opts.pixel_mm is not None else None,
+        pixel_u=pixel_u,
+        lesion_hu=lesion_hu,
+    )
+
+
+def check_options(opts: PhantomOptions) -> None:
+    """Reject impossible options with a one-line :class:`InputError`."""
+
+    def bad(msg: str) -> None:
+        raise InputError(EXIT_USAGE, msg)
+
+    if opts.kind is not None and opts.kind not in KINDS:
+        bad(f"--kind must be one of {', '.join(KINDS)}, not {opts.kind!r}")
+    if opts.pattern is not None and opts.pattern not in PATTERNS:
+        bad(f"--pattern must be one of {', '.join(PATTERNS)}, not {opts.pattern!r}")
+    if opts.side is not None and opts.side not in SIDES:
+        bad(f"--side must be left or right, not {opts.side!r}")
+    if opts.thickness is not None and not 0.5 <= opts.thickness <= 10.0:
+        bad(f"--thickness must be 0.5..10 mm, not {opts.thickness}")
+    if opts.hu_drop is not None and not 0.5 <= opts.hu_drop <= 30.0:
+        bad(f"--hu-drop must be 0.5..30 HU, not {opts.hu_drop}")
+    if opts.tilt_deg is not None and not -30.0 <= opts.tilt_deg <= 30.0:
+        bad(f"--tilt must be -30..30 degrees, not {opts.tilt_deg}")
+    if opts.noise_hu is not None and not 0.0 <= opts.noise_hu <= 50.0:
+        bad(f"--noise must be 0..50 HU, not {opts.noise_hu}")
+    if opts.pixel_mm is not None and not 0.2 <= opts.pixel_mm <= 1.0:
+        bad(f"--pixel must be 0.2..1.0 mm, not {opts.pixel_mm}")
+
+
+# ----------------------------------------------------------------------------- anatomy
+
+
+def _ball(radius: int) -> np.ndarray:
+    g = np.arange(-radius, radius + 1)
+    return (g[:, None, None] ** 2 + g[None, :, None] ** 2 + g[None, None, :] ** 2) <= radius * radius
+
+
+def _index_to_phys(img: sitk.Image) -> np.ndarray:
+    d = np.array(img.GetDirection(), float).reshape(3, 3)
+    m = np.eye(4)
+    m[:3, :3] = d @ np.diag(img.GetSpacing())
+    m[:3, 3] = img.GetOrigin()
+    return m
+
+
+def build_anatomy(template: sitk.Image, labels: sitk.Image, csf_rim_mm: float = 2.0, margin_mm: float = 24.0) -> Anatomy:
+    """Head model from a brain-only NCCT template (HU) and its ASPECTS label map (same grid).
+
+    The template's grey-white contrast (a population average, ~5 HU) is stretched by 1.4 about
+    white matter (33 -> 28 HU) to the 8-10 HU of a single scan; CSF then lands at 0-10 HU.
+    """
+    t = sitk.GetArrayFromImage(sitk.Cast(template, sitk.sitkFloat32))
+    lab = sitk.GetArrayFromImage(labels).astype(np.uint8)
+    if t.shape != lab.shape:
+        raise InputError(EXIT_USAGE, f"atlas template {t.shape} and label map {lab.shape} differ in size")
+    spacing = np.array(template.GetSpacing(), float)[::-1]  # (z, y, x)
+    brain = t > 0.5
+    zz, yy, xx = np.nonzero(brain)
+    pad = int(math.ceil(margin_mm / spacing.min()))
+    lo = np.maximum([zz.min() - pad, yy.min() - pad, xx.min() - pad], 0)
+    hi = np.minimum([zz.max() + pad + 1, yy.max() + pad + 1, xx.max() + pad + 1], t.shape)
+    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
+    t, lab, brain = t[sl], lab[sl], brain[sl]
+    # Intracranial volume: the brain closed over sulci, filled, plus a CSF rim.
+    closed = ndi.binary_fill_holes(ndi.binary_closing(brain, structure=_ball(4), iterations=1) | brain)
+    outside = ndi.distance_transform_edt(~closed, sampling=spacing).astype(np.float32)
+    intracranial = outside <= csf_rim_mm
+    shell = ndi.distance_transform_edt(~intracranial, sampling=spacing).astype(np.float32)
+    hu = np.full(t.shape, AIR_HU, np.float32)
+    hu[intracranial] = CSF_HU
+    hu[brain] = np.clip(28.0 + 1.4 * (t[brain] - 33.0), 0.0, 90.0)
+    tissue = brain & (t > 22.0)
+    m = _index_to_phys(template)
+    crop = np.eye(4)
+    crop[:3, 3] = lo[::-1]  # (x, y, z) index offset of the crop
+    m = m @ crop
+    ci = np.array(np.nonzero(intracranial)).mean(axis=1)[::-1]  # (x, y, z) crop index
+    centre = (m @ np.append(ci, 1.0))[:3]
+    return Anatomy(hu, lab, tissue, shell, m, centre)
+
+
+@functools.lru_cache(maxsize=2)
+def default_anatomy() -> Anatomy:
+    """Anatomy from the project atlas (``aspects.atlas.load_atlas``), built once per process."""
+    from aspects.atlas import load_atlas
+
+    atlas = load_atlas()  # InputError with a one-line message when the atlas is missing
+    return build_anatomy(atlas.template, atlas.labels)
+
+
+# ----------------------------------------------------------------------------- random fields
+
+
+def _bspline_matrix(n_out: int, n_ctrl: int) -> np.ndarray:
+    """(n_out, n_ctrl) cubic B-spline weights of control points spread over the output axis."""
+    x = np.linspace(0.0, n_ctrl - 1.0, n_out)
+    i = np.floor(x).astype(int)
+    t = x - i
+    w = np.stack([(1 - t) ** 3, 3 * t**3 - 6 * t**2 + 4, -3 * t**3 + 3 * t**2 + 3 * t + 1, t**3], 1) / 6.0
+    mat = np.zeros((n_out, n_ctrl))
+    for k in range(4):
+        np.add.at(mat, (np.arange(n_out), np.clip(i + k - 1, 0, n_ctrl - 1)), w[:, k])
+    return mat
+
+
+def smooth_field(rng: np.random.Generator, shape: Sequence[int], knot_vox: float) -> np.ndarray:
+    """A smooth random field (unit-ish amplitude) of ``shape``: cubic B-spline of random knots."""
+    ctrl = [max(4, int(math.ceil(n / knot_vox)) + 3) for n in shape]
+    c = rng.standard_normal(ctrl)
+    mats = [_bspline_matrix(n, k) for n, k in zip(shape, ctrl)]
+    out = np.tensordot(mats[0], c, axes=(1, 0))
+    out = np.tensordot(out, mats[1], axes=(1, 1))  # (n0, k2, n1)
+    out = np.tensordot(out, mats[2], axes=(1, 1))  # (n0, n1, n2)
+    return (out / max(float(out.std()), 1e-9)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- head + lesion
+
+
+def head_hu(anat: Anatomy, rng: np.random.Generator) -> np.ndarray:
+    """Brain plus a skull and scalp of randomly varying thickness (template crop space)."""
+    hu = anat.brain_hu.copy()
+    d = anat.shell_dist
+    near = d > 0
+    near &= d < 20.0
+    idx = np.nonzero(near)
+    f = smooth_field(rng, d.shape, 24.0)[idx]
+    g = smooth_field(rng, d.shape, 24.0)[idx]
+    bone_t = rng.uniform(5.0, 7.0) + 1.2 * np.clip(f, -1.5, 1.5)
+    scalp_t = rng.uniform(4.0, 6.5) + 1.0 * np.clip(g, -1.5, 1.5)
+    dv = d[idx]
+    u = dv / bone_t  # 0..1 across the bone
+    bone = u <= 1.0
+    # Dense tables at both surfaces, cancellous diploe in between.
+    prof = np.abs(2.0 * u - 1.0) ** 2
+    density = rng.uniform(0.9, 1.1)
+    vals = np.where(bone, density * (BONE_DIPLOE_HU + (BONE_TABLE_HU - BONE_DIPLOE_HU) * prof), AIR_HU)
+    s = (dv - bone_t) / scalp_t  # 0..1 across the scalp
+    scalp = (~bone) & (s <= 1.0)
+    vals = np.where(scalp, np.where((s > 0.35) & (s < 0.7), FAT_HU, SCALP_HU), vals)
+    hu[idx] = vals.astype(np.float32)
+    return hu
+
+
+def _region_parts(anat: Anatomy, codes: Sequence[str], side: str, rng: np.random.Generator,
+                  cover: Tuple[float, float]) -> Tuple[np.ndarray, Tuple[slice, ...]]:
+    """Union of a random contiguous part of each region (fraction drawn in ``cover``), in a bbox."""
+    values = [label_value(side, c) for c in codes]
+    sel = np.isin(anat.labels, values)
+    zz, yy, xx = np.nonzero(sel)
+    pad = 8
+    bb = tuple(slice(max(0, a.min() - pad), b.max() + pad + 1) for a, b in zip((zz, yy, xx), (zz, yy, xx)))
+    lab = anat.labels[bb]
+    field_ = smooth_field(rng, lab.shape, 12.0)
+    mask = np.zeros(lab.shape, bool)
+    for v in values:
+        reg = lab == v
+        if not reg.any():
+            continue
+        frac = rng.uniform(*cover)
+        thr = np.quantile(field_[reg], 1.0 - frac)
+        mask |= reg & (field_ >= thr)
+    return mask, bb
+
+
+def paint_lesion(hu: np.ndarray, anat: Anatomy, p: CaseParams, rng: np.random.Generator) -> Tuple[np.ndarray, Tuple[slice, ...]]:
+    """Add the case's lesion to ``hu`` (in place); returns its soft weight (0..1) and bbox."""
+    if p.kind == "normal":
+        return np.zeros((1, 1, 1), np.float32), (slice(0, 1),) * 3
+    assert p.side is not None
+    if p.kind == "haemorrhage":
+        deep = rng.uniform() < 0.6
+        codes = ("C", "L", "IC") if deep else ("M1", "M2", "M3", "M4", "M5", "M6")
+        sel = np.isin(anat.labels, [label_value(p.side, c) for c in codes]) & anat.tissue
+        pts = np.argwhere(sel)
+        c = pts[rng.integers(len(pts))]
+        radii = rng.uniform(5.0, 14.0, 3)
+        pad = int(radii.max() * 1.6) + 4
+        bb = tuple(slice(max(0, ci - pad), ci + pad + 1) for ci in c)
+        g = np.indices(hu[bb].shape).astype(np.float32)
+        start = np.array([s.start for s in bb])
+        r2 = sum(((g[i] + start[i] - c[i]) / radii[i]) ** 2 for i in range(3))
+        rough = 0.25 * smooth_field(rng, r2.shape, 6.0)
+        core = (np.sqrt(r2) + rough) <= 1.0
+        core &= anat.brain_hu[bb] > 15.0
+        w = ndi.gaussian_filter(core.astype(np.float32), 0.8)
+        ring = ndi.gaussian_filter(core.astype(np.float32), 3.0) - w  # perihaematomal oedema
+        sub = hu[bb]
+        sub -= 4.0 * np.clip(ring, 0, 1) * (anat.tissue[bb])
+        sub[...] = sub * (1 - w) + w * (p.lesion_hu + 2.0 * rng.standard_normal(sub.shape).astype(np.float32))
+        return w, bb
+    assert p.pattern is not None
+    codes = PATTERNS[p.pattern]
+    if p.kind == "old_infarct":
+        mask, bb = _region_parts(anat, codes, p.side, rng, (0.25, 0.6))
+        mask = ndi.binary_opening(mask, iterations=1)
+        w = ndi.gaussian_filter(mask.astype(np.float32), 0.5) * anat.tissue[bb]
+        sub = hu[bb]
+        sub[...] = sub * (1 - w) + w * p.lesion_hu
+        return w, bb
+    # Acute infarct: partial involvement of each region of the pattern, soft margins.
+    mask, bb = _region_parts(anat, codes, p.side, rng, (0.4, 1.0))
+    margin = rng.uniform(1.5, 3.0)
+    w = ndi.gaussian_filter(mask.astype(np.float32), margin) * anat.tissue[bb]
+    core = w >= 0.5
+    if not core.any():
+        return np.zeros((1, 1, 1), np.float32), (slice(0, 1),) * 3
+    sub = hu[bb]
+    m = float(sub[core].mean())
+    # Scale the peak drop so that the mean drop over the truth mask (w >= 0.5) is hu_drop.
+    peak = p.hu_drop / float(w[core].mean())
+    k = 0.5 * min(1.0, p.hu_drop / 8.0)  # grey-white contrast loss grows with the drop
+    sub -= w * (peak + k * (sub - m))
+    return w, bb
+
+
+# ----------------------------------------------------------------------------- scanner geometry
+
+
+def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    a, b, c = np.radians([yaw, pitch, roll])
+    rz = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, math.cos(b), -math.sin(b)], [0, math.sin(b), math.cos(b)]])
+    ry = np.array([[math.cos(c), 0, math.sin(c)], [0, 1, 0], [-math.sin(c), 0, math.cos(c)]])
+    return rz @ rx @ ry
+
+
+@dataclass(frozen=True)
+class ScanGeometry:
+    origin: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+    step: np.ndarray
+    pixel_mm: float
+    n_slices: int
+
+
+def plan_scan(anat: Anatomy, p: CaseParams, to_scanner: np.ndarray, rng: np.random.Generator, margin_mm: float) -> ScanGeometry:
+    """Slices covering the whole head (vertex to below the posterior fossa) in a 512^2 FOV."""
+    tilt = math.radians(p.tilt_deg)
+    row = np.array([1.0, 0.0, 0.0])
+    col = np.array([0.0, math.cos(tilt), math.sin(tilt)])
+    normal = np.cross(row, col)
+    step = np.array([0.0, 0.0, p.thickness / math.cos(tilt)])  # table motion along z
+    head = np.argwhere((anat.shell_dist < 18.0)[::3, ::3, ::3])[:, ::-1] * 3.0
+    pts = (to_scanner @ np.c_[head, np.ones(len(head))].T)[:3].T
+    k = pts @ normal / float(step @ normal)
+    u = pts @ row
+    v = (pts - k[:, None] * step) @ col
+    k0 = float(k.min()) - margin_mm / p.thickness
+    n_slices = int(math.ceil(float(k.max()) + margin_mm / p.thickness - k0)) + 1
+    extent = max(u.max() - u.min(), v.max() - v.min()) + 2 * margin_mm + 10.0
+    lo_px, hi_px = PIXEL_RANGE_MM
+    if p.pixel_mm is not None:
+        pixel = p.pixel_mm
+    else:
+        need = min(hi_px, max(lo_px, extent / INPLANE_SIZE))
+        pixel = need + p.pixel_u * (hi_px - need)
+    fov = pixel * INPLANE_SIZE
+    slack_u = max(0.0, fov - (u.max() - u.min()) - 2 * margin_mm)
+    slack_v = max(0.0, fov - (v.max() - v.min()) - 2 * margin_mm)
+    cu = (u.max() + u.min()) / 2 + rng.uniform(-0.3, 0.3) * slack_u
+    cv = (v.max() + v.min()) / 2 + rng.uniform(-0.3, 0.3) * slack_v
+    half = (INPLANE_SIZE - 1) / 2 * pixel
+    origin = k0 * step + (cu - half) * row + (cv - half) * col
+    return ScanGeometry(origin, row, col, step, float(pixel), n_slices)
+
+
+def _sub_planes(thickness: float) -> int:
+    """Odd number of ~1 mm sub-planes averaged into one slice (partial-volume along z)."""
+    n = max(1, int(math.ceil(thickness / 1.0 - 1e-6)))
+    return n if n % 2 == 1 else n + 1
+
+
+def make_phantom(seed: int, opts: PhantomOptions = PhantomOptions(), anat: Optional[Anatomy] = None,
+                 log: Optional[Callable[[str], None]] = None) -> Phantom:
+    """Generate one case entirely in memory (deterministic for ``seed`` and ``opts``)."""
+    anat = anat if anat is not None else default_anatomy()
+    p = resolve_params(seed, opts)
+    rngs = _child_rngs(seed)
+    hu_t = head_hu(anat, rngs["skull"])
+    w, wbb = paint_lesion(hu_t, anat, p, rngs["lesion"])
+
+    # Template physical -> scanner: rotate and scale about the head centre, centre at the origin.
+    a = p.scale * _rotation(p.yaw_deg, p.pitch_deg, p.roll_deg)
+    to_scanner_phys = np.eye(4)
+    to_scanner_phys[:3, :3] = a
+    to_scanner_phys[:3, 3] = -a @ anat.centre
+    table = np.array([0.0, rngs["pose"].uniform(-20, 20), rngs["pose"].uniform(-250, -60)]) if opts.pose else np.zeros(3)
+    to_scanner_phys[:3, 3] += table
+    to_scanner = to_scanner_phys @ anat.index_to_phys  # crop index -> scanner
+    geo = plan_scan(anat, p, to_scanner, rngs["pose"], margin_mm=4.0 + p.deform_mm)
+
+    # Intermediate grid: 2x2 output pixels per sample in-plane, n_sub sub-planes per slice.
+    half_n = INPLANE_SIZE // 2
+    n_sub = _sub_planes(p.thickness)
+    kk = (np.arange(geo.n_slices)[:, None] + (np.arange(n_sub)[None, :] + 0.5) / n_sub - 0.5).ravel()
+    o_int = geo.origin + 0.5 * geo.pixel_mm * (geo.row + geo.col)
+    from_scanner = np.linalg.inv(to_scanner)  # scanner -> crop index (x, y, z)
+    g0 = from_scanner[:3, :3] @ o_int + from_scanner[:3, 3]
+    gk = from_scanner[:3, :3] @ geo.step
+    gi = from_scanner[:3, :3] @ (2 * geo.pixel_mm * geo.row)
+    gj = from_scanner[:3, :3] @ (2 * geo.pixel_mm * geo.col)
+    ax = np.arange(half_n, dtype=np.float32)
+    shape = (len(kk), half_n, half_n)
+    disp = None
+    vox_mm = float(np.mean(np.linalg.norm(anat.index_to_phys[:3, :3], axis=0)))
+    if p.deform_mm > 0:
+        step_mm = float(np.linalg.norm(geo.step)) / n_sub
+        spacing = np.array([step_mm, 2 * geo.pixel_mm, 2 * geo.pixel_mm])
+        knots = 25.0 / spacing  # ~25 mm between control points
+        r = rngs["deform"]
+        disp = []
+        for _ in range(3):
+            ctrl = [max(4, int(math.ceil(n / kv)) + 3) for n, kv in zip(shape, knots)]
+            disp.append(r.standard_normal(ctrl) * (1.5 * p.deform_mm / vox_mm))
+
+    def coords(plane_idx: np.ndarray) -> np.ndarray:
+        """Crop-index coordinates (z, y, x) of the intermediate samples of some sub-planes."""
+        out = np.empty((3,) + (len(plane_idx), half_n, half_n), np.float32)
+        kp = kk[plane_idx].astype(np.float32)
+        for c in range(3):  # c: x, y, z of the crop index; stored as z, y, x
+            v = (np.float32(g0[c]) + kp[:, None, None] * np.float32(gk[c])
+                 + ax[None, :, None] * np.float32(gj[c]) + ax[None, None, :] * np.float32(gi[c]))
+            if disp is not None:
+                mats = [_bspline_matrix(n, k) for n, k in zip(shape, disp[c].shape)]
+                d = np.tensordot(mats[0][plane_idx], disp[c], axes=(1, 0))
+                d = np.tensordot(d, mats[1], axes=(1, 1))
+                d = np.tensordot(d, mats[2], axes=(1, 1))
+                v += d.astype(np.float32)
+            out[2 - c] = v
+        return out
+
+    all_planes = np.arange(len(kk))
+    cz = coords(all_planes)
+    hu_int = ndi.map_coordinates(hu_t, cz, order=1, mode="constant", cval=AIR_HU, output=np.float32, prefilter=False)
+    hu_sl = hu_int.reshape(geo.n_slices, n_sub, half_n, half_n).mean(axis=1)
+    centre = all_planes.reshape(geo.n_slices, n_sub)[:, n_sub // 2]
+    regions_half = ndi.map_coordinates(anat.labels, cz[:, centre], order=0, mode="constant", cval=0, output=np.uint8)
+    lesion_half = np.zeros((geo.n_slices, half_n, half_n), np.float32)
+    if w.size > 1:
+        # Only the slices the lesion's bounding box can reach (+ the deformation) are sampled.
+        corners = np.array([[s.start, s.stop] for s in wbb[::-1]], float)  # x, y, z
+        cc = np.array(np.meshgrid(*corners, indexing="ij")).reshape(3, -1)
+        pts = (to_scanner @ np.vstack([cc, np.ones(cc.shape[1])]))[:3]
+        n = np.cross(geo.row, geo.col)
+        ks = n @ (pts - geo.origin[:, None]) / float(n @ geo.step)
+        pad = 2.0 * p.deform_mm / p.thickness + 1.0
+        k_lo = max(0, int(math.floor(ks.min() - pad)))
+        k_hi = min(geo.n_slices, int(math.ceil(ks.max() + pad)) + 1)
+        if k_hi > k_lo:
+            planes = np.arange(k_lo * n_sub, k_hi * n_sub)
+            wi = ndi.map_coordinates(w, cz[:, planes] - np.array([s.start for s in wbb], np.float32)[:, None, None, None],
+                                     order=1, mode="constant", cval=0.0, output=np.float32, prefilter=False)
+            lesion_half[k_lo:k_hi] = wi.reshape(k_hi - k_lo, n_sub, half_n, half_n).mean(axis=1)
+    del cz, hu_int
+
+    up = lambda a_: np.repeat(np.repeat(a_, 2, axis=1), 2, axis=2)  # noqa: E731
+    hu = ndi.zoom(hu_sl, (1, 2, 2), order=1, mode="nearest", grid_mode=True).astype(np.float32)
+    hu += noise_field(rngs["noise"], hu.shape, p.noise_hu)
+    lesion_mask = up(lesion_half >= 0.5).astype(np.uint8)
+    regions = up(regions_half)
+    infarct = lesion_mask if p.kind == "acute" else np.zeros_like(lesion_mask)
+    extra = {p.kind: lesion_mask} if p.kind in ("old_infarct", "haemorrhage") else {}
+    ph = Phantom(p, hu, infarct, regions, extra, geo.origin, geo.row, geo.col, geo.step, geo.pixel_mm)
+    ph.truth = truth_record(ph)
+    return ph
+
+
+def noise_field(rng: np.random.Generator, shape: Tuple[int, ...], sigma_hu: float) -> np.ndarray:
+    """Slightly correlated (in-plane) Gaussian noise with standard deviation ``sigma_hu``."""
+    n = rng.standard_normal(shape, dtype=np.float32)
+    if sigma_hu <= 0:
+        return np.zeros(shape, np.float32)
+    n = ndi.gaussian_filter(n, (0, 0.7, 0.7))
+    return n * np.float32(sigma_hu / max(float(n.std()), 1e-6))
+
+
+# ----------------------------------------------------------------------------- truth
+
+
+def involved_regions(infarct: np.ndarray, regions: np.ndarray, fraction: float = INVOLVEMENT_FRACTION) -> Dict[str, List[str]]:
+    """Region codes per side whose voxels are at least ``fraction`` infarct (the scorer's rule)."""
+    found = region_findings(regions, infarct, 1.0, fraction_threshold=fraction, ml_threshold=None)
+    return {side: [code for code in REGION_CODES if found[side][code].involved] for side in SIDES}
+
+
+def truth_record(ph: Phantom) -> dict:
+    """truth.json content (schema in docs/data.md)."""
+    p = ph.params
+    inv = involved_regions(ph.infarct, ph.regions) if p.kind == "acute" else {"left": [], "right": []}
+    voxel_ml = ph.pixel_mm * ph.pixel_mm * ph.slice_spacing / 1000.0
+    return {
+        "kind": p.kind,
+        "affected_side": p.side if p.kind == "acute" else None,
+        "aspects": {"left": 10 - len(inv["left"]), "right": 10 - len(inv["right"])},
+        "involved": inv,
+        "infarct_volume_ml": round(float(ph.infarct.sum()) * voxel_ml, 3),
+        "hu_drop": round(p.hu_drop, 3),
+        "slice_thickness_mm": p.thickness,
+        "seed": p.seed,
+    }
+
+
+def params_dict(p: CaseParams) -> dict:
+    return asdict(p)
+
+
+__all__ = [
+    "INVOLVEMENT_FRACTION", "KINDS", "PATTERNS", "THICKNESSES", "PhantomOptions", "CaseParams",
+    "Anatomy", "Phantom", "build_anatomy", "default_anatomy", "make_phantom", "resolve_params",
+    "involved_regions", "truth_record", "noise_field", "smooth_field", "replace",
+]
+
+
+def case_id_for(seed: int) -> str:
+    """Folder name of the case generated from ``seed``."""
+    return f"phantom_{seed:06d}"
