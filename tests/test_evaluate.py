@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -148,3 +151,56 @@ def test_bad_cases_folder_is_one_line_error(tmp_path, capsys):
     assert ev.main(["--cases", str(tmp_path / "nope"), "--runs", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error[2]:")
+
+
+FAKE_APP = """
+import sys, time
+block = bytearray(200 * 1024 * 1024)  # touch 200 MB so the peak RSS is known to exceed it
+for i in range(0, len(block), 4096):
+    block[i] = 1
+print("working")
+print("error[5]: the series has missing slices", file=sys.stderr)
+sys.exit(5)
+"""
+
+
+def test_run_app_reports_exit_code_error_line_and_peak_memory(tmp_path):
+    app = tmp_path / "fake_app.py"
+    app.write_text(FAKE_APP)
+    out = tmp_path / "out"
+    (out / "nifti").mkdir(parents=True)
+    (out / "aspects.json").write_text("{}")  # stale result from an earlier run
+    rr = ev.run_app(tmp_path, out, tmp_path, tmp_path / "console.txt", app=app)
+    assert rr.exit_code == 5 and rr.last_line == "error[5]: the series has missing slices"
+    assert rr.peak_rss_mb > 200
+    assert not (out / "aspects.json").exists()
+
+
+def test_bench_table_from_measurements():
+    from tools import bench
+
+    assert bench.stats([3.0, 1.0, 2.0, None]) == {"n": 3, "median": 2.0, "min": 1.0, "max": 3.0}
+    assert bench.region_stage({"load": 1.0, "regions": 4.0}) == "regions"
+    result = {"thickness": {"5": {"n_ok": 1, "runs": [{"case": "c", "exit_code": 0}],
+                                  "stages": {"regions": bench.stats([4.0])}, "wall_s": bench.stats([9.5]),
+                                  "peak_rss_mb": bench.stats([1234.0])}},
+              "region_paths": {"case": "c", "model": None, "atlas": {"region_s": 4.0, "total_wall_s": 9.5, "peak_rss_mb": 1234.0}}}
+    text = "\n".join(bench.table(result))
+    assert "| regions | 4.0 | 4.0 | 4.0 |" in text and "| **peak RSS (MB)** | 1234 |" in text
+    assert "| model | no aspects_regions model" in text and "| atlas | 4.0 | 9.5 | 1234 |" in text
+
+
+@pytest.mark.skipif(os.environ.get("ASPECTS_E2E") != "1", reason="end to end through the app (minutes): set ASPECTS_E2E=1")
+def test_end_to_end_two_phantoms(tmp_path):
+    """Two real phantoms (acute 10 HU, normal) made by make_phantoms and run through the app."""
+    root = Path(ev.__file__).resolve().parents[1]
+    cases = tmp_path / "cases"
+    for seed, kind, extra in ((1000, "acute", ["--hu-drop", "10", "--pattern", "whole_mca"]), (1001, "normal", [])):
+        subprocess.run([sys.executable, str(root / "tools" / "make_phantoms.py"), "--out", str(cases), "--count", "1",
+                        "--seed", str(seed), "--kind", kind, "--thickness", "5", *extra], check=True, cwd=root)
+    assert ev.main(["--cases", str(cases), "--runs", str(tmp_path / "runs"), "--run", "--report", str(tmp_path / "r")]) == 0
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["n_ok"] == 2, rep["failed"]
+    assert rep["detection"]["tp"] == 1 and rep["infarct"]["acute"]["dice"]["median"] > 0.3
+    assert rep["aspects"]["acute"]["within_2"] == 1.0
+    assert all(c["passed"] for c in rep["controls"])

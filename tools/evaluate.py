@@ -56,14 +56,14 @@ class RunResult:
 
 
 def run_app(dicom_dir: Path, out_dir: Path, models: Path, console_log: Path, timeout_s: float = 900.0,
-            extra_args: Sequence[str] = ()) -> RunResult:
+            extra_args: Sequence[str] = (), app: Path = ROOT / "app.py") -> RunResult:
     """Run ``app.py`` as a child process; wall time and the child's peak RSS (``wait4``, the
     maximum over the child and its reaped descendants)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for rel in APP_OUTPUTS:  # a stale result must never be read as this run's
         (out_dir / rel).unlink(missing_ok=True)
     console_log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, str(ROOT / "app.py"), "-i", str(dicom_dir), "-o", str(out_dir), "-m", str(models), *extra_args]
+    cmd = [sys.executable, str(app), "-i", str(dicom_dir), "-o", str(out_dir), "-m", str(models), *extra_args]
     t0 = time.perf_counter()
     with open(console_log, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
@@ -103,13 +103,15 @@ def machine_info() -> Dict[str, object]:
     except OSError:
         pass
     gpu = None
-    try:
-        import torch
+    # Without an NVIDIA driver there is no CUDA device: skip the slow torch import.
+    if Path("/proc/driver/nvidia").exists():
+        try:
+            import torch
 
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
-    except Exception:  # torch missing or broken CUDA: report no GPU
-        gpu = None
+            if torch.cuda.is_available():
+                gpu = torch.cuda.get_device_name(0)
+        except Exception:  # torch missing or a broken CUDA set-up: report no GPU
+            gpu = None
     return {"cores": os.cpu_count(), "cpu": cpu, "ram_gb": ram_gb, "gpu": gpu, "load_avg_1m": round(os.getloadavg()[0], 2),
             "python": platform.python_version()}
 
