@@ -1,0 +1,262 @@
+"""The worker: one study at a time, app as a subprocess, then C-STORE of the results.
+
+State per study (SPOOL/<study>/state.json, written only by this thread, atomically):
+    received -> processing -> sending -> sent
+                    |            |
+                    +-> failed <-+      (reason, app exit code, the app's one-line error)
+On start-up and on every poll the spool is the truth: a study left in `processing` (crash, kill,
+power cut) is run again; one in `sending` has complete results and only the SOP instances not yet
+acknowledged by the PACS are sent (a re-run would mint new UIDs and duplicate results in the PACS).
+`failed` studies stay in the spool until an admin requests a retry (`--retry UID`) or new
+instances of the study arrive.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from .config import ListenerConfig
+from .sender import SendError, file_identity, send_files
+from .spool import FAILED, PROCESSING, RECEIVED, SENDING, SENT, Spool, now_iso
+
+log = logging.getLogger("listener.jobs")
+
+RUN, SEND, WAIT = "run", "send", "wait"
+
+
+def next_action(state: Optional[Dict[str, Any]], n_instances: int, quiet_for_s: float,
+                quiet_time_s: float, retry_requested: bool) -> str:
+    """What the worker should do with a study now (pure: the decision table, tested alone)."""
+    st = (state or {}).get("state", RECEIVED)
+    quiet = n_instances > 0 and quiet_for_s >= quiet_time_s
+    if st == SENDING:
+        return SEND
+    if st in (RECEIVED, PROCESSING):
+        return RUN if quiet else WAIT
+    new_instances = n_instances > int((state or {}).get("input_instances", 0))
+    if st == FAILED and retry_requested:
+        results_ready = bool(state.get("results")) and state.get("exit_code") == 0
+        return SEND if results_ready else (RUN if n_instances else WAIT)
+    if st in (SENT, FAILED) and new_instances and quiet:
+        return RUN
+    return WAIT
+
+
+def app_error_line(log_text: str) -> Optional[str]:
+    """The app's one-line error (`error[<code>]: ...`), else the last non-empty line."""
+    lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error[")]
+    if errors:
+        return errors[-1]
+    return lines[-1][-500:] if lines else None
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask Linux to SIGKILL the app if the listener dies (else an orphan keeps writing)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+class Worker(threading.Thread):
+    def __init__(self, cfg: ListenerConfig, spool: Spool):
+        super().__init__(name="worker", daemon=True)
+        self.cfg, self.spool = cfg, spool
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._proc: Optional[subprocess.Popen] = None
+        self._proc_lock = threading.Lock()
+
+    # --- control ------------------------------------------------------------------------
+    def notify(self, study_uid: str, new: bool) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        with self._proc_lock:
+            if self._proc is not None and self._proc.poll() is None:
+                log.warning("stopping: killing the running app (pid %d); the study will run again at start-up",
+                            self._proc.pid)
+                os.killpg(self._proc.pid, signal.SIGKILL)
+        self.join(timeout)
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                worked = self.tick()
+            except Exception:  # keep serving: one bad study must not stop the service
+                log.exception("worker error (the service keeps running)")
+                worked = False
+            if not worked:
+                self._wake.wait(self.cfg.poll_s)
+                self._wake.clear()
+
+    # --- one step -----------------------------------------------------------------------
+    def pending(self) -> List[Tuple[float, str, str]]:
+        """(last arrival, study, action) for every study with something to do, oldest first."""
+        out = []
+        now = time.time()
+        for uid in self.spool.studies():
+            state = self.spool.read_state(uid)
+            retry = self.spool.study_dir(uid).joinpath("retry").exists()
+            last = self.spool.last_arrival(uid)
+            action = next_action(state, len(self.spool.instances(uid)), now - last, self.cfg.quiet_time_s, retry)
+            if action != WAIT:
+                out.append((last, uid, action))
+        return sorted(out)
+
+    def tick(self) -> bool:
+        """Do the next job, if any; True when something was done."""
+        todo = self.pending()
+        if not todo:
+            return False
+        _, uid, action = todo[0]
+        if len(todo) > 1:
+            log.info("queue: %d more study/studies waiting", len(todo) - 1)
+        retried = self.spool.take_retry(uid)
+        if retried:
+            log.info("study %s: retry requested by an admin", uid)
+        if action == RUN:
+            if not self.process(uid):
+                return True
+        self.send(uid)
+        return True
+
+    def _state(self, uid: str) -> Dict[str, Any]:
+        return self.spool.read_state(uid) or {"study_uid": uid, "state": RECEIVED, "run": 0, "history": []}
+
+    def _set(self, uid: str, st: Dict[str, Any], new_state: str, note: str) -> None:
+        st["state"] = new_state
+        st.setdefault("history", []).append({"time": now_iso(), "state": new_state, "note": note})
+        self.spool.write_state(uid, st)
+
+    def process(self, uid: str) -> bool:
+        """Run the app on a snapshot of the study; True when its results are ready to send."""
+        st = self._state(uid)
+        if st["state"] == PROCESSING:
+            log.warning("study %s: run %d was interrupted (listener stopped or crashed); running again",
+                        uid, st.get("run", 0))
+        run = int(st.get("run", 0)) + 1
+        rdir = self.spool.run_dir(uid, run)
+        if rdir.exists():  # left by a crash before the state was written
+            shutil.rmtree(rdir)
+        in_dir, out_dir = rdir / "input", rdir / "output"
+        in_dir.mkdir(parents=True)
+        instances = self.spool.instances(uid)
+        for p in instances:  # a snapshot: instances arriving during the run do not change its input
+            _link_or_copy(p, in_dir / p.name)
+        st.update(run=run, input_instances=len(instances), results=[], sent={}, reason=None,
+                  exit_code=None, app_error=None, started=now_iso())
+        self._set(uid, st, PROCESSING, f"run {run} on {len(instances)} instances")
+        log.info("study %s: processing run %d on %d instance(s)", uid, run, len(instances))
+
+        app = self.cfg.app
+        cmd = [sys.executable, str(app.script), "-i", str(in_dir), "-o", str(out_dir), "-m", str(app.models),
+               *app.extra_args]
+        t0 = time.monotonic()
+        with open(rdir / "app.log", "wb") as logf:
+            with self._proc_lock:
+                if self._stopping.is_set():
+                    return False
+                self._proc = subprocess.Popen(cmd, cwd=str(app.script.parent), stdin=subprocess.DEVNULL,
+                                              stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+                                              preexec_fn=_die_with_parent)
+            try:
+                code = self._proc.wait(timeout=app.timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+                self._proc.wait()
+                code = None
+            finally:
+                with self._proc_lock:
+                    self._proc = None
+        elapsed = time.monotonic() - t0
+        if self._stopping.is_set():
+            return False  # killed by stop(): stays `processing`, runs again at start-up
+        text = (rdir / "app.log").read_text(errors="replace")
+        if code is None:
+            return self._fail(uid, st, f"app timed out after {app.timeout_s:.0f} s", None, None)
+        if code != 0:
+            return self._fail(uid, st, f"app exited with code {code} after {elapsed:.0f} s", code,
+                              app_error_line(text))
+        results = sorted((out_dir / "dicom").glob("*.dcm")) if (out_dir / "dicom").is_dir() else []
+        if not results or not (out_dir / "aspects.json").is_file():
+            return self._fail(uid, st, "app exited 0 but wrote no aspects.json or no DICOM results", code, None)
+        st["exit_code"] = 0
+        st["results"] = []
+        for f in results:
+            sop, cls, _ = file_identity(f)
+            st["results"].append({"file": str(f.relative_to(self.spool.study_dir(uid))), "sop_instance_uid": sop,
+                                  "sop_class_uid": cls})
+        st["aspects"] = _aspects_summary(out_dir / "aspects.json")
+        self._set(uid, st, SENDING, f"app finished in {elapsed:.0f} s, {len(results)} result file(s)")
+        log.info("study %s: app finished in %.0f s (exit 0), %d DICOM result(s)%s", uid, elapsed, len(results),
+                 f", ASPECTS {st['aspects']}" if st.get("aspects") is not None else "")
+        return True
+
+    def _fail(self, uid: str, st: Dict[str, Any], reason: str, code: Optional[int], line: Optional[str]) -> bool:
+        st.update(reason=reason, exit_code=code, app_error=line)
+        self._set(uid, st, FAILED, reason)
+        log.error("study %s: FAILED: %s%s (kept in the spool: %s)", uid, reason, f": {line}" if line else "",
+                  self.spool.study_dir(uid))
+        return False
+
+    def send(self, uid: str) -> None:
+        st = self._state(uid)
+        if st["state"] != SENDING:
+            self._set(uid, st, SENDING, "retry: sending the results again")
+        files = [self.spool.study_dir(uid) / r["file"] for r in st["results"]]
+        sent = st.setdefault("sent", {})
+        dest = self.cfg.destination
+
+        def record(sop: str) -> None:  # durable before the next C-STORE
+            sent[sop] = now_iso()
+            self.spool.write_state(uid, st)
+
+        todo = len(files) - sum(1 for r in st["results"] if r["sop_instance_uid"] in sent)
+        log.info("study %s: sending %d result(s) to %s@%s:%d", uid, todo, dest.ae_title, dest.host, dest.port)
+        try:
+            send_files(files, dest, self.cfg.ae_title, record, already_sent=set(sent),
+                       sleep=lambda s: self._stopping.wait(s))
+        except SendError as exc:
+            if self._stopping.is_set():
+                log.warning("study %s: stopping while sending; the rest is sent at start-up", uid)
+                return
+            st.update(reason=f"sending failed: {exc}")
+            self._set(uid, st, FAILED, st["reason"])
+            log.error("study %s: FAILED to send: %s (results kept; `--retry %s` sends them again)", uid, exc, uid)
+            return
+        self._set(uid, st, SENT, f"{len(sent)} result(s) stored by {dest.ae_title}")
+        log.info("study %s: sent: %d result(s) stored by %s", uid, len(sent), dest.ae_title)
+
+
+def _aspects_summary(path: Path) -> Optional[Any]:
+    """The score(s) from aspects.json for the log and --status (whatever the schema calls them)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    for key in ("aspects", "score", "aspects_score"):
+        if key in data:
+            return data[key]
+    return None
