@@ -380,7 +380,9 @@ def to_markdown(report: dict, records: Sequence[dict], img_rel: str) -> str:
     ]
     if meta.get("note"):
         L.append(f"Note: {meta['note']}")
-    L += ["", f"Cases: {report['n_cases']}, evaluated: {report['n_ok']}, failed: {len(report['failed'])}. "
+    L += ["", "The studies are synthetic phantoms with known truth (tools/make_phantoms.py, docs/data.md): these "
+          "figures measure the pipeline against that truth, not clinical accuracy on patients' scans.",
+          "", f"Cases: {report['n_cases']}, evaluated: {report['n_ok']}, failed: {len(report['failed'])}. "
           f"Methods used by the app: {', '.join(report['methods']) or 'n/a'}.", ""]
     if report["failed"]:
         L += ["| failed case | exit code | reason |", "| --- | --- | --- |"]
