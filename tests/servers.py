@@ -47,11 +47,12 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, every: float = 
 class Orthanc:
     """An Orthanc PACS in `folder`, AET `aet`, DICOM and HTTP on free ports of 127.0.0.1."""
 
-    def __init__(self, folder: Path, aet: str = "ORTHANC", modalities: Optional[Dict[str, list]] = None):
+    def __init__(self, folder: Path, aet: str = "ORTHANC", modalities: Optional[Dict[str, list]] = None,
+                 dicom_port: Optional[int] = None):
         if ORTHANC_BIN is None:
             raise RuntimeError("the Orthanc binary is not installed (apt-get install orthanc)")
         self.folder, self.aet = Path(folder), aet
-        self.dicom_port, self.http_port = free_port(), free_port()
+        self.dicom_port, self.http_port = dicom_port or free_port(), free_port()
         self.folder.mkdir(parents=True, exist_ok=True)
         config = {
             "Name": "aspects-test",
