@@ -4,8 +4,8 @@ The atlas folder holds ``template_ncct_1mm.nii.gz`` (symmetric brain-extracted N
 HU), ``aspects_atlas.nii.gz`` (labels of :mod:`aspects.labels` on the same grid),
 ``labels.json`` and ``levels.json`` (BG / SG slab z-ranges in physical LPS mm).
 
-Grid: 1 mm, identity direction (LPS), mid-sagittal plane at physical x = 0 through the central
-voxel column (odd x size), so ``np.flip(arr_zyx, axis=2)`` is the contralateral mirror and the
+Grid: 1 mm, identity direction (LPS), mid-sagittal plane at physical x = 0 (see docs/atlas.md
+for whether it runs through a voxel column or between two), so ``np.flip(arr_zyx, axis=2)`` is the contralateral mirror and the
 patient's right hemisphere lies at x < 0.
 """
 
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
+import numpy as np
 import SimpleITK as sitk
 
 from aspects.errors import EXIT_PROCESSING, InputError
@@ -72,3 +73,10 @@ def load_atlas(atlas_dir: Optional[Path] = None) -> Atlas:
     if template.GetSize() != labels.GetSize():
         raise InputError(EXIT_PROCESSING, f"atlas at {folder}: template and label grids differ")
     return Atlas(template=template, labels=labels, levels=levels, path=folder)
+
+
+def region_volumes_ml(labels: sitk.Image) -> Dict[int, float]:
+    """Volume (ml) of each label 1..20 of an ASPECTS label image (0.0 when absent)."""
+    voxel_ml = float(np.prod(labels.GetSpacing())) / 1000.0
+    counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel().astype(np.int64), minlength=21)
+    return {v: float(counts[v]) * voxel_ml for v in range(1, 21)}
