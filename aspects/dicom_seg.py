@@ -75,7 +75,7 @@ def segment_descriptions(methods: Mapping[str, str], equipment: Equipment) -> Li
         segmented_property_type=INFARCT_CODE,
         algorithm_type="AUTOMATIC",
         algorithm_identification=_algorithm(methods.get("infarct", "unknown"), "infarct", equipment),
-        anatomic_regions=[codes.SCT.Brain],
+        anatomic_regions=[codes.SCT.Head],
         display_color=hd.color.CIELabColor.from_rgb(*INFARCT_COLOUR),
     )
     out = [infarct]
@@ -89,7 +89,7 @@ def segment_descriptions(methods: Mapping[str, str], equipment: Equipment) -> Li
             segmented_property_type=prop,
             algorithm_type="AUTOMATIC",
             algorithm_identification=regions_alg,
-            anatomic_regions=[codes.SCT.Brain],
+            anatomic_regions=[codes.SCT.Head],
             primary_anatomic_structures=list(structures) or None,
             display_color=hd.color.CIELabColor.from_rgb(*REGION_COLOURS[region.code]),
         )
@@ -130,12 +130,15 @@ def build_segmentation(
     _check_masks(source, infarct, regions)
     result = result or {}
     equipment = Equipment.from_result(result)
-    stack = segment_stack(infarct, regions)
+    # Only slices with a labelled pixel enter the (z, y, x, 21) stack: the frames of the
+    # others would be omitted anyway, and the stack is 5.5 MB per 512 x 512 slice.
+    used = np.flatnonzero(infarct.any(axis=(1, 2)) | regions.any(axis=(1, 2)))
     # highdicom refuses a SEG without frames: with no pixel in any segment keep the empty ones.
-    omit_empty = bool(stack.any())
+    omit_empty = used.size > 0
+    used = used if omit_empty else np.arange(len(source))
     seg = hd.seg.Segmentation(
-        source_images=list(source),
-        pixel_array=stack,
+        source_images=[source[k] for k in used],
+        pixel_array=segment_stack(infarct[used], regions[used]),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=segment_descriptions(result.get("methods", {}), equipment),
         series_instance_uid=new_uid(),

@@ -12,7 +12,7 @@ Content (Comprehensive 3D SR, highdicom):
   region (codes of :mod:`aspects.dicom_seg`) with laterality;
 - a "Qualitative Evaluations" container with TEXT comments: the not-for-diagnostic-use note,
   the methods and the flags;
-- image library and evidence = every source image.
+- image library = the key slices; evidence (CurrentRequestedProcedureEvidence) = every source image.
 No standard code for "ASPECTS" was found (SNOMED CT, LOINC, RadLex in pydicom's tables), hence
 the private scheme declared in the CodingSchemeIdentificationSequence.
 """
@@ -42,6 +42,7 @@ from aspects.derived import (
 )
 from aspects.dicom_seg import INFARCT_CODE, REGION_TYPE, SIDE_CODE
 from aspects.labels import REGION_CODES, SIDES
+from aspects.result_json import ResultSchemaError
 
 ASPECTS_CODE = aspects_code("ASPECTS", "Alberta Stroke Program Early CT Score")
 AFFECTED_SIDE_CODE = aspects_code("AFFSIDE", "Affected hemisphere")
@@ -168,12 +169,17 @@ def build_sr(
 ) -> hd.sr.Comprehensive3DSR:
     """The SR dataset for ``result`` (aspects.json content) about the ``source`` series."""
     check_source(source)
+    missing = [k for k in ("aspects", "affected_side", "infarct_volume_ml", "regions") if k not in result]
+    if missing:
+        raise ResultSchemaError(f"cannot write the SR: result lacks {', '.join(missing)}")
     equipment = Equipment.from_result(result)
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(equipment),
         procedure_reported=PROCEDURE_CODE,
         imaging_measurements=measurement_groups(result, equipment, key_sources),
-        referenced_images=list(source),
+        # The library lists the images the groups cite; all source images are the evidence
+        # (an entry per slice would cost ~30 ms each in highdicom for no reader benefit).
+        referenced_images=list(key_sources) or None,
     )
     report[0].ContentSequence.append(_comments(result))
     sr = hd.sr.Comprehensive3DSR(
