@@ -1,0 +1,188 @@
+"""Write the MONAI datalists the training bundles in train/ read.
+
+    # synthetic studies (tools/make_phantoms.py): run the app's preprocessing on each case and
+    # write aligned images + aligned truth, then regions.json and infarct.json
+    python tools/make_datalist.py --phantoms DIR [--val-phantoms DIR2] --out OUT
+
+    # your own aligned NIfTI pairs (same file names in both folders)
+    python tools/make_datalist.py --images DIR --labels DIR --out OUT/datalist.json
+
+Datalists are ``{"training": [{"image": ..., "label": ...}], "validation": [...]}`` with paths
+relative to the datalist's folder (the bundles resolve them against it). The split is fixed: the
+``--val-phantoms`` folder when given, else every case whose sorted position falls on the
+``--val-every``-th slot, so rerunning gives the same split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aspects.errors import EXIT_INTERNAL, EXIT_USAGE, InputError  # noqa: E402
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+Entry = Dict[str, str]
+
+
+def _stem(path: Path) -> str:
+    for suffix in NIFTI_SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.name[: -len(suffix)]
+    return path.stem
+
+
+def nifti_files(folder: Path) -> Dict[str, Path]:
+    """``{stem: path}`` of the NIfTI files directly in ``folder``."""
+    return {_stem(p): p for p in sorted(folder.iterdir()) if p.is_file() and p.name.endswith(NIFTI_SUFFIXES)}
+
+
+def pair_folder(images: Path, labels: Path) -> List[Tuple[str, Path, Path]]:
+    """``(case, image, label)`` for every image with a label of the same name; others are errors."""
+    for folder in (images, labels):
+        if not folder.is_dir():
+            raise InputError(EXIT_USAGE, f"not a folder: {folder}")
+    imgs, labs = nifti_files(images), nifti_files(labels)
+    if not imgs:
+        raise InputError(EXIT_USAGE, f"no NIfTI images (.nii / .nii.gz) in {images}")
+    missing = sorted(set(imgs) - set(labs))
+    if missing:
+        raise InputError(EXIT_USAGE, f"{len(missing)} images have no label in {labels}: {', '.join(missing[:5])}")
+    return [(case, imgs[case], labs[case]) for case in sorted(imgs)]
+
+
+def split_cases(cases: Sequence[str], val_every: int) -> Tuple[List[str], List[str]]:
+    """Fixed split of sorted case names: every ``val_every``-th case (1-based) goes to validation."""
+    if val_every < 2:
+        raise InputError(EXIT_USAGE, f"--val-every must be >= 2, not {val_every}")
+    ordered = sorted(cases)
+    val = [c for i, c in enumerate(ordered) if (i + 1) % val_every == 0]
+    return [c for c in ordered if c not in val], val
+
+
+def datalist(train: Sequence[Entry], val: Sequence[Entry]) -> dict:
+    if not train:
+        raise InputError(EXIT_USAGE, "no training cases")
+    return {"training": list(train), "validation": list(val)}
+
+
+def write_json(data: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def _rel(path: Path, base: Path) -> str:
+    return os.path.relpath(path.resolve(), base.resolve())
+
+
+def folder_datalist(images: Path, labels: Path, out_file: Path, val_every: int) -> dict:
+    """Datalist of existing image/label pairs, paths relative to ``out_file``'s folder."""
+    pairs = pair_folder(images, labels)
+    train, val = split_cases([c for c, _, _ in pairs], val_every)
+    base = out_file.parent
+    entry = {c: {"image": _rel(i, base), "label": _rel(l, base)} for c, i, l in pairs}
+    return datalist([entry[c] for c in train], [entry[c] for c in val])
+
+
+# --- synthetic studies -------------------------------------------------------------------------
+
+TASKS = ("regions", "infarct")
+
+
+def phantom_cases(folder: Path) -> List[Path]:
+    """Case folders (``dicom/`` and ``truth/`` inside) of a make_phantoms output folder."""
+    if not folder.is_dir():
+        raise InputError(EXIT_USAGE, f"not a folder: {folder}")
+    cases = [p for p in sorted(folder.iterdir()) if (p / "dicom").is_dir() and (p / "truth").is_dir()]
+    if not cases:
+        raise InputError(EXIT_USAGE, f"no synthetic studies (<case>/dicom + <case>/truth) in {folder}")
+    return cases
+
+
+def align_case(case: Path, out: Path, atlas) -> Dict[str, str]:
+    """Preprocess one synthetic study as the app does; write aligned image and truth; return paths."""
+    import SimpleITK as sitk
+
+    from aspects.preprocess import preprocess, to_aligned
+    from aspects.study import load_study_volume
+
+    source = load_study_volume(case / "dicom")
+    pre = preprocess(source, atlas)
+    files = {"image": out / "images" / f"{case.name}.nii.gz"}
+    files["image"].parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(pre.aligned, str(files["image"]), True)
+    for task in TASKS:
+        truth = sitk.ReadImage(str(case / "truth" / f"{task}.nii.gz"))
+        aligned = to_aligned(pre, truth, label=True)
+        files[task] = out / task / f"{case.name}.nii.gz"
+        files[task].parent.mkdir(parents=True, exist_ok=True)
+        sitk.WriteImage(sitk.Cast(aligned, sitk.sitkUInt8), str(files[task]), True)
+    return {k: _rel(v, out) for k, v in files.items()}
+
+
+def phantom_datalists(train_dir: Path, val_dir: Optional[Path], out: Path, val_every: int, atlas) -> Dict[str, dict]:
+    """Align every case and write ``out/regions.json`` and ``out/infarct.json`` (same split)."""
+    train_cases = phantom_cases(train_dir)
+    if val_dir is not None:
+        val_cases = phantom_cases(val_dir)
+    else:
+        tr, va = split_cases([c.name for c in train_cases], val_every)
+        val_cases = [c for c in train_cases if c.name in va]
+        train_cases = [c for c in train_cases if c.name in tr]
+    done: Dict[str, Dict[str, str]] = {}
+    everything = train_cases + val_cases
+    start = time.monotonic()
+    for n, case in enumerate(everything, 1):
+        done[case.name] = align_case(case, out, atlas)
+        print(f"[{n}/{len(everything)}] {case.name} aligned ({time.monotonic() - start:.0f} s)", flush=True)
+    lists = {}
+    for task in TASKS:
+        pick = lambda cases: [{"image": done[c.name]["image"], "label": done[c.name][task]} for c in cases]  # noqa: E731
+        lists[task] = datalist(pick(train_cases), pick(val_cases))
+        write_json(lists[task], out / f"{task}.json")
+    return lists
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--phantoms", type=Path, help="make_phantoms output folder (training cases)")
+    ap.add_argument("--val-phantoms", type=Path, help="make_phantoms folder used only for validation")
+    ap.add_argument("--images", type=Path, help="folder of aligned image NIfTI files")
+    ap.add_argument("--labels", type=Path, help="folder of label NIfTI files with the images' names")
+    ap.add_argument("--out", type=Path, required=True, help="phantoms: output folder; images: datalist file")
+    ap.add_argument("--val-every", type=int, default=5, help="without a validation folder: every N-th case validates (5)")
+    ap.add_argument("--atlas", type=Path, help="atlas folder (default: $ASPECTS_ATLAS_DIR or <repo>/atlas)")
+    args = ap.parse_args(argv)
+    try:
+        if (args.phantoms is None) == (args.images is None):
+            raise InputError(EXIT_USAGE, "give either --phantoms DIR or --images DIR --labels DIR")
+        if args.images is not None:
+            if args.labels is None:
+                raise InputError(EXIT_USAGE, "--images needs --labels")
+            data = folder_datalist(args.images, args.labels, args.out, args.val_every)
+            write_json(data, args.out)
+            print(f"{args.out}: {len(data['training'])} training, {len(data['validation'])} validation")
+            return 0
+        from aspects.atlas import load_atlas
+
+        lists = phantom_datalists(args.phantoms, args.val_phantoms, args.out, args.val_every, load_atlas(args.atlas))
+        for task, data in lists.items():
+            print(f"{args.out / (task + '.json')}: {len(data['training'])} training, {len(data['validation'])} validation")
+        return 0
+    except InputError as exc:
+        print(exc.one_line(), file=sys.stderr)
+        return exc.code
+    except Exception as exc:  # noqa: BLE001 - one line for the user, not a traceback
+        print(f"error[{EXIT_INTERNAL}]: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
