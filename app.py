@@ -8,6 +8,7 @@ and no arguments. Exit codes and the one-line error format: aspects/errors.py.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -23,7 +24,6 @@ if str(_HERE) not in sys.path:  # the MAP runs `python3 /opt/holoscan/app/app.py
 os.environ.setdefault("HOLOSCAN_LOG_LEVEL", "OFF")
 
 from monai.deploy.core import AppContext, Application  # noqa: E402
-from monai.deploy.core.arg_parser import parse_args  # noqa: E402
 from monai.deploy.core.runtime_env import RuntimeEnv  # noqa: E402
 from monai.deploy.operators.dicom_series_to_volume_operator import DICOMSeriesToVolumeOperator  # noqa: E402
 
@@ -113,15 +113,27 @@ def _log_to_file(output_dir: Path) -> None:
 
 
 def _paths(argv) -> tuple[Path, Path, Path]:
-    args = parse_args(argv)
+    """The SDK's -i/-o/-m (else HOLOSCAN_* env), read without its side effects (it creates -o)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-i", "--input", help="input DICOM folder (one study); default $HOLOSCAN_INPUT_PATH")
+    p.add_argument("-o", "--output", help="output folder; default $HOLOSCAN_OUTPUT_PATH")
+    p.add_argument("-m", "--model", help="models folder (models/<name>/<name>.ts); default $HOLOSCAN_MODEL_PATH")
+    p.add_argument("-l", "--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"])
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-t", "--triton-server-netloc")
+    args = p.parse_args(argv[1:])
     env = RuntimeEnv()
     return Path(args.input or env.input), Path(args.output or env.output), Path(args.model or env.model)
 
 
+def _output_inside_input(input_dir: Path, output_dir: Path) -> bool:
+    inp, out = input_dir.resolve(), output_dir.resolve()
+    return out == inp or inp in out.parents
+
+
 def _preflight(input_dir: Path, output_dir: Path) -> None:
     """Reject bad input with one clear line before the pipeline starts; never touch the input."""
-    inp, out = input_dir.resolve(), output_dir.resolve()
-    if out == inp or inp in out.parents:
+    if _output_inside_input(input_dir, output_dir):
         raise InputError(EXIT_USAGE, f"output folder {output_dir} must not be inside the input folder {input_dir}")
     scan = scan_folder(input_dir)
     select_series(group_series(scan.datasets))
@@ -130,31 +142,35 @@ def _preflight(input_dir: Path, output_dir: Path) -> None:
 def main() -> int:
     argv = list(sys.argv)
     t0 = time.perf_counter()
-    input_dir, output_dir, _ = _paths(argv)
+    input_dir, output_dir, models_dir = _paths(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     error_file = output_dir / "error.json"
     try:
         _preflight(input_dir, output_dir)
+        if not models_dir.is_dir():
+            raise InputError(EXIT_USAGE, f"models folder {models_dir} does not exist (use the repo's models/)")
         output_dir.mkdir(parents=True, exist_ok=True)
         if error_file.exists():
             error_file.unlink()  # our own file from an earlier failed run
         AspectsApp().run()  # the SDK reads -i/-o/-m from sys.argv, else HOLOSCAN_* env
     except InputError as exc:
-        return _fail(exc.code, exc.one_line(), output_dir)
+        return _fail(exc.code, exc.one_line(), output_dir, input_dir)
     except Exception as exc:  # a bug: full traceback to the log file, one line on the console
         if isinstance(exc.__cause__, InputError):
-            return _fail(exc.__cause__.code, exc.__cause__.one_line(), output_dir)
+            return _fail(exc.__cause__.code, exc.__cause__.one_line(), output_dir, input_dir)
         logging.getLogger().debug("internal error", exc_info=True)
         _log_to_file(output_dir)
         logging.getLogger("aspects.app").error("internal error", exc_info=True)
         line = f"error[{EXIT_INTERNAL}]: internal error: {type(exc).__name__}: {exc} (details in {output_dir / 'app.log'})"
-        return _fail(EXIT_INTERNAL, " ".join(line.split()), output_dir)
+        return _fail(EXIT_INTERNAL, " ".join(line.split()), output_dir, input_dir)
     log.info("done in %.1f s; results in %s", time.perf_counter() - t0, output_dir)
     return EXIT_OK
 
 
-def _fail(code: int, line: str, output_dir: Path) -> int:
+def _fail(code: int, line: str, output_dir: Path, input_dir: Path) -> int:
     print(line, file=sys.stderr)
+    if _output_inside_input(input_dir, output_dir):
+        return code  # never write into the user's input
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "error.json").write_text(json.dumps({"exit_code": code, "message": line}, indent=2))

@@ -1,0 +1,136 @@
+"""The application end to end, run as a user runs it (`python app.py -i -o -m`), on synthetic studies.
+
+Each run takes up to about a minute on 2 cores (registration); the runs are shared per module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+
+from aspects.dicom_sr import read_aspects_from_sr
+from aspects.labels import REGION_CODES
+from aspects.result_json import validate
+from tests.conftest import run_app
+from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
+
+needs_dciodvfy = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy missing (apt-get install dicom3tools)")
+
+
+def tree_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        h.update(str(p.relative_to(folder)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _run(case: Path, work: Path, extra_files: bool = False):
+    """Copy the case's DICOM to a fresh input folder (plus junk files if asked) and run the app."""
+    inp = work / "input"
+    shutil.copytree(case / "dicom", inp)
+    if extra_files:
+        (inp / "README.txt").write_text("not DICOM")
+        (inp / "broken.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"\x07" * 300)
+    before = tree_digest(inp)
+    proc = run_app(inp, work / "out")
+    return {"proc": proc, "out": work / "out", "input": inp, "before": before, "case": case,
+            "truth": json.loads((case / "truth.json").read_text())}
+
+
+@pytest.fixture(scope="module")
+def acute5(phantom_root, tmp_path_factory):  # noqa: F811
+    case = make_case(phantom_root, 21, kind="acute", thickness=5.0, hu_drop=10.0, side="left",
+                     pattern="whole_mca", matrix=512)
+    return _run(case, tmp_path_factory.mktemp("app5"), extra_files=True)
+
+
+@pytest.fixture(scope="module")
+def acute1(phantom_root, tmp_path_factory):  # noqa: F811
+    case = make_case(phantom_root, 22, kind="acute", thickness=1.0, hu_drop=8.0, side="right", matrix=512)
+    return _run(case, tmp_path_factory.mktemp("app1"))
+
+
+def test_5mm_study_runs_and_writes_every_output(acute5):
+    proc, out = acute5["proc"], acute5["out"]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((out / "aspects.json").read_text())
+    validate(result)
+    for rel in ("dicom/seg.dcm", "dicom/sr.dcm", "dicom/key_bg.dcm", "dicom/key_sg.dcm", "png/key_bg.png",
+                "png/key_sg.png", "nifti/infarct.nii.gz", "nifti/regions.nii.gz", "app.log"):
+        assert (out / rel).is_file(), rel
+    assert result["methods"] in ({"regions": "atlas", "infarct": "asymmetry"}, {"regions": "model", "infarct": "model"},
+                                 {"regions": "model", "infarct": "asymmetry"}, {"regions": "atlas", "infarct": "model"})
+    assert result["device"] in ("cpu", "cuda", "cuda:0")
+    assert {"preprocess", "regions", "infarct", "scoring"} <= set(result["timings_s"])
+    assert result["not_for_diagnostic_use"] is True
+
+
+def test_corrupt_and_foreign_files_are_skipped_and_the_input_is_untouched(acute5):
+    assert acute5["proc"].returncode == 0
+    assert tree_digest(acute5["input"]) == acute5["before"]
+    log = (acute5["out"] / "app.log").read_text()
+    assert "broken.dcm" in log and "README.txt" in log
+
+
+def test_result_matches_truth_for_a_clear_whole_mca_infarct(acute5):
+    result = json.loads((acute5["out"] / "aspects.json").read_text())
+    truth = acute5["truth"]
+    assert result["affected_side"] == truth["affected_side"] == "left"
+    assert abs(result["aspects"]["left"] - truth["aspects"]["left"]) <= 2
+    assert result["aspects"]["right"] >= 9
+    assert result["infarct_volume_ml"] == pytest.approx(truth["infarct_volume_ml"], rel=0.5)
+
+
+def test_seg_references_the_source_instances_and_matches_the_nifti(acute5):
+    out = acute5["out"]
+    seg = hd.seg.segread(str(out / "dicom" / "seg.dcm"))
+    assert len(seg.SegmentSequence) == 21
+    source_uids = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID
+                   for p in acute5["input"].glob("*.dcm") if p.name != "broken.dcm"}
+    referenced = {uid for _, _, uid in seg.get_source_image_uids()}
+    assert referenced and referenced <= source_uids
+    assert seg.StudyInstanceUID == json.loads((out / "aspects.json").read_text())["study_instance_uid"]
+    infarct_nifti = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "nifti" / "infarct.nii.gz")))
+    frames = seg.get_volume(segment_numbers=[1], combine_segments=True, skip_overlap_checks=True)
+    assert int(np.count_nonzero(frames.array)) == int(np.count_nonzero(infarct_nifti))
+
+
+def test_sr_holds_the_same_aspects_as_the_json(acute5):
+    out = acute5["out"]
+    result = json.loads((out / "aspects.json").read_text())
+    assert read_aspects_from_sr(out / "dicom" / "sr.dcm") == result["aspects"]
+
+
+@needs_dciodvfy
+@pytest.mark.parametrize("rel", ["dicom/seg.dcm", "dicom/sr.dcm", "dicom/key_bg.dcm", "dicom/key_sg.dcm"])
+def test_dciodvfy_accepts_the_outputs(acute5, rel):
+    run = subprocess.run(["dciodvfy", str(acute5["out"] / rel)], capture_output=True, text=True, timeout=120)
+    errors = [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
+    assert not errors, "\n".join(errors)
+
+
+def test_1mm_study(acute1):
+    proc, out = acute1["proc"], acute1["out"]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((out / "aspects.json").read_text())
+    validate(result)
+    truth = acute1["truth"]
+    assert result["affected_side"] == truth["affected_side"]
+    assert abs(result["aspects"][truth["affected_side"]] - truth["aspects"][truth["affected_side"]]) <= 2
+    assert read_aspects_from_sr(out / "dicom" / "sr.dcm") == result["aspects"]
+    seg = hd.seg.segread(str(out / "dicom" / "seg.dcm"))
+    assert len(seg.SegmentSequence) == 21
+    regions = sitk.ReadImage(str(out / "nifti" / "regions.nii.gz"))
+    assert set(np.unique(sitk.GetArrayFromImage(regions))) >= set(range(1, 21))
+    assert set(result["regions"]["left"]) == set(REGION_CODES)
