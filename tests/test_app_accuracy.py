@@ -1,0 +1,70 @@
+"""ASPECTS agreement with truth on a small seeded synthetic set, through the whole app.
+
+The figures for the larger held-out set are in docs/results.md (tools/evaluate.py); this test
+keeps the app honest in CI: most clear acute cases within 1 point, controls behave.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_app
+from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
+
+ACUTE_SEEDS = (41, 42, 43, 44, 45, 46)
+
+
+@pytest.fixture(scope="module")
+def runs(phantom_root, tmp_path_factory):  # noqa: F811
+    work = tmp_path_factory.mktemp("accuracy")
+    rng = np.random.default_rng(2026)
+    cases = {f"acute{s}": make_case(phantom_root, s, kind="acute", thickness=5.0, hu_drop=float(rng.uniform(6, 12)))
+             for s in ACUTE_SEEDS}
+    cases["normal"] = make_case(phantom_root, 47, kind="normal", thickness=5.0)
+    cases["haemorrhage"] = make_case(phantom_root, 48, kind="haemorrhage", thickness=5.0)
+    cases["old_infarct"] = make_case(phantom_root, 49, kind="old_infarct", thickness=5.0)
+    out = {}
+    for name, case in cases.items():
+        proc = run_app(case / "dicom", work / name)
+        assert proc.returncode == 0, f"{name}: {proc.stderr[-1500:]}"
+        out[name] = (json.loads((work / name / "aspects.json").read_text()),
+                     json.loads((case / "truth.json").read_text()))
+    return out
+
+
+def test_most_acute_cases_within_one_point(runs):
+    diffs = {}
+    for name, (result, truth) in runs.items():
+        if truth["kind"] != "acute":
+            continue
+        side = truth["affected_side"]
+        diffs[name] = abs(result["aspects"][side] - truth["aspects"][side])
+    within1 = sum(d <= 1 for d in diffs.values()) / len(diffs)
+    print(f"\nASPECTS |app - truth| on the affected side: {diffs}; within 1 point: {within1:.0%}")
+    assert within1 > 0.5, diffs
+
+
+def test_affected_side_found_in_most_acute_cases(runs):
+    acute = [(r, t) for r, t in runs.values() if t["kind"] == "acute"]
+    assert sum(r["affected_side"] == t["affected_side"] for r, t in acute) / len(acute) > 0.5
+
+
+def test_normal_scores_ten(runs):
+    result, _ = runs["normal"]
+    assert result["aspects"] == {"left": 10, "right": 10}
+    assert "haemorrhage_suspected" not in result["flags"]
+
+
+def test_haemorrhage_is_flagged(runs):
+    result, _ = runs["haemorrhage"]
+    assert "haemorrhage_suspected" in result["flags"]
+
+
+def test_old_infarct_does_not_cost_points(runs):
+    result, truth = runs["old_infarct"]
+    side = truth["affected_side"] or "left"
+    assert truth["aspects"] == {"left": 10, "right": 10}
+    assert result["aspects"][side] >= 9, result["aspects"]
