@@ -93,13 +93,15 @@ class KeyImageWriterOperator(_WriterOperator):
 class JSONWriterOperator(_WriterOperator):
     """aspects.json, written last: ``result`` plus the relative paths of the files written upstream.
 
-    ``wait_for`` names the upstream ports to wait for (any of ``seg_path``, ``sr_path``,
-    ``key_images``); ``result["outputs"]`` entries already present (e.g. ``nifti``) are kept.
+    ``wait_for`` names the upstream ports to wait for: any of ``seg_path``, ``sr_path``,
+    ``key_images`` (the default) and ``nifti_paths`` (dict name -> Path, for a NIfTI writer that
+    emits what it wrote). ``result["outputs"]`` entries already present are kept.
     """
 
-    PORTS = ("seg_path", "sr_path", "key_images")
+    PORTS = ("seg_path", "sr_path", "key_images", "nifti_paths")
+    DEFAULT_PORTS = ("seg_path", "sr_path", "key_images")
 
-    def __init__(self, fragment: Fragment, *args, output_folder: Path, wait_for: Sequence[str] = PORTS, **kwargs):
+    def __init__(self, fragment: Fragment, *args, output_folder: Path, wait_for: Sequence[str] = DEFAULT_PORTS, **kwargs):
         unknown = set(wait_for) - set(self.PORTS)
         if unknown:
             raise ValueError(f"JSONWriterOperator: unknown ports {sorted(unknown)}; known: {self.PORTS}")
@@ -124,6 +126,7 @@ class JSONWriterOperator(_WriterOperator):
                 sr=got.get("sr_path"),
                 key_images=[k["dcm"] for k in keys],
                 png=[k["png"] for k in keys],
+                nifti=got.get("nifti_paths"),
             )
         )
         result["outputs"] = outputs

@@ -89,7 +89,8 @@ def make_masks(n: int = N_SLICES, size: int = SIZE) -> Tuple[np.ndarray, np.ndar
 
 def make_result(source: List[Dataset], infarct: np.ndarray, regions: np.ndarray) -> dict:
     """An aspects.json dict consistent with the masks (involved = >= 10 % of the region)."""
-    voxel_ml = PIXEL_MM * PIXEL_MM * SLICE_MM / 1000.0
+    ps = [float(v) for v in source[0].PixelSpacing]
+    voxel_ml = ps[0] * ps[1] * float(source[0].SliceThickness) / 1000.0
     per_side: dict = {}
     aspects = {}
     for side in SIDES:
