@@ -111,15 +111,17 @@ def copy_patient_study(source: Dataset, target: Dataset) -> None:
             setattr(target, kw, source[kw].value)
 
 
-def mark_derived(ds: Dataset, equipment: Equipment, kind: str) -> None:
-    """Equipment, series description and the disclaimer on a finished derived object."""
+def mark_derived(ds: Dataset, equipment: Equipment, kind: str, image: bool = True) -> None:
+    """Equipment, series description and (for images) the disclaimer in Image Comments.
+
+    The SR carries the disclaimer as a TEXT content item instead (no Image Comments in SR).
+    """
     ds.Manufacturer = equipment.manufacturer
     ds.ManufacturerModelName = equipment.model_name
     ds.SoftwareVersions = equipment.software_versions
     ds.SeriesDescription = series_description(kind)
-    # Image Comments / SR: free text every viewer can show.
-    if "ImageComments" in ds or getattr(ds, "Modality", "") in ("SEG", "OT"):
-        ds.ImageComments = DISCLAIMER[:10240]
+    if image:
+        ds.ImageComments = DISCLAIMER
 
 
 def check_source(source: Sequence[Dataset]) -> None:

@@ -35,7 +35,7 @@ from aspects.derived import (
     new_uid,
 )
 from aspects.errors import EXIT_PROCESSING, InputError
-from aspects.labels import INFARCT_COLOUR, REGION_CODES, REGION_COLOURS, REGION_NAMES, all_regions
+from aspects.labels import INFARCT_COLOUR, REGION_COLOURS, REGION_NAMES, all_regions
 
 INFARCT_CODE = Code("55641003", "SCT", "Infarct")
 # Segmented property type and primary anatomic structures per ASPECTS region code.

@@ -193,8 +193,7 @@ def build_sr(
         is_complete=True,
     )
     copy_patient_study(source[0], sr)
-    mark_derived(sr, equipment, "SR")
-    sr.ManufacturerModelName = equipment.model_name
+    mark_derived(sr, equipment, "SR", image=False)
     sr.CodingSchemeIdentificationSequence = [coding_scheme_identification()]
     return sr
 

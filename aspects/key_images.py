@@ -17,7 +17,6 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 
 from aspects.derived import (
-    DISCLAIMER,
     NOT_FOR_DIAGNOSTIC_USE,
     SERIES_NUMBER,
     Equipment,
@@ -208,7 +207,6 @@ def build_key_image(
     sc.BurnedInAnnotation = "YES"
     # dciodvfy wants Laterality unless the body part is known to be unpaired.
     sc.BodyPartExamined = str(getattr(ref, "BodyPartExamined", "") or "HEAD")
-    sc.ImageComments = DISCLAIMER
     return sc
 
 

@@ -31,6 +31,8 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+import numpy as np
+
 from aspects.labels import REGION_CODES, SIDES
 
 SCHEMA_VERSION = 1
@@ -213,8 +215,27 @@ def relative_outputs(
     return out
 
 
+def to_builtin(value: Any) -> Any:
+    """A copy of ``value`` with numpy scalars/arrays, tuples and paths as plain JSON types."""
+    if isinstance(value, Mapping):
+        return {str(k): to_builtin(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_builtin(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_builtin(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return value.as_posix()
+    return value
+
+
 def write_result(result: Mapping, path: Path) -> Path:
-    """Validate and write ``result`` as pretty JSON (atomically: temp file + rename)."""
+    """Validate and write ``result`` as pretty JSON (atomically: temp file + rename).
+
+    numpy numbers are converted first (the caller's dict is not modified).
+    """
+    result = to_builtin(result)
     validate(result)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from aspects.dicom_seg import N_SEGMENTS, build_segmentation, segment_stack, wri
 from aspects.dicom_sr import read_aspects_from_sr, read_sr_summary, write_sr
 from aspects.errors import InputError
 from aspects.key_images import choose_key_slices, key_slices, write_key_images
-from aspects.labels import REGION_COLOURS, REGION_CODES, label_value
+from aspects.labels import REGION_COLOURS, label_value
 from aspects.result_json import ResultSchemaError, problems, read_result, relative_outputs, write_result
 from tests.writers_fixtures import BG_SLICE, SG_SLICE, make_ct_series, make_masks, make_result
 
@@ -288,3 +288,13 @@ def test_writer_operators_in_a_monai_deploy_app(tmp_path):
         assert (tmp_path / rel).is_file(), rel
     assert read_aspects_from_sr(tmp_path / result["outputs"]["sr"]) == result["aspects"]
     assert json.loads((tmp_path / "aspects.json").read_text())["not_for_diagnostic_use"] is True
+
+
+def test_result_writer_accepts_numpy_numbers_without_touching_the_input(case, tmp_path):
+    result = copy.deepcopy(case["result"])
+    result["aspects"] = {side: np.int64(v) for side, v in result["aspects"].items()}
+    result["infarct_volume_ml"] = np.float32(result["infarct_volume_ml"])
+    write_result(result, tmp_path / "aspects.json")
+    back = read_result(tmp_path / "aspects.json")
+    assert back["aspects"] == case["result"]["aspects"] and isinstance(back["aspects"]["left"], int)
+    assert isinstance(result["aspects"]["left"], np.int64)
