@@ -181,6 +181,8 @@ class Worker(threading.Thread):
                 self._proc = subprocess.Popen(cmd, cwd=str(app.script.parent), stdin=subprocess.DEVNULL,
                                               stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
                                               preexec_fn=_die_with_parent)
+            st["app_pid"] = self._proc.pid  # for admins; the app dies with the listener (PDEATHSIG)
+            self.spool.write_state(uid, st)
             try:
                 code = self._proc.wait(timeout=app.timeout_s)
             except subprocess.TimeoutExpired:
