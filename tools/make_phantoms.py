@@ -21,8 +21,14 @@ from aspects.phantoms import KINDS, PATTERNS, PhantomOptions, case_id_for, check
 from aspects.phantom_dicom import write_case  # noqa: E402
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, the project's usage exit code
+        print(f"error[{EXIT_USAGE}]: {message} (see --help)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = _Parser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, type=Path, help="output folder (created)")
     ap.add_argument("--count", type=int, default=1, help="number of cases (default 1)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the first case (default 0)")
@@ -34,6 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--tilt", type=float, help="gantry tilt in degrees (default 0: no tilt)")
     ap.add_argument("--noise", type=float, help="noise standard deviation HU (default: random 3-6)")
     ap.add_argument("--pixel", type=float, help="pixel size mm (default: random 0.4-0.5, head fits)")
+    ap.add_argument("--matrix", type=int, default=512, help="rows = columns (default 512; smaller only for quick tests)")
     ap.add_argument("--no-deform", action="store_true", help="no non-linear deformation")
     ap.add_argument("--no-pose", action="store_true", help="template pose: no rotation, scale 1")
     return ap.parse_args(argv)
@@ -46,7 +53,7 @@ def main(argv=None) -> int:
             raise InputError(EXIT_USAGE, f"--count must be at least 1, not {a.count}")
         opts = PhantomOptions(kind=a.kind, thickness=a.thickness, hu_drop=a.hu_drop, pattern=a.pattern,
                               side=a.side, tilt_deg=a.tilt, noise_hu=a.noise, deform=not a.no_deform,
-                              pose=not a.no_pose, pixel_mm=a.pixel)
+                              pose=not a.no_pose, pixel_mm=a.pixel, matrix=a.matrix)
         check_options(opts)
         t_all = time.perf_counter()
         anat = default_anatomy()

@@ -1,0 +1,195 @@
+"""The synthetic NCCT studies: determinism, truth/DICOM agreement, readability, controls."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Tuple
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+
+from aspects.dicom_geometry import sort_slices
+from aspects.phantoms import INVOLVEMENT_FRACTION, PhantomOptions, involved_regions, make_phantom, resolve_params
+from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION
+from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (pytest fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+TRUTH_KEYS = {"kind", "affected_side", "aspects", "involved", "infarct_volume_ml", "hu_drop", "slice_thickness_mm", "seed"}
+
+
+def read_series(case: Path) -> Tuple[List[pydicom.Dataset], np.ndarray]:
+    """Sorted datasets and the HU volume (z, y, x) built with pydicom."""
+    ds = sort_slices([pydicom.dcmread(p) for p in sorted((case / "dicom").glob("*.dcm"))])
+    hu = np.stack([d.pixel_array.astype(np.float32) * float(d.RescaleSlope) + float(d.RescaleIntercept) for d in ds])
+    return ds, hu
+
+
+def read_truth(case: Path, name: str) -> sitk.Image:
+    return sitk.ReadImage(str(case / "truth" / f"{name}.nii.gz"))
+
+
+def sitk_series(case: Path) -> Tuple[List[str], sitk.Image]:
+    d = str(case / "dicom")
+    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(d)
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(d, ids[0])
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    return list(ids), reader.Execute()
+
+
+def test_involvement_threshold_is_the_scorers():
+    assert INVOLVEMENT_FRACTION == DEFAULT_INVOLVEMENT_FRACTION == 0.10
+
+
+def test_same_seed_same_case_and_options_do_not_shift_other_choices():
+    opts = PhantomOptions(kind="acute", thickness=5.0, matrix=128)
+    a, b = make_phantom(11, opts), make_phantom(11, opts)
+    assert np.array_equal(a.hu, b.hu) and np.array_equal(a.infarct, b.infarct) and np.array_equal(a.regions, b.regions)
+    assert a.truth == b.truth
+    c = make_phantom(12, opts)
+    assert a.hu.shape != c.hu.shape or not np.array_equal(a.hu, c.hu)
+    # Fixing the kind keeps the pose, thickness and noise of the seed.
+    p_acute, p_normal = resolve_params(11, PhantomOptions(kind="acute")), resolve_params(11, PhantomOptions(kind="normal"))
+    assert (p_acute.yaw_deg, p_acute.scale, p_acute.noise_hu, p_acute.thickness) == \
+        (p_normal.yaw_deg, p_normal.scale, p_normal.noise_hu, p_normal.thickness)
+
+
+def test_written_case_is_deterministic(tmp_path):
+    a = make_case(tmp_path / "a", 21, matrix=128)
+    b = make_case(tmp_path / "b", 21, matrix=128)
+    fa, fb = sorted((a / "dicom").glob("*.dcm")), sorted((b / "dicom").glob("*.dcm"))
+    assert [f.name for f in fa] == [f.name for f in fb]
+    assert all(x.read_bytes() == y.read_bytes() for x, y in zip(fa, fb))
+    assert (a / "truth.json").read_text() == (b / "truth.json").read_text()
+
+
+def test_truth_schema_and_score(phantom_root):
+    case = make_case(phantom_root, 3, kind="acute", pattern="cortical_bg", hu_drop=8.0, side="left")
+    truth = json.loads((case / "truth.json").read_text())
+    assert set(truth) == TRUTH_KEYS
+    assert truth["kind"] == "acute" and truth["affected_side"] == "left" and truth["seed"] == 3
+    assert truth["hu_drop"] == 8.0 and truth["slice_thickness_mm"] == 5.0
+    for side in ("left", "right"):
+        assert truth["aspects"][side] == 10 - len(truth["involved"][side])
+    assert truth["involved"]["right"] == [] and len(truth["involved"]["left"]) >= 2
+    # The truth files give the same involvement and volume as truth.json.
+    inf, reg = read_truth(case, "infarct"), read_truth(case, "regions")
+    inf_a, reg_a = sitk.GetArrayFromImage(inf), sitk.GetArrayFromImage(reg)
+    assert involved_regions(inf_a, reg_a) == truth["involved"]
+    ml = inf_a.sum() * np.prod(inf.GetSpacing()) / 1000.0
+    assert ml == pytest.approx(truth["infarct_volume_ml"], rel=1e-3) and ml > 5
+    assert set(np.unique(reg_a)) == set(range(21))
+
+
+def test_infarct_is_darker_by_hu_drop_on_the_dicom_grid(phantom_root):
+    kw = dict(thickness=2.5, pattern="whole_mca", side="right", matrix=256)
+    acute = make_case(phantom_root, 5, kind="acute", hu_drop=6.0, **kw)
+    normal = make_case(phantom_root, 5, kind="normal", **kw)
+    ds_a, hu_a = read_series(acute)
+    _, hu_n = read_series(normal)
+    mask_img = read_truth(acute, "infarct")
+    ids, vol = sitk_series(acute)
+    # Truth and DICOM share the grid: same size, origin, spacing, direction.
+    assert mask_img.GetSize() == vol.GetSize()
+    assert np.allclose(mask_img.GetOrigin(), vol.GetOrigin(), atol=1e-3)
+    assert np.allclose(mask_img.GetSpacing(), vol.GetSpacing(), atol=1e-4)
+    assert np.allclose(mask_img.GetDirection(), vol.GetDirection(), atol=1e-5)
+    assert np.allclose(mask_img.GetOrigin(), np.asarray(ds_a[0].ImagePositionPatient, float), atol=1e-3)
+    mask = sitk.GetArrayFromImage(mask_img).astype(bool)
+    assert np.array_equal(sitk.GetArrayFromImage(vol), hu_a)  # both readers, same HU, same order
+    drop = float((hu_n - hu_a)[mask].mean())
+    assert drop == pytest.approx(6.0, abs=1.0)
+    far = ~ndi.binary_dilation(mask, iterations=4)
+    assert abs(float((hu_n - hu_a)[far].mean())) < 0.05  # nothing changes away from the lesion
+
+
+def test_every_file_reads_and_the_series_is_one_volume(phantom_root):
+    cases = [make_case(phantom_root, 3, kind="acute", pattern="cortical_bg", hu_drop=8.0, side="left"),
+             make_case(phantom_root, 8, kind="normal", thickness=1.0, matrix=128)]
+    studies = set()
+    for case in cases:
+        files = sorted((case / "dicom").glob("*.dcm"))
+        ds = [pydicom.dcmread(f) for f in files]
+        for d in ds:
+            assert d.SOPClassUID == pydicom.uid.CTImageStorage and d.Modality == "CT"
+            assert list(d.ImageType) == ["ORIGINAL", "PRIMARY", "AXIAL"] and d.BodyPartExamined == "HEAD"
+            assert "ContrastBolusAgent" not in d and float(d.RescaleIntercept) == -1024.0
+            assert d.pixel_array.shape == (d.Rows, d.Columns)
+        assert len({d.SOPInstanceUID for d in ds}) == len(ds)
+        assert len({d.SeriesInstanceUID for d in ds}) == len({d.StudyInstanceUID for d in ds}) == 1
+        assert len({d.FrameOfReferenceUID for d in ds}) == 1
+        assert sorted(int(d.InstanceNumber) for d in ds) == list(range(1, len(ds) + 1))
+        studies.add(ds[0].StudyInstanceUID)
+        ids, vol = sitk_series(case)
+        assert len(ids) == 1 and vol.GetSize()[2] == len(files)
+        assert vol.GetSpacing()[2] == pytest.approx(float(ds[0].SliceThickness), rel=1e-4)
+    assert len(studies) == 2
+
+
+def test_full_size_head_in_the_field_of_view(phantom_root):
+    case = make_case(phantom_root, 30, kind="acute", thickness=5.0, matrix=512)
+    ds, hu = read_series(case)
+    d = ds[0]
+    assert (d.Rows, d.Columns) == (512, 512) and 0.4 <= float(d.PixelSpacing[0]) <= 0.5
+    assert hu.max() > 1000 and (hu > 700).sum() > 10000  # skull with cortical bone
+    head = hu > -300
+    assert not head[:, [0, -1], :].any() and not head[:, :, [0, -1]].any()  # head inside the FOV
+    assert np.median(hu[:, 250:262, 5:15]) < -900  # air around it
+    regions = sitk.GetArrayFromImage(read_truth(case, "regions"))
+    brain_slices = np.nonzero((regions > 0).any(axis=(1, 2)))[0]
+    assert brain_slices.min() > 0 and brain_slices.max() < len(ds) - 1  # whole brain covered
+    assert len(np.unique(regions)) == 21
+    noise = hu[:, 250:262, 5:15][hu[:, 250:262, 5:15] > -1010]
+    assert 2.0 < float(noise.std()) < 8.0
+
+
+def test_controls(phantom_root):
+    normal = make_case(phantom_root, 40, kind="normal")
+    t = json.loads((normal / "truth.json").read_text())
+    assert t["aspects"] == {"left": 10, "right": 10} and t["affected_side"] is None and t["infarct_volume_ml"] == 0
+    assert not sitk.GetArrayFromImage(read_truth(normal, "infarct")).any()
+
+    bleed = make_case(phantom_root, 41, kind="haemorrhage", thickness=2.5)
+    t = json.loads((bleed / "truth.json").read_text())
+    assert t["kind"] == "haemorrhage" and t["aspects"] == {"left": 10, "right": 10} and t["involved"] == {"left": [], "right": []}
+    _, hu = read_series(bleed)
+    core = ndi.binary_erosion(sitk.GetArrayFromImage(read_truth(bleed, "haemorrhage")).astype(bool), iterations=1)
+    assert core.sum() > 20 and 50 <= float(np.median(hu[core])) <= 80
+
+    old = make_case(phantom_root, 42, kind="old_infarct", thickness=2.5, pattern="M2")
+    t = json.loads((old / "truth.json").read_text())
+    assert t["kind"] == "old_infarct" and t["aspects"] == {"left": 10, "right": 10} and t["involved"] == {"left": [], "right": []}
+    assert not sitk.GetArrayFromImage(read_truth(old, "infarct")).any()
+    _, hu = read_series(old)
+    core = ndi.binary_erosion(sitk.GetArrayFromImage(read_truth(old, "old_infarct")).astype(bool), iterations=1)
+    assert core.sum() > 20 and 5 <= float(np.median(hu[core])) <= 15
+
+
+def test_gantry_tilt_geometry(phantom_root):
+    case = make_case(phantom_root, 50, kind="normal", tilt_deg=12.0, matrix=128)
+    ds = sort_slices([pydicom.dcmread(p) for p in (case / "dicom").glob("*.dcm")])
+    assert float(ds[0].GantryDetectorTilt) == 12.0
+    col = np.asarray(ds[0].ImageOrientationPatient[3:], float)
+    assert col[2] == pytest.approx(np.sin(np.radians(12.0)), abs=1e-5)
+    steps = np.diff([np.asarray(d.ImagePositionPatient, float) for d in ds], axis=0)
+    assert np.allclose(steps[:, :2], 0, atol=1e-3)  # the table moves along z: sheared volume
+
+
+def test_cli_makes_cases_and_rejects_bad_options(tmp_path):
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "make_phantoms.py"), "--out", str(out), "--count", "2",
+                        "--seed", "60", "--thickness", "5", "--kind", "acute", "--matrix", "128"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "[2/2]" in r.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["phantom_000060", "phantom_000061"]
+    for bad in (["--thickness", "50"], ["--kind", "chronic"], ["--count", "0"]):
+        r = subprocess.run([sys.executable, str(ROOT / "tools" / "make_phantoms.py"), "--out", str(out), *bad],
+                           capture_output=True, text=True, cwd=ROOT)
+        assert r.returncode == 2 and r.stderr.startswith("error[2]: ") and len(r.stderr.strip().splitlines()) == 1
