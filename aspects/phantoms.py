@@ -297,10 +297,13 @@ def build_anatomy(template: sitk.Image, labels: sitk.Image, csf_rim_mm: float = 
     brain = t > 0.5
     zz, yy, xx = np.nonzero(brain)
     pad = int(math.ceil(margin_mm / spacing.min()))
-    lo = np.maximum([zz.min() - pad, yy.min() - pad, xx.min() - pad], 0)
-    hi = np.minimum([zz.max() + pad + 1, yy.max() + pad + 1, xx.max() + pad + 1], t.shape)
-    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
-    t, lab, brain = t[sl], lab[sl], brain[sl]
+    lo = np.array([zz.min(), yy.min(), xx.min()]) - pad
+    hi = np.array([zz.max(), yy.max(), xx.max()]) + pad + 1
+    # Crop to the head, padding where the template grid is tighter than skull + scalp.
+    widths = [(max(0, -a), max(0, b - n)) for a, b, n in zip(lo, hi, t.shape)]
+    sl = tuple(slice(max(0, a), min(b, n)) for a, b, n in zip(lo, hi, t.shape))
+    t, lab = np.pad(t[sl], widths), np.pad(lab[sl], widths)
+    brain = t > 0.5
     # Intracranial volume: the brain closed over sulci, filled, plus a CSF rim; the signed
     # distance to it is computed at 2 mm (fast) and interpolated, good to ~0.5 mm.
     sd = _signed_distance_2x(brain, spacing)
