@@ -85,6 +85,7 @@ class Worker(threading.Thread):
         self._stopping = threading.Event()
         self._proc: Optional[subprocess.Popen] = None
         self._proc_lock = threading.Lock()
+        self._settled: Dict[Path, Tuple[int, int]] = {}  # finished studies: (state, incoming) mtimes
 
     # --- control ------------------------------------------------------------------------
     def notify(self, study_uid: str, new: bool) -> None:
@@ -117,8 +118,11 @@ class Worker(threading.Thread):
         out = []
         now = time.time()
         for uid in self.spool.studies():
+            sdir = self.spool.study_dir(uid)
+            retry = sdir.joinpath("retry").exists()
+            if not retry and _settled(sdir, self._settled):
+                continue  # finished, nothing new since: cheap skip for a spool with many old studies
             state = self.spool.read_state(uid)
-            retry = self.spool.study_dir(uid).joinpath("retry").exists()
             last = self.spool.last_arrival(uid)
             action = next_action(state, len(self.spool.instances(uid)), now - last, self.cfg.quiet_time_s, retry)
             if action != WAIT:
@@ -250,6 +254,22 @@ class Worker(threading.Thread):
             return
         self._set(uid, st, SENT, f"{len(sent)} result(s) stored by {dest.ae_title}")
         log.info("study %s: sent: %d result(s) stored by %s", uid, len(sent), dest.ae_title)
+
+
+def _settled(study_dir: Path, cache: Dict[Path, Tuple[int, int]]) -> bool:
+    """True when the study is sent/failed and no instance was added since its state was written."""
+    try:
+        stamp = ((study_dir / "state.json").stat().st_mtime_ns, (study_dir / "incoming").stat().st_mtime_ns)
+    except FileNotFoundError:
+        return False
+    if cache.get(study_dir) == stamp:
+        return True
+    if stamp[1] > stamp[0]:
+        return False
+    if json.loads((study_dir / "state.json").read_text()).get("state") in (SENT, FAILED):
+        cache[study_dir] = stamp
+        return True
+    return False
 
 
 def _aspects_summary(path: Path) -> Optional[Any]:
