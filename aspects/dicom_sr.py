@@ -5,9 +5,9 @@ Content (Comprehensive 3D SR, highdicom):
 - one measurement group per hemisphere: ASPECTS (NUM, private code ``99ASPECTS ASPECTS``,
   unit UCUM ``{score}``), finding site cerebral hemisphere + laterality, source images = the
   BG and SG key slices;
-- one "acute infarct" group: infarct volume (SCT Volume, UCUM ``ml``) and the affected side
+- one "acute infarct" group (TID 1411 referencing SEG segment 1 when the SEG is given): infarct volume (SCT Volume, UCUM ``ml``) and the affected side
   (qualitative evaluation ``99ASPECTS AFFSIDE``: SCT Right / Left / None);
-- one group per region (20): involvement (``99ASPECTS ISCHCHG``: SCT Yes / No), infarct
+- one group per region (20; TID 1411 referencing the region's SEG segment when given): involvement (``99ASPECTS ISCHCHG``: SCT Yes / No), infarct
   fraction (``99ASPECTS INFFRAC``, UCUM ``%``) and infarct volume (ml), finding site = the
   region (codes of :mod:`aspects.dicom_seg`) with laterality;
 - a "Qualitative Evaluations" container with TEXT comments: the not-for-diagnostic-use note,
@@ -40,8 +40,8 @@ from aspects.derived import (
     mark_derived,
     new_uid,
 )
-from aspects.dicom_seg import INFARCT_CODE, REGION_TYPE, SIDE_CODE
-from aspects.labels import REGION_CODES, SIDES
+from aspects.dicom_seg import INFARCT_CODE, INFARCT_SEGMENT, REGION_TYPE, SIDE_CODE, region_segment_number
+from aspects.labels import REGION_CODES, SIDES, label_value
 from aspects.result_json import ResultSchemaError
 
 ASPECTS_CODE = aspects_code("ASPECTS", "Alberta Stroke Program Early CT Score")
@@ -75,12 +75,26 @@ def _observation_context(equipment: Equipment) -> hd.sr.ObservationContext:
 def _group(
     identifier: str,
     algorithm: hd.sr.AlgorithmIdentification,
+    segment: Optional[hd.sr.ReferencedSegment] = None,
     **kwargs,
-) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    return hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=new_uid(), identifier=identifier),
-        algorithm_id=algorithm,
-        **kwargs,
+):
+    """TID 1501 group, or TID 1411 volumetric ROI group when it measures a SEG segment."""
+    tracking = hd.sr.TrackingIdentifier(uid=new_uid(), identifier=identifier)
+    if segment is not None:
+        return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=tracking, referenced_segment=segment, algorithm_id=algorithm, **kwargs
+        )
+    return hd.sr.MeasurementsAndQualitativeEvaluations(tracking_identifier=tracking, algorithm_id=algorithm, **kwargs)
+
+
+def _segment_ref(seg: Optional[Dataset], number: int) -> Optional[hd.sr.ReferencedSegment]:
+    if seg is None:
+        return None
+    return hd.sr.ReferencedSegment(
+        sop_class_uid=seg.SOPClassUID,
+        sop_instance_uid=seg.SOPInstanceUID,
+        segment_number=number,
+        source_series=hd.sr.SourceSeriesForSegmentation(seg.ReferencedSeriesSequence[0].SeriesInstanceUID),
     )
 
 
@@ -92,8 +106,13 @@ def measurement_groups(
     result: Mapping,
     equipment: Equipment,
     key_sources: Sequence[Dataset] = (),
-) -> List[hd.sr.MeasurementsAndQualitativeEvaluations]:
-    """TID 1501 groups for the hemispheres, the infarct and the 20 regions."""
+    seg: Optional[Dataset] = None,
+) -> list:
+    """Groups for the hemispheres, the infarct and the 20 regions.
+
+    With ``seg`` (the SEG of :mod:`aspects.dicom_seg`), the infarct and region groups are
+    volumetric ROI groups that reference their SEG segment.
+    """
     algorithm = hd.sr.AlgorithmIdentification(name=equipment.name, version=equipment.version)
     key_refs = [hd.sr.SourceImageForMeasurementGroup.from_source_image(ds) for ds in key_sources] or None
     groups = []
@@ -113,6 +132,7 @@ def measurement_groups(
         _group(
             "Acute infarct",
             algorithm,
+            _segment_ref(seg, INFARCT_SEGMENT),
             finding_type=INFARCT_CODE,
             finding_sites=[hd.sr.FindingSite(codes.SCT.Brain)],
             measurements=[_measurement(codes.SCT.Volume, round(float(result["infarct_volume_ml"]), 3), UNIT_ML)],
@@ -127,6 +147,7 @@ def measurement_groups(
                 _group(
                     f"{side} {code}",
                     algorithm,
+                    _segment_ref(seg, region_segment_number(label_value(side, code))),
                     finding_sites=[site],
                     measurements=[
                         _measurement(FRACTION_CODE, round(100.0 * float(region["infarct_fraction"]), 2), UNIT_PERCENT),
@@ -166,8 +187,13 @@ def build_sr(
     source: Sequence[Dataset],
     result: Mapping,
     key_sources: Sequence[Dataset] = (),
+    seg: Optional[Dataset] = None,
 ) -> hd.sr.Comprehensive3DSR:
-    """The SR dataset for ``result`` (aspects.json content) about the ``source`` series."""
+    """The SR dataset for ``result`` (aspects.json content) about the ``source`` series.
+
+    ``key_sources``: the key slices the hemisphere groups cite; ``seg``: the SEG whose segments
+    the infarct/region groups reference (it then joins the evidence).
+    """
     check_source(source)
     missing = [k for k in ("aspects", "affected_side", "infarct_volume_ml", "regions") if k not in result]
     if missing:
@@ -176,14 +202,14 @@ def build_sr(
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(equipment),
         procedure_reported=PROCEDURE_CODE,
-        imaging_measurements=measurement_groups(result, equipment, key_sources),
+        imaging_measurements=measurement_groups(result, equipment, key_sources, seg),
         # The library lists the images the groups cite; all source images are the evidence
         # (an entry per slice would cost ~30 ms each in highdicom for no reader benefit).
         referenced_images=list(key_sources) or None,
     )
     report[0].ContentSequence.append(_comments(result))
     sr = hd.sr.Comprehensive3DSR(
-        evidence=list(source),
+        evidence=list(source) + ([seg] if seg is not None else []),
         content=report[0],
         series_instance_uid=new_uid(),
         series_number=SERIES_NUMBER["sr"],
@@ -203,8 +229,9 @@ def write_sr(
     result: Mapping,
     path: Path,
     key_sources: Sequence[Dataset] = (),
+    seg: Optional[Dataset] = None,
 ) -> Path:
-    sr = build_sr(source, result, key_sources)
+    sr = build_sr(source, result, key_sources, seg)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sr.save_as(path)

@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+import pydicom
 from monai.deploy.core import ConditionType, Fragment, Operator, OperatorSpec
 
 from aspects.dicom_seg import write_seg
@@ -54,17 +55,24 @@ class SRWriterOperator(_WriterOperator):
     """DICOM SR (TID 1500) to OUT/dicom/sr.dcm; emits ``sr_path``.
 
     ``regions`` picks the key slices the hemisphere groups reference (same rule as the key images).
+    With ``reference_seg=True`` an input ``seg_path`` (from SegWriterOperator) is declared and the
+    infarct/region groups reference their SEG segments.
     """
 
+    def __init__(self, fragment: Fragment, *args, output_folder: Path, reference_seg: bool = False, **kwargs):
+        self.reference_seg = reference_seg
+        super().__init__(fragment, *args, output_folder=output_folder, **kwargs)
+
     def setup(self, spec: OperatorSpec):
-        for name in ("source", "regions", "result"):
+        for name in ("source", "regions", "result") + (("seg_path",) if self.reference_seg else ()):
             spec.input(name)
         spec.output("sr_path").condition(ConditionType.NONE)
 
     def compute(self, op_input, op_output, context):
         source, regions, result = (op_input.receive(n) for n in ("source", "regions", "result"))
+        seg = pydicom.dcmread(op_input.receive("seg_path"), stop_before_pixels=True) if self.reference_seg else None
         keys = [source[k] for k in key_slices(result, regions).values()]
-        path = write_sr(source, result, self.output_folder / "dicom" / "sr.dcm", key_sources=keys)
+        path = write_sr(source, result, self.output_folder / "dicom" / "sr.dcm", key_sources=keys, seg=seg)
         logger.info("wrote %s", path)
         op_output.emit(path, "sr_path")
 

@@ -45,7 +45,8 @@ def case(tmp_path_factory):
     result = make_result(source, infarct, regions)
     keys = write_key_images(source, infarct, regions, result, out)
     seg = write_seg(source, infarct, regions, result, out / "dicom" / "seg.dcm")
-    sr = write_sr(source, result, out / "dicom" / "sr.dcm", key_sources=[source[k["slice"]] for k in keys.values()])
+    sr = write_sr(source, result, out / "dicom" / "sr.dcm", key_sources=[source[k["slice"]] for k in keys.values()],
+                  seg=pydicom.dcmread(seg, stop_before_pixels=True))
     result = dict(result, outputs=relative_outputs(out, seg=seg, sr=sr, key_images=[k["dcm"] for k in keys.values()],
                                                    png=[k["png"] for k in keys.values()]))
     write_result(result, out / "aspects.json")
@@ -146,6 +147,24 @@ def test_sr_holds_the_result_aspects(case):
     summary = read_sr_summary(path)
     assert summary["affected_side"] == case["result"]["affected_side"] == "left"
     assert summary["infarct_volume_ml"] == pytest.approx(case["result"]["infarct_volume_ml"], abs=1e-3)
+
+
+def test_sr_groups_reference_the_seg_segments(case):
+    sr = pydicom.dcmread(case["out"] / "dicom" / "sr.dcm")
+    seg = pydicom.dcmread(case["out"] / "dicom" / "seg.dcm", stop_before_pixels=True)
+    refs = [item.ReferencedSOPSequence[0] for item in _walk_sr(sr) if item.ValueType == "IMAGE"
+            and item.ConceptNameCodeSequence[0].CodeMeaning == "Referenced Segment"]
+    assert {r.ReferencedSOPInstanceUID for r in refs} == {seg.SOPInstanceUID}
+    assert sorted(int(r.ReferencedSegmentNumber) for r in refs) == list(range(1, N_SEGMENTS + 1))
+    evidence = {i.ReferencedSOPInstanceUID for st in sr.CurrentRequestedProcedureEvidenceSequence
+                for se in st.ReferencedSeriesSequence for i in se.ReferencedSOPSequence}
+    assert evidence == {ds.SOPInstanceUID for ds in case["source"]} | {seg.SOPInstanceUID}
+
+
+def _walk_sr(ds):
+    for item in ds.get("ContentSequence", []):
+        yield item
+        yield from _walk_sr(item)
 
 
 def test_sr_follows_a_different_result(case, tmp_path):
@@ -269,12 +288,13 @@ def test_writer_operators_in_a_monai_deploy_app(tmp_path):
                 out = Path({str(tmp_path)!r})
                 src = Source(self, CountCondition(self, 1), name="source")
                 seg = SegWriterOperator(self, output_folder=out, name="seg")
-                sr = SRWriterOperator(self, output_folder=out, name="sr")
+                sr = SRWriterOperator(self, output_folder=out, reference_seg=True, name="sr")
                 key = KeyImageWriterOperator(self, output_folder=out, name="key")
                 js = JSONWriterOperator(self, output_folder=out, name="json")
                 for op, ports in ((seg, PORTS), (sr, ("source", "regions", "result")), (key, PORTS), (js, ("result",))):
                     self.add_flow(src, op, {{(p, p) for p in ports}})
                 self.add_flow(seg, js, {{("seg_path", "seg_path")}})
+                self.add_flow(seg, sr, {{("seg_path", "seg_path")}})
                 self.add_flow(sr, js, {{("sr_path", "sr_path")}})
                 self.add_flow(key, js, {{("key_images", "key_images")}})
         App().run()
@@ -287,6 +307,10 @@ def test_writer_operators_in_a_monai_deploy_app(tmp_path):
     for rel in [result["outputs"]["seg"], result["outputs"]["sr"], *result["outputs"]["key_images"], *result["outputs"]["png"]]:
         assert (tmp_path / rel).is_file(), rel
     assert read_aspects_from_sr(tmp_path / result["outputs"]["sr"]) == result["aspects"]
+    seg_uid = pydicom.dcmread(tmp_path / result["outputs"]["seg"], stop_before_pixels=True).SOPInstanceUID
+    sr = pydicom.dcmread(tmp_path / result["outputs"]["sr"])
+    assert seg_uid in {i.ReferencedSOPInstanceUID for st in sr.CurrentRequestedProcedureEvidenceSequence
+                       for se in st.ReferencedSeriesSequence for i in se.ReferencedSOPSequence}
     assert json.loads((tmp_path / "aspects.json").read_text())["not_for_diagnostic_use"] is True
 
 
