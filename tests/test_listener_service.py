@@ -124,6 +124,29 @@ def test_refusals_are_reported_and_the_service_keeps_running(idle_listener, tmp_
     assert "stored 2 instance(s) (study " in log
 
 
+def test_concurrent_associations_all_land_in_the_spool(idle_listener, tmp_path):
+    lst = idle_listener
+    a = write_ct_series(tmp_path / "a", 24, size=128)
+    b = write_ct_series(tmp_path / "b", 8, size=128)
+    parts = [a[0::3], a[1::3], a[2::3], b]  # one study over three associations at once, plus another
+    results = [None] * len(parts)
+
+    def push(i):
+        results[i] = storescu(lst.port, parts[i])
+
+    threads = [threading.Thread(target=push, args=(i,)) for i in range(len(parts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.returncode == 0 for r in results), [r.stderr[-300:] for r in results if r.returncode]
+    spool = Spool(lst.spool)
+    uid = lambda files: str(dcmread(files[0]).StudyInstanceUID)  # noqa: E731
+    assert sorted(spool.studies()) == sorted([uid(a), uid(b)])
+    assert len(spool.instances(uid(a))) == 24 and len(spool.instances(uid(b))) == 8
+    assert lst.log().count(f"stored 8 instance(s) (study {uid(a)}: 8)") == 3
+
+
 def test_sigkill_while_receiving_loses_no_acknowledged_instance(idle_listener, tmp_path):
     lst = idle_listener
     files = write_ct_series(tmp_path / "ct", 40, size=256)  # 128 KiB each: the kill lands mid-transfer
