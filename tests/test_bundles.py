@@ -1,0 +1,153 @@
+"""Training bundles: train -> checkpoint -> ckpt_export -> TorchScript in a clean process (CI smoke test).
+
+Each bundle trains one epoch on three tiny aligned studies (tests/bundles_fixtures.py) with the
+standard ``python -m monai.bundle`` commands, exports TorchScript, and a fresh interpreter that
+never imports MONAI or the training code loads the .ts with the app's loader and runs it on an
+aligned volume; its logits must equal the checkpoint's network output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from bundles_fixtures import write_tiny_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import make_datalist  # noqa: E402
+
+from aspects.errors import InputError  # noqa: E402
+
+BUNDLES = {"aspects_regions": 21, "infarct_seg": 2}
+
+
+def _bundle(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", OMP_NUM_THREADS="2")
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny"))
+
+
+# The clean process: only numpy, torch and the app's own modules (aspects.inference / model_io).
+_APP_SIDE = r"""
+import sys, numpy as np, SimpleITK as sitk
+from pathlib import Path
+from aspects.inference import load_torchscript, predict_labels
+from aspects.model_io import mirror, normalise, to_model_layout
+ts, image, channels, out = sys.argv[1:5]
+hu = sitk.GetArrayFromImage(sitk.ReadImage(image))
+norm = normalise(hu)
+stack = [norm] if channels == "1" else [norm, mirror(norm)]
+x = np.stack([to_model_layout(a) for a in stack])[None]
+model = load_torchscript(Path(ts), "cpu")
+labels, prob = predict_labels(model, x, "cpu")
+import torch
+with torch.inference_mode():
+    logits = model(torch.from_numpy(x)).numpy()
+np.save(out, logits)
+bad = [m for m in sys.modules if m == "monai" or m.startswith(("monai.", "train", "scripts", "aspects.losses", "ignite"))]
+print("imported:", bad)
+assert not bad, bad
+assert labels.shape == x.shape[2:], labels.shape
+"""
+
+
+@pytest.mark.parametrize("bundle", list(BUNDLES))
+def test_train_export_and_app_inference(bundle: str, tiny: Path, tmp_path: Path):
+    import torch
+
+    configs = ROOT / "train" / bundle / "configs"
+    out = tmp_path / "run"
+    overrides = ["--dataset_dir", str(tiny), "--output_dir", str(out), "--max_epochs", "1", "--val_interval", "1",
+                 "--num_samples", "1", "--cache_rate", "0"]
+    if bundle == "infarct_seg":
+        overrides += ["--roi_size", "[32,32,-1]", "--tagl_slabs", "[[2,14],[16,30]]"]  # TAGL on in the smoke test
+    else:
+        overrides += ["--roi_size", "[32,32,32]"]
+    _bundle("run", "--config_file", str(configs / "train.json"), *overrides)
+    ckpt = out / "models" / "model.pt"
+    assert ckpt.is_file() and (out / "curves.png").is_file()
+    history = json.loads((out / "curves.json").read_text())
+    assert len(history["train_loss"]) == 1 and np.isfinite(history["train_loss"][0])
+
+    ts = tmp_path / f"{bundle}.ts"
+    _bundle("ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", str(ckpt),
+            "--meta_file", str(configs / "metadata.json"), "--config_file", str(configs / "train.json"))
+
+    image = tiny / "images" / "tiny_02.nii.gz"
+    channels = "1" if bundle == "aspects_regions" else "2"
+    logits_file = tmp_path / "logits.npy"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", _APP_SIDE, str(ts), str(image), channels, str(logits_file)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logits = np.load(logits_file)
+    assert logits.shape == (1, BUNDLES[bundle], 32, 32, 32)
+
+    # The exported model is the trained checkpoint: same logits as the config's network + weights.
+    from monai.bundle import ConfigParser
+
+    from aspects.model_io import mirror, normalise, to_model_layout
+
+    parser = ConfigParser()
+    parser.read_config(str(configs / "train.json"))
+    net = parser.get_parsed_content("network_def")
+    net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+    net.eval()
+    norm = normalise(sitk.GetArrayFromImage(sitk.ReadImage(str(image))))
+    stack = [norm] if channels == "1" else [norm, mirror(norm)]
+    x = torch.from_numpy(np.stack([to_model_layout(a) for a in stack])[None])
+    with torch.inference_mode():
+        expected = net(x).numpy()
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("bundle", list(BUNDLES))
+def test_metadata_verifies_against_the_shipped_schema(bundle: str):
+    configs = ROOT / "train" / bundle / "configs"
+    _bundle("verify_metadata", "--meta_file", str(configs / "metadata.json"),
+            "--filepath", str(configs / "metadata_schema.json"), timeout=60)
+    meta = json.loads((configs / "metadata.json").read_text())
+    assert meta["preprocessing"]["spacing_mm"] == [2.0, 2.0, 2.0]
+    assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == BUNDLES[bundle]
+
+
+def test_folder_datalist_pairs_by_name_with_a_fixed_split(tmp_path: Path):
+    images, labels = tmp_path / "img", tmp_path / "lab"
+    for folder in (images, labels):
+        folder.mkdir()
+        for i in range(6):
+            sitk.WriteImage(sitk.Image(4, 4, 4, sitk.sitkUInt8), str(folder / f"case{i}.nii.gz"))
+    out = tmp_path / "lists" / "datalist.json"
+    assert make_datalist.main(["--images", str(images), "--labels", str(labels), "--out", str(out), "--val-every", "3"]) == 0
+    data = json.loads(out.read_text())
+    assert [e["image"] for e in data["validation"]] == ["../img/case2.nii.gz", "../img/case5.nii.gz"]
+    assert len(data["training"]) == 4
+    assert all(e["label"] == e["image"].replace("img", "lab") for e in data["training"])
+
+
+def test_folder_datalist_reports_unlabelled_images(tmp_path: Path, capsys):
+    images, labels = tmp_path / "img", tmp_path / "lab"
+    images.mkdir()
+    labels.mkdir()
+    sitk.WriteImage(sitk.Image(4, 4, 4, sitk.sitkUInt8), str(images / "a.nii.gz"))
+    code = make_datalist.main(["--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "d.json")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error[2]:") and "no label" in err and "\n" not in err
+    with pytest.raises(InputError):
+        make_datalist.split_cases(["a", "b"], 1)
