@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -195,7 +194,3 @@ class Spool:
 
 def _mtime_iso(path: Path) -> str:
     return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
-
-
-def age_s(t: float) -> float:
-    return time.time() - t
