@@ -14,10 +14,10 @@ from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
+from aspects import APP_NAME
+from aspects import __version__ as APP_VERSION
 from aspects.errors import EXIT_PROCESSING, InputError
 
-APP_NAME = "aspects-ncct"
-APP_VERSION = "0.1.0"
 MANUFACTURER = "ASPECTS NCCT open-source project"
 NOT_FOR_DIAGNOSTIC_USE = "NOT FOR DIAGNOSTIC USE"
 DISCLAIMER = (

@@ -5,11 +5,13 @@ Content (Comprehensive 3D SR, highdicom):
 - one measurement group per hemisphere: ASPECTS (NUM, private code ``99ASPECTS ASPECTS``,
   unit UCUM ``{score}``), finding site cerebral hemisphere + laterality, source images = the
   BG and SG key slices;
-- one "acute infarct" group (TID 1411 referencing SEG segment 1 when the SEG is given): infarct volume (SCT Volume, UCUM ``ml``) and the affected side
+- one "acute infarct" group: infarct volume (SCT Volume, UCUM ``ml``) and the affected side
   (qualitative evaluation ``99ASPECTS AFFSIDE``: SCT Right / Left / None);
-- one group per region (20; TID 1411 referencing the region's SEG segment when given): involvement (``99ASPECTS ISCHCHG``: SCT Yes / No), infarct
+- one group per region (20): involvement (``99ASPECTS ISCHCHG``: SCT Yes / No), infarct
   fraction (``99ASPECTS INFFRAC``, UCUM ``%``) and infarct volume (ml), finding site = the
   region (codes of :mod:`aspects.dicom_seg`) with laterality;
+- given the SEG, the infarct and region groups are TID 1411 volumetric ROI groups that
+  reference their SEG segment (1 = infarct, label + 1 = region), and the SEG joins the evidence;
 - a "Qualitative Evaluations" container with TEXT comments: the not-for-diagnostic-use note,
   the methods and the flags;
 - image library = the key slices; evidence (CurrentRequestedProcedureEvidence) = every source image.

@@ -33,6 +33,7 @@ WINDOW_WIDTH, WINDOW_LEVEL = 40.0, 35.0
 INFARCT_ALPHA = 0.45
 DISPLAY_SIZE = 512  # small series are enlarged (integer factor, nearest) to about this size
 LEVELS = ("BG", "SG")
+OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "H": "F", "F": "H"}
 LEVEL_NAMES = {"BG": "basal ganglia level", "SG": "supraganglionic level"}
 # Regions whose in-plane extent defines each level's key slice.
 LEVEL_REGIONS = {"BG": ("C", "L", "IC"), "SG": ("M4", "M5", "M6")}
@@ -133,8 +134,13 @@ def render(
     lines: Sequence[str],
     flip_rows: bool = False,
     flip_cols: bool = False,
+    row_letter: str = "L",
 ) -> np.ndarray:
-    """RGB uint8 picture ``(banner + rows * f, cols * f, 3)`` of one slice; f = enlargement."""
+    """RGB uint8 picture ``(banner + rows * f, cols * f, 3)`` of one slice; f = enlargement.
+
+    ``row_letter``: patient direction along the displayed rows after the flips ("L" for an
+    axial slice in radiological convention), used for the side markers.
+    """
     if flip_rows:
         hu, labels, infarct = hu[::-1], labels[::-1], infarct[::-1]
     if flip_cols:
@@ -155,13 +161,15 @@ def render(
     size = max(12, width // 36)
     draw = ImageDraw.Draw(picture)
     small = _font(max(10, size - 2))
+    outlined = {"stroke_width": 2, "stroke_fill": (0, 0, 0)}
     for value in np.unique(labels[labels > 0]):
         ys, xs = np.nonzero(labels == value)
-        draw.text((float(xs.mean()), float(ys.mean())), REGION_CODES[(value - 1) % 10], font=small,
-                  fill=(255, 255, 255), anchor="mm", stroke_width=2, stroke_fill=(0, 0, 0))
-    big_font = _font(2 * size)
-    draw.text((size // 2, height // 2), "R", font=big_font, fill=(255, 255, 0), anchor="lm", stroke_width=2, stroke_fill=(0, 0, 0))
-    draw.text((width - size // 2, height // 2), "L", font=big_font, fill=(255, 255, 0), anchor="rm", stroke_width=2, stroke_fill=(0, 0, 0))
+        code = REGION_CODES[(value - 1) % 10]
+        draw.text((float(xs.mean()), float(ys.mean())), code, font=small, fill=(255, 255, 255), anchor="mm", **outlined)
+    # Side markers: the right edge shows where the rows run to, the left edge the opposite.
+    big_font, marker = _font(2 * size), (255, 255, 0)
+    draw.text((size // 2, height // 2), OPPOSITE[row_letter], font=big_font, fill=marker, anchor="lm", **outlined)
+    draw.text((width - size // 2, height // 2), row_letter, font=big_font, fill=marker, anchor="rm", **outlined)
     line_h = int(size * 1.5)
     canvas = Image.new("RGB", (width, height + line_h * len(lines) + size // 2), (0, 0, 0))
     canvas.paste(picture, (0, canvas.height - height))
@@ -243,7 +251,7 @@ def write_key_images(
         ref = source[k]
         flip_rows, flip_cols, orientation = display_flips(ref)
         lines = banner_lines(result, level, k, len(source))
-        rgb = render(hu_slice(ref), regions[k], infarct[k], lines, flip_rows, flip_cols)
+        rgb = render(hu_slice(ref), regions[k], infarct[k], lines, flip_rows, flip_cols, orientation[0])
         name = f"key_{level.lower()}"
         png = png_dir / f"{name}.png"
         Image.fromarray(rgb).save(png)
