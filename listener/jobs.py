@@ -140,10 +140,16 @@ class Worker(threading.Thread):
         retried = self.spool.take_retry(uid)
         if retried:
             log.info("study %s: retry requested by an admin", uid)
-        if action == RUN:
-            if not self.process(uid):
+        try:
+            if action == RUN and not self.process(uid):
                 return True
-        self.send(uid)
+            self.send(uid)
+        except Exception as exc:  # unreadable results, spool errors: fail the study, not the service
+            log.exception("study %s: listener error", uid)
+            st = self._state(uid)
+            if st["state"] != FAILED and not self._stopping.is_set():
+                st["reason"] = f"listener error: {type(exc).__name__}: {exc}"
+                self._set(uid, st, FAILED, st["reason"])
         return True
 
     def _state(self, uid: str) -> Dict[str, Any]:

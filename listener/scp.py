@@ -135,10 +135,13 @@ class StorageSCP:
             problem = STATUS_CANNOT_UNDERSTAND, "unparseable", f"cannot decode the dataset: {exc}"
         if problem:
             status, reason, detail = problem
-            path = self.spool.reject(data, calling, reason, detail)
+            try:
+                kept = "kept as " + self.spool.reject(data, calling, reason, detail).name
+            except OSError as exc:
+                kept = f"could not keep it: {exc}"
             with self._lock:
                 self._refused[id(event.assoc)] = self._refused.get(id(event.assoc), 0) + 1
-            log.warning("C-STORE from %s REFUSED (status 0x%04X): %s; kept as %s", calling, status, detail, path.name)
+            log.warning("C-STORE from %s REFUSED (status 0x%04X): %s; %s", calling, status, detail, kept)
             return status
         study, sop = str(ds.StudyInstanceUID).strip("\0 "), str(ds.SOPInstanceUID).strip("\0 ")
         try:

@@ -1,0 +1,59 @@
+"""The worker runs the real app.py on spooled studies: failures and timeouts are recorded, kept."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pydicom import dcmread
+
+from listener.config import parse_config
+from listener.jobs import Worker
+from listener.spool import Spool
+from tests.listener_fixtures import write_ct_series
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _worker(tmp_path: Path, timeout_s: float) -> Worker:
+    cfg = parse_config({
+        "listener": {"ae_title": "ASPECTS", "port": 11112, "allowed_calling_aets": ["CT1"]},
+        "spool_dir": str(tmp_path / "spool"),
+        "quiet_time_s": 0.01,
+        "app": {"script": str(REPO / "app.py"), "models": str(REPO / "models"), "timeout_s": timeout_s},
+        "destination": {"ae_title": "PACS", "host": "127.0.0.1", "port": 9, "retries": 0},
+    }, tmp_path)
+    return Worker(cfg, Spool(cfg.spool_dir))
+
+
+def _spool_study(worker: Worker, tmp_path: Path) -> str:
+    files = write_ct_series(tmp_path / "ct", 4)  # 16 x 16 pixels: no head in it
+    for f in files:
+        ds = dcmread(f)
+        worker.spool.store_instance(str(ds.StudyInstanceUID), str(ds.SOPInstanceUID), f.read_bytes())
+    time.sleep(0.05)  # the quiet time (0.01 s)
+    return str(ds.StudyInstanceUID)
+
+
+def test_app_failure_is_recorded_with_its_exit_code_and_error_line(tmp_path):
+    w = _worker(tmp_path, timeout_s=300)
+    uid = _spool_study(w, tmp_path)
+    assert w.tick() is True
+    st = w.spool.read_state(uid)
+    assert st["state"] == "failed" and st["run"] == 1 and st["input_instances"] == 4
+    assert isinstance(st["exit_code"], int) and st["exit_code"] != 0
+    assert st["app_error"] and st["reason"].startswith(f"app exited with code {st['exit_code']}")
+    assert (w.spool.run_dir(uid, 1) / "app.log").read_text().strip()
+    assert len(w.spool.instances(uid)) == 4  # kept
+    assert w.tick() is False  # failed studies wait for an admin, no retry loop
+    w.spool.request_retry(uid)
+    assert w.tick() is True and w.spool.read_state(uid)["run"] == 2
+
+
+def test_app_timeout_kills_the_run_and_fails_the_study(tmp_path):
+    w = _worker(tmp_path, timeout_s=0.5)  # importing the app alone takes longer
+    uid = _spool_study(w, tmp_path)
+    w.tick()
+    st = w.spool.read_state(uid)
+    assert st["state"] == "failed" and st["reason"] == "app timed out after 0 s"  # 0.5 s, rounded
+    assert st["exit_code"] is None
