@@ -72,10 +72,12 @@ class AspectsApp(Application):
         regions = RegionSegmenterOperator(self, atlas_dir=atlas_dir, models_dir=models_dir, name="region_segmenter")
         scorer = AspectsScorerOperator(self, name="aspects_scorer")
         seg = SegWriterOperator(self, output_folder=output_dir, name="seg_writer")
-        sr = SRWriterOperator(self, output_folder=output_dir, name="sr_writer")
+        sr = SRWriterOperator(self, output_folder=output_dir, reference_seg=True, name="sr_writer")
         keys = KeyImageWriterOperator(self, output_folder=output_dir, name="key_image_writer")
         nifti = MaskNiftiWriterOperator(self, output_folder=output_dir, name="nifti_writer")
-        result_json = JSONWriterOperator(self, output_folder=output_dir, name="json_writer")
+        result_json = JSONWriterOperator(
+            self, output_folder=output_dir, wait_for=("seg_path", "sr_path", "key_images", "nifti_paths"), name="json_writer"
+        )
 
         # DICOM series selector -> preprocessing -> infarct / region segmenters -> scorer -> writers
         self.add_flow(loader, selector, {("dicom_study_list", "dicom_study_list")})
@@ -96,7 +98,9 @@ class AspectsApp(Application):
         self.add_flow(scorer, nifti, {("masks", "masks")})
         self.add_flow(scorer, result_json, {("result", "result")})
         self.add_flow(seg, result_json, {("seg_path", "seg_path")})
+        self.add_flow(seg, sr, {("seg_path", "seg_path")})
         self.add_flow(sr, result_json, {("sr_path", "sr_path")})
+        self.add_flow(nifti, result_json, {("nifti_paths", "nifti_paths")})
         self.add_flow(keys, result_json, {("key_images", "key_images")})
 
 

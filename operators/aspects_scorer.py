@@ -90,7 +90,6 @@ class AspectsScorerOperator(Operator):
             "timings_s": {k: round(float(v), 3) for k, v in timings.items()},
             "not_for_diagnostic_use": True,
             "app": {"name": APP_NAME, "version": __version__},
-            "outputs": {"nifti": {"infarct": "nifti/infarct.nii.gz", "regions": "nifti/regions.nii.gz"}},
         }
         op_output.emit(aspects_json, "result")
         op_output.emit(infarct_src, "infarct")
