@@ -1,0 +1,308 @@
+"""From the selected series' HU volume to the template-aligned brain, and back.
+
+``preprocess(source, atlas)`` takes the HU volume of the selected series on its own grid (float32,
+LPS, slices in ``aspects.dicom_geometry.sort_slices`` order) and returns a :class:`Preprocessed`:
+
+1. geometry checks: 3-D, sane spacing, enough coverage; a gantry-tilted (sheared) grid is
+   resampled onto an orthogonal grid spanning the same volume (so the rest never sees shear);
+2. HU clipping to :data:`HU_CLIP` and anti-aliased resampling to a 2 mm "working grid" in the
+   series' own orientation (thin slices are smoothed before they are subsampled);
+3. skull stripping (:mod:`aspects.skullstrip`);
+4. rigid then affine registration of the stripped brain to the symmetric atlas template
+   (:func:`aspects.registration.rigid_affine`), refined after re-masking the head with the
+   template brain carried over by the first pass. The template is left-right symmetric, so this
+   also puts the patient's mid-sagittal plane on the aligned grid's central plane;
+5. resampling onto the aligned grid (:data:`ALIGNED_SPACING`, :data:`ALIGNED_SIZE`), masked by
+   the stripped brain intersected with the (slightly dilated) template brain, 0 outside;
+6. quality figures: similarity to the template, brain volume, head truncation, affine scale.
+
+The affine transform is kept in memory: :func:`to_source` brings any aligned image (labels with
+label-aware linear interpolation, intensities linearly) back onto the exact source grid, and
+:func:`to_aligned` goes the other way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+
+from aspects.errors import EXIT_BAD_SERIES, EXIT_PROCESSING, InputError
+from aspects.registration import COARSE_STAGES, FINE_STAGES, RegistrationError, ncc, rigid_affine
+from aspects.skullstrip import BRAIN_HU, fill_holes, largest_component, strip_skull
+
+log = logging.getLogger(__name__)
+
+ALIGNED_SPACING = 2.0  # mm, isotropic
+ALIGNED_SIZE: Tuple[int, int, int] = (96, 112, 96)  # (x, y, z) voxels: 192 x 224 x 192 mm
+WORK_SPACING = 2.0  # mm, skull stripping and registration grid in the series' orientation
+HU_CLIP = (-1024.0, 3071.0)  # 12-bit CT range: removes padding values like -3024 / -2000
+AIR_HU = -1024.0
+# Template brain dilated by this many aligned voxels bounds the patient's brain mask: it drops
+# neck tissue below the foramen magnum that thresholding cannot tell from brainstem.
+TEMPLATE_MARGIN_VOXELS = 2
+REG_WINDOW = (0.0, 100.0)  # HU window of both images during registration (brain tissue only)
+
+MIN_SLICES = 8
+MIN_COVERAGE_MM = 40.0  # along the slice normal: less cannot hold the ASPECTS levels
+MAX_SPACING_MM = 10.0
+SHEAR_TOLERANCE = 1e-3  # |D^T D - I| above this: gantry tilt (sheared grid)
+MIN_BRAIN_ML = 250.0  # less brain than this after stripping: not a usable head CT
+# Quality thresholds (low_confidence). NCC of a perfectly aligned synthetic head with the template
+# after two linear resamplings is ~0.9; real heads with atrophy or lesions ~0.7-0.85.
+NCC_LOW = 0.6
+QC_ERODE_VOXELS = 2
+NCC_FAIL = 0.2  # below this the registration has failed: error, not a low-confidence result
+BRAIN_ML_RANGE = (800.0, 2000.0)
+SCALE_RANGE = (0.7, 1.45)  # affine volume ratio patient / template
+TRUNCATION_LOW = 0.05  # fraction of the template brain outside the scanned field of view
+
+
+@dataclass
+class Preprocessed:
+    """Result of :func:`preprocess`.
+
+    ``aligned_to_source`` maps physical points of aligned space to source space (it resamples
+    source images onto the aligned grid); ``source_to_aligned`` is its inverse.
+    """
+
+    source: sitk.Image  # the input, untouched (the geometry every output returns to)
+    aligned: sitk.Image  # float32 HU on the aligned grid, skull-stripped, 0 outside the brain
+    brain_mask: sitk.Image  # uint8 on the aligned grid
+    template: sitk.Image  # atlas template resampled onto the aligned grid (float32 HU)
+    aligned_to_source: sitk.AffineTransform
+    source_to_aligned: sitk.AffineTransform
+    qc: Dict[str, object] = field(default_factory=dict)
+    timings: Dict[str, float] = field(default_factory=dict)
+
+
+def _axis_aligned(direction: Tuple[float, ...]) -> bool:
+    d = np.abs(np.asarray(direction, dtype=float).reshape(3, 3))
+    return bool(np.allclose(np.sort(d, axis=1)[:, -1], 1.0, atol=1e-4) and np.allclose(d.sum(axis=0), 1.0, atol=1e-4))
+
+
+def aligned_grid(template: sitk.Image) -> sitk.Image:
+    """Empty float32 image with the aligned grid's geometry for this template.
+
+    Identity direction, :data:`ALIGNED_SPACING`; x centred on the template grid's central column
+    (the template is symmetric about it), y and z centred on the template brain's bounding box.
+    """
+    if not _axis_aligned(template.GetDirection()):
+        raise ValueError("the atlas template must be axis-aligned (direction a signed permutation)")
+    size = np.asarray(template.GetSize())
+    arr = sitk.GetArrayViewFromImage(template)
+    nz = np.argwhere(arr > 0)
+    if nz.size == 0:
+        raise ValueError("the atlas template is empty")
+    lo_zyx, hi_zyx = nz.min(axis=0), nz.max(axis=0)
+    corners = [template.TransformContinuousIndexToPhysicalPoint([float(v) for v in idx[::-1]])
+               for idx in (lo_zyx, hi_zyx)]
+    centre = (np.asarray(corners[0]) + np.asarray(corners[1])) / 2.0
+    centre[0] = template.TransformContinuousIndexToPhysicalPoint([(size[0] - 1) / 2.0, 0.0, 0.0])[0]
+    n = np.asarray(ALIGNED_SIZE, dtype=float)
+    origin = centre - (n - 1) / 2.0 * ALIGNED_SPACING
+    ref = sitk.Image([int(v) for v in ALIGNED_SIZE], sitk.sitkFloat32)
+    ref.SetSpacing([ALIGNED_SPACING] * 3)
+    ref.SetOrigin([float(v) for v in origin])
+    ref.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    return ref
+
+
+def template_on_aligned(template: sitk.Image) -> sitk.Image:
+    """The atlas template on the aligned grid (anti-aliased from 1 mm, linear, 0 outside)."""
+    ref = aligned_grid(template)
+    smooth = _antialias(template, ALIGNED_SPACING)
+    return sitk.Resample(smooth, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+
+
+def _antialias(img: sitk.Image, target_mm: float) -> sitk.Image:
+    """Gaussian pre-filter so that resampling to ``target_mm`` does not alias (per axis:
+    FWHM^2 = target^2 - spacing^2, nothing on axes already coarser than the target)."""
+    sp = np.asarray(img.GetSpacing())
+    var = (np.maximum(target_mm**2 - sp**2, 0.0) / (8 * np.log(2)))
+    if not np.any(var > 0.01):
+        return img
+    return sitk.DiscreteGaussian(img, [float(v) for v in var], 32, 0.01, True)
+
+
+def check_geometry(source: sitk.Image) -> sitk.Image:
+    """Validate the series grid; return it as float32 on an orthogonal grid.
+
+    A gantry-tilted series has a sheared grid (slice axis not perpendicular to the slice plane).
+    It is resampled onto an orthogonal grid with the same in-plane axes, the slice normal as
+    third axis, the same spacing and the same physical extent, so downstream code only sees
+    orthonormal directions. ``source`` itself is kept as the output geometry.
+    """
+    if source.GetDimension() != 3:
+        raise InputError(EXIT_BAD_SERIES, f"expected a 3-D volume, got {source.GetDimension()}-D")
+    size, sp = np.asarray(source.GetSize()), np.asarray(source.GetSpacing())
+    if size[2] < MIN_SLICES:
+        raise InputError(EXIT_BAD_SERIES, f"the series has {size[2]} slices; at least {MIN_SLICES} are needed")
+    if np.any(sp <= 0) or np.any(sp > MAX_SPACING_MM):
+        raise InputError(EXIT_BAD_SERIES, f"voxel spacing {tuple(np.round(sp, 3))} mm is outside (0, {MAX_SPACING_MM}]")
+    d = np.asarray(source.GetDirection(), dtype=float).reshape(3, 3)
+    cols = d / np.linalg.norm(d, axis=0, keepdims=True)
+    normal = np.cross(cols[:, 0], cols[:, 1])
+    coverage = float(abs(np.dot(cols[:, 2], normal)) * sp[2] * (size[2] - 1))
+    if coverage < MIN_COVERAGE_MM:
+        raise InputError(EXIT_BAD_SERIES, f"the series covers {coverage:.0f} mm; at least {MIN_COVERAGE_MM:.0f} mm are needed")
+    img = sitk.Cast(source, sitk.sitkFloat32)
+    if np.abs(cols.T @ cols - np.eye(3)).max() <= SHEAR_TOLERANCE and np.allclose(np.linalg.norm(d, axis=0), 1.0, atol=1e-4):
+        return img
+    tilt = float(np.degrees(np.arccos(min(1.0, abs(np.dot(cols[:, 2], normal))))))
+    log.info("sheared grid (gantry tilt %.1f deg): resampling to an orthogonal grid", tilt)
+    q = np.column_stack([cols[:, 0], np.cross(normal, cols[:, 0]), normal])
+    if np.dot(q[:, 2], cols[:, 2]) < 0:
+        q[:, 2] *= -1
+        q[:, 1] *= -1
+    corners = np.array([[i, j, k] for i in (0, size[0] - 1) for j in (0, size[1] - 1) for k in (0, size[2] - 1)], float)
+    pts = np.array([source.TransformContinuousIndexToPhysicalPoint(list(c)) for c in corners])
+    local = pts @ q  # coordinates along q's axes
+    new_sp = np.array([sp[0], sp[1], coverage / max(size[2] - 1, 1)])
+    lo, hi = local.min(axis=0), local.max(axis=0)
+    new_size = np.floor((hi - lo) / new_sp + 1e-6).astype(int) + 1
+    ref = sitk.Image([int(v) for v in new_size], sitk.sitkFloat32)
+    ref.SetSpacing([float(v) for v in new_sp])
+    ref.SetDirection([float(v) for v in q.ravel()])
+    ref.SetOrigin([float(v) for v in q @ lo])
+    return sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, AIR_HU, sitk.sitkFloat32)
+
+
+def to_working_grid(img: sitk.Image) -> sitk.Image:
+    """HU-clipped, anti-aliased copy on a :data:`WORK_SPACING` grid in the image's orientation,
+    covering the same field of view."""
+    clipped = sitk.Clamp(img, sitk.sitkFloat32, HU_CLIP[0], HU_CLIP[1])
+    smooth = _antialias(clipped, WORK_SPACING)
+    sp, size = np.asarray(img.GetSpacing()), np.asarray(img.GetSize())
+    n = np.maximum(np.ceil(size * sp / WORK_SPACING).astype(int), 1)
+    d = np.asarray(img.GetDirection()).reshape(3, 3)
+    origin = np.asarray(img.GetOrigin()) + d @ (WORK_SPACING / 2.0 - sp / 2.0)
+    ref = sitk.Image([int(v) for v in n], sitk.sitkFloat32)
+    ref.SetSpacing([WORK_SPACING] * 3)
+    ref.SetDirection(img.GetDirection())
+    ref.SetOrigin([float(v) for v in origin])
+    return sitk.Resample(smooth, ref, sitk.Transform(), sitk.sitkLinear, AIR_HU, sitk.sitkFloat32)
+
+
+def _like(arr: np.ndarray, ref: sitk.Image) -> sitk.Image:
+    img = sitk.GetImageFromArray(arr)
+    img.CopyInformation(ref)
+    return img
+
+
+def _dilate(mask: np.ndarray, voxels: int) -> np.ndarray:
+    return ndi.binary_dilation(mask, structure=ndi.generate_binary_structure(3, 1), iterations=voxels)
+
+
+def preprocess(source: sitk.Image, atlas) -> Preprocessed:
+    """Skull-strip the series and align it to ``atlas.template`` (see the module docstring).
+
+    Raises :class:`InputError` (exit 5) for unusable geometry and (exit 7) when no brain is found
+    or the registration fails.
+    """
+    timings: Dict[str, float] = {}
+    t0 = time.perf_counter()
+    ortho = check_geometry(source)
+    work = to_working_grid(ortho)
+    timings["resample_s"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    work_arr = sitk.GetArrayFromImage(work)
+    brain = strip_skull(work_arr)
+    brain_ml = float(brain.sum()) * WORK_SPACING**3 / 1000.0
+    timings["skullstrip_s"] = time.perf_counter() - t
+    if brain_ml < MIN_BRAIN_ML:
+        raise InputError(EXIT_PROCESSING, f"no brain found in the selected series ({brain_ml:.0f} ml of brain-like tissue inside the skull)")
+
+    t = time.perf_counter()
+    fixed = template_on_aligned(atlas.template)
+    fixed_arr = sitk.GetArrayFromImage(fixed)
+    fixed_reg = _like(np.clip(fixed_arr, *REG_WINDOW).astype(np.float32), fixed)
+    tmpl_mask = fill_holes(fixed_arr > 0.5)
+    try:
+        # Pass 1: stripped brain (0 outside) to template, rigid then affine from the centres of mass.
+        moving = _like(np.where(brain, np.clip(work_arr, *REG_WINDOW), 0.0).astype(np.float32), work)
+        a2s = rigid_affine(fixed_reg, moving, COARSE_STAGES)
+        # Pass 2: the stripped mask misses brain next to partial-volumed bone (vertex, skull base
+        # on thick slices) and matching its edge to the template's shrinks the affine; so the
+        # patient is re-masked by the template brain carried over by pass 1 (one voxel larger,
+        # bone excluded) and the affine refined down to 2 mm.
+        carried = sitk.Resample(_like(_dilate(tmpl_mask, 1).astype(np.uint8), fixed), work,
+                                sitk.AffineTransform(a2s.GetInverse()), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        soft = (work_arr >= BRAIN_HU[0]) & (work_arr <= BRAIN_HU[1])
+        mask2 = (sitk.GetArrayViewFromImage(carried) > 0) & soft
+        moving = _like(np.where(mask2, np.clip(work_arr, *REG_WINDOW), 0.0).astype(np.float32), work)
+        a2s = rigid_affine(fixed_reg, moving, FINE_STAGES, initial=a2s)
+    except RegistrationError as exc:
+        raise InputError(EXIT_PROCESSING, f"registration to the atlas template failed: {exc}") from exc
+    timings["registration_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    aligned_hu = sitk.GetArrayFromImage(sitk.Resample(work, fixed, a2s, sitk.sitkLinear, AIR_HU, sitk.sitkFloat32))
+    mask_lin = sitk.GetArrayFromImage(sitk.Resample(_like(brain.astype(np.float32), work), fixed, a2s,
+                                                    sitk.sitkLinear, 0.0, sitk.sitkFloat32))
+    bound = _dilate(tmpl_mask, TEMPLATE_MARGIN_VOXELS)
+    mask = largest_component((mask_lin >= 0.5) & bound)
+    mask = fill_holes(mask)
+    aligned_arr = np.where(mask, aligned_hu, 0.0).astype(np.float32)
+    aligned = _like(aligned_arr, fixed)
+    brain_mask = _like(mask.astype(np.uint8), fixed)
+    timings["resample_aligned_s"] = time.perf_counter() - t
+
+    qc = _quality(aligned_hu, fixed_arr, tmpl_mask, brain_ml, a2s, ortho, fixed)
+    if qc["ncc"] < NCC_FAIL:
+        raise InputError(EXIT_PROCESSING, f"registration to the atlas template failed (similarity {qc['ncc']:.2f})")
+    timings["total_s"] = time.perf_counter() - t0
+    return Preprocessed(source=source, aligned=aligned, brain_mask=brain_mask, template=fixed,
+                        aligned_to_source=a2s, source_to_aligned=sitk.AffineTransform(a2s.GetInverse()),
+                        qc=qc, timings={k: round(v, 3) for k, v in timings.items()})
+
+
+def _quality(aligned_hu: np.ndarray, template: np.ndarray, tmpl_mask: np.ndarray, brain_ml: float,
+             a2s: sitk.AffineTransform, ortho: sitk.Image, ref: sitk.Image) -> Dict[str, object]:
+    # Similarity inside the template brain shrunk by QC_ERODE_VOXELS: interior structure
+    # (ventricles, cisterns, grey/white), not the stripping edge.
+    interior = ndi.binary_erosion(tmpl_mask, iterations=QC_ERODE_VOXELS)
+    similarity = ncc(np.clip(aligned_hu, *REG_WINDOW), np.clip(template, *REG_WINDOW), interior)
+    scale = float(abs(np.linalg.det(np.asarray(a2s.GetMatrix()).reshape(3, 3))))
+    fov = sitk.Image(ortho.GetSize(), sitk.sitkUInt8) + 1
+    fov.CopyInformation(ortho)
+    inside = sitk.GetArrayViewFromImage(sitk.Resample(fov, ref, a2s, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)) > 0
+    truncation = float(1.0 - inside[tmpl_mask].mean()) if tmpl_mask.any() else 1.0
+    reasons: List[str] = []
+    if similarity < NCC_LOW:
+        reasons.append(f"poor registration to the template (NCC {similarity:.2f} < {NCC_LOW})")
+    if truncation > TRUNCATION_LOW:
+        reasons.append(f"head truncated: {100 * truncation:.0f}% of the brain outside the scanned field")
+    if not BRAIN_ML_RANGE[0] <= brain_ml <= BRAIN_ML_RANGE[1]:
+        reasons.append(f"implausible brain volume {brain_ml:.0f} ml")
+    if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
+        reasons.append(f"implausible head size (scale {scale:.2f} x template)")
+    return {"ncc": round(similarity, 4), "brain_volume_ml": round(brain_ml, 1), "truncation_fraction": round(truncation, 4),
+            "affine_scale": round(scale, 4), "low_confidence": bool(reasons), "reasons": reasons}
+
+
+def _interpolator(img: sitk.Image, label: bool) -> int:
+    return sitk.sitkLabelLinear if label else sitk.sitkLinear
+
+
+def to_source(pre: Preprocessed, aligned_img: sitk.Image, label: bool = True) -> sitk.Image:
+    """An aligned-grid image resampled onto the source series grid (same pixel type).
+
+    Labels use label-wise linear interpolation (ANTs' ``genericLabel``: smooth boundaries, no new
+    values), intensities linear interpolation; 0 outside the aligned grid.
+    """
+    return sitk.Resample(aligned_img, pre.source, pre.source_to_aligned, _interpolator(aligned_img, label),
+                         0.0, aligned_img.GetPixelID())
+
+
+def to_aligned(pre: Preprocessed, source_img: sitk.Image, label: bool = False) -> sitk.Image:
+    """A source-grid image resampled onto the aligned grid (anti-aliased when not a label)."""
+    img = source_img if label else _antialias(sitk.Cast(source_img, sitk.sitkFloat32), ALIGNED_SPACING)
+    return sitk.Resample(img, pre.aligned, pre.aligned_to_source, _interpolator(img, label), 0.0,
+                         source_img.GetPixelID())
