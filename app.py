@@ -23,7 +23,7 @@ if str(_HERE) not in sys.path:  # the MAP runs `python3 /opt/holoscan/app/app.py
 # Holoscan's own C++ log would print operator tracebacks on bad input; our log says what happened.
 os.environ.setdefault("HOLOSCAN_LOG_LEVEL", "OFF")
 
-from monai.deploy.core import AppContext, Application  # noqa: E402
+from monai.deploy.core import Application  # noqa: E402
 from monai.deploy.core.runtime_env import RuntimeEnv  # noqa: E402
 from monai.deploy.operators.dicom_series_to_volume_operator import DICOMSeriesToVolumeOperator  # noqa: E402
 
@@ -58,9 +58,11 @@ class AspectsApp(Application):
     version = __version__
 
     def compose(self):
-        ctx: AppContext = Application.init_app_context(self.argv)
-        _log_to_file(Path(ctx.output_path))
-        input_dir, output_dir, models_dir = Path(ctx.input_path), Path(ctx.output_path), Path(ctx.model_path)
+        # The SDK's app context would insist that -m exists; the app also runs without models.
+        input_dir, output_dir, models_dir = _paths(self.argv)
+        _log_to_file(output_dir)
+        if not models_dir.is_dir():
+            log.warning("models folder %s not found: using the atlas and asymmetry fallbacks", models_dir)
         atlas_dir = default_atlas_dir()
 
         loader = SafeDICOMDataLoaderOperator(self, input_folder=input_dir, name="dicom_loader")
@@ -146,13 +148,11 @@ def _preflight(input_dir: Path, output_dir: Path) -> None:
 def main() -> int:
     argv = list(sys.argv)
     t0 = time.perf_counter()
-    input_dir, output_dir, models_dir = _paths(argv)
+    input_dir, output_dir, _ = _paths(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     error_file = output_dir / "error.json"
     try:
         _preflight(input_dir, output_dir)
-        if not models_dir.is_dir():
-            raise InputError(EXIT_USAGE, f"models folder {models_dir} does not exist (use the repo's models/)")
         output_dir.mkdir(parents=True, exist_ok=True)
         if error_file.exists():
             error_file.unlink()  # our own file from an earlier failed run
