@@ -63,7 +63,6 @@ REG_R_LAT_VENT = 3
 REG_R_INSULA = 9
 REG_R_BG = 15
 REG_R_THAL = 18  # named "Right_hypothalamus"; 7.4 ml beside the third ventricle: the thalamus
-REG_RIGHT_CORTEX = (5, 7, 11, 13)  # frontal, temporal, parietal, occipital (left = +1)
 REG_FRONTAL, REG_OCCIPITAL, REG_CEREBELLUM = (5, 6), (13, 14), (20, 21)
 # Liu et al. arterial territories (arterial_territories_labels.txt), right side
 ART_R = {"LLS": 6, "MCAF": 8, "MCAP": 10, "MCAT": 12, "MCAO": 14, "MCAI": 16}
@@ -206,6 +205,14 @@ def nearest_split(support: np.ndarray, seeds: List[np.ndarray]) -> np.ndarray:
     return out
 
 
+def footprint_partition(part: np.ndarray, n: int, sigma_mm: float = 4.0) -> np.ndarray:
+    """Axial (y, x) map of which of the n parts of a slab lies below: the most voxels of the
+    column after Gaussian smoothing (smooth boundaries), the nearest footprint elsewhere."""
+    counts = np.stack([ndimage.gaussian_filter((part == k).sum(axis=0).astype(float), sigma_mm) for k in range(n)])
+    nearest = np.argmin(np.stack([ndimage.distance_transform_edt(~(part == k).any(axis=0)) for k in range(n)]), axis=0)
+    return np.where(counts.max(axis=0) > 1e-3, np.argmax(counts, axis=0), nearest)
+
+
 def slab_mask(shape: Tuple[int, int, int], z0: int, z1: int) -> np.ndarray:
     m = np.zeros(shape, bool)
     m[z0 : z1 + 1] = True
@@ -243,11 +250,14 @@ def build_right(template: np.ndarray, regions: np.ndarray, arterial: np.ndarray,
     bg_slab = slab_mask(shape, *bg_z)
     sg_slab = slab_mask(shape, *sg_z)
 
+    # IC: what an axial closing adds between DIFFERENT nuclei, not the concavities of one nucleus.
     deep = caudate | lentiform | thalamus
-    closed = np.zeros(shape, bool)
+    bridge = np.zeros(shape, bool)
     for z in range(bg_z[0], bg_z[1] + 1):
-        closed[z] = ndimage.binary_closing(deep[z], structure=disk(IC_CLOSING_MM), border_value=0)
-    capsule = closed & ~deep & ~insula & tissue & bg_slab
+        def close(m: np.ndarray) -> np.ndarray:
+            return ndimage.binary_closing(m, structure=disk(IC_CLOSING_MM), border_value=0)
+        bridge[z] = close(deep[z]) & ~close(caudate[z]) & ~close(lentiform[z]) & ~close(thalamus[z])
+    capsule = bridge & ~deep & ~insula & tissue & bg_slab
 
     out = np.zeros(shape, np.uint8)
     out[caudate] = L.label_value("right", "C")
@@ -255,15 +265,23 @@ def build_right(template: np.ndarray, regions: np.ndarray, arterial: np.ndarray,
     out[capsule] = L.label_value("right", "IC")
     out[insula & (out == 0)] = L.label_value("right", "I")
 
-    mca_all = np.isin(arterial, tuple(ART_R.values())) & tissue & (out == 0) & ~thalamus
-    seeds = [arterial == ART_R["MCAF"], arterial == ART_R["MCAT"], np.isin(arterial, (ART_R["MCAP"], ART_R["MCAO"]))]
-    part = nearest_split(mca_all, [s & tissue for s in seeds])
-    for slab, codes, allow in (
-        (bg_slab, ("M1", "M2", "M3"), ~(arterial == ART_R["LLS"])),  # BG: cortex + subjacent WM
-        (sg_slab, ("M4", "M5", "M6"), np.ones(shape, bool)),  # SG: whole MCA territory
-    ):
-        for k, code in enumerate(codes):
-            out[(part == k) & slab & allow & (out == 0)] = L.label_value("right", code)
+    mca = np.isin(arterial, tuple(ART_R.values())) & tissue & (out == 0) & ~thalamus
+    # BG slab: M1 = MCA frontal; M2 / M3 = MCA temporal in front of / behind the coronal plane at
+    # the insula's posterior end (M2 lies lateral to the insula), M3 also takes the parietal and
+    # occipital MCA; insular-pars voxels go to the nearest.  Lenticulostriate (deep) voxels stay out.
+    y_ins = int(np.nonzero((insula & bg_slab).any(axis=(0, 2)))[0].max())
+    posterior = np.zeros(shape, bool)
+    posterior[:, y_ins + 1 :, :] = True  # grid y grows towards posterior (LPS)
+    temporal = arterial == ART_R["MCAT"]
+    seeds = [arterial == ART_R["MCAF"], temporal & ~posterior,
+             (temporal & posterior) | np.isin(arterial, (ART_R["MCAP"], ART_R["MCAO"]))]
+    bg_part = nearest_split(mca & bg_slab & (arterial != ART_R["LLS"]), [s & tissue & bg_slab for s in seeds])
+    # SG slab: M4 / M5 / M6 lie immediately superior to M1 / M2 / M3: each MCA voxel of the slab
+    # (lenticulostriate corona radiata included) takes the region whose axial footprint is nearest.
+    sg_part = np.where(mca & sg_slab, footprint_partition(bg_part, 3)[None], -1)
+    for k, (lo_code, hi_code) in enumerate((("M1", "M4"), ("M2", "M5"), ("M3", "M6"))):
+        out[bg_part == k] = L.label_value("right", lo_code)
+        out[sg_part == k] = L.label_value("right", hi_code)
     how = {
         "BG": "inferior to superior extent of the lentiform nucleus (putamen + pallidum)",
         "SG": "slice above the lentiform nucleus to the superior extent of the lateral-ventricle bodies",
