@@ -76,6 +76,7 @@ BONE_TABLE_HU = 1700.0  # inner/outer tables (cortical bone)
 BONE_DIPLOE_HU = 750.0
 
 INPLANE_SIZE = 512
+NECK_EXTRA_MM = 16.0  # template crop extends this far below the head for the neck
 PIXEL_RANGE_MM = (0.40, 0.50)
 
 
@@ -127,6 +128,8 @@ class Anatomy:
     labels: np.ndarray  # uint8 ASPECTS labels (aspects.labels table)
     tissue: np.ndarray  # bool: brain parenchyma (not CSF) where lesions may appear
     shell_dist: np.ndarray  # float32 distance (mm) outside the intracranial volume, 0 inside
+    skull_base: np.ndarray  # float32 0..1: how far below the brain's base (thicker bone there)
+    neck_hu: np.ndarray  # float32 neck tissue below the head (AIR elsewhere)
     index_to_phys: np.ndarray  # 4x4: crop index (x, y, z, 1) -> template physical (LPS)
     centre: np.ndarray  # physical centre of the intracranial volume (mm)
 
@@ -299,6 +302,12 @@ def build_anatomy(template: sitk.Image, labels: sitk.Image, csf_rim_mm: float = 
     pad = int(math.ceil(margin_mm / spacing.min()))
     lo = np.array([zz.min(), yy.min(), xx.min()]) - pad
     hi = np.array([zz.max(), yy.max(), xx.max()]) + pad + 1
+    m = _index_to_phys(template)
+    neck_pad = int(math.ceil(NECK_EXTRA_MM / spacing[0]))
+    if m[2, 2] > 0:  # room for the neck at the inferior end of the slice axis
+        lo[0] -= neck_pad
+    else:
+        hi[0] += neck_pad
     # Crop to the head, padding where the template grid is tighter than skull + scalp.
     widths = [(max(0, -a), max(0, b - n)) for a, b, n in zip(lo, hi, t.shape)]
     sl = tuple(slice(max(0, a), min(b, n)) for a, b, n in zip(lo, hi, t.shape))
@@ -313,13 +322,43 @@ def build_anatomy(template: sitk.Image, labels: sitk.Image, csf_rim_mm: float = 
     hu[intracranial] = CSF_HU
     hu[brain] = np.clip(28.0 + 1.4 * (t[brain] - 33.0), 0.0, 90.0)
     tissue = brain & (t > 22.0)
-    m = _index_to_phys(template)
     crop = np.eye(4)
     crop[:3, 3] = lo[::-1]  # (x, y, z) index offset of the crop
     m = m @ crop
     ci = np.array(np.nonzero(intracranial)).mean(axis=1)[::-1]  # (x, y, z) crop index
     centre = (m @ np.append(ci, 1.0))[:3]
-    return Anatomy(hu, lab, tissue, shell, m, centre)
+    base, neck = _skull_base_and_neck(brain, shell, m)
+    return Anatomy(hu, lab, tissue, shell, base, neck, m, centre)
+
+
+def _skull_base_and_neck(brain: np.ndarray, shell: np.ndarray, m: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Skull-base weight (1 from 15 mm above the lowest brain down) and a simple neck below the
+    foramen magnum: muscle, a subcutaneous fat ring, skin, a vertebral body and the spinal canal."""
+    x, y, z = (np.arange(n, dtype=np.float32) for n in brain.shape[::-1])
+    x, y, z = x[None, None, :], y[None, :, None], z[:, None, None]
+    px, py, pz = (m[i, 0] * x + m[i, 1] * y + m[i, 2] * z + np.float32(m[i, 3]) for i in range(3))
+    px, py, pz = (np.broadcast_to(v, brain.shape) for v in (px, py, pz))
+    z_bot = float(pz[brain].min())
+    low = brain & (pz < z_bot + 8.0)  # brainstem / tonsils: the foramen magnum
+    xc, yc = float(px[low].mean()), float(py[low].mean())
+    base = np.clip((z_bot + 30.0 - pz) / 15.0, 0.0, 1.0).astype(np.float32)
+    neck = np.full(brain.shape, AIR_HU, np.float32)
+    planes = np.nonzero(pz.reshape(len(pz), -1).min(axis=1) < z_bot + 20.0)[0]  # slabs below the head
+    if len(planes) == 0:
+        return base, neck
+    sl = slice(int(planes.min()), int(planes.max()) + 1)
+    px, py, pz, sub = px[sl], py[sl], pz[sl], neck[sl]
+    below = (pz < z_bot + 20.0) & (shell[sl] > 0)
+    r = np.sqrt(((px - xc) / 55.0) ** 2 + ((py - (yc - 8.0)) / 50.0) ** 2)
+    sub[below & (r <= 1.0)] = SCALP_HU
+    sub[below & (r > 0.82) & (r <= 0.94)] = FAT_HU
+    body = np.hypot(px - xc, py - (yc - 14.0))  # vertebral body / dens, anterior (-y) to the canal
+    canal = np.hypot(px - xc, py - (yc + 2.0))
+    sub[below & (body <= 9.0)] = 1000.0
+    sub[below & (body <= 7.5)] = 400.0
+    sub[below & (canal <= 10.0) & (py > yc + 2.0)] = 900.0  # posterior arch
+    sub[below & (canal <= 6.5)] = 12.0  # cord and CSF
+    return base, neck
 
 
 @functools.lru_cache(maxsize=2)
@@ -369,7 +408,7 @@ def head_hu(anat: Anatomy, rng: np.random.Generator) -> np.ndarray:
     idx = np.nonzero(near)
     f = smooth_field(rng, d.shape, 24.0)[idx]
     g = smooth_field(rng, d.shape, 24.0)[idx]
-    bone_t = rng.uniform(5.0, 7.0) + 1.2 * np.clip(f, -1.5, 1.5)
+    bone_t = rng.uniform(5.0, 7.0) + 1.2 * np.clip(f, -1.5, 1.5) + 4.0 * anat.skull_base[idx]
     scalp_t = rng.uniform(4.0, 6.5) + 1.0 * np.clip(g, -1.5, 1.5)
     dv = d[idx]
     u = dv / bone_t  # 0..1 across the bone
@@ -382,6 +421,8 @@ def head_hu(anat: Anatomy, rng: np.random.Generator) -> np.ndarray:
     scalp = (~bone) & (s <= 1.0)
     vals = np.where(scalp, np.where((s > 0.35) & (s < 0.7), FAT_HU, SCALP_HU), vals)
     hu[idx] = vals.astype(np.float32)
+    neck = (hu == AIR_HU) & (anat.neck_hu != AIR_HU)
+    hu[neck] = anat.neck_hu[neck]
     return hu
 
 

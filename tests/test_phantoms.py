@@ -181,15 +181,24 @@ def test_gantry_tilt_geometry(phantom_root):
     assert np.allclose(steps[:, :2], 0, atol=1e-3)  # the table moves along z: sheared volume
 
 
-def test_cli_makes_cases_and_rejects_bad_options(tmp_path):
+def test_cli_makes_cases_and_rejects_bad_options(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import make_phantoms as cli
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "make_phantoms.py"), "--out", str(out), "--count", "2",
-                        "--seed", "60", "--thickness", "5", "--kind", "acute", "--matrix", "128"],
-                       capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode == 0, r.stderr
-    assert "[2/2]" in r.stdout
+    assert cli.main(["--out", str(out), "--count", "2", "--seed", "60", "--thickness", "5", "--kind", "acute",
+                     "--matrix", "128", "--preview"]) == 0
+    printed = capsys.readouterr().out
+    assert "[1/2] phantom_000060" in printed and "[2/2] phantom_000061" in printed and "2 cases in" in printed
     assert sorted(p.name for p in out.iterdir()) == ["phantom_000060", "phantom_000061"]
-    for bad in (["--thickness", "50"], ["--kind", "chronic"], ["--count", "0"]):
-        r = subprocess.run([sys.executable, str(ROOT / "tools" / "make_phantoms.py"), "--out", str(out), *bad],
-                           capture_output=True, text=True, cwd=ROOT)
-        assert r.returncode == 2 and r.stderr.startswith("error[2]: ") and len(r.stderr.strip().splitlines()) == 1
+    assert (out / "phantom_000061" / "preview.png").stat().st_size > 1000
+    for bad in (["--thickness", "50"], ["--count", "0"], ["--pattern", "M1", "--kind", "normal", "--hu-drop", "-3"]):
+        assert cli.main(["--out", str(out), *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error[2]: ") and len(err.strip().splitlines()) == 1
+    # The real command line: argparse errors are one line too.
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "make_phantoms.py"), "--out", str(out), "--kind", "chronic"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and r.stderr.startswith("error[2]: ") and len(r.stderr.strip().splitlines()) == 1

@@ -19,6 +19,54 @@ if __package__ in (None, ""):
 from aspects.errors import EXIT_INTERNAL, EXIT_USAGE, InputError  # noqa: E402
 from aspects.phantoms import KINDS, PATTERNS, PhantomOptions, case_id_for, check_options, default_anatomy, make_phantom  # noqa: E402
 from aspects.phantom_dicom import write_case  # noqa: E402
+from aspects.labels import REGION_COLOURS, region_of  # noqa: E402
+from aspects.phantoms import Phantom  # noqa: E402
+
+LESION_COLOURS = {"acute": "red", "old_infarct": "cyan", "haemorrhage": "orange"}
+
+
+def write_preview(ph: Phantom, path: Path) -> None:
+    """PNG: three slices through the lesion (stroke window W40 L35, truth outlined, regions
+    coloured), the middle one in a bone window, and a coronal reformat (coverage, z blur)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    kind = ph.params.kind
+    lesion = ph.infarct if kind == "acute" else ph.extra_masks.get(kind, ph.infarct)
+    zs = np.nonzero(lesion.any(axis=(1, 2)))[0]
+    if len(zs) == 0:
+        zs = np.nonzero(ph.regions.any(axis=(1, 2)))[0]
+    zc = int(zs[len(zs) // 2])
+    step = max(1, int(round(5.0 / ph.params.thickness)))
+    picks = [max(0, zc - step), zc, min(ph.hu.shape[0] - 1, zc + step)]
+    fig, ax = plt.subplots(1, 5, figsize=(25, 5.6))
+    for a, z in zip(ax[:3], picks):
+        a.imshow(ph.hu[z], cmap="gray", vmin=15, vmax=55)
+        for v in np.unique(ph.regions[z]):
+            if v:
+                colour = np.array(REGION_COLOURS[region_of(int(v)).code]) / 255.0
+                a.contour(ph.regions[z] == v, [0.5], colors=[colour], linewidths=0.5, alpha=0.7)
+        if lesion[z].any():
+            a.contour(lesion[z], [0.5], colors=LESION_COLOURS.get(kind, "red"), linewidths=1.2)
+        a.set_title(f"slice {z} (W40 L35)")
+    ax[3].imshow(ph.hu[zc], cmap="gray", vmin=-200, vmax=1800)
+    ax[3].set_title("bone window")
+    yc = ph.hu.shape[1] // 2
+    ax[4].imshow(ph.hu[:, yc, :], cmap="gray", vmin=-100, vmax=150, origin="lower",
+                 aspect=ph.slice_spacing / ph.pixel_mm)
+    ax[4].set_title("coronal reformat")
+    for a in ax:
+        a.axis("off")
+    t = ph.truth
+    fig.suptitle(f"seed {t['seed']}: {kind}, pattern {ph.params.pattern}, side {ph.params.side}, "
+                 f"{t['slice_thickness_mm']:g} mm, hu_drop {t['hu_drop']:g}, ASPECTS L{t['aspects']['left']} "
+                 f"R{t['aspects']['right']}, involved {t['involved']}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=45)
+    plt.close(fig)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,6 +89,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--noise", type=float, help="noise standard deviation HU (default: random 3-6)")
     ap.add_argument("--pixel", type=float, help="pixel size mm (default: random 0.4-0.5, head fits)")
     ap.add_argument("--matrix", type=int, default=512, help="rows = columns (default 512; smaller only for quick tests)")
+    ap.add_argument("--preview", action="store_true", help="also write DIR/<case_id>/preview.png")
     ap.add_argument("--no-deform", action="store_true", help="no non-linear deformation")
     ap.add_argument("--no-pose", action="store_true", help="template pose: no rotation, scale 1")
     return ap.parse_args(argv)
@@ -63,6 +112,8 @@ def main(argv=None) -> int:
             seed = a.seed + i
             ph = make_phantom(seed, opts, anat)
             case = write_case(ph, a.out, case_id_for(seed))
+            if a.preview:
+                write_preview(ph, case / "preview.png")
             t = ph.truth
             print(f"[{i + 1}/{a.count}] {case.name}: {t['kind']}, {ph.hu.shape[0]} x {t['slice_thickness_mm']:g} mm, "
                   f"ASPECTS L{t['aspects']['left']} R{t['aspects']['right']}, infarct {t['infarct_volume_ml']:.1f} ml "
