@@ -26,9 +26,11 @@ Method, in order:
 5. Regions of the RIGHT hemisphere (x < 0), then mirrored to the left (labels + 10), so both
    sides are exact mirrors:  C, L as above; I = insular cortex label; IC = white matter that
    closes the gaps between caudate, lentiform and thalamus in each axial slice of the BG slab;
-   M1 / M2 / M3 = MCA frontal / temporal / parietal+occipital territory in the BG slab, M4 / M5 /
-   M6 the same in the SG slab (brain tissue only: CSF, ventricles and deep nuclei removed;
-   MCA insular-pars and lenticulostriate voxels go to the nearest of the three).
+   in the BG slab M1 = MCA frontal territory, M2 = MCA temporal territory in front of the coronal
+   plane at the insula's posterior end, M3 = the temporal territory behind it + MCA parietal and
+   occipital (the parietal territory barely reaches the BG slab); in the SG slab M4 / M5 / M6 =
+   the MCA territory directly above M1 / M2 / M3 (axial footprints), because the temporal
+   territory nearly vanishes there.  Brain tissue only: CSF, ventricles, nuclei removed.
 6. Writes template, label map, labels.json, levels.json, LICENSE.md and a PNG montage.
 """
 
