@@ -76,8 +76,6 @@ def test_train_export_and_app_inference(bundle: str, tiny: Path, tmp_path: Path)
                  "--num_samples", "1", "--cache_rate", "0"]
     if bundle == "infarct_seg":
         overrides += ["--roi_size", "[32,32,-1]", "--tagl_slabs", "[[2,14],[16,30]]"]  # TAGL on in the smoke test
-    else:
-        overrides += ["--roi_size", "[32,32,32]"]
     _bundle("run", "--config_file", str(configs / "train.json"), *overrides)
     ckpt = out / "models" / "model.pt"
     assert ckpt.is_file() and (out / "curves.png").is_file()

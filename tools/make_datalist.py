@@ -106,24 +106,46 @@ def phantom_cases(folder: Path) -> List[Path]:
     return cases
 
 
+def load_study(dicom_dir: Path):
+    """The study's selected series as a HU SimpleITK image, by the app's selection and HU code.
+
+    (The app gets the pixel stack from the SDK's series-to-volume; here pydicom reads it in
+    the same slice order, ``sort_slices``, then ``hu_volume`` builds the same grid.)
+    """
+    import numpy as np
+    from pydicom import dcmread
+
+    from aspects.dicom_geometry import sort_slices
+    from aspects.dicom_input import scan_folder
+    from aspects.selection import group_series, select_series
+    from aspects.volume import hu_volume
+
+    chosen = select_series(group_series(scan_folder(dicom_dir).datasets)).chosen
+    ordered = sort_slices(chosen.datasets)
+    stack = []
+    for header in ordered:
+        ds = dcmread(header.filename)
+        slope, intercept = float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))
+        stack.append(ds.pixel_array.astype(np.float32) * slope + intercept)
+    return hu_volume(np.stack(stack), ordered)
+
+
 def align_case(case: Path, out: Path, atlas) -> Dict[str, str]:
     """Preprocess one synthetic study as the app does; write aligned image and truth; return paths."""
     import SimpleITK as sitk
 
     from aspects.preprocess import preprocess, to_aligned
-    from aspects.study import load_study_volume
 
-    source = load_study_volume(case / "dicom")
-    pre = preprocess(source, atlas)
+    pre = preprocess(load_study(case / "dicom"), atlas)
     files = {"image": out / "images" / f"{case.name}.nii.gz"}
     files["image"].parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(pre.aligned, str(files["image"]), True)
     for task in TASKS:
-        truth = sitk.ReadImage(str(case / "truth" / f"{task}.nii.gz"))
-        aligned = to_aligned(pre, truth, label=True)
+        truth = sitk.ReadImage(str(case / "truth" / f"{task}.nii.gz"), sitk.sitkUInt8)
+        aligned = to_aligned(pre, truth, label=True)  # label-wise interpolation: no new values
         files[task] = out / task / f"{case.name}.nii.gz"
         files[task].parent.mkdir(parents=True, exist_ok=True)
-        sitk.WriteImage(sitk.Cast(aligned, sitk.sitkUInt8), str(files[task]), True)
+        sitk.WriteImage(aligned, str(files[task]), True)
     return {k: _rel(v, out) for k, v in files.items()}
 
 
