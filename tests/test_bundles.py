@@ -149,3 +149,14 @@ def test_folder_datalist_reports_unlabelled_images(tmp_path: Path, capsys):
     assert err.startswith("error[2]:") and "no label" in err and "\n" not in err
     with pytest.raises(InputError):
         make_datalist.split_cases(["a", "b"], 1)
+
+
+def test_tagl_slabs_are_the_aligned_planes_inside_each_level():
+    from train.infarct_seg.scripts.levels import slab_indices
+
+    # aligned grid origin z -95.5 mm, 2 mm planes: BG -12..11 mm, SG 12..24 mm (atlas levels.json)
+    assert slab_indices(-12.0, 11.0, -95.5, 2.0, 96) == (42, 54)
+    assert slab_indices(12.0, 24.0, -95.5, 2.0, 96) == (54, 60)
+    assert slab_indices(-200.0, 500.0, -95.5, 2.0, 96) == (0, 96)
+    with pytest.raises(ValueError):
+        slab_indices(200.0, 300.0, -95.5, 2.0, 96)

@@ -22,9 +22,10 @@ IndexSlab = Tuple[int, int]
 
 
 def slab_indices(z_min_mm: float, z_max_mm: float, origin_z: float, spacing_z: float, size_z: int) -> IndexSlab:
-    """Half-open ``(start, stop)`` plane range covering ``[z_min_mm, z_max_mm]``, clipped to the grid."""
-    start = max(0, math.floor((z_min_mm - origin_z) / spacing_z + 1e-6))
-    stop = min(size_z, math.ceil((z_max_mm - origin_z) / spacing_z - 1e-6) + 1)
+    """Half-open ``(start, stop)`` range of the planes whose centres lie in ``[z_min_mm, z_max_mm]``
+    (so adjacent slabs never share a plane), clipped to the grid."""
+    start = max(0, math.ceil((z_min_mm - origin_z) / spacing_z - 1e-6))
+    stop = min(size_z, math.floor((z_max_mm - origin_z) / spacing_z + 1e-6) + 1)
     if stop <= start:
         raise ValueError(f"slab [{z_min_mm}, {z_max_mm}] mm lies outside the aligned grid")
     return start, stop
