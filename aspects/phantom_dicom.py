@@ -39,7 +39,7 @@ def _uids(seed: int, n: int) -> Dict[str, object]:
     }
 
 
-def stored_pixels(hu: np.ndarray, pixel_mm: float, signed: bool) -> np.ndarray:
+def stored_pixels(hu: np.ndarray, signed: bool) -> np.ndarray:
     """HU -> stored values (slope 1, intercept -1024), padding outside the reconstruction circle."""
     n = hu.shape[-1]
     g = (np.arange(n) - (n - 1) / 2.0) ** 2
@@ -68,7 +68,6 @@ def write_series(ph: Phantom, dicom_dir: Path, case_id: str) -> int:
     kvp = float(r.choice([100.0, 120.0, 120.0, 140.0]))
     ma = int(r.integers(150, 350))
     descending = bool(r.uniform() < 0.5)  # instance numbers from the vertex down, or from below up
-    sv = stored_pixels(ph.hu, ph.pixel_mm, signed)
     normal = ph.normal
     dicom_dir.mkdir(parents=True, exist_ok=True)
     date, time = when.strftime("%Y%m%d"), when.strftime("%H%M%S")
@@ -125,7 +124,7 @@ def write_series(ph: Phantom, dicom_dir: Path, case_id: str) -> int:
         ds.SliceLocation = f"{float(np.dot(normal, ipp)):.4f}"
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows, ds.Columns = int(sv.shape[1]), int(sv.shape[2])
+        ds.Rows, ds.Columns = int(ph.hu.shape[1]), int(ph.hu.shape[2])
         ds.PixelSpacing = [f"{ph.pixel_mm:.6f}", f"{ph.pixel_mm:.6f}"]
         ds.BitsAllocated = 16
         ds.BitsStored = 16 if signed else 12
@@ -139,7 +138,7 @@ def write_series(ph: Phantom, dicom_dir: Path, case_id: str) -> int:
         ds.RescaleSlope = "1"
         ds.RescaleType = "HU"
         ds.ImageComments = "SYNTHETIC PHANTOM - not patient data"
-        ds.PixelData = np.ascontiguousarray(sv[k]).tobytes()
+        ds.PixelData = stored_pixels(ph.hu[k:k + 1], signed)[0].tobytes()
         ds.save_as(dicom_dir / f"IM{inst:04d}.dcm", enforce_file_format=True)
     return n
 

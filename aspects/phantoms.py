@@ -598,6 +598,7 @@ def make_phantom(seed: int, opts: PhantomOptions = PhantomOptions(), anat: Optio
         for _ in range(3):
             ctrl = [max(4, int(math.ceil(n / kv)) + 3) for n, kv in zip(shape, knots)]
             disp.append(r.standard_normal(ctrl) * (1.5 * p.deform_mm / vox_mm))
+        mats = [_bspline_matrix(n, k) for n, k in zip(shape, disp[0].shape)]
 
     def coords(plane_idx: np.ndarray) -> np.ndarray:
         """Crop-index coordinates (z, y, x) of the intermediate samples of some sub-planes."""
@@ -607,7 +608,6 @@ def make_phantom(seed: int, opts: PhantomOptions = PhantomOptions(), anat: Optio
             v = (np.float32(g0[c]) + kp[:, None, None] * np.float32(gk[c])
                  + ax[None, :, None] * np.float32(gj[c]) + ax[None, None, :] * np.float32(gi[c]))
             if disp is not None:
-                mats = [_bspline_matrix(n, k) for n, k in zip(shape, disp[c].shape)]
                 d = np.tensordot(mats[0][plane_idx], disp[c], axes=(1, 0))
                 d = np.tensordot(d, mats[1], axes=(1, 1))
                 d = np.tensordot(d, mats[2], axes=(1, 1))
@@ -615,15 +615,9 @@ def make_phantom(seed: int, opts: PhantomOptions = PhantomOptions(), anat: Optio
             out[2 - c] = v
         return out
 
-    all_planes = np.arange(len(kk))
-    cz = coords(all_planes)
-    hu_int = ndi.map_coordinates(hu_t, cz, order=1, mode="constant", cval=AIR_HU, output=np.float32, prefilter=False)
-    hu_sl = hu_int.reshape(geo.n_slices, n_sub, half_n, half_n).mean(axis=1)
-    centre = all_planes.reshape(geo.n_slices, n_sub)[:, n_sub // 2]
-    regions_half = ndi.map_coordinates(anat.labels, cz[:, centre], order=0, mode="constant", cval=0, output=np.uint8)
-    lesion_half = np.zeros((geo.n_slices, half_n, half_n), np.float32)
+    # Lesion weights are sampled only on the slices its bounding box can reach (+ deformation).
+    k_lo = k_hi = 0
     if w.size > 1:
-        # Only the slices the lesion's bounding box can reach (+ the deformation) are sampled.
         corners = np.array([[s.start, s.stop] for s in wbb[::-1]], float)  # x, y, z
         cc = np.array(np.meshgrid(*corners, indexing="ij")).reshape(3, -1)
         pts = (to_scanner @ np.vstack([cc, np.ones(cc.shape[1])]))[:3]
@@ -632,16 +626,32 @@ def make_phantom(seed: int, opts: PhantomOptions = PhantomOptions(), anat: Optio
         pad = 2.0 * p.deform_mm / p.thickness + 1.0
         k_lo = max(0, int(math.floor(ks.min() - pad)))
         k_hi = min(geo.n_slices, int(math.ceil(ks.max() + pad)) + 1)
-        if k_hi > k_lo:
-            planes = np.arange(k_lo * n_sub, k_hi * n_sub)
-            wi = ndi.map_coordinates(w, cz[:, planes] - np.array([s.start for s in wbb], np.float32)[:, None, None, None],
-                                     order=1, mode="constant", cval=0.0, output=np.float32, prefilter=False)
-            lesion_half[k_lo:k_hi] = wi.reshape(k_hi - k_lo, n_sub, half_n, half_n).mean(axis=1)
+    w_start = np.array([s.start for s in wbb], np.float32)[:, None, None, None]
+
+    hu_sl = np.empty((geo.n_slices, half_n, half_n), np.float32)
+    regions_half = np.empty((geo.n_slices, half_n, half_n), np.uint8)
+    lesion_half = np.zeros((geo.n_slices, half_n, half_n), np.float32)
+    chunk = max(1, 48 // n_sub)  # slices per chunk: bounds memory for thin slices
+    for k0 in range(0, geo.n_slices, chunk):
+        k1 = min(geo.n_slices, k0 + chunk)
+        cz = coords(np.arange(k0 * n_sub, k1 * n_sub))
+        hu_int = ndi.map_coordinates(hu_t, cz, order=1, mode="constant", cval=AIR_HU, output=np.float32, prefilter=False)
+        hu_sl[k0:k1] = hu_int.reshape(k1 - k0, n_sub, half_n, half_n).mean(axis=1)
+        centre = cz[:, n_sub // 2::n_sub]
+        regions_half[k0:k1] = ndi.map_coordinates(anat.labels, centre, order=0, mode="constant", cval=0, output=np.uint8)
+        a0, a1 = max(k0, k_lo), min(k1, k_hi)
+        if a1 > a0:
+            sub = cz[:, (a0 - k0) * n_sub:(a1 - k0) * n_sub] - w_start
+            wi = ndi.map_coordinates(w, sub, order=1, mode="constant", cval=0.0, output=np.float32, prefilter=False)
+            lesion_half[a0:a1] = wi.reshape(a1 - a0, n_sub, half_n, half_n).mean(axis=1)
     del cz, hu_int
 
     up = lambda a_: np.repeat(np.repeat(a_, 2, axis=1), 2, axis=2)  # noqa: E731
-    hu = upsample2(hu_sl)
-    hu += noise_field(rngs["noise"], hu.shape, p.noise_hu)
+    hu = np.empty((geo.n_slices, 2 * half_n, 2 * half_n), np.float32)
+    for k0 in range(0, geo.n_slices, 16):  # in chunks: bounds the temporaries
+        k1 = min(geo.n_slices, k0 + 16)
+        hu[k0:k1] = upsample2(hu_sl[k0:k1])
+        hu[k0:k1] += noise_field(rngs["noise"], hu[k0:k1].shape, p.noise_hu)
     lesion_mask = up(lesion_half >= 0.5).astype(np.uint8)
     regions = up(regions_half)
     infarct = lesion_mask if p.kind == "acute" else np.zeros_like(lesion_mask)
@@ -680,6 +690,9 @@ def upsample2(a: np.ndarray) -> np.ndarray:
 
 def involved_regions(infarct: np.ndarray, regions: np.ndarray, fraction: float = INVOLVEMENT_FRACTION) -> Dict[str, List[str]]:
     """Region codes per side whose voxels are at least ``fraction`` infarct (the scorer's rule)."""
+    inside = np.nonzero(regions.any(axis=(1, 2)))[0]  # crop to the labelled slices: less memory
+    if len(inside):
+        regions, infarct = regions[inside[0]:inside[-1] + 1], infarct[inside[0]:inside[-1] + 1]
     found = region_findings(regions, infarct, 1.0, fraction_threshold=fraction, ml_threshold=None)
     return {side: [code for code in REGION_CODES if found[side][code].involved] for side in ("left", "right")}
 
