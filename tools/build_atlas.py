@@ -380,8 +380,17 @@ def main(argv: List[str] | None = None) -> int:
     return 0
 
 
+INPUT_FILES = (
+    "miplab_ncct_sym/ncct_sym_brain_1mm.nii.gz", "miplab_ncct_sym/brain_regions_1mm.nii.gz",
+    "miplab_ncct_sym/arterial_territories_1mm.nii.gz", "muschelli_ct/brain_template_2mm.nii.gz",
+    "muschelli_ct/brain_structures_1mm.nii.gz",
+)
+
+
 def run(templates: Path, out: Path, docs_img: Path | None) -> None:
-    np.random.seed(SEED)
+    missing = [name for name in INPUT_FILES if not (templates / name).is_file()]
+    if missing:
+        raise InputError(EXIT_USAGE, f"--templates {templates}: missing {', '.join(missing)}")
     mdir = templates / "miplab_ncct_sym"
     log(f"[1/6] reading {mdir}")
     template = read(mdir / "ncct_sym_brain_1mm.nii.gz", sitk.sitkFloat32)
