@@ -2,7 +2,8 @@
 
 Refusals (what a sender sees):
 - calling AE title not in `allowed_calling_aets`: A-ASSOCIATE-RJ (rejected-permanent,
-  "calling AE title not recognised"); nothing is received.
+  "calling AE title not recognised"); nothing is received. Likewise a called AE title that is
+  not ours ("called AE title not recognised").
 - any SOP class other than CT Image Storage (and Verification): its presentation context is
   rejected ("abstract syntax not supported"), so the sender cannot send it on this association.
 - an instance that cannot be decoded: failure status 0xC210 (cannot understand);
@@ -86,6 +87,7 @@ class StorageSCP:
         ae.add_supported_context(Verification)
         ae.add_supported_context(CTImageStorage, TRANSFER_SYNTAXES)
         ae.require_calling_aet = list(cfg.allowed_calling_aets)
+        ae.require_called_aet = True  # a sender configured for another node is refused, not served
         ae.maximum_associations = cfg.max_associations
         ae.network_timeout = cfg.network_timeout_s
         ae.dimse_timeout = cfg.network_timeout_s
@@ -99,10 +101,14 @@ class StorageSCP:
         return f"{r.ae_title.strip()}@{r.address}:{r.port}"
 
     def _on_requested(self, event) -> None:
-        calling = event.assoc.requestor.primitive.calling_ae_title.strip()
+        rq = event.assoc.requestor.primitive
+        calling, called = rq.calling_ae_title.strip(), rq.called_ae_title.strip()
         if calling not in self.cfg.allowed_calling_aets:
             log.warning("association from %s (%s) REFUSED: calling AE title %r is not in allowed_calling_aets",
                         calling, event.assoc.requestor.address, calling)
+        elif called != self.cfg.ae_title:
+            log.warning("association from %s (%s) REFUSED: called AE title %r is not ours (%s)",
+                        calling, event.assoc.requestor.address, called, self.cfg.ae_title)
 
     def _on_established(self, event) -> None:
         with self._lock:

@@ -97,6 +97,8 @@ def test_refusals_are_reported_and_the_service_keeps_running(idle_listener, tmp_
     ct = write_ct_series(tmp_path / "ct", 2)
     bad_ae = storescu(lst.port, ct, calling="INTRUDER")
     assert bad_ae.returncode != 0 and "Calling AE Title Not Recognized" in bad_ae.stderr
+    wrong_called = storescu(lst.port, ct, called="OTHERNODE")
+    assert wrong_called.returncode != 0 and "Called AE Title Not Recognized" in wrong_called.stderr
 
     mr = storescu(lst.port, [write_mr_instance(tmp_path / "mr.dcm")])
     assert mr.returncode != 0 and "No presentation context for: (MR)" in mr.stderr
@@ -118,7 +120,8 @@ def test_refusals_are_reported_and_the_service_keeps_running(idle_listener, tmp_
     assert len(spool.rejected()) == 2  # the two refused CT instances, each with a .txt reason
     assert all(p.with_suffix(".txt").read_text().strip() for p in spool.rejected())
     log = lst.log()
-    assert "association from INTRUDER (127.0.0.1) REFUSED" in log
+    assert "association from INTRUDER (127.0.0.1) REFUSED: calling AE title" in log
+    assert "association from TESTSCU (127.0.0.1) REFUSED: called AE title 'OTHERNODE'" in log
     assert log.count("REFUSED (status 0x") == 2
     assert "stored 2 instance(s) (study " in log
 
