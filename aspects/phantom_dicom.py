@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Dict
 
@@ -153,5 +154,7 @@ def write_case(ph: Phantom, out_dir: Path, case_id: str) -> Path:
     sitk.WriteImage(ph.sitk_image(ph.regions), str(truth / "regions.nii.gz"), True)
     for name, mask in ph.extra_masks.items():
         sitk.WriteImage(ph.sitk_image(mask), str(truth / f"{name}.nii.gz"), True)
-    (case / "truth.json").write_text(json.dumps(ph.truth, indent=2) + "\n")
+    params = {**asdict(ph.params), "pixel_mm": ph.pixel_mm, "n_slices": int(ph.hu.shape[0])}
+    (case / "params.json").write_text(json.dumps(params, indent=2) + "\n")  # every draw, for analysis
+    (case / "truth.json").write_text(json.dumps(ph.truth, indent=2) + "\n")  # last: marks the case complete
     return case

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -714,14 +714,10 @@ def truth_record(ph: Phantom) -> dict:
     }
 
 
-def params_dict(p: CaseParams) -> dict:
-    return asdict(p)
-
-
 __all__ = [
     "INVOLVEMENT_FRACTION", "KINDS", "PATTERNS", "THICKNESSES", "PhantomOptions", "CaseParams",
     "Anatomy", "Phantom", "build_anatomy", "default_anatomy", "make_phantom", "resolve_params",
-    "involved_regions", "truth_record", "noise_field", "smooth_field", "replace",
+    "involved_regions", "truth_record", "noise_field", "smooth_field", "case_id_for",
 ]
 
 
