@@ -526,7 +526,7 @@ def plan_scan(anat: Anatomy, p: CaseParams, to_scanner: np.ndarray, rng: np.rand
     col = np.array([0.0, math.cos(tilt), math.sin(tilt)])
     normal = np.cross(row, col)
     step = np.array([0.0, 0.0, p.thickness / math.cos(tilt)])  # table motion along z
-    head = np.argwhere((anat.shell_dist < 18.0)[::3, ::3, ::3])[:, ::-1] * 3.0
+    head = np.argwhere((anat.shell_dist < 14.0)[::3, ::3, ::3])[:, ::-1] * 3.0
     pts = (to_scanner @ np.c_[head, np.ones(len(head))].T)[:3].T
     k = pts @ normal / float(step @ normal)
     u = pts @ row
@@ -573,7 +573,7 @@ def make_phantom(seed: int, opts: PhantomOptions = PhantomOptions(), anat: Optio
     table = np.array([0.0, rngs["pose"].uniform(-20, 20), rngs["pose"].uniform(-250, -60)]) if opts.pose else np.zeros(3)
     to_scanner_phys[:3, 3] += table
     to_scanner = to_scanner_phys @ anat.index_to_phys  # crop index -> scanner
-    geo = plan_scan(anat, p, to_scanner, rngs["pose"], margin_mm=4.0 + p.deform_mm)
+    geo = plan_scan(anat, p, to_scanner, rngs["pose"], margin_mm=2.0 + p.deform_mm)
 
     # Intermediate grid: 2x2 output pixels per sample in-plane, n_sub sub-planes per slice.
     half_n = p.matrix // 2

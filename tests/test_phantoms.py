@@ -144,6 +144,7 @@ def test_full_size_head_in_the_field_of_view(phantom_root):
     regions = sitk.GetArrayFromImage(read_truth(case, "regions"))
     brain_slices = np.nonzero((regions > 0).any(axis=(1, 2)))[0]
     assert brain_slices.min() > 0 and brain_slices.max() < len(ds) - 1  # whole brain covered
+    assert hu[-1].max() < 300 and (hu[-5:] > 700).any()  # top slice just above the skull (axis 0 goes up)
     assert len(np.unique(regions)) == 21
     noise = hu[:, 250:262, 5:15][hu[:, 250:262, 5:15] > -1010]
     assert 2.0 < float(noise.std()) < 8.0
