@@ -286,6 +286,15 @@ def _signed_distance_2x(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     return up[: mask.shape[0], : mask.shape[1], : mask.shape[2]]
 
 
+def tissue_hu(t: np.ndarray) -> np.ndarray:
+    """Template HU -> phantom HU: contrast x1.4 about white matter (33 -> 28) up to grey matter,
+    x0.7 above 45 (venous sinuses, falx: 45-55 HU rather than 60+)."""
+    out = 28.0 + 1.4 * (t - 33.0)
+    knee = 28.0 + 1.4 * (45.0 - 33.0)
+    out = np.where(t > 45.0, knee + 0.7 * (t - 45.0), out)
+    return np.clip(out, 0.0, 90.0).astype(np.float32)
+
+
 def build_anatomy(template: sitk.Image, labels: sitk.Image, csf_rim_mm: float = 2.0, margin_mm: float = 24.0) -> Anatomy:
     """Head model from a brain-only NCCT template (HU) and its ASPECTS label map (same grid).
 
@@ -320,7 +329,11 @@ def build_anatomy(template: sitk.Image, labels: sitk.Image, csf_rim_mm: float = 
     shell = np.maximum(sd - csf_rim_mm, 0.0).astype(np.float32)
     hu = np.full(t.shape, AIR_HU, np.float32)
     hu[intracranial] = CSF_HU
-    hu[brain] = np.clip(28.0 + 1.4 * (t[brain] - 33.0), 0.0, 90.0)
+    hu[brain] = tissue_hu(t[brain])
+    # The template's outermost 3 mm carry partial-volume dura/bone (> 45 HU): make them CSF so
+    # that no hyperdense rim sits inside the CSF space (it would mimic blood and a second table).
+    rim = brain & ~ndi.binary_erosion(brain, iterations=3) & (t > 45.0)
+    hu[rim] = CSF_HU
     tissue = brain & (t > 22.0)
     crop = np.eye(4)
     crop[:3, 3] = lo[::-1]  # (x, y, z) index offset of the crop
