@@ -160,11 +160,12 @@ class Phantom:
         return float(abs(np.dot(self.step, self.normal)))
 
     def sitk_image(self, arr: np.ndarray) -> sitk.Image:
-        """``arr`` on this case's source grid as a SimpleITK image (origin/spacing/direction of
-        the series; with gantry tilt the unsheared ITK convention, index-aligned with the DICOM)."""
+        """``arr`` on this case's source grid as a SimpleITK image with the geometry that
+        SimpleITK's series reader gives the DICOM series. With gantry tilt that is ITK's unsheared
+        convention (z spacing = distance between slice positions): index-aligned with the pixels."""
         img = sitk.GetImageFromArray(arr)
         img.SetOrigin(tuple(float(v) for v in self.origin))
-        img.SetSpacing((self.pixel_mm, self.pixel_mm, self.slice_spacing))
+        img.SetSpacing((self.pixel_mm, self.pixel_mm, float(np.linalg.norm(self.step))))
         img.SetDirection(tuple(float(v) for v in np.column_stack([self.row, self.col, self.normal]).ravel()))
         return img
 

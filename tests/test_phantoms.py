@@ -180,6 +180,12 @@ def test_gantry_tilt_geometry(phantom_root):
     assert col[2] == pytest.approx(np.sin(np.radians(12.0)), abs=1e-5)
     steps = np.diff([np.asarray(d.ImagePositionPatient, float) for d in ds], axis=0)
     assert np.allclose(steps[:, :2], 0, atol=1e-3)  # the table moves along z: sheared volume
+    ids, vol = sitk_series(case)  # the truth has the geometry SimpleITK reads (index-aligned)
+    truth = read_truth(case, "regions")
+    assert len(ids) == 1 and truth.GetSize() == vol.GetSize()
+    assert np.allclose(truth.GetOrigin(), vol.GetOrigin(), atol=1e-3)
+    assert np.allclose(truth.GetSpacing(), vol.GetSpacing(), atol=1e-4)
+    assert np.allclose(truth.GetDirection(), vol.GetDirection(), atol=1e-5)
 
 
 def test_cli_makes_cases_and_rejects_bad_options(tmp_path, capsys):
