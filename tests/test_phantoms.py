@@ -15,7 +15,8 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from aspects.dicom_geometry import sort_slices
-from aspects.phantoms import INVOLVEMENT_FRACTION, PhantomOptions, involved_regions, make_phantom, resolve_params
+from aspects.phantoms import (INVOLVEMENT_FRACTION, KINDS, THICKNESSES, PhantomOptions, involved_regions, make_phantom,
+                              resolve_params)
 from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION
 from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (pytest fixture)
 
@@ -58,6 +59,29 @@ def test_same_seed_same_case_and_options_do_not_shift_other_choices():
     p_acute, p_normal = resolve_params(11, PhantomOptions(kind="acute")), resolve_params(11, PhantomOptions(kind="normal"))
     assert (p_acute.yaw_deg, p_acute.scale, p_acute.noise_hu, p_acute.thickness) == \
         (p_normal.yaw_deg, p_normal.scale, p_normal.noise_hu, p_normal.thickness)
+
+
+def test_random_draws_stay_in_the_documented_ranges():
+    ps = [resolve_params(s) for s in range(300)]
+    assert all(abs(p.yaw_deg) <= 15 and abs(p.roll_deg) <= 15 and abs(p.pitch_deg) <= 10 for p in ps)
+    assert all(0.9 <= p.scale <= 1.1 and 3 <= p.noise_hu <= 6 and p.tilt_deg == 0 for p in ps)
+    assert all(2 <= p.hu_drop <= 12 for p in ps if p.kind == "acute")
+    assert all(p.hu_drop == 0 for p in ps if p.kind != "acute")
+    assert all(5 <= p.lesion_hu <= 15 for p in ps if p.kind == "old_infarct")
+    assert all(50 <= p.lesion_hu <= 80 for p in ps if p.kind == "haemorrhage")
+    assert {p.kind for p in ps} == set(KINDS) and {p.thickness for p in ps} == set(THICKNESSES)
+    assert {p.side for p in ps if p.kind == "acute"} == {"left", "right"}
+    assert 0.6 < sum(p.kind == "acute" for p in ps) / len(ps) < 0.8
+    fixed = resolve_params(5, PhantomOptions(kind="acute", thickness=2.5, hu_drop=4.0, pattern="deep", side="left",
+                                             tilt_deg=5.0, noise_hu=3.5, deform=False, pose=False))
+    assert (fixed.kind, fixed.thickness, fixed.hu_drop, fixed.pattern, fixed.side, fixed.tilt_deg, fixed.noise_hu,
+            fixed.deform_mm, fixed.yaw_deg, fixed.scale) == ("acute", 2.5, 4.0, "deep", "left", 5.0, 3.5, 0.0, 0.0, 1.0)
+
+
+def test_noise_has_the_requested_standard_deviation():
+    quiet = make_phantom(13, PhantomOptions(kind="normal", thickness=5.0, matrix=128, noise_hu=0.0))
+    noisy = make_phantom(13, PhantomOptions(kind="normal", thickness=5.0, matrix=128, noise_hu=5.0))
+    assert float((noisy.hu - quiet.hu).std()) == pytest.approx(5.0, rel=0.05)
 
 
 def test_written_case_is_deterministic(tmp_path):
