@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -376,11 +377,12 @@ def _skull_base_and_neck(brain: np.ndarray, shell: np.ndarray, m: np.ndarray) ->
 
 
 @functools.lru_cache(maxsize=2)
-def default_anatomy() -> Anatomy:
-    """Anatomy from the project atlas (``aspects.atlas.load_atlas``), built once per process."""
+def default_anatomy(atlas_dir: Optional[str] = None) -> Anatomy:
+    """Anatomy from the project atlas (``aspects.atlas.load_atlas``: ``atlas_dir``, else
+    ``$ASPECTS_ATLAS_DIR``, else ``<repo>/atlas``), built once per process and folder."""
     from aspects.atlas import load_atlas
 
-    atlas = load_atlas()  # InputError with a one-line message when the atlas is missing
+    atlas = load_atlas(Path(atlas_dir) if atlas_dir else None)  # one-line InputError if missing
     return build_anatomy(atlas.template, atlas.labels)
 
 

@@ -229,6 +229,9 @@ def test_cli_makes_cases_and_rejects_bad_options(tmp_path, capsys):
         assert cli.main(["--out", str(out), *bad]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error[2]: ") and len(err.strip().splitlines()) == 1
+    assert cli.main(["--out", str(out), "--atlas", str(tmp_path / "no_atlas")]) == 7  # missing atlas: exit 7
+    err = capsys.readouterr().err
+    assert err.startswith("error[7]: atlas not found") and len(err.strip().splitlines()) == 1
     # The real command line: argparse errors are one line too.
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "make_phantoms.py"), "--out", str(out), "--kind", "chronic"],
                        capture_output=True, text=True, cwd=ROOT)

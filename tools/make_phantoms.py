@@ -89,6 +89,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--noise", type=float, help="noise standard deviation HU (default: random 3-6)")
     ap.add_argument("--pixel", type=float, help="pixel size mm (default: random 0.4-0.5, head fits)")
     ap.add_argument("--matrix", type=int, default=512, help="rows = columns (default 512; smaller only for quick tests)")
+    ap.add_argument("--atlas", type=Path, help="atlas folder (default: $ASPECTS_ATLAS_DIR or <repo>/atlas)")
     ap.add_argument("--preview", action="store_true", help="also write DIR/<case_id>/preview.png")
     ap.add_argument("--no-deform", action="store_true", help="no non-linear deformation")
     ap.add_argument("--no-pose", action="store_true", help="template pose: no rotation, scale 1")
@@ -105,7 +106,7 @@ def main(argv=None) -> int:
                               pose=not a.no_pose, pixel_mm=a.pixel, matrix=a.matrix)
         check_options(opts)
         t_all = time.perf_counter()
-        anat = default_anatomy()
+        anat = default_anatomy(str(a.atlas) if a.atlas else None)
         print(f"anatomy loaded in {time.perf_counter() - t_all:.1f} s", flush=True)
         for i in range(a.count):
             t0 = time.perf_counter()
