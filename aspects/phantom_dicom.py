@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Dict
@@ -18,6 +19,7 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from aspects.errors import EXIT_USAGE, InputError
 from aspects.phantoms import Phantom, _child_rngs
 
 VENDORS = (
@@ -145,8 +147,16 @@ def write_series(ph: Phantom, dicom_dir: Path, case_id: str) -> int:
 
 
 def write_case(ph: Phantom, out_dir: Path, case_id: str) -> Path:
-    """``out_dir/case_id/{dicom/, truth/, truth.json}``; returns the case folder."""
+    """``out_dir/case_id/{dicom/, truth/, params.json, truth.json}``; returns the case folder.
+
+    An earlier case of the same name is replaced (stale slice files would corrupt the series);
+    a folder of that name that is not a phantom case is left alone and reported.
+    """
     case = Path(out_dir) / case_id
+    if case.exists():
+        if not ((case / "dicom").is_dir() or (case / "truth.json").is_file() or not any(case.iterdir())):
+            raise InputError(EXIT_USAGE, f"{case} exists and is not a phantom case; choose another --out")
+        shutil.rmtree(case)
     write_series(ph, case / "dicom", case_id)
     truth = case / "truth"
     truth.mkdir(parents=True, exist_ok=True)

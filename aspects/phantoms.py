@@ -23,7 +23,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -572,8 +572,7 @@ def _sub_planes(thickness: float) -> int:
     return n if n % 2 == 1 else n + 1
 
 
-def make_phantom(seed: int, opts: PhantomOptions = PhantomOptions(), anat: Optional[Anatomy] = None,
-                 log: Optional[Callable[[str], None]] = None) -> Phantom:
+def make_phantom(seed: int, opts: PhantomOptions = PhantomOptions(), anat: Optional[Anatomy] = None) -> Phantom:
     """Generate one case entirely in memory (deterministic for ``seed`` and ``opts``)."""
     anat = anat if anat is not None else default_anatomy()
     p = resolve_params(seed, opts)

@@ -225,6 +225,18 @@ def test_cli_makes_cases_and_rejects_bad_options(tmp_path, capsys):
     assert "[1/2] phantom_000060" in printed and "[2/2] phantom_000061" in printed and "2 cases in" in printed
     assert sorted(p.name for p in out.iterdir()) == ["phantom_000060", "phantom_000061"]
     assert (out / "phantom_000061" / "preview.png").stat().st_size > 1000
+    n_files = len(list((out / "phantom_000060" / "dicom").glob("*.dcm")))
+    # Re-running into the same folder replaces the case (no stale slices of a longer series).
+    assert cli.main(["--out", str(out), "--seed", "60", "--thickness", "2.5", "--kind", "normal", "--matrix", "128"]) == 0
+    assert len(list((out / "phantom_000060" / "dicom").glob("*.dcm"))) > n_files
+    assert json.loads((out / "phantom_000060" / "truth.json").read_text())["kind"] == "normal"
+    assert cli.main(["--out", str(out), "--seed", "60", "--thickness", "5", "--matrix", "128"]) == 0
+    assert len(list((out / "phantom_000060" / "dicom").glob("*.dcm"))) == n_files
+    (out / "phantom_000099").mkdir()
+    (out / "phantom_000099" / "notes.txt").write_text("mine")
+    assert cli.main(["--out", str(out), "--seed", "99", "--matrix", "128"]) == 2  # not ours: left alone
+    assert (out / "phantom_000099" / "notes.txt").read_text() == "mine"
+    capsys.readouterr()
     for bad in (["--thickness", "50"], ["--count", "0"], ["--pattern", "M1", "--kind", "normal", "--hu-drop", "-3"]):
         assert cli.main(["--out", str(out), *bad]) == 2
         err = capsys.readouterr().err
