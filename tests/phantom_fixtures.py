@@ -55,5 +55,9 @@ def make_case(root: Path, seed: int, kind: str = "acute", thickness: float = 5.0
 
 @pytest.fixture(scope="session")
 def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A session-wide folder for :func:`make_case`."""
-    return tmp_path_factory.mktemp("phantoms")
+    """One folder for :func:`make_case` for the whole session. A fixed name under the session's
+    base temp, because each test module that imports this fixture gets its own instance of it:
+    all of them must see the same cases."""
+    root = tmp_path_factory.getbasetemp() / "phantoms"
+    root.mkdir(exist_ok=True)
+    return root
