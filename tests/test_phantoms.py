@@ -175,7 +175,7 @@ def test_full_size_head_in_the_field_of_view(phantom_root):
 
 
 def test_controls(phantom_root):
-    normal = make_case(phantom_root, 40, kind="normal")
+    normal = make_case(phantom_root, 40, kind="normal", matrix=128)
     t = json.loads((normal / "truth.json").read_text())
     assert t["aspects"] == {"left": 10, "right": 10} and t["affected_side"] is None and t["infarct_volume_ml"] == 0
     assert not sitk.GetArrayFromImage(read_truth(normal, "infarct")).any()
@@ -230,8 +230,6 @@ def test_cli_makes_cases_and_rejects_bad_options(tmp_path, capsys):
     assert cli.main(["--out", str(out), "--seed", "60", "--thickness", "2.5", "--kind", "normal", "--matrix", "128"]) == 0
     assert len(list((out / "phantom_000060" / "dicom").glob("*.dcm"))) > n_files
     assert json.loads((out / "phantom_000060" / "truth.json").read_text())["kind"] == "normal"
-    assert cli.main(["--out", str(out), "--seed", "60", "--thickness", "5", "--matrix", "128"]) == 0
-    assert len(list((out / "phantom_000060" / "dicom").glob("*.dcm"))) == n_files
     (out / "phantom_000099").mkdir()
     (out / "phantom_000099" / "notes.txt").write_text("mine")
     assert cli.main(["--out", str(out), "--seed", "99", "--matrix", "128"]) == 2  # not ours: left alone
