@@ -23,6 +23,7 @@ if str(_HERE) not in sys.path:  # the MAP runs `python3 /opt/holoscan/app/app.py
 # Holoscan's own C++ log would print operator tracebacks on bad input; our log says what happened.
 os.environ.setdefault("HOLOSCAN_LOG_LEVEL", "OFF")
 
+from monai.deploy.conditions import CountCondition  # noqa: E402
 from monai.deploy.core import Application  # noqa: E402
 from monai.deploy.core.runtime_env import RuntimeEnv  # noqa: E402
 from monai.deploy.operators.dicom_series_to_volume_operator import DICOMSeriesToVolumeOperator  # noqa: E402
@@ -65,7 +66,8 @@ class AspectsApp(Application):
             log.warning("models folder %s not found: using the atlas and asymmetry fallbacks", models_dir)
         atlas_dir = default_atlas_dir()
 
-        loader = SafeDICOMDataLoaderOperator(self, input_folder=input_dir, name="dicom_loader")
+        # One study per run: the loader (the graph's root) fires once.
+        loader = SafeDICOMDataLoaderOperator(self, CountCondition(self, 1), input_folder=input_dir, name="dicom_loader")
         selector = NCCTSeriesSelectorOperator(self, name="series_selector")
         to_volume = DICOMSeriesToVolumeOperator(self, affine_lps_to_ras=False, name="series_to_volume")
         hu_volume = HUVolumeOperator(self, name="hu_volume")
