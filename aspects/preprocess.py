@@ -288,15 +288,19 @@ def _quality(aligned_hu: np.ndarray, template: np.ndarray, tmpl_mask: np.ndarray
 
 
 def _interpolator(img: sitk.Image, label: bool) -> int:
-    return sitk.sitkLabelLinear if label else sitk.sitkLinear
+    """Linear for intensities. Binary masks: label-wise linear (ANTs' ``genericLabel``: smooth
+    outline, no new values). Multi-label maps: nearest neighbour, because label-wise linear costs
+    one pass per label (~5 s for 20 regions onto a 512 x 512 x 36 series)."""
+    if not label:
+        return sitk.sitkLinear
+    stats = sitk.MinimumMaximumImageFilter()
+    stats.Execute(img)
+    return sitk.sitkLabelLinear if stats.GetMaximum() <= 1 else sitk.sitkNearestNeighbor
 
 
 def to_source(pre: Preprocessed, aligned_img: sitk.Image, label: bool = True) -> sitk.Image:
-    """An aligned-grid image resampled onto the source series grid (same pixel type).
-
-    Labels use label-wise linear interpolation (ANTs' ``genericLabel``: smooth boundaries, no new
-    values), intensities linear interpolation; 0 outside the aligned grid.
-    """
+    """An aligned-grid image resampled onto the source series grid (same pixel type), 0 outside
+    the aligned grid; interpolation as in :func:`_interpolator`."""
     return sitk.Resample(aligned_img, pre.source, pre.source_to_aligned, _interpolator(aligned_img, label),
                          0.0, aligned_img.GetPixelID())
 

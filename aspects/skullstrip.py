@@ -3,13 +3,14 @@
 Works on the ~2 mm working grid (``aspects.preprocess.to_working_grid``), where a few
 voxel-wise operations on ~1 M voxels take well under a second. Steps:
 
-1. bone = HU > :data:`BONE_HU`, dilated by one voxel (partial-volume rim of the skull);
+1. bone = HU > :data:`BONE_HU`, dilated by :data:`BONE_DILATE` voxel (partial-volume rim of the skull);
 2. candidate = HU in :data:`BRAIN_HU` outside that bone (brain, CSF, blood; not fat, air, bone);
 3. open the candidate by eroding :data:`CUT_VOXELS` voxels, keep the largest connected component
    and dilate back inside the candidate: this cuts the thin soft-tissue bridges through the
    orbits and skull base that otherwise join the brain to scalp and neck muscles;
 4. fill holes (3-D and slice by slice: ventricles, calcified choroid plexus);
-5. erode :data:`FINAL_ERODE_VOXELS` voxel to drop the partial-volume layer next to bone.
+5. optionally erode :data:`FINAL_ERODE_VOXELS` voxels (off: the bone dilation of step 1 already
+   drops the partial-volume layer, and a further 2 mm would cut the cortex of M1-M6).
 
 The preprocessing later intersects the result with the registered template brain (dilated), which
 removes what is left of the neck below the foramen magnum.
@@ -29,8 +30,8 @@ BRAIN_HU = (-15.0, 130.0)
 # 2 voxels (~4 mm) of erosion separate the brain from soft tissue joined to it through the
 # orbits / foramina without erasing thin gyri for good (they come back with the dilation).
 CUT_VOXELS = 2
-FINAL_ERODE_VOXELS = 1
-BONE_DILATE = 1
+FINAL_ERODE_VOXELS = 0
+BONE_DILATE = 1  # voxels
 
 
 def _ball(radius: int) -> np.ndarray:

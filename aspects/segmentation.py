@@ -1,0 +1,85 @@
+"""Region and infarct segmentation on the aligned grid: the TorchScript model when one is
+installed, else the documented fallback (atlas SyN, bilateral asymmetry).
+
+Models live at ``MODELS/<name>/<name>.ts`` (one file per folder, the MAP model-repository rule).
+Both take the aligned volume in the layout of :mod:`aspects.model_io` and return logits on the
+same grid; results are kept inside the brain mask.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+from aspects.asymmetry import asymmetry_infarct
+from aspects.inference import load_torchscript, pick_device, predict_labels
+from aspects.model_io import from_model_layout, mirror, normalise, to_model_layout
+from aspects.preprocess import ALIGNED_SPACING
+from aspects.region_atlas import atlas_regions
+
+log = logging.getLogger(__name__)
+
+REGION_MODEL = "aspects_regions"
+INFARCT_MODEL = "infarct_seg"
+N_REGION_CLASSES = 21
+
+
+def model_file(models_dir: Optional[Path], name: str) -> Optional[Path]:
+    """``models_dir/name/name.ts`` when it exists, else None."""
+    if models_dir is None:
+        return None
+    path = Path(models_dir) / name / f"{name}.ts"
+    return path if path.is_file() else None
+
+
+def _on_aligned(arr_zyx: np.ndarray, pre) -> sitk.Image:
+    arr = np.asarray(arr_zyx, dtype=np.uint8).copy()
+    arr[sitk.GetArrayViewFromImage(pre.brain_mask) == 0] = 0
+    img = sitk.GetImageFromArray(arr)
+    img.CopyInformation(pre.aligned)
+    return img
+
+
+def segment_regions(pre, atlas, models_dir: Optional[Path], device: Optional[str] = None) -> Tuple[sitk.Image, str]:
+    """(uint8 labels on the aligned grid, ``"model"`` | ``"atlas"``)."""
+    path = model_file(models_dir, REGION_MODEL)
+    if path is None:
+        log.info("regions: no %s model in %s; atlas SyN registration", REGION_MODEL, models_dir)
+        return atlas_regions(pre, atlas), "atlas"
+    device = device or pick_device()
+    model = load_torchscript(path, device)
+    hu = sitk.GetArrayFromImage(pre.aligned)
+    x = to_model_layout(normalise(hu))[None, None]
+    labels, _ = predict_labels(model, x, device)
+    labels = from_model_layout(labels)
+    if labels.max() >= N_REGION_CLASSES:
+        raise ValueError(f"{path}: label {labels.max()} outside 0..{N_REGION_CLASSES - 1}")
+    return _on_aligned(labels, pre), "model"
+
+
+def segment_infarct(pre, models_dir: Optional[Path], device: Optional[str] = None) -> Tuple[sitk.Image, str, Dict[str, object]]:
+    """(uint8 0/1 infarct mask on the aligned grid, ``"model"`` | ``"asymmetry"``, info)."""
+    t0 = time.perf_counter()
+    hu = sitk.GetArrayFromImage(pre.aligned)
+    brain = sitk.GetArrayFromImage(pre.brain_mask) > 0
+    path = model_file(models_dir, INFARCT_MODEL)
+    if path is None:
+        log.info("infarct: no %s model in %s; bilateral asymmetry baseline", INFARCT_MODEL, models_dir)
+        mask, info = asymmetry_infarct(hu, brain, ALIGNED_SPACING, grid=pre.aligned)
+        info.update(device="cpu", seconds=round(time.perf_counter() - t0, 3))
+        return _on_aligned(mask, pre), "asymmetry", info
+    device = device or pick_device()
+    model = load_torchscript(path, device)
+    img = normalise(hu)
+    x = np.stack([to_model_layout(img), to_model_layout(mirror(img))])[None]
+    labels, prob = predict_labels(model, x, device)
+    mask = from_model_layout(labels) == 1
+    vol = float((mask & brain).sum()) * ALIGNED_SPACING**3 / 1000.0
+    info = {"method": "model", "model": str(path), "device": device, "volume_ml": round(vol, 2),
+            "seconds": round(time.perf_counter() - t0, 3)}
+    return _on_aligned(mask, pre), "model", info

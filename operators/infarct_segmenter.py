@@ -1,0 +1,42 @@
+"""Infarct segmenter operator: acute hypodensity on the aligned grid (model or asymmetry)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Optional
+
+from monai.deploy.core import Fragment, Operator, OperatorSpec
+
+from aspects.segmentation import segment_infarct
+
+
+class InfarctSegmenterOperator(Operator):
+    """Named input: "preprocessed". Named output: "infarct" =
+    ``{"mask_aligned": sitk uint8, "method": "model"|"asymmetry", "device": str,
+    "seconds": float, "info": dict}``.
+
+    ``models_dir``: the app's model folder (``infarct_seg/infarct_seg.ts`` used when present, on
+    CUDA when available); ``device``: force "cpu" / "cuda" (None: automatic).
+    """
+
+    def __init__(self, fragment: Fragment, *args, models_dir: Optional[Path] = None,
+                 device: Optional[str] = None, **kwargs):
+        self._models_dir = Path(models_dir) if models_dir else None
+        self._device = device
+        self._logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec):
+        spec.input("preprocessed")
+        spec.output("infarct")
+
+    def compute(self, op_input, op_output, context):
+        pre = op_input.receive("preprocessed")
+        t0 = time.perf_counter()
+        mask, method, info = segment_infarct(pre, self._models_dir, self._device)
+        seconds = round(time.perf_counter() - t0, 3)
+        self._logger.info("infarct by %s on %s in %.1f s: %s", method, info.get("device"), seconds, info)
+        op_output.emit({"mask_aligned": mask, "method": method, "device": info.get("device", "cpu"),
+                        "seconds": seconds, "info": info}, "infarct")
