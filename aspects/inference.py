@@ -8,6 +8,7 @@ on the whole volume at once: no sliding window, no stitching seams. CUDA is used
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Tuple
 
@@ -29,7 +30,9 @@ def load_torchscript(path: Path, device: str):
     """Load a TorchScript model onto ``device`` in eval mode."""
     import torch
 
-    model = torch.jit.load(str(path), map_location=device)
+    with warnings.catch_warnings():  # torch marks jit.load deprecated; TorchScript is the contract
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = torch.jit.load(str(path), map_location=device)
     model.eval()
     return model
 

@@ -1,0 +1,102 @@
+"""Region and infarct segmenters on the aligned grid: atlas SyN and asymmetry fallbacks, and the
+TorchScript model paths (tiny hand-made models check layout, channel order and sides)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from aspects.model_io import from_model_layout, mirror, normalise, to_model_layout
+from aspects.segmentation import INFARCT_MODEL, REGION_MODEL, segment_infarct, segment_regions
+from tests.preprocess_fixtures import atlas, atlas_labels_on, dice, lesion_on_aligned, preprocessed
+
+
+def test_model_layout_round_trip_and_window():
+    a = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    assert to_model_layout(a).shape == (4, 3, 2)
+    np.testing.assert_array_equal(from_model_layout(to_model_layout(a)), a)
+    np.testing.assert_array_equal(mirror(a), a[:, :, ::-1])
+    np.testing.assert_allclose(normalise(np.array([-50.0, 0.0, 40.0, 80.0, 500.0])), [0, 0, 0.5, 1, 1])
+
+
+def test_atlas_regions_give_all_20_labels_on_the_right_sides():
+    if not sitk.GetArrayViewFromImage(atlas().labels).any():
+        pytest.skip("atlas not built (make atlas)")
+    pre, _, _ = preprocessed(hu_drop=8.0)
+    labels, method = segment_regions(pre, atlas(), None)
+    assert method == "atlas"
+    arr = sitk.GetArrayFromImage(labels)
+    assert labels.GetPixelID() == sitk.sitkUInt8 and labels.GetSize() == pre.aligned.GetSize()
+    assert set(np.unique(arr)) == set(range(21))
+    assert not arr[sitk.GetArrayFromImage(pre.brain_mask) == 0].any()
+    half = arr.shape[2] // 2
+    assert (arr[:, :, :half] <= 10).all() and (arr[:, :, half:] == 0).sum() + (arr[:, :, half:] > 10).sum() == arr[:, :, half:].size
+    truth = atlas_labels_on(pre.aligned)
+    scores = [dice(arr == v, truth == v) for v in range(1, 21)]
+    assert np.mean(scores) > 0.7, np.round(scores, 2)
+
+
+def test_asymmetry_finds_a_hypodense_lesion_in_one_hemisphere():
+    pre, _, _ = preprocessed(hu_drop=8.0)
+    mask, method, info = segment_infarct(pre, None)
+    assert method == "asymmetry" and info["device"] == "cpu"
+    arr = sitk.GetArrayFromImage(mask) > 0
+    truth = lesion_on_aligned(pre.aligned)
+    assert dice(arr, truth) > 0.5, info
+    assert info["side"] == "right"
+
+
+def test_asymmetry_finds_nothing_in_a_symmetric_head():
+    pre, _, _ = preprocessed()
+    mask, _, info = segment_infarct(pre, None)
+    assert info["volume_ml"] < 2.0, info
+
+
+class _MirrorDifference(torch.nn.Module):
+    """Infarct 'model': class 1 where the mirror channel is brighter than the image by > 4 HU
+    (after a 5-voxel mean), i.e. the asymmetry rule written as a network."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = torch.nn.functional.avg_pool3d(x[:, 1:2] - x[:, 0:1], 5, stride=1, padding=2) * 80.0 - 4.0
+        return torch.cat([torch.zeros_like(d), d], dim=1)
+
+
+class _HalfAndHalf(torch.nn.Module):
+    """Region 'model': label 1 (right C) in the first half of X, 11 (left C) in the second."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[2]
+        out = torch.zeros(1, 21, x.shape[2], x.shape[3], x.shape[4], dtype=x.dtype)
+        out[:, 1, : n // 2] = 1.0
+        out[:, 11, n // 2:] = 1.0
+        return out
+
+
+def _save(model: torch.nn.Module, models_dir, name: str) -> None:
+    folder = models_dir / name
+    folder.mkdir(parents=True)
+    with warnings.catch_warnings():  # torch.jit.script is deprecated, TorchScript files are not
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(model).save(str(folder / f"{name}.ts"))
+
+
+def test_torchscript_models_are_used_with_the_documented_layout(tmp_path):
+    _save(_MirrorDifference(), tmp_path, INFARCT_MODEL)
+    _save(_HalfAndHalf(), tmp_path, REGION_MODEL)
+    pre, _, _ = preprocessed(hu_drop=8.0)
+    mask, method, info = segment_infarct(pre, tmp_path, device="cpu")
+    assert method == "model" and info["device"] == "cpu"
+    arr = sitk.GetArrayFromImage(mask) > 0
+    truth = lesion_on_aligned(pre.aligned)
+    assert arr[truth].mean() > 0.5  # found where the lesion is ...
+    assert arr[np.flip(truth, axis=2)].mean() < 0.05  # ... not in its mirror region
+    labels, method = segment_regions(pre, atlas(), tmp_path, device="cpu")
+    assert method == "model"
+    lab = sitk.GetArrayFromImage(labels)
+    brain = sitk.GetArrayFromImage(pre.brain_mask) > 0
+    half = lab.shape[2] // 2
+    assert (lab[:, :, :half][brain[:, :, :half]] == 1).all() and (lab[:, :, half:][brain[:, :, half:]] == 11).all()
