@@ -72,7 +72,7 @@ def test_package_map_writes_the_build_context_and_stops_at_docker_buildx(tmp_pat
     assert "docker buildx" in out and "Error packaging application" in out
     # The staging folder holds the app and nothing of the checkout's clutter.
     staged = sorted(p.name for p in (stage / "app").iterdir())
-    assert staged == ["app.py", "aspects", "atlas", "operators", "requirements.txt"]
+    assert staged == ["app.py", "aspects", "atlas", "config", "operators", "requirements.txt"]
     assert not list(stage.glob("**/__pycache__")) and not list(stage.glob("**/.venv"))
     size = sum(p.stat().st_size for p in stage.rglob("*") if p.is_file())
     assert size < 200e6, f"staged {size / 1e6:.0f} MB"
@@ -83,11 +83,9 @@ def test_package_map_writes_the_build_context_and_stops_at_docker_buildx(tmp_pat
 def test_app_runs_as_the_map_entrypoint(tmp_path, phantom_root):  # noqa: F811
     """HOLOSCAN_* variables, no arguments, cwd = the staged app folder, only staged code on the path."""
     stage = tmp_path / "stage"
+    subprocess.run(["bash", str(REPO / "tools" / "package_map.sh"), "--stage", str(stage), "--stage-only"],
+                   check=True, capture_output=True, cwd=REPO, timeout=120)
     stage_app = stage / "app"
-    stage_app.mkdir(parents=True)
-    subprocess.run(f"git ls-files -z -- app.py aspects operators | xargs -0 -I{{}} cp --parents {{}} {stage_app}/",
-                   shell=True, check=True, cwd=REPO)
-    shutil.copytree(REPO / "atlas", stage_app / "atlas")
     case = make_case(phantom_root, 5, kind="acute", thickness=5.0)
     out = tmp_path / "output"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ASPECTS_ATLAS_DIR")}
