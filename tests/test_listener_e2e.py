@@ -4,7 +4,7 @@ One synthetic 5 mm head CT is pushed with storescu; the listener is SIGKILLed wh
 and restarted; the SEG, SR and key images must reach Orthanc exactly once, in the CT's study, with
 the SR's ASPECTS equal to the listener's aspects.json. A second (non-head) study pushed during
 processing is queued, then fails with the app's one-line error and stays in the spool.
-About 2 minutes on 2 cores (two app runs of the head study, one short failing run).
+About 95 s on 2 busy cores (two app runs of the head study, one short failing run).
 """
 
 from __future__ import annotations
