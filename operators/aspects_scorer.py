@@ -13,6 +13,7 @@ from monai.deploy.core import Fragment, Operator, OperatorSpec
 from aspects import APP_NAME, __version__
 from aspects.flags import image_flags
 from aspects.preprocess import to_source
+from aspects.timings import record, snapshot
 from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION, DEFAULT_INVOLVEMENT_ML, score
 
 
@@ -70,8 +71,13 @@ class AspectsScorerOperator(Operator):
             result.aspects["right"], result.aspects["left"], result.affected_side,
             result.infarct_volume_ml, flag_names or "none",
         )
-        timings = dict(getattr(pre, "timings", {}) or {})
-        timings.update({"regions": regions.get("seconds", 0.0), "infarct": infarct.get("seconds", 0.0), "scoring": seconds})
+        record("preprocess", (getattr(pre, "timings", {}) or {}).get("total_s", 0.0))
+        record("infarct", infarct.get("seconds", 0.0))
+        record("regions", regions.get("seconds", 0.0))
+        record("scoring", seconds)
+        timings = snapshot()
+        timings.update({f"preprocess_{k[:-2] if k.endswith('_s') else k}": v
+                        for k, v in (getattr(pre, "timings", {}) or {}).items() if k != "total_s"})
         aspects_json = {
             "schema_version": 1,
             "study_instance_uid": str(ds0.StudyInstanceUID),

@@ -9,6 +9,7 @@ from typing import List
 from monai.deploy.operators.dicom_data_loader_operator import DICOMDataLoaderOperator
 
 from aspects.dicom_input import scan_folder
+from aspects.timings import timed
 
 
 class SafeDICOMDataLoaderOperator(DICOMDataLoaderOperator):
@@ -18,9 +19,10 @@ class SafeDICOMDataLoaderOperator(DICOMDataLoaderOperator):
     """
 
     def load_data_to_studies(self, input_path: Path):
-        scan = scan_folder(Path(input_path))  # raises InputError for empty / DICOM-free folders
-        files: List[str] = [str(ds.filename) for ds in scan.datasets]
-        logging.getLogger(__name__).info(
-            "loading %d DICOM file(s) from %s (%d skipped)", len(files), input_path, len(scan.skipped)
-        )
-        return self._load_data(files)
+        with timed("load"):
+            scan = scan_folder(Path(input_path))  # raises InputError for empty / DICOM-free folders
+            files: List[str] = [str(ds.filename) for ds in scan.datasets]
+            logging.getLogger(__name__).info(
+                "loading %d DICOM file(s) from %s (%d skipped)", len(files), input_path, len(scan.skipped)
+            )
+            return self._load_data(files)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from monai.deploy.core import Operator, OperatorSpec
 
+from aspects.timings import timed
 from aspects.volume import hu_volume
 
 
@@ -20,4 +21,6 @@ class HUVolumeOperator(Operator):
     def compute(self, op_input, op_output, context):
         image = op_input.receive("image")
         datasets = op_input.receive("source_datasets")
-        op_output.emit(hu_volume(np.asarray(image.asnumpy()), datasets), "volume")
+        with timed("hu_volume"):
+            volume = hu_volume(np.asarray(image.asnumpy()), datasets)
+        op_output.emit(volume, "volume")

@@ -12,6 +12,7 @@ from pydicom.dataset import Dataset
 
 from aspects.dicom_geometry import sort_slices
 from aspects.selection import load_rules, select_series
+from aspects.timings import timed
 
 
 class NCCTSeriesSelectorOperator(Operator):
@@ -42,7 +43,8 @@ class NCCTSeriesSelectorOperator(Operator):
                 key = (study.StudyInstanceUID, series.SeriesInstanceUID)
                 by_key[key] = [s.get_native_sop_instance() for s in series.get_sop_instances()]
                 series_obj[key] = (study, series)
-        selection = select_series(by_key, self._rules)
+        with timed("select"):
+            selection = select_series(by_key, self._rules)
         study, series = series_obj[(selection.study_uid, selection.chosen.series_uid)]
         self._logger.info("selected %s", selection.chosen.label)
         chosen = StudySelectedSeries(study)
