@@ -123,3 +123,11 @@ def test_unusable_inputs_give_one_line_errors():
     with pytest.raises(InputError) as err:
         preprocess(air, atlas())
     assert err.value.code == EXIT_PROCESSING and "no brain" in err.value.message
+
+
+def test_truncated_head_is_low_confidence():
+    ct, _ = synthetic_head()
+    top_cut = ct[:, :, : ct.GetSize()[2] - 18]  # the upper 90 mm of the head not scanned
+    pre = preprocess(top_cut, atlas())
+    assert pre.qc["truncation_fraction"] > 0.1
+    assert pre.qc["low_confidence"] and any("truncated" in r for r in pre.qc["reasons"])
