@@ -28,9 +28,11 @@ import SimpleITK as sitk
 
 # ANTs sums metric values per thread in whatever order ITK's thread pool finishes, so two runs
 # on 2 threads differ by ~0.05 mm. One thread makes registration bit-for-bit reproducible (the
-# contract); ASPECTS_ANTS_THREADS overrides it. ITK reads the variable once, on the library's
-# first use; SimpleITK's own (separate) ITK is pinned to its current count first so that only
-# ANTs is affected.
+# contract); ASPECTS_ANTS_THREADS overrides it. The ANTs library's ITK reads
+# ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS on first use (restoring the variable after a registration
+# is too late: tested), so it is set when this module is imported, unless already set.
+# SimpleITK's own (separate) ITK is pinned to its current thread count first, so that only ANTs
+# (and child processes that inherit the environment) run single-threaded.
 ANTS_THREADS = os.environ.get("ASPECTS_ANTS_THREADS", "1")
 sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads())
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", ANTS_THREADS)
