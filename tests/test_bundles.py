@@ -29,7 +29,7 @@ from aspects.errors import InputError  # noqa: E402
 BUNDLES = {"aspects_regions": 21, "infarct_seg": 2}
 
 
-def _bundle(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+def _bundle(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", OMP_NUM_THREADS="2")
     proc = subprocess.run([sys.executable, "-m", "monai.bundle", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
@@ -118,7 +118,7 @@ def test_train_export_and_app_inference(bundle: str, tiny: Path, tmp_path: Path)
 def test_metadata_verifies_against_the_shipped_schema(bundle: str):
     configs = ROOT / "train" / bundle / "configs"
     _bundle("verify_metadata", "--meta_file", str(configs / "metadata.json"),
-            "--filepath", str(configs / "metadata_schema.json"), timeout=60)
+            "--filepath", str(configs / "metadata_schema.json"), timeout=300)
     meta = json.loads((configs / "metadata.json").read_text())
     assert meta["preprocessing"]["spacing_mm"] == [2.0, 2.0, 2.0]
     assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == BUNDLES[bundle]
