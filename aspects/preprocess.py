@@ -16,9 +16,14 @@ LPS, slices in ``aspects.dicom_geometry.sort_slices`` order) and returns a :clas
    the stripped brain intersected with the (slightly dilated) template brain, 0 outside;
 6. quality figures: similarity to the template, brain volume, head truncation, affine scale.
 
-The affine transform is kept in memory: :func:`to_source` brings any aligned image (labels with
-label-aware linear interpolation, intensities linearly) back onto the exact source grid, and
-:func:`to_aligned` goes the other way.
+The affine transform is kept in memory: :func:`to_source` brings any aligned image (binary
+masks with label-wise linear interpolation, label maps nearest neighbour, intensities linearly)
+back onto the exact source grid, and :func:`to_aligned` goes the other way.
+
+Gantry tilt: a series whose ITK direction matrix is sheared is handled as in step 1. A loader
+that builds the usual unsheared ITK image of a tilted series (index-aligned with the DICOM, as
+SimpleITK does) gives an orthonormal direction; registration then absorbs the tilt (up to the
+small shear it cannot represent) and every output stays index-aligned with the DICOM slices.
 """
 
 from __future__ import annotations
