@@ -91,7 +91,7 @@ def test_train_export_and_app_inference(bundle: str, tiny: Path, tmp_path: Path)
     logits_file = tmp_path / "logits.npy"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-c", _APP_SIDE, str(ts), str(image), channels, str(logits_file)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     logits = np.load(logits_file)
     assert logits.shape == (1, BUNDLES[bundle], 32, 32, 32)

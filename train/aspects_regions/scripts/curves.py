@@ -24,12 +24,18 @@ class TrainingCurves:
         self.filename = filename
         self.history: Dict[str, List[float]] = {"epoch": [], "train_loss": []}
         self._losses: List[float] = []
+        self._validated = False  # set when the validator ran during the current epoch
 
     def attach(self, engine) -> None:
         from ignite.engine import Events
 
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch)
+        if self.validator is not None:
+            self.validator.add_event_handler(Events.COMPLETED, self._mark_validated)
+
+    def _mark_validated(self, _engine) -> None:
+        self._validated = True
 
     def _iteration(self, engine) -> None:
         out = engine.state.output
@@ -42,7 +48,9 @@ class TrainingCurves:
         self.history["epoch"].append(int(engine.state.epoch))
         self.history["train_loss"].append(float(np.mean(self._losses)) if self._losses else float("nan"))
         self._losses = []
-        metrics = self.validator.state.metrics if self.validator is not None else {}
+        # the validator keeps its last metrics between runs: only record fresh ones
+        metrics = self.validator.state.metrics if self._validated else {}
+        self._validated = False
         for name, value in metrics.items():
             if np.isscalar(value):
                 self.history.setdefault(name, [])
@@ -65,8 +73,8 @@ class TrainingCurves:
         axes[0].plot(epochs, self.history["train_loss"], "-o", ms=3)
         axes[0].set(title="training loss", xlabel="epoch")
         for name in metric_names:
-            vals = self.history[name]
-            axes[1].plot(epochs[: len(vals)], vals, "-o", ms=3, label=name)
+            points = [(e, v) for e, v in zip(epochs, self.history[name]) if v == v]  # skip NaN (no validation)
+            axes[1].plot([e for e, _ in points], [v for _, v in points], "-o", ms=3, label=name)
         axes[1].set(title="validation", xlabel="epoch", ylim=(0, 1))
         if metric_names:
             axes[1].legend()
