@@ -24,6 +24,7 @@ if str(_HERE) not in sys.path:  # the MAP runs `python3 /opt/holoscan/app/app.py
 os.environ.setdefault("HOLOSCAN_LOG_LEVEL", "OFF")
 
 from monai.deploy.conditions import CountCondition  # noqa: E402
+from holoscan.schedulers import EventBasedScheduler  # noqa: E402
 from monai.deploy.core import Application  # noqa: E402
 from monai.deploy.core.runtime_env import RuntimeEnv  # noqa: E402
 from monai.deploy.operators.dicom_series_to_volume_operator import DICOMSeriesToVolumeOperator  # noqa: E402
@@ -158,7 +159,11 @@ def main() -> int:
         output_dir.mkdir(parents=True, exist_ok=True)
         if error_file.exists():
             error_file.unlink()  # our own file from an earlier failed run
-        AspectsApp().run()  # the SDK reads -i/-o/-m from sys.argv, else HOLOSCAN_* env
+        app = AspectsApp()  # reads -i/-o/-m from sys.argv, else HOLOSCAN_* env
+        # Two workers: the infarct and region segmenters are independent and each runs ANTs on one
+        # thread (for deterministic results), so together they use both cores of a small server.
+        app.scheduler(EventBasedScheduler(app, name="scheduler", worker_thread_number=2, stop_on_deadlock=True))
+        app.run()
     except InputError as exc:
         return _fail(exc.code, exc.one_line(), output_dir, input_dir)
     except Exception as exc:  # a bug: full traceback to the log file, one line on the console
