@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import shlex
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from aspects.errors import EXIT_USAGE, InputError  # noqa: E402
-from tools.evaluate import git_describe, machine_info, machine_line, run_app  # noqa: E402
+from tools.evaluate import command_line, git_describe, machine_info, machine_line, run_app  # noqa: E402
 
 REGION_MODEL = "aspects_regions"
 INFARCT_MODEL = "infarct_seg"
@@ -181,7 +180,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--report", type=Path, default=None, help="also write the Markdown report here (e.g. docs/performance.md)")
     ap.add_argument("--note", default="", help="free text for the report (e.g. other load on the machine)")
     args = ap.parse_args(argv)
-    command = "python tools/bench.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    command = "python tools/bench.py " + command_line(sys.argv[1:] if argv is None else argv)
     try:
         if args.cases < 1:
             raise InputError(EXIT_USAGE, "--cases must be at least 1")

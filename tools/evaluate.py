@@ -453,6 +453,15 @@ def to_markdown(report: dict, records: Sequence[dict], img_rel: str) -> str:
 
 
 # ----------------------------------------------------------------------------- CLI
+def command_line(argv: Sequence[str]) -> str:
+    """The arguments as a shell line, the --note text shown as '...' (the report prints it separately)."""
+    out, skip = [], False
+    for a in argv:
+        out.append("'...'" if skip else shlex.quote(a))
+        skip = a == "--note"
+    return " ".join(out)
+
+
 def git_describe() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
@@ -514,7 +523,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = ap.parse_args(argv)
     report_path = args.report if args.report is not None else args.runs / "report"
     report_path = report_path.with_suffix("") if report_path.suffix in (".md", ".json") else report_path
-    command = "python tools/evaluate.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    command = "python tools/evaluate.py " + command_line(sys.argv[1:] if argv is None else argv)
     try:
         if not args.run and not args.runs.is_dir():
             raise InputError(EXIT_USAGE, f"--runs {args.runs} is not a folder (add --run to run the app)")
