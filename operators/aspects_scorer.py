@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
 from aspects import APP_NAME, __version__
-from aspects.flags import image_flags
+from aspects.flags import acute_only, image_flags
 from aspects.preprocess import to_source
 from aspects.timings import record, snapshot
 from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION, DEFAULT_INVOLVEMENT_ML, score
@@ -52,14 +52,22 @@ class AspectsScorerOperator(Operator):
         infarct = op_input.receive("infarct")
         datasets = op_input.receive("source_datasets")
         t0 = time.perf_counter()
+        aligned = sitk.GetArrayFromImage(pre.aligned)
+        brain = sitk.GetArrayFromImage(pre.brain_mask)
+        spacing = pre.aligned.GetSpacing()
+        flags = image_flags(aligned, brain, spacing)
+        found = sitk.GetArrayFromImage(infarct["mask_aligned"]) > 0
+        acute = acute_only(found, aligned, brain, spacing)
+        if acute.sum() < found.sum():
+            self._logger.info("%.1f ml of hypodensity explained by old infarct / haemorrhage: not scored",
+                              (found.sum() - acute.sum()) * np.prod(spacing) / 1000.0)
+        acute_img = sitk.GetImageFromArray(acute.astype(np.uint8))
+        acute_img.CopyInformation(infarct["mask_aligned"])
         regions_img = sitk.Cast(to_source(pre, regions["labels_aligned"], label=True), sitk.sitkUInt8)
-        infarct_img = sitk.Cast(to_source(pre, infarct["mask_aligned"], label=True) > 0, sitk.sitkUInt8)
+        infarct_img = sitk.Cast(to_source(pre, acute_img, label=True) > 0, sitk.sitkUInt8)
         regions_src = sitk.GetArrayFromImage(regions_img)
         infarct_src = sitk.GetArrayFromImage(infarct_img) > 0
         result = score(regions_src, infarct_src, pre.source.GetSpacing(), self._fraction, self._ml)
-        aligned = sitk.GetArrayFromImage(pre.aligned)
-        brain = sitk.GetArrayFromImage(pre.brain_mask)
-        flags = image_flags(aligned, brain, pre.aligned.GetSpacing())
         flag_names = [f.name for f in flags]
         qc = getattr(pre, "qc", {}) or {}
         if qc.get("low_confidence"):

@@ -1,6 +1,7 @@
 """Haemorrhage and old-infarct flags on a symmetric synthetic aligned volume."""
 
 import numpy as np
+from scipy import ndimage
 import pytest
 
 from aspects.flags import haemorrhage_ml, image_flags, old_infarct_ml
@@ -52,3 +53,29 @@ def test_acute_hypodensity_is_not_an_old_infarct():
     lesion = ((z - 24) ** 2 + (y - 20) ** 2 + (x - 14) ** 2) <= 25
     hu[lesion] -= 6.0  # acute: 26 HU, still tissue
     assert image_flags(hu, mask, SPACING) == []
+
+
+def test_acute_only_removes_old_infarct_and_mirror_of_blood_but_keeps_acute_lesions():
+    from aspects.flags import acute_only
+    hu, mask = brain()
+    z, y, x = np.mgrid[:48, :64, :64]
+    old = ((z - 24) ** 2 + (y - 20) ** 2 + (x - 15) ** 2) <= 25
+    hu[old] = 10.0
+    blood = ((z - 24) ** 2 + (y - 44) ** 2 + (x - 48) ** 2) <= 9
+    hu[blood] = 70.0
+    acute = ((z - 14) ** 2 + (y - 30) ** 2 + (x - 44) ** 2) <= 25
+    hu[acute] -= 6.0
+    # what a symmetry-based segmenter reports: the old lesion with a rim, the blood's mirror, the acute lesion
+    found = ndimage.binary_dilation(old, iterations=1) | np.flip(ndimage.binary_dilation(blood, iterations=2), axis=2) | acute
+    kept = acute_only(found, hu, mask, SPACING)
+    assert not (kept & ndimage.binary_dilation(old, iterations=1)).any()
+    assert not (kept & np.flip(blood, axis=2)).any()
+    assert kept[acute].mean() > 0.9
+
+
+def test_acute_only_is_identity_without_other_findings():
+    from aspects.flags import acute_only
+    hu, mask = brain()
+    found = np.zeros_like(mask, bool)
+    found[20:25, 20:25, 10:15] = True
+    assert np.array_equal(acute_only(found, hu, mask, SPACING), found)
