@@ -177,8 +177,7 @@ def check_runnable(cfg: ListenerConfig) -> List[str]:
     problems = []
     if not cfg.app.script.is_file():
         problems.append(f"app script not found: {cfg.app.script}")
-    if not cfg.app.models.is_dir():
-        problems.append(f"models folder not found: {cfg.app.models}")
+    # A missing models folder is not a problem: the app then uses its atlas / asymmetry fallbacks.
     spool = cfg.spool_dir
     probe = spool if spool.exists() else spool.parent
     if spool.exists() and not spool.is_dir():

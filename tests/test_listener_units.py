@@ -56,16 +56,19 @@ def test_config_errors_are_one_clear_line(tmp_path, edit, message):
 def test_dry_run_validates_config_and_paths(tmp_path):
     s = _settings(tmp_path)
     (tmp_path / "ok.yaml").write_text(yaml.safe_dump(s))
-    s["app"]["models"] = str(tmp_path / "no-such-models")
+    s["app"]["models"] = str(tmp_path / "no-such-models")  # allowed: the app falls back to the atlas
+    (tmp_path / "no-models.yaml").write_text(yaml.safe_dump(s))
+    s["app"]["script"] = str(tmp_path / "no-such-app.py")
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(s))
     run = lambda name: subprocess.run(  # noqa: E731
         [sys.executable, "-m", "listener", "--config", str(tmp_path / name), "--dry-run"],
         capture_output=True, text=True, cwd=REPO, timeout=60)
-    ok, bad = run("ok.yaml"), run("bad.yaml")
+    ok, no_models, bad = run("ok.yaml"), run("no-models.yaml"), run("bad.yaml")
     assert ok.returncode == 0, ok.stderr
+    assert no_models.returncode == 0, no_models.stderr
     assert "config OK: AE ASPECTS" in ok.stdout and "0 study/studies" in ok.stdout
     assert bad.returncode == EXIT_USAGE
-    assert bad.stderr.strip().splitlines() == [f"error[2]: listener config: models folder not found: {tmp_path}/no-such-models"]
+    assert bad.stderr.strip().splitlines() == [f"error[2]: listener config: app script not found: {tmp_path}/no-such-app.py"]
     assert not (tmp_path / "spool").exists()  # --dry-run creates nothing
 
 

@@ -37,7 +37,8 @@ cd "$repo"
 if [[ ! -d atlas ]] || [[ -z "$(ls -A atlas 2>/dev/null)" ]]; then
     echo "error[2]: atlas/ is missing: build it first (make atlas)" >&2; exit 2
 fi
-models=$(find models -mindepth 2 -maxdepth 2 -name '*.ts' 2>/dev/null | wc -l)
+models=0  # models/ is absent in a fresh clone until trained models are added
+[[ -d models ]] && models=$(find models -mindepth 2 -maxdepth 2 -name '*.ts' | wc -l)
 [[ "$models" -gt 0 ]] || echo "warning: no models/<name>/<name>.ts found: the MAP will use the atlas-only path" >&2
 
 echo "staging the application in $stage"
