@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
@@ -169,9 +170,10 @@ def main() -> int:
     except Exception as exc:  # a bug: full traceback to the log file, one line on the console
         if isinstance(exc.__cause__, InputError):
             return _fail(exc.__cause__.code, exc.__cause__.one_line(), output_dir, input_dir)
-        logging.getLogger().debug("internal error", exc_info=True)
-        _log_to_file(output_dir)
-        logging.getLogger("aspects.app").error("internal error", exc_info=True)
+        if not _output_inside_input(input_dir, output_dir):  # the traceback goes to app.log only
+            output_dir.mkdir(parents=True, exist_ok=True)
+            with open(output_dir / "app.log", "a") as f:
+                f.write("internal error:\n" + traceback.format_exc())
         line = f"error[{EXIT_INTERNAL}]: internal error: {type(exc).__name__}: {exc} (details in {output_dir / 'app.log'})"
         return _fail(EXIT_INTERNAL, " ".join(line.split()), output_dir, input_dir)
     log.info("done in %.1f s; results in %s", time.perf_counter() - t0, output_dir)
