@@ -149,8 +149,36 @@ def align_case(case: Path, out: Path, atlas) -> Dict[str, str]:
     return {k: _rel(v, out) for k, v in files.items()}
 
 
-def phantom_datalists(train_dir: Path, val_dir: Optional[Path], out: Path, val_every: int, atlas) -> Dict[str, dict]:
-    """Align every case and write ``out/regions.json`` and ``out/infarct.json`` (same split)."""
+def _aligned_files(case: Path, out: Path) -> Optional[Dict[str, str]]:
+    """The outputs of an earlier :func:`align_case` of ``case`` when all of them exist (resume)."""
+    files = {"image": out / "images" / f"{case.name}.nii.gz"}
+    files.update({task: out / task / f"{case.name}.nii.gz" for task in TASKS})
+    if all(f.is_file() for f in files.values()):
+        return {k: _rel(v, out) for k, v in files.items()}
+    return None
+
+
+_WORKER_ATLAS = None
+
+
+def _init_worker(atlas_dir: Optional[Path]) -> None:
+    global _WORKER_ATLAS
+    os.environ.setdefault("ASPECTS_ANTS_THREADS", "1")
+    from aspects.atlas import load_atlas
+
+    _WORKER_ATLAS = load_atlas(atlas_dir)
+
+
+def _align_in_worker(case: Path, out: Path) -> Dict[str, str]:
+    return align_case(case, out, _WORKER_ATLAS)
+
+
+def phantom_datalists(train_dir: Path, val_dir: Optional[Path], out: Path, val_every: int, atlas,
+                      workers: int = 1, atlas_dir: Optional[Path] = None) -> Dict[str, dict]:
+    """Align every case and write ``out/regions.json`` and ``out/infarct.json`` (same split).
+
+    Cases aligned by an earlier (interrupted) run are reused; ``workers`` > 1 aligns cases in
+    that many processes (one ANTs thread each), which is how 2 cores are best used."""
     train_cases = phantom_cases(train_dir)
     if val_dir is not None:
         val_cases = phantom_cases(val_dir)
@@ -161,9 +189,28 @@ def phantom_datalists(train_dir: Path, val_dir: Optional[Path], out: Path, val_e
     done: Dict[str, Dict[str, str]] = {}
     everything = train_cases + val_cases
     start = time.monotonic()
-    for n, case in enumerate(everything, 1):
-        done[case.name] = align_case(case, out, atlas)
-        print(f"[{n}/{len(everything)}] {case.name} aligned ({time.monotonic() - start:.0f} s)", flush=True)
+    todo = []
+    for case in everything:
+        earlier = _aligned_files(case, out)
+        if earlier is None:
+            if case not in todo:  # a folder given as both training and validation
+                todo.append(case)
+        else:
+            done[case.name] = earlier
+    if len(done):
+        print(f"{len(done)} cases already aligned in {out}: reused", flush=True)
+    if workers <= 1:
+        results = ((case, align_case(case, out, atlas)) for case in todo)
+    else:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        pool = cf.ProcessPoolExecutor(workers, mp.get_context("spawn"), _init_worker, (atlas_dir,))
+        futures = {pool.submit(_align_in_worker, case, out): case for case in todo}
+        results = ((futures[f], f.result()) for f in cf.as_completed(futures))
+    for n, (case, files) in enumerate(results, 1):
+        done[case.name] = files
+        print(f"[{n}/{len(todo)}] {case.name} aligned ({time.monotonic() - start:.0f} s)", flush=True)
     lists = {}
     for task in TASKS:
         pick = lambda cases: [{"image": done[c.name]["image"], "label": done[c.name][task]} for c in cases]  # noqa: E731
@@ -181,6 +228,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="phantoms: output folder; images: datalist file")
     ap.add_argument("--val-every", type=int, default=5, help="without a validation folder: every N-th case validates (5)")
     ap.add_argument("--atlas", type=Path, help="atlas folder (default: $ASPECTS_ATLAS_DIR or <repo>/atlas)")
+    ap.add_argument("--workers", type=int, default=1, help="phantoms: cases aligned in parallel processes (1)")
     args = ap.parse_args(argv)
     try:
         if (args.phantoms is None) == (args.images is None):
@@ -194,7 +242,8 @@ def main(argv=None) -> int:
             return 0
         from aspects.atlas import load_atlas
 
-        lists = phantom_datalists(args.phantoms, args.val_phantoms, args.out, args.val_every, load_atlas(args.atlas))
+        lists = phantom_datalists(args.phantoms, args.val_phantoms, args.out, args.val_every, load_atlas(args.atlas),
+                                  workers=args.workers, atlas_dir=args.atlas)
         for task, data in lists.items():
             print(f"{args.out / (task + '.json')}: {len(data['training'])} training, {len(data['validation'])} validation")
         return 0
