@@ -11,7 +11,7 @@ import SimpleITK as sitk
 import torch
 
 from aspects.model_io import from_model_layout, mirror, normalise, to_model_layout
-from aspects.segmentation import INFARCT_MODEL, REGION_MODEL, segment_infarct, segment_regions
+from aspects.segmentation import INFARCT_MODEL, REGION_MODEL, consensus_components, segment_infarct, segment_regions
 from tests.preprocess_fixtures import atlas, atlas_labels_on, dice, lesion_on_aligned, preprocessed
 
 
@@ -100,3 +100,34 @@ def test_torchscript_models_are_used_with_the_documented_layout(tmp_path):
     brain = sitk.GetArrayFromImage(pre.brain_mask) > 0
     half = lab.shape[2] // 2
     assert (lab[:, :, :half][brain[:, :, :half]] == 1).all() and (lab[:, :, half:][brain[:, :, half:]] == 11).all()
+
+
+def test_consensus_keeps_only_components_the_baseline_supports():
+    model = np.zeros((10, 10, 10), bool)
+    model[1:3, 1:3, 1:3] = True  # supported by one baseline voxel
+    model[6:9, 6:9, 6:9] = True  # no support: a false positive to drop
+    support = np.zeros_like(model)
+    support[2, 2, 2] = True
+    support[5, 0, 0] = True  # baseline-only voxel: never added to the result
+    kept, n_kept, n_dropped = consensus_components(model, support)
+    assert (n_kept, n_dropped) == (1, 1)
+    assert kept[1:3, 1:3, 1:3].all() and not kept[6:9, 6:9, 6:9].any() and not kept[5, 0, 0]
+    empty, n0, d0 = consensus_components(np.zeros_like(model), support)
+    assert not empty.any() and (n0, d0) == (0, 0)
+
+
+class _Everywhere(torch.nn.Module):
+    """Infarct 'model' that marks the whole volume: a false positive the consensus must drop."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.zeros_like(x[:, :1]), torch.ones_like(x[:, :1])], dim=1)
+
+
+def test_model_components_without_asymmetry_support_are_dropped(tmp_path):
+    _save(_Everywhere(), tmp_path, INFARCT_MODEL)
+    pre, _, _ = preprocessed()  # symmetric head: the baseline finds nothing
+    mask, method, info = segment_infarct(pre, tmp_path, device="cpu")
+    assert method == "model"
+    assert not sitk.GetArrayFromImage(mask).any()
+    assert info["volume_ml"] == 0.0 and info["consensus"]["dropped_components"] >= 1
+    assert info["consensus"]["dropped_ml"] > 500  # the whole brain was proposed and vetoed
