@@ -160,3 +160,27 @@ def test_tagl_slabs_are_the_aligned_planes_inside_each_level():
     assert slab_indices(-200.0, 500.0, -95.5, 2.0, 96) == (0, 96)
     with pytest.raises(ValueError):
         slab_indices(200.0, 300.0, -95.5, 2.0, 96)
+
+
+def test_phantom_datalists_align_in_parallel_and_resume(tmp_path: Path, capsys):
+    from tests.phantom_fixtures import make_case
+
+    train_root, val_root, out = tmp_path / "train", tmp_path / "val", tmp_path / "aligned"
+    for seed in (3101, 3102):
+        make_case(train_root, seed, kind="acute", thickness=5.0)
+    make_case(val_root, 3103, kind="normal", thickness=5.0)
+    args = ["--phantoms", str(train_root), "--val-phantoms", str(val_root), "--out", str(out), "--workers", "2"]
+    assert make_datalist.main(args) == 0
+    regions = json.loads((out / "regions.json").read_text())
+    infarct = json.loads((out / "infarct.json").read_text())
+    assert len(regions["training"]) == 2 and len(regions["validation"]) == 1
+    assert [e["image"] for e in infarct["training"]] == [e["image"] for e in regions["training"]]
+    img = sitk.ReadImage(str(out / regions["training"][0]["image"]))
+    lab = sitk.GetArrayFromImage(sitk.ReadImage(str(out / regions["training"][0]["label"])))
+    assert img.GetSize() == (96, 112, 96) and set(np.unique(lab)) <= set(range(21)) and lab.max() == 20
+    assert not sitk.GetArrayFromImage(sitk.ReadImage(str(out / infarct["validation"][0]["label"]))).any()
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.nii.gz")}
+    capsys.readouterr()
+    assert make_datalist.main(args) == 0  # a rerun reuses every aligned case
+    assert "3 cases already aligned" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.nii.gz")} == stamps

@@ -137,22 +137,27 @@ def align_case(case: Path, out: Path, atlas) -> Dict[str, str]:
     from aspects.preprocess import preprocess, to_aligned
 
     pre = preprocess(load_study(case / "dicom"), atlas)
-    files = {"image": out / "images" / f"{case.name}.nii.gz"}
-    files["image"].parent.mkdir(parents=True, exist_ok=True)
+    files = _case_files(case, out)
+    for f in files.values():
+        f.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(pre.aligned, str(files["image"]), True)
     for task in TASKS:
         truth = sitk.ReadImage(str(case / "truth" / f"{task}.nii.gz"), sitk.sitkUInt8)
         aligned = to_aligned(pre, truth, label=True)  # label-wise interpolation: no new values
-        files[task] = out / task / f"{case.name}.nii.gz"
-        files[task].parent.mkdir(parents=True, exist_ok=True)
         sitk.WriteImage(aligned, str(files[task]), True)
     return {k: _rel(v, out) for k, v in files.items()}
 
 
-def _aligned_files(case: Path, out: Path) -> Optional[Dict[str, str]]:
-    """The outputs of an earlier :func:`align_case` of ``case`` when all of them exist (resume)."""
+def _case_files(case: Path, out: Path) -> Dict[str, Path]:
+    """Where :func:`align_case` writes the aligned image and each task's aligned truth."""
     files = {"image": out / "images" / f"{case.name}.nii.gz"}
     files.update({task: out / task / f"{case.name}.nii.gz" for task in TASKS})
+    return files
+
+
+def _aligned_files(case: Path, out: Path) -> Optional[Dict[str, str]]:
+    """The outputs of an earlier :func:`align_case` of ``case`` when all of them exist (resume)."""
+    files = _case_files(case, out)
     if all(f.is_file() for f in files.values()):
         return {k: _rel(v, out) for k, v in files.items()}
     return None

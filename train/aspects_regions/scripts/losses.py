@@ -42,7 +42,8 @@ class WarpLoss(nn.Module):
         disp = getattr(self.train_net, "last_disp", None)
         if disp is not None and self.smooth_weight > 0:
             loss = loss + self.smooth_weight * smoothness(disp)
-        moved = getattr(self.train_net, "last_template_low", None)
-        if moved is not None and self.sim_weight > 0:
-            loss = loss + self.sim_weight * (1.0 + self.lncc(moved, self.train_net.last_image_low))
+        if disp is not None and self.sim_weight > 0:  # the template is warped only when this term is on
+            image = self.train_net.last_image_low
+            moved = self.train_net.model.warp_template(disp, list(image.shape[2:]))
+            loss = loss + self.sim_weight * (1.0 + self.lncc(moved, image))
         return loss

@@ -145,20 +145,17 @@ class AtlasWarpNet(nn.Module):
 
 class WarpTrainNet(nn.Module):
     """Training view of an :class:`AtlasWarpNet`: same logits, and keeps what the extra terms of
-    :class:`scripts.losses.WarpLoss` need (never exported): the last displacement, the pooled
-    input and the template warped onto it."""
+    :class:`scripts.losses.WarpLoss` need (never exported): the last displacement and pooled input."""
 
     def __init__(self, model: AtlasWarpNet):
         super().__init__()
         self.model = model
         self.last_disp: Optional[torch.Tensor] = None
         self.last_image_low: Optional[torch.Tensor] = None
-        self.last_template_low: Optional[torch.Tensor] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         disp = self.model.displacement(x)
         f = self.model.factor
         self.last_disp = disp
         self.last_image_low = F.avg_pool3d(x, kernel_size=f, stride=f) if f > 1 else x
-        self.last_template_low = self.model.warp_template(disp, self.last_image_low.shape[2:])
         return torch.log(self.model.warp(disp, x.shape[2:]).clamp_min(EPS))
