@@ -5,7 +5,8 @@ Infarct consensus: a connected component of the infarct model's mask is kept onl
 bilateral-asymmetry baseline also marks part of it. The model delineates lesions better; the
 baseline, which needs a hypodensity relative to the mirrored hemisphere, vetoes the model's
 false positives in studies without an infarct (on the training and validation phantoms: every
-false positive of the normal studies removed, acute Dice unchanged or better; docs/training.md).
+false positive of the normal studies removed, acute Dice unchanged or better; figures in
+train/infarct_seg/docs/README.md).
 
 Models live at ``MODELS/<name>/<name>.ts`` (one file per folder, the MAP model-repository rule).
 Both take the aligned volume in the layout of :mod:`aspects.model_io` and return logits on the
@@ -72,8 +73,6 @@ def segment_regions(pre, atlas, models_dir: Optional[Path], device: Optional[str
 def consensus_components(model_mask: np.ndarray, support: np.ndarray) -> Tuple[np.ndarray, int, int]:
     """Components (26-connected) of ``model_mask`` that touch ``support``: (mask, kept, dropped)."""
     lab, n = ndi.label(model_mask, structure=np.ones((3, 3, 3), bool))
-    if n == 0:
-        return np.zeros(model_mask.shape, bool), 0, 0
     touched = np.unique(lab[support & (lab > 0)])
     return np.isin(lab, touched), int(touched.size), int(n - touched.size)
 
