@@ -18,34 +18,30 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import List
 
 import numpy as np
 import SimpleITK as sitk
 import torch
-import torch.nn.functional as F
 from monai.losses import DiceCELoss, LocalNormalizedCrossCorrelationLoss
 
 from aspects.model_io import normalise, to_model_layout
 from train.aspects_regions.scripts.losses import smoothness
 from train.aspects_regions.scripts.net import AtlasWarpNet
+from train.aspects_regions.scripts.speed import region_dice
 
 
-def mean_region_dice(pred: np.ndarray, truth: np.ndarray, n_classes: int = 21) -> float:
-    scores = []
-    for k in range(1, n_classes):
-        a, b = pred == k, truth == k
-        if b.any():
-            scores.append(2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum()))
-    return float(np.mean(scores))
+def _field_shape(net: AtlasWarpNet, size: List[int]) -> List[int]:
+    """Shape of the model's displacement grid for an input of ``size``."""
+    return [s // (net.factor * net.disp_pool) for s in size]
 
 
 def fit(net: AtlasWarpNet, x: torch.Tensor, y: torch.Tensor, use_labels: bool, steps: int,
         smooth_weight: float) -> torch.Tensor:
-    low = [s // (net.factor * net.disp_pool) for s in x.shape[2:]]
-    disp = torch.zeros(1, 3, *low, requires_grad=True)
+    disp = torch.zeros(1, 3, *_field_shape(net, list(x.shape[2:])), requires_grad=True)
     opt = torch.optim.Adam([disp], lr=0.01)
     dice_ce, lncc = DiceCELoss(to_onehot_y=True, softmax=True), LocalNormalizedCrossCorrelationLoss(spatial_dims=3, kernel_size=5)
-    x_low = F.avg_pool3d(x, net.factor)
+    x_low = net.pool(x)
     for _ in range(steps):
         opt.zero_grad()
         if use_labels:
@@ -70,22 +66,22 @@ def main(argv=None) -> int:
     entries = json.loads(args.datalist.read_text())[args.key][: args.cases]
     net = AtlasWarpNet(21, (16, 32, 64, 128), (2, 2, 2)).eval()
     rows = []
+    base = args.datalist.parent
     for n, e in enumerate(entries, 1):
         t0 = time.monotonic()
-        base = args.datalist.parent
         img = normalise(sitk.GetArrayFromImage(sitk.ReadImage(str(base / e["image"]))))
         lab = to_model_layout(sitk.GetArrayFromImage(sitk.ReadImage(str(base / e["label"]))).astype(np.int64))
         x = torch.from_numpy(to_model_layout(img))[None, None]
         y = torch.from_numpy(lab)[None, None]
         size = list(x.shape[2:])
-        zero = torch.zeros(1, 3, *[s // (net.factor * net.disp_pool) for s in size])
+        zero = torch.zeros(1, 3, *_field_shape(net, size))
         row = {"case": Path(e["image"]).name}
         with torch.no_grad():
-            row["identity"] = mean_region_dice(net.warp(zero, size).argmax(1)[0].numpy(), lab)
+            row["identity"] = region_dice(net.warp(zero, size).argmax(1)[0].numpy(), lab)
         for name, use_labels in (("image", False), ("oracle", True)):
             disp = fit(net, x, y, use_labels, args.steps, args.smooth_weight)
             with torch.no_grad():
-                row[name] = mean_region_dice(net.warp(disp, size).argmax(1)[0].numpy(), lab)
+                row[name] = region_dice(net.warp(disp, size).argmax(1)[0].numpy(), lab)
         rows.append(row)
         print(f"[{n}/{len(entries)}] {row['case']}: identity {row['identity']:.3f}  image-only registration "
               f"{row['image']:.3f}  oracle {row['oracle']:.3f}  ({time.monotonic() - t0:.0f} s)", flush=True)

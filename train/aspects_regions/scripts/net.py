@@ -93,9 +93,16 @@ class AtlasWarpNet(nn.Module):
         nn.init.zeros_(self.head.weight)  # start at the identity: the affine-aligned atlas
         nn.init.zeros_(self.head.bias)
 
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """The input average-pooled by ``factor``: the grid the U-Net and the template live on."""
+        return F.avg_pool3d(x, kernel_size=self.factor, stride=self.factor) if self.factor > 1 else x
+
     def displacement(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, X/f, Y/f, Z/f)`` displacement in normalised grid units (grid_sample order)."""
-        low = F.avg_pool3d(x, kernel_size=self.factor, stride=self.factor) if self.factor > 1 else x
+        """``(B, 3, X/f/p, Y/f/p, Z/f/p)`` displacement in normalised grid units (grid_sample order)."""
+        return self.displacement_from_low(self.pool(x))
+
+    def displacement_from_low(self, low: torch.Tensor) -> torch.Tensor:
+        """:meth:`displacement` of an input already :meth:`pool`-ed."""
         b = low.shape[0]
         t = self.template_low
         if t.shape[2:] != low.shape[2:]:
@@ -138,9 +145,12 @@ class AtlasWarpNet(nn.Module):
                                      self.template_low.shape[4])
         return F.grid_sample(t, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
+    def logits(self, disp_low: torch.Tensor, size: List[int]) -> torch.Tensor:
+        """Log of the warped label fractions (floored at ``eps``): the model's output."""
+        return torch.log(self.warp(disp_low, size).clamp_min(self.eps))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        prob = self.warp(self.displacement(x), x.shape[2:])
-        return torch.log(prob.clamp_min(self.eps))
+        return self.logits(self.displacement(x), x.shape[2:])
 
 
 class WarpTrainNet(nn.Module):
@@ -154,8 +164,6 @@ class WarpTrainNet(nn.Module):
         self.last_image_low: Optional[torch.Tensor] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        disp = self.model.displacement(x)
-        f = self.model.factor
-        self.last_disp = disp
-        self.last_image_low = F.avg_pool3d(x, kernel_size=f, stride=f) if f > 1 else x
-        return torch.log(self.model.warp(disp, x.shape[2:]).clamp_min(EPS))
+        self.last_image_low = self.model.pool(x)
+        self.last_disp = self.model.displacement_from_low(self.last_image_low)
+        return self.model.logits(self.last_disp, x.shape[2:])
