@@ -125,7 +125,9 @@ def measurement_groups(
                 f"ASPECTS {side}",
                 algorithm,
                 finding_sites=[site],
-                measurements=[_measurement(ASPECTS_CODE, int(result["aspects"][side]), UNIT_SCORE)],
+                # A side with a region the series does not cover has no ASPECTS (schema 2: null).
+                measurements=None if result["aspects"][side] is None
+                else [_measurement(ASPECTS_CODE, int(result["aspects"][side]), UNIT_SCORE)],
                 source_images=key_refs,
             )
         )
@@ -155,7 +157,7 @@ def measurement_groups(
                         _measurement(FRACTION_CODE, round(100.0 * float(region["infarct_fraction"]), 2), UNIT_PERCENT),
                         _measurement(codes.SCT.Volume, round(float(region["infarct_ml"]), 3), UNIT_ML),
                     ],
-                    qualitative_evaluations=[
+                    qualitative_evaluations=None if region["involved"] is None else [  # None: not assessable
                         hd.sr.QualitativeEvaluation(INVOLVED_CODE, codes.SCT.Yes if region["involved"] else codes.SCT.No)
                     ],
                 )
