@@ -193,13 +193,28 @@ def render(
     draw.text((size // 2, height // 2), OPPOSITE[row_letter], font=big_font, fill=marker, anchor="lm", **outlined)
     draw.text((width - size // 2, height // 2), row_letter, font=big_font, fill=marker, anchor="rm", **outlined)
     line_h = int(size * 1.5)
-    canvas = Image.new("RGB", (width, height + line_h * len(lines) + size // 2), (0, 0, 0))
+    font = _font(size)
+    rows = [(part, text) for text in lines for part in _wrap(text, font, width - size)]
+    canvas = Image.new("RGB", (width, height + line_h * len(rows) + size // 2), (0, 0, 0))
     canvas.paste(picture, (0, canvas.height - height))
     draw = ImageDraw.Draw(canvas)
-    for i, text in enumerate(lines):
+    for i, (part, text) in enumerate(rows):
         colour = (255, 80, 80) if text == NOT_FOR_DIAGNOSTIC_USE or NOT_ASSESSABLE in text else (255, 255, 255)
-        draw.text((size // 2, size // 4 + i * line_h), text, font=_font(size), fill=colour)
+        draw.text((size // 2, size // 4 + i * line_h), part, font=font, fill=colour)
     return np.asarray(canvas, dtype=np.uint8)
+
+
+def _wrap(text: str, font: ImageFont.ImageFont, width: float) -> List[str]:
+    """``text`` broken at spaces into lines no wider than ``width`` pixels."""
+    out, line = [], ""
+    for word in text.split(" "):
+        trial = f"{line} {word}" if line else word
+        if line and font.getlength(trial) > width:
+            out.append(line)
+            line = word
+        else:
+            line = trial
+    return out + [line]
 
 
 def enlargement(ds: Dataset) -> int:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import fcntl
 import logging
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import List, Optional
 
-from aspects.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputError
+from aspects.errors import EXIT_BUSY, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputError
 
 from .config import ListenerConfig, check_runnable, load_config
 from .spool import Spool
@@ -45,12 +48,37 @@ def print_status(spool: Spool, out=sys.stdout) -> None:
             print(f"{'':<58} {r['reason']}", file=out)
 
 
+SPOOL_LOCK = ".listener.lock"
+
+
+def lock_spool(spool_dir: Path) -> int:
+    """One listener per spool: hold ``SPOOL/.listener.lock`` (flock) for the life of the process.
+
+    A second listener on the same spool gets one line naming the first one's pid (exit 9) before
+    it reads or changes anything in the spool.
+    """
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(spool_dir / SPOOL_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise InputError(EXIT_BUSY, f"the spool {spool_dir} is in use by another listener (pid {holder}); "
+                                    "stop it first or give this one its own spool_dir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 def serve(cfg: ListenerConfig) -> int:
     from .jobs import Worker
     from .scp import StorageSCP
 
     spool = Spool(cfg.spool_dir)
-    cfg.spool_dir.mkdir(parents=True, exist_ok=True)
+    lock_spool(cfg.spool_dir)
     removed = spool.remove_temp_files()
     if removed:
         log.info("removed %d unacknowledged partial file(s) left by an earlier crash", removed)
