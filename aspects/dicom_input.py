@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 skipped_log = logging.getLogger("aspects.skipped")
 skipped_log.setLevel(logging.DEBUG)
 
+DEFLATED = "1.2.840.10008.1.2.1.99"  # read through zlib: file offsets say nothing about the data set
 _NATIVE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
 SUMMARY_NAMES = 3  # skipped files named on the console line; the rest are in the log
 
@@ -169,7 +170,8 @@ def scan_folder(folder: Path) -> Scan:
         if "SOPClassUID" not in ds or "SeriesInstanceUID" not in ds or "SOPInstanceUID" not in ds:
             scan.skipped.append((path, "not a DICOM image instance (no SOP class / instance / series UID)"))
             continue
-        if "Rows" in ds and os.path.getsize(path) <= pixel_offset:
+        deflated = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "")) == DEFLATED
+        if "Rows" in ds and not deflated and os.path.getsize(path) <= pixel_offset:  # offsets: of the file
             scan.skipped.append((path, "no pixel data"))
             continue
         if _truncated(path, ds, pixel_offset):

@@ -461,7 +461,7 @@ def run_case(case: Case, work: Path, studies: Path, models: Path, timeout_s: flo
         row["score"] = json.loads((out / "aspects.json").read_text())["score"]
     else:
         row["message"] = errors[-1] if errors else (text.strip().splitlines() or [""])[-1][:300]
-    skipped = [ln for ln in text.splitlines() if "skipped " in ln and "file(s)" in ln]
+    skipped = [ln for ln in text.splitlines() if "file(s) that are not usable" in ln]
     if skipped:
         row["console_skip_lines"] = len(skipped)
     if out.is_dir():
@@ -519,10 +519,14 @@ def listener_rows(work: Path, studies: Path) -> List[dict]:
         req.AffectedSOPClassUID, req.AffectedSOPInstanceUID = CTImageStorage, generate_uid()
         req.DataSet = BytesIO(b"")
         cx = assoc._get_valid_context(CTImageStorage, "", "scu")
+        assoc._reactor_checkpoint.clear()  # as pynetdicom's send_c_echo does: its reactor leaves the reply to us
+        while not assoc._is_paused:
+            time.sleep(0.001)
         t = time.monotonic()
         assoc.dimse.send_msg(req, cx.context_id)
         _, rsp = assoc.dimse.get_msg(block=True)
         took = time.monotonic() - t
+        assoc._reactor_checkpoint.set()
         assoc.release()
         status = f"0x{rsp.Status:04X}" if rsp is not None else "no answer"
         rows.append({"name": "listener_empty_dataset", "group": "listener", "what": "C-STORE request whose data set never comes (pynetdicom)",
