@@ -142,6 +142,29 @@ def _log_to_file(output_dir: Path, fresh: bool = False) -> None:
         root.addHandler(handler)
 
 
+class _ConsoleFormatter(logging.Formatter):
+    """Console lines without tracebacks (libraries log some on bad pixel data): those go to
+    app.log only, the console keeps one line per record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            text = super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+        return text + (" (traceback in app.log)" if saved[0] else "")
+
+
+def _console_policy() -> None:
+    """The console (stderr) handlers: INFO and up, no tracebacks. Applied again after the SDK's
+    own logging set-up, which replaces the root handlers."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.INFO)
+            handler.setFormatter(_ConsoleFormatter(handler.formatter._fmt if handler.formatter else None))
+
+
 def _paths(argv) -> tuple[Path, Path, Path]:
     """The SDK's -i/-o/-m (else HOLOSCAN_* env), read without its side effects (it creates -o)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -207,8 +230,7 @@ def main() -> int:
     t0 = time.perf_counter()
     input_dir, output_dir, _ = _paths(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:  # the console: INFO and up (per-file lines go to app.log)
-        handler.setLevel(logging.INFO)
+    _console_policy()  # per-file lines and tracebacks go to app.log only
     folder = OutputFolder(output_dir)
     try:
         if _output_inside_input(input_dir, output_dir):
@@ -220,6 +242,7 @@ def main() -> int:
         _log_to_file(output_dir, fresh=True)
         scan = _preflight(input_dir)
         app = AspectsApp()  # reads -i/-o/-m from sys.argv, else HOLOSCAN_* env
+        _console_policy()
         app.results_dir, app.scan = folder.start_partial(), scan
         # Two workers: the infarct and region segmenters are independent and each runs ANTs on one
         # thread (for deterministic results), so together they use both cores of a small server.

@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import logging
 import os
@@ -22,7 +20,8 @@ import shutil
 from pathlib import Path
 from typing import List, Optional
 
-from aspects.errors import EXIT_BUSY, EXIT_USAGE, InputError
+from aspects.errors import EXIT_USAGE, InputError
+from aspects.file_lock import hold_lock
 
 log = logging.getLogger(__name__)
 
@@ -59,23 +58,9 @@ class OutputFolder:
 
     def lock(self) -> None:
         """Hold the folder's lock for the life of this process (released by the OS at exit)."""
-        path = self.path / LOCK_FILE
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise InputError(EXIT_USAGE, f"the output folder {self.path} is not writable ({exc.strerror})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise InputError(EXIT_BUSY, f"the output folder {self.path} is in use by another run of this app "
-                                        f"(pid {holder}); wait for it to finish or choose another output folder") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
+        self._lock_fd = hold_lock(self.path / LOCK_FILE,
+                                  f"the output folder {self.path} is in use by another run of this app (pid {{pid}}); "
+                                  "wait for it to finish or choose another output folder")
 
     def _earlier_outputs(self) -> List[str]:
         """Files named by an earlier aspects.json (its "outputs"), relative to the folder."""

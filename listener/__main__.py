@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import errno
-import fcntl
 import logging
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import List, Optional
 
-from aspects.errors import EXIT_BUSY, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputError
+from aspects.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputError
+from aspects.file_lock import hold_lock
 
 from .config import ListenerConfig, check_runnable, load_config
 from .spool import Spool
@@ -58,19 +56,8 @@ def lock_spool(spool_dir: Path) -> int:
     it reads or changes anything in the spool.
     """
     spool_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(spool_dir / SPOOL_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-            raise
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise InputError(EXIT_BUSY, f"the spool {spool_dir} is in use by another listener (pid {holder}); "
-                                    "stop it first or give this one its own spool_dir") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
+    return hold_lock(spool_dir / SPOOL_LOCK, f"the spool {spool_dir} is in use by another listener (pid {{pid}}); "
+                                             "stop it first or give this one its own spool_dir")
 
 
 def serve(cfg: ListenerConfig) -> int:

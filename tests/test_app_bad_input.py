@@ -7,10 +7,8 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import generate_uid
 
 from aspects.errors import (
     EXIT_BAD_SERIES,
@@ -23,7 +21,8 @@ from aspects.errors import (
 from tests.conftest import run_app
 from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
 from tests.test_app import tree_digest
-from tools.robustness import corrupt_pixel_stream, edit, encode
+from tools.robustness import (PRIVATE_SYNTAX, copy_as_second_study, corrupt_pixel_stream, edit, encode,
+                              relabel_transfer_syntax, shear_positions)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +95,7 @@ def make_no_pixels(folder):
 
 
 def make_unknown_syntax(folder):
-    edit(_sorted_files(folder), lambda ds, i: setattr(ds.file_meta, "TransferSyntaxUID", "1.2.840.10008.1.2.4.999"))
+    relabel_transfer_syntax(folder, PRIVATE_SYNTAX)  # no decoder knows it
 
 
 def make_corrupt_jpeg(folder):
@@ -105,25 +104,11 @@ def make_corrupt_jpeg(folder):
 
 
 def make_too_tilted(folder):
-    files = _sorted_files(folder)
-    z0 = float(pydicom.dcmread(files[0], stop_before_pixels=True).ImagePositionPatient[2])
-
-    def shear(ds, i):  # slice origins moved as by a 40 degree gantry tilt (30 is the most corrected)
-        p = [float(v) for v in ds.ImagePositionPatient]
-        p[1] += np.tan(np.radians(40.0)) * (p[2] - z0)
-        ds.ImagePositionPatient = p
-    edit(files, shear)
+    shear_positions(folder, 40.0)  # slice origins as a 40 degree gantry tilt leaves them (30 is the most corrected)
 
 
 def make_two_studies(folder):
-    second = folder / "second"
-    second.mkdir()
-    study, series = generate_uid(), generate_uid()
-    for p in list(folder.glob("*.dcm")):
-        ds = pydicom.dcmread(p)
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.save_as(second / p.name)
+    copy_as_second_study(folder)
 
 
 def make_non_dicom(folder):

@@ -10,7 +10,7 @@ runs ``python app.py -i -o -m`` as a user does and records the exit code, the on
 traceback reached the console. The table in the doc is this script's output, nothing else.
 
 The builders are importable (tests use them): :func:`encode`, :func:`strip_preamble`,
-:func:`corrupt_pixel_stream`, :func:`sorted_files`, :func:`edit`.
+:func:`corrupt_pixel_stream`, :func:`sorted_files`, :func:`edit`, :func:`shear_positions`.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from pydicom.uid import generate_uid  # noqa: E402
 from tools.evaluate import command_line, git_describe, machine_info, machine_line  # noqa: E402
 
 GE_SERIES = ROOT.parent / "shared" / "data" / "real" / "ge_tilted_head_dicom" / "dicom"
+PRIVATE_SYNTAX = "1.3.46.670589.33.1.4.1"  # Philips' private compressed syntax: no public decoder
 _SYSTEM = "/usr/local/bin:/usr/bin:/bin"  # dcmtk's tools, not pynetdicom's same-named scripts
 
 # syntax name -> command (input, output) of an independent encoder; "{i}"/"{o}" are the files.
@@ -105,6 +106,41 @@ def corrupt_pixel_stream(path: Path) -> None:
     frag = next(generate_fragments(ds.PixelData))
     ds.PixelData = encapsulate([frag[:200]])
     ds.save_as(path)
+
+
+def nifti_as_dicom(nifti: Path, out: Path, description: str = "wrapped NIfTI head CT") -> Path:
+    """Write a HU NIfTI volume as a CT Image Storage series (one file per axial slice), with the
+    geometry SimpleITK reads from its header; for feeding real volumes that come without DICOM."""
+    import SimpleITK as sitk
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+
+    img = sitk.ReadImage(str(nifti))
+    arr = sitk.GetArrayFromImage(img)  # (z, y, x)
+    d = np.asarray(img.GetDirection()).reshape(3, 3)
+    sx, sy, sz = img.GetSpacing()
+    study, series, frame = (generate_uid(entropy_srcs=[str(nifti), r]) for r in ("study", "series", "for"))
+    out.mkdir(parents=True, exist_ok=True)
+    for k in range(arr.shape[0]):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[str(nifti), str(k)])
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.Modality, ds.ImageType = "CT", ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.PatientName, ds.PatientID, ds.StudyDescription = "NIFTI^WRAPPED", nifti.stem[:16], description[:64]
+        ds.SeriesNumber, ds.InstanceNumber, ds.SliceThickness = 1, k + 1, f"{sz:g}"
+        ds.ImagePositionPatient = [f"{v:.4f}" for v in img.TransformIndexToPhysicalPoint((0, 0, k))]
+        ds.ImageOrientationPatient = [f"{v:.6f}" for v in np.r_[d[:, 0], d[:, 1]]]
+        ds.PixelSpacing = [f"{sy:.6f}", f"{sx:.6f}"]
+        ds.Rows, ds.Columns = int(arr.shape[1]), int(arr.shape[2])
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope = "0", "1"
+        ds.PixelData = np.clip(np.rint(arr[k]), -32768, 32767).astype(np.int16).tobytes()
+        ds.save_as(out / f"IM{k + 1:04d}.dcm", enforce_file_format=True)
+    return out
 
 
 def tree_digest(folder: Path) -> str:
@@ -176,7 +212,8 @@ def _junk(n: int, keep_study: bool):
     return build
 
 
-def _two_studies(inp: Path, work: Path):
+def copy_as_second_study(inp: Path, work: Optional[Path] = None) -> None:
+    """Copy the folder's files into ``second/`` as another study (new study, series, SOP UIDs)."""
     second = inp / "second"
     second.mkdir()
     study, series = generate_uid(), generate_uid()
@@ -224,8 +261,24 @@ def _no_preamble(inp: Path, work: Path):
         strip_preamble(p)
 
 
+def relabel_transfer_syntax(folder: Path, uid: str) -> None:
+    """Declare transfer syntax ``uid`` (e.g. a vendor's private one) in every file's meta; the
+    data set bytes stay as they are. pydicom will not write an unknown syntax, so the meta group
+    is rewritten in front of the original data set bytes."""
+    from pydicom.filewriter import write_file_meta_info
+
+    for p in sorted_files(folder):
+        raw = p.read_bytes()
+        meta = pydicom.dcmread(p, stop_before_pixels=True).file_meta
+        body = 132 + 12 + int(meta.FileMetaInformationGroupLength)  # preamble, 'DICM', (0002,0000), group
+        meta.TransferSyntaxUID = uid
+        buf = DicomBytesIO()
+        write_file_meta_info(buf, meta, enforce_standard=True)
+        p.write_bytes(raw[:132] + buf.getvalue() + raw[body:])
+
+
 def _unknown_syntax(inp: Path, work: Path):
-    edit(sorted_files(inp), lambda ds, i: setattr(ds.file_meta, "TransferSyntaxUID", "1.2.840.10008.1.2.4.999"))
+    relabel_transfer_syntax(inp, PRIVATE_SYNTAX)
 
 
 def _corrupt_jpeg(inp: Path, work: Path):
@@ -274,18 +327,20 @@ def _output_locked(inp: Path, work: Path):
     return {"hold_lock": True}
 
 
-def _shear(deg: float):
-    """Shift every slice origin along its column direction by tan(deg) x its height (a tilt)."""
-    def build(inp: Path, work: Path):
-        files = sorted_files(inp)
-        z0 = float(pydicom.dcmread(files[0], stop_before_pixels=True).ImagePositionPatient[2])
+def shear_positions(folder: Path, deg: float) -> None:
+    """Shift every slice origin along y by tan(deg) x its height: the stack of a gantry tilt."""
+    files = sorted_files(folder)
+    z0 = float(pydicom.dcmread(files[0], stop_before_pixels=True).ImagePositionPatient[2])
 
-        def change(ds, i):
-            p = [float(v) for v in ds.ImagePositionPatient]
-            p[1] += np.tan(np.radians(deg)) * (p[2] - z0)
-            ds.ImagePositionPatient = p
-        edit(files, change)
-    return build
+    def change(ds, i):
+        p = [float(v) for v in ds.ImagePositionPatient]
+        p[1] += np.tan(np.radians(deg)) * (p[2] - z0)
+        ds.ImagePositionPatient = p
+    edit(files, change)
+
+
+def _shear(deg: float):
+    return lambda inp, work: shear_positions(inp, deg)
 
 
 def _signal(sig: int):
@@ -332,7 +387,7 @@ CASES: List[Case] = [
          _edit_all(lambda ds, i: setattr(ds, "ImageType", ["DERIVED", "SECONDARY", "REFORMATTED"])), "series"),
     Case("too_thick", "10 mm slices", "normal", _edit_all(lambda ds, i: setattr(ds, "SliceThickness", "10")), "series"),
     Case("too_few_slices", "only 5 slices", "normal", _keep(0.4, 0.5), "series"),
-    Case("two_studies", "two studies in one folder", "normal", _two_studies, "series"),
+    Case("two_studies", "two studies in one folder", "normal", copy_as_second_study, "series"),
     Case("missing_slice", "one slice missing in the middle", "normal", _drop(lambda n: [n // 2]), "series"),
     Case("missing_slices", "three adjacent slices missing", "normal", _drop(lambda n: [n // 2, n // 2 + 1, n // 2 + 2]), "series"),
     Case("duplicate_uid", "one SOPInstanceUID on two different slices", "normal", _duplicate_uid, "series"),
@@ -346,7 +401,7 @@ CASES: List[Case] = [
     Case("too_tilted", "slice positions sheared as a gantry tilt of 40 degrees", "normal", _shear(40.0), "series"),
     Case("no_pixel_data", "one slice without Pixel Data", "normal", _no_pixels, "pixels"),
     Case("truncated_file", "one file cut short (5000 bytes missing)", "normal", _truncate, "pixels"),
-    Case("unknown_syntax", "transfer syntax no decoder knows (1.2.840.10008.1.2.4.999)", "normal", _unknown_syntax, "pixels"),
+    Case("unknown_syntax", f"a vendor's private transfer syntax ({PRIVATE_SYNTAX})", "normal", _unknown_syntax, "pixels"),
     Case("corrupt_jpeg", "JPEG Lossless series, one slice's stream cut to 200 bytes", "normal", _corrupt_jpeg, "pixels"),
     Case("signal_term", "SIGTERM 15 s into a run", "normal", _signal(signal.SIGTERM), "interrupted"),
     Case("signal_int", "SIGINT (Ctrl+C) 15 s into a run", "normal", _signal(signal.SIGINT), "interrupted"),
