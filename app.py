@@ -213,8 +213,8 @@ def _watch_signals(run: _Run) -> None:
         if run.committed:
             return
         line = f"error[{code}]: interrupted by {name}; the run was stopped and no result was written"
-        print(line, file=sys.stderr, flush=True)
         log.error("interrupted by %s: partial results discarded", name)
+        print(line, file=sys.stderr, flush=True)
         if run.folder is not None and run.folder.locked:
             run.folder.discard()
             run.folder.write_error(code, line, interrupted=True, signal=name)

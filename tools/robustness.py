@@ -43,6 +43,8 @@ from pydicom.uid import generate_uid  # noqa: E402
 from tools.evaluate import command_line, git_describe, machine_info, machine_line  # noqa: E402
 
 GE_SERIES = ROOT.parent / "shared" / "data" / "real" / "ge_tilted_head_dicom" / "dicom"
+# GPL-2, tests only: used here as input, never copied into the repository.
+INVESALIUS = ROOT.parent / "shared" / "data" / "real" / "invesalius_head_ct" / "cranium_ct.nii.gz"
 PRIVATE_SYNTAX = "1.3.46.670589.33.1.4.1"  # Philips' private compressed syntax: no public decoder
 _SYSTEM = "/usr/local/bin:/usr/bin:/bin"  # dcmtk's tools, not pynetdicom's same-named scripts
 
@@ -386,7 +388,7 @@ CASES: List[Case] = [
     Case("reformats_only", "ImageType DERIVED/SECONDARY/REFORMATTED", "normal",
          _edit_all(lambda ds, i: setattr(ds, "ImageType", ["DERIVED", "SECONDARY", "REFORMATTED"])), "series"),
     Case("too_thick", "10 mm slices", "normal", _edit_all(lambda ds, i: setattr(ds, "SliceThickness", "10")), "series"),
-    Case("too_few_slices", "only 5 slices", "normal", _keep(0.4, 0.5), "series"),
+    Case("too_few_slices", "only 4 slices", "normal", _keep(0.4, 0.5), "series"),
     Case("two_studies", "two studies in one folder", "normal", copy_as_second_study, "series"),
     Case("missing_slice", "one slice missing in the middle", "normal", _drop(lambda n: [n // 2]), "series"),
     Case("missing_slices", "three adjacent slices missing", "normal", _drop(lambda n: [n // 2, n // 2 + 1, n // 2 + 2]), "series"),
@@ -421,6 +423,8 @@ CASES: List[Case] = [
          "removed (2.5 mm then 5 mm steps)", dict(seed=45, kind="acute", tilt_deg=-20.0, hu_drop=10.0, side="right",
                                                   pattern="whole_mca", thickness=2.5), _two_part, "accepted"),
     Case("ge_real", "real GE series: 18.5 deg tilt, 4 mm and 7 mm slices (28 images)", "ge", _nothing, "accepted"),
+    Case("invesalius_real", "real head CT (InVesalius example, 256 matrix, 1.5 mm) wrapped as DICOM", "invesalius",
+         _nothing, "accepted"),
 ]
 BASES = {"normal": dict(seed=41, kind="normal"),
          "acute": dict(seed=42, kind="acute", hu_drop=10.0, side="left", pattern="whole_mca")}
@@ -432,6 +436,12 @@ def _base_folder(base, studies: Path) -> Optional[Path]:
         return None
     if base == "ge":
         return GE_SERIES
+    if base == "invesalius":
+        folder = studies / "invesalius_dicom"
+        if not folder.is_dir():
+            nifti_as_dicom(INVESALIUS, folder.with_suffix(".partial"), "InVesalius example head CT (GPL-2)")
+            folder.with_suffix(".partial").rename(folder)
+        return folder
     opts = dict(BASES[base]) if isinstance(base, str) else dict(base)
     return make_study(studies, **opts)
 
@@ -540,7 +550,7 @@ def listener_rows(work: Path, studies: Path) -> List[dict]:
     from pynetdicom.sop_class import CTImageStorage
 
     sys.path.insert(0, str(ROOT))
-    from tests.servers import echo, free_port, listener_settings, storescu, wait_for
+    from tests.servers import echo, free_port, listener_settings, wait_for
 
     ldir = work / "listener"
     shutil.rmtree(ldir, ignore_errors=True)
@@ -559,7 +569,8 @@ def listener_rows(work: Path, studies: Path) -> List[dict]:
         shutil.copytree(make_study(studies, **BASES["normal"]), jl)
         encode(jl, "jpeg-lossless-sv1")
         sent = sorted(jl.glob("*.dcm"))[:3]
-        r = storescu(port, sent)
+        r = subprocess.run([shutil.which("storescu", path=_SYSTEM), "-xs", "-aet", "TESTSCU", "-aec", "ASPECTS",
+                            "127.0.0.1", str(port), *map(str, sent)], capture_output=True, text=True, timeout=120)
         stored = sorted((ldir / "spool").glob("*/incoming/*.dcm"))
         same = len(stored) == 3 and all(str(pydicom.dcmread(p).file_meta.TransferSyntaxUID) == "1.2.840.10008.1.2.4.70"
                                         for p in stored)
