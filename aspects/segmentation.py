@@ -25,7 +25,7 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from aspects.asymmetry import asymmetry_infarct
-from aspects.inference import load_torchscript, pick_device, predict_labels
+from aspects.inference import load_torchscript, predict_labels, release_device_memory, resolve_device
 from aspects.model_io import from_model_layout, mirror, normalise, to_model_layout
 from aspects.preprocess import ALIGNED_SPACING
 from aspects.region_atlas import atlas_regions
@@ -54,16 +54,19 @@ def _on_aligned(arr_zyx: np.ndarray, pre) -> sitk.Image:
 
 
 def segment_regions(pre, atlas, models_dir: Optional[Path], device: Optional[str] = None) -> Tuple[sitk.Image, str]:
-    """(uint8 labels on the aligned grid, ``"model"`` | ``"atlas"``)."""
+    """(uint8 labels on the aligned grid, ``"model"`` | ``"atlas"``); ``device`` as in
+    :func:`aspects.inference.resolve_device` (None: ``$ASPECTS_DEVICE`` or automatic)."""
     path = model_file(models_dir, REGION_MODEL)
     if path is None:
         log.info("regions: no %s model in %s; atlas SyN registration", REGION_MODEL, models_dir)
         return atlas_regions(pre, atlas), "atlas"
-    device = device or pick_device()
+    device = resolve_device(device)
     model = load_torchscript(path, device)
     hu = sitk.GetArrayFromImage(pre.aligned)
     x = to_model_layout(normalise(hu))[None, None]
     labels, _ = predict_labels(model, x, device)
+    del model
+    release_device_memory(device)
     labels = from_model_layout(labels)
     if labels.max() >= N_REGION_CLASSES:
         raise ValueError(f"{path}: label {labels.max()} outside 0..{N_REGION_CLASSES - 1}")
@@ -78,7 +81,10 @@ def consensus_components(model_mask: np.ndarray, support: np.ndarray) -> Tuple[n
 
 
 def segment_infarct(pre, models_dir: Optional[Path], device: Optional[str] = None) -> Tuple[sitk.Image, str, Dict[str, object]]:
-    """(uint8 0/1 infarct mask on the aligned grid, ``"model"`` | ``"asymmetry"``, info)."""
+    """(uint8 0/1 infarct mask on the aligned grid, ``"model"`` | ``"asymmetry"``, info).
+
+    ``info["device"]`` is where the model ran (``"cpu"`` | ``"cuda:N"``; the baseline is CPU code).
+    """
     t0 = time.perf_counter()
     hu = sitk.GetArrayFromImage(pre.aligned)
     brain = sitk.GetArrayFromImage(pre.brain_mask) > 0
@@ -88,11 +94,13 @@ def segment_infarct(pre, models_dir: Optional[Path], device: Optional[str] = Non
         mask, info = asymmetry_infarct(hu, brain, ALIGNED_SPACING, grid=pre.aligned)
         info.update(device="cpu", seconds=round(time.perf_counter() - t0, 3))
         return _on_aligned(mask, pre), "asymmetry", info
-    device = device or pick_device()
+    device = resolve_device(device)
     model = load_torchscript(path, device)
     img = normalise(hu)
     x = np.stack([to_model_layout(img), to_model_layout(mirror(img))])[None]
-    labels, prob = predict_labels(model, x, device)
+    labels, _ = predict_labels(model, x, device)
+    del model
+    release_device_memory(device)
     raw = (from_model_layout(labels) == 1) & brain
     support, _ = asymmetry_infarct(hu, brain, ALIGNED_SPACING, grid=pre.aligned)
     mask, kept, dropped = consensus_components(raw, support)

@@ -17,8 +17,9 @@ class InfarctSegmenterOperator(Operator):
     ``{"mask_aligned": sitk uint8, "method": "model"|"asymmetry", "device": str,
     "seconds": float, "info": dict}``.
 
-    ``models_dir``: the app's model folder (``infarct_seg/infarct_seg.ts`` used when present, on
-    CUDA when available); ``device``: force "cpu" / "cuda" (None: automatic).
+    ``models_dir``: the app's model folder (``infarct_seg/infarct_seg.ts`` used when present);
+    ``device``: "cpu" | "cuda:N" | "cuda" | "auto" (None: ``$ASPECTS_DEVICE``, else automatic;
+    see :func:`aspects.inference.resolve_device`).
     """
 
     def __init__(self, fragment: Fragment, *args, models_dir: Optional[Path] = None,
