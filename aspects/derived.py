@@ -1,6 +1,6 @@
 """What every derived DICOM object of this app shares: identity, equipment, provenance wording.
 
-SEG, SR and secondary captures are new series in the source study: new Series/SOP Instance
+SEG, SR, KOS and secondary captures are new series in the source study: new Series/SOP Instance
 UIDs, the source's StudyInstanceUID and patient/study attributes, this app as the equipment,
 and a "not for diagnostic use" note until the models are validated.
 """

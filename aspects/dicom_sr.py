@@ -211,11 +211,12 @@ def measurement_groups(
 def coverage_notes(result: Mapping) -> List[str]:
     """Why an ASPECTS is missing from the numbers: the sides whose regions are not assessable."""
     notes = []
+    why = " (incomplete coverage)" if "incomplete_coverage" in result.get("flags", []) else ""
     for side in SIDES:
         missing = [c for c in REGION_CODES if not assessable(result["regions"][side][c])]
         if result["aspects"][side] is None:
             what = ", ".join(f"{side} {c}" for c in missing) or "unknown regions"
-            notes.append(f"ASPECTS {side} not reported: region(s) {what} not assessable (incomplete coverage).")
+            notes.append(f"ASPECTS {side} not reported: region(s) {what} not assessable{why}.")
     if result["score"] is None:
         notes.append("Overall ASPECTS not reported: the ASPECTS it is taken from is not assessable.")
     return notes
