@@ -49,6 +49,7 @@ from operators.series_selector import NCCTSeriesSelectorOperator  # noqa: E402
 from operators.writers import (  # noqa: E402
     JSONWriterOperator,
     KeyImageWriterOperator,
+    KOSWriterOperator,
     SegWriterOperator,
     SRWriterOperator,
 )
@@ -85,9 +86,10 @@ class AspectsApp(Application):
         seg = SegWriterOperator(self, output_folder=output_dir, name="seg_writer")
         sr = SRWriterOperator(self, output_folder=output_dir, reference_seg=True, name="sr_writer")
         keys = KeyImageWriterOperator(self, output_folder=output_dir, name="key_image_writer")
+        kos = KOSWriterOperator(self, output_folder=output_dir, name="kos_writer")
         nifti = MaskNiftiWriterOperator(self, output_folder=output_dir, name="nifti_writer")
         result_json = JSONWriterOperator(
-            self, output_folder=output_dir, wait_for=("seg_path", "sr_path", "key_images", "nifti_paths"), name="json_writer"
+            self, output_folder=output_dir, wait_for=("seg_path", "sr_path", "key_images", "kos_path", "nifti_paths"), name="json_writer"
         )
 
         # DICOM series selector -> preprocessing -> infarct / region segmenters -> scorer -> writers
@@ -113,6 +115,11 @@ class AspectsApp(Application):
         self.add_flow(sr, result_json, {("sr_path", "sr_path")})
         self.add_flow(nifti, result_json, {("nifti_paths", "nifti_paths")})
         self.add_flow(keys, result_json, {("key_images", "key_images")})
+        self.add_flow(scorer, kos, {("result", "result"), ("source", "source")})
+        self.add_flow(keys, kos, {("key_images", "key_images")})
+        self.add_flow(sr, kos, {("sr_path", "sr_path")})
+        self.add_flow(seg, kos, {("seg_path", "seg_path")})
+        self.add_flow(kos, result_json, {("kos_path", "kos_path")})
 
 
 def _log_to_file(output_dir: Path) -> None:
