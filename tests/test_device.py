@@ -108,7 +108,8 @@ def test_gpu_host_runs_the_model_on_cuda_and_writes_every_output(fake_gpu_run):
     validate(result)
     assert result["device"] == "cuda:0"
     assert result["methods"]["infarct"] == "model"
-    for rel in ("dicom/seg.dcm", "dicom/sr.dcm", "dicom/key_bg.dcm", "dicom/key_sg.dcm", "nifti/infarct.nii.gz"):
+    for rel in ("dicom/seg.dcm", "dicom/sr.dcm", "dicom/kos.dcm", "dicom/key_bg.dcm", "dicom/key_sg.dcm",
+                "nifti/infarct.nii.gz"):
         assert (out / rel).is_file(), rel
     assert read_aspects_from_sr(out / "dicom" / "sr.dcm") == result["aspects"]
     truth = fake_gpu_run["truth"]
