@@ -30,8 +30,8 @@ PARTIAL_PREFIX = ".aspects-partial-"
 RESULT_JSON = "aspects.json"
 ERROR_JSON = "error.json"
 # Files a run writes (aspects.json's "outputs" names them too; both lists are removed on rerun).
-RESULT_FILES = (RESULT_JSON, ERROR_JSON, "dicom/seg.dcm", "dicom/sr.dcm", "dicom/key_bg.dcm", "dicom/key_sg.dcm",
-                "png/key_bg.png", "png/key_sg.png", "nifti/infarct.nii.gz", "nifti/regions.nii.gz")
+RESULT_FILES = (RESULT_JSON, ERROR_JSON, "dicom/seg.dcm", "dicom/sr.dcm", "dicom/kos.dcm", "dicom/key_bg.dcm",
+                "dicom/key_sg.dcm", "png/key_bg.png", "png/key_sg.png", "nifti/infarct.nii.gz", "nifti/regions.nii.gz")
 RESULT_DIRS = ("dicom", "png", "nifti")
 
 

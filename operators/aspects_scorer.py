@@ -64,13 +64,13 @@ class AspectsScorerOperator(Operator):
         brain = sitk.GetArrayFromImage(pre.brain_mask)
         spacing = pre.aligned.GetSpacing()
         flags = image_flags(aligned, brain, spacing)
-        found = sitk.GetArrayFromImage(infarct["mask_aligned"]) > 0
+        found = sitk.GetArrayFromImage(infarct.mask) > 0
         acute = acute_only(found, aligned, brain, spacing)
         if acute.sum() < found.sum():
             self._logger.info("%.1f ml of hypodensity explained by old infarct / haemorrhage: not scored",
                               (found.sum() - acute.sum()) * np.prod(spacing) / 1000.0)
         acute_img = sitk.GetImageFromArray(acute.astype(np.uint8))
-        acute_img.CopyInformation(infarct["mask_aligned"])
+        acute_img.CopyInformation(infarct.mask)
         geometry = SliceGeometry.from_datasets(datasets)
         regions_src = to_slices(pre, regions["labels_aligned"], geometry, label=True).astype(np.uint8)
         infarct_src = to_slices(pre, acute_img, geometry, label=True) > 0
@@ -97,7 +97,7 @@ class AspectsScorerOperator(Operator):
             result.infarct_volume_ml, flag_names or "none",
         )
         record("preprocess", (getattr(pre, "timings", {}) or {}).get("total_s", 0.0))
-        record("infarct", infarct.get("seconds", 0.0))
+        record("infarct", float(infarct.info.get("seconds", 0.0)))
         record("regions", regions.get("seconds", 0.0))
         record("scoring", seconds)
         timings = snapshot()
@@ -116,8 +116,8 @@ class AspectsScorerOperator(Operator):
             "flag_details": flag_details,
             "qc": {k: v for k, v in qc.items() if isinstance(v, (int, float, str, bool, list)) or v is None},
             "thresholds": {"involvement_fraction": self._fraction, "involvement_ml": self._ml},
-            "methods": {"regions": regions["method"], "infarct": infarct["method"]},
-            "device": infarct.get("device", "cpu"),
+            "methods": {"regions": regions["method"], "infarct": infarct.method},
+            "device": infarct.device,
             "timings_s": {k: round(float(v), 3) for k, v in timings.items()},
             "not_for_diagnostic_use": True,
             "app": {"name": APP_NAME, "version": __version__},

@@ -77,7 +77,7 @@ def test_package_map_writes_the_build_context_and_stops_at_docker_buildx(tmp_pat
     size = sum(p.stat().st_size for p in stage.rglob("*") if p.is_file())
     assert size < 200e6, f"staged {size / 1e6:.0f} MB"
     reqs = (stage / "app" / "requirements.txt").read_text()
-    assert "pytest" not in reqs and "holoscan-cli" not in reqs and "monai==" in reqs
+    assert "pytest" not in reqs and "holoscan-cli" not in reqs and "dcmqi" not in reqs and "monai==" in reqs
 
 
 def test_app_runs_as_the_map_entrypoint(tmp_path, phantom_root):  # noqa: F811
@@ -99,4 +99,4 @@ def test_app_runs_as_the_map_entrypoint(tmp_path, phantom_root):  # noqa: F811
     assert result["study_instance_uid"] == study
     assert set(result["aspects"]) == {"left", "right"}
     names = sorted(p.name for p in (out / "dicom").glob("*.dcm"))
-    assert names == ["key_bg.dcm", "key_sg.dcm", "seg.dcm", "sr.dcm"]
+    assert names == ["key_bg.dcm", "key_sg.dcm", "kos.dcm", "seg.dcm", "sr.dcm"]

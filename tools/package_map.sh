@@ -49,7 +49,7 @@ git ls-files -z -- app.py aspects operators config | xargs -0 -I{} cp --parents 
 cp -r atlas "$stage/app/atlas"
 find "$stage/app" -name '__pycache__' -prune -exec rm -rf {} +
 # Runtime requirements: the repo's pins without the development tools.
-grep -v -E '^(pytest|holoscan-cli)([=<>~ ]|$)' requirements.txt > "$stage/app/requirements.txt"
+grep -v -E '^(pytest|holoscan-cli|dcmqi)([=<>~ ]|$)' requirements.txt > "$stage/app/requirements.txt"
 cp app.yaml "$stage/app.yaml"
 if [[ "$models" -gt 0 ]]; then
     mkdir -p "$stage/models"
