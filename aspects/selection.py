@@ -40,6 +40,7 @@ class Candidate:
     thickness_mm: float
     kernel: str
     rejected: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -88,6 +89,11 @@ def describe(series_uid: str, datasets: Sequence[Dataset], rules: dict) -> Candi
         c.rejected.append(f"SOP class {ds0.get('SOPClassUID', '?')} is not a CT image")
         return c
     image_type = [t.upper() for t in _text(ds0, "ImageType").split("\\") if t]
+    if image_type[:1] == ["DERIVED"] and str(ds0.get("LossyImageCompression", "")) == "01":
+        # Lossy compression alone makes an original image DERIVED (PS3.3 C.7.6.1.1.2): an archive
+        # that stores JPEG 2000 lossy still holds the scanner's axial series.
+        image_type[0] = "ORIGINAL"
+        c.notes.append("lossy-compressed original (ImageType DERIVED, LossyImageCompression 01)")
     missing = [t for t in rules["image_type_required"] if t not in image_type]
     if missing:
         c.rejected.append(f"ImageType {'/'.join(image_type) or 'empty'} is not {'/'.join(rules['image_type_required'])}")
@@ -287,7 +293,8 @@ def select_series(series: Mapping[Tuple[str, str], Sequence[Dataset]], rules: Op
     for c in usable:
         problem = geometry_problem(c.datasets, rules)
         if problem is None:
-            reasons.append(f"{c.label}: chosen ({c.thickness_mm:g} mm, kernel '{c.kernel or 'n/a'}')")
+            notes = "".join(f"; {n}" for n in c.notes)
+            reasons.append(f"{c.label}: chosen ({c.thickness_mm:g} mm, kernel '{c.kernel or 'n/a'}'{notes})")
             for r in reasons:
                 log.info("series selection: %s", r)
             return Selection(chosen=c, study_uid=studies[0], reasons=reasons)

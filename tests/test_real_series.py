@@ -228,3 +228,23 @@ def test_top_cut_study_is_never_a_normal_score(top_cut):
         assert result["regions"][side][code]["assessable"] is False and result["regions"][side][code]["involved"] is None
     # what was covered is still measured: the BG-level regions of the infarcted side
     assert any(r["assessable"] and r["infarct_ml"] > 0 for r in result["regions"]["left"].values())
+
+
+# ----------------------------------------------------------------------------- a second real scan
+INVESALIUS = GE.parents[1] / "invesalius_head_ct" / "cranium_ct.nii.gz"  # GPL-2: used here, never copied into the repo
+
+
+@pytest.mark.skipif(not INVESALIUS.is_file(), reason="../shared/data/real/invesalius_head_ct not present")
+def test_second_real_head_ct_wrapped_as_dicom(tmp_path):
+    """Another scanner's anatomy (256 matrix, 1.5 mm): processed end to end, every region found on
+    the source slices, the brain volume in the adult range."""
+    from tools.robustness import nifti_as_dicom
+
+    inp = nifti_as_dicom(INVESALIUS, tmp_path / "input", "InVesalius example head CT (GPL-2)")
+    run = {"proc": run_app(inp, tmp_path / "out"), "out": tmp_path / "out"}
+    result = _check_result(run)
+    assert None not in result["aspects"].values()  # the whole head is scanned
+    regions = sitk.GetArrayFromImage(sitk.ReadImage(str(run["out"] / "nifti" / "regions.nii.gz")))
+    assert set(np.unique(regions)) >= set(range(1, 21))
+    assert 900 < result["qc"]["brain_volume_ml"] < 1800, result["qc"]
+    assert check_seg_on_source_planes(run["out"], _sources(inp)) > 0

@@ -144,3 +144,12 @@ def test_bad_candidate_falls_back_to_next_usable_series():
     sel = select_series(as_input(thin_gap, good))
     assert sel.chosen.series_uid == good[0]
     assert any("missing slices" in r for r in sel.reasons)
+
+
+def test_lossy_compressed_originals_are_accepted_but_other_derived_images_are_not():
+    lossy = series(image_type=("DERIVED", "PRIMARY", "AXIAL"), LossyImageCompression="01")
+    sel = select_series(as_input(lossy))
+    assert sel.chosen.series_uid == lossy[0] and any("lossy-compressed original" in r for r in sel.reasons)
+    with pytest.raises(InputError) as err:
+        select_series(as_input(series(image_type=("DERIVED", "PRIMARY", "AXIAL"))))
+    assert err.value.code == EXIT_NO_SERIES and "is not ORIGINAL/PRIMARY" in err.value.message

@@ -299,6 +299,11 @@ def _keep(fraction_lo: float, fraction_hi: float):
     return build
 
 
+def _localizers(inp: Path, work: Path):
+    _keep(0.4, 0.45)(inp, work)
+    edit(sorted_files(inp), lambda ds, k: setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", "LOCALIZER"]))
+
+
 def _two_part(inp: Path, work: Path):
     """Upper half: every other slice removed (steps change from the slice step to twice it)."""
     files = sorted_files(inp)
@@ -383,8 +388,7 @@ CASES: List[Case] = [
         ds, "SOPClassUID", "1.2.840.10008.5.1.4.1.1.4"))), "series"),
     Case("contrast_only", "contrast-enhanced CT (ContrastBolusAgent)", "normal",
          _edit_all(lambda ds, i: setattr(ds, "ContrastBolusAgent", "Iohexol")), "series"),
-    Case("localizers_only", "two localizer images", "normal", lambda i, w: (_keep(0.4, 0.45)(i, w), edit(
-        sorted_files(i), lambda ds, k: setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", "LOCALIZER"]))), "series"),
+    Case("localizers_only", "two localizer images", "normal", _localizers, "series"),
     Case("reformats_only", "ImageType DERIVED/SECONDARY/REFORMATTED", "normal",
          _edit_all(lambda ds, i: setattr(ds, "ImageType", ["DERIVED", "SECONDARY", "REFORMATTED"])), "series"),
     Case("too_thick", "10 mm slices", "normal", _edit_all(lambda ds, i: setattr(ds, "SliceThickness", "10")), "series"),
@@ -490,7 +494,8 @@ def run_case(case: Case, work: Path, studies: Path, models: Path, timeout_s: flo
         inp.mkdir()
     else:
         shutil.copytree(base, inp)
-    opts = case.build(inp, cdir) or {}
+    opts = case.build(inp, cdir)
+    opts = opts if isinstance(opts, dict) else {}
     in_dir, out = Path(opts.get("input", inp)), Path(opts.get("out", cdir / "out"))
     before = tree_digest(in_dir) if in_dir.is_dir() else None
     lock_fd = None
@@ -628,6 +633,7 @@ def to_markdown(rows: Sequence[dict], header: Dict[str, str]) -> str:
         "",
         f"- date: {header['date']}; machine: {header['machine']}",
         f"- command: `{header['command']}`; code: {header['git']}",
+        *([f"- cases rerun since: {header['rerun']}"] if header.get("rerun") else []),
         "- columns: exit code; the one-line error (`error[<code>]: ...`) or, for a result, ASPECTS / score / "
         "flags; input = input folder byte-identical after the run; tb = a Python traceback reached the console "
         "(must be no); dciodvfy = errors in the DICOM outputs.",
@@ -664,7 +670,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "robustness", help="scratch folder for the cases")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "robustness.md")
     ap.add_argument("--models", type=Path, default=ROOT / "models")
-    ap.add_argument("--only", nargs="*", help="run only these cases (the doc is not written)")
+    ap.add_argument("--only", nargs="*", help="run only these cases; their rows replace those of the last full "
+                                              "run in --work and the doc is written again")
     ap.add_argument("--no-listener", action="store_true", help="skip the listener cases")
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -683,10 +690,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for row in listener_rows(args.work, studies):
             rows.append(row)
             print(f"[listener] {row['name']}: {row['message']}", flush=True)
-    (args.work / "rows.json").write_text(json.dumps(rows, indent=1))
-    if not args.only:
-        args.doc.write_text(to_markdown(rows, header) + "\n")
-        print(f"wrote {args.doc}")
+    saved = args.work / "rows.json"
+    if args.only and saved.is_file():  # rerun of some cases: they replace their rows in the last full run
+        earlier = json.loads(saved.read_text())
+        new = {r["name"]: r for r in rows}
+        header = {**earlier[0].get("_header", header), "rerun": f"{', '.join(args.only)} rerun on {header['date']} "
+                  f"(`{header['command']}`, code {header['git']}, load {header['machine'].split('load average at start ')[-1]})"}
+        rows = [new.get(r["name"], r) for r in earlier]
+    elif args.only:
+        print("no earlier full run in --work: the doc is not written")
+        return 0
+    rows[0]["_header"] = header
+    saved.write_text(json.dumps(rows, indent=1))
+    args.doc.write_text(to_markdown(rows, header) + "\n")
+    print(f"wrote {args.doc}")
     return 0
 
 
