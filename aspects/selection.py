@@ -88,7 +88,7 @@ def describe(series_uid: str, datasets: Sequence[Dataset], rules: dict) -> Candi
     if str(ds0.get("SOPClassUID", "")) not in rules["sop_class_uids"]:
         c.rejected.append(f"SOP class {ds0.get('SOPClassUID', '?')} is not a CT image")
         return c
-    image_type = [t.upper() for t in _text(ds0, "ImageType").split("\\") if t]
+    image_type = [t.strip().upper() for t in _text(ds0, "ImageType").split("\\") if t.strip()]
     if image_type[:1] == ["DERIVED"] and str(ds0.get("LossyImageCompression", "")) == "01":
         # Lossy compression alone makes an original image DERIVED (PS3.3 C.7.6.1.1.2): an archive
         # that stores JPEG 2000 lossy still holds the scanner's axial series.
