@@ -49,7 +49,8 @@ def _writable_output(path: Path) -> Path:
 
 
 def _docker_run(input_dir: Path, output_dir: Path) -> tuple[subprocess.CompletedProcess, float]:
-    cmd = ["docker", "run", "--rm", "-v", f"{input_dir}:/var/holoscan/input:ro",
+    # holoscan asks for a 32 MiB stack (it warns of crashes below that), as env.sh sets natively.
+    cmd = ["docker", "run", "--rm", "--ulimit", "stack=33554432", "-v", f"{input_dir}:/var/holoscan/input:ro",
            "-v", f"{output_dir}:/var/holoscan/output", MAP_TAG]
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)

@@ -131,8 +131,10 @@ def _entrypoint(tmp_path: Path, stage_app: Path, corrected: bool) -> Path:
 
 def _run_entrypoint(script: Path, stage_app: Path, input_dir: Path, out: Path, workdir: Path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ASPECTS_ATLAS_DIR")}
+    # What the image's ENV sets (the config is the packager's copy of app.yaml).
     env.update(HOLOSCAN_INPUT_PATH=str(input_dir), HOLOSCAN_OUTPUT_PATH=str(out),
-               HOLOSCAN_MODEL_PATH=str(REPO / "models"), HOLOSCAN_APP_MANIFEST_PATH=str(script.parent / "app.json"))
+               HOLOSCAN_MODEL_PATH=str(REPO / "models"), HOLOSCAN_CONFIG_PATH=str(stage_app.parent / "app.yaml"),
+               HOLOSCAN_APP_MANIFEST_PATH=str(script.parent / "app.json"))
     return subprocess.run(["bash", str(script)], cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
 
 

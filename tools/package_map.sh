@@ -99,17 +99,27 @@ if [[ "$cpu" == 1 ]]; then
     fi
     # The packager uses the buildx builder 'holoscan_app_builder' if one exists, else creates one
     # that pulls moby/buildkit from Docker Hub. A docker context of that name is a builder with
-    # the 'docker' driver (the local daemon, nothing to pull); that driver cannot export a build
-    # cache, hence --no-cache.
-    if ! docker context inspect holoscan_app_builder >/dev/null 2>&1; then
+    # the 'docker' driver: the local daemon, nothing to pull.
+    if ! docker buildx inspect holoscan_app_builder >/dev/null 2>&1; then
         endpoint="$(docker context inspect -f '{{.Endpoints.docker.Host}}')"
         docker context create holoscan_app_builder --docker "host=$endpoint" >/dev/null
     fi
-    args+=(--no-cache)
     wrapper=(--cpu-base)
 elif [[ ${#base_args[@]} -gt 0 || "$rebuild_base" == 1 ]]; then
     echo "error[2]: --rebuild-base, --mirror, --pip-index-url, --ca-bundle and --wheel go with --cpu" >&2; exit 2
 fi
 [[ -n "$base_image" ]] && args+=(--base-image "$base_image")
+# A builder that is a docker context: buildx uses it only as the current context, and its
+# 'docker' driver cannot export the packager's build cache (the packager's default).
+if docker buildx inspect holoscan_app_builder 2>/dev/null | grep -qE '^Driver:[[:space:]]+docker$'; then
+    export DOCKER_CONTEXT=holoscan_app_builder
+    args+=(--no-cache)
+fi
 echo "+ monai-deploy ${args[*]} ${extra[*]}"
-exec python "$repo/tools/map/package.py" "${wrapper[@]}" -- "${args[@]}" "${extra[@]}"
+python "$repo/tools/map/package.py" "${wrapper[@]}" -- "${args[@]}" "${extra[@]}"
+# The packager names the image <name>-<platform>-<gpu>-<arch>:<tag>; tag it as asked as well.
+name="${tag%:*}"; version="${tag##*:}"; [[ "$tag" == *:* ]] || version=latest
+built="$name-x64-workstation-dgpu-linux-amd64:$version"
+docker image inspect "$built" >/dev/null 2>&1 || { echo "error[1]: the packager reported success but $built is not in docker" >&2; exit 1; }
+docker tag "$built" "$tag"
+echo "built $tag (= $built): $(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.2f GB", $1/1e9}')"

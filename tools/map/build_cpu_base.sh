@@ -11,10 +11,10 @@
 # ca-certificates; --ca-bundle added to the system trust store (for a TLS-inspecting proxy or an
 # internal mirror); /etc/pip.conf with that trust store, --pip-index-url if given, and
 # break-system-packages (the packager's Dockerfile pip-installs into the user site of Debian's
-# Python); the pip CUDA runtime (requirements.txt's pin) and every --wheel pip-installed into the
-# system site (e.g. a CPU build of torch, which the MAP's `torch==` pin then finds installed instead
-# of downloading the CUDA build). LD_LIBRARY_PATH points at that CUDA runtime: holoscan needs
-# libcudart to import, even on a machine without a GPU.
+# Python); the pip CUDA runtime (requirements.txt's pin) in the system site, with LD_LIBRARY_PATH
+# pointing at it: holoscan needs libcudart to import, even on a machine without a GPU; every
+# --wheel in /opt/wheels, which pip.conf offers as find-links (e.g. a CPU build of torch: the MAP's
+# `torch==` pin then takes it, a local version `+cpu` ranking above PyPI's CUDA build).
 # Needs root, debootstrap and a Docker daemon. Python version = the suite's (bookworm: 3.11).
 set -euo pipefail
 
@@ -88,15 +88,19 @@ fi
 
 # holoscan (imported by the MONAI Deploy SDK) loads libcudart even on a CPU: the pip CUDA runtime at
 # the repo's pin, in the system site so that a CUDA build of torch may still bring its own pin.
+# Only that: a package in the system site also satisfies the MAP's requirements there, and
+# holoscan's .pth hook (wheel-axle) in the user site runs before the system site is on sys.path,
+# so its dependencies (filelock) must be installed in the user site, as the Dockerfile does.
 cudart_pin="$(grep -E '^nvidia-cuda-runtime==' "$repo/requirements.txt" || echo nvidia-cuda-runtime)"
-mkdir -p "$rootfs/tmp/base-wheels"
-in_chroot=()
-for w in "${wheels[@]}"; do cp "$w" "$rootfs/tmp/base-wheels/"; in_chroot+=("/tmp/base-wheels/$(basename "$w")"); done
-echo "[base] pip install into the system site: $cudart_pin ${in_chroot[*]##*/}"
-in_root python3 -m pip install --no-cache-dir --no-warn-script-location "$cudart_pin" "${in_chroot[@]}" \
-    > "$workdir/pip.log" 2>&1 \
+echo "[base] pip install into the system site: $cudart_pin"
+in_root python3 -m pip install --no-cache-dir --no-warn-script-location --no-deps "$cudart_pin" > "$workdir/pip.log" 2>&1 \
     || { tail -20 "$workdir/pip.log" >&2; echo "error[1]: pip install into the base failed (log: $workdir/pip.log)" >&2; exit 1; }
-rm -rf "$rootfs/tmp/base-wheels"
+if [[ ${#wheels[@]} -gt 0 ]]; then
+    mkdir -p "$rootfs/opt/wheels"
+    cp "${wheels[@]}" "$rootfs/opt/wheels/"
+    echo "find-links = /opt/wheels" >> "$rootfs/etc/pip.conf"
+    echo "[base] offered to pip in /opt/wheels: $(cd "$rootfs/opt/wheels" && ls | tr '\n' ' ')"
+fi
 pyver="$(in_root python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 cleanup
 # Leave nothing of this machine in the image: apt lists and caches, resolv.conf (Docker writes its own).
