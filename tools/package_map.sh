@@ -49,6 +49,10 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
+if [[ "$cpu" == 0 ]] && [[ ${#base_args[@]} -gt 0 || "$rebuild_base" == 1 ]]; then
+    echo "error[2]: --rebuild-base, --mirror, --pip-index-url, --ca-bundle and --wheel go with --cpu" >&2; exit 2
+fi
+
 cd "$repo"
 [[ -f app.py && -f app.yaml ]] || { echo "error[2]: app.py / app.yaml not found in $repo" >&2; exit 2; }
 if [[ ! -d atlas ]] || [[ -z "$(ls -A atlas 2>/dev/null)" ]]; then
@@ -105,8 +109,6 @@ if [[ "$cpu" == 1 ]]; then
         docker context create holoscan_app_builder --docker "host=$endpoint" >/dev/null
     fi
     wrapper=(--cpu-base)
-elif [[ ${#base_args[@]} -gt 0 || "$rebuild_base" == 1 ]]; then
-    echo "error[2]: --rebuild-base, --mirror, --pip-index-url, --ca-bundle and --wheel go with --cpu" >&2; exit 2
 fi
 [[ -n "$base_image" ]] && args+=(--base-image "$base_image")
 # A builder that is a docker context: buildx uses it only as the current context, and its
@@ -118,7 +120,8 @@ fi
 echo "+ monai-deploy ${args[*]} ${extra[*]}"
 python "$repo/tools/map/package.py" "${wrapper[@]}" -- "${args[@]}" "${extra[@]}"
 # The packager names the image <name>-<platform>-<gpu>-<arch>:<tag>; tag it as asked as well.
-name="${tag%:*}"; version="${tag##*:}"; [[ "$tag" == *:* ]] || version=latest
+name="$tag"; version=latest
+[[ "${tag##*/}" == *:* ]] && { name="${tag%:*}"; version="${tag##*:}"; }
 built="$name-x64-workstation-dgpu-linux-amd64:$version"
 docker image inspect "$built" >/dev/null 2>&1 || { echo "error[1]: the packager reported success but $built is not in docker" >&2; exit 1; }
 docker tag "$built" "$tag"
