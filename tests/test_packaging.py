@@ -94,7 +94,7 @@ def test_package_map_writes_the_build_context_and_stops_at_docker_buildx(tmp_pat
     size = sum(p.stat().st_size for p in stage.rglob("*") if p.is_file())
     assert size < 200e6, f"staged {size / 1e6:.0f} MB"
     reqs = (stage / "app" / "requirements.txt").read_text()
-    assert "pytest" not in reqs and "monai==" in reqs and "torch==" in reqs
+    assert "pytest" not in reqs and "dcmqi" not in reqs and "monai==" in reqs and "torch==" in reqs
     assert "holoscan-cli==4.2.0" in reqs  # the SDK needs it; pinned, or the image gets the newest
     assert "nvidia-cuda-runtime" not in reqs  # the CUDA build of torch pins its own (13.0.x)
 
@@ -175,4 +175,4 @@ def test_app_runs_as_the_map_entrypoint(tmp_path, staged_app, phantom_root):  # 
     assert result["study_instance_uid"] == study
     assert set(result["aspects"]) == {"left", "right"}
     names = sorted(p.name for p in (out / "dicom").glob("*.dcm"))
-    assert names == ["key_bg.dcm", "key_sg.dcm", "seg.dcm", "sr.dcm"]
+    assert names == ["key_bg.dcm", "key_sg.dcm", "kos.dcm", "seg.dcm", "sr.dcm"]
