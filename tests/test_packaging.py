@@ -95,6 +95,7 @@ def test_package_map_writes_the_build_context_and_stops_at_docker_buildx(tmp_pat
     assert size < 200e6, f"staged {size / 1e6:.0f} MB"
     reqs = (stage / "app" / "requirements.txt").read_text()
     assert "pytest" not in reqs and "dcmqi" not in reqs and "monai==" in reqs and "torch==" in reqs
+    assert all("==" in line for line in reqs.splitlines()), reqs  # pins only
     assert "holoscan-cli==4.2.0" in reqs  # the SDK needs it; pinned, or the image gets the newest
     assert "nvidia-cuda-runtime" not in reqs  # the CUDA build of torch pins its own (13.0.x)
 

@@ -69,11 +69,11 @@ mkdir -p "$stage/app"
 git ls-files -z -- app.py aspects operators config | xargs -0 -I{} cp --parents {} "$stage/app/"
 cp -r atlas "$stage/app/atlas"
 find "$stage/app" -name '__pycache__' -prune -exec rm -rf {} +
-# Runtime requirements: the repo's pins without the test tools (pytest, dcmqi), and without the pip
+# Runtime requirements: the repo's pins (no comments) without the test tools (pytest, dcmqi) and the pip
 # CUDA runtime, which is here only for holoscan's libcudart beside the CPU torch of this machine:
 # the CUDA base image has libcudart, the CUDA build of torch pins its own nvidia-cuda-runtime
 # (13.0.x, a conflict with ours), and the CPU base (tools/map/build_cpu_base.sh) installs ours.
-grep -v -E '^(pytest|dcmqi|nvidia-cuda-runtime)([=<>~ ]|$)' requirements.txt > "$stage/app/requirements.txt"
+grep -v -E '^(#|$|(pytest|dcmqi|nvidia-cuda-runtime)([=<>~ ]|$))' requirements.txt > "$stage/app/requirements.txt"
 cp app.yaml "$stage/app.yaml"
 if [[ "$models" -gt 0 ]]; then
     mkdir -p "$stage/models"
