@@ -44,7 +44,7 @@ while [[ $# -gt 0 ]]; do
         --rebuild-base) rebuild_base=1; shift ;;
         --mirror|--pip-index-url|--ca-bundle|--wheel) base_args+=("$1" "$2"); shift 2 ;;
         --) shift; extra=("$@"); break ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "error[2]: unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
