@@ -122,19 +122,25 @@ def region_deltas(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarray,
     return out
 
 
-def region_evidence(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarray,
-                    calibration: Optional[Calibration]) -> Dict[str, Dict[str, RegionEvidence]]:
-    """Per side and code: the region's darkening against its mirror and its calibrated score."""
+def score_deltas(deltas: Mapping[str, Mapping[str, tuple]],
+                 calibration: Optional[Calibration]) -> Dict[str, Dict[str, RegionEvidence]]:
+    """:class:`RegionEvidence` per side and code from :func:`region_deltas` output."""
     out: Dict[str, Dict[str, RegionEvidence]] = {}
-    for side, per in region_deltas(diff, comparable, regions).items():
+    for side, per in deltas.items():
         out[side] = {}
         for code, (delta, n) in per.items():
             z = None
             if delta is not None and calibration is not None:
                 z = delta / calibration.sigma_hu[code]
             out[side][code] = RegionEvidence(None if delta is None else round(delta, 3),
-                                             None if z is None else round(z, 3), n)
+                                             None if z is None else round(z, 3), int(n))
     return out
+
+
+def region_evidence(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarray,
+                    calibration: Optional[Calibration]) -> Dict[str, Dict[str, RegionEvidence]]:
+    """Per side and code: the region's darkening against its mirror and its calibrated score."""
+    return score_deltas(region_deltas(diff, comparable, regions), calibration)
 
 
 def study_evidence(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float], difference: np.ndarray,
