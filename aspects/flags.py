@@ -1,16 +1,19 @@
-"""Findings that change what ASPECTS means: suspected haemorrhage, old (chronic) infarct.
+"""Findings that change what ASPECTS means: suspected haemorrhage, old (chronic) infarct, and
+acute infarct outside the MCA territory.
 
-Both run on the template-aligned, skull-stripped HU volume (z, y, x), whose mid-sagittal plane
-is the grid's central column, so ``np.flip(arr, axis=2)`` is the contralateral mirror.
+All run on the template-aligned grid (z, y, x), whose mid-sagittal plane is the grid's central
+column, so ``np.flip(arr, axis=2)`` is the contralateral mirror.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 from scipy import ndimage
+
+from aspects.atlas import outside_mca
 
 # Acute blood is 50-90 HU; grey matter tops out near 45 HU. Calcification (> 100 HU after
 # smoothing, e.g. pineal, choroid plexus) and bone at the brain edge are excluded.
@@ -23,6 +26,12 @@ OLD_MIRROR_HU = 22.0
 MIN_BLOOD_ML = 0.3
 MIN_OLD_ML = 1.0
 EDGE_EROSION_MM = 6.0  # keep away from the skull/brain border where partial volume mimics both
+# ASPECTS scores the MCA territory only: acute infarct in the ACA, PCA or vertebrobasilar territory
+# (outside every ASPECTS region) costs no point but must be reported. Voxels within
+# OUTSIDE_MCA_MARGIN_MM of an ASPECTS region do not count towards the flag (the soft edge of an MCA
+# lesion and registration error), and at least MIN_OUTSIDE_MCA_ML must remain.
+MIN_OUTSIDE_MCA_ML = 1.0
+OUTSIDE_MCA_MARGIN_MM = 4.0
 
 
 @dataclass(frozen=True)
@@ -103,3 +112,18 @@ def acute_only(infarct: np.ndarray, hu: np.ndarray, brain: np.ndarray, spacing_m
     it = max(1, int(round(blood_margin_mm / float(min(spacing_mm)))))
     mask &= ~ndimage.binary_dilation(blood | np.flip(blood, axis=2), iterations=it)
     return _components_over(mask, _voxel_ml(spacing_mm), MIN_OLD_ML)
+
+
+def outside_mca_flag(infarct: np.ndarray, regions: np.ndarray, territories: np.ndarray,
+                     spacing_mm: Sequence[float]) -> Optional[Flag]:
+    """``infarct_outside_mca`` with the volume (ml) of acute infarct outside every ASPECTS region
+    and inside the ACA, PCA or vertebrobasilar territory; None when, away from the regions, less
+    than MIN_OUTSIDE_MCA_ML of it remains."""
+    outside = infarct.astype(bool) & (regions == 0) & outside_mca(territories)
+    if not outside.any():
+        return None
+    it = max(1, int(round(OUTSIDE_MCA_MARGIN_MM / float(min(spacing_mm)))))
+    far = outside & ~ndimage.binary_dilation(regions > 0, iterations=it)
+    if float(far.sum()) * _voxel_ml(spacing_mm) < MIN_OUTSIDE_MCA_ML:
+        return None
+    return Flag("infarct_outside_mca", float(outside.sum()) * _voxel_ml(spacing_mm))

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
 from aspects import APP_NAME, __version__
-from aspects.flags import acute_only, image_flags
+from aspects.flags import acute_only, image_flags, outside_mca_flag
 from aspects.preprocess import to_source
 from aspects.timings import record, snapshot
 from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION, DEFAULT_INVOLVEMENT_ML, score
@@ -61,6 +61,11 @@ class AspectsScorerOperator(Operator):
         if acute.sum() < found.sum():
             self._logger.info("%.1f ml of hypodensity explained by old infarct / haemorrhage: not scored",
                               (found.sum() - acute.sum()) * np.prod(spacing) / 1000.0)
+        if regions.get("territories_aligned") is not None:  # ACA / PCA / posterior circulation infarct
+            outside = outside_mca_flag(acute, sitk.GetArrayFromImage(regions["labels_aligned"]),
+                                       sitk.GetArrayFromImage(regions["territories_aligned"]), spacing)
+            if outside is not None:
+                flags.append(outside)
         acute_img = sitk.GetImageFromArray(acute.astype(np.uint8))
         acute_img.CopyInformation(infarct["mask_aligned"])
         regions_img = sitk.Cast(to_source(pre, regions["labels_aligned"], label=True), sitk.sitkUInt8)
