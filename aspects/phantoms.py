@@ -94,6 +94,7 @@ BONE_DIPLOE_HU = 750.0
 # Template HU -> phantom HU (tissue_hu): the v2 template is calibrated to white matter 28 HU
 # (tools/build_atlas.py); its grey-white contrast, a population average, is stretched about it.
 TEMPLATE_WM_HU = 28.0
+TEMPLATE_GM_HU = 40.0  # above this the template is not parenchyma of a single scan (see tissue_hu)
 CONTRAST_STRETCH = 1.4
 TISSUE_MIN_HU = 16.0  # template voxels above this are parenchyma (CSF ~0-10 HU, white matter 28)
 
@@ -313,10 +314,12 @@ def _signed_distance_2x(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
 
 def tissue_hu(t: np.ndarray) -> np.ndarray:
     """Template HU -> phantom HU: contrast x CONTRAST_STRETCH about white matter (28 HU) up to
-    grey matter, x0.7 above 45 (venous sinuses, falx: 45-55 HU rather than 60+)."""
+    grey matter (40 HU), x0.25 above: the template's brighter parts (posterior fossa next to the
+    petrous bone, falx, venous sinuses; up to 76 HU, 100 ml above 40 HU) stay at 45-54 HU, below
+    acute blood (55-75 HU), as in a scan without beam hardening."""
     out = TEMPLATE_WM_HU + CONTRAST_STRETCH * (t - TEMPLATE_WM_HU)
-    knee = TEMPLATE_WM_HU + CONTRAST_STRETCH * (45.0 - TEMPLATE_WM_HU)
-    out = np.where(t > 45.0, knee + 0.7 * (t - 45.0), out)
+    knee = TEMPLATE_WM_HU + CONTRAST_STRETCH * (TEMPLATE_GM_HU - TEMPLATE_WM_HU)
+    out = np.where(t > TEMPLATE_GM_HU, knee + 0.25 * (t - TEMPLATE_GM_HU), out)
     return np.clip(out, 0.0, 90.0).astype(np.float32)
 
 
