@@ -16,6 +16,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Optional
 
 _HERE = Path(__file__).resolve().parent
 if str(_HERE) not in sys.path:  # the MAP runs `python3 /opt/holoscan/app/app.py` from another cwd
@@ -34,6 +35,8 @@ from aspects import __version__  # noqa: E402
 from aspects.atlas import default_atlas_dir  # noqa: E402
 from aspects.dicom_input import scan_folder  # noqa: E402
 from aspects.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputError  # noqa: E402
+from aspects.inference import resolve_device  # noqa: E402
+from aspects.segmentation import INFARCT_MODEL, REGION_MODEL, model_file  # noqa: E402
 from aspects.selection import group_series, select_series  # noqa: E402
 from operators.aspects_scorer import AspectsScorerOperator  # noqa: E402
 from operators.dicom_loader import SafeDICOMDataLoaderOperator  # noqa: E402
@@ -46,6 +49,7 @@ from operators.series_selector import NCCTSeriesSelectorOperator  # noqa: E402
 from operators.writers import (  # noqa: E402
     JSONWriterOperator,
     KeyImageWriterOperator,
+    KOSWriterOperator,
     SegWriterOperator,
     SRWriterOperator,
 )
@@ -67,6 +71,7 @@ class AspectsApp(Application):
         if not models_dir.is_dir():
             log.warning("models folder %s not found: using the atlas and asymmetry fallbacks", models_dir)
         atlas_dir = default_atlas_dir()
+        device = getattr(self, "device", None)  # resolved once by main() (None: the segmenters resolve it)
 
         # One study per run: the loader (the graph's root) fires once.
         loader = SafeDICOMDataLoaderOperator(self, CountCondition(self, 1), input_folder=input_dir, name="dicom_loader")
@@ -74,15 +79,17 @@ class AspectsApp(Application):
         to_volume = DICOMSeriesToVolumeOperator(self, affine_lps_to_ras=False, name="series_to_volume")
         hu_volume = HUVolumeOperator(self, name="hu_volume")
         preprocess = PreprocessOperator(self, atlas_dir=atlas_dir, name="preprocess")
-        infarct = InfarctSegmenterOperator(self, models_dir=models_dir, name="infarct_segmenter")
-        regions = RegionSegmenterOperator(self, atlas_dir=atlas_dir, models_dir=models_dir, name="region_segmenter")
+        infarct = InfarctSegmenterOperator(self, models_dir=models_dir, device=device, name="infarct_segmenter")
+        regions = RegionSegmenterOperator(self, atlas_dir=atlas_dir, models_dir=models_dir, device=device,
+                                          name="region_segmenter")
         scorer = AspectsScorerOperator(self, name="aspects_scorer")
         seg = SegWriterOperator(self, output_folder=output_dir, name="seg_writer")
         sr = SRWriterOperator(self, output_folder=output_dir, reference_seg=True, name="sr_writer")
         keys = KeyImageWriterOperator(self, output_folder=output_dir, name="key_image_writer")
+        kos = KOSWriterOperator(self, output_folder=output_dir, name="kos_writer")
         nifti = MaskNiftiWriterOperator(self, output_folder=output_dir, name="nifti_writer")
         result_json = JSONWriterOperator(
-            self, output_folder=output_dir, wait_for=("seg_path", "sr_path", "key_images", "nifti_paths"), name="json_writer"
+            self, output_folder=output_dir, wait_for=("seg_path", "sr_path", "key_images", "kos_path", "nifti_paths"), name="json_writer"
         )
 
         # DICOM series selector -> preprocessing -> infarct / region segmenters -> scorer -> writers
@@ -108,6 +115,11 @@ class AspectsApp(Application):
         self.add_flow(sr, result_json, {("sr_path", "sr_path")})
         self.add_flow(nifti, result_json, {("nifti_paths", "nifti_paths")})
         self.add_flow(keys, result_json, {("key_images", "key_images")})
+        self.add_flow(scorer, kos, {("result", "result"), ("source", "source")})
+        self.add_flow(keys, kos, {("key_images", "key_images")})
+        self.add_flow(sr, kos, {("sr_path", "sr_path")})
+        self.add_flow(seg, kos, {("seg_path", "seg_path")})
+        self.add_flow(kos, result_json, {("kos_path", "kos_path")})
 
 
 def _log_to_file(output_dir: Path) -> None:
@@ -141,26 +153,33 @@ def _output_inside_input(input_dir: Path, output_dir: Path) -> bool:
     return out == inp or inp in out.parents
 
 
-def _preflight(input_dir: Path, output_dir: Path) -> None:
-    """Reject bad input with one clear line before the pipeline starts; never touch the input."""
+def _preflight(input_dir: Path, output_dir: Path, models_dir: Path) -> Optional[str]:
+    """Reject bad input with one clear line before the pipeline starts; never touch the input.
+
+    Returns the inference device (``"cpu"`` | ``"cuda:N"``) when a model will run, else None.
+    """
     if _output_inside_input(input_dir, output_dir):
         raise InputError(EXIT_USAGE, f"output folder {output_dir} must not be inside the input folder {input_dir}")
     scan = scan_folder(input_dir)
     select_series(group_series(scan.datasets))
+    if any(model_file(models_dir, name) for name in (INFARCT_MODEL, REGION_MODEL)):
+        return resolve_device()
+    return None
 
 
 def main() -> int:
     argv = list(sys.argv)
     t0 = time.perf_counter()
-    input_dir, output_dir, _ = _paths(argv)
+    input_dir, output_dir, models_dir = _paths(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     error_file = output_dir / "error.json"
     try:
-        _preflight(input_dir, output_dir)
+        device = _preflight(input_dir, output_dir, models_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         if error_file.exists():
             error_file.unlink()  # our own file from an earlier failed run
         app = AspectsApp()  # reads -i/-o/-m from sys.argv, else HOLOSCAN_* env
+        app.device = device
         # Two workers: the infarct and region segmenters are independent and each runs ANTs on one
         # thread (for deterministic results), so together they use both cores of a small server.
         app.scheduler(EventBasedScheduler(app, name="scheduler", worker_thread_number=2, stop_on_deadlock=True))

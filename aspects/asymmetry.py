@@ -21,6 +21,7 @@ synthetic phantoms (hu_drop 2-12 HU, noise 3-6 HU at 5 mm).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -133,17 +134,38 @@ def _components(mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return lab, np.bincount(lab.ravel(), minlength=n + 1)
 
 
+@dataclass(frozen=True)
+class AsymmetryMaps:
+    """What the comparison with the contralateral hemisphere sees, on the aligned grid (z, y, x):
+    ``difference`` = smooth(counterpart) - smooth(image) in HU (positive = darker than the mirror)
+    and ``comparable`` = the parenchyma where that difference means something. Shared by the voxel
+    baseline and the region-level evidence (:mod:`aspects.region_evidence`)."""
+
+    difference: np.ndarray
+    comparable: np.ndarray
+
+
+def asymmetry_maps(hu_zyx: np.ndarray, brain_zyx: np.ndarray, grid: Optional[sitk.Image] = None,
+                   deform: bool = True) -> AsymmetryMaps:
+    """Difference map (counterpart deformed onto the image unless ``deform`` is False) and the
+    comparable parenchyma (differences above :data:`MAX_DIFF_HU` are CSF or blood, not ischaemia)."""
+    contra = contralateral(hu_zyx, brain_zyx, grid) if deform else None
+    diff = difference_map(hu_zyx, brain_zyx, contra=contra)
+    return AsymmetryMaps(diff, comparable_parenchyma(hu_zyx, brain_zyx) & (diff <= MAX_DIFF_HU))
+
+
 def asymmetry_infarct(hu_zyx: np.ndarray, brain_zyx: np.ndarray, spacing_mm: float = 2.0,
-                      grid: Optional[sitk.Image] = None, deform: bool = True) -> Tuple[np.ndarray, Dict[str, object]]:
+                      grid: Optional[sitk.Image] = None, deform: bool = True,
+                      maps: Optional[AsymmetryMaps] = None) -> Tuple[np.ndarray, Dict[str, object]]:
     """Boolean hypodensity mask on the aligned grid and a summary dict.
 
     ``hu_zyx``: aligned HU (0 outside the brain); ``brain_zyx``: aligned brain mask;
-    ``spacing_mm``: the isotropic aligned spacing (for the size limits in ml).
+    ``spacing_mm``: the isotropic aligned spacing (for the size limits in ml); ``maps``: from
+    :func:`asymmetry_maps` when already computed.
     """
     voxel_ml = spacing_mm**3 / 1000.0
-    contra = contralateral(hu_zyx, brain_zyx, grid) if deform else None
-    diff = difference_map(hu_zyx, brain_zyx, contra=contra)
-    ok = comparable_parenchyma(hu_zyx, brain_zyx) & (diff <= MAX_DIFF_HU)
+    maps = maps if maps is not None else asymmetry_maps(hu_zyx, brain_zyx, grid, deform)
+    diff, ok = maps.difference, maps.comparable
     grow = ok & (diff >= GROW_HU)
     seeds = ok & (diff >= SEED_HU)
     lab, _ = _components(grow)

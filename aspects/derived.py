@@ -1,6 +1,6 @@
 """What every derived DICOM object of this app shares: identity, equipment, provenance wording.
 
-SEG, SR and secondary captures are new series in the source study: new Series/SOP Instance
+SEG, SR, KOS and secondary captures are new series in the source study: new Series/SOP Instance
 UIDs, the source's StudyInstanceUID and patient/study attributes, this app as the equipment,
 and a "not for diagnostic use" note until the models are validated.
 """
@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+import highdicom as hd
 from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
@@ -26,11 +28,12 @@ DISCLAIMER = (
 )
 
 # Series numbers of the derived series (high, so they sort after the scanner's series).
-SERIES_NUMBER = {"seg": 9001, "sr": 9002, "key": 9003}
+SERIES_NUMBER = {"seg": 9001, "sr": 9002, "key": 9003, "kos": 9004}
 
-# Private coding scheme for concepts without a standard code (no SNOMED/RadLex/LOINC concept
-# for "ASPECTS" or the ASPECTS cortical regions M1..M6 was found). Declared in the objects'
-# CodingSchemeIdentificationSequence so receivers can resolve it.
+# Private coding scheme for concepts without a standard code (the lentiform nucleus, the ASPECTS
+# cortical regions M1..M6, "early ischaemic change in region", "not assessable" ...; the full
+# table is docs/dicom.md). Declared in the objects' CodingSchemeIdentificationSequence so
+# receivers can resolve it.
 ASPECTS_SCHEME = "99ASPECTS"
 ASPECTS_SCHEME_NAME = "ASPECTS NCCT application private codes"
 
@@ -72,6 +75,17 @@ class Equipment:
         """Use the app name/version recorded in aspects.json when present."""
         app = result.get("app") or {}
         return cls(str(app.get("name") or APP_NAME), str(app.get("version") or APP_VERSION))
+
+
+def device_observer(equipment: Equipment) -> hd.sr.ObserverContext:
+    """The app as the observing device of an SR / KOS (same device UID for one app version)."""
+    device = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=generate_uid(entropy_srcs=[equipment.name, equipment.version]),
+        name=equipment.name,
+        manufacturer_name=equipment.manufacturer,
+        model_name=equipment.model_name,
+    )
+    return hd.sr.ObserverContext(observer_type=codes.DCM.Device, observer_identifying_attributes=device)
 
 
 def new_uid() -> str:

@@ -10,7 +10,14 @@ Segment codes: SNOMED CT where a concept matches the region exactly (caudate nuc
 internal capsule, insula, infarct); the lentiform nucleus and the ASPECTS cortical regions
 M1..M6 use the private scheme ``99ASPECTS`` (see :mod:`aspects.derived`), with their standard
 anatomy (putamen + globus pallidus, cerebral cortex) as primary anatomic structures.
-Laterality is a SegmentedPropertyTypeModifier (SCT Right / Left).
+Laterality is a SegmentedPropertyTypeModifier (SCT Right / Left). Every code is listed in
+docs/dicom.md.
+
+Display colours: the right segment of a region has the region's colour of
+:data:`aspects.labels.REGION_COLOURS` (as on the key images), the left one a darker shade of it
+(RGB x :data:`LEFT_SHADE`), so that a viewer tells the two sides apart; the 21 colours are at
+least 18 CIELAB units (Delta E 1976) apart. ContentCreatorName is the app (an automatic
+algorithm, no person).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
+from pydicom.valuerep import PersonName
 
 from aspects.derived import (
     SERIES_NUMBER,
@@ -52,6 +60,13 @@ REGION_TYPE: Dict[str, Tuple[Code, Tuple[Code, ...]]] = {
 SIDE_CODE = {"right": codes.SCT.Right, "left": codes.SCT.Left}
 N_SEGMENTS = 21
 INFARCT_SEGMENT = 1
+LEFT_SHADE = 0.6
+
+
+def segment_colour(side: str, code: str) -> Tuple[int, int, int]:
+    """RGB display colour of region ``code`` on ``side``: the region colour, darker on the left."""
+    rgb = REGION_COLOURS[code]
+    return rgb if side == "right" else tuple(int(round(LEFT_SHADE * v)) for v in rgb)  # type: ignore[return-value]
 
 
 def region_segment_number(label: int) -> int:
@@ -91,7 +106,7 @@ def segment_descriptions(methods: Mapping[str, str], equipment: Equipment) -> Li
             algorithm_identification=regions_alg,
             anatomic_regions=[codes.SCT.Head],
             primary_anatomic_structures=list(structures) or None,
-            display_color=hd.color.CIELabColor.from_rgb(*REGION_COLOURS[region.code]),
+            display_color=hd.color.CIELabColor.from_rgb(*segment_colour(region.side, region.code)),
         )
         # The modifier belongs inside the property type item (C.8.20-4).
         desc.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
@@ -151,6 +166,8 @@ def build_segmentation(
         device_serial_number="0",
         content_description="ASPECTS infarct and regions",
         content_label="ASPECTS",
+        # The app as a one-component name; the trailing caret marks it as such (PS3.5 6.2.1).
+        content_creator_name=PersonName(f"{equipment.name}^"),
         omit_empty_frames=omit_empty,
     )
     copy_patient_study(source[0], seg)

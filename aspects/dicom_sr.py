@@ -1,22 +1,32 @@
 """DICOM SR (TID 1500 Measurement Report) of the ASPECTS result, and a reader for it.
 
-Content (Comprehensive 3D SR, highdicom):
+Content (Comprehensive 3D SR, highdicom); every code is listed in docs/dicom.md:
 - procedure reported: SCT 303653007 "Computed tomography of head";
-- one measurement group per hemisphere: ASPECTS (NUM, private code ``99ASPECTS ASPECTS``,
-  unit UCUM ``{score}``), finding site cerebral hemisphere + laterality, source images = the
-  BG and SG key slices;
-- one "acute infarct" group: infarct volume (SCT Volume, UCUM ``ml``) and the affected side
-  (qualitative evaluation ``99ASPECTS AFFSIDE``: SCT Right / Left / None);
-- one group per region (20): involvement (``99ASPECTS ISCHCHG``: SCT Yes / No), infarct
-  fraction (``99ASPECTS INFFRAC``, UCUM ``%``) and infarct volume (ml), finding site = the
-  region (codes of :mod:`aspects.dicom_seg`) with laterality;
+- "ASPECTS" group: the overall ASPECTS (aspects.json ``score``: the affected side's), NUM
+  SCT 1290002002 "Alberta Stroke Program Early CT score", unit UCUM ``{score}``, finding site
+  brain, and the affected side (qualitative evaluation ``99ASPECTS AFFSIDE``: SCT Right / Left /
+  None); source images = the BG and SG key slices;
+- one group per hemisphere: its ASPECTS, finding site cerebral hemisphere + laterality;
+- "Acute infarct" group: finding Infarct, finding site brain, the whole infarct volume
+  (SCT Volume, UCUM ``ml``);
+- one group per region (20), finding site = the region (codes of :mod:`aspects.dicom_seg`) with
+  laterality: the region's own volume (SCT Volume, when the result has ``region_ml``), the
+  infarct fraction of the region (``99ASPECTS INFFRAC``, UCUM ``%``) and its involvement
+  (``99ASPECTS ISCHCHG``: SCT Yes / No, or ``99ASPECTS NOTASSESS``);
+- one "Acute infarct in <region>" group per region (20): finding Infarct, finding site = the
+  region with laterality, SCT Volume = the infarct volume inside the region. The finding says
+  whose volume it is, so no reader can take it for the region's own volume. These groups are
+  TID 1501 (not tied to a SEG segment: no segment holds the infarct part of one region);
 - given the SEG, the infarct and region groups are TID 1411 volumetric ROI groups that
   reference their SEG segment (1 = infarct, label + 1 = region), and the SEG joins the evidence;
 - a "Qualitative Evaluations" container with TEXT comments: the not-for-diagnostic-use note,
-  the methods and the flags;
+  the methods, the flags and, when coverage is incomplete, which ASPECTS are not reported and why;
 - image library = the key slices; evidence (CurrentRequestedProcedureEvidence) = every source image.
-No standard code for "ASPECTS" was found (SNOMED CT, LOINC, RadLex in pydicom's tables), hence
-the private scheme declared in the CodingSchemeIdentificationSequence.
+
+"Not assessable" (docs/architecture.md, aspects.json ``regions[side][code].assessable`` false,
+``involved`` / ``aspects[side]`` / ``score`` null): the region's involvement is the code
+``99ASPECTS NOTASSESS`` instead of Yes / No, and a null ASPECTS is a CODE item "Alberta Stroke
+Program Early CT score" = "Not assessable" instead of the number. A missing ``assessable`` means true.
 """
 
 from __future__ import annotations
@@ -29,7 +39,6 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
-from pydicom.uid import generate_uid
 
 from aspects.derived import (
     DISCLAIMER,
@@ -39,6 +48,7 @@ from aspects.derived import (
     check_source,
     coding_scheme_identification,
     copy_patient_study,
+    device_observer,
     mark_derived,
     new_uid,
 )
@@ -46,10 +56,14 @@ from aspects.dicom_seg import INFARCT_CODE, INFARCT_SEGMENT, REGION_TYPE, SIDE_C
 from aspects.labels import REGION_CODES, SIDES, label_value
 from aspects.result_json import ResultSchemaError
 
-ASPECTS_CODE = aspects_code("ASPECTS", "Alberta Stroke Program Early CT Score")
+# SNOMED CT 1290002002 |Alberta Stroke Program Early CT score (assessment scale)|: not in
+# pydicom's / highdicom's code dictionaries (they hold DICOM context-group codes only); the code
+# is the one of the IHE PCC mPSC "Stroke Scale Type" value set (docs/dicom.md).
+ASPECTS_CODE = Code("1290002002", "SCT", "Alberta Stroke Program Early CT score")
 AFFECTED_SIDE_CODE = aspects_code("AFFSIDE", "Affected hemisphere")
 INVOLVED_CODE = aspects_code("ISCHCHG", "Early ischaemic change in region")
 FRACTION_CODE = aspects_code("INFFRAC", "Infarct fraction of region")
+NOT_ASSESSABLE = aspects_code("NOTASSESS", "Not assessable")
 PROCEDURE_CODE = Code("303653007", "SCT", "Computed tomography of head")
 QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")
 UNIT_SCORE = Code("{score}", "UCUM", "score")
@@ -57,21 +71,8 @@ UNIT_ML = Code("ml", "UCUM", "milliliter")
 UNIT_PERCENT = codes.UCUM.Percent
 FINDING_SITE = codes.SCT.FindingSite
 LATERALITY = codes.SCT.Laterality
-
-
-def _observation_context(equipment: Equipment) -> hd.sr.ObservationContext:
-    device = hd.sr.DeviceObserverIdentifyingAttributes(
-        # Same device UID for every report of one app version.
-        uid=generate_uid(entropy_srcs=[equipment.name, equipment.version]),
-        name=equipment.name,
-        manufacturer_name=equipment.manufacturer,
-        model_name=equipment.model_name,
-    )
-    return hd.sr.ObservationContext(
-        observer_device_context=hd.sr.ObserverContext(
-            observer_type=codes.DCM.Device, observer_identifying_attributes=device
-        )
-    )
+OVERALL_ID = "ASPECTS"
+INFARCT_ID = "Acute infarct"
 
 
 def _group(
@@ -104,20 +105,85 @@ def _measurement(name: Code, value: float, unit: Code, **kwargs) -> hd.sr.Measur
     return hd.sr.Measurement(name=name, value=float(value), unit=unit, **kwargs)
 
 
+def _volume(ml: float) -> hd.sr.Measurement:
+    return _measurement(codes.SCT.Volume, round(float(ml), 3), UNIT_ML)
+
+
+def assessable(region: Mapping) -> bool:
+    """A region entry is assessable unless it says ``"assessable": false`` (schema 1 has no key)."""
+    return region.get("assessable", True) is not False
+
+
+def _aspects_items(value: Optional[int]) -> dict:
+    """The ASPECTS as a number, or the coded "not assessable" when it is null."""
+    if value is None:
+        return {"qualitative_evaluations": [hd.sr.QualitativeEvaluation(ASPECTS_CODE, NOT_ASSESSABLE)]}
+    return {"measurements": [_measurement(ASPECTS_CODE, int(value), UNIT_SCORE)]}
+
+
+def _involvement(region: Mapping) -> Code:
+    if not assessable(region):
+        return NOT_ASSESSABLE
+    return codes.SCT.Yes if region["involved"] else codes.SCT.No
+
+
+def _region_site(side: str, code: str) -> hd.sr.FindingSite:
+    return hd.sr.FindingSite(REGION_TYPE[code][0], laterality=SIDE_CODE[side])
+
+
+def _region_groups(result: Mapping, algorithm: hd.sr.AlgorithmIdentification, seg: Optional[Dataset]) -> list:
+    """Per region: the region's own group, then the group of the infarct inside it."""
+    groups = []
+    for side in SIDES:
+        for code in REGION_CODES:
+            region = result["regions"][side][code]
+            measurements = [] if region.get("region_ml") is None else [_volume(region["region_ml"])]
+            measurements.append(
+                _measurement(FRACTION_CODE, round(100.0 * float(region["infarct_fraction"]), 2), UNIT_PERCENT)
+            )
+            groups.append(
+                _group(
+                    f"{side} {code}",
+                    algorithm,
+                    _segment_ref(seg, region_segment_number(label_value(side, code))),
+                    finding_sites=[_region_site(side, code)],
+                    measurements=measurements,
+                    qualitative_evaluations=[hd.sr.QualitativeEvaluation(INVOLVED_CODE, _involvement(region))],
+                )
+            )
+            groups.append(
+                _group(
+                    f"{INFARCT_ID} in {side} {code}",
+                    algorithm,
+                    finding_type=INFARCT_CODE,
+                    finding_sites=[_region_site(side, code)],
+                    measurements=[_volume(region["infarct_ml"])],
+                )
+            )
+    return groups
+
+
 def measurement_groups(
     result: Mapping,
     equipment: Equipment,
     key_sources: Sequence[Dataset] = (),
     seg: Optional[Dataset] = None,
 ) -> list:
-    """Groups for the hemispheres, the infarct and the 20 regions.
+    """Groups for the overall ASPECTS, the hemispheres, the infarct and the 20 regions.
 
     With ``seg`` (the SEG of :mod:`aspects.dicom_seg`), the infarct and region groups are
     volumetric ROI groups that reference their SEG segment.
     """
     algorithm = hd.sr.AlgorithmIdentification(name=equipment.name, version=equipment.version)
     key_refs = [hd.sr.SourceImageForMeasurementGroup.from_source_image(ds) for ds in key_sources] or None
-    groups = []
+    side_value = SIDE_CODE.get(result.get("affected_side") or "", codes.SCT.None_)
+    overall = _aspects_items(result["score"])
+    overall.setdefault("qualitative_evaluations", []).append(hd.sr.QualitativeEvaluation(AFFECTED_SIDE_CODE, side_value))
+    groups = [
+        _group(
+            OVERALL_ID, algorithm, finding_sites=[hd.sr.FindingSite(codes.SCT.Brain)], source_images=key_refs, **overall
+        )
+    ]
     for side in SIDES:
         site = hd.sr.FindingSite(codes.SCT.CerebralHemisphere, laterality=SIDE_CODE[side])
         groups.append(
@@ -125,42 +191,35 @@ def measurement_groups(
                 f"ASPECTS {side}",
                 algorithm,
                 finding_sites=[site],
-                measurements=[_measurement(ASPECTS_CODE, int(result["aspects"][side]), UNIT_SCORE)],
                 source_images=key_refs,
+                **_aspects_items(result["aspects"][side]),
             )
         )
-    side_value = SIDE_CODE.get(result.get("affected_side") or "", codes.SCT.None_)
     groups.append(
         _group(
-            "Acute infarct",
+            INFARCT_ID,
             algorithm,
             _segment_ref(seg, INFARCT_SEGMENT),
             finding_type=INFARCT_CODE,
             finding_sites=[hd.sr.FindingSite(codes.SCT.Brain)],
-            measurements=[_measurement(codes.SCT.Volume, round(float(result["infarct_volume_ml"]), 3), UNIT_ML)],
-            qualitative_evaluations=[hd.sr.QualitativeEvaluation(AFFECTED_SIDE_CODE, side_value)],
+            measurements=[_volume(result["infarct_volume_ml"])],
         )
     )
+    return groups + _region_groups(result, algorithm, seg)
+
+
+def coverage_notes(result: Mapping) -> List[str]:
+    """Why an ASPECTS is missing from the numbers: the sides whose regions are not assessable."""
+    notes = []
+    why = " (incomplete coverage)" if "incomplete_coverage" in result.get("flags", []) else ""
     for side in SIDES:
-        for code in REGION_CODES:
-            region = result["regions"][side][code]
-            site = hd.sr.FindingSite(REGION_TYPE[code][0], laterality=SIDE_CODE[side])
-            groups.append(
-                _group(
-                    f"{side} {code}",
-                    algorithm,
-                    _segment_ref(seg, region_segment_number(label_value(side, code))),
-                    finding_sites=[site],
-                    measurements=[
-                        _measurement(FRACTION_CODE, round(100.0 * float(region["infarct_fraction"]), 2), UNIT_PERCENT),
-                        _measurement(codes.SCT.Volume, round(float(region["infarct_ml"]), 3), UNIT_ML),
-                    ],
-                    qualitative_evaluations=[
-                        hd.sr.QualitativeEvaluation(INVOLVED_CODE, codes.SCT.Yes if region["involved"] else codes.SCT.No)
-                    ],
-                )
-            )
-    return groups
+        missing = [c for c in REGION_CODES if not assessable(result["regions"][side][c])]
+        if result["aspects"][side] is None:
+            what = ", ".join(f"{side} {c}" for c in missing) or "unknown regions"
+            notes.append(f"ASPECTS {side} not reported: region(s) {what} not assessable{why}.")
+    if result["score"] is None:
+        notes.append("Overall ASPECTS not reported: the ASPECTS it is taken from is not assessable.")
+    return notes
 
 
 def _comments(result: Mapping) -> hd.sr.ContainerContentItem:
@@ -170,6 +229,7 @@ def _comments(result: Mapping) -> hd.sr.ContainerContentItem:
         DISCLAIMER,
         f"Methods: regions by {methods.get('regions', 'unknown')}, infarct by {methods.get('infarct', 'unknown')}.",
         "Flags: " + (", ".join(result.get("flags", [])) or "none") + ".",
+        *coverage_notes(result),
     ]
     container = hd.sr.ContainerContentItem(
         name=QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
@@ -185,6 +245,9 @@ def _comments(result: Mapping) -> hd.sr.ContainerContentItem:
     return container
 
 
+REQUIRED = ("aspects", "score", "affected_side", "infarct_volume_ml", "regions")
+
+
 def build_sr(
     source: Sequence[Dataset],
     result: Mapping,
@@ -193,16 +256,16 @@ def build_sr(
 ) -> hd.sr.Comprehensive3DSR:
     """The SR dataset for ``result`` (aspects.json content) about the ``source`` series.
 
-    ``key_sources``: the key slices the hemisphere groups cite; ``seg``: the SEG whose segments
+    ``key_sources``: the key slices the ASPECTS groups cite; ``seg``: the SEG whose segments
     the infarct/region groups reference (it then joins the evidence).
     """
     check_source(source)
-    missing = [k for k in ("aspects", "affected_side", "infarct_volume_ml", "regions") if k not in result]
+    missing = [k for k in REQUIRED if k not in result]
     if missing:
         raise ResultSchemaError(f"cannot write the SR: result lacks {', '.join(missing)}")
     equipment = Equipment.from_result(result)
     report = hd.sr.MeasurementReport(
-        observation_context=_observation_context(equipment),
+        observation_context=hd.sr.ObservationContext(observer_device_context=device_observer(equipment)),
         procedure_reported=PROCEDURE_CODE,
         imaging_measurements=measurement_groups(result, equipment, key_sources, seg),
         # The library lists the images the groups cite; all source images are the evidence
@@ -248,6 +311,10 @@ def _concept(item: Dataset) -> tuple:
     return (str(seq[0].CodeValue), str(seq[0].CodingSchemeDesignator)) if seq else ("", "")
 
 
+def _value(item: Dataset) -> tuple:
+    return (str(item.ConceptCodeSequence[0].CodeValue), str(item.ConceptCodeSequence[0].CodingSchemeDesignator))
+
+
 def _key(code: Code) -> tuple:
     return (code.value, code.scheme_designator)
 
@@ -264,45 +331,76 @@ def _groups(ds: Dataset) -> Iterator[Dataset]:
             yield item
 
 
-def _group_side(group: Dataset) -> Optional[str]:
+_SIDE_OF = {_key(SIDE_CODE[s]): s for s in SIDES}
+_REGION_OF = {_key(REGION_TYPE[c][0]): c for c in REGION_CODES}
+_INVOLVED_OF = {_key(codes.SCT.Yes): True, _key(codes.SCT.No): False, _key(NOT_ASSESSABLE): None}
+
+
+def _site(group: Dataset) -> tuple:
+    """(finding site code key, side or None) of a measurement group."""
     for item in group.get("ContentSequence", []):
         if _concept(item) == _key(FINDING_SITE):
+            side = None
             for mod in item.get("ContentSequence", []):
                 if _concept(mod) == _key(LATERALITY):
-                    value = str(mod.ConceptCodeSequence[0].CodeValue)
-                    return {SIDE_CODE[s].value: s for s in SIDES}.get(value)
-    return None
+                    side = _SIDE_OF.get(_value(mod))
+            return _value(item), side
+    return ("", ""), None
 
 
 def _num(item: Dataset) -> float:
     return float(item.MeasuredValueSequence[0].NumericValue)
 
 
+def _aspects_of(items: Sequence[Dataset]) -> tuple:
+    """(found, value): the ASPECTS of a group, None when coded not assessable."""
+    for item in items:
+        if _concept(item) == _key(ASPECTS_CODE):
+            return True, (int(round(_num(item))) if item.ValueType == "NUM" else None)
+    return False, None
+
+
 def read_sr_summary(path: Path) -> Dict:
-    """ASPECTS per side, affected side and infarct volume from an SR written by :func:`write_sr`."""
+    """What an SR written by :func:`write_sr` says, in aspects.json terms.
+
+    ``aspects`` {side: int | None}, ``score`` (int | None), ``affected_side``,
+    ``infarct_volume_ml`` and ``regions`` {side: {code: {"involved": bool | None,
+    "infarct_fraction", "infarct_ml", "region_ml" (None when not reported)}}}.
+    """
     ds = pydicom.dcmread(str(path))
-    out: Dict = {"aspects": {}, "affected_side": None, "infarct_volume_ml": None}
+    out: Dict = {"aspects": {}, "score": None, "affected_side": None, "infarct_volume_ml": None, "regions": {}}
     for group in _groups(ds):
-        side = _group_side(group)
-        # The infarct group is the one whose finding type (a CODE item) is Infarct.
-        is_infarct = any(
-            i.ValueType == "CODE" and str(i.ConceptCodeSequence[0].CodeValue) == INFARCT_CODE.value
-            for i in group.get("ContentSequence", [])
-        )
-        for item in group.get("ContentSequence", []):
-            concept = _concept(item)
-            if concept == _key(ASPECTS_CODE) and side:
-                out["aspects"][side] = int(round(_num(item)))
-            elif concept == _key(AFFECTED_SIDE_CODE):
-                value = str(item.ConceptCodeSequence[0].CodeValue)
-                out["affected_side"] = {SIDE_CODE[s].value: s for s in SIDES}.get(value)
-            elif concept == _key(codes.SCT.Volume) and is_infarct:
-                out["infarct_volume_ml"] = _num(item)
+        items = list(group.get("ContentSequence", []))
+        site, side = _site(group)
+        is_infarct = any(i.ValueType == "CODE" and _value(i) == _key(INFARCT_CODE) for i in items)
+        found, aspects = _aspects_of(items)
+        for item in items:
+            if _concept(item) == _key(AFFECTED_SIDE_CODE):
+                out["affected_side"] = _SIDE_OF.get(_value(item))
+        volumes = [_num(i) for i in items if _concept(i) == _key(codes.SCT.Volume)]
+        if found:
+            if side:
+                out["aspects"][side] = aspects
+            else:
+                out["score"] = aspects
+        elif site in _REGION_OF and side:
+            entry = out["regions"].setdefault(side, {}).setdefault(_REGION_OF[site], {"region_ml": None})
+            if is_infarct:
+                entry["infarct_ml"] = volumes[0]
+                continue
+            entry["region_ml"] = volumes[0] if volumes else None
+            for item in items:
+                if _concept(item) == _key(FRACTION_CODE):
+                    entry["infarct_fraction"] = _num(item) / 100.0
+                elif _concept(item) == _key(INVOLVED_CODE):
+                    entry["involved"] = _INVOLVED_OF.get(_value(item))
+        elif is_infarct and volumes:
+            out["infarct_volume_ml"] = volumes[0]
     return out
 
 
-def read_aspects_from_sr(path: Path) -> Dict[str, int]:
-    """``{"left": int, "right": int}`` from an ASPECTS SR; ValueError if it holds none."""
+def read_aspects_from_sr(path: Path) -> Dict[str, Optional[int]]:
+    """``{"left": int | None, "right": int | None}`` from an ASPECTS SR; ValueError if it holds none."""
     aspects = read_sr_summary(path)["aspects"]
     if set(aspects) != set(SIDES):
         raise ValueError(f"{path}: not an ASPECTS SR (ASPECTS found for {sorted(aspects) or 'no side'})")

@@ -1,28 +1,61 @@
-"""TorchScript loading and whole-volume inference on the aligned grid.
+"""TorchScript loading, the device contract and whole-volume inference on the aligned grid.
 
 The aligned grid is small (``aspects.preprocess.ALIGNED_SIZE``, about 1 M voxels), so models run
-on the whole volume at once: no sliding window, no stitching seams. CUDA is used when available
-(clinical servers), the CPU otherwise; the device is returned so the app can report it.
+on the whole volume at once: no sliding window, no stitching seams.
+
+Device contract: a device is always the canonical string ``"cpu"`` or ``"cuda:N"`` (what
+aspects.json reports and its validator accepts). :func:`resolve_device` is the one place that
+picks it: an explicit request, else ``$ASPECTS_DEVICE`` (``auto`` | ``cpu`` | ``cuda`` |
+``cuda:N``), else ``auto`` = the current CUDA device when torch sees one, the CPU otherwise.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import warnings
 from pathlib import Path
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
+from aspects.errors import EXIT_USAGE, InputError
+
 log = logging.getLogger(__name__)
 
+DEVICE_ENV = "ASPECTS_DEVICE"
+CPU = "cpu"
+_REQUEST = re.compile(r"^(auto|cpu|cuda(?::(\d+))?)$")
 
-def pick_device() -> str:
-    """``"cuda"`` when torch sees a GPU, else ``"cpu"`` (logged)."""
+
+def resolve_device(requested: Optional[str] = None) -> str:
+    """Canonical ``"cpu"`` / ``"cuda:N"`` for ``requested`` (None: ``$ASPECTS_DEVICE``, else auto).
+
+    Raises :class:`InputError` (exit 2, usage) for a malformed request or a CUDA device that torch
+    does not see: asking for a GPU and silently getting the CPU would hide a broken server.
+    """
+    raw = requested if requested is not None else os.environ.get(DEVICE_ENV, "")
+    value = raw.strip().lower() or "auto"
+    match = _REQUEST.match(value)
+    if match is None:
+        raise InputError(EXIT_USAGE, f"device {raw!r} (${DEVICE_ENV}): expected auto, cpu, cuda or cuda:N")
+    if value == CPU:
+        return CPU
     import torch
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    log.info("inference device: %s", device)
+    available = torch.cuda.is_available()
+    if value == "auto":
+        device = f"cuda:{torch.cuda.current_device()}" if available else CPU
+    else:
+        if not available:
+            raise InputError(EXIT_USAGE, f"device {value!r} requested (${DEVICE_ENV}) but torch sees no CUDA GPU")
+        index = int(match.group(2)) if match.group(2) is not None else torch.cuda.current_device()
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise InputError(EXIT_USAGE, f"device {value!r} requested (${DEVICE_ENV}) but torch sees {count} CUDA GPU(s)")
+        device = f"cuda:{index}"
+    log.info("inference device: %s%s", device, f" ({torch.cuda.get_device_name(device)})" if device != CPU else "")
     return device
 
 
@@ -37,11 +70,24 @@ def load_torchscript(path: Path, device: str):
     return model
 
 
+def release_device_memory(device: str) -> None:
+    """Return cached GPU memory to the driver once a study's models are dropped (no-op on CPU):
+    a long-running process must not hold one study's activations while the next one loads."""
+    if device == CPU:
+        return
+    import torch
+
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    log.info("released cached memory on %s (%.0f MB still allocated)", device,
+             torch.cuda.memory_allocated(device) / 2**20)
+
+
 def predict_labels(model, x_bcxyz: np.ndarray, device: str) -> Tuple[np.ndarray, np.ndarray]:
     """Run ``model`` on a ``(1, C, X, Y, Z)`` float32 array; return (argmax labels, softmax).
 
     Both are ``(X, Y, Z)`` / ``(K, X, Y, Z)`` numpy arrays; the model must return logits
-    ``(1, K, X, Y, Z)`` with the input's spatial size.
+    ``(1, K, X, Y, Z)`` with the input's spatial size. Softmax and argmax run on ``device``.
     """
     import torch
 
@@ -56,4 +102,4 @@ def predict_labels(model, x_bcxyz: np.ndarray, device: str) -> Tuple[np.ndarray,
             raise ValueError(f"model output {tuple(logits.shape)} does not match input {tuple(x.shape)}")
         prob = torch.softmax(logits.float(), dim=1)[0]
         labels = torch.argmax(prob, dim=0)
-        return labels.to("cpu").numpy().astype(np.uint8), prob.to("cpu").numpy()
+        return labels.to(CPU).numpy().astype(np.uint8), prob.to(CPU).numpy()

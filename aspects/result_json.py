@@ -14,7 +14,8 @@
  "methods": {"regions": "model" | "atlas", "infarct": "model" | "asymmetry"},
  "device": "cpu" | "cuda:N",
  "timings_s": {stage: seconds >= 0},
- "outputs": {"seg": relpath, "sr": relpath, "key_images": [relpath], "png": [relpath], "nifti": {name: relpath}},
+ "outputs": {"seg": relpath, "sr": relpath, "kos": relpath, "key_images": [relpath], "png": [relpath],
+             "nifti": {name: relpath}},
  "not_for_diagnostic_use": true,
  "app": {"name": str, "version": str}}
 ```
@@ -54,7 +55,7 @@ REQUIRED_KEYS = (
     "app",
 )
 METHODS = {"regions": ("model", "atlas"), "infarct": ("model", "asymmetry")}
-OUTPUT_KEYS = ("seg", "sr", "key_images", "png", "nifti")
+OUTPUT_KEYS = ("seg", "sr", "kos", "key_images", "png", "nifti")
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _DEVICE = re.compile(r"^(cpu|cuda:[0-9]+)$")
 
@@ -171,7 +172,7 @@ def _output_problems(outputs: Any) -> List[str]:
     if not isinstance(outputs, Mapping):
         return ["outputs: not an object"]
     errors = [f"outputs: unknown key {k!r}" for k in outputs if k not in OUTPUT_KEYS]
-    for k in ("seg", "sr"):
+    for k in ("seg", "sr", "kos"):
         if k in outputs and not _relpath_ok(outputs[k]):
             errors.append(f"outputs.{k}: not a relative path inside the output folder ({outputs[k]!r})")
     for k in ("key_images", "png"):
@@ -196,6 +197,7 @@ def relative_outputs(
     seg: Optional[Path] = None,
     sr: Optional[Path] = None,
     key_images: Sequence[Path] = (),
+    kos: Optional[Path] = None,
     png: Sequence[Path] = (),
     nifti: Optional[Mapping[str, Path]] = None,
 ) -> Dict[str, Any]:
@@ -206,6 +208,8 @@ def relative_outputs(
         out["seg"] = rel(seg)
     if sr:
         out["sr"] = rel(sr)
+    if kos:
+        out["kos"] = rel(kos)
     if key_images:
         out["key_images"] = [rel(p) for p in key_images]
     if png:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -24,8 +25,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
-from aspects.asymmetry import asymmetry_infarct
-from aspects.inference import load_torchscript, pick_device, predict_labels
+from aspects.asymmetry import AsymmetryMaps, asymmetry_infarct, asymmetry_maps
+from aspects.inference import CPU, load_torchscript, predict_labels, release_device_memory, resolve_device
 from aspects.model_io import from_model_layout, mirror, normalise, to_model_layout
 from aspects.preprocess import ALIGNED_SPACING
 from aspects.region_atlas import atlas_regions
@@ -54,16 +55,19 @@ def _on_aligned(arr_zyx: np.ndarray, pre) -> sitk.Image:
 
 
 def segment_regions(pre, atlas, models_dir: Optional[Path], device: Optional[str] = None) -> Tuple[sitk.Image, str]:
-    """(uint8 labels on the aligned grid, ``"model"`` | ``"atlas"``)."""
+    """(uint8 labels on the aligned grid, ``"model"`` | ``"atlas"``); ``device`` as in
+    :func:`aspects.inference.resolve_device` (None: ``$ASPECTS_DEVICE`` or automatic)."""
     path = model_file(models_dir, REGION_MODEL)
     if path is None:
         log.info("regions: no %s model in %s; atlas SyN registration", REGION_MODEL, models_dir)
         return atlas_regions(pre, atlas), "atlas"
-    device = device or pick_device()
+    device = resolve_device(device)
     model = load_torchscript(path, device)
     hu = sitk.GetArrayFromImage(pre.aligned)
     x = to_model_layout(normalise(hu))[None, None]
     labels, _ = predict_labels(model, x, device)
+    del model
+    release_device_memory(device)
     labels = from_model_layout(labels)
     if labels.max() >= N_REGION_CLASSES:
         raise ValueError(f"{path}: label {labels.max()} outside 0..{N_REGION_CLASSES - 1}")
@@ -77,24 +81,44 @@ def consensus_components(model_mask: np.ndarray, support: np.ndarray) -> Tuple[n
     return np.isin(lab, touched), int(touched.size), int(n - touched.size)
 
 
-def segment_infarct(pre, models_dir: Optional[Path], device: Optional[str] = None) -> Tuple[sitk.Image, str, Dict[str, object]]:
-    """(uint8 0/1 infarct mask on the aligned grid, ``"model"`` | ``"asymmetry"``, info)."""
+@dataclass
+class InfarctSegmentation:
+    """The infarct segmenter's result on the aligned grid.
+
+    ``mask``: uint8 0/1 SimpleITK image; ``method``: ``"model"`` | ``"asymmetry"``; ``device``:
+    where the model ran (``"cpu"`` | ``"cuda:N"``; the baseline is CPU code); ``info``: summary
+    for the log (JSON-able); ``asymmetry``: the contralateral comparison, reused by the
+    region-level evidence.
+    """
+
+    mask: sitk.Image
+    method: str
+    device: str
+    info: Dict[str, object]
+    asymmetry: AsymmetryMaps
+
+
+def segment_infarct(pre, models_dir: Optional[Path], device: Optional[str] = None) -> InfarctSegmentation:
+    """Infarct on the aligned grid: the model with the baseline's consensus, else the baseline."""
     t0 = time.perf_counter()
     hu = sitk.GetArrayFromImage(pre.aligned)
     brain = sitk.GetArrayFromImage(pre.brain_mask) > 0
+    maps = asymmetry_maps(hu, brain, grid=pre.aligned)
     path = model_file(models_dir, INFARCT_MODEL)
     if path is None:
         log.info("infarct: no %s model in %s; bilateral asymmetry baseline", INFARCT_MODEL, models_dir)
-        mask, info = asymmetry_infarct(hu, brain, ALIGNED_SPACING, grid=pre.aligned)
-        info.update(device="cpu", seconds=round(time.perf_counter() - t0, 3))
-        return _on_aligned(mask, pre), "asymmetry", info
-    device = device or pick_device()
+        mask, info = asymmetry_infarct(hu, brain, ALIGNED_SPACING, maps=maps)
+        info.update(device=CPU, seconds=round(time.perf_counter() - t0, 3))
+        return InfarctSegmentation(_on_aligned(mask, pre), "asymmetry", CPU, info, maps)
+    device = resolve_device(device)
     model = load_torchscript(path, device)
     img = normalise(hu)
     x = np.stack([to_model_layout(img), to_model_layout(mirror(img))])[None]
-    labels, prob = predict_labels(model, x, device)
+    labels, _ = predict_labels(model, x, device)
+    del model
+    release_device_memory(device)
     raw = (from_model_layout(labels) == 1) & brain
-    support, _ = asymmetry_infarct(hu, brain, ALIGNED_SPACING, grid=pre.aligned)
+    support, _ = asymmetry_infarct(hu, brain, ALIGNED_SPACING, maps=maps)
     mask, kept, dropped = consensus_components(raw, support)
     voxel_ml = ALIGNED_SPACING**3 / 1000.0
     vol = float(mask.sum()) * voxel_ml
@@ -104,4 +128,4 @@ def segment_infarct(pre, models_dir: Optional[Path], device: Optional[str] = Non
     info = {"method": "model", "model": str(path), "device": device, "volume_ml": round(vol, 2),
             "consensus": {"kept_components": kept, "dropped_components": dropped, "dropped_ml": round(dropped_ml, 2)},
             "seconds": round(time.perf_counter() - t0, 3)}
-    return _on_aligned(mask, pre), "model", info
+    return InfarctSegmentation(_on_aligned(mask, pre), "model", device, info, maps)

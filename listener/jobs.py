@@ -30,6 +30,8 @@ from .config import ListenerConfig
 from .sender import SendError, file_identity, send_files
 from .spool import FAILED, PROCESSING, RECEIVED, SENDING, SENT, Spool, now_iso
 
+KEY_OBJECT_SELECTION = "1.2.840.10008.5.1.4.1.1.88.59"
+
 log = logging.getLogger("listener.jobs")
 
 RUN, SEND, WAIT = "run", "send", "wait"
@@ -220,6 +222,8 @@ class Worker(threading.Thread):
             sop, cls, _ = file_identity(f)
             st["results"].append({"file": str(f.relative_to(self.spool.study_dir(uid))), "sop_instance_uid": sop,
                                   "sop_class_uid": cls})
+        # Key object selections last, after the instances they flag (a PACS may resolve them on receipt).
+        st["results"].sort(key=lambda r: r["sop_class_uid"] == KEY_OBJECT_SELECTION)
         st["aspects"] = _aspects_summary(out_dir / "aspects.json")
         self._set(uid, st, SENDING, f"app finished in {elapsed:.0f} s, {len(results)} result file(s)")
         log.info("study %s: app finished in %.0f s (exit 0), %d DICOM result(s)%s", uid, elapsed, len(results),

@@ -56,7 +56,7 @@ class AspectsScorerOperator(Operator):
         brain = sitk.GetArrayFromImage(pre.brain_mask)
         spacing = pre.aligned.GetSpacing()
         flags = image_flags(aligned, brain, spacing)
-        found = sitk.GetArrayFromImage(infarct["mask_aligned"]) > 0
+        found = sitk.GetArrayFromImage(infarct.mask) > 0
         acute = acute_only(found, aligned, brain, spacing)
         if acute.sum() < found.sum():
             self._logger.info("%.1f ml of hypodensity explained by old infarct / haemorrhage: not scored",
@@ -67,7 +67,7 @@ class AspectsScorerOperator(Operator):
             if outside is not None:
                 flags.append(outside)
         acute_img = sitk.GetImageFromArray(acute.astype(np.uint8))
-        acute_img.CopyInformation(infarct["mask_aligned"])
+        acute_img.CopyInformation(infarct.mask)
         regions_img = sitk.Cast(to_source(pre, regions["labels_aligned"], label=True), sitk.sitkUInt8)
         infarct_img = sitk.Cast(to_source(pre, acute_img, label=True) > 0, sitk.sitkUInt8)
         regions_src = sitk.GetArrayFromImage(regions_img)
@@ -85,7 +85,7 @@ class AspectsScorerOperator(Operator):
             result.infarct_volume_ml, flag_names or "none",
         )
         record("preprocess", (getattr(pre, "timings", {}) or {}).get("total_s", 0.0))
-        record("infarct", infarct.get("seconds", 0.0))
+        record("infarct", float(infarct.info.get("seconds", 0.0)))
         record("regions", regions.get("seconds", 0.0))
         record("scoring", seconds)
         timings = snapshot()
@@ -104,8 +104,8 @@ class AspectsScorerOperator(Operator):
             "flag_details": {f.name: {"volume_ml": round(f.volume_ml, 3)} for f in flags},
             "qc": {k: v for k, v in qc.items() if isinstance(v, (int, float, str, bool, list)) or v is None},
             "thresholds": {"involvement_fraction": self._fraction, "involvement_ml": self._ml},
-            "methods": {"regions": regions["method"], "infarct": infarct["method"]},
-            "device": infarct.get("device", "cpu"),
+            "methods": {"regions": regions["method"], "infarct": infarct.method},
+            "device": infarct.device,
             "timings_s": {k: round(float(v), 3) for k, v in timings.items()},
             "not_for_diagnostic_use": True,
             "app": {"name": APP_NAME, "version": __version__},

@@ -13,12 +13,12 @@ from aspects.segmentation import segment_infarct
 
 
 class InfarctSegmenterOperator(Operator):
-    """Named input: "preprocessed". Named output: "infarct" =
-    ``{"mask_aligned": sitk uint8, "method": "model"|"asymmetry", "device": str,
-    "seconds": float, "info": dict}``.
+    """Named input: "preprocessed". Named output: "infarct"
+    (:class:`aspects.segmentation.InfarctSegmentation`; ``info["seconds"]`` is the stage time).
 
-    ``models_dir``: the app's model folder (``infarct_seg/infarct_seg.ts`` used when present, on
-    CUDA when available); ``device``: force "cpu" / "cuda" (None: automatic).
+    ``models_dir``: the app's model folder (``infarct_seg/infarct_seg.ts`` used when present);
+    ``device``: "cpu" | "cuda:N" | "cuda" | "auto" (None: ``$ASPECTS_DEVICE``, else automatic;
+    see :func:`aspects.inference.resolve_device`).
     """
 
     def __init__(self, fragment: Fragment, *args, models_dir: Optional[Path] = None,
@@ -35,8 +35,8 @@ class InfarctSegmenterOperator(Operator):
     def compute(self, op_input, op_output, context):
         pre = op_input.receive("preprocessed")
         t0 = time.perf_counter()
-        mask, method, info = segment_infarct(pre, self._models_dir, self._device)
-        seconds = round(time.perf_counter() - t0, 3)
-        self._logger.info("infarct by %s on %s in %.1f s: %s", method, info.get("device"), seconds, info)
-        op_output.emit({"mask_aligned": mask, "method": method, "device": info.get("device", "cpu"),
-                        "seconds": seconds, "info": info}, "infarct")
+        result = segment_infarct(pre, self._models_dir, self._device)
+        result.info["seconds"] = round(time.perf_counter() - t0, 3)
+        self._logger.info("infarct by %s on %s in %.1f s: %s", result.method, result.device,
+                          result.info["seconds"], result.info)
+        op_output.emit(result, "infarct")

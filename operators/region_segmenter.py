@@ -20,13 +20,15 @@ class RegionSegmenterOperator(Operator):
     affine), "method": "model"|"atlas", "seconds": float}``.
 
     ``models_dir``: the app's model folder (``aspects_regions/aspects_regions.ts`` used when
-    present); ``atlas_dir``: the atlas folder (None: default).
+    present); ``atlas_dir``: the atlas folder (None: default); ``device``: as for the infarct
+    segmenter (:func:`aspects.inference.resolve_device`).
     """
 
     def __init__(self, fragment: Fragment, *args, models_dir: Optional[Path] = None,
-                 atlas_dir: Optional[Path] = None, **kwargs):
+                 atlas_dir: Optional[Path] = None, device: Optional[str] = None, **kwargs):
         self._models_dir = Path(models_dir) if models_dir else None
         self._atlas_dir = atlas_dir
+        self._device = device
         self._atlas = None
         self._logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
         super().__init__(fragment, *args, **kwargs)
@@ -40,7 +42,7 @@ class RegionSegmenterOperator(Operator):
         if self._atlas is None:
             self._atlas = load_atlas(self._atlas_dir)
         t0 = time.perf_counter()
-        labels, method = segment_regions(pre, self._atlas, self._models_dir)
+        labels, method = segment_regions(pre, self._atlas, self._models_dir, self._device)
         seconds = round(time.perf_counter() - t0, 3)
         self._logger.info("regions by %s in %.1f s", method, seconds)
         op_output.emit({"labels_aligned": labels, "territories_aligned": territories_aligned(pre, self._atlas),

@@ -5,8 +5,8 @@ Port contract (all Python objects):
     infarct  np.ndarray bool (z, y, x) on the source grid
     regions  np.ndarray uint8 (z, y, x) on the source grid, aspects.labels table
     result   dict, the aspects.json content (aspects.result_json)
-Outputs: ``seg_path`` / ``sr_path`` (Path), ``key_images`` (dict level -> {"slice", "dcm", "png"}),
-``json_path`` (Path). Files go to OUT/dicom, OUT/png and OUT/aspects.json.
+Outputs: ``seg_path`` / ``sr_path`` / ``kos_path`` (Path), ``key_images`` (dict level -> {"slice",
+"dcm", "png"}), ``json_path`` (Path). Files go to OUT/dicom, OUT/png and OUT/aspects.json.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Sequence
 import pydicom
 from monai.deploy.core import ConditionType, Fragment, Operator, OperatorSpec
 
+from aspects.dicom_kos import write_kos
 from aspects.dicom_seg import write_seg
 from aspects.dicom_sr import write_sr
 from aspects.key_images import key_slices, write_key_images
@@ -98,15 +99,42 @@ class KeyImageWriterOperator(_WriterOperator):
         op_output.emit(written, "key_images")
 
 
+class KOSWriterOperator(_WriterOperator):
+    """Key Object Selection document to OUT/dicom/kos.dcm; emits ``kos_path``.
+
+    Waits for the key images, the SR and the SEG, and flags them (with the source slices of the
+    two ASPECTS levels) as the study's key objects.
+    """
+
+    def setup(self, spec: OperatorSpec):
+        for name in ("source", "result", "key_images", "sr_path", "seg_path"):
+            spec.input(name)
+        spec.output("kos_path").condition(ConditionType.NONE)
+
+    def compute(self, op_input, op_output, context):
+        source, result, keys = (op_input.receive(n) for n in ("source", "result", "key_images"))
+        sr, seg = (pydicom.dcmread(op_input.receive(n), stop_before_pixels=True) for n in ("sr_path", "seg_path"))
+        path = write_kos(
+            [source[k["slice"]] for k in keys.values()],
+            [pydicom.dcmread(k["dcm"], stop_before_pixels=True) for k in keys.values()],
+            sr,
+            self.output_folder / "dicom" / "kos.dcm",
+            seg=seg,
+            result=result,
+        )
+        logger.info("wrote %s", path)
+        op_output.emit(path, "kos_path")
+
+
 class JSONWriterOperator(_WriterOperator):
     """aspects.json, written last: ``result`` plus the relative paths of the files written upstream.
 
     ``wait_for`` names the upstream ports to wait for: any of ``seg_path``, ``sr_path``,
-    ``key_images`` (the default) and ``nifti_paths`` (dict name -> Path, for a NIfTI writer that
+    ``key_images`` (the default), ``kos_path`` and ``nifti_paths`` (dict name -> Path, for a NIfTI writer that
     emits what it wrote). ``result["outputs"]`` entries already present are kept.
     """
 
-    PORTS = ("seg_path", "sr_path", "key_images", "nifti_paths")
+    PORTS = ("seg_path", "sr_path", "key_images", "kos_path", "nifti_paths")
     DEFAULT_PORTS = ("seg_path", "sr_path", "key_images")
 
     def __init__(self, fragment: Fragment, *args, output_folder: Path, wait_for: Sequence[str] = DEFAULT_PORTS, **kwargs):
@@ -132,6 +160,7 @@ class JSONWriterOperator(_WriterOperator):
                 self.output_folder,
                 seg=got.get("seg_path"),
                 sr=got.get("sr_path"),
+                kos=got.get("kos_path"),
                 key_images=[k["dcm"] for k in keys],
                 png=[k["png"] for k in keys],
                 nifti=got.get("nifti_paths"),

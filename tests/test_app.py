@@ -18,9 +18,10 @@ import pytest
 import SimpleITK as sitk
 
 from aspects.dicom_sr import read_aspects_from_sr
-from aspects.labels import REGION_CODES
+from aspects.labels import REGION_CODES, SIDES, label_value
 from aspects.result_json import validate
 from tests.conftest import run_app
+from tests.dcmqi_readback import mask_on, needs_dcmqi, read_seg, read_sr, sr_values
 from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
 
 needs_dciodvfy = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy missing (apt-get install dicom3tools)")
@@ -66,12 +67,12 @@ def test_5mm_study_runs_and_writes_every_output(acute5):
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((out / "aspects.json").read_text())
     validate(result)
-    for rel in ("dicom/seg.dcm", "dicom/sr.dcm", "dicom/key_bg.dcm", "dicom/key_sg.dcm", "png/key_bg.png",
+    for rel in ("dicom/seg.dcm", "dicom/sr.dcm", "dicom/kos.dcm", "dicom/key_bg.dcm", "dicom/key_sg.dcm", "png/key_bg.png",
                 "png/key_sg.png", "nifti/infarct.nii.gz", "nifti/regions.nii.gz", "app.log"):
         assert (out / rel).is_file(), rel
     assert result["methods"] in ({"regions": "atlas", "infarct": "asymmetry"}, {"regions": "model", "infarct": "model"},
                                  {"regions": "model", "infarct": "asymmetry"}, {"regions": "atlas", "infarct": "model"})
-    assert result["device"] in ("cpu", "cuda", "cuda:0")
+    assert result["device"] == "cpu"  # CI has no GPU; the CUDA branch is forced in tests/test_device.py
     assert {"preprocess", "regions", "infarct", "scoring"} <= set(result["timings_s"])
     assert result["not_for_diagnostic_use"] is True
 
@@ -112,8 +113,30 @@ def test_sr_holds_the_same_aspects_as_the_json(acute5):
     assert read_aspects_from_sr(out / "dicom" / "sr.dcm") == result["aspects"]
 
 
+@needs_dcmqi
+def test_dcmqi_reads_the_outputs_as_aspects_json_and_the_nifti_say(acute5, tmp_path):
+    """A third-party reader (dcmqi, as in 3D Slicer) sees the scores, the per-region volumes and masks."""
+    out = acute5["out"]
+    result = json.loads((out / "aspects.json").read_text())
+    assert result["outputs"]["kos"] == "dicom/kos.dcm"
+    seen = sr_values(read_sr(out / "dicom" / "sr.dcm", tmp_path))
+    assert (seen["score"], seen["aspects"]) == (result["score"], result["aspects"])
+    _, images = read_seg(out / "dicom" / "seg.dcm", tmp_path)
+    reference = sitk.ReadImage(str(out / "nifti" / "regions.nii.gz"))
+    regions_nii = sitk.GetArrayFromImage(reference)
+    infarct_nii = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "nifti" / "infarct.nii.gz"))) > 0
+    assert np.array_equal(mask_on(images[1], 1, reference), infarct_nii)
+    for side in SIDES:
+        for code in REGION_CODES:
+            label = label_value(side, code)
+            assert np.array_equal(mask_on(images[label + 1], label + 1, reference), regions_nii == label), (side, code)
+            want, got = result["regions"][side][code], seen["regions"][(side, code)]
+            assert got["infarct_ml"] == pytest.approx(want["infarct_ml"], abs=1e-3), (side, code)
+            assert got["region_ml"] == pytest.approx(want["region_ml"], abs=1e-3), (side, code)
+
+
 @needs_dciodvfy
-@pytest.mark.parametrize("rel", ["dicom/seg.dcm", "dicom/sr.dcm", "dicom/key_bg.dcm", "dicom/key_sg.dcm"])
+@pytest.mark.parametrize("rel", ["dicom/seg.dcm", "dicom/sr.dcm", "dicom/kos.dcm", "dicom/key_bg.dcm", "dicom/key_sg.dcm"])
 def test_dciodvfy_accepts_the_outputs(acute5, rel):
     run = subprocess.run(["dciodvfy", str(acute5["out"] / rel)], capture_output=True, text=True, timeout=120)
     errors = [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]

@@ -188,6 +188,16 @@ def test_bench_table_from_measurements():
     text = "\n".join(bench.table(result))
     assert "| regions | 4.0 | 4.0 | 4.0 |" in text and "| **peak RSS (MB)** | 1234 |" in text
     assert "| model | no aspects_regions model" in text and "| atlas | 4.0 | 9.5 | 1234 |" in text
+    assert "wall time / reference" not in text  # no reference measured: no ratio row
+    result["reference_s"] = 0.5
+    assert "| **wall time / reference workload** | 19.0 | 19.0 | 19.0 |" in "\n".join(bench.table(result))
+
+
+def test_bench_reference_workload_is_a_positive_repeatable_time():
+    from tools import bench
+
+    t = bench.reference_workload(repeats=1)
+    assert 0.0 < t < 60.0
 
 
 @pytest.mark.skipif(os.environ.get("ASPECTS_E2E") != "1", reason="end to end through the app (minutes): set ASPECTS_E2E=1")

@@ -18,6 +18,7 @@ import pytest
 from pydicom import dcmread
 
 from aspects.dicom_sr import read_aspects_from_sr
+from listener.jobs import KEY_OBJECT_SELECTION
 from tests.listener_fixtures import write_ct_series
 from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture import)
 from tests.servers import ECHOSCU, ORTHANC_BIN, STORESCU, Listener, Orthanc, free_port, listener_settings, storescu, wait_for
@@ -33,6 +34,8 @@ SEG = "1.2.840.10008.5.1.4.1.1.66.4"
 def _kind(sop_class: str) -> str:
     if sop_class == SEG:
         return "SEG"
+    if sop_class == KEY_OBJECT_SELECTION:
+        return "KOS"
     if sop_class.startswith("1.2.840.10008.5.1.4.1.1.88."):
         return "SR"
     if sop_class.startswith("1.2.840.10008.5.1.4.1.1.7"):
@@ -71,7 +74,8 @@ def test_round_trip_survives_sigkill_during_processing(tmp_path, phantom_root): 
 
         found = pacs.instances(study)
         kinds = Counter(_kind(i["sop_class_uid"]) for i in found)
-        assert kinds == Counter({"SEG": 1, "SR": 1, "SC": 2}), kinds  # exactly once, nothing else
+        assert kinds == Counter({"SEG": 1, "SR": 1, "KOS": 1, "SC": 2}), kinds  # exactly once, nothing else
+        assert _kind(st["results"][-1]["sop_class_uid"]) == "KOS"  # sent after what it flags
         assert sorted(i["sop_instance_uid"] for i in found) == sorted(r["sop_instance_uid"] for r in st["results"])
         sr = next(i for i in found if _kind(i["sop_class_uid"]) == "SR")
         (tmp_path / "sr.dcm").write_bytes(pacs.file(sr["id"]))

@@ -15,12 +15,12 @@ from tests.listener_fixtures import write_ct_series
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _worker(tmp_path: Path, timeout_s: float) -> Worker:
+def _worker(tmp_path: Path, timeout_s: float, script: Path = REPO / "app.py") -> Worker:
     cfg = parse_config({
         "listener": {"ae_title": "ASPECTS", "port": 11112, "allowed_calling_aets": ["CT1"]},
         "spool_dir": str(tmp_path / "spool"),
         "quiet_time_s": 0.01,
-        "app": {"script": str(REPO / "app.py"), "models": str(REPO / "models"), "timeout_s": timeout_s},
+        "app": {"script": str(script), "models": str(REPO / "models"), "timeout_s": timeout_s},
         "destination": {"ae_title": "PACS", "host": "127.0.0.1", "port": 9, "retries": 0},
     }, tmp_path)
     return Worker(cfg, Spool(cfg.spool_dir))
@@ -57,3 +57,30 @@ def test_app_timeout_kills_the_run_and_fails_the_study(tmp_path):
     st = w.spool.read_state(uid)
     assert st["state"] == "failed" and st["reason"] == "app timed out after 0 s"  # 0.5 s, rounded
     assert st["exit_code"] is None
+
+
+FAKE_APP = '''
+import argparse, json, pathlib
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+p = argparse.ArgumentParser(); p.add_argument("-i"); p.add_argument("-o"); p.add_argument("-m")
+out = pathlib.Path(p.parse_args().o); (out / "dicom").mkdir(parents=True)
+for name, cls in (("kos", "1.2.840.10008.5.1.4.1.1.88.59"), ("seg", "1.2.840.10008.5.1.4.1.1.66.4"),
+                  ("sr", "1.2.840.10008.5.1.4.1.1.88.34")):
+    ds = Dataset(); ds.file_meta = FileMetaDataset(); ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = cls, generate_uid()
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = cls, ds.SOPInstanceUID
+    ds.save_as(out / "dicom" / f"{name}.dcm", enforce_file_format=True)
+(out / "aspects.json").write_text(json.dumps({"aspects": {"left": 7, "right": 10}}))
+(out / "app.log").write_text("fake app")
+'''
+
+
+def test_the_key_object_selection_is_sent_after_the_objects_it_flags(tmp_path):
+    script = tmp_path / "fake_app.py"
+    script.write_text(FAKE_APP)
+    w = _worker(tmp_path, timeout_s=60, script=script)
+    uid = _spool_study(w, tmp_path)
+    assert w.tick() is True
+    st = w.spool.read_state(uid)
+    assert [Path(r["file"]).name for r in st["results"]] == ["seg.dcm", "sr.dcm", "kos.dcm"]

@@ -42,8 +42,9 @@ def test_atlas_regions_give_all_20_labels_on_the_right_sides():
 
 def test_asymmetry_finds_a_hypodense_lesion_in_one_hemisphere():
     pre, _, _ = preprocessed(hu_drop=8.0)
-    mask, method, info = segment_infarct(pre, None)
-    assert method == "asymmetry" and info["device"] == "cpu"
+    found = segment_infarct(pre, None)
+    mask, method, info = found.mask, found.method, found.info
+    assert method == "asymmetry" and found.device == "cpu"
     arr = sitk.GetArrayFromImage(mask) > 0
     truth = lesion_on_aligned(pre.aligned)
     assert dice(arr, truth) > 0.5, info
@@ -52,7 +53,7 @@ def test_asymmetry_finds_a_hypodense_lesion_in_one_hemisphere():
 
 def test_asymmetry_finds_nothing_in_a_symmetric_head():
     pre, _, _ = preprocessed()
-    mask, _, info = segment_infarct(pre, None)
+    info = segment_infarct(pre, None).info
     assert info["volume_ml"] < 2.0, info
 
 
@@ -88,8 +89,9 @@ def test_torchscript_models_are_used_with_the_documented_layout(tmp_path):
     _save(_MirrorDifference(), tmp_path, INFARCT_MODEL)
     _save(_HalfAndHalf(), tmp_path, REGION_MODEL)
     pre, _, _ = preprocessed(hu_drop=8.0)
-    mask, method, info = segment_infarct(pre, tmp_path, device="cpu")
-    assert method == "model" and info["device"] == "cpu"
+    found = segment_infarct(pre, tmp_path, device="cpu")
+    mask, method = found.mask, found.method
+    assert method == "model" and found.device == "cpu"
     arr = sitk.GetArrayFromImage(mask) > 0
     truth = lesion_on_aligned(pre.aligned)
     assert arr[truth].mean() > 0.5  # found where the lesion is ...
@@ -126,7 +128,8 @@ class _Everywhere(torch.nn.Module):
 def test_model_components_without_asymmetry_support_are_dropped(tmp_path):
     _save(_Everywhere(), tmp_path, INFARCT_MODEL)
     pre, _, _ = preprocessed()  # symmetric head: the baseline finds nothing
-    mask, method, info = segment_infarct(pre, tmp_path, device="cpu")
+    found = segment_infarct(pre, tmp_path, device="cpu")
+    mask, method, info = found.mask, found.method, found.info
     assert method == "model"
     assert not sitk.GetArrayFromImage(mask).any()
     assert info["volume_ml"] == 0.0 and info["consensus"]["dropped_components"] >= 1

@@ -1,8 +1,9 @@
-"""Output writers: DICOM SEG / SR / key images are valid DICOM and say what aspects.json says.
+"""Output writers: DICOM SEG / SR / KOS / key images are valid DICOM and say what aspects.json says.
 
 A 10-slice 128 x 128 synthetic CT series (tests/writers_fixtures.py) with an infarct in the
-left hemisphere. External validators: dciodvfy (Debian dicom3tools) and dsrdump/dsr2xml
-(Debian dcmtk); tests that need them are skipped with a reason when they are not installed.
+left hemisphere. External validators and readers: dciodvfy (Debian dicom3tools), dsrdump/dsr2xml
+(Debian dcmtk) and dcmqi (PyPI; tests/dcmqi_readback.py); tests that need them are skipped with
+a reason when they are not installed.
 """
 
 from __future__ import annotations
@@ -20,16 +21,27 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+import SimpleITK as sitk
 from PIL import Image
 
 from aspects.derived import NOT_FOR_DIAGNOSTIC_USE
-from aspects.dicom_seg import N_SEGMENTS, build_segmentation, segment_stack, write_seg
+from aspects.dicom_kos import write_kos
+from aspects.dicom_seg import N_SEGMENTS, build_segmentation, region_segment_number, segment_stack, write_seg
 from aspects.dicom_sr import read_aspects_from_sr, read_sr_summary, write_sr
 from aspects.errors import InputError
 from aspects.key_images import choose_key_slices, key_slices, write_key_images
-from aspects.labels import REGION_COLOURS, label_value
+from aspects.labels import REGION_CODES, REGION_COLOURS, SIDES, label_value
 from aspects.result_json import ResultSchemaError, problems, read_result, relative_outputs, write_result
-from tests.writers_fixtures import BG_SLICE, SG_SLICE, make_ct_series, make_masks, make_result
+from aspects.volume import on_grid, series_grid
+from tests.dcmqi_readback import mask_on, needs_dcmqi, read_seg, read_sr, region_colours, sr_values
+from tests.writers_fixtures import (
+    BG_SLICE,
+    SG_SLICE,
+    make_ct_series,
+    make_incomplete_result,
+    make_masks,
+    make_result,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 needs_dciodvfy = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy missing (apt-get install dicom3tools)")
@@ -44,16 +56,26 @@ def case(tmp_path_factory):
     infarct, regions = make_masks()
     result = make_result(source, infarct, regions)
     keys = write_key_images(source, infarct, regions, result, out)
+    key_sources = [source[k["slice"]] for k in keys.values()]
     seg = write_seg(source, infarct, regions, result, out / "dicom" / "seg.dcm")
-    sr = write_sr(source, result, out / "dicom" / "sr.dcm", key_sources=[source[k["slice"]] for k in keys.values()],
-                  seg=pydicom.dcmread(seg, stop_before_pixels=True))
-    result = dict(result, outputs=relative_outputs(out, seg=seg, sr=sr, key_images=[k["dcm"] for k in keys.values()],
+    sr = write_sr(source, result, out / "dicom" / "sr.dcm", key_sources=key_sources, seg=_header(seg))
+    kos = write_kos(key_sources, [_header(k["dcm"]) for k in keys.values()], _header(sr), out / "dicom" / "kos.dcm",
+                    seg=_header(seg), result=result)
+    grid = series_grid(source)  # the NIfTI masks as the app writes them (source grid, LPS)
+    for name, mask in (("infarct", infarct), ("regions", regions)):
+        (out / "nifti").mkdir(exist_ok=True)
+        sitk.WriteImage(on_grid(mask.astype(np.uint8), grid), str(out / "nifti" / f"{name}.nii.gz"))
+    result = dict(result, outputs=relative_outputs(out, seg=seg, sr=sr, kos=kos, key_images=[k["dcm"] for k in keys.values()],
                                                    png=[k["png"] for k in keys.values()]))
     write_result(result, out / "aspects.json")
     return {"out": out, "source": source, "infarct": infarct, "regions": regions, "result": result, "keys": keys}
 
 
-DICOM_OUTPUTS = ["dicom/seg.dcm", "dicom/sr.dcm", "dicom/key_bg.dcm", "dicom/key_sg.dcm"]
+def _header(path):
+    return pydicom.dcmread(path, stop_before_pixels=True)
+
+
+DICOM_OUTPUTS = ["dicom/seg.dcm", "dicom/sr.dcm", "dicom/kos.dcm", "dicom/key_bg.dcm", "dicom/key_sg.dcm"]
 
 
 def test_all_outputs_exist_and_json_lists_them(case):
@@ -61,7 +83,7 @@ def test_all_outputs_exist_and_json_lists_them(case):
     for rel in DICOM_OUTPUTS + ["png/key_bg.png", "png/key_sg.png", "aspects.json"]:
         assert (out / rel).is_file(), rel
     listed = read_result(out / "aspects.json")["outputs"]
-    assert listed["seg"] == "dicom/seg.dcm" and listed["sr"] == "dicom/sr.dcm"
+    assert (listed["seg"], listed["sr"], listed["kos"]) == ("dicom/seg.dcm", "dicom/sr.dcm", "dicom/kos.dcm")
     assert sorted(listed["key_images"]) == ["dicom/key_bg.dcm", "dicom/key_sg.dcm"]
     assert all((out / p).is_file() for p in listed["key_images"] + listed["png"])
 
@@ -141,12 +163,65 @@ def test_seg_rejects_masks_off_the_source_grid(case):
         build_segmentation(case["source"], case["infarct"][:, :64], case["regions"], case["result"])
 
 
-def test_sr_holds_the_result_aspects(case):
+def _cielab(value) -> np.ndarray:
+    """DICOM RecommendedDisplayCIELabValue (0..65535 each) as L*, a*, b*."""
+    v = np.asarray(value, float) / 65535.0
+    return np.array([100.0 * v[0], 255.0 * v[1] - 128.0, 255.0 * v[2] - 128.0])
+
+
+def test_seg_names_its_creator_and_tells_left_from_right_by_colour(case):
+    ds = _header(case["out"] / "dicom" / "seg.dcm")
+    assert str(ds.ContentCreatorName) == "aspects-ncct^"
+    lab = {int(d.SegmentNumber): _cielab(d.RecommendedDisplayCIELabValue) for d in ds.SegmentSequence}
+    assert len(lab) == N_SEGMENTS
+    # Every two of the 21 segments differ by more than 15 CIELAB units (Delta E 1976).
+    closest = min(np.linalg.norm(lab[a] - lab[b]) for a in lab for b in lab if a < b)
+    assert closest > 15.0, closest
+    for code in REGION_CODES:  # and the left segment of a region is the darker one
+        right, left = (lab[region_segment_number(label_value(side, code))] for side in SIDES)
+        assert left[0] < right[0] - 10, code
+
+
+def test_sr_holds_the_result(case):
     path = case["out"] / "dicom" / "sr.dcm"
-    assert read_aspects_from_sr(path) == case["result"]["aspects"]
+    result = case["result"]
+    assert read_aspects_from_sr(path) == result["aspects"]
     summary = read_sr_summary(path)
-    assert summary["affected_side"] == case["result"]["affected_side"] == "left"
-    assert summary["infarct_volume_ml"] == pytest.approx(case["result"]["infarct_volume_ml"], abs=1e-3)
+    assert summary["affected_side"] == result["affected_side"] == "left"
+    assert summary["score"] == result["score"] == 7
+    assert summary["infarct_volume_ml"] == pytest.approx(result["infarct_volume_ml"], abs=1e-3)
+    for side in SIDES:
+        for code in REGION_CODES:
+            got, want = summary["regions"][side][code], result["regions"][side][code]
+            assert got["involved"] is want["involved"], (side, code)
+            assert got["infarct_ml"] == pytest.approx(want["infarct_ml"], abs=1e-3)
+            assert got["region_ml"] == pytest.approx(want["region_ml"], abs=1e-3)
+            assert got["infarct_fraction"] == pytest.approx(want["infarct_fraction"], abs=1e-4)
+    # The issue's case: the infarct inside left L is reported as such, not as the region's volume.
+    left_l = summary["regions"]["left"]["L"]
+    assert 0 < left_l["infarct_ml"] < left_l["region_ml"]
+
+
+@pytest.mark.parametrize("missing, aspects, score", [
+    ([("left", "M4"), ("left", "M5")], {"right": 10, "left": None}, None),  # the affected side
+    ([("right", "M6")], {"right": None, "left": 7}, 7),  # the other side: the overall score stands
+])
+def test_sr_reports_regions_not_assessable(case, tmp_path, missing, aspects, score):
+    result = make_incomplete_result(case["result"], missing)
+    path = write_sr(case["source"], result, tmp_path / "sr.dcm")
+    summary = read_sr_summary(path)
+    assert summary["aspects"] == aspects and summary["score"] == score
+    for side, code in missing:
+        region = summary["regions"][side][code]
+        assert region["involved"] is None  # coded "Not assessable", neither Yes nor No
+        assert region["infarct_ml"] == pytest.approx(result["regions"][side][code]["infarct_ml"], abs=1e-3)
+    assert summary["regions"]["left"]["L"]["involved"] is True
+    comments = [i.TextValue for i in _walk_sr(pydicom.dcmread(path)) if i.ValueType == "TEXT"]
+    side = missing[0][0]
+    regions = ", ".join(f"{s} {c}" for s, c in missing)
+    assert f"ASPECTS {side} not reported: region(s) {regions} not assessable (incomplete coverage)." in comments
+    assert any("incomplete_coverage" in c for c in comments)
+    assert any(c.startswith("Overall ASPECTS not reported") for c in comments) is (score is None)
 
 
 def test_sr_groups_reference_the_seg_segments(case):
@@ -182,17 +257,110 @@ def test_sr_reader_rejects_a_non_aspects_sr(case):
         read_aspects_from_sr(case["out"] / "dicom" / "seg.dcm")
 
 
+@needs_dciodvfy
+def test_dciodvfy_accepts_an_sr_with_regions_not_assessable(case, tmp_path):
+    result = make_incomplete_result(case["result"], [("left", "M4"), ("left", "M5")])
+    path = write_sr(case["source"], result, tmp_path / "sr.dcm", seg=_header(case["out"] / "dicom" / "seg.dcm"))
+    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    errors = [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
+    assert not errors, "\n".join(errors)
+
+
 @needs_dcmtk
 def test_dcmtk_parses_the_sr(case):
     path = str(case["out"] / "dicom" / "sr.dcm")
     dump = subprocess.run(["dsrdump", path], capture_output=True, text=True, timeout=60)
     assert dump.returncode == 0, dump.stderr
-    assert "Alberta Stroke Program Early CT Score" in dump.stdout and NOT_FOR_DIAGNOSTIC_USE in dump.stdout
+    assert "Alberta Stroke Program Early CT score" in dump.stdout and NOT_FOR_DIAGNOSTIC_USE in dump.stdout
     xml = subprocess.run(["dsr2xml", path], capture_output=True, text=True, timeout=60)
     assert xml.returncode == 0, xml.stderr
     values = [n.findtext("value") for n in ET.fromstring(xml.stdout).iter("num")
               if "Alberta Stroke" in ET.tostring(n, encoding="unicode")]
-    assert sorted(float(v) for v in values) == sorted(float(v) for v in case["result"]["aspects"].values())
+    expected = [case["result"]["score"], *case["result"]["aspects"].values()]  # overall, right, left
+    assert sorted(float(v) for v in values) == sorted(float(v) for v in expected)
+    kos = subprocess.run(["dsrdump", str(case["out"] / "dicom" / "kos.dcm")], capture_output=True, text=True, timeout=60)
+    assert kos.returncode == 0 and '"Of Interest"' in kos.stdout, kos.stdout + kos.stderr
+
+
+def test_kos_flags_the_key_images_source_slices_sr_and_seg(case):
+    out, source = case["out"], case["source"]
+    kos = pydicom.dcmread(out / "dicom" / "kos.dcm")
+    assert kos.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.59"  # Key Object Selection Document Storage
+    title = kos.ConceptNameCodeSequence[0]
+    assert (title.CodeValue, title.CodingSchemeDesignator) == ("113000", "DCM")  # Of Interest
+    refs = [i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in kos.ContentSequence
+            if i.ValueType in ("IMAGE", "COMPOSITE")]
+    keys = case["keys"].values()
+    expected = ({source[k["slice"]].SOPInstanceUID for k in keys} | {_header(k["dcm"]).SOPInstanceUID for k in keys}
+                | {_header(out / "dicom" / n).SOPInstanceUID for n in ("sr.dcm", "seg.dcm")})
+    assert len(refs) == len(expected) == 6 and set(refs) == expected
+    evidence = {i.ReferencedSOPInstanceUID for st in kos.CurrentRequestedProcedureEvidenceSequence
+                for se in st.ReferencedSeriesSequence for i in se.ReferencedSOPSequence}
+    assert evidence == expected
+    text = [i.TextValue for i in kos.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "113012"]
+    assert len(text) == 1 and text[0].startswith("ASPECTS 7 (left)") and NOT_FOR_DIAGNOSTIC_USE in text[0]
+
+
+def test_kos_rejects_objects_of_another_study(case, tmp_path):
+    keys = [case["source"][k["slice"]] for k in case["keys"].values()]
+    sr = _header(case["out"] / "dicom" / "sr.dcm")
+    sr.StudyInstanceUID = pydicom.uid.generate_uid()
+    with pytest.raises(InputError, match="2 studies"):
+        write_kos(keys, [], sr, tmp_path / "kos.dcm")
+    assert not (tmp_path / "kos.dcm").exists()
+
+
+@needs_dcmqi
+def test_dcmqi_reads_the_sr_as_aspects_json_says(case, tmp_path):
+    result = case["result"]
+    seen = sr_values(read_sr(case["out"] / "dicom" / "sr.dcm", tmp_path))
+    assert (seen["score"], seen["aspects"]) == (result["score"], result["aspects"])
+    assert seen["infarct_volume_ml"] == pytest.approx(result["infarct_volume_ml"], abs=1e-3)
+    for side in SIDES:
+        for code in REGION_CODES:
+            got, want = seen["regions"][(side, code)], result["regions"][side][code]
+            assert got["segment"] == region_segment_number(label_value(side, code))
+            assert got["region_ml"] == pytest.approx(want["region_ml"], abs=1e-3), (side, code)
+            assert got["infarct_ml"] == pytest.approx(want["infarct_ml"], abs=1e-3), (side, code)
+            assert got["involvement"] == ["Yes" if want["involved"] else "No"]
+
+
+@needs_dcmqi
+def test_dcmqi_reads_the_seg_as_the_nifti_masks_and_the_sr_volumes(case, tmp_path):
+    out = case["out"]
+    meta, images = read_seg(out / "dicom" / "seg.dcm", tmp_path)
+    assert sorted(images) == list(range(1, N_SEGMENTS + 1))
+    assert meta["ContentCreatorName"] == "aspects-ncct^"
+    reference = sitk.ReadImage(str(out / "nifti" / "regions.nii.gz"))
+    regions_nii = sitk.GetArrayFromImage(reference)
+    infarct_nii = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "nifti" / "infarct.nii.gz"))) > 0
+    infarct = mask_on(images[1], 1, reference)
+    assert infarct.any() and np.array_equal(infarct, infarct_nii)
+    # Each region segment is the NIfTI label, and the volumes dcmqi reads from the SR are those
+    # of dcmqi's own SEG masks: the region's volume and the infarct inside it.
+    seen = sr_values(read_sr(out / "dicom" / "sr.dcm", tmp_path))
+    voxel_ml = float(np.prod(reference.GetSpacing())) / 1000.0
+    colours = region_colours(meta)
+    for side in SIDES:
+        for code in REGION_CODES:
+            label = label_value(side, code)
+            region = mask_on(images[label + 1], label + 1, reference)
+            assert np.array_equal(region, regions_nii == label), (side, code)
+            sr = seen["regions"][(side, code)]
+            assert sr["region_ml"] == pytest.approx(region.sum() * voxel_ml, abs=1e-3)
+            assert sr["infarct_ml"] == pytest.approx((region & infarct).sum() * voxel_ml, abs=1e-3)
+        right, left = (next(k for k in colours if k.startswith(f"{s} {code} (")) for s in ("Right", "Left"))
+        assert colours[right] != colours[left], code
+
+
+@needs_dcmqi
+def test_dcmqi_reads_not_assessable_regions(case, tmp_path):
+    result = make_incomplete_result(case["result"], [("left", "M4"), ("left", "M5")])
+    path = write_sr(case["source"], result, tmp_path / "sr.dcm")
+    seen = sr_values(read_sr(path, tmp_path))
+    assert seen["aspects"] == {"right": 10, "left": None} and seen["score"] is None
+    assert seen["regions"][("left", "M4")]["involvement"] == ["Not assessable"]
+    assert seen["regions"][("left", "M6")]["involvement"] == ["No"]
 
 
 def _infarct_fill(rgb: np.ndarray) -> np.ndarray:
@@ -266,13 +434,14 @@ def test_result_schema_accepts_the_result_and_names_each_problem(case):
 
 
 def test_writer_operators_in_a_monai_deploy_app(tmp_path):
-    """The four operators wired as the app wires them write every file (runs in a subprocess)."""
+    """The five operators wired as the app wires them write every file (runs in a subprocess)."""
     script = textwrap.dedent(
         f"""
         from pathlib import Path
         from holoscan.conditions import CountCondition
         from monai.deploy.core import Application, Operator
-        from operators.writers import JSONWriterOperator, KeyImageWriterOperator, SegWriterOperator, SRWriterOperator
+        from operators.writers import (JSONWriterOperator, KeyImageWriterOperator, KOSWriterOperator, SegWriterOperator,
+                                       SRWriterOperator)
         from tests.writers_fixtures import make_ct_series, make_masks, make_result
         PORTS = ("source", "infarct", "regions", "result")
         class Source(Operator):
@@ -290,21 +459,28 @@ def test_writer_operators_in_a_monai_deploy_app(tmp_path):
                 seg = SegWriterOperator(self, output_folder=out, name="seg")
                 sr = SRWriterOperator(self, output_folder=out, reference_seg=True, name="sr")
                 key = KeyImageWriterOperator(self, output_folder=out, name="key")
-                js = JSONWriterOperator(self, output_folder=out, name="json")
+                kos = KOSWriterOperator(self, output_folder=out, name="kos")
+                js = JSONWriterOperator(self, output_folder=out, wait_for=("seg_path", "sr_path", "key_images", "kos_path"),
+                                        name="json")
                 for op, ports in ((seg, PORTS), (sr, ("source", "regions", "result")), (key, PORTS), (js, ("result",))):
                     self.add_flow(src, op, {{(p, p) for p in ports}})
                 self.add_flow(seg, js, {{("seg_path", "seg_path")}})
                 self.add_flow(seg, sr, {{("seg_path", "seg_path")}})
                 self.add_flow(sr, js, {{("sr_path", "sr_path")}})
                 self.add_flow(key, js, {{("key_images", "key_images")}})
+                self.add_flow(src, kos, {{("source", "source"), ("result", "result")}})
+                self.add_flow(key, kos, {{("key_images", "key_images")}})
+                self.add_flow(sr, kos, {{("sr_path", "sr_path")}})
+                self.add_flow(seg, kos, {{("seg_path", "seg_path")}})
+                self.add_flow(kos, js, {{("kos_path", "kos_path")}})
         App().run()
         """
     )
     run = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     result = read_result(tmp_path / "aspects.json")
-    assert set(result["outputs"]) == {"seg", "sr", "key_images", "png"}
-    for rel in [result["outputs"]["seg"], result["outputs"]["sr"], *result["outputs"]["key_images"], *result["outputs"]["png"]]:
+    assert set(result["outputs"]) == {"seg", "sr", "kos", "key_images", "png"}
+    for rel in [result["outputs"][k] for k in ("seg", "sr", "kos")] + result["outputs"]["key_images"] + result["outputs"]["png"]:
         assert (tmp_path / rel).is_file(), rel
     assert read_aspects_from_sr(tmp_path / result["outputs"]["sr"]) == result["aspects"]
     seg_uid = pydicom.dcmread(tmp_path / result["outputs"]["seg"], stop_before_pixels=True).SOPInstanceUID

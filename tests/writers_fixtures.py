@@ -6,6 +6,7 @@ stored in reverse order on purpose so the writers must rely on the sorted list t
 
 from __future__ import annotations
 
+import copy
 import datetime
 from typing import List, Tuple
 
@@ -99,7 +100,8 @@ def make_result(source: List[Dataset], infarct: np.ndarray, regions: np.ndarray)
             m = regions == label_value(side, code)
             hit = int((m & infarct).sum())
             frac = hit / max(int(m.sum()), 1)
-            per_side[side][code] = {"involved": frac >= 0.1, "infarct_fraction": round(frac, 4), "infarct_ml": round(hit * voxel_ml, 3)}
+            per_side[side][code] = {"involved": frac >= 0.1, "infarct_fraction": round(frac, 4),
+                                    "infarct_ml": round(hit * voxel_ml, 3), "region_ml": round(int(m.sum()) * voxel_ml, 3)}
         aspects[side] = 10 - sum(v["involved"] for v in per_side[side].values())
     affected = "left" if aspects["left"] < aspects["right"] else ("right" if aspects["right"] < aspects["left"] else None)
     return {
@@ -119,3 +121,23 @@ def make_result(source: List[Dataset], infarct: np.ndarray, regions: np.ndarray)
         "not_for_diagnostic_use": True,
         "app": {"name": "aspects-ncct", "version": "0.1.0"},
     }
+
+
+def make_incomplete_result(result: dict, missing: List[Tuple[str, str]]) -> dict:
+    """``result`` as the "not assessable" contract (notes/CONTRACTS.md, schema 2) writes it when the
+    series does not cover the regions ``missing`` [(side, code), ...]: those regions are
+    ``assessable: false`` with ``involved: null`` (their numbers kept), their side's ASPECTS is
+    null, and so is ``score`` when it came from such a side; flag ``incomplete_coverage``.
+    """
+    out = copy.deepcopy(result)
+    out["schema_version"] = 2
+    for side, code in missing:
+        out["regions"][side][code].update(assessable=False, involved=None)
+    for side in {s for s, _ in missing}:
+        out["aspects"][side] = None
+    scored = [out["affected_side"]] if out["affected_side"] else list(SIDES)
+    if any(out["aspects"][s] is None for s in scored):
+        out["score"] = None
+    out["flags"] = out["flags"] + ["incomplete_coverage"]
+    out["flag_details"] = {"incomplete_coverage": {"regions": [f"{s} {c}" for s, c in missing]}}
+    return out

@@ -2,9 +2,12 @@
 
     python tools/bench.py [--cases N] [--thickness 5 1] [--models models] [--out DIR] [--report docs/performance.md]
 
-Makes N acute phantoms per thickness (tools/make_phantoms.py, seeded), runs the app on each as a
-child process (wall time, peak resident memory of the child from wait4), reads the per-stage
-timings from aspects.json and prints median / min / max per stage. The region path is timed both
+Makes N acute phantoms per thickness (tools/make_phantoms.py, seeded; default a 5 mm and a thin
+0.625 mm study), runs the app on each as a child process (wall time, peak resident memory of the
+child from wait4), reads the per-stage timings from aspects.json and prints median / min / max per
+stage. A fixed reference CPU workload (:func:`reference_workload`) is timed before and after the
+runs; wall times are also given as multiples of it, so figures from a noisy or different machine
+can be compared. The region path is timed both
 ways on the same input: the TorchScript region model (when models/aspects_regions/ holds one) and
 the atlas SyN fallback (the app run with an empty models folder).
 No figure here is asserted by a test: these are measurements of this machine at this time.
@@ -34,6 +37,25 @@ REGION_MODEL = "aspects_regions"
 INFARCT_MODEL = "infarct_seg"
 MEMORY_TARGET_GB = 6.0  # issue 3: a 5 mm study in <= 60 s and <= 6 GB with the fallbacks
 TIME_TARGET_S = 60.0
+
+
+def reference_workload(repeats: int = 5) -> float:
+    """Median seconds of a fixed CPU job shaped like the app's work (3-D filtering, resampling,
+    reductions and a small matrix product on a 160^3 float32 volume; numpy/scipy, no I/O)."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(0)
+    vol = rng.normal(30.0, 5.0, (160, 160, 160)).astype(np.float32)
+    mat = rng.normal(size=(384, 384))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        smooth = ndi.gaussian_filter(vol, 1.5)
+        zoomed = ndi.zoom(smooth, 0.5, order=1)
+        mask = ndi.binary_erosion(smooth > 30.0, iterations=2)
+        _ = float(np.median(zoomed)) + float(smooth[mask].mean()) + float(np.linalg.norm(mat @ mat))
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
 
 
 def has_model(models: Path, name: str) -> bool:
@@ -131,8 +153,12 @@ def table(result: dict) -> List[str]:
               "| stage | median (s) | min (s) | max (s) |", "| --- | --- | --- | --- |"]
         L += [f"| {s} | {_fmt(v['median'])} | {_fmt(v['min'])} | {_fmt(v['max'])} |" for s, v in b["stages"].items()]
         w, m = b["wall_s"], b["peak_rss_mb"]
-        L += [f"| **total wall time (child process)** | {_fmt(w['median'])} | {_fmt(w['min'])} | {_fmt(w['max'])} |",
-              f"| **peak RSS (MB)** | {_fmt(m['median'], 0)} | {_fmt(m['min'], 0)} | {_fmt(m['max'], 0)} |", ""]
+        L += [f"| **total wall time (child process)** | {_fmt(w['median'])} | {_fmt(w['min'])} | {_fmt(w['max'])} |"]
+        ref = result.get("reference_s")
+        if ref:
+            L += [f"| **wall time / reference workload** | {_fmt(w['median'] / ref if w['median'] else None)} | "
+                  f"{_fmt(w['min'] / ref if w['min'] else None)} | {_fmt(w['max'] / ref if w['max'] else None)} |"]
+        L += [f"| **peak RSS (MB)** | {_fmt(m['median'], 0)} | {_fmt(m['min'], 0)} | {_fmt(m['max'], 0)} |", ""]
         failed = [r for r in b["runs"] if r["exit_code"] != 0]
         if failed:
             L += [f"Failed: " + "; ".join(f"{r['case']} exit {r['exit_code']} ({r['error']})" for r in failed), ""]
@@ -164,6 +190,11 @@ def to_markdown(result: dict) -> str:
     L += ["Per-stage times are the app's own `timings_s` from aspects.json; the total is the wall time of the "
           "child process (interpreter start, imports and writing included); peak RSS is the child's maximum "
           "resident set (wait4 `ru_maxrss`).", ""]
+    if result.get("reference_s"):
+        L += [f"Reference CPU workload (`tools/bench.py` `reference_workload`, timed before and after the runs): "
+              f"{result['reference_s']:.2f} s (before {result['reference_before_s']:.2f} s, after "
+              f"{result['reference_after_s']:.2f} s); 'wall time / reference' divides by it, so a machine twice as "
+              "slow or twice as loaded gives about the same ratio.", ""]
     L += table(result)
     return "\n".join(L) + "\n"
 
@@ -171,7 +202,7 @@ def to_markdown(result: dict) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=int, default=3, help="phantoms per slice thickness")
-    ap.add_argument("--thickness", type=float, nargs="+", default=[5.0, 1.0], help="slice thicknesses (mm)")
+    ap.add_argument("--thickness", type=float, nargs="+", default=[5.0, 0.625], help="slice thicknesses (mm)")
     ap.add_argument("--models", type=Path, default=ROOT / "models")
     ap.add_argument("--out", type=Path, default=Path("/tmp/aspects_bench"), help="work folder (phantoms, outputs)")
     ap.add_argument("--seed", type=int, default=3000, help="first phantom seed")
@@ -188,7 +219,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise InputError(EXIT_USAGE, f"--models {args.models} is not a folder")
         machine = machine_info()
         print(f"machine: {machine_line(machine)}", flush=True)
-        result: dict = {"thickness": {}, "region_paths": None}
+        result: dict = {"thickness": {}, "region_paths": None, "reference_before_s": reference_workload()}
+        print(f"reference CPU workload: {result['reference_before_s']:.2f} s", flush=True)
         first_case = None
         for th in args.thickness:
             work = args.out / f"{th:g}mm"
@@ -201,6 +233,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print("region path, model vs atlas SyN:", flush=True)
             result["region_paths"] = compare_region_paths(first_case[0], first_case[2], first_case[1], args.models,
                                                           args.timeout)
+        result["reference_after_s"] = reference_workload()
+        result["reference_s"] = (result["reference_before_s"] + result["reference_after_s"]) / 2.0
+        print(f"reference CPU workload after the runs: {result['reference_after_s']:.2f} s", flush=True)
     except InputError as e:
         print(e.one_line(), file=sys.stderr)
         return e.code

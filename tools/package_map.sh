@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # Build the MONAI Application Package (MAP) of app.py with `monai-deploy package`.
 #
-#   tools/package_map.sh [-t TAG] [-s ARTIFACTS_JSON] [--stage DIR] [--stage-only] [-- extra monai-deploy package args]
+#   tools/package_map.sh [-t TAG] [-s ARTIFACTS_JSON] [--stage DIR] [--stage-only] [--base-image REF]
+#                        [--cpu [--rebuild-base] [--mirror URL] [--pip-index-url URL] [--ca-bundle FILE]
+#                         [--wheel FILE]...] [-- extra monai-deploy package args]
+#
+# Default: the packager's base, NVIDIA's CUDA runtime image from nvcr.io (needs nvcr.io, Docker Hub
+# for the buildx builder image, and PyPI). --base-image REF: any other base, e.g. your registry's
+# copy of that image. --cpu: a CPU base built here from Debian packages by tools/map/build_cpu_base.sh
+# (its options pass through; reused from the registry unless --rebuild-base), for build machines
+# that reach only Debian and PyPI mirrors; builds with the local Docker daemon (no builder image).
 #
 # When the application is a file, the packager copies the file's WHOLE parent folder into the image
 # (holoscan-cli 4.2.0 container_builder._copy_application: no ignore list), which in a checkout
 # means .venv, test outputs and the spool. So we package from a clean staging folder holding only
 # what the app needs: app.py, app.yaml, aspects/, operators/, config/, atlas/ and a runtime
 # requirements.txt. --stage-only stops after staging (the tests run the staged app as the MAP would).
-# Needs Docker with buildx, network access to nvcr.io and PyPI (docs/deployment.md).
+# The packager runs through tools/map/package.py, which makes the image's entrypoint exit with the
+# app's exit code (and, with --cpu, adapts the Dockerfile to the CPU base). docs/deployment.md.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,6 +25,10 @@ tag="aspects:latest"
 stage="$repo/build/map"
 source_json=""
 stage_only=0
+base_image=""
+cpu=0
+rebuild_base=0
+base_args=()
 for cand in "$repo/../shared/data/holoscan-cli-4.2.0/artifacts.json"; do
     [[ -f "$cand" ]] && source_json="$(cd "$(dirname "$cand")" && pwd)/$(basename "$cand")"
 done
@@ -26,11 +39,19 @@ while [[ $# -gt 0 ]]; do
         -s|--source) source_json="$2"; shift 2 ;;
         --stage) stage="$2"; shift 2 ;;
         --stage-only) stage_only=1; shift ;;
+        --base-image) base_image="$2"; shift 2 ;;
+        --cpu) cpu=1; shift ;;
+        --rebuild-base) rebuild_base=1; shift ;;
+        --mirror|--pip-index-url|--ca-bundle|--wheel) base_args+=("$1" "$2"); shift 2 ;;
         --) shift; extra=("$@"); break ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "error[2]: unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
+
+if [[ "$cpu" == 0 ]] && [[ ${#base_args[@]} -gt 0 || "$rebuild_base" == 1 ]]; then
+    echo "error[2]: --rebuild-base, --mirror, --pip-index-url, --ca-bundle and --wheel go with --cpu" >&2; exit 2
+fi
 
 cd "$repo"
 [[ -f app.py && -f app.yaml ]] || { echo "error[2]: app.py / app.yaml not found in $repo" >&2; exit 2; }
@@ -48,8 +69,11 @@ mkdir -p "$stage/app"
 git ls-files -z -- app.py aspects operators config | xargs -0 -I{} cp --parents {} "$stage/app/"
 cp -r atlas "$stage/app/atlas"
 find "$stage/app" -name '__pycache__' -prune -exec rm -rf {} +
-# Runtime requirements: the repo's pins without the development tools.
-grep -v -E '^(pytest|holoscan-cli)([=<>~ ]|$)' requirements.txt > "$stage/app/requirements.txt"
+# Runtime requirements: the repo's pins (no comments) without the test tools (pytest, dcmqi) and the pip
+# CUDA runtime, which is here only for holoscan's libcudart beside the CPU torch of this machine:
+# the CUDA base image has libcudart, the CUDA build of torch pins its own nvidia-cuda-runtime
+# (13.0.x, a conflict with ours), and the CPU base (tools/map/build_cpu_base.sh) installs ours.
+grep -v -E '^(#|$|(pytest|dcmqi|nvidia-cuda-runtime)([=<>~ ]|$))' requirements.txt > "$stage/app/requirements.txt"
 cp app.yaml "$stage/app.yaml"
 if [[ "$models" -gt 0 ]]; then
     mkdir -p "$stage/models"
@@ -69,5 +93,36 @@ fi
 args=(package "$stage/app/app.py" -c "$stage/app.yaml" -t "$tag" --platform x86_64 -l DEBUG)
 [[ -d "$stage/models" ]] && args+=(-m "$stage/models")
 [[ -n "$source_json" ]] && args+=(--source "$source_json")
+wrapper=()
+if [[ "$cpu" == 1 ]]; then
+    base_image="${base_image:-127.0.0.1:5000/aspects-cpu-base:bookworm}"
+    if [[ "$rebuild_base" == 1 ]] || ! docker pull -q "$base_image" >/dev/null 2>&1; then
+        bash "$repo/tools/map/build_cpu_base.sh" --tag "$base_image" "${base_args[@]}"
+    else
+        echo "using the CPU base $base_image from its registry (--rebuild-base builds it again)"
+    fi
+    # The packager uses the buildx builder 'holoscan_app_builder' if one exists, else creates one
+    # that pulls moby/buildkit from Docker Hub. A docker context of that name is a builder with
+    # the 'docker' driver: the local daemon, nothing to pull.
+    if ! docker buildx inspect holoscan_app_builder >/dev/null 2>&1; then
+        endpoint="$(docker context inspect -f '{{.Endpoints.docker.Host}}')"
+        docker context create holoscan_app_builder --docker "host=$endpoint" >/dev/null
+    fi
+    wrapper=(--cpu-base)
+fi
+[[ -n "$base_image" ]] && args+=(--base-image "$base_image")
+# A builder that is a docker context: buildx uses it only as the current context, and its
+# 'docker' driver cannot export the packager's build cache (the packager's default).
+if docker buildx inspect holoscan_app_builder 2>/dev/null | grep -qE '^Driver:[[:space:]]+docker$'; then
+    export DOCKER_CONTEXT=holoscan_app_builder
+    args+=(--no-cache)
+fi
 echo "+ monai-deploy ${args[*]} ${extra[*]}"
-exec monai-deploy "${args[@]}" "${extra[@]}"
+python "$repo/tools/map/package.py" "${wrapper[@]}" -- "${args[@]}" "${extra[@]}"
+# The packager names the image <name>-<platform>-<gpu>-<arch>:<tag>; tag it as asked as well.
+name="$tag"; version=latest
+[[ "${tag##*/}" == *:* ]] && { name="${tag%:*}"; version="${tag##*:}"; }
+built="$name-x64-workstation-dgpu-linux-amd64:$version"
+docker image inspect "$built" >/dev/null 2>&1 || { echo "error[1]: the packager reported success but $built is not in docker" >&2; exit 1; }
+docker tag "$built" "$tag"
+echo "built $tag (= $built): $(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.2f GB", $1/1e9}')"

@@ -1,0 +1,90 @@
+"""Region-level evidence: a few HU of darkening over a whole region is found where the voxel
+noise hides it, and the calibration keeps normal studies below the call threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from aspects.labels import REGION_CODES, SIDES, label_value
+from aspects.region_evidence import (Calibration, calibrate, evidence_calls, region_deltas, region_evidence,
+                                     trimmed_mean)
+
+SHAPE = (24, 40, 40)
+
+
+def _regions() -> np.ndarray:
+    """20 blocks: right side x < 20, left x >= 20 (mirror images), one block per code."""
+    lab = np.zeros(SHAPE, np.uint8)
+    for i, code in enumerate(REGION_CODES):
+        z0, y0 = (i // 5) * 10 + 2, (i % 5) * 8
+        lab[z0:z0 + 8, y0:y0 + 7, 4:16] = label_value("right", code)
+        lab[z0:z0 + 8, y0:y0 + 7, 24:36] = label_value("left", code)
+    return lab
+
+
+def _difference(rng: np.random.Generator, noise_hu: float = 4.0, drop: dict | None = None) -> np.ndarray:
+    """A contralateral difference map: smoothed voxel noise (as the asymmetry baseline sees a
+    normal head) plus ``drop`` HU over the named regions."""
+    diff = ndi.gaussian_filter(rng.normal(0.0, noise_hu, SHAPE), 1.25).astype(np.float32)
+    regions = _regions()
+    for (side, code), hu in (drop or {}).items():
+        diff[regions == label_value(side, code)] += hu
+    return diff
+
+
+def _calibration(n: int = 30) -> Calibration:
+    rng = np.random.default_rng(7)
+    comparable = np.ones(SHAPE, bool)
+    return calibrate([region_deltas(_difference(rng), comparable, _regions()) for _ in range(n)],
+                     false_positive_rate=0.01)
+
+
+def test_trimmed_mean_ignores_a_few_extreme_voxels():
+    v = np.r_[np.full(95, 3.0), np.full(5, 200.0)]  # a vessel or a misregistered sulcus
+    assert trimmed_mean(v) == pytest.approx(3.0)
+    assert v.mean() > 12
+
+
+def test_a_3_hu_drop_over_one_region_is_called_and_only_there():
+    cal = _calibration()
+    rng = np.random.default_rng(11)
+    diff = _difference(rng, drop={("left", "M5"): 3.0})
+    # The voxel baseline needs 4 HU seeds: after smoothing, noise + 3 HU rarely reach it everywhere.
+    ev = region_evidence(diff, np.ones(SHAPE, bool), _regions(), cal)
+    calls = evidence_calls(ev, cal)
+    assert calls["left"]["M5"] and ev["left"]["M5"].delta_hu == pytest.approx(3.0, abs=0.5)
+    assert sum(calls[s][c] for s in SIDES for c in REGION_CODES) == 1, calls
+    assert ev["right"]["M5"].z < 0  # its mirror region looks brighter, never involved
+
+
+def test_normal_studies_stay_below_the_threshold_at_the_calibrated_rate():
+    cal = _calibration()
+    rng = np.random.default_rng(99)
+    calls = [evidence_calls(region_evidence(_difference(rng), np.ones(SHAPE, bool), _regions(), cal), cal)
+             for _ in range(20)]
+    n_false = sum(c[s][code] for c in calls for s in SIDES for code in REGION_CODES)
+    assert n_false / (20 * 20) <= 0.02, n_false  # 1 % per region, with sampling slack
+
+
+def test_without_calibration_or_comparable_tissue_nothing_is_called():
+    rng = np.random.default_rng(3)
+    diff = _difference(rng, drop={("right", "C"): 8.0})
+    ev = region_evidence(diff, np.ones(SHAPE, bool), _regions(), None)
+    assert ev["right"]["C"].delta_hu > 6 and ev["right"]["C"].z is None
+    assert not any(evidence_calls(ev, None)[s][c] for s in SIDES for c in REGION_CODES)
+    cal = _calibration(8)
+    none_comparable = region_evidence(diff, np.zeros(SHAPE, bool), _regions(), cal)
+    assert none_comparable["right"]["C"] .delta_hu is None and none_comparable["right"]["C"].n_voxels == 0
+    assert not evidence_calls(none_comparable, cal)["right"]["C"]
+
+
+def test_calibration_round_trips_and_rejects_missing_codes():
+    cal = _calibration(8)
+    assert Calibration.from_json(cal.to_json()) == cal
+    assert cal.z_call == pytest.approx(2.326, abs=1e-3)
+    bad = cal.to_json()
+    del bad["sigma_hu"]["M6"]
+    with pytest.raises(ValueError, match="M6"):
+        Calibration.from_json(bad)
