@@ -27,13 +27,15 @@ POOL = 2  # 2 mm aligned grid -> 4 mm for the similarity term
 CONTROL_POOL = 4  # 4 mm -> 16 mm control grid of the displacement
 STEPS = 30
 LEARNING_RATE = 0.01  # normalised units (2 / grid size per voxel): ~1 mm per step at most
-# Chosen on 5 held-out-style phantoms (seeds 1000-1002, 1005, 1008; atlas v2, aligned-space region
-# Dice, docs/results.md): window 5 / 7 / 9 / 13 voxels with smoothness 0.5 gave 0.795 / - / 0.801 /
-# 0.797; window 9 with smoothness 0.25 / 1 / 2 gave 0.798 / 0.805 / 0.806 (SyN 0.807, affine 0.787).
+# Chosen on 5 held-out-style phantoms (seeds 1000-1002, 1005, 1008; atlas v2; aligned-space region
+# Dice): window 5 / 9 / 13 voxels with smoothness 0.5 gave 0.795 / 0.801 / 0.797; window 9 with
+# smoothness 0.25 / 1 / 2 gave 0.798 / 0.805 / 0.806 (SyN 0.807, affine 0.787); then on the source
+# grid of 3 of them, with the 1 mm labels sampled directly, window 7 / 9 / 11 (smoothness 2, 3 for
+# 11) 0.834 / 0.832 / 0.828; 60 steps, learning rate 0.02 or an 8 mm control grid no better.
 # The v2 template is a smooth population average: a wide window and a stiff field suit it.
 SMOOTH_WEIGHT = 2.0
 FIT_THREADS = 1
-LNCC_WINDOW = 9  # voxels at 4 mm: 36 mm, ventricles, insula and the brain outline together
+LNCC_WINDOW = 7  # voxels at 4 mm: 28 mm, ventricles, insula and the brain outline together
 
 
 def _grid(disp, size):
@@ -126,6 +128,35 @@ def warp_labels(labels: np.ndarray, disp, n_labels: int) -> np.ndarray:
     return moved.argmax(1)[0].numpy().astype(np.uint8)
 
 
+def warp_atlas_labels(labels_1mm: sitk.Image, ref: sitk.Image, disp, n_labels: int) -> np.ndarray:
+    """The 1 mm atlas label map sampled on ``ref`` (the aligned grid) through ``disp``: one-hot,
+    trilinear, argmax, as ANTs' genericLabel does. Sampling the 1 mm labels directly (cropped to
+    their extent) keeps region borders that a 2 mm copy of the atlas would blur twice."""
+    import torch
+    import torch.nn.functional as F
+
+    lab = sitk.GetArrayViewFromImage(labels_1mm)
+    nz = np.argwhere(lab > 0)
+    lo, hi = np.maximum(nz.min(0) - 2, 0), np.minimum(nz.max(0) + 3, lab.shape)
+    crop = np.ascontiguousarray(lab[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])
+    size = list(sitk.GetArrayViewFromImage(ref).shape)  # (z, y, x)
+    grid = _grid(disp, size)[0]  # normalised (x, y, z) of the aligned grid, warped
+    # aligned normalised -> physical (identity directions) -> normalised of the 1 mm crop
+    sp_ref, o_ref = np.array(ref.GetSpacing()), np.array(ref.GetOrigin())
+    sp_lab = np.array(labels_1mm.GetSpacing())
+    o_crop = np.array(labels_1mm.TransformIndexToPhysicalPoint([int(v) for v in lo[::-1]]))
+    n_ref, n_crop = np.array(size[::-1], float), np.array(crop.shape[::-1], float)
+    scale = (n_ref - 1) * sp_ref / ((n_crop - 1) * sp_lab)
+    shift = (o_ref + (n_ref - 1) * sp_ref / 2 - o_crop) / ((n_crop - 1) * sp_lab / 2) - 1
+    g = grid * torch.tensor(scale, dtype=grid.dtype) + torch.tensor(shift, dtype=grid.dtype)
+    onehot = F.one_hot(torch.from_numpy(crop.astype(np.int64)), n_labels).permute(3, 0, 1, 2)[None].float()
+    with torch.no_grad():
+        moved = F.grid_sample(onehot, g[None], mode="bilinear", padding_mode="zeros", align_corners=True)
+    out = moved.argmax(1)[0].numpy().astype(np.uint8)
+    out[moved.sum(1)[0].numpy() < 0.5] = 0  # outside the crop: background
+    return out
+
+
 def atlas_on_aligned(pre, atlas) -> Tuple[np.ndarray, np.ndarray]:
     """(ASPECTS labels, arterial territories) of the atlas on the aligned grid (affine only):
     labels by label-wise Gaussian interpolation from 1 mm, territories nearest neighbour."""
@@ -144,10 +175,9 @@ def atlas_regions(pre, atlas) -> sitk.Image:
     """uint8 ASPECTS labels (``aspects.labels``) on the aligned grid of ``pre``."""
     import torch
 
-    labels, _ = atlas_on_aligned(pre, atlas)
     with torch.enable_grad():
         disp = fit_displacement(sitk.GetArrayFromImage(pre.aligned), sitk.GetArrayFromImage(pre.template))
-    arr = warp_labels(labels, disp, 21)
+    arr = warp_atlas_labels(atlas.labels, pre.aligned, disp, 21)
     arr[sitk.GetArrayViewFromImage(pre.brain_mask) == 0] = 0
     return _like(arr, pre)
 

@@ -112,3 +112,17 @@ def test_mca_infarct_and_its_soft_edge_do_not_raise_the_outside_flag():
     assert outside_mca_flag(infarct, regions, territories, SPACING) is None
     infarct[:, 22:30, 20:30] = True  # MCA territory outside the regions: still not ACA / PCA / VB
     assert outside_mca_flag(infarct, regions, territories, SPACING) is None
+    # an MCA lesion whose edge spills 8 mm into the ACA territory: 3.2 ml beyond the margin, 14 % of it
+    infarct[:, 16:20, 5:15] = True
+    assert outside_mca_flag(infarct, regions, territories, SPACING) is None
+
+
+def test_separate_aca_lesion_beside_an_mca_infarct_is_flagged():
+    from aspects.flags import outside_mca_flag
+
+    regions, territories = _territory_case()
+    infarct = np.zeros(regions.shape, bool)
+    infarct[:, 20:30, 5:15] = True  # M1 infarct, 16 ml
+    infarct[5:10, 2:10, 20:30] = True  # and an ACA one, 3.2 ml, not touching it
+    flag = outside_mca_flag(infarct, regions, territories, SPACING)
+    assert flag is not None and flag.volume_ml == pytest.approx(3.2)
