@@ -518,9 +518,10 @@ def run(real: Path, out: Path, docs: Optional[Path], do_compare: bool, warp_cach
     raw = symmetric(on_grid(scct, ref, x0, sitk.sitkLinear, -1024.0))
     z_mm = ref.GetOrigin()[2] + np.arange(raw.shape[0])
     x_mm = ref.GetOrigin()[0] + np.arange(raw.shape[2])
-    template, offset = calibrate(raw, z_mm)
-    # 0.01 HU steps: far below CT noise, and the file compresses 3x better than raw float32
-    template = np.round(symmetric(template), 2).astype(np.float32)
+    template_full, offset = calibrate(raw, z_mm)
+    template_full = symmetric(template_full).astype(np.float32)
+    # Stored and used in 0.01 HU steps (far below CT noise); the registration sees full precision.
+    template = np.round(template_full, 2).astype(np.float32)
     log(f"  HU offset {offset:+.1f} (white matter -> {WM_TARGET_HU:.0f} HU); brain {np.count_nonzero(template) / 1000:.0f} ml")
 
     log("[3/7] registering the arterial atlas (pseudo-CT) to the template")
@@ -528,7 +529,7 @@ def run(real: Path, out: Path, docs: Optional[Path], do_compare: bool, warp_cach
         warped = list(np.load(warp_cache)["warped"])
         log(f"  read from {warp_cache}")
     else:
-        warped = register_arterial(template, ref, arterial, others)
+        warped = register_arterial(template_full, ref, arterial, others)
         if warp_cache:
             np.savez_compressed(warp_cache, warped=np.stack(warped))
     art = warped[0]
