@@ -8,15 +8,23 @@ and no arguments. Exit codes and the one-line error format: aspects/errors.py.
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import os
-import sys
-import time
-import traceback
-from pathlib import Path
-from typing import Optional
+import signal
+
+if __name__ == "__main__":
+    # Before any import starts a thread: SIGINT/SIGTERM stay blocked in every thread and one
+    # watcher thread takes them with sigwait (see main()). Holoscan would otherwise catch them
+    # itself, stop the graph quietly and let the run end with exit 0 and no result.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Optional  # noqa: E402
 
 _HERE = Path(__file__).resolve().parent
 if str(_HERE) not in sys.path:  # the MAP runs `python3 /opt/holoscan/app/app.py` from another cwd
@@ -29,13 +37,14 @@ from monai.deploy.conditions import CountCondition  # noqa: E402
 from holoscan.schedulers import EventBasedScheduler  # noqa: E402
 from monai.deploy.core import Application  # noqa: E402
 from monai.deploy.core.runtime_env import RuntimeEnv  # noqa: E402
-from monai.deploy.operators.dicom_series_to_volume_operator import DICOMSeriesToVolumeOperator  # noqa: E402
 
 from aspects import __version__  # noqa: E402
 from aspects.atlas import default_atlas_dir  # noqa: E402
-from aspects.dicom_input import scan_folder  # noqa: E402
+from aspects.dicom_geometry import sort_slices  # noqa: E402
+from aspects.dicom_input import Scan, check_decodable, scan_folder  # noqa: E402
 from aspects.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputError  # noqa: E402
 from aspects.inference import resolve_device  # noqa: E402
+from aspects.run_folder import OutputFolder  # noqa: E402
 from aspects.segmentation import INFARCT_MODEL, REGION_MODEL, model_file  # noqa: E402
 from aspects.selection import group_series, select_series  # noqa: E402
 from operators.aspects_scorer import AspectsScorerOperator  # noqa: E402
@@ -46,6 +55,7 @@ from operators.infarct_segmenter import InfarctSegmenterOperator  # noqa: E402
 from operators.preprocess import PreprocessOperator  # noqa: E402
 from operators.region_segmenter import RegionSegmenterOperator  # noqa: E402
 from operators.series_selector import NCCTSeriesSelectorOperator  # noqa: E402
+from operators.series_to_volume import DecodingSeriesToVolumeOperator  # noqa: E402
 from operators.writers import (  # noqa: E402
     JSONWriterOperator,
     KeyImageWriterOperator,
@@ -55,6 +65,8 @@ from operators.writers import (  # noqa: E402
 )
 
 log = logging.getLogger("aspects.app")
+file_log = logging.getLogger("aspects.app.outcome")  # DEBUG: app.log only (the console shows INFO and up)
+file_log.setLevel(logging.DEBUG)
 
 
 class AspectsApp(Application):
@@ -64,6 +76,11 @@ class AspectsApp(Application):
     description = "Acute infarct and ASPECTS from non-contrast head CT (not for diagnostic use)"
     version = __version__
 
+    # Set by main() before run(): where the writers put the results (a partial folder inside the
+    # output folder, moved into place at the end) and the pre-flight scan of the input folder.
+    results_dir: Optional[Path] = None
+    scan: Optional[Scan] = None
+
     def compose(self):
         # The SDK's app context would insist that -m exists; the app also runs without models.
         input_dir, output_dir, models_dir = _paths(self.argv)
@@ -71,12 +88,14 @@ class AspectsApp(Application):
         if not models_dir.is_dir():
             log.warning("models folder %s not found: using the atlas and asymmetry fallbacks", models_dir)
         atlas_dir = default_atlas_dir()
+        output_dir = self.results_dir or output_dir
         device = getattr(self, "device", None)  # resolved once by main() (None: the segmenters resolve it)
 
         # One study per run: the loader (the graph's root) fires once.
-        loader = SafeDICOMDataLoaderOperator(self, CountCondition(self, 1), input_folder=input_dir, name="dicom_loader")
+        loader = SafeDICOMDataLoaderOperator(self, CountCondition(self, 1), input_folder=input_dir, scan=self.scan,
+                                             name="dicom_loader")
         selector = NCCTSeriesSelectorOperator(self, name="series_selector")
-        to_volume = DICOMSeriesToVolumeOperator(self, affine_lps_to_ras=False, name="series_to_volume")
+        to_volume = DecodingSeriesToVolumeOperator(self, affine_lps_to_ras=False, name="series_to_volume")
         hu_volume = HUVolumeOperator(self, name="hu_volume")
         preprocess = PreprocessOperator(self, atlas_dir=atlas_dir, name="preprocess")
         infarct = InfarctSegmenterOperator(self, models_dir=models_dir, device=device, name="infarct_segmenter")
@@ -89,7 +108,8 @@ class AspectsApp(Application):
         kos = KOSWriterOperator(self, output_folder=output_dir, name="kos_writer")
         nifti = MaskNiftiWriterOperator(self, output_folder=output_dir, name="nifti_writer")
         result_json = JSONWriterOperator(
-            self, output_folder=output_dir, wait_for=("seg_path", "sr_path", "key_images", "kos_path", "nifti_paths"), name="json_writer"
+            self, output_folder=output_dir, wait_for=("seg_path", "sr_path", "key_images", "kos_path", "nifti_paths"),
+            name="json_writer"
         )
 
         # DICOM series selector -> preprocessing -> infarct / region segmenters -> scorer -> writers
@@ -122,16 +142,39 @@ class AspectsApp(Application):
         self.add_flow(kos, result_json, {("kos_path", "kos_path")})
 
 
-def _log_to_file(output_dir: Path) -> None:
-    """Full log in OUTPUT/app.log (the SDK's logging set-up replaces handlers, so add it after)."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+def _log_to_file(output_dir: Path, fresh: bool = False) -> None:
+    """Full log in OUTPUT/app.log (the SDK's logging set-up replaces handlers, so it is added
+    again in compose()); ``fresh`` starts a new file for this run."""
     root = logging.getLogger()
     target = str((output_dir / "app.log").resolve())
     if not any(getattr(h, "baseFilename", None) == target for h in root.handlers):
-        handler = logging.FileHandler(target, mode="a")
+        handler = logging.FileHandler(target, mode="w" if fresh else "a")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.setLevel(logging.DEBUG)
         root.addHandler(handler)
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """Console lines without tracebacks (libraries log some on bad pixel data): those go to
+    app.log only, the console keeps one line per record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            text = super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+        return text + (" (traceback in app.log)" if saved[0] else "")
+
+
+def _console_policy() -> None:
+    """The console (stderr) handlers: INFO and up, no tracebacks. Applied again after the SDK's
+    own logging set-up, which replaces the root handlers."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.INFO)
+            handler.setFormatter(_ConsoleFormatter(handler.formatter._fmt if handler.formatter else None))
 
 
 def _paths(argv) -> tuple[Path, Path, Path]:
@@ -153,61 +196,103 @@ def _output_inside_input(input_dir: Path, output_dir: Path) -> bool:
     return out == inp or inp in out.parents
 
 
-def _preflight(input_dir: Path, output_dir: Path, models_dir: Path) -> Optional[str]:
+def _preflight(input_dir: Path, models_dir: Path) -> tuple[Scan, Optional[str]]:
     """Reject bad input with one clear line before the pipeline starts; never touch the input.
 
-    Returns the inference device (``"cpu"`` | ``"cuda:N"``) when a model will run, else None.
+    Returns the scan of the input folder and the inference device (``"cpu"`` | ``"cuda:N"``)
+    when a model will run, else None.
     """
-    if _output_inside_input(input_dir, output_dir):
-        raise InputError(EXIT_USAGE, f"output folder {output_dir} must not be inside the input folder {input_dir}")
     scan = scan_folder(input_dir)
-    select_series(group_series(scan.datasets))
+    selection = select_series(group_series(scan.datasets))
+    check_decodable(sort_slices(selection.chosen.datasets))
     if any(model_file(models_dir, name) for name in (INFARCT_MODEL, REGION_MODEL)):
-        return resolve_device()
-    return None
+        return scan, resolve_device()
+    return scan, None
+
+
+class _Run:
+    """What the signal watcher needs to end a run cleanly from its own thread."""
+
+    def __init__(self) -> None:
+        self.folder: Optional[OutputFolder] = None  # set once this run holds the output folder
+        self.commit_lock = threading.Lock()
+        self.committed = False
+
+
+def _watch_signals(run: _Run) -> None:
+    """Wait for SIGINT/SIGTERM; end the run at once with 130/143 and an error.json that says so.
+
+    Results still being written are discarded (they live in the partial folder); a run that has
+    already moved its results into place finishes normally.
+    """
+    sig = signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    code, name = 128 + sig, signal.Signals(sig).name
+    with run.commit_lock:
+        if run.committed:
+            return
+        line = f"error[{code}]: interrupted by {name}; the run was stopped and no result was written"
+        log.error("interrupted by %s: partial results discarded", name)
+        print(line, file=sys.stderr, flush=True)
+        if run.folder is not None and run.folder.locked:
+            run.folder.discard()
+            run.folder.write_error(code, line, interrupted=True, signal=name)
+        logging.shutdown()
+        os._exit(code)
 
 
 def main() -> int:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    run = _Run()
+    threading.Thread(target=_watch_signals, args=(run,), name="signals", daemon=True).start()
     argv = list(sys.argv)
     t0 = time.perf_counter()
     input_dir, output_dir, models_dir = _paths(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    error_file = output_dir / "error.json"
+    _console_policy()  # per-file lines and tracebacks go to app.log only
+    folder = OutputFolder(output_dir)
     try:
-        device = _preflight(input_dir, output_dir, models_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        if error_file.exists():
-            error_file.unlink()  # our own file from an earlier failed run
+        if _output_inside_input(input_dir, output_dir):
+            raise InputError(EXIT_USAGE, f"output folder {output_dir} must not be inside the input folder {input_dir}")
+        folder.prepare()
+        folder.lock()
+        run.folder = folder
+        folder.clear_previous()
+        _log_to_file(output_dir, fresh=True)
+        scan, device = _preflight(input_dir, models_dir)
         app = AspectsApp()  # reads -i/-o/-m from sys.argv, else HOLOSCAN_* env
-        app.device = device
+        _console_policy()
+        app.results_dir, app.scan, app.device = folder.start_partial(), scan, device
         # Two workers: the infarct and region segmenters are independent and each runs ANTs on one
         # thread (for deterministic results), so together they use both cores of a small server.
         app.scheduler(EventBasedScheduler(app, name="scheduler", worker_thread_number=2, stop_on_deadlock=True))
         app.run()
+        if not (folder.partial / "aspects.json").is_file():
+            raise RuntimeError("the pipeline stopped before writing aspects.json (see the operator errors above)")
+        with run.commit_lock:
+            folder.commit()
+            run.committed = True
     except InputError as exc:
-        return _fail(exc.code, exc.one_line(), output_dir, input_dir)
+        return _fail(exc.code, exc.one_line(), folder)
     except Exception as exc:  # a bug: full traceback to the log file, one line on the console
         if isinstance(exc.__cause__, InputError):
-            return _fail(exc.__cause__.code, exc.__cause__.one_line(), output_dir, input_dir)
-        if not _output_inside_input(input_dir, output_dir):  # the traceback goes to app.log only
-            output_dir.mkdir(parents=True, exist_ok=True)
+            return _fail(exc.__cause__.code, exc.__cause__.one_line(), folder)
+        if folder.locked:  # the traceback goes to app.log only
             with open(output_dir / "app.log", "a") as f:
                 f.write("internal error:\n" + traceback.format_exc())
         line = f"error[{EXIT_INTERNAL}]: internal error: {type(exc).__name__}: {exc} (details in {output_dir / 'app.log'})"
-        return _fail(EXIT_INTERNAL, " ".join(line.split()), output_dir, input_dir)
+        return _fail(EXIT_INTERNAL, " ".join(line.split()), folder)
     log.info("done in %.1f s; results in %s", time.perf_counter() - t0, output_dir)
     return EXIT_OK
 
 
-def _fail(code: int, line: str, output_dir: Path, input_dir: Path) -> int:
+def _fail(code: int, line: str, folder: OutputFolder) -> int:
+    """The one line on stderr; error.json only in a folder this run holds (never the input's,
+    never another run's)."""
     print(line, file=sys.stderr)
-    if _output_inside_input(input_dir, output_dir):
-        return code  # never write into the user's input
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "error.json").write_text(json.dumps({"exit_code": code, "message": line}, indent=2))
-    except OSError:
-        pass
+    file_log.debug("%s", line)
+    if folder.locked:
+        folder.discard()
+        folder.write_error(code, line)
     return code
 
 

@@ -118,11 +118,35 @@ PATIENT_STUDY_KEYWORDS = (
 )
 
 
+# Maximum value lengths (PS3.5 Table 6.2-1) of the text VRs a derived object copies from its
+# source; UIDs are never shortened (a cut UID would point elsewhere).
+VR_MAX_LENGTH = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "DS": 16, "DT": 26, "IS": 12, "LO": 64, "LT": 10240,
+                 "PN": 64, "SH": 16, "ST": 1024, "TM": 14}
+
+
+def fit_to_vr(ds: Dataset) -> None:
+    """Cut top-level text values copied from a source to their VR's maximum length (a 500-character
+    StudyDescription from a scanner must not make the derived object invalid), and complete the
+    de-identification pair: PatientIdentityRemoved YES requires a DeidentificationMethod."""
+    for elem in ds:
+        limit = VR_MAX_LENGTH.get(elem.VR)
+        if limit is None or elem.value in (None, ""):
+            continue
+        values = list(elem.value) if elem.VM > 1 else [elem.value]
+        if any(len(str(v)) > limit for v in values):
+            cut = [str(v)[:limit].rstrip() for v in values]
+            elem.value = cut if elem.VM > 1 else cut[0]
+    if str(ds.get("PatientIdentityRemoved", "")).upper() == "YES" and not ds.get("DeidentificationMethod"):
+        ds.DeidentificationMethod = "not stated in the source images"
+
+
 def copy_patient_study(source: Dataset, target: Dataset) -> None:
-    """Copy the patient/study attributes present in ``source`` onto ``target`` (in place)."""
+    """Copy the patient/study attributes present in ``source`` onto ``target`` (in place), within
+    their VR limits (:func:`fit_to_vr`)."""
     for kw in PATIENT_STUDY_KEYWORDS:
         if kw in source and source[kw].value not in (None, ""):
             setattr(target, kw, source[kw].value)
+    fit_to_vr(target)
 
 
 def mark_derived(ds: Dataset, equipment: Equipment, kind: str, image: bool = True) -> None:

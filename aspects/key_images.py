@@ -4,6 +4,9 @@ What a radiologist sees in any PACS without a SEG viewer: the slice in a stroke 
 (W 40 / L 35 HU), the ASPECTS regions outlined in their colours with their codes, the infarct
 filled semi-transparent red, R/L side markers in radiological convention (patient right on
 image left) and a banner with ASPECTS per side, the infarct volume and NOT FOR DIAGNOSTIC USE.
+Regions the series does not cover are "not assessable": the banner says so (and names them, with
+no ASPECTS for their side), their codes on the picture read "n/a", and a level the series misses
+is named as not covered.
 """
 
 from __future__ import annotations
@@ -117,14 +120,31 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def banner_lines(result: Mapping, level: str, k: int, n: int) -> List[str]:
+NOT_ASSESSABLE = "not assessable"
+
+
+def not_assessable_labels(result: Mapping) -> List[int]:
+    """Label values of the regions aspects.json marks not assessable (missing key = assessable)."""
+    regions = result.get("regions") or {}
+    return [label_value(side, code) for side in SIDES for code in REGION_CODES
+            if (regions.get(side) or {}).get(code, {}).get("assessable", True) is False]
+
+
+def banner_lines(result: Mapping, level: str, k: int, n: int, level_on_slice: bool = True) -> List[str]:
     a = result["aspects"]
     side = result.get("affected_side") or "none"
-    return [
-        f"ASPECTS  right {a['right']}  |  left {a['left']}   (affected side: {side})",
-        f"Infarct volume {float(result['infarct_volume_ml']):.1f} ml   |   {LEVEL_NAMES[level]}, slice {k + 1}/{n}",
-        NOT_FOR_DIAGNOSTIC_USE,
+    shown = {s: (NOT_ASSESSABLE if a[s] is None else str(a[s])) for s in SIDES}
+    where = LEVEL_NAMES[level] if level_on_slice else f"{LEVEL_NAMES[level]} NOT COVERED by the series"
+    lines = [
+        f"ASPECTS  right {shown['right']}  |  left {shown['left']}   (affected side: {side})",
+        f"Infarct volume {float(result['infarct_volume_ml']):.1f} ml   |   {where}, slice {k + 1}/{n}",
     ]
+    missing = not_assessable_labels(result)
+    if missing:
+        per_side = {s: [REGION_CODES[(v - 1) % 10] for v in missing if (v > 10) == (s == "left")] for s in SIDES}
+        names = "; ".join(f"{s} {', '.join(c)}" for s, c in per_side.items() if c)
+        lines.append(f"Not covered by the series, {NOT_ASSESSABLE}: {names}")
+    return lines + [NOT_FOR_DIAGNOSTIC_USE]
 
 
 def render(
@@ -135,11 +155,13 @@ def render(
     flip_rows: bool = False,
     flip_cols: bool = False,
     row_letter: str = "L",
+    not_assessable: Sequence[int] = (),
 ) -> np.ndarray:
     """RGB uint8 picture ``(banner + rows * f, cols * f, 3)`` of one slice; f = enlargement.
 
     ``row_letter``: patient direction along the displayed rows after the flips ("L" for an
-    axial slice in radiological convention), used for the side markers.
+    axial slice in radiological convention), used for the side markers. ``not_assessable``:
+    label values whose code is drawn with "n/a".
     """
     if flip_rows:
         hu, labels, infarct = hu[::-1], labels[::-1], infarct[::-1]
@@ -164,20 +186,35 @@ def render(
     outlined = {"stroke_width": 2, "stroke_fill": (0, 0, 0)}
     for value in np.unique(labels[labels > 0]):
         ys, xs = np.nonzero(labels == value)
-        code = REGION_CODES[(value - 1) % 10]
+        code = REGION_CODES[(value - 1) % 10] + (" n/a" if int(value) in not_assessable else "")
         draw.text((float(xs.mean()), float(ys.mean())), code, font=small, fill=(255, 255, 255), anchor="mm", **outlined)
     # Side markers: the right edge shows where the rows run to, the left edge the opposite.
     big_font, marker = _font(2 * size), (255, 255, 0)
     draw.text((size // 2, height // 2), OPPOSITE[row_letter], font=big_font, fill=marker, anchor="lm", **outlined)
     draw.text((width - size // 2, height // 2), row_letter, font=big_font, fill=marker, anchor="rm", **outlined)
     line_h = int(size * 1.5)
-    canvas = Image.new("RGB", (width, height + line_h * len(lines) + size // 2), (0, 0, 0))
+    font = _font(size)
+    rows = [(part, text) for text in lines for part in _wrap(text, font, width - size)]
+    canvas = Image.new("RGB", (width, height + line_h * len(rows) + size // 2), (0, 0, 0))
     canvas.paste(picture, (0, canvas.height - height))
     draw = ImageDraw.Draw(canvas)
-    for i, text in enumerate(lines):
-        colour = (255, 80, 80) if text == NOT_FOR_DIAGNOSTIC_USE else (255, 255, 255)
-        draw.text((size // 2, size // 4 + i * line_h), text, font=_font(size), fill=colour)
+    for i, (part, text) in enumerate(rows):
+        colour = (255, 80, 80) if text == NOT_FOR_DIAGNOSTIC_USE or NOT_ASSESSABLE in text else (255, 255, 255)
+        draw.text((size // 2, size // 4 + i * line_h), part, font=font, fill=colour)
     return np.asarray(canvas, dtype=np.uint8)
+
+
+def _wrap(text: str, font: ImageFont.ImageFont, width: float) -> List[str]:
+    """``text`` broken at spaces into lines no wider than ``width`` pixels."""
+    out, line = [], ""
+    for word in text.split(" "):
+        trial = f"{line} {word}" if line else word
+        if line and font.getlength(trial) > width:
+            out.append(line)
+            line = word
+        else:
+            line = trial
+    return out + [line]
 
 
 def enlargement(ds: Dataset) -> int:
@@ -250,8 +287,10 @@ def write_key_images(
     for number, (level, k) in enumerate(key_slices(result, regions).items(), start=1):
         ref = source[k]
         flip_rows, flip_cols, orientation = display_flips(ref)
-        lines = banner_lines(result, level, k, len(source))
-        rgb = render(hu_slice(ref), regions[k], infarct[k], lines, flip_rows, flip_cols, orientation[0])
+        on_slice = bool(np.isin(regions[k], _labels_of(LEVEL_REGIONS[level])).any())
+        lines = banner_lines(result, level, k, len(source), on_slice)
+        rgb = render(hu_slice(ref), regions[k], infarct[k], lines, flip_rows, flip_cols, orientation[0],
+                     not_assessable_labels(result))
         name = f"key_{level.lower()}"
         png = png_dir / f"{name}.png"
         Image.fromarray(rgb).save(png)

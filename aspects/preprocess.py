@@ -16,14 +16,18 @@ LPS, slices in ``aspects.dicom_geometry.sort_slices`` order) and returns a :clas
    the stripped brain intersected with the (slightly dilated) template brain, 0 outside;
 6. quality figures: similarity to the template, brain volume, head truncation, affine scale.
 
-The affine transform is kept in memory: :func:`to_source` brings any aligned image (binary
+The affine transform is kept in memory: :func:`to_slices` brings any aligned image (binary
 masks with label-wise linear interpolation, label maps nearest neighbour, intensities linearly)
-back onto the exact source grid, and :func:`to_aligned` goes the other way.
+back onto the original DICOM slices, each on its own plane (:func:`to_source` onto a regular
+grid), and :func:`to_aligned` goes the other way.
 
-Gantry tilt: a series whose ITK direction matrix is sheared is handled as in step 1. A loader
-that builds the usual unsheared ITK image of a tilted series (index-aligned with the DICOM, as
-SimpleITK does) gives an orthonormal direction; registration then absorbs the tilt (up to the
-small shear it cannot represent) and every output stays index-aligned with the DICOM slices.
+Gantry tilt and irregular slice steps: the app gives this module the series already resampled onto
+a regular orthogonal grid (:mod:`aspects.volume`) together with the slices' own geometry, which
+defines the scanned field (QC truncation, region coverage) and the way back (:func:`to_slices`).
+A sheared ITK grid given directly is still resampled orthogonally in step 1.
+
+Coverage: the fraction of each atlas region (placed by the affine registration) that lies inside
+the scanned slab, in ``Preprocessed.coverage``; a region not covered cannot be assessed.
 """
 
 from __future__ import annotations
@@ -31,15 +35,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from aspects.dicom_geometry import SliceGeometry
 from aspects.errors import EXIT_BAD_SERIES, EXIT_PROCESSING, InputError
 from aspects.registration import COARSE_STAGES, FINE_STAGES, RegistrationError, ncc, rigid_affine
 from aspects.skullstrip import BRAIN_HU, fill_holes, largest_component, strip_skull
+from aspects.volume import slice_grid, stack_grid
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +96,8 @@ class Preprocessed:
     source_to_aligned: sitk.AffineTransform
     qc: Dict[str, object] = field(default_factory=dict)
     timings: Dict[str, float] = field(default_factory=dict)
+    # Fraction (0..1) of each atlas region label 1..20 inside the scanned field.
+    coverage: Dict[int, float] = field(default_factory=dict)
 
 
 def _axis_aligned(direction: Tuple[float, ...]) -> bool:
@@ -210,8 +218,11 @@ def _dilate(mask: np.ndarray, voxels: int) -> np.ndarray:
     return ndi.binary_dilation(mask, structure=ndi.generate_binary_structure(3, 1), iterations=voxels)
 
 
-def preprocess(source: sitk.Image, atlas) -> Preprocessed:
+def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = None) -> Preprocessed:
     """Skull-strip the series and align it to ``atlas.template`` (see the module docstring).
+
+    ``geometry``: the original slices (their slab is the scanned field); None: the extent of
+    ``source`` itself.
 
     Raises :class:`InputError` (exit 5) for unusable geometry and (exit 7) when no brain is found
     or the registration fails.
@@ -265,26 +276,58 @@ def preprocess(source: sitk.Image, atlas) -> Preprocessed:
     brain_mask = _like(mask.astype(np.uint8), fixed)
     timings["resample_aligned_s"] = time.perf_counter() - t
 
-    qc = _quality(aligned_arr, fixed_arr, tmpl_mask, brain_ml, a2s, ortho, fixed)
+    inside = scanned_field(fixed, a2s, geometry, ortho)
+    qc = _quality(aligned_arr, fixed_arr, tmpl_mask, brain_ml, a2s, inside)
+    coverage = region_coverage(atlas_on_aligned(atlas.labels, fixed), inside)
     if qc["ncc"] < NCC_FAIL:
         raise InputError(EXIT_PROCESSING, f"registration to the atlas template failed (similarity {qc['ncc']:.2f})")
     timings["total_s"] = time.perf_counter() - t0
     return Preprocessed(source=source, aligned=aligned, brain_mask=brain_mask, template=fixed,
                         aligned_to_source=a2s, source_to_aligned=sitk.AffineTransform(a2s.GetInverse()),
-                        qc=qc, timings={k: round(v, 3) for k, v in timings.items()})
+                        qc=qc, timings={k: round(v, 3) for k, v in timings.items()}, coverage=coverage)
+
+
+def scanned_field(ref: sitk.Image, a2s: sitk.AffineTransform, geometry: Optional[SliceGeometry],
+                  image: sitk.Image) -> np.ndarray:
+    """Boolean (z, y, x) mask of the ``ref`` grid voxels whose source point (through ``a2s``) was
+    scanned: inside the original slices' slab when ``geometry`` is given, else inside ``image``."""
+    if geometry is None:
+        fov = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
+        fov.CopyInformation(image)
+        return sitk.GetArrayFromImage(sitk.Resample(fov, ref, a2s, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)) > 0
+    size = ref.GetSize()
+    zz, yy, xx = np.meshgrid(*(np.arange(n, dtype=float) for n in size[::-1]), indexing="ij")
+    idx = np.column_stack([xx.ravel(), yy.ravel(), zz.ravel()])
+    d = np.asarray(ref.GetDirection()).reshape(3, 3) * np.asarray(ref.GetSpacing())[None, :]
+    aligned_pts = idx @ d.T + np.asarray(ref.GetOrigin())
+    m = np.asarray(a2s.GetMatrix()).reshape(3, 3)
+    c, t = np.asarray(a2s.GetCenter()), np.asarray(a2s.GetTranslation())
+    source_pts = (aligned_pts - c) @ m.T + c + t
+    return geometry.contains(source_pts).reshape(size[::-1])
+
+
+def atlas_on_aligned(labels: sitk.Image, ref: sitk.Image) -> np.ndarray:
+    """The atlas label map (template space) on the aligned grid, nearest neighbour."""
+    return sitk.GetArrayFromImage(sitk.Resample(labels, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+                                                sitk.sitkUInt8))
+
+
+def region_coverage(labels_aligned: np.ndarray, inside: np.ndarray) -> Dict[int, float]:
+    """Fraction of each region label 1..20 inside the scanned field (1.0 for an absent label)."""
+    lab = labels_aligned.astype(np.int64).ravel()
+    total = np.bincount(lab, minlength=21)
+    covered = np.bincount(lab[inside.ravel()], minlength=21)
+    return {v: float(covered[v] / total[v]) if total[v] else 1.0 for v in range(1, 21)}
 
 
 def _quality(aligned: np.ndarray, template: np.ndarray, tmpl_mask: np.ndarray, brain_ml: float,
-             a2s: sitk.AffineTransform, ortho: sitk.Image, ref: sitk.Image) -> Dict[str, object]:
+             a2s: sitk.AffineTransform, inside: np.ndarray) -> Dict[str, object]:
     # Interior structure (ventricles, cisterns, grey/white), not the stripping edge.
     interior = ndi.binary_erosion(tmpl_mask, iterations=QC_ERODE_VOXELS)
     a = ndi.gaussian_filter(np.clip(aligned, *REG_WINDOW), QC_SMOOTH_VOX)
     b = ndi.gaussian_filter(np.clip(template, *REG_WINDOW), QC_SMOOTH_VOX)
     similarity = ncc(a, b, interior)
     scale = float(abs(np.linalg.det(np.asarray(a2s.GetMatrix()).reshape(3, 3))))
-    fov = sitk.Image(ortho.GetSize(), sitk.sitkUInt8) + 1
-    fov.CopyInformation(ortho)
-    inside = sitk.GetArrayViewFromImage(sitk.Resample(fov, ref, a2s, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)) > 0
     truncation = float(1.0 - inside[tmpl_mask].mean()) if tmpl_mask.any() else 1.0
     reasons: List[str] = []
     if similarity < NCC_LOW:
@@ -315,6 +358,24 @@ def to_source(pre: Preprocessed, aligned_img: sitk.Image, label: bool = True) ->
     the aligned grid; interpolation as in :func:`_interpolator`."""
     return sitk.Resample(aligned_img, pre.source, pre.source_to_aligned, _interpolator(aligned_img, label),
                          0.0, aligned_img.GetPixelID())
+
+
+def to_slices(pre: Preprocessed, aligned_img: sitk.Image, geometry: SliceGeometry, label: bool = True) -> np.ndarray:
+    """An aligned-grid image sampled at every pixel of the original slices: (N, rows, cols) array
+    index-aligned with the sorted DICOM instances, each slice on its own plane (gantry tilt and
+    unequal steps included); 0 outside the aligned grid; interpolation as in :func:`_interpolator`."""
+    interp = _interpolator(aligned_img, label)
+    rows, cols = geometry.shape
+    if geometry.is_regular:  # one 3-D grid holds every slice
+        ref = stack_grid(geometry)
+        return sitk.GetArrayFromImage(sitk.Resample(aligned_img, ref, pre.source_to_aligned, interp, 0.0,
+                                                    aligned_img.GetPixelID()))
+    out = np.zeros((geometry.n_slices, rows, cols), sitk.GetArrayViewFromImage(aligned_img).dtype)
+    for k in range(geometry.n_slices):
+        ref = slice_grid(geometry, k)
+        out[k] = sitk.GetArrayFromImage(sitk.Resample(aligned_img, ref, pre.source_to_aligned, interp, 0.0,
+                                                      aligned_img.GetPixelID()))[0]
+    return out
 
 
 def to_aligned(pre: Preprocessed, source_img: sitk.Image, label: bool = False) -> sitk.Image:

@@ -1,16 +1,19 @@
-"""aspects.json (schema_version 1): validation, writing, reading.
+"""aspects.json (schema_version 2): validation, writing, reading.
 
 ```
-{"schema_version": 1,
+{"schema_version": 2,
  "study_instance_uid": str, "series_instance_uid": str,
  "affected_side": "left" | "right" | null,
- "aspects": {"left": int 0..10, "right": int 0..10},
- "score": int,                      # the affected side's ASPECTS; both sides' (equal) score if null
+ "aspects": {"left": int 0..10 | null, "right": int 0..10 | null},   # null: a region not assessable
+ "score": int | null,               # the affected side's ASPECTS; with no affected side both
+                                    # sides' (equal) score; null when that score is null
  "infarct_volume_ml": float >= 0,
- "regions": {"left": {"C": {"involved": bool, "infarct_fraction": float 0..1, "infarct_ml": float >= 0},
+ "regions": {"left": {"C": {"involved": bool | null, "assessable": bool,
+                            "infarct_fraction": float 0..1, "infarct_ml": float >= 0},
                       ... all 10 codes of aspects.labels},
              "right": {...}},
- "flags": [str],
+ "flags": [str],                    # "incomplete_coverage" when a region is not assessable, with
+ "flag_details": {"incomplete_coverage": {"regions": ["left M4", ...]}, ...},
  "methods": {"regions": "model" | "atlas", "infarct": "model" | "asymmetry"},
  "device": "cpu" | "cuda:N",
  "timings_s": {stage: seconds >= 0},
@@ -19,8 +22,11 @@
  "not_for_diagnostic_use": true,
  "app": {"name": str, "version": str}}
 ```
-Consistency rules checked as well: ASPECTS per side = 10 - involved regions of that side;
-``score`` matches ``affected_side``; the regions' infarct ml do not exceed the total.
+Consistency rules checked as well: ASPECTS per side = 10 - involved regions of that side, null
+exactly when one of its regions is not assessable (``assessable`` false, ``involved`` null: the
+series does not cover it); ``score`` matches ``affected_side``; the regions' infarct ml do not
+exceed the total; ``incomplete_coverage`` lists exactly the regions not assessable.
+Readers treat a missing ``assessable`` as true; schema_version 1 files (no nulls) still validate.
 Extra keys (e.g. ``key_slices``) are allowed.
 """
 
@@ -36,7 +42,9 @@ import numpy as np
 
 from aspects.labels import REGION_CODES, SIDES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+INCOMPLETE_COVERAGE = "incomplete_coverage"
 REQUIRED_KEYS = (
     "schema_version",
     "study_instance_uid",
@@ -61,7 +69,7 @@ _DEVICE = re.compile(r"^(cpu|cuda:[0-9]+)$")
 
 
 class ResultSchemaError(ValueError):
-    """aspects.json content that breaks schema_version 1 (message lists every problem)."""
+    """aspects.json content that breaks the schema (message lists every problem)."""
 
 
 def _is_int(v: Any) -> bool:
@@ -70,6 +78,10 @@ def _is_int(v: Any) -> bool:
 
 def _is_num(v: Any) -> bool:
     return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _score_ok(v: Any, nullable: bool) -> bool:
+    return (v is None and nullable) or (_is_int(v) and 0 <= v <= 10)
 
 
 def _check_uid(d: Mapping, key: str, errors: List[str]) -> None:
@@ -93,8 +105,13 @@ def _check_regions(d: Mapping, errors: List[str]) -> None:
             if not isinstance(r, Mapping):
                 errors.append(f"{where}: not an object")
                 continue
-            if not isinstance(r.get("involved"), bool):
+            assessable = r.get("assessable", True)
+            if not isinstance(assessable, bool):
+                errors.append(f"{where}.assessable: not a bool")
+            elif assessable and not isinstance(r.get("involved"), bool):
                 errors.append(f"{where}.involved: not a bool")
+            elif not assessable and r.get("involved") is not None:
+                errors.append(f"{where}.involved: must be null when the region is not assessable")
             f = r.get("infarct_fraction")
             if not _is_num(f) or not 0.0 <= f <= 1.0:
                 errors.append(f"{where}.infarct_fraction: not a number in 0..1 ({f!r})")
@@ -103,43 +120,62 @@ def _check_regions(d: Mapping, errors: List[str]) -> None:
                 errors.append(f"{where}.infarct_ml: not a number >= 0 ({ml!r})")
 
 
+def not_assessable(d: Mapping) -> List[str]:
+    """Regions ("left M4", ...) marked not assessable in an aspects.json (missing = assessable)."""
+    return [f"{s} {c}" for s in SIDES for c in REGION_CODES if d["regions"][s][c].get("assessable", True) is False]
+
+
 def _check_consistency(d: Mapping, errors: List[str]) -> None:
     aspects, regions, side = d["aspects"], d["regions"], d["affected_side"]
+    missing = not_assessable(d)
     for s in SIDES:
         involved = sum(bool(regions[s][c]["involved"]) for c in REGION_CODES)
-        if aspects[s] != 10 - involved:
-            errors.append(f"aspects.{s} = {aspects[s]} but {involved} region(s) are involved (expected {10 - involved})")
+        incomplete = any(m.startswith(s + " ") for m in missing)
+        expected = None if incomplete else 10 - involved
+        if aspects[s] != expected:
+            why = "a region is not assessable" if incomplete else f"{involved} region(s) are involved"
+            errors.append(f"aspects.{s} = {aspects[s]} but {why} (expected {expected})")
     if side is not None and d["score"] != aspects[side]:
         errors.append(f"score = {d['score']} but the affected side ({side}) scores {aspects[side]}")
-    if side is None and not d["score"] == aspects["left"] == aspects["right"]:
-        errors.append(
-            f"affected_side is null but score/left/right = {d['score']}/{aspects['left']}/{aspects['right']} differ"
-        )
+    if side is None:
+        expected = None if None in (aspects["left"], aspects["right"]) else aspects["left"]
+        if d["score"] != expected or (expected is not None and aspects["left"] != aspects["right"]):
+            errors.append(
+                f"affected_side is null but score/left/right = {d['score']}/{aspects['left']}/{aspects['right']} differ"
+            )
+    flagged = INCOMPLETE_COVERAGE in (d.get("flags") or [])
+    if bool(missing) != flagged:
+        errors.append(f"flags: '{INCOMPLETE_COVERAGE}' must be present exactly when a region is not assessable")
+    elif missing:
+        listed = ((d.get("flag_details") or {}).get(INCOMPLETE_COVERAGE) or {}).get("regions")
+        if sorted(listed or []) != sorted(missing):
+            errors.append(f"flag_details.{INCOMPLETE_COVERAGE}.regions: expected {missing}, got {listed!r}")
     total = sum(float(regions[s][c]["infarct_ml"]) for s in SIDES for c in REGION_CODES)
     if total > float(d["infarct_volume_ml"]) * 1.01 + 1e-3:
         errors.append(f"regions hold {total:.3f} ml of infarct, more than infarct_volume_ml {d['infarct_volume_ml']}")
 
 
 def problems(d: Any) -> List[str]:
-    """Every way ``d`` breaks schema_version 1 (empty list = valid)."""
+    """Every way ``d`` breaks the schema (empty list = valid)."""
     if not isinstance(d, Mapping):
         return ["aspects.json must be a JSON object"]
     errors = [f"missing key: {k}" for k in REQUIRED_KEYS if k not in d]
     if errors:
         return errors
-    if d["schema_version"] != SCHEMA_VERSION:
-        errors.append(f"schema_version: expected {SCHEMA_VERSION}, got {d['schema_version']!r}")
+    if d["schema_version"] not in READABLE_VERSIONS:
+        errors.append(f"schema_version: expected one of {READABLE_VERSIONS}, got {d['schema_version']!r}")
     _check_uid(d, "study_instance_uid", errors)
     _check_uid(d, "series_instance_uid", errors)
     if d["affected_side"] not in (None, *SIDES):
         errors.append(f"affected_side: expected 'left', 'right' or null, got {d['affected_side']!r}")
     aspects = d["aspects"]
     aspects_ok = isinstance(aspects, Mapping) and set(aspects) == set(SIDES)
-    aspects_ok = aspects_ok and all(_is_int(aspects[s]) and 0 <= aspects[s] <= 10 for s in SIDES)
+    nullable = d["schema_version"] != 1
+    aspects_ok = aspects_ok and all(_score_ok(aspects[s], nullable) for s in SIDES)
     if not aspects_ok:
-        errors.append(f"aspects: needs integers 0..10 for 'left' and 'right', got {aspects!r}")
-    if not _is_int(d["score"]) or not 0 <= d["score"] <= 10:
-        errors.append(f"score: not an integer 0..10 ({d['score']!r})")
+        errors.append(f"aspects: needs integers 0..10 (or null) for 'left' and 'right', got {aspects!r}")
+    if not _score_ok(d["score"], nullable):
+        errors.append(f"score: not an integer 0..10 or null ({d['score']!r})")
     if not _is_num(d["infarct_volume_ml"]) or d["infarct_volume_ml"] < 0:
         errors.append(f"infarct_volume_ml: not a number >= 0 ({d['infarct_volume_ml']!r})")
     _check_regions(d, errors)

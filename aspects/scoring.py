@@ -1,12 +1,17 @@
 """ASPECTS from an infarct mask and an ASPECTS region map on the same grid (the overlap method of
 Deep-ASPECTS, seed 003): per region the infarct fraction and volume, involvement by threshold,
 the score per hemisphere, the affected side, and the total infarct volume from voxel spacing.
+
+Coverage: a region the series does not image (a study that stops short of the supraganglionic
+level, a truncated transfer) is "not assessable": its involvement is None and a hemisphere with
+such a region has no ASPECTS (None), because 10 minus the involved regions would count it as
+normal. Volumes may be per slice (irregular slice steps: each slice stands for its own slab).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -19,34 +24,52 @@ DEFAULT_INVOLVEMENT_FRACTION = 0.10
 # Optional second rule: ... or at least this many ml of it (off by default, as in the truth of the
 # synthetic studies; a site may set ~1 ml so that a clear small lesion in a large region counts).
 DEFAULT_INVOLVEMENT_ML: Optional[float] = None
+# A region is assessable when at least this fraction of it (atlas region after the affine
+# registration) lies inside the scanned slab: "~all of it", leaving room for a voxel of
+# registration or slab-edge error.
+MIN_COVERAGE = 0.95
+
+VoxelMl = Union[float, np.ndarray]  # one voxel volume, or one per slice (axis 0)
 
 
 @dataclass(frozen=True)
 class RegionFinding:
-    involved: bool
+    involved: Optional[bool]  # None: not assessable
     infarct_fraction: float
     infarct_ml: float
     region_ml: float
+    assessable: bool = True
 
 
 @dataclass
 class AspectsResult:
     regions: Dict[str, Dict[str, RegionFinding]]
-    aspects: Dict[str, int]
+    aspects: Dict[str, Optional[int]]
     affected_side: Optional[str]
     infarct_volume_ml: float
     flags: List[str] = field(default_factory=list)
 
     @property
-    def score(self) -> int:
-        """The affected side's ASPECTS (10 when no side is affected)."""
-        return self.aspects[self.affected_side] if self.affected_side else 10
+    def score(self) -> Optional[int]:
+        """The affected side's ASPECTS (with no affected side: 10, or None when either side has
+        no score); None when that side has a region that cannot be assessed."""
+        if self.affected_side:
+            return self.aspects[self.affected_side]
+        if any(self.aspects[s] is None for s in SIDES):
+            return None
+        return 10
+
+    @property
+    def not_assessable(self) -> List[str]:
+        """Region names ("left M4", ...) the series does not cover."""
+        return [f"{side} {code}" for side in SIDES for code in REGION_CODES if not self.regions[side][code].assessable]
 
     def regions_json(self) -> Dict[str, Dict[str, dict]]:
         return {
             side: {
                 code: {
                     "involved": f.involved,
+                    "assessable": f.assessable,
                     "infarct_fraction": round(f.infarct_fraction, 4),
                     "infarct_ml": round(f.infarct_ml, 3),
                     "region_ml": round(f.region_ml, 3),
@@ -61,46 +84,68 @@ def voxel_volume_ml(spacing_mm: Sequence[float]) -> float:
     return float(np.prod(np.asarray(spacing_mm, dtype=float))) / 1000.0
 
 
+def _weighted_counts(labels: np.ndarray, voxel_ml: VoxelMl) -> np.ndarray:
+    """ml per label value 0..20: voxel counts times the voxel volume (per slice when an array)."""
+    if np.ndim(voxel_ml) == 0:
+        return np.bincount(labels.astype(np.int64).ravel(), minlength=21) * float(voxel_ml)
+    w = np.broadcast_to(np.asarray(voxel_ml, float).reshape((-1,) + (1,) * (labels.ndim - 1)), labels.shape)
+    return np.bincount(labels.astype(np.int64).ravel(), weights=w.ravel(), minlength=21)
+
+
+def assessable_regions(coverage: Mapping[int, float], minimum: float = MIN_COVERAGE) -> Dict[str, Dict[str, bool]]:
+    """Per side and code: is the region covered by the scan (coverage by label value 1..20)?"""
+    return {side: {code: bool(coverage.get(label_value(side, code), 1.0) >= minimum) for code in REGION_CODES}
+            for side in SIDES}
+
+
 def region_findings(
     regions: np.ndarray,
     infarct: np.ndarray,
-    voxel_ml: float,
+    voxel_ml: VoxelMl,
     fraction_threshold: float = DEFAULT_INVOLVEMENT_FRACTION,
     ml_threshold: Optional[float] = DEFAULT_INVOLVEMENT_ML,
+    assessable: Optional[Mapping[str, Mapping[str, bool]]] = None,
 ) -> Dict[str, Dict[str, RegionFinding]]:
-    """Per side and region: infarct fraction, infarct ml and involvement."""
+    """Per side and region: infarct fraction (of the region's volume), infarct ml and involvement
+    (None where ``assessable`` says the region was not covered)."""
     if regions.shape != infarct.shape:
         raise ValueError(f"region map {regions.shape} and infarct mask {infarct.shape} differ in shape")
-    lab = regions.astype(np.int64).ravel()
-    region_vox = np.bincount(lab, minlength=21)
-    infarct_vox = np.bincount(lab[infarct.ravel() > 0], minlength=21)
+    # Fractions from voxel counts when all voxels are equal (exact), else from volumes.
+    unit: VoxelMl = 1.0 if np.ndim(voxel_ml) == 0 else voxel_ml
+    scale = float(voxel_ml) if np.ndim(voxel_ml) == 0 else 1.0
+    region_ml = _weighted_counts(regions, unit)
+    infarct_ml = _weighted_counts(np.where(infarct > 0, regions, 0), unit)
     out: Dict[str, Dict[str, RegionFinding]] = {}
     for side in SIDES:
         out[side] = {}
         for code in REGION_CODES:
             v = label_value(side, code)
-            n, k = int(region_vox[v]), int(infarct_vox[v])
-            fraction = k / n if n else 0.0
-            ml = k * voxel_ml
-            involved = n > 0 and k > 0 and (fraction >= fraction_threshold or (ml_threshold is not None and ml >= ml_threshold))
-            out[side][code] = RegionFinding(bool(involved), float(fraction), float(ml), float(n * voxel_ml))
+            n, k = float(region_ml[v]), float(infarct_ml[v])
+            fraction = min(1.0, k / n) if n > 0 else 0.0
+            involved = n > 0 and k > 0 and (fraction >= fraction_threshold
+                                            or (ml_threshold is not None and k * scale >= ml_threshold))
+            ok = True if assessable is None else bool(assessable[side][code])
+            out[side][code] = RegionFinding(bool(involved) if ok else None, float(fraction), k * scale, n * scale, ok)
     return out
 
 
-def aspects_per_side(findings: Dict[str, Dict[str, RegionFinding]]) -> Dict[str, int]:
-    """10 minus the involved regions, per hemisphere."""
-    return {side: 10 - sum(f.involved for f in findings[side].values()) for side in SIDES}
+def aspects_per_side(findings: Dict[str, Dict[str, RegionFinding]]) -> Dict[str, Optional[int]]:
+    """10 minus the involved regions, per hemisphere; None when a region cannot be assessed."""
+    return {side: None if any(not f.assessable for f in findings[side].values())
+            else 10 - sum(bool(f.involved) for f in findings[side].values()) for side in SIDES}
 
 
-def affected_side(findings: Dict[str, Dict[str, RegionFinding]], scores: Dict[str, int]) -> Optional[str]:
-    """The hemisphere with the lower score; on a tie, the one with more infarct in its regions.
+def affected_side(findings: Dict[str, Dict[str, RegionFinding]], scores: Optional[Dict[str, Optional[int]]] = None) -> Optional[str]:
+    """The hemisphere with more involved regions (the lower score); on a tie, the one with more
+    infarct in its regions. Only assessable regions count.
 
     None when no region is involved on either side.
     """
-    if scores["left"] == 10 and scores["right"] == 10:
+    involved = {s: sum(bool(f.involved) for f in findings[s].values()) for s in SIDES}
+    if involved["left"] == 0 and involved["right"] == 0:
         return None
-    if scores["left"] != scores["right"]:
-        return min(SIDES, key=lambda s: scores[s])
+    if involved["left"] != involved["right"]:
+        return max(SIDES, key=lambda s: involved[s])
     ml = {s: sum(f.infarct_ml for f in findings[s].values()) for s in SIDES}
     return max(SIDES, key=lambda s: ml[s])
 
@@ -111,14 +156,21 @@ def score(
     spacing_mm: Sequence[float],
     fraction_threshold: float = DEFAULT_INVOLVEMENT_FRACTION,
     ml_threshold: Optional[float] = DEFAULT_INVOLVEMENT_ML,
+    assessable: Optional[Mapping[str, Mapping[str, bool]]] = None,
+    slice_ml: Optional[np.ndarray] = None,
 ) -> AspectsResult:
-    """ASPECTS of a study from its region map and infarct mask (same grid, spacing in mm)."""
-    vml = voxel_volume_ml(spacing_mm)
-    findings = region_findings(regions, infarct, vml, fraction_threshold, ml_threshold)
+    """ASPECTS of a study from its region map and infarct mask (same grid, spacing in mm).
+
+    ``slice_ml``: one voxel volume per slice (axis 0) for series with unequal slice steps; it
+    replaces ``spacing_mm``. ``assessable``: regions the scan covers (default: all).
+    """
+    vml: VoxelMl = np.asarray(slice_ml, float) if slice_ml is not None else voxel_volume_ml(spacing_mm)
+    findings = region_findings(regions, infarct, vml, fraction_threshold, ml_threshold, assessable)
     scores = aspects_per_side(findings)
+    total = _weighted_counts((infarct > 0).astype(np.uint8), vml)[1]
     return AspectsResult(
         regions=findings,
         aspects=scores,
         affected_side=affected_side(findings, scores),
-        infarct_volume_ml=float(np.count_nonzero(infarct)) * vml,
+        infarct_volume_ml=float(total),
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from aspects.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputError
+from aspects.file_lock import hold_lock
 
 from .config import ListenerConfig, check_runnable, load_config
 from .spool import Spool
@@ -45,12 +46,26 @@ def print_status(spool: Spool, out=sys.stdout) -> None:
             print(f"{'':<58} {r['reason']}", file=out)
 
 
+SPOOL_LOCK = ".listener.lock"
+
+
+def lock_spool(spool_dir: Path) -> int:
+    """One listener per spool: hold ``SPOOL/.listener.lock`` (flock) for the life of the process.
+
+    A second listener on the same spool gets one line naming the first one's pid (exit 9) before
+    it reads or changes anything in the spool.
+    """
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    return hold_lock(spool_dir / SPOOL_LOCK, f"the spool {spool_dir} is in use by another listener (pid {{pid}}); "
+                                             "stop it first or give this one its own spool_dir")
+
+
 def serve(cfg: ListenerConfig) -> int:
     from .jobs import Worker
     from .scp import StorageSCP
 
     spool = Spool(cfg.spool_dir)
-    cfg.spool_dir.mkdir(parents=True, exist_ok=True)
+    lock_spool(cfg.spool_dir)
     removed = spool.remove_temp_files()
     if removed:
         log.info("removed %d unacknowledged partial file(s) left by an earlier crash", removed)

@@ -10,24 +10,40 @@ Refusals (what a sender sees):
   one without the UIDs / pixel data the app needs, or whose SOP class is not CT Image Storage:
   0xA900 (dataset does not match SOP class). Both are kept in SPOOL/rejected/ with a .txt reason.
 - the spool cannot be written (disk full ...): 0xA700 (out of resources); the sender retries later.
+- a C-STORE that announces a data set and sends none: 0xA900 after :data:`EMPTY_DATASET_WAIT_S`
+  (pynetdicom alone would wait for the data until the association times out).
 The C-STORE success (0x0000) is returned only after the instance is fsynced in the spool.
+
+Transfer syntaxes: uncompressed, deflated, and every compressed syntax an installed pydicom
+decoder reads (JPEG Lossless, JPEG-LS, JPEG 2000, RLE ...: the pinned pylibjpeg plugins), so the
+app can read every instance acknowledged. Instances are stored as received (same encoding).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from pydicom.dataset import Dataset
+from pydicom.pixels import get_decoder
 from pydicom.uid import (
+    JPEG2000,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
     RLELossless,
 )
 from pynetdicom import AE, evt
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from .config import ListenerConfig
@@ -35,16 +51,20 @@ from .spool import Spool, is_uid
 
 log = logging.getLogger("listener.scp")
 
-# Uncompressed and RLE: what pydicom decodes without optional plugins, so the app can read every
-# instance we acknowledge. A sender proposing only JPEG syntaxes is refused at negotiation.
-TRANSFER_SYNTAXES = [
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    RLELossless,
-]
-_NATIVE = {ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian}
+_NATIVE = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian]
+_COMPRESSED = [JPEGLosslessSV1, JPEGLossless, JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000,
+               RLELossless, JPEGBaseline8Bit, JPEGExtended12Bit]
+
+
+def decodable_syntaxes() -> List[str]:
+    """Uncompressed syntaxes plus the compressed ones an installed pydicom decoder reads."""
+    return _NATIVE + [ts for ts in _COMPRESSED if get_decoder(ts).is_available]
+
+
+TRANSFER_SYNTAXES = decodable_syntaxes()
+# A sender puts the data set right behind the C-STORE command; none within this time means none
+# is coming (pynetdicom would wait for it until the association's network timeout).
+EMPTY_DATASET_WAIT_S = 2.0
 
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
@@ -114,6 +134,7 @@ class StorageSCP:
         with self._lock:
             self._counts[id(event.assoc)] = {}
             self._refused[id(event.assoc)] = 0
+        self._answer_missing_datasets(event.assoc)
         refused = {str(cx.abstract_syntax) for cx in event.assoc.rejected_contexts}
         log.info("association from %s accepted%s", self._peer(event),
                  f" ({len(refused)} proposed SOP classes other than CT Image Storage refused)" if refused else "")
@@ -125,6 +146,48 @@ class StorageSCP:
         per_study = ", ".join(f"study {uid}: {n}" for uid, n in counts.items()) or "no instances"
         log.info("association from %s %s: stored %d instance(s) (%s)%s", self._peer(event), how,
                  sum(counts.values()), per_study, f", refused {refused}" if refused else "")
+
+    def _answer_missing_datasets(self, assoc) -> None:
+        """Answer at once a C-STORE whose announced data set never comes (0xA900).
+
+        pynetdicom keeps such a request half-decoded and waits for the data until the
+        association times out, so the sender hangs. This wraps the association's DIMSE intake:
+        a C-STORE request still without data :data:`EMPTY_DATASET_WAIT_S` after its command set
+        is answered with a failure and dropped.
+        """
+        dimse = assoc.dimse
+        receive = dimse.receive_primitive
+        guard = threading.Lock()
+
+        def refuse(message) -> None:
+            with guard:
+                if dimse.message is not message or message.data_set.getvalue():
+                    return  # completed, or data arrived meanwhile
+                dimse.message = None
+            cs = message.command_set
+            rsp = C_STORE()
+            rsp.MessageIDBeingRespondedTo = cs.MessageID
+            rsp.AffectedSOPClassUID = cs.AffectedSOPClassUID
+            rsp.AffectedSOPInstanceUID = cs.AffectedSOPInstanceUID
+            rsp.Status = STATUS_DATASET_MISMATCH
+            dimse.send_msg(rsp, message.context_id)
+            with self._lock:
+                self._refused[id(assoc)] = self._refused.get(id(assoc), 0) + 1
+            log.warning("C-STORE from %s REFUSED (status 0x%04X): the request announced a data set and sent none",
+                        assoc.requestor.ae_title.strip(), STATUS_DATASET_MISMATCH)
+
+        def receive_primitive(primitive) -> None:
+            with guard:
+                receive(primitive)
+                message = dimse.message
+            cs = getattr(message, "command_set", None)
+            if (cs is not None and cs.get("CommandField") == 0x0001 and cs.get("CommandDataSetType") != 0x0101
+                    and not message.data_set.getvalue() and not getattr(message, "_data_set_file", None)):
+                timer = threading.Timer(EMPTY_DATASET_WAIT_S, refuse, args=(message,))
+                timer.daemon = True
+                timer.start()
+
+        dimse.receive_primitive = receive_primitive
 
     def _on_echo(self, event) -> int:
         log.info("C-ECHO from %s", self._peer(event))

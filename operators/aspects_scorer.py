@@ -11,18 +11,26 @@ import SimpleITK as sitk
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
 from aspects import APP_NAME, __version__
+from aspects.dicom_geometry import SliceGeometry
 from aspects.flags import acute_only, image_flags, outside_mca_flag
-from aspects.preprocess import to_source
+from aspects.labels import label_value
+from aspects.preprocess import to_slices
+from aspects.result_json import INCOMPLETE_COVERAGE, SCHEMA_VERSION
+from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION, DEFAULT_INVOLVEMENT_ML, assessable_regions, score
 from aspects.timings import record, snapshot
-from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION, DEFAULT_INVOLVEMENT_ML, score
+from aspects.volume import on_grid, series_grid
 
 
 class AspectsScorerOperator(Operator):
     """Named inputs: "preprocessed", "regions", "infarct" (from the segmenters) and
     "source_datasets". Named outputs: "result" (the aspects.json content, outputs still to be
-    filled by the writers), "infarct" (bool) and "regions" (uint8) = (z, y, x) masks on the
-    source grid, "source" (the sorted source datasets) and "masks" (both masks as SimpleITK
-    images in the source geometry, for the NIfTI writer).
+    filled by the writers), "infarct" (bool) and "regions" (uint8) = (z, y, x) masks
+    index-aligned with the sorted source instances (each slice sampled on its own plane, so a
+    tilted or unevenly spaced series is exact), "source" (the sorted source datasets) and "masks"
+    (both masks as SimpleITK images index-aligned with the instances, for the NIfTI writer).
+
+    Regions the series does not cover are not assessable (aspects.json schema 2): their side has
+    no ASPECTS and the flag ``incomplete_coverage`` lists them.
     """
 
     def __init__(
@@ -68,19 +76,28 @@ class AspectsScorerOperator(Operator):
                 flags.append(outside)
         acute_img = sitk.GetImageFromArray(acute.astype(np.uint8))
         acute_img.CopyInformation(infarct.mask)
-        regions_img = sitk.Cast(to_source(pre, regions["labels_aligned"], label=True), sitk.sitkUInt8)
-        infarct_img = sitk.Cast(to_source(pre, acute_img, label=True) > 0, sitk.sitkUInt8)
-        regions_src = sitk.GetArrayFromImage(regions_img)
-        infarct_src = sitk.GetArrayFromImage(infarct_img) > 0
-        result = score(regions_src, infarct_src, pre.source.GetSpacing(), self._fraction, self._ml)
+        geometry = SliceGeometry.from_datasets(datasets)
+        regions_src = to_slices(pre, regions["labels_aligned"], geometry, label=True).astype(np.uint8)
+        infarct_src = to_slices(pre, acute_img, geometry, label=True) > 0
+        coverage = getattr(pre, "coverage", {}) or {}
+        result = score(regions_src, infarct_src, (), self._fraction, self._ml,
+                       assessable=assessable_regions(coverage), slice_ml=geometry.slice_ml())
         flag_names = [f.name for f in flags]
+        flag_details = {f.name: {"volume_ml": round(f.volume_ml, 3)} for f in flags}
+        missing = result.not_assessable
+        if missing:
+            flag_names.append(INCOMPLETE_COVERAGE)
+            covered = {m: round(coverage.get(label_value(*m.split(" ")), 1.0), 3) for m in missing}
+            flag_details[INCOMPLETE_COVERAGE] = {"regions": missing, "covered_fraction": covered}
+            self._logger.warning("the series does not cover %s: not assessable, no ASPECTS for that side",
+                                 ", ".join(f"{m} ({100 * c:.0f}% covered)" for m, c in covered.items()))
         qc = getattr(pre, "qc", {}) or {}
         if qc.get("low_confidence"):
             flag_names.append("low_confidence")
         seconds = time.perf_counter() - t0
         ds0 = datasets[0]
         self._logger.info(
-            "ASPECTS right %d, left %d; affected side %s; infarct %.1f ml; flags %s",
+            "ASPECTS right %s, left %s; affected side %s; infarct %.1f ml; flags %s",
             result.aspects["right"], result.aspects["left"], result.affected_side,
             result.infarct_volume_ml, flag_names or "none",
         )
@@ -92,7 +109,7 @@ class AspectsScorerOperator(Operator):
         timings.update({f"preprocess_{k[:-2] if k.endswith('_s') else k}": v
                         for k, v in (getattr(pre, "timings", {}) or {}).items() if k != "total_s"})
         aspects_json = {
-            "schema_version": 1,
+            "schema_version": SCHEMA_VERSION,
             "study_instance_uid": str(ds0.StudyInstanceUID),
             "series_instance_uid": str(ds0.SeriesInstanceUID),
             "affected_side": result.affected_side,
@@ -101,7 +118,7 @@ class AspectsScorerOperator(Operator):
             "infarct_volume_ml": round(result.infarct_volume_ml, 3),
             "regions": result.regions_json(),
             "flags": flag_names,
-            "flag_details": {f.name: {"volume_ml": round(f.volume_ml, 3)} for f in flags},
+            "flag_details": flag_details,
             "qc": {k: v for k, v in qc.items() if isinstance(v, (int, float, str, bool, list)) or v is None},
             "thresholds": {"involvement_fraction": self._fraction, "involvement_ml": self._ml},
             "methods": {"regions": regions["method"], "infarct": infarct.method},
@@ -114,4 +131,6 @@ class AspectsScorerOperator(Operator):
         op_output.emit(infarct_src, "infarct")
         op_output.emit(regions_src, "regions")
         op_output.emit(datasets, "source")
-        op_output.emit({"infarct": infarct_img, "regions": regions_img}, "masks")
+        grid = series_grid(datasets)
+        masks = {"infarct": on_grid(infarct_src.astype(np.uint8), grid), "regions": on_grid(regions_src, grid)}
+        op_output.emit(masks, "masks")

@@ -13,7 +13,8 @@ from aspects.preprocess import preprocess
 
 
 class PreprocessOperator(Operator):
-    """Named input: "volume" (SimpleITK HU image of the selected series, source grid).
+    """Named input: "volume" (:class:`aspects.volume.SeriesVolume` of the selected series, or a
+    SimpleITK HU image on the series grid).
     Named output: "preprocessed" (:class:`aspects.preprocess.Preprocessed`).
 
     ``atlas_dir``: the atlas folder (None: ``$ASPECTS_ATLAS_DIR`` or ``<repo>/atlas``).
@@ -34,7 +35,8 @@ class PreprocessOperator(Operator):
         if self._atlas is None:
             self._atlas = load_atlas(self._atlas_dir)
         self._logger.info("preprocessing: skull stripping and registration to the atlas template")
-        pre = preprocess(volume, self._atlas)
+        geometry = getattr(volume, "geometry", None)  # the original slices bound the scanned field
+        pre = preprocess(getattr(volume, "image", volume), self._atlas, geometry=geometry)
         self._logger.info("preprocessing done in %.1f s %s; QC %s", pre.timings.get("total_s", 0.0), pre.timings, pre.qc)
         if pre.qc.get("low_confidence"):
             self._logger.warning("low confidence: %s", "; ".join(pre.qc.get("reasons", [])))

@@ -11,6 +11,7 @@ from monai.deploy.core.domain.dicom_series_selection import SelectedSeries, Stud
 from pydicom.dataset import Dataset
 
 from aspects.dicom_geometry import sort_slices
+from aspects.dicom_input import complete_type2
 from aspects.selection import load_rules, select_series
 from aspects.timings import timed
 
@@ -21,7 +22,8 @@ class NCCTSeriesSelectorOperator(Operator):
     Named input: "dicom_study_list" (List[DICOMStudy]).
     Named outputs: "study_selected_series_list" (List[StudySelectedSeries], for the SDK's
     series-to-volume operator) and "source_datasets" (the chosen series' pydicom datasets, sorted
-    along the slice normal: the source grid every output goes back to).
+    along the slice normal: the source grid every output goes back to; Type 2 patient/study
+    attributes the source lacks are added empty, in memory, for the derived objects).
     """
 
     def __init__(self, fragment: Fragment, *args, rules_file: Optional[Path] = None, **kwargs):
@@ -50,4 +52,4 @@ class NCCTSeriesSelectorOperator(Operator):
         chosen = StudySelectedSeries(study)
         chosen.add_selected_series(SelectedSeries("ncct", series))
         op_output.emit([chosen], "study_selected_series_list")
-        op_output.emit(sort_slices(selection.chosen.datasets), "source_datasets")
+        op_output.emit([complete_type2(ds) for ds in sort_slices(selection.chosen.datasets)], "source_datasets")

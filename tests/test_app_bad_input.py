@@ -1,4 +1,5 @@
-"""Bad input: each case gets one clear line on stderr, a defined exit code, and an untouched input."""
+"""Bad input: each case gets one clear line on stderr, a defined exit code, and an untouched input.
+(tools/robustness.py runs a longer list of cases for docs/robustness.md.)"""
 
 from __future__ import annotations
 
@@ -8,18 +9,20 @@ from typing import Callable
 
 import pydicom
 import pytest
-from pydicom.uid import generate_uid
 
 from aspects.errors import (
     EXIT_BAD_SERIES,
     EXIT_MULTIPLE_STUDIES,
     EXIT_NO_DICOM,
     EXIT_NO_SERIES,
+    EXIT_UNDECODABLE,
     EXIT_USAGE,
 )
 from tests.conftest import run_app
 from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
 from tests.test_app import tree_digest
+from tools.robustness import (PRIVATE_SYNTAX, copy_as_second_study, corrupt_pixel_stream, edit, encode,
+                              relabel_transfer_syntax, shear_positions)
 
 
 @pytest.fixture(scope="module")
@@ -63,23 +66,49 @@ def make_missing(folder):
     files[len(files) // 2].unlink()
 
 
-def make_mixed(folder):
+def make_no_position(folder):
     files = _sorted_files(folder)
-    for p in files[len(files) // 2:]:  # the upper half moves 2.5 mm down: one step of 2.5 mm
-        ds = pydicom.dcmread(p)
-        ds.ImagePositionPatient = [ds.ImagePositionPatient[0], ds.ImagePositionPatient[1], ds.ImagePositionPatient[2] - 2.5]
-        ds.save_as(p)
+    edit([files[len(files) // 2]], lambda ds, i: delattr(ds, "ImagePositionPatient"))
+
+
+def make_spacing_zero(folder):
+    edit([_sorted_files(folder)[7]], lambda ds, i: setattr(ds, "PixelSpacing", [0, 0]))
+
+
+def make_duplicate_uid(folder):
+    files = _sorted_files(folder)
+    uid = pydicom.dcmread(files[10], stop_before_pixels=True).SOPInstanceUID
+    edit([files[11]], lambda ds, i: (setattr(ds, "SOPInstanceUID", uid), setattr(ds.file_meta, "MediaStorageSOPInstanceUID", uid)))
+
+
+def make_interleaved(folder):
+    def change(ds, i):  # every other slice: a second acquisition, the patient moved 8 mm
+        if i % 2:
+            ds.AcquisitionNumber = 2
+            ds.ImagePositionPatient = [float(ds.ImagePositionPatient[0]) + 8.0] + list(ds.ImagePositionPatient[1:])
+    edit(_sorted_files(folder), change)
+
+
+def make_no_pixels(folder):
+    files = _sorted_files(folder)
+    edit([files[len(files) // 2]], lambda ds, i: delattr(ds, "PixelData"))
+
+
+def make_unknown_syntax(folder):
+    relabel_transfer_syntax(folder, PRIVATE_SYNTAX)  # no decoder knows it
+
+
+def make_corrupt_jpeg(folder):
+    encode(folder, "jpeg-lossless-sv1")
+    corrupt_pixel_stream(_sorted_files(folder)[12])
+
+
+def make_too_tilted(folder):
+    shear_positions(folder, 40.0)  # slice origins as a 40 degree gantry tilt leaves them (30 is the most corrected)
 
 
 def make_two_studies(folder):
-    second = folder / "second"
-    second.mkdir()
-    study, series = generate_uid(), generate_uid()
-    for p in list(folder.glob("*.dcm")):
-        ds = pydicom.dcmread(p)
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.save_as(second / p.name)
+    copy_as_second_study(folder)
 
 
 def make_non_dicom(folder):
@@ -101,7 +130,13 @@ CASES = [
     ("contrast_only", make_contrast, EXIT_NO_SERIES, "contrast-enhanced"),
     ("localizer_only", make_localizer, EXIT_NO_SERIES, "localizer"),
     ("missing_slices", make_missing, EXIT_BAD_SERIES, "missing slices"),
-    ("mixed_spacing", make_mixed, EXIT_BAD_SERIES, "mixed slice spacing"),
+    ("no_position", make_no_position, EXIT_BAD_SERIES, "has no ImagePositionPatient"),
+    ("pixel_spacing_zero", make_spacing_zero, EXIT_BAD_SERIES, "has PixelSpacing 0/0"),
+    ("duplicate_uid", make_duplicate_uid, EXIT_BAD_SERIES, "is used by 2 different images"),
+    ("interleaved", make_interleaved, EXIT_BAD_SERIES, "2 interleaved acquisitions in one series"),
+    ("too_tilted", make_too_tilted, EXIT_BAD_SERIES, "gantry tilt of 40.0 deg"),
+    ("unknown_syntax", make_unknown_syntax, EXIT_UNDECODABLE, "which this installation cannot decode"),
+    ("corrupt_jpeg", make_corrupt_jpeg, EXIT_UNDECODABLE, "cannot be decoded"),
     ("two_studies", make_two_studies, EXIT_MULTIPLE_STUDIES, "2 studies"),
 ]
 
@@ -121,11 +156,15 @@ def test_bad_input_gets_one_line_and_exit_code(normal_case, tmp_path, name, dama
     assert (tmp_path / "out" / "error.json").is_file()
 
 
-def test_gantry_tilt_is_refused_with_a_reason(phantom_root, tmp_path):  # noqa: F811
-    case = make_case(phantom_root, 32, kind="normal", thickness=5.0, tilt_deg=12.0)
-    proc = run_app(case / "dicom", tmp_path / "out", timeout=300)
-    assert proc.returncode == EXIT_BAD_SERIES
-    assert "gantry tilt of 12.0 deg" in proc.stderr.splitlines()[-1]
+def test_image_without_pixel_data_is_named_in_one_console_line(normal_case, tmp_path):
+    inp = tmp_path / "input"
+    shutil.copytree(normal_case / "dicom", inp)
+    make_no_pixels(inp)
+    proc = run_app(inp, tmp_path / "out", timeout=300)
+    assert proc.returncode == EXIT_BAD_SERIES and "missing slices" in proc.stderr.splitlines()[-1]
+    skipped = [ln for ln in proc.stderr.splitlines() if "file(s) that are not usable" in ln]
+    assert len(skipped) == 1 and "skipped 1 file(s)" in skipped[0] and "no pixel data" in skipped[0]
+    assert "truncated" not in proc.stderr
 
 
 def test_missing_input_folder_and_output_inside_input(normal_case, tmp_path):

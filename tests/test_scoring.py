@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from aspects.labels import REGION_CODES, label_value, region_of
-from aspects.scoring import affected_side, aspects_per_side, region_findings, score, voxel_volume_ml
+from aspects.scoring import (affected_side, aspects_per_side, assessable_regions, region_findings, score,
+                             voxel_volume_ml)
 
 
 def _regions(shape=(22, 20, 40)):
@@ -91,3 +92,44 @@ def test_shape_mismatch_is_an_error():
 
 def test_voxel_volume():
     assert voxel_volume_ml((0.5, 0.5, 5.0)) == pytest.approx(0.00125)
+
+
+def test_region_not_covered_makes_its_side_not_assessable():
+    lab = _regions()
+    inf = np.zeros_like(lab, bool)
+    inf[lab == label_value("right", "M1")] = True
+    coverage = {v: 1.0 for v in range(1, 21)}
+    coverage[label_value("left", "M6")] = 0.4  # the scan stops inside left M6
+    r = score(lab, inf, (1, 1, 1), assessable=assessable_regions(coverage))
+    assert r.regions["left"]["M6"].assessable is False and r.regions["left"]["M6"].involved is None
+    assert r.aspects == {"right": 9, "left": None}
+    assert r.affected_side == "right" and r.score == 9  # the affected side is fully covered
+    assert r.not_assessable == ["left M6"]
+    inf2 = np.zeros_like(lab, bool)  # nothing involved anywhere, one side incomplete: no total score
+    r2 = score(lab, inf2, (1, 1, 1), assessable=assessable_regions(coverage))
+    assert r2.affected_side is None and r2.score is None
+    inf3 = np.zeros_like(lab, bool)  # the infarcted side is the incomplete one: no score
+    inf3[lab == label_value("left", "M1")] = True
+    r3 = score(lab, inf3, (1, 1, 1), assessable=assessable_regions(coverage))
+    assert r3.affected_side == "left" and r3.score is None
+
+
+def test_coverage_threshold():
+    cov = {v: 1.0 for v in range(1, 21)}
+    cov[label_value("right", "C")] = 0.95
+    cov[label_value("right", "L")] = 0.9499
+    a = assessable_regions(cov)
+    assert a["right"]["C"] and not a["right"]["L"]
+
+
+def test_per_slice_volumes_for_unequal_slice_steps():
+    lab = _regions()
+    inf = np.zeros_like(lab, bool)
+    inf[0:2][lab[0:2] == label_value("left", "C")] = True  # left C fills slices 0-1
+    slice_ml = np.full(lab.shape[0], 0.001)
+    slice_ml[1] = 0.003  # slice 1 stands for a slab three times as thick
+    r = score(lab, inf, (), slice_ml=slice_ml)
+    per_slice = (lab[0] == label_value("left", "C")).sum()
+    assert r.regions["left"]["C"].infarct_ml == pytest.approx(per_slice * (0.001 + 0.003))
+    assert r.infarct_volume_ml == pytest.approx(per_slice * 0.004)
+    assert r.regions["left"]["C"].infarct_fraction == 1.0

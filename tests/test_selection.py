@@ -81,16 +81,54 @@ def test_two_studies_are_refused():
     assert err.value.code == EXIT_MULTIPLE_STUDIES and "2 studies" in err.value.message
 
 
-def test_missing_slices_and_mixed_spacing_and_tilt():
+def test_missing_slices_are_refused_and_named_but_tilt_and_two_part_spacing_are_accepted():
     rules = load_rules()
     _, gap = series(positions=[0, 5, 10, 20, 25, 30, 35, 40, 45, 50])
-    assert "missing slices: 1 slice" in geometry_problem(gap, rules)
-    _, mixed = series(positions=[0, 5, 10, 12.5, 15, 17.5, 20, 25, 30])
-    assert "mixed slice spacing" in geometry_problem(mixed, rules)
-    _, tilted = series(tilt=15.0)
-    assert "gantry tilt of 15.0 deg" in geometry_problem(tilted, rules)
+    problem = geometry_problem(gap, rules)
+    assert "missing slices: about 1 slice(s) absent between" in problem and "10.0 mm and" in problem
+    assert "at 20.0 mm" in problem
+    # A two-part acquisition (4 mm then 7 mm with a short overlap step, as the real GE series)
+    two_part = [4.0 * i for i in range(14)] + [53.08 + 7.0 * i for i in range(14)]
+    _, mixed = series(positions=two_part, thickness=4.0)
+    assert geometry_problem(mixed, rules) is None
+    for tilt in (-25.0, -10.0, 15.0, 25.0):
+        _, tilted = series(tilt=tilt)
+        assert geometry_problem(tilted, rules) is None, tilt
+    _, too_tilted = series(tilt=40.0)
+    assert "gantry tilt of 40.0 deg" in geometry_problem(too_tilted, rules)
     _, ok = series()
     assert geometry_problem(ok, rules) is None
+
+
+def _named(datasets):
+    for i, ds in enumerate(datasets):
+        ds.filename = f"IM{i:04d}.dcm"
+    return datasets
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda ds: delattr(ds[7], "ImagePositionPatient"), "image IM0007.dcm has no ImagePositionPatient"),
+    (lambda ds: setattr(ds[3], "PixelSpacing", [0, 0]), "image IM0003.dcm has PixelSpacing 0/0"),
+    (lambda ds: setattr(ds[5], "SOPInstanceUID", ds[6].SOPInstanceUID), "is used by 2 different images (IM0005.dcm, IM0006.dcm)"),
+])
+def test_broken_slice_attributes_are_named(damage, words):
+    uid, ds = series()
+    damage(_named(ds))
+    with pytest.raises(InputError) as err:
+        select_series(as_input((uid, ds)))
+    assert err.value.code == EXIT_BAD_SERIES and words in err.value.message, err.value.message
+
+
+def test_interleaved_acquisitions_are_named_not_called_tilt():
+    # Two acquisitions of one series, the second shifted 8 mm in-plane (patient moved), interleaved.
+    uid, ds = series(positions=[2.5 * i for i in range(24)], thickness=5.0)
+    for i, d in enumerate(ds):
+        d.AcquisitionNumber = 1 + i % 2
+        if i % 2:
+            d.ImagePositionPatient = [d.ImagePositionPatient[0] + 8.0, d.ImagePositionPatient[1], d.ImagePositionPatient[2]]
+    problem = geometry_problem(ds, load_rules())
+    assert "2 interleaved acquisitions in one series (AcquisitionNumber 1: 12 images" in problem
+    assert "tilt" not in problem
 
 
 def test_unusable_only_candidate_gives_bad_series_error():
@@ -106,3 +144,12 @@ def test_bad_candidate_falls_back_to_next_usable_series():
     sel = select_series(as_input(thin_gap, good))
     assert sel.chosen.series_uid == good[0]
     assert any("missing slices" in r for r in sel.reasons)
+
+
+def test_lossy_compressed_originals_are_accepted_but_other_derived_images_are_not():
+    lossy = series(image_type=("DERIVED ", "PRIMARY", "AXIAL"), LossyImageCompression="01")  # padded, as GDCM writes it
+    sel = select_series(as_input(lossy))
+    assert sel.chosen.series_uid == lossy[0] and any("lossy-compressed original" in r for r in sel.reasons)
+    with pytest.raises(InputError) as err:
+        select_series(as_input(series(image_type=("DERIVED", "PRIMARY", "AXIAL"))))
+    assert err.value.code == EXIT_NO_SERIES and "is not ORIGINAL/PRIMARY" in err.value.message

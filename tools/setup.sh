@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_pkgs="dicom3tools dcmtk orthanc"
-if ! command -v dciodvfy >/dev/null || ! command -v storescu >/dev/null || ! command -v Orthanc >/dev/null; then
+apt_pkgs="dicom3tools dcmtk orthanc libgdcm-tools"  # gdcmconv: JPEG 2000 / JPEG-LS test inputs
+if ! command -v dciodvfy >/dev/null || ! command -v storescu >/dev/null || ! command -v Orthanc >/dev/null \
+   || ! command -v gdcmconv >/dev/null; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "[setup] installing Debian packages: $apt_pkgs"
   $SUDO apt-get update -qq

@@ -1,0 +1,125 @@
+"""Compressed transfer syntaxes: every syntax a PACS sends decodes through the SDK loader path to the
+same HU as the uncompressed series (lossless exactly, lossy closely), and the app gives the same
+result on a study whose slices use all of them (plus files without preamble and 300 junk files).
+
+Inputs are made by independent encoders: dcmtk (dcmcjpeg, dcmcjpls, dcmcrle, dcmconv) and GDCM
+(gdcmconv), as a site's archive would produce them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from monai.deploy.core import Fragment
+
+from aspects.errors import EXIT_UNDECODABLE, InputError
+from operators.dicom_loader import SafeDICOMDataLoaderOperator
+from operators.series_to_volume import DecodingSeriesToVolumeOperator
+from tests.conftest import run_app
+from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
+from tools.robustness import ENCODERS, corrupt_pixel_stream, encode, sorted_files, strip_preamble
+
+LOSSY = {"jpeg2000-lossy": 20.0, "jpeg-ls-near-lossless": 4.0}  # max |HU error| allowed
+needs_tools = pytest.mark.skipif(any(shutil.which(t[0], path="/usr/bin:/bin") is None for t in ENCODERS.values()),
+                                 reason="dcmtk / gdcmconv missing (apt-get install dcmtk libgdcm-tools)")
+
+
+def _sdk_volume(folder: Path) -> np.ndarray:
+    """The HU stack as the app's loader and series-to-volume operators build it."""
+    fragment = Fragment()
+    loader = SafeDICOMDataLoaderOperator(fragment, name="loader")
+    to_volume = DecodingSeriesToVolumeOperator(fragment, name="to_volume")
+    series = loader.load_data_to_studies(folder)[0].get_all_series()[0]
+    to_volume.prepare_series(series)
+    return np.asarray(to_volume.generate_voxel_data(series), dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def slab(phantom_root, tmp_path_factory):  # noqa: F811
+    """Six slices of a synthetic study (signed 16-bit storage with padding)."""
+    case = make_case(phantom_root, 42, kind="acute", thickness=5.0, hu_drop=10.0, side="left", pattern="whole_mca")
+    folder = tmp_path_factory.mktemp("slab")
+    for p in sorted_files(case / "dicom")[14:20]:
+        shutil.copy(p, folder / p.name)
+    return folder
+
+
+@needs_tools
+@pytest.mark.parametrize("syntax", list(ENCODERS))
+def test_each_syntax_decodes_through_the_sdk_loader_to_the_same_hu(slab, tmp_path, syntax):
+    reference = _sdk_volume(slab)
+    enc = tmp_path / syntax
+    shutil.copytree(slab, enc)
+    encode(enc, syntax)
+    stored = {str(pydicom.dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID) for p in enc.glob("*.dcm")}
+    assert len(stored) == 1 and stored != {"1.2.840.10008.1.2.1"}, stored  # really re-encoded
+    got = _sdk_volume(enc)
+    assert got.shape == reference.shape
+    err = np.abs(got - reference)
+    assert err.max() <= LOSSY.get(syntax, 0.0), f"{syntax}: max HU error {err.max()}"
+
+
+@needs_tools
+def test_a_corrupt_compressed_slice_is_an_input_error_naming_the_file(slab, tmp_path):
+    enc = tmp_path / "broken"
+    shutil.copytree(slab, enc)
+    encode(enc, "jpeg-lossless-sv1")
+    bad = sorted_files(enc)[3]
+    corrupt_pixel_stream(bad)
+    with pytest.raises(InputError) as err:
+        _sdk_volume(enc)
+    assert err.value.code == EXIT_UNDECODABLE and bad.name in err.value.message
+    assert "JPEG Lossless" in err.value.message and "cannot be decoded" in err.value.message
+
+
+@pytest.fixture(scope="module")
+def mixed_runs(phantom_root, tmp_path_factory):  # noqa: F811
+    """The same study twice through the app: uncompressed, and with its slices spread over every
+    compressed syntax, two files without preamble and 300 junk files beside them."""
+    case = make_case(phantom_root, 42, kind="acute", thickness=5.0, hu_drop=10.0, side="left", pattern="whole_mca")
+    work = tmp_path_factory.mktemp("mixed")
+    plain = run_app(case / "dicom", work / "plain_out")
+    mixed = work / "mixed"
+    shutil.copytree(case / "dicom", mixed)
+    files = sorted_files(mixed)
+    syntaxes = list(ENCODERS)
+    for k, p in enumerate(files[2:-2]):  # the two lowest and highest slices: no preamble
+        one = work / "one" / str(k)
+        one.mkdir(parents=True)
+        shutil.move(str(p), one / p.name)
+        encode(one, syntaxes[k % len(syntaxes)])
+        shutil.move(str(one / p.name), p)
+    for p in files[:2] + files[-2:]:
+        strip_preamble(p)
+    for i in range(300):
+        (mixed / f"junk{i:03d}.txt").write_text(f"not DICOM {i}")
+    return {"plain": plain, "plain_out": work / "plain_out", "mixed": run_app(mixed, work / "mixed_out"),
+            "mixed_out": work / "mixed_out", "syntaxes": syntaxes}
+
+
+@needs_tools
+def test_study_in_every_syntax_scores_as_the_uncompressed_one(mixed_runs):
+    assert mixed_runs["plain"].returncode == 0, mixed_runs["plain"].stderr[-1500:]
+    proc = mixed_runs["mixed"]
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    a = json.loads((mixed_runs["plain_out"] / "aspects.json").read_text())
+    b = json.loads((mixed_runs["mixed_out"] / "aspects.json").read_text())
+    assert (b["aspects"], b["score"], b["affected_side"]) == (a["aspects"], a["score"], a["affected_side"])
+    assert b["infarct_volume_ml"] == pytest.approx(a["infarct_volume_ml"], rel=0.05)
+    assert a["affected_side"] == "left" and a["score"] < 10  # a study with something to score
+
+
+@needs_tools
+def test_junk_is_summarised_in_one_console_line_and_preambleless_files_are_read(mixed_runs):
+    err = mixed_runs["mixed"].stderr
+    skip_lines = [ln for ln in err.splitlines() if "skipped" in ln and "file(s) that are not usable" in ln]
+    assert len(skip_lines) == 1 and "skipped 300 file(s)" in skip_lines[0] and "and 297 more" in skip_lines[0]
+    assert "junk000.txt" in skip_lines[0]
+    log = (mixed_runs["mixed_out"] / "app.log").read_text()
+    assert log.count("skipped ") >= 300 and "junk299.txt" in log  # the full list is in the log
+    assert "read 4 file(s) without the 128-byte DICOM preamble" in log
