@@ -69,8 +69,8 @@ MIN_BRAIN_ML = 250.0  # less brain than this after stripping: not a usable head 
 # Measured with atlas v2 (the smooth scct template; tools/qc_calibration.py, 2026-12-02): correct
 # registrations of 22 held-out phantoms 0.78-0.90 and of the real InVesalius head 0.57 (checked by
 # eye); the template against itself shifted 6 / 10 mm 0.60 / 0.27, rotated 10 / 20 degrees
-# 0.71 / 0.40; the real GE series read without its gantry-tilt shear 0.40. 0.5 keeps the real
-# head and flags 20-degree and 10 mm errors (atlas v1, sharper: phantoms 0.72-0.79, threshold 0.6).
+# 0.71 / 0.40; the real GE series 0.64 through the app (tilt corrected), 0.40 read without its
+# gantry-tilt shear. 0.5 keeps both real heads and flags 20-degree and 10 mm errors (atlas v1, sharper: phantoms 0.72-0.79, threshold 0.6).
 QC_SMOOTH_VOX = 1.0
 QC_ERODE_VOXELS = 2
 NCC_LOW = 0.5
