@@ -8,7 +8,7 @@ setup:
 	bash tools/setup.sh
 
 atlas:
-	$(ENV) python tools/build_atlas.py --templates ../shared/data/templates --out atlas
+	$(ENV) python tools/build_atlas.py --real ../shared/data/real --out atlas
 
 demo:
 	bash tools/demo.sh

@@ -2,6 +2,7 @@
 
 The atlas folder holds ``template_ncct_1mm.nii.gz`` (symmetric brain-extracted NCCT template,
 HU), ``aspects_atlas.nii.gz`` (labels of :mod:`aspects.labels` on the same grid),
+``territories.nii.gz`` (arterial territories, level-1 labels of Liu et al. 2023, same grid),
 ``labels.json`` and ``levels.json`` (BG / SG slab z-ranges in physical LPS mm).
 
 Grid: 1 mm, identity direction (LPS), mid-sagittal plane at physical x = 0 (see docs/atlas.md
@@ -26,7 +27,23 @@ TEMPLATE_FILE = "template_ncct_1mm.nii.gz"
 LABELS_FILE = "aspects_atlas.nii.gz"
 LABEL_TABLE_FILE = "labels.json"
 LEVELS_FILE = "levels.json"
-ATLAS_FILES = (TEMPLATE_FILE, LABELS_FILE, LABEL_TABLE_FILE, LEVELS_FILE)
+TERRITORIES_FILE = "territories.nii.gz"
+ATLAS_FILES = (TEMPLATE_FILE, LABELS_FILE, TERRITORIES_FILE, LABEL_TABLE_FILE, LEVELS_FILE)
+
+# Level-1 labels of the arterial territory atlas (Liu et al. 2023), right side; left = right - 1.
+ARTERIAL_RIGHT: Dict[str, int] = {
+    "ACA": 2, "MLS": 4, "LLS": 6, "MCAF": 8, "MCAP": 10, "MCAT": 12, "MCAO": 14, "MCAI": 16, "PCAT": 18,
+    "PCAO": 20, "PCTP": 22, "ACTP": 24, "B": 26, "SC": 28, "IC": 30, "LV": 32,
+}
+# Level-1 labels of the arterial territory atlas (Liu et al. 2023; odd = left, even = right) by
+# the major territory its own table gives them. Medial lenticulostriate (Heubner) counts as ACA and
+# the anterior choroidal / thalamoperforator territory as posterior, as in that table.
+TERRITORY_GROUPS: Dict[str, Tuple[int, ...]] = {
+    "ACA": (1, 2, 3, 4),
+    "MCA": tuple(range(5, 17)),  # lateral lenticulostriate + frontal/parietal/temporal/occipital/insular pars
+    "PCA": tuple(range(17, 25)),  # PCA temporal/occipital, posterior + anterior choroidal/thalamoperforators
+    "VB": tuple(range(25, 31)),  # basilar (brainstem), superior and inferior cerebellar
+}
 ENV_VAR = "ASPECTS_ATLAS_DIR"
 
 # A slab: (z_min_mm, z_max_mm) in physical LPS z (superior is +z), inclusive.
@@ -37,6 +54,7 @@ Slab = Tuple[float, float]
 class Atlas:
     template: sitk.Image  # float32 HU, brain only (0 outside the brain)
     labels: sitk.Image  # uint8, values of aspects.labels (0 outside)
+    territories: sitk.Image  # uint8, arterial territory level-1 labels (TERRITORY_GROUPS), 0 outside
     levels: Dict[str, Slab]  # {"BG": (z0, z1), "SG": (z0, z1)} physical mm
     path: Path
 
@@ -67,12 +85,23 @@ def load_atlas(atlas_dir: Optional[Path] = None) -> Atlas:
     try:
         template = sitk.ReadImage(str(folder / TEMPLATE_FILE), sitk.sitkFloat32)
         labels = sitk.ReadImage(str(folder / LABELS_FILE), sitk.sitkUInt8)
+        territories = sitk.ReadImage(str(folder / TERRITORIES_FILE), sitk.sitkUInt8)
         levels = read_levels(folder / LEVELS_FILE)
     except (RuntimeError, ValueError, KeyError) as exc:
         raise InputError(EXIT_PROCESSING, f"atlas at {folder} is unreadable: {exc}") from exc
-    if template.GetSize() != labels.GetSize():
-        raise InputError(EXIT_PROCESSING, f"atlas at {folder}: template and label grids differ")
-    return Atlas(template=template, labels=labels, levels=levels, path=folder)
+    if not template.GetSize() == labels.GetSize() == territories.GetSize():
+        raise InputError(EXIT_PROCESSING, f"atlas at {folder}: template, label and territory grids differ")
+    return Atlas(template=template, labels=labels, territories=territories, levels=levels, path=folder)
+
+
+def mca_territory(territories: np.ndarray) -> np.ndarray:
+    """Boolean mask of the MCA territory in an array of level-1 territory labels."""
+    return np.isin(territories, TERRITORY_GROUPS["MCA"])
+
+
+def outside_mca(territories: np.ndarray) -> np.ndarray:
+    """Boolean mask of the ACA, PCA and vertebrobasilar territories (brain outside the MCA's)."""
+    return np.isin(territories, TERRITORY_GROUPS["ACA"] + TERRITORY_GROUPS["PCA"] + TERRITORY_GROUPS["VB"])
 
 
 def region_volumes_ml(labels: sitk.Image) -> Dict[int, float]:

@@ -29,6 +29,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from aspects.atlas import outside_mca
 from aspects.errors import EXIT_USAGE, InputError
 from aspects.labels import REGION_CODES, SIDES, label_value
 from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION, region_findings
@@ -67,6 +68,20 @@ PATTERN_WEIGHTS: Dict[str, float] = {
     "deep_insular": 1.5, "whole_mca": 1.5,
 }
 OLD_PATTERNS: Tuple[str, ...] = ("M1", "M2", "M3", "M4", "M5", "M6", "deep", "insula")
+# Negative controls: infarcts OUTSIDE the MCA territory (arterial territories of Liu et al. 2023,
+# level-1 names of ``aspects.atlas.ARTERIAL_RIGHT``), never drawn at random (only by --pattern).
+# ASPECTS stays 10 on both sides; the app must still segment them and flag infarct_outside_mca.
+TERRITORY_PATTERNS: Dict[str, Tuple[str, ...]] = {
+    "aca": ("ACA",),  # anterior cerebral artery: medial frontal and parasagittal cortex + white matter
+    "pca": ("PCAT", "PCAO"),  # posterior cerebral artery: occipital, medial / inferior temporal cortex
+    "thalamus": ("PCTP",),  # thalamoperforators / posterior choroidal: thalamus
+    "cerebellum": ("SC", "IC"),  # superior and inferior cerebellar arteries
+}
+ALL_PATTERNS: Tuple[str, ...] = tuple(PATTERNS) + tuple(TERRITORY_PATTERNS)
+# Part of a territory pattern's tissue that a lesion takes (the territories are large: ACA ~90 ml,
+# PCA ~70 ml per side), and the distance kept from every ASPECTS region so the truth stays 10.
+TERRITORY_COVER = (0.25, 0.6)
+TERRITORY_REGION_GAP_MM = 3.0
 
 # CT numbers of the synthetic tissues (HU).
 AIR_HU = -1000.0
@@ -75,6 +90,13 @@ SCALP_HU = 45.0
 FAT_HU = -90.0
 BONE_TABLE_HU = 1700.0  # inner/outer tables (cortical bone)
 BONE_DIPLOE_HU = 750.0
+
+# Template HU -> phantom HU (tissue_hu): the v2 template is calibrated to white matter 28 HU
+# (tools/build_atlas.py); its grey-white contrast, a population average, is stretched about it.
+TEMPLATE_WM_HU = 28.0
+TEMPLATE_GM_HU = 40.0  # above this the template is not parenchyma of a single scan (see tissue_hu)
+CONTRAST_STRETCH = 1.4
+TISSUE_MIN_HU = 16.0  # template voxels above this are parenchyma (CSF ~0-10 HU, white matter 28)
 
 INPLANE_SIZE = 512
 NECK_EXTRA_MM = 16.0  # template crop extends this far below the head for the neck
@@ -127,6 +149,7 @@ class Anatomy:
 
     brain_hu: np.ndarray  # float32: brain HU, CSF in the intracranial rim, AIR outside
     labels: np.ndarray  # uint8 ASPECTS labels (aspects.labels table)
+    territories: np.ndarray  # uint8 arterial territory level-1 labels (aspects.atlas.TERRITORY_GROUPS)
     tissue: np.ndarray  # bool: brain parenchyma (not CSF) where lesions may appear
     shell_dist: np.ndarray  # float32 distance (mm) outside the intracranial volume, 0 inside
     skull_base: np.ndarray  # float32 0..1: how far below the brain's base (thicker bone there)
@@ -150,6 +173,7 @@ class Phantom:
     step: np.ndarray  # physical step from one slice's origin to the next (table motion)
     pixel_mm: float
     truth: dict = field(default_factory=dict)
+    outside_mca_voxels: int = 0  # acute infarct voxels outside every region, in ACA / PCA / VB territory
 
     @property
     def normal(self) -> np.ndarray:
@@ -241,8 +265,8 @@ def check_options(opts: PhantomOptions) -> None:
 
     if opts.kind is not None and opts.kind not in KINDS:
         bad(f"--kind must be one of {', '.join(KINDS)}, not {opts.kind!r}")
-    if opts.pattern is not None and opts.pattern not in PATTERNS:
-        bad(f"--pattern must be one of {', '.join(PATTERNS)}, not {opts.pattern!r}")
+    if opts.pattern is not None and opts.pattern not in ALL_PATTERNS:
+        bad(f"--pattern must be one of {', '.join(ALL_PATTERNS)}, not {opts.pattern!r}")
     if opts.side is not None and opts.side not in SIDES:
         bad(f"--side must be left or right, not {opts.side!r}")
     if opts.thickness is not None and not 0.5 <= opts.thickness <= 10.0:
@@ -289,24 +313,30 @@ def _signed_distance_2x(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
 
 
 def tissue_hu(t: np.ndarray) -> np.ndarray:
-    """Template HU -> phantom HU: contrast x1.4 about white matter (33 -> 28) up to grey matter,
-    x0.7 above 45 (venous sinuses, falx: 45-55 HU rather than 60+)."""
-    out = 28.0 + 1.4 * (t - 33.0)
-    knee = 28.0 + 1.4 * (45.0 - 33.0)
-    out = np.where(t > 45.0, knee + 0.7 * (t - 45.0), out)
+    """Template HU -> phantom HU: contrast x CONTRAST_STRETCH about white matter (28 HU) up to
+    grey matter (40 HU), x0.25 above: the template's brighter parts (posterior fossa next to the
+    petrous bone, falx, venous sinuses; up to 76 HU, 100 ml above 40 HU) stay at 45-54 HU, below
+    acute blood (55-75 HU), as in a scan without beam hardening."""
+    out = TEMPLATE_WM_HU + CONTRAST_STRETCH * (t - TEMPLATE_WM_HU)
+    knee = TEMPLATE_WM_HU + CONTRAST_STRETCH * (TEMPLATE_GM_HU - TEMPLATE_WM_HU)
+    out = np.where(t > TEMPLATE_GM_HU, knee + 0.25 * (t - TEMPLATE_GM_HU), out)
     return np.clip(out, 0.0, 90.0).astype(np.float32)
 
 
-def build_anatomy(template: sitk.Image, labels: sitk.Image, csf_rim_mm: float = 2.0, margin_mm: float = 24.0) -> Anatomy:
-    """Head model from a brain-only NCCT template (HU) and its ASPECTS label map (same grid).
+def build_anatomy(template: sitk.Image, labels: sitk.Image, territories: Optional[sitk.Image] = None,
+                  csf_rim_mm: float = 2.0, margin_mm: float = 24.0) -> Anatomy:
+    """Head model from a brain-only NCCT template (HU), its ASPECTS label map and arterial
+    territories (same grid; no territories: none, so only MCA patterns can be painted).
 
-    The template's grey-white contrast (a population average, ~5 HU) is stretched by 1.4 about
-    white matter (33 -> 28 HU) to the 8-10 HU of a single scan; CSF then lands at 0-10 HU.
+    The template's grey-white contrast (a population average) is stretched by CONTRAST_STRETCH
+    about white matter (28 HU) towards the 8-10 HU of a single scan; CSF lands at 0-10 HU.
     """
     t = sitk.GetArrayFromImage(sitk.Cast(template, sitk.sitkFloat32))
     lab = sitk.GetArrayFromImage(labels).astype(np.uint8)
-    if t.shape != lab.shape:
-        raise InputError(EXIT_USAGE, f"atlas template {t.shape} and label map {lab.shape} differ in size")
+    terr = (sitk.GetArrayFromImage(territories).astype(np.uint8) if territories is not None
+            else np.zeros_like(lab))
+    if not t.shape == lab.shape == terr.shape:
+        raise InputError(EXIT_USAGE, f"atlas template {t.shape}, label map {lab.shape} and territories {terr.shape} differ in size")
     spacing = np.array(template.GetSpacing(), float)[::-1]  # (z, y, x)
     brain = t > 0.5
     zz, yy, xx = np.nonzero(brain)
@@ -322,7 +352,7 @@ def build_anatomy(template: sitk.Image, labels: sitk.Image, csf_rim_mm: float = 
     # Crop to the head, padding where the template grid is tighter than skull + scalp.
     widths = [(max(0, -a), max(0, b - n)) for a, b, n in zip(lo, hi, t.shape)]
     sl = tuple(slice(max(0, a), min(b, n)) for a, b, n in zip(lo, hi, t.shape))
-    t, lab = np.pad(t[sl], widths), np.pad(lab[sl], widths)
+    t, lab, terr = np.pad(t[sl], widths), np.pad(lab[sl], widths), np.pad(terr[sl], widths)
     brain = t > 0.5
     # Intracranial volume: the brain closed over sulci, filled, plus a CSF rim; the signed
     # distance to it is computed at 2 mm (fast) and interpolated, good to ~0.5 mm.
@@ -336,14 +366,14 @@ def build_anatomy(template: sitk.Image, labels: sitk.Image, csf_rim_mm: float = 
     # that no hyperdense rim sits inside the CSF space (it would mimic blood and a second table).
     rim = brain & ~ndi.binary_erosion(brain, iterations=3) & (t > 45.0)
     hu[rim] = CSF_HU
-    tissue = brain & (t > 22.0)
+    tissue = brain & (t > TISSUE_MIN_HU)
     crop = np.eye(4)
     crop[:3, 3] = lo[::-1]  # (x, y, z) index offset of the crop
     m = m @ crop
     ci = np.array(np.nonzero(intracranial)).mean(axis=1)[::-1]  # (x, y, z) crop index
     centre = (m @ np.append(ci, 1.0))[:3]
     base, neck = _skull_base_and_neck(brain, shell, m)
-    return Anatomy(hu, lab, tissue, shell, base, neck, m, centre)
+    return Anatomy(hu, lab, terr, tissue, shell, base, neck, m, centre)
 
 
 def _skull_base_and_neck(brain: np.ndarray, shell: np.ndarray, m: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -383,7 +413,7 @@ def default_anatomy(atlas_dir: Optional[str] = None) -> Anatomy:
     from aspects.atlas import load_atlas
 
     atlas = load_atlas(Path(atlas_dir) if atlas_dir else None)  # one-line InputError if missing
-    return build_anatomy(atlas.template, atlas.labels)
+    return build_anatomy(atlas.template, atlas.labels, atlas.territories)
 
 
 # ----------------------------------------------------------------------------- random fields
@@ -463,6 +493,33 @@ def _region_parts(anat: Anatomy, codes: Sequence[str], side: str, rng: np.random
     return mask, bb
 
 
+def _territory_parts(anat: Anatomy, names: Sequence[str], side: str, rng: np.random.Generator,
+                     cover: Tuple[float, float]) -> Tuple[np.ndarray, Tuple[slice, ...]]:
+    """A random contiguous part (fraction drawn in ``cover``) of the parenchyma of some arterial
+    territories of one side, kept TERRITORY_REGION_GAP_MM away from every ASPECTS region."""
+    from aspects.atlas import ARTERIAL_RIGHT
+
+    values = [ARTERIAL_RIGHT[n] - (1 if side == "left" else 0) for n in names]
+    sel = np.isin(anat.territories, values) & anat.tissue
+    if not sel.any():
+        raise InputError(EXIT_USAGE, f"the atlas has no {'/'.join(names)} territory (atlas v2 with territories.nii.gz needed)")
+    zz, yy, xx = np.nonzero(sel)
+    pad = 8
+    bb = tuple(slice(max(0, a.min() - pad), b.max() + pad + 1) for a, b in zip((zz, yy, xx), (zz, yy, xx)))
+    gap = int(math.ceil(TERRITORY_REGION_GAP_MM))
+    reg = sel[bb] & ~ndi.binary_dilation(anat.labels[bb] > 0, iterations=gap)
+    field_ = smooth_field(rng, reg.shape, 16.0)
+    thr = np.quantile(field_[reg], 1.0 - rng.uniform(*cover))
+    return reg & (field_ >= thr), bb
+
+
+def _pattern_parts(anat: Anatomy, pattern: str, side: str, rng: np.random.Generator,
+                   cover: Tuple[float, float]) -> Tuple[np.ndarray, Tuple[slice, ...]]:
+    if pattern in TERRITORY_PATTERNS:
+        return _territory_parts(anat, TERRITORY_PATTERNS[pattern], side, rng, TERRITORY_COVER)
+    return _region_parts(anat, PATTERNS[pattern], side, rng, cover)
+
+
 def paint_lesion(hu: np.ndarray, anat: Anatomy, p: CaseParams, rng: np.random.Generator) -> Tuple[np.ndarray, Tuple[slice, ...]]:
     """Add the case's lesion to ``hu`` (in place); returns its soft weight (0..1) and bbox."""
     if p.kind == "normal":
@@ -490,16 +547,15 @@ def paint_lesion(hu: np.ndarray, anat: Anatomy, p: CaseParams, rng: np.random.Ge
         sub[...] = sub * (1 - w) + w * (p.lesion_hu + 2.0 * rng.standard_normal(sub.shape).astype(np.float32))
         return w, bb
     assert p.pattern is not None
-    codes = PATTERNS[p.pattern]
     if p.kind == "old_infarct":
-        mask, bb = _region_parts(anat, codes, p.side, rng, (0.25, 0.6))
+        mask, bb = _pattern_parts(anat, p.pattern, p.side, rng, (0.25, 0.6))
         mask = ndi.binary_opening(mask, iterations=1)
         w = ndi.gaussian_filter(mask.astype(np.float32), 0.5) * anat.tissue[bb]
         sub = hu[bb]
         sub[...] = sub * (1 - w) + w * p.lesion_hu
         return w, bb
     # Acute infarct: partial involvement of each region of the pattern, soft margins.
-    mask, bb = _region_parts(anat, codes, p.side, rng, (0.4, 1.0))
+    mask, bb = _pattern_parts(anat, p.pattern, p.side, rng, (0.4, 1.0))
     margin = rng.uniform(1.5, 3.0)
     w = ndi.gaussian_filter(mask.astype(np.float32), margin) * anat.tissue[bb]
     core = w >= 0.5
@@ -645,6 +701,7 @@ def make_phantom(seed: int, opts: PhantomOptions = PhantomOptions(), anat: Optio
 
     hu_sl = np.empty((geo.n_slices, half_n, half_n), np.float32)
     regions_half = np.empty((geo.n_slices, half_n, half_n), np.uint8)
+    outside_half = 0  # acute infarct samples outside every region in a non-MCA territory
     lesion_half = np.zeros((geo.n_slices, half_n, half_n), np.float32)
     chunk = max(1, 48 // n_sub)  # slices per chunk: bounds memory for thin slices
     for k0 in range(0, geo.n_slices, chunk):
@@ -659,6 +716,11 @@ def make_phantom(seed: int, opts: PhantomOptions = PhantomOptions(), anat: Optio
             sub = cz[:, (a0 - k0) * n_sub:(a1 - k0) * n_sub] - w_start
             wi = ndi.map_coordinates(w, sub, order=1, mode="constant", cval=0.0, output=np.float32, prefilter=False)
             lesion_half[a0:a1] = wi.reshape(a1 - a0, n_sub, half_n, half_n).mean(axis=1)
+            if p.kind == "acute":
+                terr = ndi.map_coordinates(anat.territories, centre[:, a0 - k0:a1 - k0], order=0, mode="constant",
+                                           cval=0, output=np.uint8)
+                outside_half += int(np.count_nonzero((lesion_half[a0:a1] >= 0.5) & (regions_half[a0:a1] == 0)
+                                                     & outside_mca(terr)))
     del cz, hu_int
 
     up = lambda a_: np.repeat(np.repeat(a_, 2, axis=1), 2, axis=2)  # noqa: E731
@@ -671,7 +733,8 @@ def make_phantom(seed: int, opts: PhantomOptions = PhantomOptions(), anat: Optio
     regions = up(regions_half)
     infarct = lesion_mask if p.kind == "acute" else np.zeros_like(lesion_mask)
     extra = {p.kind: lesion_mask} if p.kind in ("old_infarct", "haemorrhage") else {}
-    ph = Phantom(p, hu, infarct, regions, extra, geo.origin, geo.row, geo.col, geo.step, geo.pixel_mm)
+    ph = Phantom(p, hu, infarct, regions, extra, geo.origin, geo.row, geo.col, geo.step, geo.pixel_mm,
+                 outside_mca_voxels=4 * outside_half)  # each sample is 2 x 2 output pixels
     ph.truth = truth_record(ph)
     return ph
 
@@ -723,6 +786,7 @@ def truth_record(ph: Phantom) -> dict:
         "aspects": {"left": 10 - len(inv["left"]), "right": 10 - len(inv["right"])},
         "involved": inv,
         "infarct_volume_ml": round(float(ph.infarct.sum()) * voxel_ml, 3),
+        "infarct_outside_mca_ml": round(float(ph.outside_mca_voxels) * voxel_ml, 3),
         "hu_drop": round(p.hu_drop, 3),
         "slice_thickness_mm": p.thickness,
         "seed": p.seed,
@@ -730,7 +794,7 @@ def truth_record(ph: Phantom) -> dict:
 
 
 __all__ = [
-    "INVOLVEMENT_FRACTION", "KINDS", "PATTERNS", "THICKNESSES", "PhantomOptions", "CaseParams",
+    "INVOLVEMENT_FRACTION", "KINDS", "PATTERNS", "TERRITORY_PATTERNS", "ALL_PATTERNS", "THICKNESSES", "PhantomOptions", "CaseParams",
     "Anatomy", "Phantom", "build_anatomy", "default_anatomy", "make_phantom", "resolve_params",
     "involved_regions", "truth_record", "noise_field", "smooth_field", "case_id_for",
 ]

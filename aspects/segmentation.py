@@ -1,5 +1,5 @@
 """Region and infarct segmentation on the aligned grid: the TorchScript model when one is
-installed, else the documented fallback (atlas SyN, bilateral asymmetry).
+installed, else the documented fallback (atlas LNCC warp, bilateral asymmetry).
 
 Infarct consensus: a connected component of the infarct model's mask is kept only when the
 bilateral-asymmetry baseline also marks part of it. The model delineates lesions better; the
@@ -59,7 +59,7 @@ def segment_regions(pre, atlas, models_dir: Optional[Path], device: Optional[str
     :func:`aspects.inference.resolve_device` (None: ``$ASPECTS_DEVICE`` or automatic)."""
     path = model_file(models_dir, REGION_MODEL)
     if path is None:
-        log.info("regions: no %s model in %s; atlas SyN registration", REGION_MODEL, models_dir)
+        log.info("regions: no %s model in %s; atlas LNCC registration", REGION_MODEL, models_dir)
         return atlas_regions(pre, atlas), "atlas"
     device = resolve_device(device)
     model = load_torchscript(path, device)

@@ -71,6 +71,9 @@ def strip_skull(hu_zyx: np.ndarray) -> np.ndarray:
     brain = ndi.binary_dilation(core, structure=_ball(CUT_VOXELS)) & cand
     brain = largest_component(brain)
     brain = fill_holes(brain)
+    # Slice-wise filling also closes over bone that the brain surrounds in an axial slice (petrous
+    # ridge and clivus between temporal lobes and cerebellum): dense bone is never brain.
+    brain &= hu_zyx <= BONE_HU
     if FINAL_ERODE_VOXELS:
         brain = ndi.binary_erosion(brain, structure=_ball(FINAL_ERODE_VOXELS))
         brain = largest_component(brain)

@@ -12,7 +12,7 @@ from monai.deploy.core import Fragment, Operator, OperatorSpec
 
 from aspects import APP_NAME, __version__
 from aspects.dicom_geometry import SliceGeometry
-from aspects.flags import acute_only, image_flags
+from aspects.flags import acute_only, image_flags, outside_mca_flag
 from aspects.labels import label_value
 from aspects.preprocess import to_slices
 from aspects.region_evidence import load_calibration, study_evidence
@@ -71,6 +71,11 @@ class AspectsScorerOperator(Operator):
         if acute.sum() < found.sum():
             self._logger.info("%.1f ml of hypodensity explained by old infarct / haemorrhage: not scored",
                               (found.sum() - acute.sum()) * np.prod(spacing) / 1000.0)
+        if regions.get("territories_aligned") is not None:  # ACA / PCA / posterior circulation infarct
+            outside = outside_mca_flag(acute, sitk.GetArrayFromImage(regions["labels_aligned"]),
+                                       sitk.GetArrayFromImage(regions["territories_aligned"]), spacing)
+            if outside is not None:
+                flags.append(outside)
         acute_img = sitk.GetImageFromArray(acute.astype(np.uint8))
         acute_img.CopyInformation(infarct.mask)
         geometry = SliceGeometry.from_datasets(datasets)

@@ -10,12 +10,14 @@ from typing import Optional
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
 from aspects.atlas import load_atlas
+from aspects.region_atlas import territories_aligned
 from aspects.segmentation import segment_regions
 
 
 class RegionSegmenterOperator(Operator):
     """Named input: "preprocessed". Named output: "regions" =
-    ``{"labels_aligned": sitk uint8, "method": "model"|"atlas", "seconds": float}``.
+    ``{"labels_aligned": sitk uint8, "territories_aligned": sitk uint8 (arterial territories,
+    affine), "method": "model"|"atlas", "seconds": float}``.
 
     ``models_dir``: the app's model folder (``aspects_regions/aspects_regions.ts`` used when
     present); ``atlas_dir``: the atlas folder (None: default); ``device``: as for the infarct
@@ -43,4 +45,5 @@ class RegionSegmenterOperator(Operator):
         labels, method = segment_regions(pre, self._atlas, self._models_dir, self._device)
         seconds = round(time.perf_counter() - t0, 3)
         self._logger.info("regions by %s in %.1f s", method, seconds)
-        op_output.emit({"labels_aligned": labels, "method": method, "seconds": seconds}, "regions")
+        op_output.emit({"labels_aligned": labels, "territories_aligned": territories_aligned(pre, self._atlas),
+                        "method": method, "seconds": seconds}, "regions")

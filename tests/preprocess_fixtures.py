@@ -36,7 +36,7 @@ def atlas() -> Atlas:
         template = sitk.ReadImage(str(SHARED_TEMPLATE), sitk.sitkFloat32)
         labels = sitk.Image(template.GetSize(), sitk.sitkUInt8)
         labels.CopyInformation(template)
-        return Atlas(template=template, labels=labels, levels={}, path=SHARED_TEMPLATE.parent)
+        return Atlas(template=template, labels=labels, territories=labels, levels={}, path=SHARED_TEMPLATE.parent)
 
 
 def template_centre(template: sitk.Image) -> np.ndarray:

@@ -11,22 +11,26 @@ import pytest
 import SimpleITK as sitk
 
 from aspects import labels as L
-from aspects.atlas import LABEL_TABLE_FILE, LEVELS_FILE, Atlas, default_atlas_dir, load_atlas, region_volumes_ml
+from aspects.atlas import (LABEL_TABLE_FILE, LEVELS_FILE, TERRITORY_GROUPS, Atlas, default_atlas_dir, load_atlas,
+                           mca_territory, outside_mca, region_volumes_ml)
 from aspects.errors import EXIT_PROCESSING, InputError
 
-# Plausible volume (ml) of each region per hemisphere; sources and rationale in docs/atlas.md.
+# Plausible volume (ml) of each region per hemisphere: spanning this atlas and the published OpenADS
+# atlas (Liu et al. 2023); sources and rationale in docs/atlas.md. They catch a broken build.
 VOLUME_RANGES_ML = {
-    "C": (2.5, 5.5),
-    "L": (4.5, 9.0),
-    "IC": (1.5, 6.0),
-    "I": (4.0, 10.0),
-    "M1": (15.0, 50.0),
-    "M2": (8.0, 35.0),
+    "C": (3.0, 8.0),
+    "L": (4.5, 10.0),
+    "IC": (3.0, 9.0),
+    "I": (4.0, 15.0),
+    "M1": (25.0, 60.0),
+    "M2": (8.0, 40.0),
     "M3": (15.0, 45.0),
-    "M4": (10.0, 40.0),
-    "M5": (6.0, 30.0),
-    "M6": (10.0, 40.0),
+    "M4": (10.0, 35.0),
+    "M5": (5.0, 30.0),
+    "M6": (5.0, 30.0),
 }
+MIN_M1_MIDLINE_MM = 15.0  # 99 % of M1 / M4 voxels at least this far from the midline (ACA cortex lies nearer)
+MIN_M3_POLE_MM = 25.0  # M3 / M6 end at least this far in front of the occipital pole (PCA cortex behind)
 
 ATLAS_DIR = Path(__file__).resolve().parent.parent / "atlas"
 
@@ -96,7 +100,7 @@ def test_flip_is_the_contralateral_mirror(atlas: Atlas, label_arr: np.ndarray) -
 def test_template_is_brain_ct_in_hu(atlas: Atlas, label_arr: np.ndarray) -> None:
     t = sitk.GetArrayFromImage(atlas.template)
     assert t.dtype == np.float32 and t.min() >= 0 and t.max() < 150
-    assert 1000 < np.count_nonzero(t) / 1000 < 1600  # brain volume (ml) of an adult
+    assert 1000 < np.count_nonzero(t) / 1000 < 1800  # brain volume (ml) of an adult, CSF rim included
     lentiform = np.isin(label_arr, (2, 12))
     capsule = np.isin(label_arr, (3, 13))
     assert t[lentiform].mean() > t[capsule].mean() + 2  # grey nuclei brighter than the capsule
@@ -140,7 +144,7 @@ def test_missing_atlas_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_incomplete_atlas_names_the_missing_file(tmp_path: Path) -> None:
-    for name in ("template_ncct_1mm.nii.gz", "labels.json", "levels.json"):
+    for name in ("template_ncct_1mm.nii.gz", "territories.nii.gz", "labels.json", "levels.json"):
         shutil.copy(ATLAS_DIR / name, tmp_path / name)
     with pytest.raises(InputError, match="aspects_atlas.nii.gz"):
         load_atlas(tmp_path)
@@ -151,3 +155,70 @@ def test_default_dir_env_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert default_atlas_dir() == tmp_path
     monkeypatch.delenv("ASPECTS_ATLAS_DIR")
     assert default_atlas_dir() == ATLAS_DIR
+
+
+def test_territories_are_symmetric_and_cover_the_brain(atlas: Atlas) -> None:
+    terr = sitk.GetArrayFromImage(atlas.territories).astype(int)
+    mirrored = np.flip(terr, axis=2)
+    # level-1 labels: even = right, odd = left; the mirror of a right label is the left one (- 1)
+    expected = np.where(mirrored > 0, np.where(mirrored % 2 == 0, mirrored - 1, mirrored + 1), 0)
+    assert np.array_equal(terr, expected)
+    brain = sitk.GetArrayFromImage(atlas.template) > 0
+    assert np.count_nonzero(terr[brain]) / np.count_nonzero(brain) > 0.9
+    for group, values in TERRITORY_GROUPS.items():
+        assert np.isin(terr, values).sum() / 1000 > 20, group  # each major territory present (ml)
+
+
+def test_every_region_lies_in_the_mca_territory(atlas: Atlas, label_arr: np.ndarray) -> None:
+    """ASPECTS scores the MCA territory only: no cortical region voxel (I, M1-M6) outside it. (The
+    deep regions follow anatomy: the caudate head is partly supplied by Heubner's artery, counted
+    as ACA, and the posterior limb of the capsule by the anterior choroidal artery.)"""
+    terr = sitk.GetArrayFromImage(atlas.territories)
+    cortical = np.isin(label_arr, [L.label_value(s, c) for s in L.SIDES for c in ("I", "M1", "M2", "M3", "M4", "M5", "M6")])
+    assert mca_territory(terr[cortical]).all()
+    assert not outside_mca(terr[cortical]).any()
+
+
+def test_m_regions_keep_off_the_midline_and_the_occipital_pole(atlas: Atlas, label_arr: np.ndarray) -> None:
+    """The issue's findings on atlas v1: M1 within 14 mm of the midline (ACA cortex) and M3 within
+    18 mm of the occipital pole (PCA cortex). In v2 the MCA territory bounds them."""
+    x_mm = atlas.labels.GetOrigin()[0] + np.arange(label_arr.shape[2])
+    y_mm = atlas.labels.GetOrigin()[1] + np.arange(label_arr.shape[1])
+    brain = sitk.GetArrayFromImage(atlas.template) > 0
+    occipital_pole = y_mm[np.nonzero(brain.any(axis=(0, 2)))[0].max()]
+    for code in ("M1", "M4"):
+        xs = np.nonzero(label_arr == L.label_value("right", code))[2]
+        assert np.percentile(np.abs(x_mm[xs]), 1) >= MIN_M1_MIDLINE_MM, code
+    for code in ("M3", "M6"):
+        ys = np.nonzero(label_arr == L.label_value("right", code))[1]
+        assert occipital_pole - y_mm[ys].max() >= MIN_M3_POLE_MM, code
+
+
+def test_lncc_atlas_warp_recovers_a_known_displacement(atlas: Atlas) -> None:
+    """The region path without a model (aspects.region_atlas): a 'patient' that is the aligned
+    template moved 6 mm backwards and 4 mm to the side gets the atlas regions moved with it."""
+    from types import SimpleNamespace
+
+    from aspects.preprocess import template_on_aligned
+    from aspects.region_atlas import atlas_on_aligned, atlas_regions
+
+    template = template_on_aligned(atlas.template)
+    t = sitk.GetArrayFromImage(template)
+    shift = (0, 3, 2)  # aligned voxels of 2 mm (z, y, x)
+    moved = np.roll(t, shift, axis=(0, 1, 2))
+    patient = sitk.GetImageFromArray(moved)
+    patient.CopyInformation(template)
+    brain = sitk.Cast(patient > 0, sitk.sitkUInt8)
+    pre = SimpleNamespace(aligned=patient, template=template, brain_mask=brain)
+    labels, _ = atlas_on_aligned(pre, atlas)
+    truth = np.roll(labels, shift, axis=(0, 1, 2))
+    truth[moved == 0] = 0
+
+    def mean_dice(a: np.ndarray) -> float:
+        return float(np.mean([2 * np.sum((a == v) & (truth == v)) / max(1, np.sum(a == v) + np.sum(truth == v))
+                              for v in range(1, 21)]))
+
+    warped = sitk.GetArrayFromImage(atlas_regions(pre, atlas))
+    assert set(np.unique(warped)) == set(range(21))
+    assert mean_dice(np.where(moved > 0, labels, 0)) < 0.75  # the affine-only atlas misses by 7 mm
+    assert mean_dice(warped) > 0.85

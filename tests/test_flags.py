@@ -78,3 +78,51 @@ def test_acute_only_is_identity_without_other_findings():
     found = np.zeros_like(mask, bool)
     found[20:25, 20:25, 10:15] = True
     assert np.array_equal(acute_only(found, hu, mask, SPACING), found)
+
+
+def _territory_case():
+    """Aligned-like arrays: an MCA region block, ACA territory in front of it, MCA behind."""
+    from aspects.atlas import ARTERIAL_RIGHT
+
+    regions = np.zeros((20, 40, 40), np.uint8)
+    territories = np.full(regions.shape, ARTERIAL_RIGHT["MCAF"], np.uint8)
+    territories[:, :20] = ARTERIAL_RIGHT["ACA"]
+    regions[:, 20:30, 5:15] = 5  # right M1
+    return regions, territories
+
+
+def test_infarct_in_the_aca_territory_is_flagged_with_its_volume():
+    from aspects.flags import MIN_OUTSIDE_MCA_ML, outside_mca_flag
+
+    regions, territories = _territory_case()
+    infarct = np.zeros(regions.shape, bool)
+    infarct[5:10, 2:10, 20:30] = True  # 400 voxels of 8 mm^3 = 3.2 ml, all in ACA territory, far from M1
+    flag = outside_mca_flag(infarct, regions, territories, SPACING)
+    assert flag is not None and flag.name == "infarct_outside_mca"
+    assert flag.volume_ml == pytest.approx(3.2) and flag.volume_ml >= MIN_OUTSIDE_MCA_ML
+
+
+def test_mca_infarct_and_its_soft_edge_do_not_raise_the_outside_flag():
+    from aspects.flags import outside_mca_flag
+
+    regions, territories = _territory_case()
+    infarct = np.zeros(regions.shape, bool)
+    infarct[:, 20:30, 5:15] = True  # the M1 block itself
+    infarct[:, 18:20, 5:15] = True  # its soft edge: 2 voxels (4 mm) into the ACA territory
+    assert outside_mca_flag(infarct, regions, territories, SPACING) is None
+    infarct[:, 22:30, 20:30] = True  # MCA territory outside the regions: still not ACA / PCA / VB
+    assert outside_mca_flag(infarct, regions, territories, SPACING) is None
+    # an MCA lesion whose edge spills 8 mm into the ACA territory: 3.2 ml beyond the margin, 14 % of it
+    infarct[:, 16:20, 5:15] = True
+    assert outside_mca_flag(infarct, regions, territories, SPACING) is None
+
+
+def test_separate_aca_lesion_beside_an_mca_infarct_is_flagged():
+    from aspects.flags import outside_mca_flag
+
+    regions, territories = _territory_case()
+    infarct = np.zeros(regions.shape, bool)
+    infarct[:, 20:30, 5:15] = True  # M1 infarct, 16 ml
+    infarct[5:10, 2:10, 20:30] = True  # and an ACA one, 3.2 ml, not touching it
+    flag = outside_mca_flag(infarct, regions, territories, SPACING)
+    assert flag is not None and flag.volume_ml == pytest.approx(3.2)

@@ -21,7 +21,8 @@ from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION
 from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (pytest fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
-TRUTH_KEYS = {"kind", "affected_side", "aspects", "involved", "infarct_volume_ml", "hu_drop", "slice_thickness_mm", "seed"}
+TRUTH_KEYS = {"kind", "affected_side", "aspects", "involved", "infarct_volume_ml", "infarct_outside_mca_ml", "hu_drop",
+              "slice_thickness_mm", "seed"}
 
 
 def read_series(case: Path) -> Tuple[List[pydicom.Dataset], np.ndarray]:
@@ -246,3 +247,25 @@ def test_cli_makes_cases_and_rejects_bad_options(tmp_path, capsys):
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "make_phantoms.py"), "--out", str(out), "--kind", "chronic"],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and r.stderr.startswith("error[2]: ") and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("pattern", ["aca", "pca", "thalamus", "cerebellum"])
+def test_infarcts_outside_the_mca_territory_keep_aspects_10(pattern):
+    """Negative controls: the infarct is real (in the truth mask, darker in the pixels) but lies in
+    another arterial territory, away from every ASPECTS region, so the truth ASPECTS is 10 / 10."""
+    from aspects.atlas import outside_mca
+    from aspects.phantoms import default_anatomy, TERRITORY_PATTERNS
+
+    opts = dict(kind="acute", pattern=pattern, thickness=5.0, hu_drop=8.0, matrix=128, side="right")
+    ph = make_phantom(61, PhantomOptions(**opts))
+    normal = make_phantom(61, PhantomOptions(**{**opts, "kind": "normal"}))
+    t = ph.truth
+    assert t["aspects"] == {"left": 10, "right": 10} and t["involved"] == {"left": [], "right": []}
+    assert t["infarct_volume_ml"] > 2.0
+    assert t["infarct_outside_mca_ml"] >= 0.9 * t["infarct_volume_ml"]
+    assert np.count_nonzero(ph.regions[ph.infarct > 0]) <= 0.02 * np.count_nonzero(ph.infarct)
+    drop = float((normal.hu - ph.hu)[ph.infarct > 0].mean())
+    assert 6.0 < drop < 10.0
+    # the painted territory is the pattern's own (anatomy space): right side, outside the MCA
+    anat = default_anatomy()
+    assert TERRITORY_PATTERNS[pattern] and outside_mca(anat.territories).any()

@@ -41,6 +41,7 @@ HU_BINS: Tuple[Tuple[str, float, float], ...] = (
     ("<4", -np.inf, 4.0), ("4-6", 4.0, 6.0), ("6-8", 6.0, 8.0), ("8-10", 8.0, 10.0), (">=10", 10.0, np.inf),
 )
 FLAG_HAEMORRHAGE = "haemorrhage_suspected"
+FLAG_OUTSIDE_MCA = "infarct_outside_mca"
 FLAG_OLD_INFARCT = "old_infarct_suspected"
 FLAG_LOW_CONFIDENCE = "low_confidence"
 APP_OUTPUTS = ("aspects.json", "nifti/infarct.nii.gz", "nifti/regions.nii.gz")
@@ -166,6 +167,7 @@ def evaluate_case(case: Path, run: Path, empty_ml: float = 0.0) -> dict:
         "slice_thickness_mm": truth.get("slice_thickness_mm"), "truth_score": truth_score(truth),
         "truth_aspects": truth.get("aspects"), "truth_side": truth.get("affected_side"),
         "truth_involved": truth.get("involved") or {}, "truth_volume_ml_json": truth.get("infarct_volume_ml"),
+        "truth_outside_mca_ml": truth.get("infarct_outside_mca_ml") or 0.0,
         "status": "ok", "error": None,
     }
     missing = [rel for rel in APP_OUTPUTS if not (run / rel).is_file()]
@@ -215,9 +217,19 @@ def volume_agreement(truth_ml: Sequence[float], pred_ml: Sequence[float]) -> dic
     return {"n": int(d.size), "bias_ml": bias, "sd_ml": sd, "loa_low_ml": bias - 1.96 * sd, "loa_high_ml": bias + 1.96 * sd}
 
 
+def outside_mca_control(rec: dict) -> bool:
+    """An acute case whose infarct lies outside the MCA territory (--pattern aca / pca / thalamus /
+    cerebellum): a negative control for ASPECTS."""
+    vol = rec.get("truth_volume_ml_json") or 0.0
+    return rec["kind"] == "acute" and vol > 0 and rec.get("truth_outside_mca_ml", 0.0) >= 0.9 * vol
+
+
 def control_check(rec: dict) -> Tuple[str, bool]:
     """What a control must show, and whether it did."""
     flags = rec.get("flags", [])
+    if outside_mca_control(rec):
+        return (f"ASPECTS 10 both sides, flag {FLAG_OUTSIDE_MCA}",
+                rec["pred_aspects"] == {"left": 10, "right": 10} and FLAG_OUTSIDE_MCA in flags)
     if rec["kind"] == "normal":
         return "ASPECTS 10, no haemorrhage flag", rec["pred_score"] == 10 and FLAG_HAEMORRHAGE not in flags
     if rec["kind"] == "old_infarct":
@@ -264,9 +276,10 @@ def aggregate(records: Sequence[dict], empty_ml: float = 0.0, seed: int = 0) -> 
     rep["aspects"]["side_accuracy"] = {"n": n_side, "accuracy": acc}
     rep["controls"] = []
     for r in ok:
-        if r["kind"] in ("normal", "old_infarct", "haemorrhage"):
+        if r["kind"] in ("normal", "old_infarct", "haemorrhage") or outside_mca_control(r):
             expect, passed = control_check(r)
-            rep["controls"].append({"case_id": r["case_id"], "kind": r["kind"], "expected": expect, "passed": passed,
+            kind = "acute outside MCA" if outside_mca_control(r) else r["kind"]
+            rep["controls"].append({"case_id": r["case_id"], "kind": kind, "expected": expect, "passed": passed,
                                     "score": r["pred_score"], "infarct_ml": r["infarct"]["pred_ml"], "flags": r["flags"]})
     stages = sorted({s for r in ok for s in r["timings_s"]})
     rep["timings_s"] = {s: mt.bootstrap_median([r["timings_s"].get(s) for r in ok], seed=seed).as_dict() for s in stages}

@@ -19,7 +19,7 @@ if __package__ in (None, ""):
 from aspects.errors import EXIT_INTERNAL, EXIT_USAGE, InputError  # noqa: E402
 from aspects.labels import REGION_COLOURS, region_of  # noqa: E402
 from aspects.phantom_dicom import write_case  # noqa: E402
-from aspects.phantoms import (KINDS, PATTERNS, Phantom, PhantomOptions, case_id_for, check_options,  # noqa: E402
+from aspects.phantoms import (ALL_PATTERNS, KINDS, Phantom, PhantomOptions, case_id_for, check_options,  # noqa: E402
                               default_anatomy, make_phantom)
 
 LESION_COLOURS = {"acute": "red", "old_infarct": "cyan", "haemorrhage": "orange"}
@@ -83,7 +83,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--kind", choices=KINDS, help="case kind (default: random, 70%% acute)")
     ap.add_argument("--thickness", type=float, help="slice thickness mm (default: random of 0.625/1/2.5/5)")
     ap.add_argument("--hu-drop", type=float, help="acute infarct hypoattenuation HU (default: random 2-12)")
-    ap.add_argument("--pattern", choices=list(PATTERNS), help="vascular pattern of an acute/old infarct")
+    ap.add_argument("--pattern", choices=list(ALL_PATTERNS),
+                    help="vascular pattern of an acute/old infarct; aca, pca, thalamus, cerebellum lie outside the "
+                         "MCA territory (negative controls: ASPECTS 10)")
     ap.add_argument("--side", choices=("left", "right"), help="lesion side (default: random)")
     ap.add_argument("--tilt", type=float, help="gantry tilt in degrees (default 0: no tilt)")
     ap.add_argument("--noise", type=float, help="noise standard deviation HU (default: random 3-6)")
