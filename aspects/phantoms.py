@@ -32,6 +32,7 @@ from scipy import ndimage as ndi
 from aspects.atlas import outside_mca
 from aspects.errors import EXIT_USAGE, InputError
 from aspects.labels import REGION_CODES, SIDES, label_value
+from aspects.phantom_noise import load_nps, nps_noise, sigma_for_thickness
 from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION, region_findings
 
 # A region counts as involved in the truth when at least this fraction of its voxels (source grid)
@@ -41,9 +42,23 @@ from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION, region_findings
 # a neighbouring region, or a registration error of 1-2 voxels, does not.
 INVOLVEMENT_FRACTION: float = DEFAULT_INVOLVEMENT_FRACTION
 
-KINDS: Tuple[str, ...] = ("acute", "normal", "old_infarct", "haemorrhage")
-KIND_WEIGHTS: Tuple[float, ...] = (0.7, 0.1, 0.1, 0.1)
+KINDS: Tuple[str, ...] = ("acute", "normal", "old_infarct", "haemorrhage", "leukoaraiosis")
+KIND_WEIGHTS: Tuple[float, ...] = (0.7, 0.1, 0.1, 0.1, 0.0)  # generator v1 (a trailing 0: same draws as before)
 THICKNESSES: Tuple[float, ...] = (0.625, 1.0, 2.5, 5.0)
+GENERATORS: Tuple[str, ...] = ("v1", "v2")
+# Generator v2 (docs/data.md): real lesion shapes, several anatomy sources, early change well
+# represented, thin and 5 mm slices, scanner-like noise, leukoaraiosis controls.
+V2_KIND_WEIGHTS: Tuple[float, ...] = (0.62, 0.1, 0.1, 0.08, 0.1)  # over KINDS
+V2_THICKNESSES: Tuple[float, ...] = (0.625, 1.0, 2.5, 5.0)
+V2_THICKNESS_WEIGHTS: Tuple[float, ...] = (0.2, 0.2, 0.1, 0.5)
+# HU drop of acute infarcts: 1-2 HU (12 %), early change 2-4 HU (38 %), 4-12 HU (50 %).
+V2_HU_DROP_MIXTURE: Tuple[Tuple[float, float, float], ...] = ((0.12, 1.0, 2.0), (0.38, 2.0, 4.0), (0.5, 4.0, 12.0))
+V2_NON_MCA_FRACTION = 0.12  # acute v2 cases whose lesion lies outside the MCA territory
+# Acute MCA shapes: this fraction is drawn among those that cover >= 10 % of an ASPECTS region in
+# template space (62 % of the MCA shapes), the rest among all (small lesions, ASPECTS 10).
+V2_SCORED_LESION_FRACTION = 0.8
+V2_SIGMA_5MM = (2.5, 4.5)  # noise SD of a 5 mm slice; thinner slices sqrt(5 / t) times more
+V2_SIGMA_MAX = 14.0
 
 # Vascular patterns of acute MCA infarcts (region codes, one hemisphere) and their draw weights.
 PATTERNS: Dict[str, Tuple[str, ...]] = {
@@ -118,6 +133,10 @@ class PhantomOptions:
     pose: bool = True  # random rotation/scale/offset; False = template pose, scale 1
     pixel_mm: Optional[float] = None
     matrix: int = INPLANE_SIZE  # rows = columns; smaller (e.g. 128) only for fast tests
+    generator: str = "v1"  # "v2": real lesion shapes, anatomy sources, scanner noise (docs/data.md)
+    anatomy: Optional[str] = None  # v2: template / scct / ge / invesalius (default: drawn for the split)
+    split: str = "train"  # v2: which lesion shapes (and anatomies) a case may use
+    lesion_id: Optional[str] = None  # v2: a SOOP mask ID instead of a drawn one
 
 
 @dataclass(frozen=True)
@@ -141,6 +160,16 @@ class CaseParams:
     pixel_u: float
     matrix: int
     lesion_hu: float  # old infarct / haemorrhage CT number (0 for acute / normal)
+    generator: str = "v1"
+    anatomy: str = "template"
+    split: Optional[str] = None  # v2: lesion-shape split
+    lesion_id: Optional[str] = None  # v2: SOOP mask ID (acute / old infarct), None for an atlas pattern
+    lesion_mirror: bool = False  # the SOOP mask flipped to the other hemisphere
+    noise_curve: Optional[str] = None  # v2: measured NPS used (aspects.phantom_noise)
+    heterogeneity: float = 0.0  # v2 acute: relative spatial variation of the drop
+    margin_mm: float = 0.0  # v2 acute: Gaussian edge of the lesion
+    band_mm: float = 0.0  # v2 leukoaraiosis: periventricular band; old infarct: ex-vacuo widening
+    detail_hu: float = 0.0  # v2 leukoaraiosis drop / old infarct gliotic rim drop (HU)
 
 
 @dataclass(frozen=True)
@@ -156,6 +185,15 @@ class Anatomy:
     neck_hu: np.ndarray  # float32 neck tissue below the head (AIR elsewhere)
     index_to_phys: np.ndarray  # 4x4: crop index (x, y, z, 1) -> template physical (LPS)
     centre: np.ndarray  # physical centre of the intracranial volume (mm)
+    name: str = "template"  # anatomy source (aspects.phantom_anatomy.ANATOMIES)
+    head: Optional[np.ndarray] = None  # float32 complete head HU (scct, real heads); None: synthetic skull
+    fov: Optional[np.ndarray] = None  # bool: where a real head's scan has data
+    disp2: Optional[np.ndarray] = None  # (3, z/2, y/2, x/2) mm: crop point -> template point displacement
+    phys_to_template: Optional[np.ndarray] = None  # 4x4 template physical -> template voxel index
+    template_grid: Optional[tuple] = None  # aspects.phantom_lesions.template_grid of the atlas template
+    ventricles: Optional[np.ndarray] = None  # bool lateral ventricles (v2 old infarct / leukoaraiosis)
+    native_noise_hu: float = 0.0  # SD of the source's own remaining noise (real heads)
+    calcify: bool = False  # synthetic calcifications may be painted (templates)
 
 
 @dataclass
@@ -199,7 +237,8 @@ class Phantom:
 
 
 def _child_rngs(seed: int) -> Dict[str, np.random.Generator]:
-    names = ("choice", "pose", "deform", "skull", "lesion", "noise", "dicom")
+    # Appended names only: SeedSequence children are indexed, so the v1 streams never change.
+    names = ("choice", "pose", "deform", "skull", "lesion", "noise", "dicom", "v2", "calc")
     seqs = np.random.SeedSequence(int(seed)).spawn(len(names))
     return {n: np.random.default_rng(s) for n, s in zip(names, seqs)}
 
@@ -236,6 +275,10 @@ def resolve_params(seed: int, opts: PhantomOptions = PhantomOptions()) -> CasePa
     if not opts.pose:
         yaw = roll = pitch = 0.0
         scale = 1.0
+    if opts.generator == "v2":
+        v1 = dict(seed=int(seed), yaw_deg=yaw, pitch_deg=pitch, roll_deg=roll, scale=scale,
+                  deform_mm=deform_mm if opts.deform else 0.0, pixel_u=pixel_u, side=side, old_hu=old_hu, bleed_hu=bleed_hu)
+        return _resolve_v2(seed, opts, v1)
     return CaseParams(
         seed=int(seed),
         kind=kind,
@@ -254,6 +297,65 @@ def resolve_params(seed: int, opts: PhantomOptions = PhantomOptions()) -> CasePa
         pixel_u=pixel_u,
         matrix=int(opts.matrix),
         lesion_hu=lesion_hu,
+    )
+
+
+def _resolve_v2(seed: int, opts: PhantomOptions, v1: dict) -> CaseParams:
+    """Generator v2 draws (own child generator, fixed order; pose and side as in v1)."""
+    from aspects import phantom_lesions as PL
+    from aspects.phantom_anatomy import ANATOMIES, TRAIN_ANATOMIES
+
+    r = _child_rngs(seed)["v2"]
+    kind = str(r.choice(KINDS, p=np.array(V2_KIND_WEIGHTS) / sum(V2_KIND_WEIGHTS)))
+    thickness = float(r.choice(V2_THICKNESSES, p=np.array(V2_THICKNESS_WEIGHTS) / sum(V2_THICKNESS_WEIGHTS)))
+    which = int(r.choice(len(V2_HU_DROP_MIXTURE), p=[m[0] for m in V2_HU_DROP_MIXTURE]))
+    hu_drop = float(r.uniform(*V2_HU_DROP_MIXTURE[which][1:]))
+    allowed = TRAIN_ANATOMIES if opts.split == "train" else ANATOMIES
+    anatomy = str(r.choice(allowed))
+    non_mca = bool(r.uniform() < V2_NON_MCA_FRACTION)
+    lesion_u, old_u = float(r.uniform()), float(r.uniform())
+    old_group = "mca" if r.uniform() < 0.75 else "non_mca"
+    sigma5 = float(r.uniform(*V2_SIGMA_5MM))
+    curve = str(r.choice(("ge", "invesalius")))
+    het, margin = float(r.uniform(0.0, 0.35)), float(r.uniform(0.7, 1.5))
+    band, leuko_drop = float(r.uniform(3.0, 12.0)), float(r.uniform(4.0, 9.0))
+    ex_vacuo, gliosis = float(r.uniform(0.5, 3.0)), float(r.uniform(2.0, 8.0))
+    scored_only = bool(r.uniform() < V2_SCORED_LESION_FRACTION)
+
+    kind = opts.kind or kind
+    thickness = float(opts.thickness if opts.thickness is not None else thickness)
+    anatomy = opts.anatomy or anatomy
+    if anatomy not in allowed:
+        raise InputError(EXIT_USAGE, f"--anatomy {anatomy} is not allowed in the {opts.split} split "
+                                     "(InVesalius is GPL-2: validation / test studies only)")
+    side = opts.side or v1["side"]
+    pattern = opts.pattern if kind in ("acute", "old_infarct") else None
+    lesion_id, mirror = None, False
+    if kind in ("acute", "old_infarct") and pattern is None:
+        if opts.lesion_id is not None:
+            e = PL.entry(opts.lesion_id)
+        else:
+            group = ("non_mca" if non_mca else "mca") if kind == "acute" else old_group
+            candidates = PL.pool(opts.split, group)
+            if kind == "acute" and group == "mca" and scored_only:  # shapes that reach an ASPECTS region
+                candidates = [c for c in candidates if c.involved] or candidates
+            e = candidates[min(len(candidates) - 1, int((lesion_u if kind == "acute" else old_u) * len(candidates)))]
+        lesion_id, mirror = e.mask_id, e.side != side
+    if kind == "old_infarct" and pattern is None and lesion_id is None:
+        pattern = "M2"
+    noise = float(opts.noise_hu) if opts.noise_hu is not None else min(V2_SIGMA_MAX, sigma_for_thickness(sigma5, thickness))
+    detail = {"leukoaraiosis": leuko_drop, "old_infarct": gliosis}.get(kind, 0.0)
+    return CaseParams(
+        seed=v1["seed"], kind=kind, thickness=thickness,
+        hu_drop=float(opts.hu_drop if opts.hu_drop is not None else hu_drop) if kind == "acute" else 0.0,
+        pattern=pattern, side=side if kind not in ("normal", "leukoaraiosis") else None,
+        tilt_deg=float(opts.tilt_deg or 0.0), noise_hu=noise, yaw_deg=v1["yaw_deg"], pitch_deg=v1["pitch_deg"],
+        roll_deg=v1["roll_deg"], scale=v1["scale"], deform_mm=v1["deform_mm"],
+        pixel_mm=float(opts.pixel_mm) if opts.pixel_mm is not None else None, pixel_u=v1["pixel_u"],
+        matrix=int(opts.matrix), lesion_hu={"old_infarct": v1["old_hu"] - 5.0, "haemorrhage": v1["bleed_hu"]}.get(kind, 0.0),
+        generator="v2", anatomy=anatomy, split=opts.split, lesion_id=lesion_id, lesion_mirror=mirror,
+        noise_curve=curve, heterogeneity=het, margin_mm=margin,
+        band_mm={"leukoaraiosis": band, "old_infarct": ex_vacuo}.get(kind, 0.0), detail_hu=detail,
     )
 
 
@@ -281,6 +383,20 @@ def check_options(opts: PhantomOptions) -> None:
         bad(f"--pixel must be 0.2..4.0 mm, not {opts.pixel_mm}")
     if not (64 <= opts.matrix <= 1024 and opts.matrix % 2 == 0):
         bad(f"--matrix must be an even number 64..1024, not {opts.matrix}")
+    if opts.generator not in GENERATORS:
+        bad(f"--generator must be one of {', '.join(GENERATORS)}, not {opts.generator!r}")
+    if opts.generator == "v1" and (opts.anatomy not in (None, "template") or opts.lesion_id is not None
+                                   or opts.kind == "leukoaraiosis"):
+        bad("--anatomy, --lesion-id and --kind leukoaraiosis need --generator v2")
+    from aspects.phantom_anatomy import ANATOMIES
+    from aspects.phantom_lesions import SPLITS
+
+    if opts.anatomy is not None and opts.anatomy not in ANATOMIES:
+        bad(f"--anatomy must be one of {', '.join(ANATOMIES)}, not {opts.anatomy!r}")
+    if opts.split not in SPLITS:
+        bad(f"--split must be one of {', '.join(SPLITS)}, not {opts.split!r}")
+    if opts.lesion_id is not None and opts.pattern is not None:
+        bad("give either --pattern or --lesion-id, not both")
 
 
 # ----------------------------------------------------------------------------- anatomy
@@ -416,6 +532,73 @@ def default_anatomy(atlas_dir: Optional[str] = None) -> Anatomy:
     return build_anatomy(atlas.template, atlas.labels, atlas.territories)
 
 
+def ventricle_mask(brain_hu: np.ndarray, intracranial: np.ndarray, min_ml: float = 2.0) -> np.ndarray:
+    """Lateral (and third) ventricles: CSF-like voxels (< 15 HU after 1 mm smoothing) more than
+    15 mm inside the intracranial volume, in components of at least ``min_ml``."""
+    smooth = ndi.gaussian_filter(brain_hu, 1.0)
+    deep = ndi.distance_transform_edt(intracranial) > 15.0
+    lab, n = ndi.label(deep & (smooth < 15.0) & (smooth > -50.0))
+    if n == 0:
+        return np.zeros(brain_hu.shape, bool)
+    sizes = np.bincount(lab.ravel())
+    keep = np.flatnonzero(sizes >= min_ml * 1000.0)
+    return np.isin(lab, keep[keep > 0])
+
+
+@functools.lru_cache(maxsize=4)
+def source_anatomy(name: str, atlas_dir: Optional[str] = None) -> Anatomy:
+    """Generator-v2 anatomy ``name`` (:data:`aspects.phantom_anatomy.ANATOMIES`) on the crop of
+    :func:`default_anatomy` (see :mod:`aspects.phantom_anatomy`), built once per process."""
+    import dataclasses
+
+    from aspects import phantom_anatomy as PA
+    from aspects.atlas import load_atlas
+    from aspects.phantom_lesions import template_grid
+
+    base = default_anatomy(atlas_dir)
+    atlas = load_atlas(Path(atlas_dir) if atlas_dir else None)
+    t_i2p = _index_to_phys(atlas.template)
+    common = dict(name=name, phys_to_template=np.linalg.inv(t_i2p), template_grid=template_grid(atlas.template))
+    intracranial = base.shell_dist <= 0
+    if name == "template":
+        return dataclasses.replace(base, calcify=True, ventricles=ventricle_mask(base.brain_hu, intracranial), **common)
+    ref = PA.crop_reference(base.index_to_phys, base.brain_hu.shape)
+    if name == "scct":
+        head, brain, raw = PA.scct_head(ref)
+        stretched = np.where(raw <= TEMPLATE_GM_HU, tissue_hu(raw), raw)  # real partial volume kept above
+        head = np.where(brain, stretched, head)
+        outside = (head <= AIR_HU + 1.0) & (base.neck_hu != AIR_HU)  # below the template's field: the neck
+        head[outside] = base.neck_hu[outside]
+        brain_hu = np.where(brain, head, np.where(intracranial, CSF_HU, AIR_HU)).astype(np.float32)
+        tissue = brain & (raw > TISSUE_MIN_HU) & (head < 60.0)
+        return dataclasses.replace(base, brain_hu=brain_hu, head=head.astype(np.float32), tissue=tissue, calcify=True,
+                                   ventricles=ventricle_mask(brain_hu, intracranial), **common)
+    if name not in PA.ANATOMIES:
+        raise InputError(EXIT_USAGE, f"no anatomy source {name!r} ({', '.join(PA.ANATOMIES)})")
+    data = PA.load_or_register(name, atlas, ref)
+    head, brain = data["head"], data["brain"]
+    spacing = np.linalg.norm(base.index_to_phys[:3, :3], axis=0)[::-1]
+    sd = _signed_distance_2x(brain, spacing)
+    intracranial = sd <= 0
+    bb = tuple(slice(0, n) for n in head.shape)
+    tidx = PA.template_index(base.index_to_phys, common["phys_to_template"], data["disp2"], bb)
+    coords = [tidx[2], tidx[1], tidx[0]]
+    labels = ndi.map_coordinates(sitk.GetArrayFromImage(atlas.labels), coords, order=0, mode="constant", cval=0).astype(np.uint8)
+    terr = ndi.map_coordinates(sitk.GetArrayFromImage(atlas.territories), coords, order=0, mode="constant", cval=0).astype(np.uint8)
+    del tidx, coords
+    labels[~brain] = 0
+    terr[~brain] = 0
+    smooth = ndi.gaussian_filter(head, 0.7)
+    tissue = brain & (smooth > TISSUE_MIN_HU) & (smooth < 50.0)
+    brain_hu = np.where(brain, head, np.where(intracranial, CSF_HU, AIR_HU)).astype(np.float32)
+    ci = np.array(np.nonzero(intracranial)).mean(axis=1)[::-1]
+    return dataclasses.replace(
+        base, brain_hu=brain_hu, labels=labels, territories=terr, tissue=tissue,
+        shell_dist=np.maximum(sd, 0.0).astype(np.float32), head=head, fov=data["fov"], disp2=data["disp2"],
+        ventricles=ventricle_mask(brain_hu, intracranial), native_noise_hu=float(data["noise_hu"]),
+        centre=(base.index_to_phys @ np.append(ci, 1.0))[:3], calcify=False, **common)
+
+
 # ----------------------------------------------------------------------------- random fields
 
 
@@ -446,7 +629,10 @@ def smooth_field(rng: np.random.Generator, shape: Sequence[int], knot_vox: float
 
 
 def head_hu(anat: Anatomy, rng: np.random.Generator) -> np.ndarray:
-    """Brain plus a skull and scalp of randomly varying thickness (template crop space)."""
+    """Brain plus a skull and scalp of randomly varying thickness (template crop space); the
+    anatomy's own complete head when it has one (scct, real heads)."""
+    if anat.head is not None:
+        return anat.head.copy()
     hu = anat.brain_hu.copy()
     d = anat.shell_dist
     near = d > 0
@@ -524,6 +710,11 @@ def paint_lesion(hu: np.ndarray, anat: Anatomy, p: CaseParams, rng: np.random.Ge
     """Add the case's lesion to ``hu`` (in place); returns its soft weight (0..1) and bbox."""
     if p.kind == "normal":
         return np.zeros((1, 1, 1), np.float32), (slice(0, 1),) * 3
+    if p.kind == "leukoaraiosis":
+        from aspects.phantom_lesions import paint_leukoaraiosis
+
+        # The crop is symmetric about the midline and the painted box too: the mirror is a flip.
+        return paint_leukoaraiosis(hu, anat, rng, p.band_mm, p.detail_hu, lambda a: a[:, :, ::-1])
     assert p.side is not None
     if p.kind == "haemorrhage":
         deep = rng.uniform() < 0.6
@@ -546,6 +737,13 @@ def paint_lesion(hu: np.ndarray, anat: Anatomy, p: CaseParams, rng: np.random.Ge
         sub -= 4.0 * np.clip(ring, 0, 1) * (anat.tissue[bb])
         sub[...] = sub * (1 - w) + w * (p.lesion_hu + 2.0 * rng.standard_normal(sub.shape).astype(np.float32))
         return w, bb
+    if p.lesion_id is not None:
+        from aspects.phantom_lesions import paint_old_infarct, soop_mask
+
+        mask, bb = soop_mask(anat, p.lesion_id, p.lesion_mirror)
+        if p.kind == "old_infarct":
+            return paint_old_infarct(hu, anat, mask, bb, p.side, p.lesion_hu, p.detail_hu, p.band_mm), bb
+        return _paint_acute(hu, anat, mask, bb, p, rng, p.margin_mm, p.heterogeneity)
     assert p.pattern is not None
     if p.kind == "old_infarct":
         mask, bb = _pattern_parts(anat, p.pattern, p.side, rng, (0.25, 0.6))
@@ -556,17 +754,31 @@ def paint_lesion(hu: np.ndarray, anat: Anatomy, p: CaseParams, rng: np.random.Ge
         return w, bb
     # Acute infarct: partial involvement of each region of the pattern, soft margins.
     mask, bb = _pattern_parts(anat, p.pattern, p.side, rng, (0.4, 1.0))
-    margin = rng.uniform(1.5, 3.0)
+    return _paint_acute(hu, anat, mask, bb, p, rng, rng.uniform(1.5, 3.0), 0.0)
+
+
+def _paint_acute(hu: np.ndarray, anat: Anatomy, mask: np.ndarray, bb: Tuple[slice, ...], p: CaseParams,
+                 rng: np.random.Generator, margin: float, heterogeneity: float) -> Tuple[np.ndarray, Tuple[slice, ...]]:
+    """Acute hypoattenuation over ``mask`` (in place): soft edge of ``margin`` mm, limited to
+    parenchyma, mean drop over the truth mask (weight >= 0.5) exactly ``p.hu_drop``; with
+    ``heterogeneity`` > 0 the drop varies by that relative amount (a smooth field), as the
+    degree of ischaemia does within a lesion."""
     w = ndi.gaussian_filter(mask.astype(np.float32), margin) * anat.tissue[bb]
     core = w >= 0.5
     if not core.any():
         return np.zeros((1, 1, 1), np.float32), (slice(0, 1),) * 3
+    drop = w
+    if heterogeneity > 0:
+        drop = w * np.clip(1.0 + heterogeneity * smooth_field(rng, w.shape, 10.0), 0.3, 1.7)
     sub = hu[bb]
     m = float(sub[core].mean())
     # Scale the peak drop so that the mean drop over the truth mask (w >= 0.5) is hu_drop.
-    peak = p.hu_drop / float(w[core].mean())
+    peak = p.hu_drop / float(drop[core].mean())
     k = 0.5 * min(1.0, p.hu_drop / 8.0)  # grey-white contrast loss grows with the drop
-    sub -= w * (peak + k * (sub - m))
+    if heterogeneity > 0:
+        sub -= drop * peak + w * k * (sub - m)
+    else:
+        sub -= w * (peak + k * (sub - m))
     return w, bb
 
 
@@ -598,7 +810,10 @@ def plan_scan(anat: Anatomy, p: CaseParams, to_scanner: np.ndarray, rng: np.rand
     col = np.array([0.0, math.cos(tilt), math.sin(tilt)])
     normal = np.cross(row, col)
     step = np.array([0.0, 0.0, p.thickness / math.cos(tilt)])  # table motion along z
-    head = np.argwhere((anat.shell_dist < 14.0)[::3, ::3, ::3])[:, ::-1] * 3.0
+    near = anat.shell_dist < 14.0
+    if anat.fov is not None:  # a real head: only where its scan has data
+        near &= anat.fov
+    head = np.argwhere(near[::3, ::3, ::3])[:, ::-1] * 3.0
     pts = (to_scanner @ np.c_[head, np.ones(len(head))].T)[:3].T
     k = pts @ normal / float(step @ normal)
     u = pts @ row
@@ -628,12 +843,21 @@ def _sub_planes(thickness: float) -> int:
     return n if n % 2 == 1 else n + 1
 
 
-def make_phantom(seed: int, opts: PhantomOptions = PhantomOptions(), anat: Optional[Anatomy] = None) -> Phantom:
-    """Generate one case entirely in memory (deterministic for ``seed`` and ``opts``)."""
-    anat = anat if anat is not None else default_anatomy()
+def make_phantom(seed: int, opts: PhantomOptions = PhantomOptions(), anat: Optional[Anatomy] = None,
+                 atlas_dir: Optional[str] = None) -> Phantom:
+    """Generate one case entirely in memory (deterministic for ``seed`` and ``opts``). ``anat``:
+    the v1 anatomy (default: the atlas's); v2 cases use the anatomy source they draw."""
     p = resolve_params(seed, opts)
+    if p.generator == "v2" and (anat is None or anat.name != p.anatomy or anat.phys_to_template is None):
+        anat = source_anatomy(p.anatomy, atlas_dir)
+    anat = anat if anat is not None else default_anatomy(atlas_dir)
     rngs = _child_rngs(seed)
     hu_t = head_hu(anat, rngs["skull"])
+    calcifications: Dict[str, int] = {}
+    if p.generator == "v2" and anat.calcify:
+        from aspects.phantom_anatomy import paint_calcifications
+
+        calcifications = paint_calcifications(hu_t, anat.index_to_phys, rngs["calc"])
     w, wbb = paint_lesion(hu_t, anat, p, rngs["lesion"])
 
     # Template physical -> scanner: rotate and scale about the head centre, centre at the origin.
@@ -725,17 +949,26 @@ def make_phantom(seed: int, opts: PhantomOptions = PhantomOptions(), anat: Optio
 
     up = lambda a_: np.repeat(np.repeat(a_, 2, axis=1), 2, axis=2)  # noqa: E731
     hu = np.empty((geo.n_slices, 2 * half_n, 2 * half_n), np.float32)
+    # v2: scanner-like noise (measured NPS); the anatomy's own remaining noise counts towards its level.
+    sigma_add = p.noise_hu
+    if p.generator == "v2":
+        sigma_add = math.sqrt(max(p.noise_hu ** 2 - anat.native_noise_hu ** 2, (0.5 * p.noise_hu) ** 2))
     for k0 in range(0, geo.n_slices, 16):  # in chunks: bounds the temporaries
         k1 = min(geo.n_slices, k0 + 16)
         hu[k0:k1] = upsample2(hu_sl[k0:k1])
-        hu[k0:k1] += noise_field(rngs["noise"], hu[k0:k1].shape, p.noise_hu)
+        if p.generator == "v2":
+            hu[k0:k1] += nps_noise(rngs["noise"], hu[k0:k1].shape, geo.pixel_mm, sigma_add, load_nps()[p.noise_curve])
+        else:
+            hu[k0:k1] += noise_field(rngs["noise"], hu[k0:k1].shape, p.noise_hu)
     lesion_mask = up(lesion_half >= 0.5).astype(np.uint8)
     regions = up(regions_half)
     infarct = lesion_mask if p.kind == "acute" else np.zeros_like(lesion_mask)
-    extra = {p.kind: lesion_mask} if p.kind in ("old_infarct", "haemorrhage") else {}
+    extra = {p.kind: lesion_mask} if p.kind in ("old_infarct", "haemorrhage", "leukoaraiosis") else {}
     ph = Phantom(p, hu, infarct, regions, extra, geo.origin, geo.row, geo.col, geo.step, geo.pixel_mm,
                  outside_mca_voxels=4 * outside_half)  # each sample is 2 x 2 output pixels
     ph.truth = truth_record(ph)
+    if p.generator == "v2":
+        ph.truth["calcifications"] = calcifications
     return ph
 
 
@@ -790,12 +1023,16 @@ def truth_record(ph: Phantom) -> dict:
         "hu_drop": round(p.hu_drop, 3),
         "slice_thickness_mm": p.thickness,
         "seed": p.seed,
+        **({} if p.generator == "v1" else {
+            "generator": p.generator, "anatomy": p.anatomy, "split": p.split, "lesion_id": p.lesion_id,
+            "lesion_source": "soop" if p.lesion_id is not None else ("atlas_pattern" if p.pattern else None),
+            "noise_hu": round(p.noise_hu, 2)}),
     }
 
 
 __all__ = [
     "INVOLVEMENT_FRACTION", "KINDS", "PATTERNS", "TERRITORY_PATTERNS", "ALL_PATTERNS", "THICKNESSES", "PhantomOptions", "CaseParams",
-    "Anatomy", "Phantom", "build_anatomy", "default_anatomy", "make_phantom", "resolve_params",
+    "Anatomy", "Phantom", "build_anatomy", "default_anatomy", "source_anatomy", "make_phantom", "resolve_params",
     "involved_regions", "truth_record", "noise_field", "smooth_field", "case_id_for",
 ]
 

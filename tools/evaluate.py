@@ -45,6 +45,12 @@ FLAG_OUTSIDE_MCA = "infarct_outside_mca"
 FLAG_OLD_INFARCT = "old_infarct_suspected"
 FLAG_LOW_CONFIDENCE = "low_confidence"
 APP_OUTPUTS = ("aspects.json", "nifti/infarct.nii.gz", "nifti/regions.nii.gz")
+CONTROL_KINDS = ("normal", "old_infarct", "haemorrhage", "leukoaraiosis")
+# HU-drop bins of the region-level detection limit (issue 13 targets: 3-4 HU and >= 5 HU).
+REGION_HU_BINS: Tuple[Tuple[str, float, float], ...] = (
+    ("<2", -np.inf, 2.0), ("2-3", 2.0, 3.0), ("3-4", 3.0, 4.0), ("4-5", 4.0, 5.0), (">=5", 5.0, np.inf),
+)
+VOLUME_BINS_ML: Tuple[Tuple[str, float, float], ...] = (("< 5 ml", 0.0, 5.0), ("5-25 ml", 5.0, 25.0), (">= 25 ml", 25.0, np.inf))
 
 
 # ----------------------------------------------------------------------------- running the app
@@ -168,6 +174,8 @@ def evaluate_case(case: Path, run: Path, empty_ml: float = 0.0) -> dict:
         "truth_aspects": truth.get("aspects"), "truth_side": truth.get("affected_side"),
         "truth_involved": truth.get("involved") or {}, "truth_volume_ml_json": truth.get("infarct_volume_ml"),
         "truth_outside_mca_ml": truth.get("infarct_outside_mca_ml") or 0.0,
+        "anatomy": truth.get("anatomy", "template"), "generator": truth.get("generator", "v1"),
+        "lesion_id": truth.get("lesion_id"),
         "status": "ok", "error": None,
     }
     missing = [rel for rel in APP_OUTPUTS if not (run / rel).is_file()]
@@ -175,8 +183,15 @@ def evaluate_case(case: Path, run: Path, empty_ml: float = 0.0) -> dict:
         rec.update(status="failed", error="missing " + ", ".join(missing))
         return rec
     result = json.loads((run / "aspects.json").read_text())
+    if result.get("score") is None:
+        rec.update(status="failed", error="no score: regions not assessable " + ", ".join(
+            (result.get("flag_details") or {}).get("incomplete_coverage", {}).get("regions", [])))
+        return rec
     rec.update(pred_score=int(result["score"]), pred_aspects=result.get("aspects"), pred_side=result.get("affected_side"),
                pred_involved=pred_involved(result), flags=list(result.get("flags") or []),
+               evidence_called=sorted(f"{s} {c}" for s in SIDES for c, r in ((result.get("regions") or {}).get(s) or {}).items()
+                                      if "evidence" in (r.get("involved_by") or [])),
+               qc_ncc=(result.get("qc") or {}).get("ncc"),
                pred_volume_ml_json=result.get("infarct_volume_ml"), methods=result.get("methods"),
                timings_s=result.get("timings_s") or {})
     t_inf, spacing, t_grid = read_mask(case / "truth" / "infarct.nii.gz")
@@ -224,17 +239,93 @@ def outside_mca_control(rec: dict) -> bool:
     return rec["kind"] == "acute" and vol > 0 and rec.get("truth_outside_mca_ml", 0.0) >= 0.9 * vol
 
 
+def points_lost(rec: dict) -> Optional[int]:
+    """ASPECTS points below 10 + 10 the app reported (None when a side had no score)."""
+    asp = rec.get("pred_aspects") or {}
+    if any(asp.get(s) is None for s in SIDES):
+        return None
+    return 20 - int(asp["left"]) - int(asp["right"])
+
+
 def control_check(rec: dict) -> Tuple[str, bool]:
-    """What a control must show, and whether it did."""
+    """What a control must show, and whether it did: no ASPECTS point lost on either side, and
+    the haemorrhage flag exactly on the haemorrhage studies."""
     flags = rec.get("flags", [])
+    lost = points_lost(rec)
     if outside_mca_control(rec):
-        return (f"ASPECTS 10 both sides, flag {FLAG_OUTSIDE_MCA}",
-                rec["pred_aspects"] == {"left": 10, "right": 10} and FLAG_OUTSIDE_MCA in flags)
-    if rec["kind"] == "normal":
-        return "ASPECTS 10, no haemorrhage flag", rec["pred_score"] == 10 and FLAG_HAEMORRHAGE not in flags
-    if rec["kind"] == "old_infarct":
-        return "ASPECTS 10 (old infarct not counted)", rec["pred_score"] == 10
-    return f"flag {FLAG_HAEMORRHAGE}", FLAG_HAEMORRHAGE in flags
+        return (f"ASPECTS 10 both sides, flag {FLAG_OUTSIDE_MCA}", lost == 0 and FLAG_OUTSIDE_MCA in flags)
+    if rec["kind"] == "haemorrhage":
+        return f"ASPECTS 10 both sides, flag {FLAG_HAEMORRHAGE}", lost == 0 and FLAG_HAEMORRHAGE in flags
+    what = {"normal": "ASPECTS 10 both sides", "old_infarct": "ASPECTS 10 both sides (old infarct not counted)",
+            "leukoaraiosis": "ASPECTS 10 both sides (leukoaraiosis not counted)"}[rec["kind"]]
+    return f"{what}, no haemorrhage flag", lost == 0 and FLAG_HAEMORRHAGE not in flags
+
+
+def wilson_interval(k: int, n: int, level: float = 0.90) -> Tuple[Optional[float], Optional[float]]:
+    """Wilson score interval of a proportion k / n (Wilson 1927); (None, None) when n = 0."""
+    if n == 0:
+        return None, None
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+    p = k / n
+    den = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def proportion(k: int, n: int, level: float = 0.90) -> dict:
+    lo, hi = wilson_interval(k, n, level)
+    return {"k": int(k), "n": int(n), "value": (k / n) if n else None, "ci_low": lo, "ci_high": hi}
+
+
+def hemisphere_agreement(recs: Sequence[dict]) -> dict:
+    """Per hemisphere (both sides of every study with two scores): exact and within-1 agreement
+    of the reported ASPECTS with the truth, with Wilson intervals."""
+    pairs = [(int(r["truth_aspects"][s]), int(r["pred_aspects"][s])) for r in recs for s in SIDES
+             if (r.get("pred_aspects") or {}).get(s) is not None and (r.get("truth_aspects") or {}).get(s) is not None]
+    d = np.array([abs(a - b) for a, b in pairs], int)
+    return {"n": len(pairs), "exact": proportion(int(np.sum(d == 0)), len(pairs)),
+            "within_1": proportion(int(np.sum(d <= 1)), len(pairs))}
+
+
+def region_bin(hu: Optional[float]) -> Optional[str]:
+    if hu is None:
+        return None
+    return next(name for name, lo, hi in REGION_HU_BINS if lo <= float(hu) < hi)
+
+
+def volume_bin(ml: float) -> str:
+    return next(name for name, lo, hi in VOLUME_BINS_ML if lo <= float(ml) < hi)
+
+
+def region_calls(recs: Sequence[dict]) -> List[Tuple[dict, str, str, bool, bool]]:
+    """(record, side, code, truly involved, reported involved) for every region of every study."""
+    out = []
+    for r in recs:
+        for s in SIDES:
+            t, p = set(r["truth_involved"].get(s) or ()), set(r["pred_involved"].get(s) or ())
+            out.extend((r, s, c, c in t, c in p) for c in REGION_CODES)
+    return out
+
+
+def region_detection(recs: Sequence[dict]) -> dict:
+    """Region sensitivity per HU-drop bin (and per bin x lesion-volume class), region specificity
+    over every study, all with Wilson intervals."""
+    calls = region_calls(recs)
+    pos = [(r, p) for r, _, _, t, p in calls if t]
+    neg = [p for _, _, _, t, p in calls if not t]
+    out: dict = {"specificity": proportion(sum(not p for p in neg), len(neg)), "sensitivity": {},
+                 "sensitivity_by_volume": {}}
+    out["sensitivity"]["all"] = proportion(sum(p for _, p in pos), len(pos))
+    for name, _, _ in REGION_HU_BINS:
+        sel = [p for r, p in pos if region_bin(r["hu_drop"]) == name]
+        out["sensitivity"][name] = proportion(sum(sel), len(sel))
+        for vname, _, _ in VOLUME_BINS_ML:
+            sv = [p for r, p in pos if region_bin(r["hu_drop"]) == name and volume_bin(r["infarct"]["truth_ml"]) == vname]
+            out["sensitivity_by_volume"][f"{name} | {vname}"] = proportion(sum(sv), len(sv))
+    return out
 
 
 def aggregate(records: Sequence[dict], empty_ml: float = 0.0, seed: int = 0) -> dict:
@@ -274,17 +365,55 @@ def aggregate(records: Sequence[dict], empty_ml: float = 0.0, seed: int = 0) -> 
     }
     n_side, acc = ag.side_accuracy([r["truth_side"] for r in acute], [r["pred_side"] for r in acute])
     rep["aspects"]["side_accuracy"] = {"n": n_side, "accuracy": acc}
+    rep["hemisphere_aspects"] = {"all studies": hemisphere_agreement(ok), "acute": hemisphere_agreement(acute)}
+    rep["region_detection"] = region_detection(ok)
+    strong = [r for r in acute if (r["hu_drop"] or 0) >= 4.0 and r["infarct"]["truth_ml"] > empty_ml]
+    rep["dice_hu_ge_4"] = {"n": len(strong), **mt.bootstrap_median([r["infarct"]["dice"] for r in strong], seed=seed).as_dict()}
+    no_blood = [r for r in ok if r["kind"] != "haemorrhage"]
+    rep["false_haemorrhage_flags"] = proportion(sum(FLAG_HAEMORRHAGE in r["flags"] for r in no_blood), len(no_blood))
+    rep["low_confidence"] = proportion(sum(FLAG_LOW_CONFIDENCE in r["flags"] for r in ok), len(ok))
+    rep["by_anatomy"] = {}
+    for anat in sorted({r.get("anatomy") or "template" for r in ok}):
+        rs = [r for r in ok if (r.get("anatomy") or "template") == anat]
+        rep["by_anatomy"][anat] = {"n": len(rs), "hemisphere": hemisphere_agreement(rs),
+                                   "region_specificity": region_detection(rs)["specificity"],
+                                   "controls_points_lost": sum(points_lost(r) or 0 for r in rs
+                                                               if r["kind"] in CONTROL_KINDS or outside_mca_control(r))}
     rep["controls"] = []
     for r in ok:
-        if r["kind"] in ("normal", "old_infarct", "haemorrhage") or outside_mca_control(r):
+        if r["kind"] in CONTROL_KINDS or outside_mca_control(r):
             expect, passed = control_check(r)
             kind = "acute outside MCA" if outside_mca_control(r) else r["kind"]
             rep["controls"].append({"case_id": r["case_id"], "kind": kind, "expected": expect, "passed": passed,
-                                    "score": r["pred_score"], "infarct_ml": r["infarct"]["pred_ml"], "flags": r["flags"]})
+                                    "score": r["pred_score"], "points_lost": points_lost(r), "anatomy": r.get("anatomy"),
+                                    "infarct_ml": r["infarct"]["pred_ml"], "flags": r["flags"]})
+    rep["controls_points_lost"] = sum(c["points_lost"] or 0 for c in rep["controls"])
+    rep["targets"] = targets(rep)
     stages = sorted({s for r in ok for s in r["timings_s"]})
     rep["timings_s"] = {s: mt.bootstrap_median([r["timings_s"].get(s) for r in ok], seed=seed).as_dict() for s in stages}
     rep["methods"] = sorted({json.dumps(r.get("methods"), sort_keys=True) for r in ok})
     return rep
+
+
+def targets(rep: dict) -> List[dict]:
+    """Issue 13's targets: measured value (with its 90 % interval) against each threshold."""
+    hem, det = rep["hemisphere_aspects"]["all studies"], rep["region_detection"]
+    rows = [("hemisphere ASPECTS exact (all studies)", 0.80, hem["exact"]),
+            ("hemisphere ASPECTS within 1 (all studies)", 0.97, hem["within_1"]),
+            ("region sensitivity, HU drop 3-4", 0.80, det["sensitivity"]["3-4"]),
+            ("region sensitivity, HU drop >= 5", 0.95, det["sensitivity"][">=5"]),
+            ("region specificity (all studies)", 0.97, det["specificity"])]
+    out = []
+    for name, thr, p in rows:
+        out.append({"target": name, "threshold": f">= {thr:.2f}", "value": p["value"], "ci_low": p["ci_low"],
+                    "ci_high": p["ci_high"], "n": p["n"], "met": p["value"] is not None and p["value"] >= thr})
+    d = rep["dice_hu_ge_4"]
+    out.append({"target": "acute infarct Dice, HU drop >= 4 (median)", "threshold": ">= 0.75", "value": d["median"],
+                "ci_low": d["ci_low"], "ci_high": d["ci_high"], "n": d["n"], "met": d["median"] is not None and d["median"] >= 0.75})
+    n_ctrl = len(rep["controls"])
+    out.append({"target": "ASPECTS points lost on controls", "threshold": "0", "value": rep["controls_points_lost"],
+                "ci_low": None, "ci_high": None, "n": n_ctrl, "met": n_ctrl > 0 and rep["controls_points_lost"] == 0})
+    return out
 
 
 # ----------------------------------------------------------------------------- figures
@@ -369,7 +498,46 @@ def write_figures(records: Sequence[dict], report: dict, img_dir: Path) -> Dict[
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("Infarct Dice vs HU drop (detection limit)")
     save(fig, "eval_dice_vs_hu.png")
+    detection_limit_figure(ok, report, save)
     return files
+
+
+def detection_limit_figure(ok: Sequence[dict], report: dict, save) -> None:
+    """Region sensitivity against HU drop (all, and per lesion-volume class; Wilson 90 % intervals)
+    and each acute lesion's HU drop and volume, marked by whether the app found it."""
+    import matplotlib.pyplot as plt
+
+    det = report["region_detection"]
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
+    names = [n for n, _, _ in REGION_HU_BINS]
+    x = np.arange(len(names))
+    for k, (label, key, col) in enumerate([("all lesions", None, "k")] + [(v, v, c) for (v, _, _), c in
+                                                                       zip(VOLUME_BINS_ML, ("tab:orange", "tab:blue", "tab:green"))]):
+        vals = [det["sensitivity"][n] if key is None else det["sensitivity_by_volume"][f"{n} | {key}"] for n in names]
+        y = np.array([v["value"] if v["value"] is not None else np.nan for v in vals])
+        lo = np.array([v["ci_low"] if v["ci_low"] is not None else np.nan for v in vals])
+        hi = np.array([v["ci_high"] if v["ci_high"] is not None else np.nan for v in vals])
+        off = (k - 1.5) * 0.08
+        ax[0].errorbar(x + off, y, yerr=[y - lo, hi - y], fmt="o-" if key is None else "s--", color=col, capsize=3,
+                       lw=2 if key is None else 1, label=f"{label} (n regions: {sum(v['n'] for v in vals)})")
+    ax[0].axhline(0.8, color="grey", lw=0.8, ls=":")
+    ax[0].axhline(0.95, color="grey", lw=0.8, ls=":")
+    ax[0].set_xticks(x, [f"{n} HU" for n in names])
+    ax[0].set_ylim(-0.02, 1.02)
+    ax[0].set_xlabel("hypoattenuation of the infarct (HU below normal)")
+    ax[0].set_ylabel("region sensitivity (90 % Wilson CI)")
+    ax[0].set_title("ASPECTS regions found, by HU drop and lesion volume")
+    ax[0].legend(fontsize=7, loc="lower right")
+    acute = [r for r in ok if r["kind"] == "acute" and r["infarct"]["truth_ml"] > 0]
+    for found, mk, col, label in ((True, "o", "tab:green", "found"), (False, "x", "tab:red", "missed")):
+        sel = [r for r in acute if (r["infarct"]["pred_ml"] > 0 and (r["infarct"]["dice"] or 0) > 0) == found]
+        ax[1].scatter([r["hu_drop"] for r in sel], [r["infarct"]["truth_ml"] for r in sel], marker=mk, c=col, label=label, s=30)
+    ax[1].set_yscale("log")
+    ax[1].set_xlabel("hypoattenuation of the infarct (HU below normal)")
+    ax[1].set_ylabel("true infarct volume (ml)")
+    ax[1].set_title("Acute lesions: found (infarct mask overlaps the truth) or missed")
+    ax[1].legend(fontsize=8)
+    save(fig, "eval_detection_limit.png")
 
 
 # ----------------------------------------------------------------------------- markdown
@@ -401,6 +569,39 @@ def to_markdown(report: dict, records: Sequence[dict], img_rel: str) -> str:
         L += ["| failed case | exit code | reason |", "| --- | --- | --- |"]
         L += [f"| {f['case_id']} | {f['exit_code']} | {f['error']} |" for f in report["failed"]]
         L.append("")
+    L += ["## Targets (issue 13)", "",
+          "| target | threshold | measured (90 % CI) | n | met |", "| --- | --- | --- | --- | --- |"]
+    for t in report["targets"]:
+        ci = "" if t["ci_low"] is None else f" ({_f(t['ci_low'])}-{_f(t['ci_high'])})"
+        val = t["value"] if isinstance(t["value"], int) else _f(t["value"])
+        L.append(f"| {t['target']} | {t['threshold']} | {val}{ci} | {t['n']} | {'yes' if t['met'] else 'NO'} |")
+    det = report["region_detection"]
+    L += ["", "Proportions carry Wilson 90 % intervals (Wilson 1927); medians a bootstrap 90 % interval.", "",
+          "Region sensitivity by HU drop of the acute infarct (regions truly involved; both sides of every study), "
+          "and by lesion volume:", "",
+          "| HU drop | all lesions | " + " | ".join(v for v, _, _ in VOLUME_BINS_ML) + " |",
+          "| --- | --- | " + " | ".join("---" for _ in VOLUME_BINS_ML) + " |"]
+
+    def _p(x: dict) -> str:
+        return "n/a" if not x["n"] else f"{_f(x['value'])} ({x['k']}/{x['n']}; {_f(x['ci_low'])}-{_f(x['ci_high'])})"
+
+    for name, _, _ in REGION_HU_BINS:
+        L.append(f"| {name} | {_p(det['sensitivity'][name])} | "
+                 + " | ".join(_p(det["sensitivity_by_volume"][f"{name} | {v}"]) for v, _, _ in VOLUME_BINS_ML) + " |")
+    L.append(f"| all | {_p(det['sensitivity']['all'])} | " + " | ".join("" for _ in VOLUME_BINS_ML) + " |")
+    hem = report["hemisphere_aspects"]
+    L += ["", f"Region specificity: {_p(det['specificity'])}. Hemisphere ASPECTS (both sides of each study): all studies "
+          f"exact {_p(hem['all studies']['exact'])}, within 1 {_p(hem['all studies']['within_1'])}; acute studies exact "
+          f"{_p(hem['acute']['exact'])}, within 1 {_p(hem['acute']['within_1'])}.",
+          f"Haemorrhage flag on studies without blood: {_p(report['false_haemorrhage_flags'])}; "
+          f"`low_confidence`: {_p(report['low_confidence'])}.", "",
+          f"![detection limit]({img_rel}/eval_detection_limit.png)", "",
+          "By anatomy source:", "", "| anatomy | studies | hemisphere exact | within 1 | region specificity | points lost on controls |",
+          "| --- | --- | --- | --- | --- | --- |"]
+    for anat, a in report["by_anatomy"].items():
+        L.append(f"| {anat} | {a['n']} | {_p(a['hemisphere']['exact'])} | {_p(a['hemisphere']['within_1'])} | "
+                 f"{_p(a['region_specificity'])} | {a['controls_points_lost']} |")
+    L += ["", f"Acute infarct Dice at HU drop >= 4: {_ci(report['dice_hu_ge_4'])} (n = {report['dice_hu_ge_4']['n']}).", ""]
     L += [
         "Values are median (bootstrap 90 % CI, 2000 resamples, fixed seed) over cases, as in seed 004. "
         f"A mask of <= {report['empty_ml']:g} ml counts as empty; a metric undefined for a case (e.g. distances "
@@ -438,10 +639,13 @@ def to_markdown(report: dict, records: Sequence[dict], img_rel: str) -> str:
     for code, s in a["region_involvement"].items():
         L.append(f"| {code} | {s['tp']} | {s['fp']} | {s['tn']} | {s['fn']} | {_f(s['sensitivity'])} | {_f(s['specificity'])} |")
     L += ["", f"![ASPECTS confusion matrix]({img_rel}/eval_confusion.png)", "", "## Controls", "",
-          "| case | kind | expected | reported score | infarct (ml) | flags | pass |", "| --- | --- | --- | --- | --- | --- | --- |"]
+          f"ASPECTS points lost on controls: {report['controls_points_lost']} "
+          f"({sum(c['passed'] for c in report['controls'])} of {len(report['controls'])} controls pass).", "",
+          "| case | kind | anatomy | expected | reported score | points lost | infarct (ml) | flags | pass |",
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in report["controls"]:
-        L.append(f"| {c['case_id']} | {c['kind']} | {c['expected']} | {c['score']} | {_f(c['infarct_ml'], 1)} | "
-                 f"{', '.join(c['flags']) or '-'} | {'yes' if c['passed'] else 'NO'} |")
+        L.append(f"| {c['case_id']} | {c['kind']} | {c.get('anatomy') or '-'} | {c['expected']} | {c['score']} | "
+                 f"{c['points_lost']} | {_f(c['infarct_ml'], 1)} | {', '.join(c['flags']) or '-'} | {'yes' if c['passed'] else 'NO'} |")
     rg = report["regions"]
     L += ["", "## ASPECTS regions", "", f"Mean region Dice per case: {_ci(rg['mean_dice_per_case'])}.", "",
           "| region | right | left |", "| --- | --- | --- |"]
@@ -452,15 +656,19 @@ def to_markdown(report: dict, records: Sequence[dict], img_rel: str) -> str:
         L += ["## Per-stage time in these runs (s, median and 90 % CI)", "", "| stage | n | time |", "| --- | --- | --- |"]
         L += [f"| {s} | {v['n']} | {_ci(v, 1)} |" for s, v in report["timings_s"].items()]
         L.append("")
-    L += ["## Per case", "", "| case | kind | HU drop | truth ml | pred ml | Dice | HD95 | region Dice | ASPECTS truth/reported | side truth/reported | flags |",
-          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    L += ["## Per case", "", "| case | kind | anatomy | mm | HU drop | truth ml | pred ml | Dice | HD95 | region Dice | ASPECTS truth/reported | side truth/reported | flags |",
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in records:
         if r["status"] != "ok":
-            L.append(f"| {r['case_id']} | {r['kind']} | {_f(r['hu_drop'], 1)} | failed: {r['error']} |  |  |  |  |  |  |  |")
+            L.append(f"| {r['case_id']} | {r['kind']} | {r.get('anatomy') or '-'} | {r.get('slice_thickness_mm')} | "
+                     f"{_f(r['hu_drop'], 1)} | failed: {r['error']} |  |  |  |  |  |  |  |")
             continue
         i = r["infarct"]
-        L.append(f"| {r['case_id']} | {r['kind']} | {_f(r['hu_drop'], 1)} | {_f(i['truth_ml'], 1)} | {_f(i['pred_ml'], 1)} | "
-                 f"{_f(i['dice'])} | {_f(i['hd95_mm'], 1)} | {_f(r['region_dice_mean'])} | {r['truth_score']}/{r['pred_score']} | "
+        L.append(f"| {r['case_id']} | {r['kind']} | {r.get('anatomy') or '-'} | {r.get('slice_thickness_mm')} | "
+                 f"{_f(r['hu_drop'], 1)} | {_f(i['truth_ml'], 1)} | {_f(i['pred_ml'], 1)} | "
+                 f"{_f(i['dice'])} | {_f(i['hd95_mm'], 1)} | {_f(r['region_dice_mean'])} | "
+                 f"L{r['truth_aspects']['left']} R{r['truth_aspects']['right']} / "
+                 f"L{(r['pred_aspects'] or {}).get('left')} R{(r['pred_aspects'] or {}).get('right')} | "
                  f"{r['truth_side'] or '-'}/{r['pred_side'] or '-'} | {', '.join(r['flags']) or '-'} |")
     return "\n".join(L) + "\n"
 
@@ -485,13 +693,16 @@ def git_describe() -> str:
 
 def evaluate(cases: Path, runs: Path, report_path: Path, run: bool = False, models: Path = ROOT / "models",
              empty_ml: float = 0.0, seed: int = 0, timeout_s: float = 900.0, note: str = "",
-             command: str = "") -> dict:
+             command: str = "", resume: bool = False) -> dict:
     dirs = case_dirs(cases)
     machine = machine_info()
     run_log: Dict[str, RunResult] = {}
     if run:
         print(f"running the app on {len(dirs)} cases ({machine_line(machine)})", flush=True)
         for k, case in enumerate(dirs, 1):
+            if resume and all((runs / case.name / rel).is_file() for rel in APP_OUTPUTS):
+                print(f"[{k}/{len(dirs)}] {case.name}: done in an earlier run (--resume)", flush=True)
+                continue
             rr = run_app(case / "dicom", runs / case.name, models, runs / "_console" / f"{case.name}.txt", timeout_s)
             run_log[case.name] = rr
             print(f"[{k}/{len(dirs)}] {case.name}: exit {rr.exit_code}, {rr.wall_s:.1f} s, peak RSS "
@@ -533,6 +744,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per app run before it is killed")
     ap.add_argument("--note", default="", help="free text for the report header (e.g. how the cases were made)")
+    ap.add_argument("--resume", action="store_true", help="with --run: keep the results of cases an earlier run completed")
     args = ap.parse_args(argv)
     report_path = args.report if args.report is not None else args.runs / "report"
     report_path = report_path.with_suffix("") if report_path.suffix in (".md", ".json") else report_path
@@ -541,7 +753,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not args.run and not args.runs.is_dir():
             raise InputError(EXIT_USAGE, f"--runs {args.runs} is not a folder (add --run to run the app)")
         rep = evaluate(args.cases, args.runs, report_path, args.run, args.models, args.empty_ml, args.seed, args.timeout,
-                       args.note, command)
+                       args.note, command, args.resume)
     except InputError as e:
         print(e.one_line(), file=sys.stderr)
         return e.code

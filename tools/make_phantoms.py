@@ -19,10 +19,12 @@ if __package__ in (None, ""):
 from aspects.errors import EXIT_INTERNAL, EXIT_USAGE, InputError  # noqa: E402
 from aspects.labels import REGION_COLOURS, region_of  # noqa: E402
 from aspects.phantom_dicom import write_case  # noqa: E402
-from aspects.phantoms import (ALL_PATTERNS, KINDS, Phantom, PhantomOptions, case_id_for, check_options,  # noqa: E402
-                              default_anatomy, make_phantom)
+from aspects.phantom_anatomy import ANATOMIES  # noqa: E402
+from aspects.phantom_lesions import SPLITS  # noqa: E402
+from aspects.phantoms import (ALL_PATTERNS, GENERATORS, KINDS, Phantom, PhantomOptions, case_id_for,  # noqa: E402
+                              check_options, default_anatomy, make_phantom)
 
-LESION_COLOURS = {"acute": "red", "old_infarct": "cyan", "haemorrhage": "orange"}
+LESION_COLOURS = {"acute": "red", "old_infarct": "cyan", "haemorrhage": "orange", "leukoaraiosis": "yellow"}
 
 
 def write_preview(ph: Phantom, path: Path) -> None:
@@ -61,7 +63,9 @@ def write_preview(ph: Phantom, path: Path) -> None:
     for a in ax:
         a.axis("off")
     t = ph.truth
-    fig.suptitle(f"seed {t['seed']}: {kind}, pattern {ph.params.pattern}, side {ph.params.side}, "
+    src = f"{t['anatomy']} anatomy, SOOP lesion {t['lesion_id']}, " if t.get("lesion_id") else (
+        f"{t['anatomy']} anatomy, " if "anatomy" in t else "")
+    fig.suptitle(f"seed {t['seed']}: {kind}, {src}pattern {ph.params.pattern}, side {ph.params.side}, "
                  f"{t['slice_thickness_mm']:g} mm, hu_drop {t['hu_drop']:g}, ASPECTS L{t['aspects']['left']} "
                  f"R{t['aspects']['right']}, involved {t['involved']}", fontsize=11)
     fig.tight_layout()
@@ -80,15 +84,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", required=True, type=Path, help="output folder (created)")
     ap.add_argument("--count", type=int, default=1, help="number of cases (default 1)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the first case (default 0)")
-    ap.add_argument("--kind", choices=KINDS, help="case kind (default: random, 70%% acute)")
+    ap.add_argument("--generator", choices=GENERATORS, default="v1",
+                    help="v2: real lesion shapes, four anatomy sources, scanner noise (the training and test data of "
+                         "docs/results.md); v1 (default, kept for the existing tests, bench and demo): atlas-pattern "
+                         "lesions on the template (docs/data.md)")
+    ap.add_argument("--split", choices=SPLITS, default="train",
+                    help="v2: lesion shapes (and anatomies) of this split (default train; InVesalius only in val / test)")
+    ap.add_argument("--anatomy", choices=ANATOMIES, help="v2: head anatomy source (default: random for the split)")
+    ap.add_argument("--lesion-id", help="v2: a SOOP lesion mask ID for an acute / old infarct (default: drawn from the split)")
+    ap.add_argument("--kind", choices=KINDS, help="case kind (default: random; v1 70%% acute, v2 62%% acute; "
+                                                 "leukoaraiosis: v2 only)")
     ap.add_argument("--thickness", type=float, help="slice thickness mm (default: random of 0.625/1/2.5/5)")
-    ap.add_argument("--hu-drop", type=float, help="acute infarct hypoattenuation HU (default: random 2-12)")
+    ap.add_argument("--hu-drop", type=float, help="acute infarct hypoattenuation HU (default: v1 uniform 2-12; "
+                                                  "v2 1-2 / 2-4 / 4-12 HU with 12 / 38 / 50 %%)")
     ap.add_argument("--pattern", choices=list(ALL_PATTERNS),
                     help="vascular pattern of an acute/old infarct; aca, pca, thalamus, cerebellum lie outside the "
                          "MCA territory (negative controls: ASPECTS 10)")
     ap.add_argument("--side", choices=("left", "right"), help="lesion side (default: random)")
     ap.add_argument("--tilt", type=float, help="gantry tilt in degrees (default 0: no tilt)")
-    ap.add_argument("--noise", type=float, help="noise standard deviation HU (default: random 3-6)")
+    ap.add_argument("--noise", type=float, help="noise standard deviation HU (default: v1 random 3-6; v2 2.5-4.5 at "
+                                                "5 mm, x sqrt(5 / thickness))")
     ap.add_argument("--pixel", type=float, help="pixel size mm (default: random 0.4-0.5, head fits)")
     ap.add_argument("--matrix", type=int, default=512, help="rows = columns (default 512; smaller only for quick tests)")
     ap.add_argument("--atlas", type=Path, help="atlas folder (default: $ASPECTS_ATLAS_DIR or <repo>/atlas)")
@@ -105,7 +120,8 @@ def main(argv=None) -> int:
             raise InputError(EXIT_USAGE, f"--count must be at least 1, not {a.count}")
         opts = PhantomOptions(kind=a.kind, thickness=a.thickness, hu_drop=a.hu_drop, pattern=a.pattern,
                               side=a.side, tilt_deg=a.tilt, noise_hu=a.noise, deform=not a.no_deform,
-                              pose=not a.no_pose, pixel_mm=a.pixel, matrix=a.matrix)
+                              pose=not a.no_pose, pixel_mm=a.pixel, matrix=a.matrix, generator=a.generator,
+                              anatomy=a.anatomy, split=a.split, lesion_id=a.lesion_id)
         check_options(opts)
         t_all = time.perf_counter()
         anat = default_anatomy(str(a.atlas) if a.atlas else None)
@@ -113,12 +129,13 @@ def main(argv=None) -> int:
         for i in range(a.count):
             t0 = time.perf_counter()
             seed = a.seed + i
-            ph = make_phantom(seed, opts, anat)
+            ph = make_phantom(seed, opts, anat, str(a.atlas) if a.atlas else None)
             case = write_case(ph, a.out, case_id_for(seed))
             if a.preview:
                 write_preview(ph, case / "preview.png")
             t = ph.truth
-            print(f"[{i + 1}/{a.count}] {case.name}: {t['kind']}, {ph.hu.shape[0]} x {t['slice_thickness_mm']:g} mm, "
+            src = f", {t['anatomy']}, lesion {t['lesion_id'] or ph.params.pattern or '-'}" if "anatomy" in t else ""
+            print(f"[{i + 1}/{a.count}] {case.name}: {t['kind']}{src}, {ph.hu.shape[0]} x {t['slice_thickness_mm']:g} mm, "
                   f"ASPECTS L{t['aspects']['left']} R{t['aspects']['right']}, infarct {t['infarct_volume_ml']:.1f} ml "
                   f"({time.perf_counter() - t0:.1f} s)", flush=True)
         print(f"{a.count} cases in {time.perf_counter() - t_all:.1f} s -> {a.out}")

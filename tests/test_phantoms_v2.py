@@ -1,0 +1,163 @@
+"""Phantom generator v2: real lesion shapes split by mask ID, anatomy sources, controls, noise.
+
+Needs the shared real data (``../shared/data/real``: SOOP masks, scct template); skipped without it.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from aspects import phantom_lesions as PL
+from aspects.errors import InputError
+from aspects.phantom_noise import load_nps, nps_noise, sigma_for_thickness
+from aspects.phantoms import PhantomOptions, make_phantom, resolve_params
+
+REAL = PL.default_real_data()
+pytestmark = pytest.mark.skipif(not (REAL / "soop_lesions_mni" / "masks").is_dir(),
+                                reason="shared real data (SOOP masks) not present")
+V2 = dict(generator="v2", matrix=128, thickness=5.0)
+
+
+def test_lesion_index_covers_every_mask_with_its_fixed_split():
+    rows = list(csv.DictReader(open(PL.INDEX_FILE)))
+    files = sorted((REAL / "soop_lesions_mni" / "masks").glob("*.nii.gz"))
+    assert len(rows) == len(files) == 1449
+    assert {r["mask_id"] for r in rows} == {PL.mask_id_of(f) for f in files}
+    assert all(r["split"] == PL.split_of(r["mask_id"]) for r in rows)
+    share = {s: sum(r["split"] == s for r in rows) / len(rows) for s in PL.SPLITS}
+    assert 0.65 < share["train"] < 0.75 and 0.12 < share["val"] < 0.18 and 0.12 < share["test"] < 0.18
+    # the MCA and non-MCA pools of the test split are what v2 test cases draw from, and they are disjoint from train
+    test_ids = {e.mask_id for g in ("mca", "non_mca") for e in PL.pool("test", g)}
+    train_ids = {e.mask_id for g in ("mca", "non_mca") for e in PL.pool("train", g)}
+    assert len(PL.pool("test", "mca")) > 100 and not test_ids & train_ids
+
+
+def test_mni_mask_lands_on_the_template_voxel_by_hand():
+    """SOOP voxel (i, j, k) is MNI (78 - i, -112 + j, -50 + k) RAS; the template grid is LPS with
+    origin (-76, -78, -78): template index (i - 2, 190 - j, k + 28), no interpolation."""
+    src = sitk.Image(157, 189, 136, sitk.sitkUInt8)
+    src.SetOrigin((-78.0, 112.0, -50.0))  # the RAS affine [[-1,0,0,78],[0,1,0,-112],[0,0,1,-50]] as ITK (LPS) reads it
+    src.SetDirection((1, 0, 0, 0, -1, 0, 0, 0, 1))
+    src[40, 100, 60] = 1
+    src[41, 100, 60] = 1
+    ref = sitk.Image(153, 189, 169, sitk.sitkUInt8)
+    ref.SetOrigin((-76.0, -78.0, -78.0))
+    out = PL.onto_grid(src, ref)
+    assert out.sum() == 2 and out[60 + 28, 190 - 100, 40 - 2] == 1 and out[88, 90, 39] == 1
+    real = sitk.ReadImage(str(PL.mask_path("1")))
+    assert real.GetOrigin() == pytest.approx((-78.0, 112.0, -50.0))
+    shifted = sitk.Image(ref)
+    shifted.SetOrigin((-75.5, -78.0, -78.0))
+    with pytest.raises(ValueError, match="voxel-aligned"):
+        PL.onto_grid(src, shifted)
+
+
+def test_v2_acute_lesion_comes_from_its_split_and_darkens_by_hu_drop():
+    for split in ("train", "test"):
+        p = resolve_params(5, PhantomOptions(kind="acute", split=split, **V2))
+        assert p.lesion_id is not None and PL.split_of(p.lesion_id) == split
+    opts = dict(V2, anatomy="template", split="val", noise_hu=0.0, hu_drop=3.0)
+    for seed in (7, 8):
+        a = make_phantom(seed, PhantomOptions(kind="acute", **opts))
+        n = make_phantom(seed, PhantomOptions(kind="normal", **opts))
+        assert a.truth["lesion_id"] == a.params.lesion_id and a.truth["split"] == "val"
+        inside = a.infarct > 0
+        assert inside.sum() > 0
+        assert float((n.hu - a.hu)[inside].mean()) == pytest.approx(3.0, abs=0.45)
+        assert float(np.abs(n.hu - a.hu)[~ndi_dilate(inside)].max()) < 1e-3  # nothing changed away from it
+
+
+def ndi_dilate(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    return ndi.binary_dilation(mask, iterations=6)
+
+
+def test_v2_is_deterministic_and_rejects_gpl_anatomy_in_training():
+    opts = PhantomOptions(kind="acute", anatomy="scct", split="val", **V2)
+    a, b = make_phantom(3, opts), make_phantom(3, opts)
+    assert np.array_equal(a.hu, b.hu) and a.truth == b.truth
+    with pytest.raises(InputError, match="GPL-2"):
+        resolve_params(3, PhantomOptions(anatomy="invesalius", split="train", generator="v2"))
+    with pytest.raises(InputError, match="generator v2"):
+        resolve_params(3, PhantomOptions(anatomy="scct"))
+
+
+def test_v2_draws_favour_early_change_and_cover_every_source():
+    ps = [resolve_params(s, PhantomOptions(generator="v2", split="test")) for s in range(400)]
+    acute = [p for p in ps if p.kind == "acute"]
+    drops = np.array([p.hu_drop for p in acute])
+    assert drops.min() >= 1.0 and drops.max() <= 12.0
+    assert 0.3 < np.mean((drops >= 2) & (drops < 4)) < 0.46  # early change: 38 % by design
+    assert {p.anatomy for p in ps} == {"template", "scct", "ge", "invesalius"}
+    assert {p.kind for p in ps} == {"acute", "normal", "old_infarct", "haemorrhage", "leukoaraiosis"}
+    thin = [p.noise_hu for p in ps if p.thickness <= 1.0]
+    thick = [p.noise_hu for p in ps if p.thickness == 5.0]
+    assert np.median(thin) > 1.8 * np.median(thick)  # noise grows as thinner slices see fewer photons
+    train = [resolve_params(s, PhantomOptions(generator="v2", split="train")).anatomy for s in range(200)]
+    assert "invesalius" not in train
+
+
+def test_scct_source_has_real_bone_and_calibrated_white_matter():
+    ph = make_phantom(21, PhantomOptions(kind="normal", anatomy="scct", split="val", noise_hu=0.0, **V2))
+    assert ph.hu.max() > 1000  # the template's skull, rescaled above the uncertain conversion band
+    brain = (ph.regions > 0)
+    assert 25.0 < float(np.median(ph.hu[brain])) < 40.0
+
+
+def test_leukoaraiosis_is_symmetric_and_costs_no_point():
+    opts = dict(V2, anatomy="template", split="val", noise_hu=0.0, pose=False, deform=False)
+    lk = make_phantom(12, PhantomOptions(kind="leukoaraiosis", **opts))
+    n = make_phantom(12, PhantomOptions(kind="normal", **opts))
+    assert lk.truth["aspects"] == {"left": 10, "right": 10} and lk.truth["infarct_volume_ml"] == 0
+    mask = lk.extra_masks["leukoaraiosis"] > 0
+    assert mask.sum() * lk.pixel_mm ** 2 * lk.slice_spacing / 1000 > 3.0  # ml
+    drop = n.hu - lk.hu
+    assert float(drop[mask].mean()) == pytest.approx(lk.params.detail_hu, rel=0.35)
+    # about as much on each side of the midline (template pose: the mid-sagittal plane is physical x = 0)
+    x = lk.origin[0] + lk.pixel_mm * np.nonzero(mask)[2]
+    left, right = np.sum(x > 0), np.sum(x < 0)
+    assert 0.6 < left / right < 1.6
+
+
+def test_old_infarct_is_csf_like_with_ex_vacuo_widening():
+    opts = dict(V2, anatomy="template", split="val", noise_hu=0.0, pose=False, deform=False)
+    old = make_phantom(14, PhantomOptions(kind="old_infarct", side="left", **opts))
+    n = make_phantom(14, PhantomOptions(kind="normal", side="left", **opts))
+    assert old.params.lesion_id is not None and old.truth["aspects"] == {"left": 10, "right": 10}
+    core = old.extra_masks["old_infarct"] > 0
+    assert float(np.median(old.hu[core])) < 16.0
+    # more CSF-like (< 12 HU) voxels than the normal study away from the lesion, on its side (left: x > 0, LPS)
+    csf_gain = (old.hu < 12) & ~(n.hu < 12) & ~ndi_dilate(core)
+    x = old.origin[0] + old.pixel_mm * np.nonzero(csf_gain)[2]
+    assert np.sum(x > 0) > 2 * max(1, np.sum(x < 0))
+
+
+def test_nps_noise_has_the_measured_texture_and_level():
+    curves = load_nps()
+    assert set(curves) == {"ge", "invesalius"}
+    rng = np.random.default_rng(0)
+    pixel = 0.45
+    noise = nps_noise(rng, (4, 256, 256), pixel, 5.0, curves["invesalius"])
+    assert float(noise.std()) == pytest.approx(5.0, rel=0.05)
+    spec = np.mean(np.abs(np.fft.fft2(noise)) ** 2, axis=0)
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(256, pixel), np.fft.fftfreq(256, pixel), indexing="ij"))
+    low, mid, high = (float(spec[(f > a) & (f < b)].mean()) for a, b in ((0.0, 0.05), (0.12, 0.25), (0.8, 1.1)))
+    assert mid > 5 * low and mid > 20 * high  # band-limited: grain of a few mm, as filtered back-projection gives
+    assert sigma_for_thickness(3.0, 0.625) == pytest.approx(3.0 * np.sqrt(8.0))
+
+
+@pytest.mark.skipif(not any(Path(__file__).resolve().parents[1].joinpath("build", "phantom_anatomy").glob("ge-*.npz"))
+                    and os.environ.get("ASPECTS_REAL_ANATOMY") != "1",
+                    reason="GE head registration not cached (build/phantom_anatomy; ~3 min: set ASPECTS_REAL_ANATOMY=1)")
+def test_real_head_source_keeps_its_bone_and_gets_every_region():
+    ph = make_phantom(31, PhantomOptions(kind="acute", anatomy="ge", split="test", **V2))
+    assert ph.truth["anatomy"] == "ge" and ph.hu.max() > 1000
+    assert set(np.unique(ph.regions)) >= set(range(1, 21))
+    assert ph.infarct.sum() > 0
