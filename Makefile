@@ -8,7 +8,7 @@ setup:
 	bash tools/setup.sh
 
 atlas:
-	$(ENV) python tools/build_atlas.py --real ../shared/data/real --out atlas
+	$(ENV) python -m aspects_research.tools.build_atlas --real ../shared/data/real --out atlas
 
 demo:
 	bash tools/demo.sh

@@ -6,7 +6,7 @@
         case = make_case(phantom_root, 7, kind="acute", thickness=5.0, hu_drop=10, pattern="whole_mca")
         # case/dicom/*.dcm, case/truth/{infarct,regions}.nii.gz, case/truth.json
 
-``make_case`` takes the options of :class:`aspects.phantoms.PhantomOptions` as keywords
+``make_case`` takes the options of :class:`aspects_research.phantoms.PhantomOptions` as keywords
 (hu_drop, pattern, side, tilt_deg, noise_hu, deform, pose, pixel_mm, matrix). Its default matrix
 is 256 x 256 (about 1 s a case after the atlas is loaded); pass ``matrix=512`` for scanner-size
 slices. The same arguments under the same root return the same folder without regenerating.
@@ -22,8 +22,8 @@ from typing import Any, Dict, Tuple
 
 import pytest
 
-from aspects.phantom_dicom import write_case
-from aspects.phantoms import PhantomOptions, case_id_for, default_anatomy, make_phantom
+from aspects_research.phantom_dicom import write_case
+from aspects_research.phantoms import PhantomOptions, case_id_for, default_anatomy, make_phantom
 
 FIXTURE_MATRIX = 256
 _made: Dict[Tuple[str, str], Path] = {}

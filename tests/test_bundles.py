@@ -21,8 +21,7 @@ import SimpleITK as sitk
 from bundles_fixtures import write_tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import make_datalist  # noqa: E402
+from aspects_research.tools import make_datalist  # noqa: E402
 
 from aspects.errors import InputError  # noqa: E402
 
@@ -59,7 +58,7 @@ import torch
 with torch.inference_mode():
     logits = model(torch.from_numpy(x)).numpy()
 np.save(out, logits)
-bad = [m for m in sys.modules if m == "monai" or m.startswith(("monai.", "train", "scripts", "aspects.losses", "ignite"))]
+bad = [m for m in sys.modules if m == "monai" or m.startswith(("monai.", "train", "scripts", "aspects_research.losses", "ignite"))]
 print("imported:", bad)
 assert not bad, bad
 assert labels.shape == x.shape[2:], labels.shape

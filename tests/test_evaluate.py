@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from tools import evaluate as ev
+from aspects_research.tools import evaluate as ev
 
 SHAPE = (6, 12, 12)  # (z, y, x)
 SPACING_XYZ = (1.0, 1.0, 5.0)  # 5 mm voxels: 0.005 ml
@@ -177,7 +177,7 @@ def test_run_app_reports_exit_code_error_line_and_peak_memory(tmp_path):
 
 
 def test_bench_table_from_measurements():
-    from tools import bench
+    from aspects_research.tools import bench
 
     assert bench.stats([3.0, 1.0, 2.0, None]) == {"n": 3, "median": 2.0, "min": 1.0, "max": 3.0}
     assert bench.region_stage({"load": 1.0, "regions": 4.0}) == "regions"
@@ -194,7 +194,7 @@ def test_bench_table_from_measurements():
 
 
 def test_bench_reference_workload_is_a_positive_repeatable_time():
-    from tools import bench
+    from aspects_research.tools import bench
 
     t = bench.reference_workload(repeats=1)
     assert 0.0 < t < 60.0
@@ -203,10 +203,10 @@ def test_bench_reference_workload_is_a_positive_repeatable_time():
 @pytest.mark.skipif(os.environ.get("ASPECTS_E2E") != "1", reason="end to end through the app (minutes): set ASPECTS_E2E=1")
 def test_end_to_end_two_phantoms(tmp_path):
     """Two real phantoms (acute 10 HU, normal) made by make_phantoms and run through the app."""
-    root = Path(ev.__file__).resolve().parents[1]
+    root = Path(ev.__file__).resolve().parents[2]
     cases = tmp_path / "cases"
     for seed, kind, extra in ((1000, "acute", ["--hu-drop", "10", "--pattern", "whole_mca"]), (1001, "normal", [])):
-        subprocess.run([sys.executable, str(root / "tools" / "make_phantoms.py"), "--out", str(cases), "--count", "1",
+        subprocess.run([sys.executable, "-m", "aspects_research.tools.make_phantoms", "--out", str(cases), "--count", "1",
                         "--seed", str(seed), "--kind", kind, "--thickness", "5", *extra], check=True, cwd=root)
     assert ev.main(["--cases", str(cases), "--runs", str(tmp_path / "runs"), "--run", "--report", str(tmp_path / "r")]) == 0
     rep = json.loads((tmp_path / "r.json").read_text())

@@ -25,7 +25,7 @@ from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixtu
 from tests.servers import (ECHOSCU, ORTHANC_BIN, REPO, STORESCU, Listener, Orthanc, free_port, listener_settings,
                            storescu, wait_for)
 from tests.test_app import tree_digest
-from tools.robustness import encode, sorted_files
+from aspects_research.tools.robustness import encode, sorted_files
 
 pytestmark = [
     pytest.mark.skipif(ORTHANC_BIN is None, reason="Orthanc not installed (apt-get install orthanc)"),

@@ -6,7 +6,7 @@ import pytest
 import torch
 from monai.losses import DiceCELoss
 
-from aspects.losses import TerritoryAwareGatedLoss, tagl_penalty, tagl_volume
+from aspects_research.losses import TerritoryAwareGatedLoss, tagl_penalty, tagl_volume
 
 
 def _sigmoid(v: float) -> float:

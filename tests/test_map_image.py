@@ -64,7 +64,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.fail(f"MAP image {MAP_TAG} not found: build it first (make map, or MAP_TAG=<tag>)")
     root = tmp_path_factory.mktemp("map_phantom")
     # A scanner-size acute case (512 x 512, 5 mm) with a clear MCA infarct.
-    subprocess.run([sys.executable, str(REPO / "tools" / "make_phantoms.py"), "--out", str(root), "--count", "1",
+    subprocess.run([sys.executable, "-m", "aspects_research.tools.make_phantoms", "--out", str(root), "--count", "1",
                     "--seed", "31", "--kind", "acute", "--thickness", "5", "--hu-drop", "8",
                     "--pattern", "whole_mca"], check=True, capture_output=True, timeout=600, cwd=REPO)
     (case,) = [p for p in root.iterdir() if (p / "truth.json").is_file()]

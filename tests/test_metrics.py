@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from aspects import agreement as ag
-from aspects import metrics as m
+from aspects_research import agreement as ag
+from aspects_research import metrics as m
 
 
 def cube(shape, lo, hi):

@@ -15,7 +15,7 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from aspects.dicom_geometry import sort_slices
-from aspects.phantoms import (INVOLVEMENT_FRACTION, KINDS, THICKNESSES, PhantomOptions, involved_regions, make_phantom,
+from aspects_research.phantoms import (INVOLVEMENT_FRACTION, KINDS, THICKNESSES, PhantomOptions, involved_regions, make_phantom,
                               resolve_params)
 from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION
 from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (pytest fixture)
@@ -214,11 +214,7 @@ def test_gantry_tilt_geometry(phantom_root):
 
 
 def test_cli_makes_cases_and_rejects_bad_options(tmp_path, capsys):
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import make_phantoms as cli
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
+    from aspects_research.tools import make_phantoms as cli
     out = tmp_path / "out"
     assert cli.main(["--out", str(out), "--count", "2", "--seed", "60", "--thickness", "5", "--kind", "acute",
                      "--matrix", "128", "--preview"]) == 0
@@ -244,7 +240,7 @@ def test_cli_makes_cases_and_rejects_bad_options(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error[7]: atlas not found") and len(err.strip().splitlines()) == 1
     # The real command line: argparse errors are one line too.
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "make_phantoms.py"), "--out", str(out), "--kind", "chronic"],
+    r = subprocess.run([sys.executable, "-m", "aspects_research.tools.make_phantoms", "--out", str(out), "--kind", "chronic"],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and r.stderr.startswith("error[2]: ") and len(r.stderr.strip().splitlines()) == 1
 
@@ -254,7 +250,7 @@ def test_infarcts_outside_the_mca_territory_keep_aspects_10(pattern):
     """Negative controls: the infarct is real (in the truth mask, darker in the pixels) but lies in
     another arterial territory, away from every ASPECTS region, so the truth ASPECTS is 10 / 10."""
     from aspects.atlas import outside_mca
-    from aspects.phantoms import default_anatomy, TERRITORY_PATTERNS
+    from aspects_research.phantoms import default_anatomy, TERRITORY_PATTERNS
 
     opts = dict(kind="acute", pattern=pattern, thickness=5.0, hu_drop=8.0, matrix=128, side="right")
     ph = make_phantom(61, PhantomOptions(**opts))

@@ -26,7 +26,7 @@ from aspects.result_json import validate
 from tests.conftest import run_app
 from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
 from tests.test_app import tree_digest
-from tools.robustness import sorted_files
+from aspects_research.tools.robustness import sorted_files
 
 GE = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "ge_tilted_head_dicom" / "dicom"
 OUTPUTS = ("dicom/seg.dcm", "dicom/sr.dcm", "dicom/key_bg.dcm", "dicom/key_sg.dcm", "png/key_bg.png",
@@ -238,7 +238,7 @@ INVESALIUS = GE.parents[1] / "invesalius_head_ct" / "cranium_ct.nii.gz"  # GPL-2
 def test_second_real_head_ct_wrapped_as_dicom(tmp_path):
     """Another scanner's anatomy (256 matrix, 1.5 mm): processed end to end, every region found on
     the source slices, the brain volume in the adult range."""
-    from tools.robustness import nifti_as_dicom
+    from aspects_research.tools.robustness import nifti_as_dicom
 
     inp = nifti_as_dicom(INVESALIUS, tmp_path / "input", "InVesalius example head CT (GPL-2)")
     run = {"proc": run_app(inp, tmp_path / "out"), "out": tmp_path / "out"}

@@ -18,7 +18,7 @@ from aspects.errors import EXIT_BUSY, EXIT_NO_SERIES, EXIT_SIGINT, EXIT_SIGTERM,
 from aspects.run_folder import LOCK_FILE, OutputFolder
 from tests.conftest import ROOT, run_app
 from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
-from tools.robustness import edit, sorted_files
+from aspects_research.tools.robustness import edit, sorted_files
 
 
 @pytest.fixture(scope="module")

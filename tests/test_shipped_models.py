@@ -66,7 +66,7 @@ print(json.dumps({"dice": float(dice), "pred_ml": float(pred.sum() * 8e-3), "tru
 def test_shipped_infarct_model_segments_a_held_out_study(phantom_root, tmp_path):  # noqa: F811
     from aspects.atlas import load_atlas
     from aspects.preprocess import preprocess, to_aligned
-    from tools.make_datalist import load_study
+    from aspects_research.tools.make_datalist import load_study
 
     # Seed 3001: outside the training (1..64), validation (500..) and test (1000..) seeds.
     case = make_case(phantom_root, 3001, kind="acute", thickness=5.0, hu_drop=8.0, pattern="M2")

@@ -30,6 +30,6 @@ print(f"[setup] ok: torch {torch.__version__}, monai {monai.__version__}, highdi
 PY
 if [ ! -f atlas/aspects_atlas.nii.gz ]; then
   echo "[setup] atlas/ missing: building it from ../shared/data/templates"
-  python tools/build_atlas.py --templates ../shared/data/templates --out atlas
+  python -m aspects_research.tools.build_atlas --templates ../shared/data/templates --out atlas
 fi
 echo "[setup] done. Activate with: . ./env.sh"

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from aspects.metrics import counts, dice  # noqa: E402
+from aspects_research.metrics import counts, dice  # noqa: E402
 from aspects.model_io import from_model_layout, normalise, to_model_layout  # noqa: E402
 
 

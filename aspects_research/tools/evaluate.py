@@ -6,7 +6,7 @@ DIR/<case_id>/ holds truth.json and truth/{infarct,regions}.nii.gz (tools/make_p
 OUTROOT/<case_id>/ holds the app's aspects.json and nifti/{infarct,regions}.nii.gz. With --run the
 app is run on each case first (one progress line per case; failures are counted, not fatal).
 Writes REPORT.json, REPORT.md and PNG figures in <dir of REPORT>/img/eval_*.png.
-Metric conventions (empty masks, undefined values) are those of aspects.metrics (seed 004).
+Metric conventions (empty masks, undefined values) are those of aspects_research.metrics (seed 004).
 """
 
 from __future__ import annotations
@@ -27,12 +27,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]  # the repository (a source checkout)
 
-from aspects import agreement as ag  # noqa: E402
-from aspects import metrics as mt  # noqa: E402
+from aspects_research import agreement as ag  # noqa: E402
+from aspects_research import metrics as mt  # noqa: E402
 from aspects.errors import EXIT_USAGE, InputError  # noqa: E402
 from aspects.labels import REGION_CODES, SIDES, all_regions  # noqa: E402
 

@@ -30,9 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]  # the repository (a source checkout)
 
 import numpy as np  # noqa: E402
 import pydicom  # noqa: E402
@@ -40,7 +38,7 @@ from pydicom.filebase import DicomBytesIO  # noqa: E402
 from pydicom.filewriter import write_dataset  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
 
-from tools.evaluate import command_line, git_describe, machine_info, machine_line  # noqa: E402
+from aspects_research.tools.evaluate import command_line, git_describe, machine_info, machine_line  # noqa: E402
 
 GE_SERIES = ROOT.parent / "shared" / "data" / "real" / "ge_tilted_head_dicom" / "dicom"
 # GPL-2, tests only: used here as input, never copied into the repository.
@@ -156,8 +154,8 @@ def tree_digest(folder: Path) -> str:
 
 def make_study(root: Path, seed: int = 41, **opts) -> Path:
     """A synthetic head study (5 mm, 256 matrix) under ``root``; returns its dicom folder."""
-    from aspects.phantom_dicom import write_case
-    from aspects.phantoms import PhantomOptions, case_id_for, default_anatomy, make_phantom
+    from aspects_research.phantom_dicom import write_case
+    from aspects_research.phantoms import PhantomOptions, case_id_for, default_anatomy, make_phantom
 
     opts.setdefault("matrix", 256)
     kind = opts.pop("kind", "acute")

@@ -26,12 +26,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]  # the repository (a source checkout)
 
 from aspects.errors import EXIT_USAGE, InputError  # noqa: E402
-from tools.evaluate import command_line, git_describe, machine_info, machine_line, run_app  # noqa: E402
+from aspects_research.tools.evaluate import command_line, git_describe, machine_info, machine_line, run_app  # noqa: E402
 
 REGION_MODEL = "aspects_regions"
 INFARCT_MODEL = "infarct_seg"
@@ -64,7 +62,7 @@ def has_model(models: Path, name: str) -> bool:
 
 def make_phantoms(out: Path, count: int, seed: int, thickness: float) -> List[Path]:
     """N acute phantoms of one slice thickness, made by the project's generator."""
-    cmd = [sys.executable, str(ROOT / "tools" / "make_phantoms.py"), "--out", str(out), "--count", str(count),
+    cmd = [sys.executable, "-m", "aspects_research.tools.make_phantoms", "--out", str(out), "--count", str(count),
            "--seed", str(seed), "--thickness", f"{thickness:g}", "--kind", "acute"]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if r.returncode != 0:

@@ -21,9 +21,7 @@ import sys
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]  # the repository (a source checkout)
 
 from aspects.errors import EXIT_USAGE, InputError  # noqa: E402
 from aspects.labels import REGION_CODES, SIDES  # noqa: E402

@@ -59,7 +59,6 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aspects import labels as L  # noqa: E402
 from aspects.atlas import (ARTERIAL_RIGHT, LABEL_TABLE_FILE, LABELS_FILE, LEVELS_FILE, TEMPLATE_FILE,  # noqa: E402
                            TERRITORIES_FILE, TERRITORY_GROUPS, region_volumes_ml)
@@ -67,7 +66,7 @@ from aspects.errors import EXIT_PROCESSING, EXIT_USAGE, InputError  # noqa: E402
 
 SEED = 20231
 MARGIN_MM = 8
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 ART_R = ARTERIAL_RIGHT  # Liu et al. 2023 level-1 labels, right side (left = right - 1)
 ART_LV = (31, 32)

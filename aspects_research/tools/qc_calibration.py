@@ -20,8 +20,6 @@ from typing import List
 import numpy as np
 import SimpleITK as sitk
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aspects.atlas import load_atlas  # noqa: E402
 from aspects.errors import InputError  # noqa: E402

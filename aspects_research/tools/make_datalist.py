@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aspects.errors import EXIT_INTERNAL, EXIT_USAGE, InputError  # noqa: E402
 

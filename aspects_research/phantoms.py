@@ -10,7 +10,7 @@ Method (docs/data.md has the pictures and the rationale):
    deformation, and sampled ONCE on a ~1 mm grid aligned with the output slices (sub-planes
    across each slice for the partial-volume average), then upsampled in-plane to 512 x 512.
 4. CT noise, scanner-like storage (int16 or 12-bit unsigned, rescale intercept -1024) and DICOM
-   writing live in :mod:`aspects.phantom_dicom`.
+   writing live in :mod:`aspects_research.phantom_dicom`.
 
 Every random choice comes from its own child generator of ``np.random.SeedSequence(seed)``, so
 fixing one option (e.g. ``kind="normal"``) leaves the pose, noise and everything else of that
