@@ -21,8 +21,8 @@ from aspects.dicom_sr import read_aspects_from_sr
 from aspects.labels import REGION_CODES, SIDES, label_value
 from aspects.result_json import validate
 from tests.conftest import run_app
-from tests.dcmqi_readback import mask_on, needs_dcmqi, read_seg, read_sr, sr_values
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
+from tests.support.dcmqi_readback import mask_on, needs_dcmqi, read_seg, read_sr, sr_values
+from tests.support.phantom_cases import make_case, phantom_root  # noqa: F401  (fixture)
 
 needs_dciodvfy = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy missing (apt-get install dicom3tools)")
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_app
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
+from tests.support.phantom_cases import make_case, phantom_root  # noqa: F401  (fixture)
 
 # Seeds outside the shipped models' training (1..64), validation (500..) and test (1000..) sets.
 ACUTE_SEEDS = (2041, 2042, 2043, 2044, 2045, 2046)

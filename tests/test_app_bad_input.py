@@ -19,7 +19,7 @@ from aspects.errors import (
     EXIT_USAGE,
 )
 from tests.conftest import run_app
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
+from tests.support.phantom_cases import make_case, phantom_root  # noqa: F401  (fixture)
 from tests.test_app import tree_digest
 from aspects_research.tools.robustness import (PRIVATE_SYNTAX, copy_as_second_study, corrupt_pixel_stream, edit, encode,
                               relabel_transfer_syntax, shear_positions)

@@ -1,6 +1,6 @@
 """Training bundles: train -> checkpoint -> ckpt_export -> TorchScript in a clean process (CI smoke test).
 
-Each bundle trains one epoch on three tiny aligned studies (tests/bundles_fixtures.py) with the
+Each bundle trains one epoch on three tiny aligned studies (tests/support/tiny_aligned.py) with the
 standard ``python -m monai.bundle`` commands, exports TorchScript, and a fresh interpreter that
 never imports MONAI or the training code loads the .ts with the app's loader and runs it on an
 aligned volume; its logits must equal the checkpoint's network output.
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from bundles_fixtures import write_tiny_dataset
+from tests.support.tiny_aligned import write_tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 from aspects_research.tools import make_datalist  # noqa: E402
@@ -162,7 +162,7 @@ def test_tagl_slabs_are_the_aligned_planes_inside_each_level():
 
 
 def test_phantom_datalists_align_in_parallel_and_resume(tmp_path: Path, capsys):
-    from tests.phantom_fixtures import make_case
+    from tests.support.phantom_cases import make_case
 
     train_root, val_root, out = tmp_path / "train", tmp_path / "val", tmp_path / "aligned"
     for seed in (3101, 3102):

@@ -21,7 +21,7 @@ from aspects.errors import EXIT_UNDECODABLE, InputError
 from operators.dicom_loader import SafeDICOMDataLoaderOperator
 from operators.series_to_volume import DecodingSeriesToVolumeOperator
 from tests.conftest import run_app
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
+from tests.support.phantom_cases import make_case, phantom_root  # noqa: F401  (fixture)
 from aspects_research.tools.robustness import ENCODERS, corrupt_pixel_stream, encode, sorted_files, strip_preamble
 
 LOSSY = {"jpeg2000-lossy": 20.0, "jpeg-ls-near-lossless": 4.0}  # max |HU error| allowed

@@ -16,8 +16,8 @@ from aspects.errors import EXIT_USAGE, InputError
 from aspects.inference import DEVICE_ENV, resolve_device
 from aspects.result_json import problems, validate
 from tests.conftest import ROOT, run_app
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
-from tests.writers_fixtures import make_ct_series, make_masks, make_result
+from tests.support.phantom_cases import make_case, phantom_root  # noqa: F401  (fixture)
+from tests.support.ct_series import make_ct_series, make_masks, make_result
 
 FAKE_CUDA = ROOT / "tests" / "fake_cuda"
 

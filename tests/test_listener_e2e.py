@@ -19,9 +19,9 @@ from pydicom import dcmread
 
 from aspects.dicom_sr import read_aspects_from_sr
 from listener.jobs import KEY_OBJECT_SELECTION
-from tests.listener_fixtures import write_ct_series
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture import)
-from tests.servers import ECHOSCU, ORTHANC_BIN, STORESCU, Listener, Orthanc, free_port, listener_settings, storescu, wait_for
+from tests.support.listener_dicom import write_ct_series
+from tests.support.phantom_cases import make_case, phantom_root  # noqa: F401  (fixture import)
+from tests.support.servers import ECHOSCU, ORTHANC_BIN, STORESCU, Listener, Orthanc, free_port, listener_settings, storescu, wait_for
 
 pytestmark = [
     pytest.mark.skipif(ORTHANC_BIN is None, reason="Orthanc not installed (apt-get install orthanc)"),

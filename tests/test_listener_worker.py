@@ -10,7 +10,7 @@ from pydicom import dcmread
 from listener.config import parse_config
 from listener.jobs import Worker
 from listener.spool import Spool
-from tests.listener_fixtures import write_ct_series
+from tests.support.listener_dicom import write_ct_series
 
 REPO = Path(__file__).resolve().parent.parent
 

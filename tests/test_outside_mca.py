@@ -12,7 +12,7 @@ import json
 import pytest
 
 from tests.conftest import run_app
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
+from tests.support.phantom_cases import make_case, phantom_root  # noqa: F401  (fixture)
 
 # Known limitation (docs/results.md): the shipped infarct model was trained on atlas-v1 phantoms
 # with MCA infarcts only. On v2 phantoms a thalamic lesion is missed or its segmentation spills

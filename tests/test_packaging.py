@@ -19,7 +19,7 @@ import holoscan_cli
 from holoscan_cli.packager.config_reader import ApplicationConfiguration
 
 from aspects.errors import EXIT_NO_DICOM
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture import)
+from tests.support.phantom_cases import make_case, phantom_root  # noqa: F401  (fixture import)
 from tools.map.package import ENTRYPOINT_EDITS, apply_edits
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from aspects.dicom_geometry import sort_slices
 from aspects_research.phantoms import (INVOLVEMENT_FRACTION, KINDS, THICKNESSES, PhantomOptions, involved_regions, make_phantom,
                               resolve_params)
 from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (pytest fixture)
+from tests.support.phantom_cases import make_case, phantom_root  # noqa: F401  (pytest fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUTH_KEYS = {"kind", "affected_side", "aspects", "involved", "infarct_volume_ml", "infarct_outside_mca_ml", "hu_drop",

@@ -24,7 +24,7 @@ import SimpleITK as sitk
 from aspects.dicom_geometry import sort_slices
 from aspects.result_json import validate
 from tests.conftest import run_app
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
+from tests.support.phantom_cases import make_case, phantom_root  # noqa: F401  (fixture)
 from tests.test_app import tree_digest
 from aspects_research.tools.robustness import sorted_files
 

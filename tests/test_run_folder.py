@@ -17,7 +17,7 @@ import pytest
 from aspects.errors import EXIT_BUSY, EXIT_NO_SERIES, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, InputError
 from aspects.run_folder import LOCK_FILE, OutputFolder
 from tests.conftest import ROOT, run_app
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
+from tests.support.phantom_cases import make_case, phantom_root  # noqa: F401  (fixture)
 from aspects_research.tools.robustness import edit, sorted_files
 
 

@@ -12,7 +12,7 @@ import torch
 
 from aspects.model_io import from_model_layout, mirror, normalise, to_model_layout
 from aspects.segmentation import INFARCT_MODEL, REGION_MODEL, consensus_components, segment_infarct, segment_regions
-from tests.preprocess_fixtures import atlas, atlas_labels_on, dice, lesion_on_aligned, preprocessed
+from tests.support.heads import atlas, atlas_labels_on, dice, lesion_on_aligned, preprocessed
 
 
 def test_model_layout_round_trip_and_window():

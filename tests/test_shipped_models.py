@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
+from tests.support.phantom_cases import make_case, phantom_root  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLES = ("aspects_regions", "infarct_seg")

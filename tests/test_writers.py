@@ -1,6 +1,6 @@
 """Output writers: DICOM SEG / SR / KOS / key images are valid DICOM and say what aspects.json says.
 
-A 10-slice 128 x 128 synthetic CT series (tests/writers_fixtures.py) with an infarct in the
+A 10-slice 128 x 128 synthetic CT series (tests/support/ct_series.py) with an infarct in the
 left hemisphere. External validators and readers: dciodvfy (Debian dicom3tools), dsrdump/dsr2xml
 (Debian dcmtk) and dcmqi (PyPI; tests/dcmqi_readback.py); tests that need them are skipped with
 a reason when they are not installed.
@@ -33,8 +33,8 @@ from aspects.key_images import choose_key_slices, key_slices, write_key_images
 from aspects.labels import REGION_CODES, REGION_COLOURS, SIDES, label_value
 from aspects.result_json import ResultSchemaError, problems, read_result, relative_outputs, validate, write_result
 from aspects.volume import on_grid, series_grid
-from tests.dcmqi_readback import mask_on, needs_dcmqi, read_seg, read_sr, region_colours, sr_values
-from tests.writers_fixtures import (
+from tests.support.dcmqi_readback import mask_on, needs_dcmqi, read_seg, read_sr, region_colours, sr_values
+from tests.support.ct_series import (
     BG_SLICE,
     SG_SLICE,
     make_ct_series,
@@ -466,7 +466,7 @@ def test_writer_operators_in_a_monai_deploy_app(tmp_path):
         from monai.deploy.core import Application, Operator
         from operators.writers import (JSONWriterOperator, KeyImageWriterOperator, KOSWriterOperator, SegWriterOperator,
                                        SRWriterOperator)
-        from tests.writers_fixtures import make_ct_series, make_masks, make_result
+        from tests.support.ct_series import make_ct_series, make_masks, make_result
         PORTS = ("source", "infarct", "regions", "result")
         class Source(Operator):
             def setup(self, spec):

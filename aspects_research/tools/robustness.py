@@ -553,7 +553,7 @@ def listener_rows(work: Path, studies: Path) -> List[dict]:
     from pynetdicom.sop_class import CTImageStorage
 
     sys.path.insert(0, str(ROOT))
-    from tests.servers import echo, free_port, listener_settings, wait_for
+    from tests.support.servers import echo, free_port, listener_settings, wait_for
 
     ldir = work / "listener"
     shutil.rmtree(ldir, ignore_errors=True)

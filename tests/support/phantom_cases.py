@@ -1,6 +1,6 @@
 """Synthetic studies for tests, made once per session and reused.
 
-    from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture import)
+    from tests.support.phantom_cases import make_case, phantom_root  # noqa: F401  (fixture import)
 
     def test_something(phantom_root):
         case = make_case(phantom_root, 7, kind="acute", thickness=5.0, hu_drop=10, pattern="whole_mca")

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # dcmtk from the system, not pynetdicom's same-named scripts in the venv's bin.
 _SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin"
 ORTHANC_BIN = shutil.which("Orthanc", path=_SYSTEM_PATH)
