@@ -27,10 +27,10 @@ from aspects.derived import (
     copy_patient_study,
     mark_derived,
     new_uid,
-    source_slope_intercept,
 )
 from aspects.errors import EXIT_PROCESSING, InputError
 from aspects.labels import INFARCT_COLOUR, REGION_CODES, REGION_COLOURS, SIDES, label_value
+from aspects.series import hu_slice
 
 WINDOW_WIDTH, WINDOW_LEVEL = 40.0, 35.0
 INFARCT_ALPHA = 0.45
@@ -72,11 +72,6 @@ def key_slices(result: Mapping, regions: np.ndarray) -> Dict[str, int]:
                 raise InputError(EXIT_PROCESSING, f"key slice {level}={k} outside the series (0..{regions.shape[0] - 1})")
             chosen[level] = k
     return chosen
-
-
-def hu_slice(ds: Dataset) -> np.ndarray:
-    slope, intercept = source_slope_intercept(ds)
-    return ds.pixel_array.astype(np.float32) * slope + intercept
 
 
 def window(hu: np.ndarray, width: float = WINDOW_WIDTH, level: float = WINDOW_LEVEL) -> np.ndarray:

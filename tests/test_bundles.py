@@ -46,12 +46,10 @@ _APP_SIDE = r"""
 import sys, numpy as np, SimpleITK as sitk
 from pathlib import Path
 from aspects.inference import load_torchscript, predict_labels
-from aspects.model_io import mirror, normalise, to_model_layout
+from aspects.model_io import model_input, to_model_layout
 ts, image, channels, out = sys.argv[1:5]
 hu = sitk.GetArrayFromImage(sitk.ReadImage(image))
-norm = normalise(hu)
-stack = [norm] if channels == "1" else [norm, mirror(norm)]
-x = np.stack([to_model_layout(a) for a in stack])[None]
+x = model_input(to_model_layout(hu), with_mirror=channels == "2")[None]
 model = load_torchscript(Path(ts), "cpu")
 labels, prob = predict_labels(model, x, "cpu")
 import torch
@@ -98,16 +96,15 @@ def test_train_export_and_app_inference(bundle: str, tiny: Path, tmp_path: Path)
     # The exported model is the trained checkpoint: same logits as the config's network + weights.
     from monai.bundle import ConfigParser
 
-    from aspects.model_io import mirror, normalise, to_model_layout
+    from aspects.model_io import model_input, to_model_layout
 
     parser = ConfigParser()
     parser.read_config(str(configs / "train.json"))
     net = parser.get_parsed_content("network_def")
     net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
     net.eval()
-    norm = normalise(sitk.GetArrayFromImage(sitk.ReadImage(str(image))))
-    stack = [norm] if channels == "1" else [norm, mirror(norm)]
-    x = torch.from_numpy(np.stack([to_model_layout(a) for a in stack])[None])
+    hu = to_model_layout(sitk.GetArrayFromImage(sitk.ReadImage(str(image))))
+    x = torch.from_numpy(model_input(hu, with_mirror=channels == "2")[None])
     with torch.inference_mode():
         expected = net(x).numpy()
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)

@@ -458,24 +458,24 @@ def test_result_schema_accepts_the_result_and_names_each_problem(case):
 
 
 def test_writer_operators_in_a_monai_deploy_app(tmp_path):
-    """The five operators wired as the app wires them write every file (runs in a subprocess)."""
+    """The six writer operators wired as the app wires them write every file (runs in a subprocess)."""
     script = textwrap.dedent(
         f"""
         from pathlib import Path
         from holoscan.conditions import CountCondition
         from monai.deploy.core import Application, Operator
-        from operators.writers import (JSONWriterOperator, KeyImageWriterOperator, KOSWriterOperator, SegWriterOperator,
-                                       SRWriterOperator)
+        from aspects.assess import ScoredStudy
+        from operators.writers import (JSONWriterOperator, KeyImageWriterOperator, KOSWriterOperator,
+                                       NiftiWriterOperator, SegWriterOperator, SRWriterOperator)
         from tests.support.ct_series import make_ct_series, make_masks, make_result
-        PORTS = ("source", "infarct", "regions", "result")
         class Source(Operator):
+            OUT_SCORED = "scored"
             def setup(self, spec):
-                for name in PORTS:
-                    spec.output(name)
+                spec.output(self.OUT_SCORED)
             def compute(self, op_input, op_output, context):
                 source = make_ct_series(); infarct, regions = make_masks()
-                for name, value in zip(PORTS, (source, infarct, regions, make_result(source, infarct, regions))):
-                    op_output.emit(value, name)
+                scored = ScoredStudy(make_result(source, infarct, regions), infarct, regions, tuple(source))
+                op_output.emit(scored, self.OUT_SCORED)
         class App(Application):
             def compose(self):
                 out = Path({str(tmp_path)!r})
@@ -484,27 +484,26 @@ def test_writer_operators_in_a_monai_deploy_app(tmp_path):
                 sr = SRWriterOperator(self, output_folder=out, reference_seg=True, name="sr")
                 key = KeyImageWriterOperator(self, output_folder=out, name="key")
                 kos = KOSWriterOperator(self, output_folder=out, name="kos")
-                js = JSONWriterOperator(self, output_folder=out, wait_for=("seg_path", "sr_path", "key_images", "kos_path"),
-                                        name="json")
-                for op, ports in ((seg, PORTS), (sr, ("source", "regions", "result")), (key, PORTS), (js, ("result",))):
-                    self.add_flow(src, op, {{(p, p) for p in ports}})
-                self.add_flow(seg, js, {{("seg_path", "seg_path")}})
-                self.add_flow(seg, sr, {{("seg_path", "seg_path")}})
-                self.add_flow(sr, js, {{("sr_path", "sr_path")}})
-                self.add_flow(key, js, {{("key_images", "key_images")}})
-                self.add_flow(src, kos, {{("source", "source"), ("result", "result")}})
-                self.add_flow(key, kos, {{("key_images", "key_images")}})
-                self.add_flow(sr, kos, {{("sr_path", "sr_path")}})
-                self.add_flow(seg, kos, {{("seg_path", "seg_path")}})
-                self.add_flow(kos, js, {{("kos_path", "kos_path")}})
+                nifti = NiftiWriterOperator(self, output_folder=out, name="nifti")
+                js = JSONWriterOperator(self, output_folder=out, wait_for=JSONWriterOperator.PORTS, name="json")
+                for op in (seg, sr, key, kos, nifti, js):
+                    self.add_flow(src, op, {{(src.OUT_SCORED, op.IN_SCORED)}})
+                self.add_flow(seg, sr, {{(seg.OUT_SEG, sr.IN_SEG)}})
+                self.add_flow(seg, kos, {{(seg.OUT_SEG, kos.IN_SEG)}})
+                self.add_flow(sr, kos, {{(sr.OUT_SR, kos.IN_SR)}})
+                self.add_flow(key, kos, {{(key.OUT_KEY_IMAGES, kos.IN_KEY_IMAGES)}})
+                for op, port in ((seg, seg.OUT_SEG), (sr, sr.OUT_SR), (key, key.OUT_KEY_IMAGES), (kos, kos.OUT_KOS),
+                                 (nifti, nifti.OUT_NIFTI)):
+                    self.add_flow(op, js, {{(port, port)}})
         App().run()
         """
     )
     run = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     result = read_result(tmp_path / "aspects.json")
-    assert set(result["outputs"]) == {"seg", "sr", "kos", "key_images", "png"}
-    for rel in [result["outputs"][k] for k in ("seg", "sr", "kos")] + result["outputs"]["key_images"] + result["outputs"]["png"]:
+    assert set(result["outputs"]) == {"seg", "sr", "kos", "key_images", "png", "nifti"}
+    outputs = result["outputs"]
+    for rel in [outputs[k] for k in ("seg", "sr", "kos")] + outputs["key_images"] + outputs["png"] + list(outputs["nifti"].values()):
         assert (tmp_path / rel).is_file(), rel
     assert read_aspects_from_sr(tmp_path / result["outputs"]["sr"]) == result["aspects"]
     seg_uid = pydicom.dcmread(tmp_path / result["outputs"]["seg"], stop_before_pixels=True).SOPInstanceUID

@@ -105,36 +105,20 @@ def phantom_cases(folder: Path) -> List[Path]:
 
 
 def load_study(dicom_dir: Path):
-    """The study's selected series as a HU SimpleITK image, by the app's selection and HU code.
+    """The study's selected series as the app loads it (:func:`aspects.series.read_study`)."""
+    from aspects.series import read_study
 
-    (The app gets the pixel stack from the SDK's series-to-volume; here pydicom reads it in
-    the same slice order, ``sort_slices``, then ``hu_volume`` builds the same grid.)
-    """
-    import numpy as np
-    from pydicom import dcmread
-
-    from aspects.dicom_geometry import sort_slices
-    from aspects.dicom_input import scan_folder
-    from aspects.selection import group_series, select_series
-    from aspects.volume import hu_volume
-
-    chosen = select_series(group_series(scan_folder(dicom_dir).datasets)).chosen
-    ordered = sort_slices(chosen.datasets)
-    stack = []
-    for header in ordered:
-        ds = dcmread(header.filename)
-        slope, intercept = float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))
-        stack.append(ds.pixel_array.astype(np.float32) * slope + intercept)
-    return hu_volume(np.stack(stack), ordered)
+    return read_study(dicom_dir)
 
 
 def align_case(case: Path, out: Path, atlas) -> Dict[str, str]:
     """Preprocess one synthetic study as the app does; write aligned image and truth; return paths."""
     import SimpleITK as sitk
 
-    from aspects.preprocess import preprocess, to_aligned
+    from aspects.pipeline import preprocess_series
+    from aspects.preprocess import to_aligned
 
-    pre = preprocess(load_study(case / "dicom"), atlas)
+    pre = preprocess_series(load_study(case / "dicom"), atlas)
     files = _case_files(case, out)
     for f in files.values():
         f.parent.mkdir(parents=True, exist_ok=True)

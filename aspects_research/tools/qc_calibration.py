@@ -26,14 +26,13 @@ from aspects.errors import InputError  # noqa: E402
 from aspects.preprocess import (QC_ERODE_VOXELS, QC_SMOOTH_VOX, REG_WINDOW, preprocess,  # noqa: E402
                                 template_on_aligned)
 from aspects.registration import ncc  # noqa: E402
+from aspects.series import read_study  # noqa: E402
 from aspects.skullstrip import fill_holes  # noqa: E402
 
 
 def read_dicom_dir(folder: Path) -> sitk.Image:
-    reader = sitk.ImageSeriesReader()
-    ids = reader.GetGDCMSeriesIDs(str(folder))
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), ids[0]))
-    return reader.Execute()
+    """The HU volume of the study in ``folder`` as the app loads it (:func:`aspects.series.read_study`)."""
+    return read_study(folder).volume.image
 
 
 def moved_template_ncc(atlas) -> List[dict]:
