@@ -11,7 +11,9 @@ Content (Comprehensive 3D SR, highdicom); every code is listed in docs/dicom.md:
   (SCT Volume, UCUM ``ml``);
 - one group per region (20), finding site = the region (codes of :mod:`aspects.dicom_seg`) with
   laterality: the region's own volume (SCT Volume, when the result has ``region_ml``), the
-  infarct fraction of the region (``99ASPECTS INFFRAC``, UCUM ``%``) and its involvement
+  infarct fraction of the region (``99ASPECTS INFFRAC``, UCUM ``%``), the region-level evidence
+  when computed (``99ASPECTS HUDIFF``: mirrored region minus region, UCUM ``[hnsf'U]``, positive =
+  darker; ``99ASPECTS EVZ``: its calibrated score, UCUM ``1``) and its involvement
   (``99ASPECTS ISCHCHG``: SCT Yes / No, or ``99ASPECTS NOTASSESS``);
 - one "Acute infarct in <region>" group per region (20): finding Infarct, finding site = the
   region with laterality, SCT Volume = the infarct volume inside the region. The finding says
@@ -63,6 +65,10 @@ ASPECTS_CODE = Code("1290002002", "SCT", "Alberta Stroke Program Early CT score"
 AFFECTED_SIDE_CODE = aspects_code("AFFSIDE", "Affected hemisphere")
 INVOLVED_CODE = aspects_code("ISCHCHG", "Early ischaemic change in region")
 FRACTION_CODE = aspects_code("INFFRAC", "Infarct fraction of region")
+HU_DIFF_CODE = aspects_code("HUDIFF", "Attenuation difference to mirrored region")
+EVIDENCE_Z_CODE = aspects_code("EVZ", "Region evidence score")
+UNIT_HU = Code("[hnsf'U]", "UCUM", "Hounsfield unit")
+UNIT_ONE = Code("1", "UCUM", "no units")
 NOT_ASSESSABLE = aspects_code("NOTASSESS", "Not assessable")
 PROCEDURE_CODE = Code("303653007", "SCT", "Computed tomography of head")
 QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")
@@ -127,6 +133,18 @@ def _involvement(region: Mapping) -> Code:
     return codes.SCT.Yes if region["involved"] else codes.SCT.No
 
 
+def _evidence_measurements(evidence: Optional[Mapping]) -> List[hd.sr.Measurement]:
+    """The region's comparison with its mirror (HU difference, calibrated score) where computed."""
+    if not evidence:
+        return []
+    out = []
+    if evidence.get("delta_hu") is not None:
+        out.append(_measurement(HU_DIFF_CODE, round(float(evidence["delta_hu"]), 2), UNIT_HU))
+    if evidence.get("z") is not None:
+        out.append(_measurement(EVIDENCE_Z_CODE, round(float(evidence["z"]), 2), UNIT_ONE))
+    return out
+
+
 def _region_site(side: str, code: str) -> hd.sr.FindingSite:
     return hd.sr.FindingSite(REGION_TYPE[code][0], laterality=SIDE_CODE[side])
 
@@ -141,6 +159,7 @@ def _region_groups(result: Mapping, algorithm: hd.sr.AlgorithmIdentification, se
             measurements.append(
                 _measurement(FRACTION_CODE, round(100.0 * float(region["infarct_fraction"]), 2), UNIT_PERCENT)
             )
+            measurements += _evidence_measurements(region.get("evidence"))
             groups.append(
                 _group(
                     f"{side} {code}",
@@ -365,7 +384,8 @@ def read_sr_summary(path: Path) -> Dict:
 
     ``aspects`` {side: int | None}, ``score`` (int | None), ``affected_side``,
     ``infarct_volume_ml`` and ``regions`` {side: {code: {"involved": bool | None,
-    "infarct_fraction", "infarct_ml", "region_ml" (None when not reported)}}}.
+    "infarct_fraction", "infarct_ml", "region_ml" (None when not reported), and
+    "evidence_delta_hu" / "evidence_z" where the region-level evidence is reported}}}.
     """
     ds = pydicom.dcmread(str(path))
     out: Dict = {"aspects": {}, "score": None, "affected_side": None, "infarct_volume_ml": None, "regions": {}}
@@ -394,6 +414,10 @@ def read_sr_summary(path: Path) -> Dict:
                     entry["infarct_fraction"] = _num(item) / 100.0
                 elif _concept(item) == _key(INVOLVED_CODE):
                     entry["involved"] = _INVOLVED_OF.get(_value(item))
+                elif _concept(item) == _key(HU_DIFF_CODE):
+                    entry["evidence_delta_hu"] = _num(item)
+                elif _concept(item) == _key(EVIDENCE_Z_CODE):
+                    entry["evidence_z"] = _num(item)
         elif is_infarct and volumes:
             out["infarct_volume_ml"] = volumes[0]
     return out

@@ -12,6 +12,10 @@ asymmetry is not read as change) over the region's comparable parenchyma (not CS
 calcification, brain edge or midline: :func:`aspects.asymmetry.comparable_parenchyma`). Trimming
 keeps a sulcus, a vessel or a few misregistered voxels from moving it.
 
+Tissue that another finding explains is left out on both sides: within 8 mm of blood or of an old
+(CSF-like) infarct and of their mirror images (a haematoma makes its mirror look dark; an old
+infarct's gliotic rim is hypodense without being acute).
+
 Calibration (:func:`calibrate`, ``tools/calibrate_evidence.py``): on normal studies the statistic
 of region code ``c`` scatters around 0 with a robust SD ``sigma_c`` (anatomical asymmetry,
 registration error, noise); ``z = delta / sigma_c``. The call threshold ``z_call`` is the
@@ -30,12 +34,14 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from aspects.flags import blood_mask, old_infarct_mask
 from aspects.labels import REGION_CODES, SIDES, label_value
 
 # Trimmed mean: drop this fraction at each end (robust to CSF partial volume and misregistration).
 TRIM = 0.1
 # Fewer comparable voxels than this (2 mm voxels: 0.4 ml) and the region gives no evidence.
 MIN_VOXELS = 50
+EXCLUSION_MARGIN_MM = 8.0
 DEFAULT_CALIBRATION = Path(__file__).resolve().parent.parent / "config" / "region_evidence.json"
 
 
@@ -89,6 +95,18 @@ def trimmed_mean(values: np.ndarray, trim: float = TRIM) -> float:
     return float(core.mean())
 
 
+def explained_tissue(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
+                     margin_mm: float = EXCLUSION_MARGIN_MM) -> np.ndarray:
+    """Voxels near blood or an old infarct, or near their mirror images (aligned grid)."""
+    from scipy import ndimage as ndi
+
+    found = blood_mask(hu, brain, spacing_mm) | old_infarct_mask(hu, brain, spacing_mm)
+    if not found.any():
+        return np.zeros_like(found)
+    found |= np.flip(found, axis=2)
+    return ndi.binary_dilation(found, iterations=max(1, int(round(margin_mm / float(min(spacing_mm))))))
+
+
 def region_deltas(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarray,
                   min_voxels: int = MIN_VOXELS) -> Dict[str, Dict[str, tuple]]:
     """``{side: {code: (delta_hu | None, n_voxels)}}`` on the aligned grid (all arrays (z, y, x))."""
@@ -104,19 +122,34 @@ def region_deltas(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarray,
     return out
 
 
-def region_evidence(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarray,
-                    calibration: Optional[Calibration]) -> Dict[str, Dict[str, RegionEvidence]]:
-    """Per side and code: the region's darkening against its mirror and its calibrated score."""
+def score_deltas(deltas: Mapping[str, Mapping[str, tuple]],
+                 calibration: Optional[Calibration]) -> Dict[str, Dict[str, RegionEvidence]]:
+    """:class:`RegionEvidence` per side and code from :func:`region_deltas` output."""
     out: Dict[str, Dict[str, RegionEvidence]] = {}
-    for side, per in region_deltas(diff, comparable, regions).items():
+    for side, per in deltas.items():
         out[side] = {}
         for code, (delta, n) in per.items():
             z = None
             if delta is not None and calibration is not None:
                 z = delta / calibration.sigma_hu[code]
             out[side][code] = RegionEvidence(None if delta is None else round(delta, 3),
-                                             None if z is None else round(z, 3), n)
+                                             None if z is None else round(z, 3), int(n))
     return out
+
+
+def region_evidence(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarray,
+                    calibration: Optional[Calibration]) -> Dict[str, Dict[str, RegionEvidence]]:
+    """Per side and code: the region's darkening against its mirror and its calibrated score."""
+    return score_deltas(region_deltas(diff, comparable, regions), calibration)
+
+
+def study_evidence(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float], difference: np.ndarray,
+                   comparable: np.ndarray, regions: np.ndarray, calibration: Optional[Calibration]):
+    """(evidence, calls) of one study on the aligned grid: :func:`region_evidence` over the
+    comparable parenchyma that blood or an old infarct does not explain, and :func:`evidence_calls`."""
+    usable = comparable & ~explained_tissue(hu, brain, spacing_mm)
+    evidence = region_evidence(difference, usable, regions, calibration)
+    return evidence, evidence_calls(evidence, calibration)
 
 
 def evidence_calls(evidence: Mapping[str, Mapping[str, RegionEvidence]],

@@ -9,7 +9,11 @@
                                     # sides' (equal) score; null when that score is null
  "infarct_volume_ml": float >= 0,
  "regions": {"left": {"C": {"involved": bool | null, "assessable": bool,
-                            "infarct_fraction": float 0..1, "infarct_ml": float >= 0},
+                            "infarct_fraction": float 0..1, "infarct_ml": float >= 0,
+                            "involved_by": ["mask" | "evidence"],       # optional: which rule(s)
+                            "evidence": {"delta_hu": float | null,      # optional: region vs mirror,
+                                         "z": float | null,             #   aspects.region_evidence
+                                         "n_voxels": int >= 0, "called": bool}},
                       ... all 10 codes of aspects.labels},
              "right": {...}},
  "flags": [str],                    # "incomplete_coverage" when a region is not assessable, with
@@ -118,6 +122,29 @@ def _check_regions(d: Mapping, errors: List[str]) -> None:
             ml = r.get("infarct_ml")
             if not _is_num(ml) or ml < 0:
                 errors.append(f"{where}.infarct_ml: not a number >= 0 ({ml!r})")
+            _check_evidence(r, where, errors)
+
+
+INVOLVED_BY = ("mask", "evidence")
+
+
+def _check_evidence(r: Mapping, where: str, errors: List[str]) -> None:
+    """The optional ``involved_by`` / ``evidence`` of a region entry agree with ``involved``."""
+    by = r.get("involved_by")
+    if by is not None:
+        if not isinstance(by, list) or not set(by) <= set(INVOLVED_BY):
+            errors.append(f"{where}.involved_by: expected a list of {INVOLVED_BY}, got {by!r}")
+        elif isinstance(r.get("involved"), bool) and r["involved"] != bool(by):
+            errors.append(f"{where}.involved is {r['involved']} but involved_by is {by!r}")
+    ev = r.get("evidence")
+    if ev is None:
+        return
+    ok = (isinstance(ev, Mapping) and all(ev.get(k) is None or _is_num(ev.get(k)) for k in ("delta_hu", "z"))
+          and _is_int(ev.get("n_voxels")) and ev["n_voxels"] >= 0 and isinstance(ev.get("called"), bool))
+    if not ok:
+        errors.append(f"{where}.evidence: expected delta_hu/z numbers or null, n_voxels int >= 0, called bool")
+    elif isinstance(by, list) and ev["called"] != ("evidence" in by) and r.get("assessable", True):
+        errors.append(f"{where}.evidence.called is {ev['called']} but involved_by is {by!r}")
 
 
 def not_assessable(d: Mapping) -> List[str]:

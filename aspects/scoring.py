@@ -2,6 +2,11 @@
 Deep-ASPECTS, seed 003): per region the infarct fraction and volume, involvement by threshold,
 the score per hemisphere, the affected side, and the total infarct volume from voxel spacing.
 
+Region-level evidence (:mod:`aspects.region_evidence`): a region is also involved when its
+calibrated comparison with the mirrored region says early ischaemic change, even where the voxel
+mask covers less than the fraction threshold (2-4 HU over a region that voxel noise hides);
+``involved_by`` records which rule(s) called it.
+
 Coverage: a region the series does not image (a study that stops short of the supraganglionic
 level, a truncated transfer) is "not assessable": its involvement is None and a hemisphere with
 such a region has no ASPECTS (None), because 10 minus the involved regions would count it as
@@ -16,6 +21,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from aspects.labels import REGION_CODES, SIDES, label_value
+from aspects.region_evidence import RegionEvidence
 
 # A region counts as involved when at least this fraction of its volume is infarcted. 10 % keeps
 # a thin rim of registration error or a few noisy voxels from costing a point, yet counts the
@@ -39,6 +45,9 @@ class RegionFinding:
     infarct_ml: float
     region_ml: float
     assessable: bool = True
+    evidence: Optional[RegionEvidence] = None
+    evidence_called: bool = False
+    involved_by: tuple = ()  # "mask" (fraction / ml rule) and/or "evidence"
 
 
 @dataclass
@@ -73,6 +82,10 @@ class AspectsResult:
                     "infarct_fraction": round(f.infarct_fraction, 4),
                     "infarct_ml": round(f.infarct_ml, 3),
                     "region_ml": round(f.region_ml, 3),
+                    "involved_by": list(f.involved_by),
+                    **({} if f.evidence is None else {"evidence": {
+                        "delta_hu": f.evidence.delta_hu, "z": f.evidence.z,
+                        "n_voxels": f.evidence.n_voxels, "called": f.evidence_called}}),
                 }
                 for code, f in by_code.items()
             }
@@ -105,9 +118,12 @@ def region_findings(
     fraction_threshold: float = DEFAULT_INVOLVEMENT_FRACTION,
     ml_threshold: Optional[float] = DEFAULT_INVOLVEMENT_ML,
     assessable: Optional[Mapping[str, Mapping[str, bool]]] = None,
+    evidence: Optional[Mapping[str, Mapping[str, RegionEvidence]]] = None,
+    evidence_calls: Optional[Mapping[str, Mapping[str, bool]]] = None,
 ) -> Dict[str, Dict[str, RegionFinding]]:
     """Per side and region: infarct fraction (of the region's volume), infarct ml and involvement
-    (None where ``assessable`` says the region was not covered)."""
+    (None where ``assessable`` says the region was not covered): the mask rule (fraction or ml)
+    or the region's evidence call."""
     if regions.shape != infarct.shape:
         raise ValueError(f"region map {regions.shape} and infarct mask {infarct.shape} differ in shape")
     # Fractions from voxel counts when all voxels are equal (exact), else from volumes.
@@ -122,10 +138,14 @@ def region_findings(
             v = label_value(side, code)
             n, k = float(region_ml[v]), float(infarct_ml[v])
             fraction = min(1.0, k / n) if n > 0 else 0.0
-            involved = n > 0 and k > 0 and (fraction >= fraction_threshold
-                                            or (ml_threshold is not None and k * scale >= ml_threshold))
+            by_mask = n > 0 and k > 0 and (fraction >= fraction_threshold
+                                           or (ml_threshold is not None and k * scale >= ml_threshold))
+            by_evidence = bool(evidence_calls and evidence_calls[side][code])
+            by = tuple(name for name, hit in (("mask", by_mask), ("evidence", by_evidence)) if hit)
             ok = True if assessable is None else bool(assessable[side][code])
-            out[side][code] = RegionFinding(bool(involved) if ok else None, float(fraction), k * scale, n * scale, ok)
+            out[side][code] = RegionFinding(bool(by) if ok else None, float(fraction), k * scale, n * scale, ok,
+                                            evidence=evidence[side][code] if evidence else None,
+                                            evidence_called=by_evidence, involved_by=by if ok else ())
     return out
 
 
@@ -158,14 +178,19 @@ def score(
     ml_threshold: Optional[float] = DEFAULT_INVOLVEMENT_ML,
     assessable: Optional[Mapping[str, Mapping[str, bool]]] = None,
     slice_ml: Optional[np.ndarray] = None,
+    evidence: Optional[Mapping[str, Mapping[str, RegionEvidence]]] = None,
+    evidence_calls: Optional[Mapping[str, Mapping[str, bool]]] = None,
 ) -> AspectsResult:
     """ASPECTS of a study from its region map and infarct mask (same grid, spacing in mm).
 
     ``slice_ml``: one voxel volume per slice (axis 0) for series with unequal slice steps; it
     replaces ``spacing_mm``. ``assessable``: regions the scan covers (default: all).
+    ``evidence`` / ``evidence_calls``: per-region evidence and its calls
+    (:mod:`aspects.region_evidence`; default: the voxel mask alone decides).
     """
     vml: VoxelMl = np.asarray(slice_ml, float) if slice_ml is not None else voxel_volume_ml(spacing_mm)
-    findings = region_findings(regions, infarct, vml, fraction_threshold, ml_threshold, assessable)
+    findings = region_findings(regions, infarct, vml, fraction_threshold, ml_threshold, assessable,
+                               evidence, evidence_calls)
     scores = aspects_per_side(findings)
     total = _weighted_counts((infarct > 0).astype(np.uint8), vml)[1]
     return AspectsResult(

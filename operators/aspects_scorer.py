@@ -15,6 +15,7 @@ from aspects.dicom_geometry import SliceGeometry
 from aspects.flags import acute_only, image_flags, outside_mca_flag
 from aspects.labels import label_value
 from aspects.preprocess import to_slices
+from aspects.region_evidence import load_calibration, study_evidence
 from aspects.result_json import INCOMPLETE_COVERAGE, SCHEMA_VERSION
 from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION, DEFAULT_INVOLVEMENT_ML, assessable_regions, score
 from aspects.timings import record, snapshot
@@ -43,6 +44,7 @@ class AspectsScorerOperator(Operator):
     ):
         self._fraction = fraction_threshold
         self._ml = ml_threshold
+        self._calibration = load_calibration()  # None: the voxel mask alone decides involvement
         self._logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
         super().__init__(fragment, *args, **kwargs)
 
@@ -79,9 +81,16 @@ class AspectsScorerOperator(Operator):
         geometry = SliceGeometry.from_datasets(datasets)
         regions_src = to_slices(pre, regions["labels_aligned"], geometry, label=True).astype(np.uint8)
         infarct_src = to_slices(pre, acute_img, geometry, label=True) > 0
+        evidence, calls = study_evidence(aligned, brain > 0, spacing, infarct.asymmetry.difference,
+                                         infarct.asymmetry.comparable, sitk.GetArrayViewFromImage(regions["labels_aligned"]),
+                                         self._calibration)
         coverage = getattr(pre, "coverage", {}) or {}
         result = score(regions_src, infarct_src, (), self._fraction, self._ml,
-                       assessable=assessable_regions(coverage), slice_ml=geometry.slice_ml())
+                       assessable=assessable_regions(coverage), slice_ml=geometry.slice_ml(),
+                       evidence=evidence, evidence_calls=calls)
+        by_evidence = [f"{s} {c}" for s in calls for c in calls[s] if calls[s][c]]
+        if by_evidence:
+            self._logger.info("region evidence calls early ischaemic change in %s", ", ".join(by_evidence))
         flag_names = [f.name for f in flags]
         flag_details = {f.name: {"volume_ml": round(f.volume_ml, 3)} for f in flags}
         missing = result.not_assessable
@@ -120,7 +129,10 @@ class AspectsScorerOperator(Operator):
             "flags": flag_names,
             "flag_details": flag_details,
             "qc": {k: v for k, v in qc.items() if isinstance(v, (int, float, str, bool, list)) or v is None},
-            "thresholds": {"involvement_fraction": self._fraction, "involvement_ml": self._ml},
+            "thresholds": {"involvement_fraction": self._fraction, "involvement_ml": self._ml,
+                           "evidence": None if self._calibration is None else {
+                               "z_call": self._calibration.z_call, "min_delta_hu": self._calibration.min_delta_hu,
+                               "false_positive_rate": self._calibration.false_positive_rate}},
             "methods": {"regions": regions["method"], "infarct": infarct.method},
             "device": infarct.device,
             "timings_s": {k: round(float(v), 3) for k, v in timings.items()},

@@ -133,3 +133,43 @@ def test_per_slice_volumes_for_unequal_slice_steps():
     assert r.regions["left"]["C"].infarct_ml == pytest.approx(per_slice * (0.001 + 0.003))
     assert r.infarct_volume_ml == pytest.approx(per_slice * 0.004)
     assert r.regions["left"]["C"].infarct_fraction == 1.0
+
+
+def _evidence(called: dict):
+    from aspects.region_evidence import RegionEvidence
+    ev = {s: {c: RegionEvidence(3.0 if called.get((s, c)) else 0.1, 4.0 if called.get((s, c)) else 0.1, 500)
+              for c in REGION_CODES} for s in ("right", "left")}
+    calls = {s: {c: bool(called.get((s, c))) for c in REGION_CODES} for s in ("right", "left")}
+    return ev, calls
+
+
+def test_region_evidence_alone_makes_a_region_involved():
+    """Early change (a few HU over a region) with no voxel mask still costs its point."""
+    from aspects.result_json import problems
+    from tests.writers_fixtures import make_ct_series, make_masks, make_result
+
+    lab = _regions()
+    ev, calls = _evidence({("left", "M5"): True})
+    r = score(lab, np.zeros_like(lab, bool), (1.0, 1.0, 1.0), evidence=ev, evidence_calls=calls)
+    assert r.aspects == {"left": 9, "right": 10} and r.affected_side == "left" and r.infarct_volume_ml == 0
+    m5 = r.regions_json()["left"]["M5"]
+    assert m5["involved"] is True and m5["involved_by"] == ["evidence"]
+    assert m5["evidence"] == {"delta_hu": 3.0, "z": 4.0, "n_voxels": 500, "called": True}
+    assert r.regions_json()["left"]["M4"]["involved_by"] == [] and not r.regions_json()["left"]["M4"]["evidence"]["called"]
+    # The JSON validator holds the two rules together.
+    d = make_result(make_ct_series(), *make_masks())
+    side, code = next((s, c) for s in ("right", "left") for c in REGION_CODES if not d["regions"][s][c]["involved"])
+    d["regions"][side][code].update(involved_by=["evidence"], evidence=m5["evidence"])
+    assert any(f"regions.{side}.{code}.involved is False but involved_by is ['evidence']" in p for p in problems(d)), problems(d)
+
+
+def test_evidence_and_mask_both_recorded_and_not_assessable_wins():
+    lab = _regions()
+    inf = lab == label_value("right", "C")
+    ev, calls = _evidence({("right", "C"): True, ("left", "M6"): True})
+    cover = assessable_regions({label_value("left", "M6"): 0.5})
+    r = score(lab, inf, (1.0, 1.0, 1.0), assessable=cover, evidence=ev, evidence_calls=calls)
+    regions = r.regions_json()
+    assert regions["right"]["C"]["involved_by"] == ["mask", "evidence"]
+    assert regions["left"]["M6"]["involved"] is None and regions["left"]["M6"]["involved_by"] == []
+    assert r.aspects == {"right": 9, "left": None}

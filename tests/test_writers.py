@@ -31,7 +31,7 @@ from aspects.dicom_sr import read_aspects_from_sr, read_sr_summary, write_sr
 from aspects.errors import InputError
 from aspects.key_images import choose_key_slices, key_slices, write_key_images
 from aspects.labels import REGION_CODES, REGION_COLOURS, SIDES, label_value
-from aspects.result_json import ResultSchemaError, problems, read_result, relative_outputs, write_result
+from aspects.result_json import ResultSchemaError, problems, read_result, relative_outputs, validate, write_result
 from aspects.volume import on_grid, series_grid
 from tests.dcmqi_readback import mask_on, needs_dcmqi, read_seg, read_sr, region_colours, sr_values
 from tests.writers_fixtures import (
@@ -250,6 +250,30 @@ def test_sr_follows_a_different_result(case, tmp_path):
     path = write_sr(case["source"], result, tmp_path / "sr.dcm")
     assert read_aspects_from_sr(path) == {"left": 7, "right": 6}
     assert read_sr_summary(path)["affected_side"] == "right"
+
+
+@needs_dciodvfy
+def test_sr_carries_the_region_evidence(case, tmp_path):
+    """Per-region evidence (HU difference to the mirror, calibrated score) reaches the SR, and a
+    region involved by evidence alone reads back as involved."""
+    result = copy.deepcopy(case["result"])
+    for side in ("right", "left"):
+        for code, r in result["regions"][side].items():
+            r["involved_by"] = ["mask"] if r["involved"] else []
+            r["evidence"] = {"delta_hu": 0.4, "z": 0.5, "n_voxels": 800, "called": False}
+    m5 = result["regions"]["right"]["M5"]
+    assert not m5["involved"]
+    m5.update(involved=True, involved_by=["evidence"], evidence={"delta_hu": 3.21, "z": 4.5, "n_voxels": 900, "called": True})
+    result["aspects"]["right"] -= 1
+    result["affected_side"] = min(("right", "left"), key=lambda s: (result["aspects"][s], s != "right"))
+    result["score"] = result["aspects"][result["affected_side"]]
+    validate(result)
+    path = write_sr(case["source"], result, tmp_path / "sr.dcm")
+    back = read_sr_summary(path)["regions"]["right"]["M5"]
+    assert back["involved"] is True and back["evidence_delta_hu"] == pytest.approx(3.21)
+    assert back["evidence_z"] == pytest.approx(4.5)
+    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    assert not [ln for ln in (run.stdout + run.stderr).splitlines() if ln.startswith("Error")]
 
 
 def test_sr_reader_rejects_a_non_aspects_sr(case):
