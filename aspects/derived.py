@@ -71,7 +71,7 @@ class Equipment:
         return self.version
 
     @classmethod
-    def from_result(cls, result: Mapping) -> "Equipment":
+    def from_result(cls, result: Mapping) -> Equipment:
         """Use the app name/version recorded in aspects.json when present."""
         app = result.get("app") or {}
         return cls(str(app.get("name") or APP_NAME), str(app.get("version") or APP_VERSION))

@@ -20,7 +20,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union, cast
 
 from aspects import timings
 from aspects.assess import ScoredStudy, ScoringSettings, assess_study
@@ -64,7 +64,7 @@ def preprocess_series(series: SourceSeries, atlas: Atlas) -> Preprocessed:
     pre = preprocess(series.volume.image, atlas, geometry=series.volume.geometry)
     log.info("preprocessing done in %.1f s %s; QC %s", pre.timings.get("total_s", 0.0), pre.timings, pre.qc)
     if pre.qc.get("low_confidence"):
-        log.warning("low confidence: %s", "; ".join(str(r) for r in pre.qc.get("reasons", [])))  # type: ignore[union-attr]
+        log.warning("low confidence: %s", "; ".join(map(str, cast(List[object], pre.qc.get("reasons") or []))))
     return pre
 
 

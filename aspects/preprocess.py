@@ -279,7 +279,7 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
     inside = scanned_field(fixed, a2s, geometry, ortho)
     qc = _quality(aligned_arr, fixed_arr, tmpl_mask, brain_ml, a2s, inside)
     coverage = region_coverage(atlas_on_aligned(atlas.labels, fixed), inside)
-    if qc["ncc"] < NCC_FAIL:
+    if float(qc["ncc"]) < NCC_FAIL:  # type: ignore[arg-type]
         raise InputError(EXIT_PROCESSING, f"registration to the atlas template failed (similarity {qc['ncc']:.2f})")
     timings["total_s"] = time.perf_counter() - t0
     return Preprocessed(source=source, aligned=aligned, brain_mask=brain_mask, template=fixed,

@@ -70,7 +70,7 @@ class Calibration:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, d: Mapping) -> "Calibration":
+    def from_json(cls, d: Mapping) -> Calibration:
         missing = set(REGION_CODES) - set(d["sigma_hu"])
         if missing:
             raise ValueError(f"region evidence calibration lacks codes {sorted(missing)}")

@@ -41,7 +41,7 @@ import math
 import re
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, TypeGuard
 
 import numpy as np
 
@@ -86,7 +86,7 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_num(v: Any) -> bool:
+def _is_num(v: Any) -> TypeGuard[float]:
     return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
 
 
@@ -268,7 +268,7 @@ def validate(d: Any) -> None:
         raise ResultSchemaError("invalid aspects.json: " + "; ".join(errors))
 
 
-def result_document(result: "AspectsResult", *, study_uid: str, series_uid: str, flags: Sequence[str],
+def result_document(result: AspectsResult, *, study_uid: str, series_uid: str, flags: Sequence[str],
                     flag_details: Mapping[str, Any], qc: Mapping[str, Any], thresholds: Mapping[str, Any],
                     methods: Mapping[str, str], device: str, timings: Mapping[str, float]) -> Dict[str, Any]:
     """The aspects.json content of a scored study, ``outputs`` still empty (:func:`with_outputs`

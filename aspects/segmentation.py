@@ -76,7 +76,7 @@ class SegmentationModels:
 
     @classmethod
     def from_folder(cls, models_dir: Optional[Path], device: Optional[str] = None,
-                    keep_loaded: bool = False) -> "SegmentationModels":
+                    keep_loaded: bool = False) -> SegmentationModels:
         """Models of ``models_dir``; the device is resolved (:func:`aspects.inference.resolve_device`)
         only when a model is installed, so a CUDA request on a host without one fails (exit 2)."""
         paths = {name: model_file(models_dir, name) for name in (INFARCT_MODEL, REGION_MODEL)}

@@ -48,7 +48,7 @@ def next_action(state: Optional[Dict[str, Any]], n_instances: int, quiet_for_s: 
         return RUN if quiet else WAIT
     new_instances = n_instances > int((state or {}).get("input_instances", 0))
     if st == FAILED and retry_requested:
-        results_ready = bool(state.get("results")) and state.get("exit_code") == 0
+        results_ready = bool((state or {}).get("results")) and (state or {}).get("exit_code") == 0
         return SEND if results_ready else (RUN if n_instances else WAIT)
     if st in (SENT, FAILED) and new_instances and quiet:
         return RUN

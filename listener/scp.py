@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from pydicom.dataset import Dataset
 from pydicom.pixels import get_decoder
 from pydicom.uid import (
+    UID,
     JPEG2000,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -44,7 +45,8 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, evt
 from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.sop_class import CTImageStorage, Verification
+from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
 from .config import ListenerConfig
 from .spool import Spool, is_uid
@@ -56,7 +58,7 @@ _COMPRESSED = [JPEGLosslessSV1, JPEGLossless, JPEGLSLossless, JPEGLSNearLossless
                RLELossless, JPEGBaseline8Bit, JPEGExtended12Bit]
 
 
-def decodable_syntaxes() -> List[str]:
+def decodable_syntaxes() -> List[UID]:
     """Uncompressed syntaxes plus the compressed ones an installed pydicom decoder reads."""
     return _NATIVE + [ts for ts in _COMPRESSED if get_decoder(ts).is_available]
 
@@ -113,7 +115,7 @@ class StorageSCP:
         ae.dimse_timeout = cfg.network_timeout_s
         ae.acse_timeout = cfg.network_timeout_s
         self.ae = ae
-        self.server = None
+        self.server: Optional[ThreadedAssociationServer] = None
 
     @staticmethod
     def _peer(event) -> str:
@@ -234,7 +236,8 @@ class StorageSCP:
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
         ]
-        self.server = self.ae.start_server((self.cfg.host, self.cfg.port), block=False, evt_handlers=handlers)
+        self.server = self.ae.start_server((self.cfg.host, self.cfg.port), block=False,
+                                           evt_handlers=handlers)  # type: ignore[arg-type]
         log.info("listening as AE %s on %s:%d; accepting CT Image Storage from %s",
                  self.cfg.ae_title, self.cfg.host, self.cfg.port, ", ".join(self.cfg.allowed_calling_aets))
 

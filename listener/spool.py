@@ -22,7 +22,7 @@ import os
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -37,7 +37,7 @@ RECEIVED, PROCESSING, SENDING, SENT, FAILED = "received", "processing", "sending
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def is_uid(value: object) -> bool:
@@ -125,7 +125,7 @@ class Spool:
     def reject(self, data: bytes, calling_aet: str, reason: str, detail: str) -> Path:
         folder = self.root / REJECTED
         _makedirs_durable(folder)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         safe_ae = re.sub(r"[^A-Za-z0-9_-]", "_", calling_aet.strip()) or "unknown"
         stem = f"{stamp}_{safe_ae}_{reason}_{uuid.uuid4().hex[:8]}"
         atomic_write(folder / f"{stem}.txt", (detail + "\n").encode())
@@ -193,4 +193,4 @@ class Spool:
 
 
 def _mtime_iso(path: Path) -> str:
-    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")

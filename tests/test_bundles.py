@@ -63,6 +63,7 @@ assert labels.shape == x.shape[2:], labels.shape
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bundle", list(BUNDLES))
 def test_train_export_and_app_inference(bundle: str, tiny: Path, tmp_path: Path):
     import torch
@@ -110,6 +111,7 @@ def test_train_export_and_app_inference(bundle: str, tiny: Path, tmp_path: Path)
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bundle", list(BUNDLES))
 def test_metadata_verifies_against_the_shipped_schema(bundle: str):
     configs = ROOT / "train" / bundle / "configs"
@@ -158,6 +160,7 @@ def test_tagl_slabs_are_the_aligned_planes_inside_each_level():
         slab_indices(200.0, 300.0, -95.5, 2.0, 96)
 
 
+@pytest.mark.slow
 def test_phantom_datalists_align_in_parallel_and_resume(tmp_path: Path, capsys):
     from tests.support.phantom_cases import make_case
 

@@ -19,9 +19,10 @@ from aspects.dicom_geometry import sort_slices
 from aspects.dicom_input import read_dataset, scan_folder
 from aspects.errors import EXIT_UNDECODABLE, InputError
 from aspects.series import hu_stack
-from tests.conftest import run_app
-from tests.support.phantom_cases import make_case, phantom_root  # noqa: F401  (fixture)
+from tests.support.app_runs import run_app, run_pipeline
 from aspects_research.tools.robustness import ENCODERS, corrupt_pixel_stream, encode, sorted_files, strip_preamble
+
+pytestmark = [pytest.mark.external]
 
 LOSSY = {"jpeg2000-lossy": 20.0, "jpeg-ls-near-lossless": 4.0}  # max |HU error| allowed
 needs_tools = pytest.mark.skipif(any(shutil.which(t[0], path="/usr/bin:/bin") is None for t in ENCODERS.values()),
@@ -36,9 +37,9 @@ def _app_volume(folder: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def slab(phantom_root, tmp_path_factory):  # noqa: F811
+def slab(phantom_case, tmp_path_factory):
     """Six slices of a synthetic study (signed 16-bit storage with padding)."""
-    case = make_case(phantom_root, 42, kind="acute", thickness=5.0, hu_drop=10.0, side="left", pattern="whole_mca")
+    case = phantom_case(42, kind="acute", thickness=5.0, hu_drop=10.0, side="left", pattern="whole_mca")
     folder = tmp_path_factory.mktemp("slab")
     for p in sorted_files(case / "dicom")[14:20]:
         shutil.copy(p, folder / p.name)
@@ -74,12 +75,12 @@ def test_a_corrupt_compressed_slice_is_an_input_error_naming_the_file(slab, tmp_
 
 
 @pytest.fixture(scope="module")
-def mixed_runs(phantom_root, tmp_path_factory):  # noqa: F811
-    """The same study twice through the app: uncompressed, and with its slices spread over every
-    compressed syntax, two files without preamble and 300 junk files beside them."""
-    case = make_case(phantom_root, 42, kind="acute", thickness=5.0, hu_drop=10.0, side="left", pattern="whole_mca")
+def mixed_runs(phantom_case, pipeline, tmp_path_factory):
+    """The same study twice: uncompressed (in-process), and through the app's command line with its
+    slices spread over every compressed syntax, two files without preamble and 300 junk files beside them."""
+    case = phantom_case(42, kind="acute", thickness=5.0, hu_drop=10.0, side="left", pattern="whole_mca")
     work = tmp_path_factory.mktemp("mixed")
-    plain = run_app(case / "dicom", work / "plain_out")
+    plain = run_pipeline(pipeline, case / "dicom", work / "plain_out")
     mixed = work / "mixed"
     shutil.copytree(case / "dicom", mixed)
     files = sorted_files(mixed)
@@ -98,9 +99,11 @@ def mixed_runs(phantom_root, tmp_path_factory):  # noqa: F811
             "mixed_out": work / "mixed_out", "syntaxes": syntaxes}
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 @needs_tools
 def test_study_in_every_syntax_scores_as_the_uncompressed_one(mixed_runs):
-    assert mixed_runs["plain"].returncode == 0, mixed_runs["plain"].stderr[-1500:]
+    assert mixed_runs["plain"].returncode == 0, mixed_runs["plain"].stderr
     proc = mixed_runs["mixed"]
     assert proc.returncode == 0, proc.stderr[-1500:]
     a = json.loads((mixed_runs["plain_out"] / "aspects.json").read_text())
@@ -110,6 +113,8 @@ def test_study_in_every_syntax_scores_as_the_uncompressed_one(mixed_runs):
     assert a["affected_side"] == "left" and a["score"] < 10  # a study with something to score
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 @needs_tools
 def test_junk_is_summarised_in_one_console_line_and_preambleless_files_are_read(mixed_runs):
     err = mixed_runs["mixed"].stderr

@@ -200,6 +200,8 @@ def test_bench_reference_workload_is_a_positive_repeatable_time():
     assert 0.0 < t < 60.0
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.skipif(os.environ.get("ASPECTS_E2E") != "1", reason="end to end through the app (minutes): set ASPECTS_E2E=1")
 def test_end_to_end_two_phantoms(tmp_path):
     """Two real phantoms (acute 10 HU, normal) made by make_phantoms and run through the app."""

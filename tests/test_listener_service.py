@@ -23,9 +23,9 @@ from tests.support.listener_dicom import (write_ct_series, write_ct_without_stud
 from tests.support.servers import (ECHOSCU, ORTHANC_BIN, STORESCU, Listener, Orthanc, echo, free_port, listener_settings,
                            storescu, wait_for)
 
-pytestmark = [
+pytestmark = [pytest.mark.external,
     pytest.mark.skipif(ORTHANC_BIN is None, reason="Orthanc not installed (apt-get install orthanc)"),
-    pytest.mark.skipif(STORESCU is None or ECHOSCU is None, reason="dcmtk not installed (apt-get install dcmtk)"),
+    pytest.mark.skipif(STORESCU is None or ECHOSCU is None, reason="dcmtk not installed (apt-get install dcmtk)")
 ]
 
 

@@ -39,7 +39,7 @@ def _skip_reason() -> str | None:
 
 
 _SKIP = _skip_reason()
-pytestmark = pytest.mark.skipif(_SKIP is not None, reason=str(_SKIP))
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.external, pytest.mark.skipif(_SKIP is not None, reason=str(_SKIP))]
 
 
 def _writable_output(path: Path) -> Path:

@@ -15,6 +15,8 @@ from aspects.skullstrip import strip_skull
 from tests.support.heads import (atlas, dice, lesion_on_aligned, preprocessed, synthetic_head,
                                        template_centre)
 
+pytestmark = [pytest.mark.slow]
+
 
 def test_aligned_grid_is_the_contract():
     pre, _, _ = preprocessed()

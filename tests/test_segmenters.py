@@ -24,6 +24,7 @@ def test_model_layout_round_trip_and_window():
     np.testing.assert_allclose(normalise(np.array([-50.0, 0.0, 40.0, 80.0, 500.0])), [0, 0, 0.5, 1, 1])
 
 
+@pytest.mark.slow
 def test_atlas_regions_give_all_20_labels_on_the_right_sides():
     if not sitk.GetArrayViewFromImage(atlas().labels).any():
         pytest.skip("atlas not built (make atlas)")
@@ -42,6 +43,7 @@ def test_atlas_regions_give_all_20_labels_on_the_right_sides():
     assert np.mean(scores) > 0.7, np.round(scores, 2)
 
 
+@pytest.mark.slow
 def test_asymmetry_finds_a_hypodense_lesion_in_one_hemisphere():
     pre, _, _ = preprocessed(hu_drop=8.0)
     found = segment_infarct(pre)
@@ -53,6 +55,7 @@ def test_asymmetry_finds_a_hypodense_lesion_in_one_hemisphere():
     assert info["side"] == "right"
 
 
+@pytest.mark.slow
 def test_asymmetry_finds_nothing_in_a_symmetric_head():
     pre, _, _ = preprocessed()
     info = segment_infarct(pre).info
@@ -87,6 +90,7 @@ def _save(model: torch.nn.Module, models_dir, name: str) -> None:
         torch.jit.script(model).save(str(folder / f"{name}.ts"))
 
 
+@pytest.mark.slow
 def test_torchscript_models_are_used_with_the_documented_layout(tmp_path):
     _save(_MirrorDifference(), tmp_path, INFARCT_MODEL)
     _save(_HalfAndHalf(), tmp_path, REGION_MODEL)
@@ -129,6 +133,7 @@ class _Everywhere(torch.nn.Module):
         return torch.cat([torch.zeros_like(x[:, :1]), torch.ones_like(x[:, :1])], dim=1)
 
 
+@pytest.mark.slow
 def test_model_components_without_asymmetry_support_are_dropped(tmp_path):
     _save(_Everywhere(), tmp_path, INFARCT_MODEL)
     pre, _, _ = preprocessed()  # symmetric head: the baseline finds nothing

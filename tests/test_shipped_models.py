@@ -9,11 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from tests.support.phantom_cases import make_case, phantom_root  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLES = ("aspects_regions", "infarct_seg")
@@ -62,14 +60,15 @@ print(json.dumps({"dice": float(dice), "pred_ml": float(pred.sum() * 8e-3), "tru
 """
 
 
-def test_shipped_infarct_model_segments_a_held_out_study(phantom_root, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_shipped_infarct_model_segments_a_held_out_study(phantom_case, tmp_path):
     from aspects.atlas import load_atlas
     from aspects.pipeline import preprocess_series
     from aspects.preprocess import to_aligned
     from aspects.series import read_study
 
     # Seed 3001: outside the training (1..64), validation (500..) and test (1000..) seeds.
-    case = make_case(phantom_root, 3001, kind="acute", thickness=5.0, hu_drop=8.0, pattern="M2")
+    case = phantom_case(3001, kind="acute", thickness=5.0, hu_drop=8.0, pattern="M2")
     pre = preprocess_series(read_study(case / "dicom"), load_atlas())
     image, truth = tmp_path / "image.nii.gz", tmp_path / "truth.nii.gz"
     sitk.WriteImage(pre.aligned, str(image))

@@ -88,6 +88,7 @@ def test_all_outputs_exist_and_json_lists_them(case):
     assert all((out / p).is_file() for p in listed["key_images"] + listed["png"])
 
 
+@pytest.mark.external
 @needs_dciodvfy
 @pytest.mark.parametrize("rel", DICOM_OUTPUTS)
 def test_dciodvfy_reports_no_errors(case, rel):
@@ -252,13 +253,14 @@ def test_sr_follows_a_different_result(case, tmp_path):
     assert read_sr_summary(path)["affected_side"] == "right"
 
 
+@pytest.mark.external
 @needs_dciodvfy
 def test_sr_carries_the_region_evidence(case, tmp_path):
     """Per-region evidence (HU difference to the mirror, calibrated score) reaches the SR, and a
     region involved by evidence alone reads back as involved."""
     result = copy.deepcopy(case["result"])
     for side in ("right", "left"):
-        for code, r in result["regions"][side].items():
+        for r in result["regions"][side].values():
             r["involved_by"] = ["mask"] if r["involved"] else []
             r["evidence"] = {"delta_hu": 0.4, "z": 0.5, "n_voxels": 800, "called": False}
     m5 = result["regions"]["right"]["M5"]
@@ -281,6 +283,7 @@ def test_sr_reader_rejects_a_non_aspects_sr(case):
         read_aspects_from_sr(case["out"] / "dicom" / "seg.dcm")
 
 
+@pytest.mark.external
 @needs_dciodvfy
 def test_dciodvfy_accepts_an_sr_with_regions_not_assessable(case, tmp_path):
     result = make_incomplete_result(case["result"], [("left", "M4"), ("left", "M5")])
@@ -290,6 +293,7 @@ def test_dciodvfy_accepts_an_sr_with_regions_not_assessable(case, tmp_path):
     assert not errors, "\n".join(errors)
 
 
+@pytest.mark.external
 @needs_dcmtk
 def test_dcmtk_parses_the_sr(case):
     path = str(case["out"] / "dicom" / "sr.dcm")
@@ -457,6 +461,7 @@ def test_result_schema_accepts_the_result_and_names_each_problem(case):
     assert not (case["out"] / "bad.json").exists()
 
 
+@pytest.mark.slow
 def test_writer_operators_in_a_monai_deploy_app(tmp_path):
     """The six writer operators wired as the app wires them write every file (runs in a subprocess)."""
     script = textwrap.dedent(

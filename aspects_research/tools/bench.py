@@ -159,7 +159,7 @@ def table(result: dict) -> List[str]:
         L += [f"| **peak RSS (MB)** | {_fmt(m['median'], 0)} | {_fmt(m['min'], 0)} | {_fmt(m['max'], 0)} |", ""]
         failed = [r for r in b["runs"] if r["exit_code"] != 0]
         if failed:
-            L += [f"Failed: " + "; ".join(f"{r['case']} exit {r['exit_code']} ({r['error']})" for r in failed), ""]
+            L += ["Failed: " + "; ".join(f"{r['case']} exit {r['exit_code']} ({r['error']})" for r in failed), ""]
     rc = result.get("region_paths")
     if rc:
         L += [f"### Region path on the same input ({rc['case']})", "", "| method | region stage (s) | whole run (s) | peak RSS (MB) |",
@@ -237,7 +237,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except InputError as e:
         print(e.one_line(), file=sys.stderr)
         return e.code
-    result["meta"] = {"command": command, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    result["meta"] = {"command": command, "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
                       "git": git_describe(), "machine": machine, "models": str(args.models), "note": args.note,
                       "region_model": has_model(args.models, REGION_MODEL), "infarct_model": has_model(args.models, INFARCT_MODEL)}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -247,7 +247,7 @@ def aggregate(records: Sequence[dict], empty_ml: float = 0.0, seed: int = 0) -> 
     groups = {"all cases": ok, "acute": acute,
               f"acute, <= {LARGE_CORE_ML:g} ml": [r for r in lesion if r["infarct"]["truth_ml"] <= LARGE_CORE_ML],
               f"acute, > {LARGE_CORE_ML:g} ml": [r for r in lesion if r["infarct"]["truth_ml"] > LARGE_CORE_ML]}
-    for name, lo, hi in HU_BINS:
+    for name, _, _ in HU_BINS:
         groups[f"hu_drop {name}"] = [r for r in acute if hu_bin(r["hu_drop"]) == name]
     rep["infarct"] = {g: {"n": len(rs), **summarise_infarct(rs, seed)} for g, rs in groups.items() if rs}
     det = {k: sum(r["detection"] == k for r in ok) for k in ("tp", "tn", "fp", "fn")}
@@ -509,7 +509,7 @@ def evaluate(cases: Path, runs: Path, report_path: Path, run: bool = False, mode
                 rec["error"] = f"exit {rr.exit_code}: {rr.last_line}"
         records.append(rec)
     report = aggregate(records, empty_ml, seed)
-    report["meta"] = {"command": command, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    report["meta"] = {"command": command, "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
                       "git": git_describe(), "machine": machine, "note": note, "cases_dir": str(cases), "runs_dir": str(runs)}
     report["cases"] = records
     report_path.parent.mkdir(parents=True, exist_ok=True)

@@ -85,7 +85,7 @@ def folder_datalist(images: Path, labels: Path, out_file: Path, val_every: int) 
     pairs = pair_folder(images, labels)
     train, val = split_cases([c for c, _, _ in pairs], val_every)
     base = out_file.parent
-    entry = {c: {"image": _rel(i, base), "label": _rel(l, base)} for c, i, l in pairs}
+    entry = {c: {"image": _rel(img, base), "label": _rel(lab, base)} for c, img, lab in pairs}
     return datalist([entry[c] for c in train], [entry[c] for c in val])
 
 
@@ -200,7 +200,7 @@ def phantom_datalists(train_dir: Path, val_dir: Optional[Path], out: Path, val_e
         print(f"[{n}/{len(todo)}] {case.name} aligned ({time.monotonic() - start:.0f} s)", flush=True)
     lists = {}
     for task in TASKS:
-        pick = lambda cases: [{"image": done[c.name]["image"], "label": done[c.name][task]} for c in cases]  # noqa: E731
+        pick = lambda cases, task=task: [{"image": done[c.name]["image"], "label": done[c.name][task]} for c in cases]
         lists[task] = datalist(pick(train_cases), pick(val_cases))
         write_json(lists[task], out / f"{task}.json")
     return lists

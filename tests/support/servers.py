@@ -82,7 +82,7 @@ class Orthanc:
             wait_for(self._up, 30, "Orthanc to start")
         except TimeoutError:
             self.stop()
-            raise RuntimeError(f"Orthanc did not start: {self.log_path.read_text()[-2000:]}")
+            raise RuntimeError(f"Orthanc did not start: {self.log_path.read_text()[-2000:]}") from None
 
     def _up(self) -> bool:
         if self.proc.poll() is not None:
@@ -144,7 +144,7 @@ class Listener:
         self.log_path = self.folder / "listener.log"
         self.proc: Optional[subprocess.Popen] = None
 
-    def start(self) -> "Listener":
+    def start(self) -> Listener:
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "listener", "--config", str(self.config_path)],
