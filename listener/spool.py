@@ -22,7 +22,8 @@ import os
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, UTC
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -31,9 +32,21 @@ STATE_FILE = "state.json"
 RETRY_FILE = "retry"
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
-# Job states, in order. "sending" means the app finished and its results are complete on disk:
-# a restart sends what is left without running the app again (new UIDs would duplicate results).
-RECEIVED, PROCESSING, SENDING, SENT, FAILED = "received", "processing", "sending", "sent", "failed"
+
+
+class JobState(StrEnum):
+    """A study's job state in state.json, in order. SENDING: the app finished and its results are
+    complete on disk, so a restart sends what is left without running the app again (new UIDs
+    would duplicate results in the PACS)."""
+
+    RECEIVED = "received"
+    PROCESSING = "processing"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+RECEIVED, PROCESSING, SENDING, SENT, FAILED = JobState
 
 
 def now_iso() -> str:
