@@ -176,6 +176,15 @@ def test_run_app_reports_exit_code_error_line_and_peak_memory(tmp_path):
     assert not (out / "aspects.json").exists()
 
 
+def test_in_process_runner_reports_the_exit_code_and_error_line(tmp_path):
+    """--run without --subprocess: the app's stages in this process, a bad study counted as the app counts it."""
+    (tmp_path / "dicom").mkdir()
+    rr = ev.InProcessRunner()(tmp_path / "dicom", tmp_path / "out", tmp_path / "no_models", tmp_path / "console.txt")
+    assert rr.exit_code == 3 and rr.last_line.startswith("error[3]: ") and "is empty" in rr.last_line
+    assert json.loads((tmp_path / "out" / "error.json").read_text())["exit_code"] == 3  # the app's folder rules
+    assert (tmp_path / "console.txt").read_text().strip() == rr.last_line
+
+
 def test_bench_table_from_measurements():
     from aspects_research.tools import bench
 
