@@ -39,7 +39,7 @@ def from_model_layout(arr_xyz: np.ndarray) -> np.ndarray:
 
 def add_mirror(x_cxyz: np.ndarray) -> np.ndarray:
     """``(1, X, Y, Z)`` -> ``(2, X, Y, Z)``: the image and its contralateral mirror (flipped in x;
-    the aligned grid is symmetric about its mid-sagittal plane), after Ostmeier et al. 2023."""
+    the aligned grid is symmetric about its mid-sagittal plane), after Ostmeier et al. 2022."""
     x = np.asarray(x_cxyz, dtype=np.float32)
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"expected a one-channel (1, X, Y, Z) image, got {x.shape}")

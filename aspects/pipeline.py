@@ -2,15 +2,11 @@
 one by one (as TotalSegmentator's ``python_api`` does), for evaluation, benchmarks, tests and a
 warm server that keeps the atlas and models loaded between studies.
 
-    from aspects.pipeline import Pipeline, run_study
     result = run_study("STUDY_DICOM", "OUT", models_dir="models")    # aspects.json as written
-    pipeline = Pipeline(models_dir="models", keep_models_loaded=True)
-    for study in studies:
-        pipeline.run(study, out / study.name)                          # same atlas and models each time
+    pipeline = Pipeline(models_dir="models", keep_models_loaded=True)   # then pipeline.run(in, out) per study
 
-Bad input raises :class:`aspects.errors.InputError` (its ``code`` is the app's exit code) after
-writing ``error.json``, as the app does; the output folder follows the app's rules
-(:mod:`aspects.run_folder`).
+Bad input raises :class:`aspects.errors.InputError` (``code`` = the app's exit code) after
+writing error.json, as the app does; the output folder follows :mod:`aspects.run_folder`.
 """
 
 from __future__ import annotations

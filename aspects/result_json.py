@@ -1,37 +1,9 @@
-"""aspects.json (schema_version 2): validation, writing, reading.
+"""aspects.json (schema_version 2): the one place the document is assembled, validated, written
+and read.
 
-```
-{"schema_version": 2,
- "study_instance_uid": str, "series_instance_uid": str,
- "affected_side": "left" | "right" | null,
- "aspects": {"left": int 0..10 | null, "right": int 0..10 | null},   # null: a region not assessable
- "score": int | null,               # the affected side's ASPECTS; with no affected side both
-                                    # sides' (equal) score; null when that score is null
- "infarct_volume_ml": float >= 0,
- "regions": {"left": {"C": {"involved": bool | null, "assessable": bool,
-                            "infarct_fraction": float 0..1, "infarct_ml": float >= 0,
-                            "involved_by": ["mask" | "evidence"],       # optional: which rule(s)
-                            "evidence": {"delta_hu": float | null,      # optional: region vs mirror,
-                                         "z": float | null,             #   aspects.region_evidence
-                                         "n_voxels": int >= 0, "called": bool}},
-                      ... all 10 codes of aspects.labels},
-             "right": {...}},
- "flags": [str],                    # "incomplete_coverage" when a region is not assessable, with
- "flag_details": {"incomplete_coverage": {"regions": ["left M4", ...]}, ...},
- "methods": {"regions": "model" | "atlas", "infarct": "model" | "asymmetry"},
- "device": "cpu" | "cuda:N",
- "timings_s": {stage: seconds >= 0},
- "outputs": {"seg": relpath, "sr": relpath, "kos": relpath, "key_images": [relpath], "png": [relpath],
-             "nifti": {name: relpath}},
- "not_for_diagnostic_use": true,
- "app": {"name": str, "version": str}}
-```
-Consistency rules checked as well: ASPECTS per side = 10 - involved regions of that side, null
-exactly when one of its regions is not assessable (``assessable`` false, ``involved`` null: the
-series does not cover it); ``score`` matches ``affected_side``; the regions' infarct ml do not
-exceed the total; ``incomplete_coverage`` lists exactly the regions not assessable.
-Readers treat a missing ``assessable`` as true; schema_version 1 files (no nulls) still validate.
-Extra keys (e.g. ``key_slices``) are allowed.
+The schema and its consistency rules (ASPECTS = 10 - involved regions, null when a region is not
+assessable, ``score`` is the affected side's, ...) are in docs/architecture.md ("aspects.json");
+:func:`problems` names every breach. schema_version 1 files still validate.
 """
 
 from __future__ import annotations

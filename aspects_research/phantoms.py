@@ -92,7 +92,7 @@ BONE_TABLE_HU = 1700.0  # inner/outer tables (cortical bone)
 BONE_DIPLOE_HU = 750.0
 
 # Template HU -> phantom HU (tissue_hu): the v2 template is calibrated to white matter 28 HU
-# (tools/build_atlas.py); its grey-white contrast, a population average, is stretched about it.
+# (aspects-build-atlas); its grey-white contrast, a population average, is stretched about it.
 TEMPLATE_WM_HU = 28.0
 TEMPLATE_GM_HU = 40.0  # above this the template is not parenchyma of a single scan (see tissue_hu)
 CONTRAST_STRETCH = 1.4

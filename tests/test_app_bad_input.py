@@ -1,5 +1,5 @@
 """Bad input: each case gets one clear line on stderr, a defined exit code, and an untouched input.
-(tools/robustness.py runs a longer list of cases for docs/robustness.md.)"""
+(aspects-robustness runs a longer list of cases for docs/robustness.md.)"""
 
 from __future__ import annotations
 

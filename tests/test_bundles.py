@@ -1,4 +1,6 @@
-"""Training bundles: train -> checkpoint -> ckpt_export -> TorchScript in a clean process (CI smoke test).
+"""Training bundles: train -> checkpoint -> ckpt_export -> TorchScript in a clean process (CI smoke test),
+run as model-zoo bundles run: from another working directory, with only the installed packages
+(aspects, aspects_research) importable, not the repository root.
 
 Each bundle trains one epoch on three tiny aligned studies (tests/support/tiny_aligned.py) with the
 standard ``python -m monai.bundle`` commands, exports TorchScript, and a fresh interpreter that
@@ -28,9 +30,19 @@ from aspects.errors import InputError  # noqa: E402
 BUNDLES = {"aspects_regions": 21, "infarct_seg": 2}
 
 
-def _bundle(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", OMP_NUM_THREADS="2")
-    proc = subprocess.run([sys.executable, "-m", "monai.bundle", *args], cwd=ROOT, env=env,
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A folder that holds only the project's packages, as site-packages would after ``pip install``:
+    ``train`` (the repository root) is not importable from a process whose path is this."""
+    site = tmp_path_factory.mktemp("site")
+    for package in ("aspects", "aspects_research"):
+        (site / package).symlink_to(ROOT / package, target_is_directory=True)
+    return site
+
+
+def _bundle(site: Path, cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(site), OMP_NUM_THREADS="2")
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -65,7 +77,7 @@ assert labels.shape == x.shape[2:], labels.shape
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bundle", list(BUNDLES))
-def test_train_export_and_app_inference(bundle: str, tiny: Path, tmp_path: Path):
+def test_train_export_and_app_inference(bundle: str, tiny: Path, installed: Path, tmp_path: Path):
     import torch
 
     configs = ROOT / "train" / bundle / "configs"
@@ -74,20 +86,20 @@ def test_train_export_and_app_inference(bundle: str, tiny: Path, tmp_path: Path)
                  "--num_samples", "1", "--cache_rate", "0"]
     if bundle == "infarct_seg":
         overrides += ["--roi_size", "[32,32,-1]", "--tagl_slabs", "[[2,14],[16,30]]"]  # TAGL on in the smoke test
-    _bundle("run", "--config_file", str(configs / "train.json"), *overrides)
+    _bundle(installed, tmp_path, "run", "--config_file", str(configs / "train.json"), *overrides)
     ckpt = out / "models" / "model.pt"
     assert ckpt.is_file() and (out / "curves.png").is_file()
     history = json.loads((out / "curves.json").read_text())
     assert len(history["train_loss"]) == 1 and np.isfinite(history["train_loss"][0])
 
     ts = tmp_path / f"{bundle}.ts"
-    _bundle("ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", str(ckpt),
+    _bundle(installed, tmp_path, "ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", str(ckpt),
             "--meta_file", str(configs / "metadata.json"), "--config_file", str(configs / "train.json"))
 
     image = tiny / "images" / "tiny_02.nii.gz"
     channels = "1" if bundle == "aspects_regions" else "2"
     logits_file = tmp_path / "logits.npy"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(installed))
     proc = subprocess.run([sys.executable, "-c", _APP_SIDE, str(ts), str(image), channels, str(logits_file)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -113,13 +125,31 @@ def test_train_export_and_app_inference(bundle: str, tiny: Path, tmp_path: Path)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bundle", list(BUNDLES))
-def test_metadata_verifies_against_the_shipped_schema(bundle: str):
+def test_metadata_verifies_against_the_shipped_schema(bundle: str, installed: Path, tmp_path: Path):
     configs = ROOT / "train" / bundle / "configs"
-    _bundle("verify_metadata", "--meta_file", str(configs / "metadata.json"),
+    _bundle(installed, tmp_path, "verify_metadata", "--meta_file", str(configs / "metadata.json"),
             "--filepath", str(configs / "metadata_schema.json"), timeout=300)
     meta = json.loads((configs / "metadata.json").read_text())
     assert meta["preprocessing"]["spacing_mm"] == [2.0, 2.0, 2.0]
     assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == BUNDLES[bundle]
+
+
+@pytest.mark.parametrize("bundle", list(BUNDLES))
+def test_inference_config_builds_the_apps_model_input(bundle: str, tiny: Path):
+    """The bundle's inference.json prepares an image with aspects.model_io.model_input, the function
+    the app's segmenters use: the same array, channel for channel."""
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    from aspects.model_io import model_input, to_model_layout
+
+    configs = ROOT / "train" / bundle / "configs"
+    parser = ConfigParser()
+    parser.read_config([str(configs / "train.json"), str(configs / "inference.json")])
+    image = tiny / "images" / "tiny_02.nii.gz"
+    got = np.asarray(Compose(parser.get_parsed_content("infer_load"))({"image": str(image)})["image"])
+    hu = to_model_layout(sitk.GetArrayFromImage(sitk.ReadImage(str(image))))
+    np.testing.assert_array_equal(got, model_input(hu, with_mirror=bundle == "infarct_seg"))
 
 
 def test_folder_datalist_pairs_by_name_with_a_fixed_split(tmp_path: Path):

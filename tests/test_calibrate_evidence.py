@@ -1,4 +1,4 @@
-"""tools/calibrate_evidence.py: normal studies' aspects.json in, a calibration the app reads out."""
+"""aspects-calibrate-evidence: normal studies' aspects.json in, a calibration the app reads out."""
 
 from __future__ import annotations
 

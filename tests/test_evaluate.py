@@ -1,4 +1,4 @@
-"""tools/evaluate.py on tiny fabricated case and run folders with known masks (not the app)."""
+"""aspects-evaluate on tiny fabricated case and run folders with known masks (not the app)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Territory-Aware Gated Loss (seed 000): hand-computed values, gradients, and the off switch."""
+"""Territory-Aware Gated Loss (Syed et al. 2026): hand-computed values, gradients, and the off switch."""
 
 import math
 

@@ -2,7 +2,7 @@
 
 Opt-in: it needs a Docker daemon and the image that `make map` built (minutes, GBs), so it is
 skipped, with the reason, unless ASPECTS_MAP_TEST=1 is set and `docker info` answers. MAP_TAG names
-the image (default aspects:0.1.0). One phantom from tools/make_phantoms.py runs through the image
+the image (default aspects:0.1.0). One phantom from aspects-make-phantoms runs through the image
 and through `python app.py` on this machine: the image must write aspects.json, SEG and SR with the
 native run's scores, and a failed run must end the container with the app's exit code.
 """

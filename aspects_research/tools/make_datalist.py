@@ -1,11 +1,11 @@
 """Write the MONAI datalists the training bundles in train/ read.
 
-    # synthetic studies (tools/make_phantoms.py): run the app's preprocessing on each case and
+    # synthetic studies (aspects-make-phantoms): run the app's preprocessing on each case and
     # write aligned images + aligned truth, then regions.json and infarct.json
-    python tools/make_datalist.py --phantoms DIR [--val-phantoms DIR2] --out OUT
+    aspects-make-datalist --phantoms DIR [--val-phantoms DIR2] --out OUT
 
     # your own aligned NIfTI pairs (same file names in both folders)
-    python tools/make_datalist.py --images DIR --labels DIR --out OUT/datalist.json
+    aspects-make-datalist --images DIR --labels DIR --out OUT/datalist.json
 
 Datalists are ``{"training": [{"image": ..., "label": ...}], "validation": [...]}`` with paths
 relative to the datalist's folder (the bundles resolve them against it). The split is fixed: the

@@ -1,6 +1,6 @@
 """Synthetic head NCCT studies with ground truth.
 
-    python tools/make_phantoms.py --out DIR --count N --seed S [--kind acute] [--thickness 5] ...
+    aspects-make-phantoms --out DIR --count N --seed S [--kind acute] [--thickness 5] ...
 
 Case i gets seed S + i and the folder DIR/phantom_<seed>/ (dicom/, truth/, truth.json); the
 same seed and options always give the same case. Method and truth schema: docs/data.md.

@@ -2,7 +2,7 @@
 """Registration QC figures against the atlas template: the NCC that ``aspects.preprocess`` reports
 for correct registrations (phantoms, real heads) and for deliberately wrong ones.
 
-    python tools/qc_calibration.py --phantoms DIR [--real-nifti FILE ...] [--real-dicom DIR ...]
+    aspects-qc-calibration --phantoms DIR [--real-nifti FILE ...] [--real-dicom DIR ...]
 
 For each study it prints the preprocessing QC (NCC, brain volume, scale) and, for the template
 itself moved by known errors (shifts of 6 / 10 mm, rotations of 10 / 20 degrees), the NCC the same

@@ -2,7 +2,7 @@
 """Region methods side by side on phantoms with truth: the app's LNCC atlas warp against the SyN
 atlas registration it replaced (and the affine-only atlas), same preprocessing, same cases.
 
-    python tools/region_methods.py --cases DIR [--limit N] [--json OUT.json]
+    aspects-region-methods --cases DIR [--limit N] [--json OUT.json]
 
 Per case: the app's preprocessing (``aspects.preprocess``) once, then each method's labels on the
 aligned grid, carried to the source grid as the app does (``to_source``) and compared with

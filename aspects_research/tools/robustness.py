@@ -1,8 +1,8 @@
 """Build bad and odd inputs, run the app (and the listener) on each, and write docs/robustness.md.
 
-    python tools/robustness.py --work build/robustness [--doc docs/robustness.md] [--only NAME ...]
+    aspects-robustness --work build/robustness [--doc docs/robustness.md] [--only NAME ...]
 
-Every case starts from a synthetic 5 mm head study (tools/make_phantoms.py's generator) or the
+Every case starts from a synthetic 5 mm head study (aspects-make-phantoms's generator) or the
 real GE series in ../shared/data/real/ge_tilted_head_dicom, damages or re-encodes a copy with the
 tools a user would meet (dcmtk's dcmcjpeg / dcmcjpls / dcmcrle / dcmconv, gdcmconv, pydicom),
 runs ``python app.py -i -o -m`` as a user does and records the exit code, the one-line error
@@ -624,7 +624,7 @@ def to_markdown(rows: Sequence[dict], header: Dict[str, str]) -> str:
     lines = [
         "# Robustness: every bad or odd input tried",
         "",
-        "Made by `tools/robustness.py` (do not edit by hand): it builds each case from a synthetic 5 mm "
+        "Made by `aspects-robustness` (do not edit by hand): it builds each case from a synthetic 5 mm "
         "head study or the real GE series (`../shared/data/real/ge_tilted_head_dicom`), runs "
         "`python app.py -i IN -o OUT -m models` as a user does and records what happened. Exit codes: README "
         "\"Bad input\".",
@@ -676,7 +676,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     studies = args.work / "studies"
     studies.mkdir(exist_ok=True)
     header = {"date": dt.date.today().isoformat(), "machine": machine_line(machine_info()),
-              "command": command_line(sys.argv if argv is None else ["tools/robustness.py", *argv]),
+              "command": command_line(sys.argv if argv is None else ["aspects-robustness", *argv]),
               "git": git_describe()}
     cases = [c for c in CASES if not args.only or c.name in args.only]
     rows = []
