@@ -20,7 +20,7 @@ from pydicom import dcmread
 from aspects.dicom_sr import read_aspects_from_sr
 from listener.jobs import KEY_OBJECT_SELECTION
 from tests.support.listener_dicom import write_ct_series
-from tests.support.servers import ECHOSCU, ORTHANC_BIN, STORESCU, Listener, Orthanc, free_port, listener_settings, storescu, wait_for
+from aspects_research.dicom_servers import ECHOSCU, ORTHANC_BIN, STORESCU, Listener, Orthanc, free_port, listener_settings, storescu, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.external,
     pytest.mark.skipif(ORTHANC_BIN is None, reason="Orthanc not installed (apt-get install orthanc)"),

@@ -21,7 +21,7 @@ from pynetdicom.sop_class import CTImageStorage
 from aspects.errors import EXIT_BUSY
 from listener.scp import STATUS_DATASET_MISMATCH, TRANSFER_SYNTAXES
 from listener.spool import Spool
-from tests.support.servers import (ECHOSCU, ORTHANC_BIN, REPO, STORESCU, Listener, Orthanc, free_port, listener_settings,
+from aspects_research.dicom_servers import (ECHOSCU, ORTHANC_BIN, REPO, STORESCU, Listener, Orthanc, free_port, listener_settings,
                            storescu, wait_for)
 from tests.test_app import tree_digest
 from aspects_research.tools.robustness import encode, sorted_files

@@ -20,7 +20,7 @@ from listener.sender import SendError, send_files
 from listener.spool import Spool
 from tests.support.listener_dicom import (write_ct_series, write_ct_without_study_uid, write_mr_instance,
                                      write_unparseable_ct)
-from tests.support.servers import (ECHOSCU, ORTHANC_BIN, STORESCU, Listener, Orthanc, echo, free_port, listener_settings,
+from aspects_research.dicom_servers import (ECHOSCU, ORTHANC_BIN, STORESCU, Listener, Orthanc, echo, free_port, listener_settings,
                            storescu, wait_for)
 
 pytestmark = [pytest.mark.external,

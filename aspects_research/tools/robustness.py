@@ -552,8 +552,7 @@ def listener_rows(work: Path, studies: Path) -> List[dict]:
     from pynetdicom.dimse_primitives import C_STORE
     from pynetdicom.sop_class import CTImageStorage
 
-    sys.path.insert(0, str(ROOT))
-    from tests.support.servers import echo, free_port, listener_settings, wait_for
+    from aspects_research.dicom_servers import echo, free_port, listener_settings, wait_for
 
     ldir = work / "listener"
     shutil.rmtree(ldir, ignore_errors=True)

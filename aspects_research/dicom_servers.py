@@ -1,4 +1,4 @@
-"""Real servers for the listener tests: Orthanc (the PACS), the listener itself, dcmtk tools.
+"""Real DICOM servers for the listener tests and aspects-robustness: Orthanc (the PACS), the listener, dcmtk tools.
 
 Everything listens on 127.0.0.1 on ports picked free by the OS; each server gets its own folder.
 """
@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 # dcmtk from the system, not pynetdicom's same-named scripts in the venv's bin.
 _SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin"
 ORTHANC_BIN = shutil.which("Orthanc", path=_SYSTEM_PATH)
