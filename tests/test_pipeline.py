@@ -94,3 +94,42 @@ def test_enums_are_the_strings_aspects_json_carries():
     for bad in ("cuda", "gpu", "cuda:x"):
         with pytest.raises(ValueError):
             device_kind(bad)
+
+
+def test_the_input_folder_is_read_once_and_only_the_chosen_series_pixels_again(tmp_path, monkeypatch):
+    """The scan reads every file's header once; loading reads the chosen series' files once more for
+    their pixels; no other file is opened again (the app's loader and selector share that one scan)."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    import aspects.dicom_input as dicom_input
+    from aspects.dicom_input import scan_folder
+    from aspects.series import choose_series, load_series
+    from tests.support.ct_series import make_ct_series
+
+    thin, thick = make_ct_series(n=20), make_ct_series(n=10)
+    other = generate_uid()
+    for ds in thick:  # a second, thicker series of the same study: not chosen
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = thin[0].StudyInstanceUID, other, generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.SliceThickness = 7.0
+        ds.SeriesNumber = 3
+    folder = tmp_path / "study"
+    folder.mkdir()
+    for i, ds in enumerate(thin + thick):
+        ds.save_as(folder / f"{i:03d}.dcm", enforce_file_format=True)
+    reads: dict = {}
+    real = pydicom.dcmread
+
+    def counting(fp, *args, **kwargs):
+        name = getattr(fp, "name", fp)
+        reads[str(name)] = reads.get(str(name), 0) + 1
+        return real(fp, *args, **kwargs)
+
+    monkeypatch.setattr(dicom_input, "dcmread", counting)
+    series = load_series(choose_series(scan_folder(folder)))
+    chosen = {str(ds.filename) for ds in series.datasets}
+    assert len(chosen) == 20 and series.series_uid == str(thin[0].SeriesInstanceUID)
+    assert series.volume.image.GetSize()[2] == 20 and series.datasets[0].pixel_array.shape == (128, 128)
+    for path in sorted(str(p) for p in folder.iterdir()):
+        assert reads[path] == (2 if path in chosen else 1), path
