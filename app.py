@@ -117,11 +117,11 @@ class AspectsApp(Application):
         self.add_flow(seg, kos, {(seg.OUT_SEG, kos.IN_SEG)})
         self.add_flow(sr, kos, {(sr.OUT_SR, kos.IN_SR)})
         self.add_flow(keys, kos, {(keys.OUT_KEY_IMAGES, kos.IN_KEY_IMAGES)})
-        self.add_flow(seg, result_json, {(seg.OUT_SEG, seg.OUT_SEG)})
-        self.add_flow(sr, result_json, {(sr.OUT_SR, sr.OUT_SR)})
-        self.add_flow(keys, result_json, {(keys.OUT_KEY_IMAGES, keys.OUT_KEY_IMAGES)})
-        self.add_flow(kos, result_json, {(kos.OUT_KOS, kos.OUT_KOS)})
-        self.add_flow(nifti, result_json, {(nifti.OUT_NIFTI, nifti.OUT_NIFTI)})
+        self.add_flow(seg, result_json, {(seg.OUT_SEG, result_json.IN_SEG)})
+        self.add_flow(sr, result_json, {(sr.OUT_SR, result_json.IN_SR)})
+        self.add_flow(keys, result_json, {(keys.OUT_KEY_IMAGES, result_json.IN_KEY_IMAGES)})
+        self.add_flow(kos, result_json, {(kos.OUT_KOS, result_json.IN_KOS)})
+        self.add_flow(nifti, result_json, {(nifti.OUT_NIFTI, result_json.IN_NIFTI)})
 
 
 def _log_to_file(output_dir: Path, fresh: bool = False) -> None:

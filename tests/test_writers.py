@@ -497,9 +497,10 @@ def test_writer_operators_in_a_monai_deploy_app(tmp_path):
                 self.add_flow(seg, kos, {{(seg.OUT_SEG, kos.IN_SEG)}})
                 self.add_flow(sr, kos, {{(sr.OUT_SR, kos.IN_SR)}})
                 self.add_flow(key, kos, {{(key.OUT_KEY_IMAGES, kos.IN_KEY_IMAGES)}})
-                for op, port in ((seg, seg.OUT_SEG), (sr, sr.OUT_SR), (key, key.OUT_KEY_IMAGES), (kos, kos.OUT_KOS),
-                                 (nifti, nifti.OUT_NIFTI)):
-                    self.add_flow(op, js, {{(port, port)}})
+                for op, out, into in ((seg, seg.OUT_SEG, js.IN_SEG), (sr, sr.OUT_SR, js.IN_SR),
+                                      (key, key.OUT_KEY_IMAGES, js.IN_KEY_IMAGES), (kos, kos.OUT_KOS, js.IN_KOS),
+                                      (nifti, nifti.OUT_NIFTI, js.IN_NIFTI)):
+                    self.add_flow(op, js, {{(out, into)}})
         App().run()
         """
     )
