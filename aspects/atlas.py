@@ -1,4 +1,4 @@
-"""Load the ASPECTS atlas built by ``tools/build_atlas.py`` (see docs/atlas.md).
+"""Load the ASPECTS atlas built by ``aspects-build-atlas`` (see docs/atlas.md).
 
 The atlas folder holds ``template_ncct_1mm.nii.gz`` (symmetric brain-extracted NCCT template,
 HU), ``aspects_atlas.nii.gz`` (labels of :mod:`aspects.labels` on the same grid),

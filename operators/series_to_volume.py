@@ -1,33 +1,26 @@
-"""The SDK's series-to-volume operator, with pixels that cannot be decoded reported as input errors."""
+"""Series to volume: the chosen series' files read once, as sorted instances and a HU volume."""
 
 from __future__ import annotations
 
-import os
+from monai.deploy.core import ConditionType, Operator, OperatorSpec
 
-from monai.deploy.operators.dicom_series_to_volume_operator import DICOMSeriesToVolumeOperator
-
-from aspects.errors import EXIT_UNDECODABLE, InputError
+from aspects.series import load_series
 
 
-class DecodingSeriesToVolumeOperator(DICOMSeriesToVolumeOperator):
-    """Like the SDK operator (same ports); a slice whose pixel data no decoder can read (corrupt
-    JPEG stream, unsupported compression) ends the run with exit 8 naming that file, not with an
-    internal error."""
+class SeriesToVolumeOperator(Operator):
+    """Named input: "selection" (:class:`aspects.selection.Selection`).
+    Named output: "series" (:class:`aspects.series.SourceSeries`: the instances with pixel data,
+    sorted along the slice normal, and their float32 HU image, LPS, on the series' own grid when it
+    is regular, else resampled with the gantry tilt removed and the slice steps made equal).
+    A slice no installed decoder reads ends the run (exit 8, the file named).
+    """
 
-    def generate_voxel_data(self, series):
-        try:
-            return super().generate_voxel_data(series)
-        except Exception as exc:
-            for sop in series.get_sop_instances():
-                try:
-                    sop.get_pixel_array()
-                except Exception as bad:  # the decoder's own error says why
-                    ds = sop.get_native_sop_instance()
-                    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-                    what = f"{syntax.name} " if syntax is not None else ""
-                    raise InputError(
-                        EXIT_UNDECODABLE,
-                        f"the {what}pixel data of {os.path.basename(str(getattr(ds, 'filename', '?')))} cannot be "
-                        f"decoded ({type(bad).__name__}: {bad})",
-                    ) from exc
-            raise
+    IN_SELECTION = "selection"
+    OUT_SERIES = "series"
+
+    def setup(self, spec: OperatorSpec):
+        spec.input(self.IN_SELECTION)
+        spec.output(self.OUT_SERIES).condition(ConditionType.NONE)
+
+    def compute(self, op_input, op_output, context):
+        op_output.emit(load_series(op_input.receive(self.IN_SELECTION)), self.OUT_SERIES)

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from aspects import phantom_lesions as PL
+from aspects_research import phantom_lesions as PL
 from aspects.errors import InputError
-from aspects.phantom_noise import load_nps, nps_noise, sigma_for_thickness
-from aspects.phantoms import PhantomOptions, make_phantom, resolve_params
+from aspects_research.phantom_noise import load_nps, nps_noise, sigma_for_thickness
+from aspects_research.phantoms import PhantomOptions, make_phantom, resolve_params
 
 REAL = PL.default_real_data()
 pytestmark = pytest.mark.skipif(not (REAL / "soop_lesions_mni" / "masks").is_dir(),

@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""Registration QC figures against the atlas template: the NCC that ``aspects.preprocess`` reports
+for correct registrations (phantoms, real heads) and for deliberately wrong ones.
+
+    aspects-qc-calibration --phantoms DIR [--real-nifti FILE ...] [--real-dicom DIR ...]
+
+For each study it prints the preprocessing QC (NCC, brain volume, scale) and, for the template
+itself moved by known errors (shifts of 6 / 10 mm, rotations of 10 / 20 degrees), the NCC the same
+QC gives: the thresholds ``NCC_LOW`` / ``NCC_FAIL`` must separate the two groups.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import SimpleITK as sitk
+
+
+from aspects.atlas import load_atlas  # noqa: E402
+from aspects.errors import InputError  # noqa: E402
+from aspects.preprocess import (QC_ERODE_VOXELS, QC_SMOOTH_VOX, REG_WINDOW, preprocess,  # noqa: E402
+                                template_on_aligned)
+from aspects.registration import ncc  # noqa: E402
+from aspects.series import read_study  # noqa: E402
+from aspects.skullstrip import fill_holes  # noqa: E402
+
+
+def read_dicom_dir(folder: Path) -> sitk.Image:
+    """The HU volume of the study in ``folder`` as the app loads it (:func:`aspects.series.read_study`)."""
+    return read_study(folder).volume.image
+
+
+def moved_template_ncc(atlas) -> List[dict]:
+    """The QC's NCC between the aligned template and itself shifted / rotated (known failures)."""
+    from scipy import ndimage as ndi
+
+    fixed = template_on_aligned(atlas.template)
+    arr = sitk.GetArrayFromImage(fixed)
+    mask = fill_holes(arr > 0.5)
+    interior = ndi.binary_erosion(mask, iterations=QC_ERODE_VOXELS)
+    b = ndi.gaussian_filter(np.clip(arr, *REG_WINDOW), QC_SMOOTH_VOX)
+    centre = fixed.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2.0 for s in fixed.GetSize()])
+    rows = []
+    for what, tx in (("shift 6 mm", sitk.TranslationTransform(3, (6.0, 0, 0))),
+                     ("shift 10 mm", sitk.TranslationTransform(3, (10.0, 0, 0))),
+                     ("rotation 10 deg", sitk.Euler3DTransform(centre, 0.0, 0.0, np.radians(10))),
+                     ("rotation 20 deg", sitk.Euler3DTransform(centre, 0.0, 0.0, np.radians(20)))):
+        moved = sitk.GetArrayFromImage(sitk.Resample(fixed, fixed, tx, sitk.sitkLinear, 0.0))
+        a = ndi.gaussian_filter(np.clip(moved, *REG_WINDOW), QC_SMOOTH_VOX)
+        rows.append({"study": f"template, {what}", "ncc": round(ncc(a, b, interior), 3)})
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--phantoms", type=Path, help="folder of phantom cases (each with dicom/)")
+    ap.add_argument("--real-nifti", type=Path, nargs="*", default=[], help="real head CT volumes (HU NIfTI)")
+    ap.add_argument("--real-dicom", type=Path, nargs="*", default=[], help="real head CT DICOM series folders")
+    ap.add_argument("--atlas", type=Path, help="atlas folder (default: the repository's)")
+    args = ap.parse_args(argv)
+    atlas = load_atlas(args.atlas)
+    studies = []
+    if args.phantoms:
+        studies += [(c.name, lambda c=c: read_dicom_dir(c / "dicom")) for c in sorted(args.phantoms.iterdir())
+                    if (c / "dicom").is_dir()]
+    studies += [(p.name, lambda p=p: sitk.ReadImage(str(p), sitk.sitkFloat32)) for p in args.real_nifti]
+    studies += [(p.name, lambda p=p: read_dicom_dir(p)) for p in args.real_dicom]
+    for name, load in studies:
+        try:
+            pre = preprocess(load(), atlas)
+            row = {"study": name, **{k: pre.qc[k] for k in ("ncc", "brain_volume_ml", "affine_scale", "low_confidence")}}
+        except InputError as exc:
+            row = {"study": name, "error": exc.one_line()}
+        print(json.dumps(row), flush=True)
+    for row in moved_template_ncc(atlas):
+        print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
