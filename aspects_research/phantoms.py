@@ -212,6 +212,9 @@ class Phantom:
     pixel_mm: float
     truth: dict = field(default_factory=dict)
     outside_mca_voxels: int = 0  # acute infarct voxels outside every region, in ACA / PCA / VB territory
+    # uint8: voxels the lesion's soft weight reaches at all (truth = weight >= 0.5); the rest of the
+    # study is identical to the case's normal twin (same seed, kind normal)
+    lesion_reach: Optional[np.ndarray] = None
 
     @property
     def normal(self) -> np.ndarray:
@@ -551,7 +554,7 @@ def source_anatomy(name: str, atlas_dir: Optional[str] = None) -> Anatomy:
     :func:`default_anatomy` (see :mod:`aspects_research.phantom_anatomy`), built once per process."""
     import dataclasses
 
-    from aspects import phantom_anatomy as PA
+    from aspects_research import phantom_anatomy as PA
     from aspects.atlas import load_atlas
     from aspects_research.phantom_lesions import template_grid
 
@@ -767,6 +770,10 @@ def _paint_acute(hu: np.ndarray, anat: Anatomy, mask: np.ndarray, bb: Tuple[slic
     core = w >= 0.5
     if not core.any():
         return np.zeros((1, 1, 1), np.float32), (slice(0, 1),) * 3
+    # Specks and strands of a real mask that the blur leaves below 0.5 everywhere would darken
+    # tissue the truth never labels: keep only the soft edge connected to the core.
+    edge, _ = ndi.label(w > 0.02)
+    w *= np.isin(edge, np.unique(edge[core]))
     drop = w
     if heterogeneity > 0:
         drop = w * np.clip(1.0 + heterogeneity * smooth_field(rng, w.shape, 10.0), 0.3, 1.7)
@@ -965,7 +972,8 @@ def make_phantom(seed: int, opts: PhantomOptions = PhantomOptions(), anat: Optio
     infarct = lesion_mask if p.kind == "acute" else np.zeros_like(lesion_mask)
     extra = {p.kind: lesion_mask} if p.kind in ("old_infarct", "haemorrhage", "leukoaraiosis") else {}
     ph = Phantom(p, hu, infarct, regions, extra, geo.origin, geo.row, geo.col, geo.step, geo.pixel_mm,
-                 outside_mca_voxels=4 * outside_half)  # each sample is 2 x 2 output pixels
+                 outside_mca_voxels=4 * outside_half,  # each sample is 2 x 2 output pixels
+                 lesion_reach=(upsample2(lesion_half) > 0).astype(np.uint8))  # as hu was upsampled
     ph.truth = truth_record(ph)
     if p.generator == "v2":
         ph.truth["calcifications"] = calcifications

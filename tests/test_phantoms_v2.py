@@ -62,15 +62,21 @@ def test_v2_acute_lesion_comes_from_its_split_and_darkens_by_hu_drop():
     for split in ("train", "test"):
         p = resolve_params(5, PhantomOptions(kind="acute", split=split, **V2))
         assert p.lesion_id is not None and PL.split_of(p.lesion_id) == split
-    opts = dict(V2, anatomy="template", split="val", noise_hu=0.0, hu_drop=3.0)
+    opts = dict(V2, anatomy="template", split="val", noise_hu=3.0, hu_drop=3.0)
     for seed in (7, 8):
         a = make_phantom(seed, PhantomOptions(kind="acute", **opts))
         n = make_phantom(seed, PhantomOptions(kind="normal", **opts))
         assert a.truth["lesion_id"] == a.params.lesion_id and a.truth["split"] == "val"
-        inside = a.infarct > 0
-        assert inside.sum() > 0
-        assert float((n.hu - a.hu)[inside].mean()) == pytest.approx(3.0, abs=0.45)
-        assert float(np.abs(n.hu - a.hu)[~ndi_dilate(inside)].max()) < 1e-3  # nothing changed away from it
+        inside, reach = a.infarct > 0, a.lesion_reach > 0
+        assert inside.sum() > 0 and not (inside & ~reach).any()
+        drop = n.hu - a.hu  # the same noise in both: the normal twin differs by the lesion only
+        # hu_drop is the mean over the lesion at source resolution; 5 mm partial volume lowers it
+        # over a small scattered lesion's truth (seed 8: 2.4 ml spread over 13 cm), by under a quarter
+        assert 0.75 * 3.0 < float(drop[inside].mean()) < 3.0 + 0.45
+        assert float(np.abs(drop[~reach]).max()) < 1e-3
+        # the soft edge and partial-volume voxels (under half lesion: unlabelled) darken by less
+        # than half the drop away from the truth
+        assert float(np.abs(drop[~ndi_dilate(inside)]).max()) < 0.5 * 3.0
 
 
 def ndi_dilate(mask: np.ndarray) -> np.ndarray:
