@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The v2 synthetic data sets (generator v2, docs/data.md), fixed seeds; outside the repository.
+#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test aligned aligned_test
+# calib: 16 normal studies (4 per anatomy source; 5, 5, 2.5 and 1 mm) for calibrating region
+#        evidence; ROOT/ph_calib/READY when complete.
+# train: 64 studies, split train (SOOP lesion masks of the train split; template / scct / GE heads),
+#        kinds and HU drops as drawn (v2: 62 % acute, 2-4 HU 38 % of them), seeds 1-64.
+# val:   6 studies, split val, seeds 500-505 (model selection only).
+# test:  split test: 28 acute studies (seeds 1000-1027; thickness, source, HU drop as drawn) + the
+#        four controls (normal, old infarct, haemorrhage, leukoaraiosis) on every anatomy source,
+#        two at 5 mm and two at 1 mm per source and per kind (seeds 1100-1115): 44 studies.
+# aligned, aligned_test: the aligned volumes + datalists for train/infarct_seg (aspects-make-datalist).
+set -euo pipefail
+ROOT=${1:?usage: tools/make_v2_data.sh ROOT STAGE...}
+shift
+MK="aspects-make-phantoms --generator v2 --preview"
+SOURCES="template scct ge invesalius"
+for stage in "$@"; do
+  case $stage in
+    calib)
+      rm -f "$ROOT/ph_calib/READY"
+      seed=7000
+      for src in $SOURCES; do
+        for th in 5 5 2.5 1; do
+          $MK --out "$ROOT/ph_calib" --split val --kind normal --anatomy "$src" --thickness "$th" --seed $seed
+          seed=$((seed + 1))
+        done
+      done
+      date -u +%FT%TZ > "$ROOT/ph_calib/READY" ;;
+    train)
+      $MK --out "$ROOT/ph_train" --split train --count 64 --seed 1 ;;
+    val)
+      $MK --out "$ROOT/ph_val" --split val --count 6 --seed 500 ;;
+    test)
+      $MK --out "$ROOT/ph_test" --split test --kind acute --count 28 --seed 1000
+      seed=1100
+      th=5
+      for src in $SOURCES; do
+        for kind in normal old_infarct haemorrhage leukoaraiosis; do
+          $MK --out "$ROOT/ph_test" --split test --kind "$kind" --anatomy "$src" --thickness $th --seed $seed
+          seed=$((seed + 1))
+          th=$([ "$th" = 5 ] && echo 1 || echo 5)
+        done
+        th=$([ "$th" = 5 ] && echo 1 || echo 5)
+      done ;;
+    aligned)
+      aspects-make-datalist --phantoms "$ROOT/ph_train" --val-phantoms "$ROOT/ph_val" --out "$ROOT/aligned" --workers 2 ;;
+    aligned_test)
+      aspects-make-datalist --phantoms "$ROOT/ph_test" --val-phantoms "$ROOT/ph_test" --out "$ROOT/aligned_test" --workers 2 ;;
+    *) echo "error[2]: unknown stage $stage (calib train val test aligned aligned_test)" >&2; exit 2 ;;
+  esac
+done
