@@ -3,8 +3,8 @@
 #   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test aligned aligned_test
 # calib: 16 normal studies (4 per anatomy source; 5, 5, 2.5 and 1 mm) for calibrating region
 #        evidence; ROOT/ph_calib/READY when complete.
-# train: 64 studies, split train (SOOP lesion masks of the train split; template / scct / GE heads),
-#        kinds and HU drops as drawn (v2: 62 % acute, 2-4 HU 38 % of them), seeds 1-64.
+# train: 49 studies, split train (SOOP lesion masks of the train split; template / scct / GE heads),
+#        kinds and HU drops as drawn (v2: 62 % acute, 2-4 HU 38 % of them), seeds 1-49.
 # val:   6 studies, split val, seeds 500-505 (model selection only).
 # test:  split test: 28 acute studies (seeds 1000-1027; thickness, source, HU drop as drawn) + the
 #        four controls (normal, old infarct, haemorrhage, leukoaraiosis) on every anatomy source,
@@ -28,7 +28,7 @@ for stage in "$@"; do
       done
       date -u +%FT%TZ > "$ROOT/ph_calib/READY" ;;
     train)
-      $MK --out "$ROOT/ph_train" --split train --count 64 --seed 1 ;;
+      $MK --out "$ROOT/ph_train" --split train --count 49 --seed 1 ;;
     val)
       $MK --out "$ROOT/ph_val" --split val --count 6 --seed 500 ;;
     test)
