@@ -322,8 +322,9 @@ def region_coverage(labels_aligned: np.ndarray, inside: np.ndarray) -> Dict[int,
 
 def _quality(aligned: np.ndarray, template: np.ndarray, tmpl_mask: np.ndarray, brain_ml: float,
              a2s: sitk.AffineTransform, inside: np.ndarray) -> Dict[str, object]:
-    # Interior structure (ventricles, cisterns, grey/white), not the stripping edge.
-    interior = ndi.binary_erosion(tmpl_mask, iterations=QC_ERODE_VOXELS)
+    # Interior structure (ventricles, cisterns, grey/white), not the stripping edge, and only where
+    # the series has slices: a study cut short is judged on what it shows (truncation is its own reason).
+    interior = ndi.binary_erosion(tmpl_mask, iterations=QC_ERODE_VOXELS) & ndi.binary_erosion(inside, iterations=QC_ERODE_VOXELS)
     a = ndi.gaussian_filter(np.clip(aligned, *REG_WINDOW), QC_SMOOTH_VOX)
     b = ndi.gaussian_filter(np.clip(template, *REG_WINDOW), QC_SMOOTH_VOX)
     similarity = ncc(a, b, interior)
