@@ -98,6 +98,9 @@ class Preprocessed:
     timings: Dict[str, float] = field(default_factory=dict)
     # Fraction (0..1) of each atlas region label 1..20 inside the scanned field.
     coverage: Dict[int, float] = field(default_factory=dict)
+    # uint8 on the aligned grid: within reach of calcium / bone in the unstripped series
+    # (:func:`dense_tissue`); None where the caller did not compute it.
+    dense: Optional[sitk.Image] = None
 
 
 def _axis_aligned(direction: Tuple[float, ...]) -> bool:
@@ -276,6 +279,7 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
     brain_mask = _like(mask.astype(np.uint8), fixed)
     timings["resample_aligned_s"] = time.perf_counter() - t
 
+    dense = dense_tissue(work, fixed, a2s)
     inside = scanned_field(fixed, a2s, geometry, ortho)
     qc = _quality(aligned_arr, fixed_arr, tmpl_mask, brain_ml, a2s, inside)
     coverage = region_coverage(atlas_on_aligned(atlas.labels, fixed), inside)
@@ -284,7 +288,18 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
     timings["total_s"] = time.perf_counter() - t0
     return Preprocessed(source=source, aligned=aligned, brain_mask=brain_mask, template=fixed,
                         aligned_to_source=a2s, source_to_aligned=sitk.AffineTransform(a2s.GetInverse()),
-                        qc=qc, timings={k: round(v, 3) for k, v in timings.items()}, coverage=coverage)
+                        qc=qc, timings={k: round(v, 3) for k, v in timings.items()}, coverage=coverage,
+                        dense=dense)
+
+
+def dense_tissue(work: sitk.Image, ref: sitk.Image, a2s: sitk.AffineTransform) -> sitk.Image:
+    """uint8 on ``ref``: 1 where the linearly resampled mask of calcium / bone density
+    (>= flags.DENSE_HU) of the unstripped ``work`` image is above 0, i.e. next to such tissue."""
+    from aspects.flags import DENSE_HU
+
+    d = sitk.BinaryThreshold(work, DENSE_HU, 1e9, 1, 0)
+    frac = sitk.Resample(sitk.Cast(d, sitk.sitkFloat32), ref, a2s, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return sitk.Cast(frac > 0.0, sitk.sitkUInt8)
 
 
 def scanned_field(ref: sitk.Image, a2s: sitk.AffineTransform, geometry: Optional[SliceGeometry],
@@ -322,8 +337,9 @@ def region_coverage(labels_aligned: np.ndarray, inside: np.ndarray) -> Dict[int,
 
 def _quality(aligned: np.ndarray, template: np.ndarray, tmpl_mask: np.ndarray, brain_ml: float,
              a2s: sitk.AffineTransform, inside: np.ndarray) -> Dict[str, object]:
-    # Interior structure (ventricles, cisterns, grey/white), not the stripping edge.
-    interior = ndi.binary_erosion(tmpl_mask, iterations=QC_ERODE_VOXELS)
+    # Interior structure (ventricles, cisterns, grey/white), not the stripping edge, and only where
+    # the series has slices: a study cut short is judged on what it shows (truncation is its own reason).
+    interior = ndi.binary_erosion(tmpl_mask, iterations=QC_ERODE_VOXELS) & ndi.binary_erosion(inside, iterations=QC_ERODE_VOXELS)
     a = ndi.gaussian_filter(np.clip(aligned, *REG_WINDOW), QC_SMOOTH_VOX)
     b = ndi.gaussian_filter(np.clip(template, *REG_WINDOW), QC_SMOOTH_VOX)
     similarity = ncc(a, b, interior)

@@ -34,7 +34,7 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from aspects.flags import blood_mask, old_infarct_mask
+from aspects.flags import Findings
 from aspects.labels import REGION_CODES, SIDES, label_value
 
 # Trimmed mean: drop this fraction at each end (robust to CSF partial volume and misregistration).
@@ -95,16 +95,15 @@ def trimmed_mean(values: np.ndarray, trim: float = TRIM) -> float:
     return float(core.mean())
 
 
-def explained_tissue(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
-                     margin_mm: float = EXCLUSION_MARGIN_MM) -> np.ndarray:
+def explained_tissue(found: Findings, margin_mm: float = EXCLUSION_MARGIN_MM) -> np.ndarray:
     """Voxels near blood or an old infarct, or near their mirror images (aligned grid)."""
     from scipy import ndimage as ndi
 
-    found = blood_mask(hu, brain, spacing_mm) | old_infarct_mask(hu, brain, spacing_mm)
-    if not found.any():
-        return np.zeros_like(found)
-    found |= np.flip(found, axis=2)
-    return ndi.binary_dilation(found, iterations=max(1, int(round(margin_mm / float(min(spacing_mm))))))
+    mask = found.blood | found.old_infarct
+    if not mask.any():
+        return np.zeros_like(mask)
+    mask = mask | np.flip(mask, axis=2)
+    return ndi.binary_dilation(mask, iterations=max(1, int(round(margin_mm / float(min(found.spacing_mm))))))
 
 
 def region_deltas(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarray,
@@ -143,11 +142,11 @@ def region_evidence(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarra
     return score_deltas(region_deltas(diff, comparable, regions), calibration)
 
 
-def study_evidence(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float], difference: np.ndarray,
-                   comparable: np.ndarray, regions: np.ndarray, calibration: Optional[Calibration]):
+def study_evidence(found: Findings, difference: np.ndarray, comparable: np.ndarray, regions: np.ndarray,
+                   calibration: Optional[Calibration]):
     """(evidence, calls) of one study on the aligned grid: :func:`region_evidence` over the
     comparable parenchyma that blood or an old infarct does not explain, and :func:`evidence_calls`."""
-    usable = comparable & ~explained_tissue(hu, brain, spacing_mm)
+    usable = comparable & ~explained_tissue(found)
     evidence = region_evidence(difference, usable, regions, calibration)
     return evidence, evidence_calls(evidence, calibration)
 
