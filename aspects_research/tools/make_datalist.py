@@ -186,6 +186,7 @@ def phantom_datalists(train_dir: Path, val_dir: Optional[Path], out: Path, val_e
             done[case.name] = earlier
     if len(done):
         print(f"{len(done)} cases already aligned in {out}: reused", flush=True)
+    pool = None
     if workers <= 1:
         results = ((case, align_case(case, out, atlas)) for case in todo)
     else:
@@ -198,6 +199,8 @@ def phantom_datalists(train_dir: Path, val_dir: Optional[Path], out: Path, val_e
     for n, (case, files) in enumerate(results, 1):
         done[case.name] = files
         print(f"[{n}/{len(todo)}] {case.name} aligned ({time.monotonic() - start:.0f} s)", flush=True)
+    if pool is not None:  # joined here: left to interpreter exit, its wake-up pipe may be closed first
+        pool.shutdown()
     lists = {}
     for task in TASKS:
         pick = lambda cases, task=task: [{"image": done[c.name]["image"], "label": done[c.name][task]} for c in cases]
