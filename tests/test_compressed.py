@@ -1,4 +1,4 @@
-"""Compressed transfer syntaxes: every syntax a PACS sends decodes through the SDK loader path to the
+"""Compressed transfer syntaxes: every syntax a PACS sends decodes through the app's loader path to the
 same HU as the uncompressed series (lossless exactly, lossy closely), and the app gives the same
 result on a study whose slices use all of them (plus files without preamble and 300 junk files).
 
@@ -29,14 +29,12 @@ needs_tools = pytest.mark.skipif(any(shutil.which(t[0], path="/usr/bin:/bin") is
                                  reason="dcmtk / gdcmconv missing (apt-get install dcmtk libgdcm-tools)")
 
 
-def _sdk_volume(folder: Path) -> np.ndarray:
+def _app_volume(folder: Path) -> np.ndarray:
     """The HU stack as the app's loader and series-to-volume operators build it."""
     fragment = Fragment()
     loader = SafeDICOMDataLoaderOperator(fragment, name="loader")
-    to_volume = DecodingSeriesToVolumeOperator(fragment, name="to_volume")
     series = loader.load_data_to_studies(folder)[0].get_all_series()[0]
-    to_volume.prepare_series(series)
-    return np.asarray(to_volume.generate_voxel_data(series), dtype=np.float32)
+    return np.asarray(DecodingSeriesToVolumeOperator.generate_voxel_data(series), dtype=np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +49,14 @@ def slab(phantom_root, tmp_path_factory):  # noqa: F811
 
 @needs_tools
 @pytest.mark.parametrize("syntax", list(ENCODERS))
-def test_each_syntax_decodes_through_the_sdk_loader_to_the_same_hu(slab, tmp_path, syntax):
-    reference = _sdk_volume(slab)
+def test_each_syntax_decodes_through_the_app_loader_to_the_same_hu(slab, tmp_path, syntax):
+    reference = _app_volume(slab)
     enc = tmp_path / syntax
     shutil.copytree(slab, enc)
     encode(enc, syntax)
     stored = {str(pydicom.dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID) for p in enc.glob("*.dcm")}
     assert len(stored) == 1 and stored != {"1.2.840.10008.1.2.1"}, stored  # really re-encoded
-    got = _sdk_volume(enc)
+    got = _app_volume(enc)
     assert got.shape == reference.shape
     err = np.abs(got - reference)
     assert err.max() <= LOSSY.get(syntax, 0.0), f"{syntax}: max HU error {err.max()}"
@@ -72,7 +70,7 @@ def test_a_corrupt_compressed_slice_is_an_input_error_naming_the_file(slab, tmp_
     bad = sorted_files(enc)[3]
     corrupt_pixel_stream(bad)
     with pytest.raises(InputError) as err:
-        _sdk_volume(enc)
+        _app_volume(enc)
     assert err.value.code == EXIT_UNDECODABLE and bad.name in err.value.message
     assert "JPEG Lossless" in err.value.message and "cannot be decoded" in err.value.message
 
