@@ -48,6 +48,7 @@ from aspects.dicom_input import Scan, check_decodable, scan_folder  # noqa: E402
 from aspects.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputError  # noqa: E402
 from aspects.inference import resolve_device  # noqa: E402
 from aspects.run_folder import OutputFolder  # noqa: E402
+from aspects.warmup import warm_up_in_background  # noqa: E402
 from aspects.segmentation import INFARCT_MODEL, REGION_MODEL, model_file  # noqa: E402
 from aspects.selection import group_series, select_series  # noqa: E402
 from operators.aspects_scorer import AspectsScorerOperator  # noqa: E402
@@ -253,6 +254,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _console_policy()  # per-file lines and tracebacks go to app.log only
     folder = OutputFolder(output_dir)
+    warm: Optional[threading.Thread] = None
     try:
         if _output_inside_input(input_dir, output_dir):
             raise InputError(EXIT_USAGE, f"output folder {output_dir} must not be inside the input folder {input_dir}")
@@ -262,6 +264,7 @@ def main() -> int:
         folder.clear_previous()
         _log_to_file(output_dir, fresh=True)
         scan, device = _preflight(input_dir, models_dir)
+        warm = warm_up_in_background(default_atlas_dir())  # ANTs import, atlas: beside the DICOM reading
         app = AspectsApp()  # reads -i/-o/-m from sys.argv, else HOLOSCAN_* env
         _console_policy()
         app.results_dir, app.scan, app.device = folder.start_partial(), scan, device
@@ -284,6 +287,9 @@ def main() -> int:
                 f.write("internal error:\n" + traceback.format_exc())
         line = f"error[{EXIT_INTERNAL}]: internal error: {type(exc).__name__}: {exc} (details in {output_dir / 'app.log'})"
         return _fail(EXIT_INTERNAL, " ".join(line.split()), folder)
+    finally:
+        if warm is not None:  # never leave a thread importing modules while the interpreter exits
+            warm.join()
     log.info("done in %.1f s; results in %s", time.perf_counter() - t0, output_dir)
     return EXIT_OK
 

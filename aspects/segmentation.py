@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
@@ -26,7 +27,14 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from aspects.asymmetry import AsymmetryMaps, asymmetry_infarct, asymmetry_maps
-from aspects.inference import CPU, load_torchscript, predict_labels, release_device_memory, resolve_device
+from aspects.inference import (
+    CPU,
+    load_torchscript,
+    predict_labels,
+    release_device_memory,
+    resolve_device,
+    set_cpu_threads,
+)
 from aspects.model_io import from_model_layout, mirror, normalise, to_model_layout
 from aspects.preprocess import ALIGNED_SPACING
 from aspects.region_atlas import atlas_regions
@@ -62,6 +70,7 @@ def segment_regions(pre, atlas, models_dir: Optional[Path], device: Optional[str
         log.info("regions: no %s model in %s; atlas LNCC registration", REGION_MODEL, models_dir)
         return atlas_regions(pre, atlas), "atlas"
     device = resolve_device(device)
+    set_cpu_threads()
     model = load_torchscript(path, device)
     hu = sitk.GetArrayFromImage(pre.aligned)
     x = to_model_layout(normalise(hu))[None, None]
@@ -98,26 +107,38 @@ class InfarctSegmentation:
     asymmetry: AsymmetryMaps
 
 
-def segment_infarct(pre, models_dir: Optional[Path], device: Optional[str] = None) -> InfarctSegmentation:
-    """Infarct on the aligned grid: the model with the baseline's consensus, else the baseline."""
-    t0 = time.perf_counter()
-    hu = sitk.GetArrayFromImage(pre.aligned)
-    brain = sitk.GetArrayFromImage(pre.brain_mask) > 0
-    maps = asymmetry_maps(hu, brain, grid=pre.aligned)
-    path = model_file(models_dir, INFARCT_MODEL)
-    if path is None:
-        log.info("infarct: no %s model in %s; bilateral asymmetry baseline", INFARCT_MODEL, models_dir)
-        mask, info = asymmetry_infarct(hu, brain, ALIGNED_SPACING, maps=maps)
-        info.update(device=CPU, seconds=round(time.perf_counter() - t0, 3))
-        return InfarctSegmentation(_on_aligned(mask, pre), "asymmetry", CPU, info, maps)
-    device = resolve_device(device)
+def _infarct_model_labels(path: Path, device: str, hu: np.ndarray) -> np.ndarray:
+    """The infarct model's label map (z, y, x) of the aligned HU volume (input: image and mirror)."""
+    set_cpu_threads()
     model = load_torchscript(path, device)
     img = normalise(hu)
     x = np.stack([to_model_layout(img), to_model_layout(mirror(img))])[None]
     labels, _ = predict_labels(model, x, device)
     del model
     release_device_memory(device)
-    raw = (from_model_layout(labels) == 1) & brain
+    return from_model_layout(labels)
+
+
+def segment_infarct(pre, models_dir: Optional[Path], device: Optional[str] = None) -> InfarctSegmentation:
+    """Infarct on the aligned grid: the model with the baseline's consensus, else the baseline."""
+    t0 = time.perf_counter()
+    hu = sitk.GetArrayFromImage(pre.aligned)
+    brain = sitk.GetArrayFromImage(pre.brain_mask) > 0
+    path = model_file(models_dir, INFARCT_MODEL)
+    if path is None:
+        log.info("infarct: no %s model in %s; bilateral asymmetry baseline", INFARCT_MODEL, models_dir)
+        maps = asymmetry_maps(hu, brain, grid=pre.aligned)
+        mask, info = asymmetry_infarct(hu, brain, ALIGNED_SPACING, maps=maps)
+        info.update(device=CPU, seconds=round(time.perf_counter() - t0, 3))
+        return InfarctSegmentation(_on_aligned(mask, pre), "asymmetry", CPU, info, maps)
+    device = resolve_device(device)
+    # The model and the baseline's mirror registration are independent and both leave the GIL
+    # (torch, ANTs): the model runs in a second thread while ANTs works in this one.
+    with ThreadPoolExecutor(1, thread_name_prefix="infarct-model") as pool:
+        model_labels = pool.submit(_infarct_model_labels, path, device, hu)
+        maps = asymmetry_maps(hu, brain, grid=pre.aligned)
+        labels = model_labels.result()
+    raw = (labels == 1) & brain
     support, _ = asymmetry_infarct(hu, brain, ALIGNED_SPACING, maps=maps)
     mask, kept, dropped = consensus_components(raw, support)
     voxel_ml = ALIGNED_SPACING**3 / 1000.0

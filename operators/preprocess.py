@@ -8,7 +8,7 @@ from typing import Optional
 
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
-from aspects.atlas import load_atlas
+from aspects.atlas import shared_atlas
 from aspects.preprocess import preprocess
 
 
@@ -33,7 +33,7 @@ class PreprocessOperator(Operator):
     def compute(self, op_input, op_output, context):
         volume = op_input.receive("volume")
         if self._atlas is None:
-            self._atlas = load_atlas(self._atlas_dir)
+            self._atlas = shared_atlas(self._atlas_dir)
         self._logger.info("preprocessing: skull stripping and registration to the atlas template")
         geometry = getattr(volume, "geometry", None)  # the original slices bound the scanned field
         pre = preprocess(getattr(volume, "image", volume), self._atlas, geometry=geometry)

@@ -9,7 +9,7 @@ from typing import Optional
 
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
-from aspects.atlas import load_atlas
+from aspects.atlas import shared_atlas
 from aspects.region_atlas import territories_aligned
 from aspects.segmentation import segment_regions
 
@@ -40,7 +40,7 @@ class RegionSegmenterOperator(Operator):
     def compute(self, op_input, op_output, context):
         pre = op_input.receive("preprocessed")
         if self._atlas is None:
-            self._atlas = load_atlas(self._atlas_dir)
+            self._atlas = shared_atlas(self._atlas_dir)
         t0 = time.perf_counter()
         labels, method = segment_regions(pre, self._atlas, self._models_dir, self._device)
         seconds = round(time.perf_counter() - t0, 3)
