@@ -3,18 +3,27 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 ENV := . ./env.sh &&
 
-.PHONY: setup demo test test-fast atlas map map-test map-setup
+.PHONY: setup demo lint test test-fast atlas map map-test map-setup
 setup:
 	bash tools/setup.sh
 
 atlas:
-	$(ENV) python tools/build_atlas.py --real ../shared/data/real --out atlas
+	$(ENV) aspects-build-atlas --real ../shared/data/real --out atlas
 
 demo:
 	bash tools/demo.sh
 
-test:
+# ruff (style and bugs) and mypy (types of the shipped code and the listener), seconds when cached.
+lint:
+	$(ENV) ruff check . && mypy
+
+# The full suite (README, CI): lint first, then every test tier.
+test: lint
 	$(ENV) python -m pytest -q tests
+
+# The pure tests only (no slow, e2e or external ones): about a minute on two cores.
+test-fast:
+	$(ENV) python -m pytest -q -m "not slow and not e2e and not external" tests
 
 # The MAP image (docs/deployment.md). Default: NVIDIA's CUDA base from nvcr.io (needs nvcr.io, Docker
 # Hub and PyPI). MAP_CPU=1: a CPU base built here from Debian packages (needs a Debian mirror, a

@@ -9,12 +9,6 @@ and no arguments. Exit codes and the one-line error format: aspects/errors.py.
 from __future__ import annotations
 
 import signal
-import sys
-from pathlib import Path
-
-_HERE = Path(__file__).resolve().parent
-if str(_HERE) not in sys.path:  # the MAP runs `python3 /opt/holoscan/app/app.py` from another cwd
-    sys.path.insert(0, str(_HERE))
 
 if __name__ == "__main__":
     # Before any import starts a thread: SIGINT/SIGTERM stay blocked in every thread and one
@@ -28,9 +22,11 @@ if __name__ == "__main__":
 import argparse  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
+import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Optional  # noqa: E402
 
 # Holoscan's own C++ log would print operator tracebacks on bad input; our log says what happened.
@@ -41,29 +37,25 @@ from holoscan.schedulers import EventBasedScheduler  # noqa: E402
 from monai.deploy.core import Application  # noqa: E402
 from monai.deploy.core.runtime_env import RuntimeEnv  # noqa: E402
 
-from aspects import __version__  # noqa: E402
-from aspects.atlas import default_atlas_dir  # noqa: E402
-from aspects.dicom_geometry import sort_slices  # noqa: E402
-from aspects.dicom_input import Scan, check_decodable, scan_folder  # noqa: E402
-from aspects.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputError  # noqa: E402
-from aspects.inference import resolve_device  # noqa: E402
+from aspects import __version__, timings  # noqa: E402
+from aspects.assess import ScoringSettings  # noqa: E402
+from aspects.errors import EXIT_INTERNAL, EXIT_OK, InputError  # noqa: E402
+from aspects.pipeline import LazyAtlas  # noqa: E402
 from aspects.run_folder import OutputFolder  # noqa: E402
+from aspects.segmentation import SegmentationModels  # noqa: E402
 from aspects.warmup import warm_up_in_background  # noqa: E402
-from aspects.segmentation import INFARCT_MODEL, REGION_MODEL, model_file  # noqa: E402
-from aspects.selection import group_series, select_series  # noqa: E402
 from operators.aspects_scorer import AspectsScorerOperator  # noqa: E402
-from operators.dicom_loader import SafeDICOMDataLoaderOperator  # noqa: E402
-from operators.hu_volume import HUVolumeOperator  # noqa: E402
-from operators.nifti_writer import MaskNiftiWriterOperator  # noqa: E402
+from operators.dicom_loader import DICOMLoaderOperator  # noqa: E402
 from operators.infarct_segmenter import InfarctSegmenterOperator  # noqa: E402
 from operators.preprocess import PreprocessOperator  # noqa: E402
 from operators.region_segmenter import RegionSegmenterOperator  # noqa: E402
 from operators.series_selector import NCCTSeriesSelectorOperator  # noqa: E402
-from operators.series_to_volume import DecodingSeriesToVolumeOperator  # noqa: E402
+from operators.series_to_volume import SeriesToVolumeOperator  # noqa: E402
 from operators.writers import (  # noqa: E402
     JSONWriterOperator,
     KeyImageWriterOperator,
     KOSWriterOperator,
+    NiftiWriterOperator,
     SegWriterOperator,
     SRWriterOperator,
 )
@@ -81,9 +73,10 @@ class AspectsApp(Application):
     version = __version__
 
     # Set by main() before run(): where the writers put the results (a partial folder inside the
-    # output folder, moved into place at the end) and the pre-flight scan of the input folder.
+    # output folder, moved into place at the end) and the installed models on their device.
     results_dir: Optional[Path] = None
-    scan: Optional[Scan] = None
+    models: Optional[SegmentationModels] = None
+    atlas: Optional[LazyAtlas] = None
 
     def compose(self):
         # The SDK's app context would insist that -m exists; the app also runs without models.
@@ -91,59 +84,49 @@ class AspectsApp(Application):
         _log_to_file(output_dir)
         if not models_dir.is_dir():
             log.warning("models folder %s not found: using the atlas and asymmetry fallbacks", models_dir)
-        atlas_dir = default_atlas_dir()
+        models = self.models or SegmentationModels.from_folder(models_dir)
         output_dir = self.results_dir or output_dir
-        device = getattr(self, "device", None)  # resolved once by main() (None: the segmenters resolve it)
+        atlas = self.atlas or LazyAtlas()  # $ASPECTS_ATLAS_DIR or atlas/ next to app.py; read once, shared
 
         # One study per run: the loader (the graph's root) fires once.
-        loader = SafeDICOMDataLoaderOperator(self, CountCondition(self, 1), input_folder=input_dir, scan=self.scan,
-                                             name="dicom_loader")
+        loader = DICOMLoaderOperator(self, CountCondition(self, 1), input_folder=input_dir, name="dicom_loader")
         selector = NCCTSeriesSelectorOperator(self, name="series_selector")
-        to_volume = DecodingSeriesToVolumeOperator(self, name="series_to_volume")
-        hu_volume = HUVolumeOperator(self, name="hu_volume")
-        preprocess = PreprocessOperator(self, atlas_dir=atlas_dir, name="preprocess")
-        infarct = InfarctSegmenterOperator(self, models_dir=models_dir, device=device, name="infarct_segmenter")
-        regions = RegionSegmenterOperator(self, atlas_dir=atlas_dir, models_dir=models_dir, device=device,
-                                          name="region_segmenter")
-        scorer = AspectsScorerOperator(self, name="aspects_scorer")
+        to_volume = SeriesToVolumeOperator(self, name="series_to_volume")
+        preprocess = PreprocessOperator(self, atlas=atlas, name="preprocess")
+        infarct = InfarctSegmenterOperator(self, model=models.infarct, name="infarct_segmenter")
+        regions = RegionSegmenterOperator(self, atlas=atlas, model=models.regions, name="region_segmenter")
+        scorer = AspectsScorerOperator(self, settings=ScoringSettings(), name="aspects_scorer")
         seg = SegWriterOperator(self, output_folder=output_dir, name="seg_writer")
         sr = SRWriterOperator(self, output_folder=output_dir, reference_seg=True, name="sr_writer")
         keys = KeyImageWriterOperator(self, output_folder=output_dir, name="key_image_writer")
         kos = KOSWriterOperator(self, output_folder=output_dir, name="kos_writer")
-        nifti = MaskNiftiWriterOperator(self, output_folder=output_dir, name="nifti_writer")
-        result_json = JSONWriterOperator(
-            self, output_folder=output_dir, wait_for=("seg_path", "sr_path", "key_images", "kos_path", "nifti_paths"),
-            name="json_writer"
-        )
+        nifti = NiftiWriterOperator(self, output_folder=output_dir, name="nifti_writer")
+        result_json = JSONWriterOperator(self, output_folder=output_dir, wait_for=JSONWriterOperator.PORTS,
+                                         name="json_writer")
 
-        # DICOM series selector -> preprocessing -> infarct / region segmenters -> scorer -> writers
-        self.add_flow(loader, selector, {("dicom_study_list", "dicom_study_list")})
-        self.add_flow(selector, to_volume, {("study_selected_series_list", "study_selected_series_list")})
-        self.add_flow(to_volume, hu_volume, {("image", "image")})
-        self.add_flow(selector, hu_volume, {("source_datasets", "source_datasets")})
-        self.add_flow(hu_volume, preprocess, {("volume", "volume")})
-        self.add_flow(preprocess, infarct, {("preprocessed", "preprocessed")})
-        self.add_flow(preprocess, regions, {("preprocessed", "preprocessed")})
-        self.add_flow(preprocess, scorer, {("preprocessed", "preprocessed")})
-        self.add_flow(regions, scorer, {("regions", "regions")})
-        self.add_flow(infarct, scorer, {("infarct", "infarct")})
-        self.add_flow(selector, scorer, {("source_datasets", "source_datasets")})
-        masks = {("result", "result"), ("source", "source"), ("infarct", "infarct"), ("regions", "regions")}
-        self.add_flow(scorer, seg, masks)
-        self.add_flow(scorer, sr, {("result", "result"), ("source", "source"), ("regions", "regions")})
-        self.add_flow(scorer, keys, masks)
-        self.add_flow(scorer, nifti, {("masks", "masks")})
-        self.add_flow(scorer, result_json, {("result", "result")})
-        self.add_flow(seg, result_json, {("seg_path", "seg_path")})
-        self.add_flow(seg, sr, {("seg_path", "seg_path")})
-        self.add_flow(sr, result_json, {("sr_path", "sr_path")})
-        self.add_flow(nifti, result_json, {("nifti_paths", "nifti_paths")})
-        self.add_flow(keys, result_json, {("key_images", "key_images")})
-        self.add_flow(scorer, kos, {("result", "result"), ("source", "source")})
-        self.add_flow(keys, kos, {("key_images", "key_images")})
-        self.add_flow(sr, kos, {("sr_path", "sr_path")})
-        self.add_flow(seg, kos, {("seg_path", "seg_path")})
-        self.add_flow(kos, result_json, {("kos_path", "kos_path")})
+        # DICOM loader -> series selector -> series to volume -> preprocessing
+        self.add_flow(loader, selector, {(loader.OUT_SCAN, selector.IN_SCAN)})
+        self.add_flow(selector, to_volume, {(selector.OUT_SELECTION, to_volume.IN_SELECTION)})
+        self.add_flow(to_volume, preprocess, {(to_volume.OUT_SERIES, preprocess.IN_SERIES)})
+        # -> infarct and region segmenters (in parallel) -> ASPECTS scorer
+        self.add_flow(preprocess, infarct, {(preprocess.OUT_PREPROCESSED, infarct.IN_PREPROCESSED)})
+        self.add_flow(preprocess, regions, {(preprocess.OUT_PREPROCESSED, regions.IN_PREPROCESSED)})
+        self.add_flow(to_volume, scorer, {(to_volume.OUT_SERIES, scorer.IN_SERIES)})
+        self.add_flow(preprocess, scorer, {(preprocess.OUT_PREPROCESSED, scorer.IN_PREPROCESSED)})
+        self.add_flow(infarct, scorer, {(infarct.OUT_INFARCT, scorer.IN_INFARCT)})
+        self.add_flow(regions, scorer, {(regions.OUT_REGIONS, scorer.IN_REGIONS)})
+        # -> writers: SEG -> SR (references the SEG), key images, NIfTI -> KOS -> aspects.json last
+        for writer in (seg, sr, keys, kos, nifti, result_json):
+            self.add_flow(scorer, writer, {(scorer.OUT_SCORED, writer.IN_SCORED)})
+        self.add_flow(seg, sr, {(seg.OUT_SEG, sr.IN_SEG)})
+        self.add_flow(seg, kos, {(seg.OUT_SEG, kos.IN_SEG)})
+        self.add_flow(sr, kos, {(sr.OUT_SR, kos.IN_SR)})
+        self.add_flow(keys, kos, {(keys.OUT_KEY_IMAGES, kos.IN_KEY_IMAGES)})
+        self.add_flow(seg, result_json, {(seg.OUT_SEG, result_json.IN_SEG)})
+        self.add_flow(sr, result_json, {(sr.OUT_SR, result_json.IN_SR)})
+        self.add_flow(keys, result_json, {(keys.OUT_KEY_IMAGES, result_json.IN_KEY_IMAGES)})
+        self.add_flow(kos, result_json, {(kos.OUT_KOS, result_json.IN_KOS)})
+        self.add_flow(nifti, result_json, {(nifti.OUT_NIFTI, result_json.IN_NIFTI)})
 
 
 def _log_to_file(output_dir: Path, fresh: bool = False) -> None:
@@ -195,25 +178,6 @@ def _paths(argv) -> tuple[Path, Path, Path]:
     return Path(args.input or env.input), Path(args.output or env.output), Path(args.model or env.model)
 
 
-def _output_inside_input(input_dir: Path, output_dir: Path) -> bool:
-    inp, out = input_dir.resolve(), output_dir.resolve()
-    return out == inp or inp in out.parents
-
-
-def _preflight(input_dir: Path, models_dir: Path) -> tuple[Scan, Optional[str]]:
-    """Reject bad input with one clear line before the pipeline starts; never touch the input.
-
-    Returns the scan of the input folder and the inference device (``"cpu"`` | ``"cuda:N"``)
-    when a model will run, else None.
-    """
-    scan = scan_folder(input_dir)
-    selection = select_series(group_series(scan.datasets))
-    check_decodable(sort_slices(selection.chosen.datasets))
-    if any(model_file(models_dir, name) for name in (INFARCT_MODEL, REGION_MODEL)):
-        return scan, resolve_device()
-    return scan, None
-
-
 class _Run:
     """What the signal watcher needs to end a run cleanly from its own thread."""
 
@@ -237,9 +201,8 @@ def _watch_signals(run: _Run) -> None:
         line = f"error[{code}]: interrupted by {name}; the run was stopped and no result was written"
         log.error("interrupted by %s: partial results discarded", name)
         print(line, file=sys.stderr, flush=True)
-        if run.folder is not None and run.folder.locked:
-            run.folder.discard()
-            run.folder.write_error(code, line, interrupted=True, signal=name)
+        if run.folder is not None:
+            run.folder.fail(code, line, interrupted=True, signal=name)
         logging.shutdown()
         os._exit(code)
 
@@ -256,18 +219,16 @@ def main() -> int:
     folder = OutputFolder(output_dir)
     warm: Optional[threading.Thread] = None
     try:
-        if _output_inside_input(input_dir, output_dir):
-            raise InputError(EXIT_USAGE, f"output folder {output_dir} must not be inside the input folder {input_dir}")
-        folder.prepare()
-        folder.lock()
+        folder.open(input_dir)
         run.folder = folder
-        folder.clear_previous()
         _log_to_file(output_dir, fresh=True)
-        scan, device = _preflight(input_dir, models_dir)
-        warm = warm_up_in_background(default_atlas_dir())  # ANTs import, atlas: beside the DICOM reading
+        timings.reset()
+        models = SegmentationModels.from_folder(models_dir)  # the device, resolved once (a bad request: exit 2)
+        atlas = LazyAtlas()
+        warm = warm_up_in_background(atlas)  # ANTs import, atlas and its aligned template: beside the DICOM reading
         app = AspectsApp()  # reads -i/-o/-m from sys.argv, else HOLOSCAN_* env
         _console_policy()
-        app.results_dir, app.scan, app.device = folder.start_partial(), scan, device
+        app.results_dir, app.models, app.atlas = folder.start_partial(), models, atlas
         # Two workers: the infarct and region segmenters are independent and each runs ANTs on one
         # thread (for deterministic results), so together they use both cores of a small server.
         app.scheduler(EventBasedScheduler(app, name="scheduler", worker_thread_number=2, stop_on_deadlock=True))
@@ -299,9 +260,7 @@ def _fail(code: int, line: str, folder: OutputFolder) -> int:
     never another run's)."""
     print(line, file=sys.stderr)
     file_log.debug("%s", line)
-    if folder.locked:
-        folder.discard()
-        folder.write_error(code, line)
+    folder.fail(code, line)
     return code
 
 

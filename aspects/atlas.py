@@ -1,4 +1,4 @@
-"""Load the ASPECTS atlas built by ``tools/build_atlas.py`` (see docs/atlas.md).
+"""Load the ASPECTS atlas built by ``aspects-build-atlas`` (see docs/atlas.md).
 
 The atlas folder holds ``template_ncct_1mm.nii.gz`` (symmetric brain-extracted NCCT template,
 HU), ``aspects_atlas.nii.gz`` (labels of :mod:`aspects.labels` on the same grid),
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
@@ -93,40 +92,6 @@ def load_atlas(atlas_dir: Optional[Path] = None) -> Atlas:
     if not template.GetSize() == labels.GetSize() == territories.GetSize():
         raise InputError(EXIT_PROCESSING, f"atlas at {folder}: template, label and territory grids differ")
     return Atlas(template=template, labels=labels, territories=territories, levels=levels, path=folder)
-
-
-_SHARED: Dict[Path, Tuple[tuple, Atlas]] = {}
-_SHARED_LOCK = threading.Lock()
-
-
-def _stamp(folder: Path) -> tuple:
-    """What identifies the atlas files' current content cheaply: (name, size, mtime) of each."""
-    out = []
-    for name in ATLAS_FILES:
-        try:
-            st = (folder / name).stat()
-            out.append((name, st.st_size, st.st_mtime_ns))
-        except OSError:
-            out.append((name, None, None))
-    return tuple(out)
-
-
-def shared_atlas(atlas_dir: Optional[Path] = None) -> Atlas:
-    """:func:`load_atlas`, but one Atlas object per folder and process while its files are
-    unchanged: the preprocessing and the region segmenter of a run, a background warm-up
-    (:mod:`aspects.warmup`) and every study of a long-lived process share it and what is derived
-    from it (:func:`aspects.preprocess.aligned_template`). A second caller waits for a load in
-    progress instead of reading the files again."""
-    folder = Path(atlas_dir) if atlas_dir is not None else default_atlas_dir()
-    folder = folder.resolve()
-    with _SHARED_LOCK:
-        stamp = _stamp(folder)
-        hit = _SHARED.get(folder)
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
-        atlas = load_atlas(folder)
-        _SHARED[folder] = (stamp, atlas)
-        return atlas
 
 
 def mca_territory(territories: np.ndarray) -> np.ndarray:

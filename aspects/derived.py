@@ -71,7 +71,7 @@ class Equipment:
         return self.version
 
     @classmethod
-    def from_result(cls, result: Mapping) -> "Equipment":
+    def from_result(cls, result: Mapping) -> Equipment:
         """Use the app name/version recorded in aspects.json when present."""
         app = result.get("app") or {}
         return cls(str(app.get("name") or APP_NAME), str(app.get("version") or APP_VERSION))
@@ -169,7 +169,3 @@ def check_source(source: Sequence[Dataset]) -> None:
     uids = {str(ds.SeriesInstanceUID) for ds in source}
     if len(uids) != 1:
         raise InputError(EXIT_PROCESSING, f"source images come from {len(uids)} series, expected one")
-
-
-def source_slope_intercept(ds: Dataset) -> tuple[float, float]:
-    return float(getattr(ds, "RescaleSlope", 1.0) or 1.0), float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)

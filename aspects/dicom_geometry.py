@@ -59,7 +59,7 @@ class SliceGeometry:
     thickness_mm: Tuple[float, ...]  # SliceThickness per slice (nan when absent)
 
     @classmethod
-    def from_datasets(cls, sorted_datasets: Sequence[Dataset]) -> "SliceGeometry":
+    def from_datasets(cls, sorted_datasets: Sequence[Dataset]) -> SliceGeometry:
         ds0 = sorted_datasets[0]
         iop = np.asarray(ds0.ImageOrientationPatient, dtype=float)
         row_dir, col_dir = iop[:3] / np.linalg.norm(iop[:3]), iop[3:] / np.linalg.norm(iop[3:])

@@ -72,7 +72,7 @@ def _truncated(path: str, ds: Dataset, pixel_offset: int) -> bool:
 
 
 def list_files(folder: Path) -> List[str]:
-    files = []
+    files: List[str] = []
     for root, dirs, names in os.walk(folder):
         dirs.sort()
         files.extend(os.path.join(root, n) for n in sorted(names) if not n.startswith("."))

@@ -1,23 +1,8 @@
 """DICOM SEG of the acute infarct and the 20 ASPECTS regions (highdicom, BINARY).
 
-Segment 1 is the acute infarct; segments 2..21 are the regions in label-table order
-(segment ``label_value + 1``: 2 = right C ... 21 = left M6). BINARY rather than LABELMAP
-because Debian's dcmtk/dicom3tools do not accept LABELMAP SEGs, and because the infarct
-overlaps the regions. Empty frames are omitted; a segment without any pixel (e.g. no infarct)
-is still described, so readers always find 21 segments.
-
-Segment codes: SNOMED CT where a concept matches the region exactly (caudate nucleus,
-internal capsule, insula, infarct); the lentiform nucleus and the ASPECTS cortical regions
-M1..M6 use the private scheme ``99ASPECTS`` (see :mod:`aspects.derived`), with their standard
-anatomy (putamen + globus pallidus, cerebral cortex) as primary anatomic structures.
-Laterality is a SegmentedPropertyTypeModifier (SCT Right / Left). Every code is listed in
-docs/dicom.md.
-
-Display colours: the right segment of a region has the region's colour of
-:data:`aspects.labels.REGION_COLOURS` (as on the key images), the left one a darker shade of it
-(RGB x :data:`LEFT_SHADE`), so that a viewer tells the two sides apart; the 21 colours are at
-least 18 CIELAB units (Delta E 1976) apart. ContentCreatorName is the app (an automatic
-algorithm, no person).
+Segment 1 is the infarct, segments 2..21 the regions (``label_value + 1``). BINARY, not LABELMAP,
+because the infarct overlaps the regions and Debian's dcmtk/dicom3tools reject LABELMAP; every
+segment is described even when empty, so readers always find 21. Codes and colours: docs/dicom.md.
 """
 
 from __future__ import annotations

@@ -1,34 +1,9 @@
 """DICOM SR (TID 1500 Measurement Report) of the ASPECTS result, and a reader for it.
 
-Content (Comprehensive 3D SR, highdicom); every code is listed in docs/dicom.md:
-- procedure reported: SCT 303653007 "Computed tomography of head";
-- "ASPECTS" group: the overall ASPECTS (aspects.json ``score``: the affected side's), NUM
-  SCT 1290002002 "Alberta Stroke Program Early CT score", unit UCUM ``{score}``, finding site
-  brain, and the affected side (qualitative evaluation ``99ASPECTS AFFSIDE``: SCT Right / Left /
-  None); source images = the BG and SG key slices;
-- one group per hemisphere: its ASPECTS, finding site cerebral hemisphere + laterality;
-- "Acute infarct" group: finding Infarct, finding site brain, the whole infarct volume
-  (SCT Volume, UCUM ``ml``);
-- one group per region (20), finding site = the region (codes of :mod:`aspects.dicom_seg`) with
-  laterality: the region's own volume (SCT Volume, when the result has ``region_ml``), the
-  infarct fraction of the region (``99ASPECTS INFFRAC``, UCUM ``%``), the region-level evidence
-  when computed (``99ASPECTS HUDIFF``: mirrored region minus region, UCUM ``[hnsf'U]``, positive =
-  darker; ``99ASPECTS EVZ``: its calibrated score, UCUM ``1``) and its involvement
-  (``99ASPECTS ISCHCHG``: SCT Yes / No, or ``99ASPECTS NOTASSESS``);
-- one "Acute infarct in <region>" group per region (20): finding Infarct, finding site = the
-  region with laterality, SCT Volume = the infarct volume inside the region. The finding says
-  whose volume it is, so no reader can take it for the region's own volume. These groups are
-  TID 1501 (not tied to a SEG segment: no segment holds the infarct part of one region);
-- given the SEG, the infarct and region groups are TID 1411 volumetric ROI groups that
-  reference their SEG segment (1 = infarct, label + 1 = region), and the SEG joins the evidence;
-- a "Qualitative Evaluations" container with TEXT comments: the not-for-diagnostic-use note,
-  the methods, the flags and, when coverage is incomplete, which ASPECTS are not reported and why;
-- image library = the key slices; evidence (CurrentRequestedProcedureEvidence) = every source image.
-
-"Not assessable" (docs/architecture.md, aspects.json ``regions[side][code].assessable`` false,
-``involved`` / ``aspects[side]`` / ``score`` null): the region's involvement is the code
-``99ASPECTS NOTASSESS`` instead of Yes / No, and a null ASPECTS is a CODE item "Alberta Stroke
-Program Early CT score" = "Not assessable" instead of the number. A missing ``assessable`` means true.
+Comprehensive 3D SR through highdicom: the overall and per-hemisphere ASPECTS, the affected side,
+the infarct volume, per region its volume, infarct fraction, evidence and involvement (or "not
+assessable"), and the infarct volume inside it as its own finding, referencing the SEG segments.
+Every group, code and reader check: docs/dicom.md.
 """
 
 from __future__ import annotations

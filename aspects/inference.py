@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import warnings
+from enum import StrEnum
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -25,8 +26,26 @@ from aspects.errors import EXIT_USAGE, InputError
 log = logging.getLogger(__name__)
 
 DEVICE_ENV = "ASPECTS_DEVICE"
-CPU = "cpu"
+
+
+class DeviceKind(StrEnum):
+    """The kind of a canonical device string (``"cpu"`` or ``"cuda:N"``)."""
+
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+CPU = DeviceKind.CPU.value
 _REQUEST = re.compile(r"^(auto|cpu|cuda(?::(\d+))?)$")
+_CANONICAL = re.compile(r"^(cpu|cuda:[0-9]+)$")
+
+
+def device_kind(device: str) -> DeviceKind:
+    """:class:`DeviceKind` of a canonical device; ValueError for anything else (a bare ``"cuda"``
+    included: aspects.json and the logs always name the GPU)."""
+    if not _CANONICAL.match(device):
+        raise ValueError(f"not a canonical device: {device!r} (expected 'cpu' or 'cuda:N')")
+    return DeviceKind.CPU if device == CPU else DeviceKind.CUDA
 
 
 def resolve_device(requested: Optional[str] = None) -> str:
@@ -88,7 +107,7 @@ def load_torchscript(path: Path, device: str):
 def release_device_memory(device: str) -> None:
     """Return cached GPU memory to the driver once a study's models are dropped (no-op on CPU):
     a long-running process must not hold one study's activations while the next one loads."""
-    if device == CPU:
+    if device_kind(device) is DeviceKind.CPU:
         return
     import torch
 

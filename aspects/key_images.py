@@ -12,7 +12,7 @@ is named as not covered.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import highdicom as hd
 import numpy as np
@@ -27,10 +27,10 @@ from aspects.derived import (
     copy_patient_study,
     mark_derived,
     new_uid,
-    source_slope_intercept,
 )
 from aspects.errors import EXIT_PROCESSING, InputError
 from aspects.labels import INFARCT_COLOUR, REGION_CODES, REGION_COLOURS, SIDES, label_value
+from aspects.series import hu_slice
 
 WINDOW_WIDTH, WINDOW_LEVEL = 40.0, 35.0
 INFARCT_ALPHA = 0.45
@@ -74,11 +74,6 @@ def key_slices(result: Mapping, regions: np.ndarray) -> Dict[str, int]:
     return chosen
 
 
-def hu_slice(ds: Dataset) -> np.ndarray:
-    slope, intercept = source_slope_intercept(ds)
-    return ds.pixel_array.astype(np.float32) * slope + intercept
-
-
 def window(hu: np.ndarray, width: float = WINDOW_WIDTH, level: float = WINDOW_LEVEL) -> np.ndarray:
     lo = level - width / 2.0
     return (np.clip((hu - lo) / width, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -116,7 +111,10 @@ def _outline(labels: np.ndarray, width: int = 2) -> np.ndarray:
     return inside & ~core
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+
+
+def _font(size: int) -> Font:
     return ImageFont.load_default(size=size)
 
 
@@ -183,7 +181,7 @@ def render(
     size = max(12, width // 36)
     draw = ImageDraw.Draw(picture)
     small = _font(max(10, size - 2))
-    outlined = {"stroke_width": 2, "stroke_fill": (0, 0, 0)}
+    outlined: Dict[str, Any] = {"stroke_width": 2, "stroke_fill": (0, 0, 0)}
     for value in np.unique(labels[labels > 0]):
         ys, xs = np.nonzero(labels == value)
         code = REGION_CODES[(value - 1) % 10] + (" n/a" if int(value) in not_assessable else "")
@@ -204,7 +202,7 @@ def render(
     return np.asarray(canvas, dtype=np.uint8)
 
 
-def _wrap(text: str, font: ImageFont.ImageFont, width: float) -> List[str]:
+def _wrap(text: str, font: Font, width: float) -> List[str]:
     """``text`` broken at spaces into lines no wider than ``width`` pixels."""
     out, line = [], ""
     for word in text.split(" "):
@@ -244,7 +242,7 @@ def build_key_image(
         sop_instance_uid=new_uid(),
         instance_number=instance_number,
         manufacturer=equipment.manufacturer,
-        pixel_spacing=tuple(spacing) if spacing else None,
+        pixel_spacing=(spacing[0], spacing[1]) if spacing else None,  # type: ignore[arg-type]  # highdicom types it int
         patient_orientation=orientation,
     )
     copy_patient_study(ref, sc)

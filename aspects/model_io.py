@@ -1,9 +1,9 @@
-"""Array layout and intensity normalisation shared by the app and the training bundles.
+"""The models' input: array layout, intensity window and mirror channel, one implementation for
+the app, the bundles' configs and the tests (so training and inference cannot drift apart).
 
-Models see the template-aligned volume (see ``aspects.preprocess``): the ``(z, y, x)`` numpy array
-of the aligned image transposed to ``(x, y, z)`` (the order MONAI's ``LoadImage`` gives for the
-aligned NIfTI), HU windowed by :func:`normalise`. The bundles in ``train/`` import these same
-functions so that training and inference cannot drift apart.
+Models see the template-aligned volume (``aspects.preprocess``) as ``(x, y, z)`` (the aligned
+``(z, y, x)`` array transposed: the order MONAI's ``LoadImage`` gives for the aligned NIfTI),
+HU windowed by :func:`normalise`; the infarct model also sees the contralateral mirror.
 """
 
 from __future__ import annotations
@@ -35,3 +35,19 @@ def to_model_layout(arr_zyx: np.ndarray) -> np.ndarray:
 def from_model_layout(arr_xyz: np.ndarray) -> np.ndarray:
     """``(x, y, z)`` -> ``(z, y, x)``: inverse of :func:`to_model_layout`."""
     return np.ascontiguousarray(np.transpose(arr_xyz, (2, 1, 0)))
+
+
+def add_mirror(x_cxyz: np.ndarray) -> np.ndarray:
+    """``(1, X, Y, Z)`` -> ``(2, X, Y, Z)``: the image and its contralateral mirror (flipped in x;
+    the aligned grid is symmetric about its mid-sagittal plane), after Ostmeier et al. 2022."""
+    x = np.asarray(x_cxyz, dtype=np.float32)
+    if x.ndim != 4 or x.shape[0] != 1:
+        raise ValueError(f"expected a one-channel (1, X, Y, Z) image, got {x.shape}")
+    return np.ascontiguousarray(np.concatenate([x, np.flip(x, axis=1)]))
+
+
+def model_input(hu_xyz: np.ndarray, with_mirror: bool) -> np.ndarray:
+    """The model input ``(C, X, Y, Z)`` float32 of an aligned HU volume in model layout:
+    :func:`normalise`, plus the mirror channel when ``with_mirror`` (the infarct model)."""
+    x = normalise(hu_xyz)[None]
+    return add_mirror(x) if with_mirror else np.ascontiguousarray(x)

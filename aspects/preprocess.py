@@ -68,7 +68,7 @@ SHEAR_TOLERANCE = 1e-3  # |D^T D - I| above this: gantry tilt (sheared grid)
 MIN_BRAIN_ML = 250.0  # less brain than this after stripping: not a usable head CT
 # Quality (low_confidence): NCC of aligned image and template, both smoothed by QC_SMOOTH_VOX
 # (noise and thick-slice texture out), inside the template brain shrunk by QC_ERODE_VOXELS.
-# Measured with atlas v2 (the smooth scct template; tools/qc_calibration.py, 2026-12-02): correct
+# Measured with atlas v2 (the smooth scct template; aspects-qc-calibration, 2026-12-02): correct
 # registrations of 22 held-out phantoms 0.78-0.90 and of the real InVesalius head 0.57 (checked by
 # eye); the template against itself shifted 6 / 10 mm 0.60 / 0.27, rotated 10 / 20 degrees
 # 0.71 / 0.40; the real GE series 0.64 through the app (tilt corrected), 0.40 read without its
@@ -117,7 +117,7 @@ class AlignedTemplate:
     qc_template: np.ndarray  # float: the clipped template smoothed by QC_SMOOTH_VOX
 
 
-_TEMPLATES: Dict[int, Tuple["weakref.ref", AlignedTemplate]] = {}
+_TEMPLATES: Dict[int, Tuple[weakref.ref, AlignedTemplate]] = {}
 _TEMPLATES_LOCK = threading.Lock()
 
 
@@ -326,7 +326,7 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
     inside = scanned_field(fixed, a2s, geometry, ortho)
     qc = _quality(aligned_arr, tmpl, brain_ml, a2s, inside)
     coverage = region_coverage(tmpl.labels, inside)
-    if qc["ncc"] < NCC_FAIL:
+    if float(qc["ncc"]) < NCC_FAIL:  # type: ignore[arg-type]
         raise InputError(EXIT_PROCESSING, f"registration to the atlas template failed (similarity {qc['ncc']:.2f})")
     timings["total_s"] = time.perf_counter() - t0
     return Preprocessed(source=source, aligned=aligned, brain_mask=brain_mask, template=fixed,
@@ -369,9 +369,11 @@ def region_coverage(labels_aligned: np.ndarray, inside: np.ndarray) -> Dict[int,
 
 def _quality(aligned: np.ndarray, tmpl: AlignedTemplate, brain_ml: float, a2s: sitk.AffineTransform,
              inside: np.ndarray) -> Dict[str, object]:
-    # Interior structure (ventricles, cisterns, grey/white), not the stripping edge.
+    # Interior structure (ventricles, cisterns, grey/white), not the stripping edge, and only where
+    # the series has slices: a study cut short is judged on what it shows (truncation is its own reason).
+    interior = tmpl.qc_interior & ndi.binary_erosion(inside, iterations=QC_ERODE_VOXELS)
     a = ndi.gaussian_filter(np.clip(aligned, *REG_WINDOW), QC_SMOOTH_VOX)
-    similarity = ncc(a, tmpl.qc_template, tmpl.qc_interior)
+    similarity = ncc(a, tmpl.qc_template, interior)
     scale = float(abs(np.linalg.det(np.asarray(a2s.GetMatrix()).reshape(3, 3))))
     truncation = float(1.0 - inside[tmpl.brain].mean()) if tmpl.brain.any() else 1.0
     reasons: List[str] = []

@@ -16,7 +16,7 @@ Tissue that another finding explains is left out on both sides: within 8 mm of b
 (CSF-like) infarct and of their mirror images (a haematoma makes its mirror look dark; an old
 infarct's gliotic rim is hypodense without being acute).
 
-Calibration (:func:`calibrate`, ``tools/calibrate_evidence.py``): on normal studies the statistic
+Calibration (:func:`calibrate`, ``aspects-calibrate-evidence``): on normal studies the statistic
 of region code ``c`` scatters around 0 with a robust SD ``sigma_c`` (anatomical asymmetry,
 registration error, noise); ``z = delta / sigma_c``. The call threshold ``z_call`` is the
 calibrated one-sided quantile for the chosen false-positive rate per region, and a region also
@@ -70,7 +70,7 @@ class Calibration:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, d: Mapping) -> "Calibration":
+    def from_json(cls, d: Mapping) -> Calibration:
         missing = set(REGION_CODES) - set(d["sigma_hu"])
         if missing:
             raise ValueError(f"region evidence calibration lacks codes {sorted(missing)}")

@@ -1,37 +1,9 @@
-"""aspects.json (schema_version 2): validation, writing, reading.
+"""aspects.json (schema_version 2): the one place the document is assembled, validated, written
+and read.
 
-```
-{"schema_version": 2,
- "study_instance_uid": str, "series_instance_uid": str,
- "affected_side": "left" | "right" | null,
- "aspects": {"left": int 0..10 | null, "right": int 0..10 | null},   # null: a region not assessable
- "score": int | null,               # the affected side's ASPECTS; with no affected side both
-                                    # sides' (equal) score; null when that score is null
- "infarct_volume_ml": float >= 0,
- "regions": {"left": {"C": {"involved": bool | null, "assessable": bool,
-                            "infarct_fraction": float 0..1, "infarct_ml": float >= 0,
-                            "involved_by": ["mask" | "evidence"],       # optional: which rule(s)
-                            "evidence": {"delta_hu": float | null,      # optional: region vs mirror,
-                                         "z": float | null,             #   aspects.region_evidence
-                                         "n_voxels": int >= 0, "called": bool}},
-                      ... all 10 codes of aspects.labels},
-             "right": {...}},
- "flags": [str],                    # "incomplete_coverage" when a region is not assessable, with
- "flag_details": {"incomplete_coverage": {"regions": ["left M4", ...]}, ...},
- "methods": {"regions": "model" | "atlas", "infarct": "model" | "asymmetry"},
- "device": "cpu" | "cuda:N",
- "timings_s": {stage: seconds >= 0},
- "outputs": {"seg": relpath, "sr": relpath, "kos": relpath, "key_images": [relpath], "png": [relpath],
-             "nifti": {name: relpath}},
- "not_for_diagnostic_use": true,
- "app": {"name": str, "version": str}}
-```
-Consistency rules checked as well: ASPECTS per side = 10 - involved regions of that side, null
-exactly when one of its regions is not assessable (``assessable`` false, ``involved`` null: the
-series does not cover it); ``score`` matches ``affected_side``; the regions' infarct ml do not
-exceed the total; ``incomplete_coverage`` lists exactly the regions not assessable.
-Readers treat a missing ``assessable`` as true; schema_version 1 files (no nulls) still validate.
-Extra keys (e.g. ``key_slices``) are allowed.
+The schema and its consistency rules (ASPECTS = 10 - involved regions, null when a region is not
+assessable, ``score`` is the affected side's, ...) are in docs/architecture.md ("aspects.json");
+:func:`problems` names every breach. schema_version 1 files still validate.
 """
 
 from __future__ import annotations
@@ -39,12 +11,19 @@ from __future__ import annotations
 import json
 import math
 import re
+from enum import Enum
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, TypeGuard
 
 import numpy as np
 
+from aspects import APP_NAME, __version__
+from aspects.inference import DeviceKind, device_kind
 from aspects.labels import REGION_CODES, SIDES
+from aspects.methods import InfarctMethod, RegionMethod
+
+if TYPE_CHECKING:
+    from aspects.scoring import AspectsResult
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -66,10 +45,9 @@ REQUIRED_KEYS = (
     "not_for_diagnostic_use",
     "app",
 )
-METHODS = {"regions": ("model", "atlas"), "infarct": ("model", "asymmetry")}
+METHODS = {"regions": tuple(m.value for m in RegionMethod), "infarct": tuple(m.value for m in InfarctMethod)}
 OUTPUT_KEYS = ("seg", "sr", "kos", "key_images", "png", "nifti")
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-_DEVICE = re.compile(r"^(cpu|cuda:[0-9]+)$")
 
 
 class ResultSchemaError(ValueError):
@@ -80,8 +58,15 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_num(v: Any) -> bool:
+def _is_num(v: Any) -> TypeGuard[float]:
     return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _is_device(v: Any) -> bool:
+    try:
+        return isinstance(v, str) and device_kind(v) in DeviceKind
+    except ValueError:
+        return False
 
 
 def _score_ok(v: Any, nullable: bool) -> bool:
@@ -213,7 +198,7 @@ def problems(d: Any) -> List[str]:
     methods = d["methods"]
     if not isinstance(methods, Mapping) or any(methods.get(k) not in v for k, v in METHODS.items()):
         errors.append(f"methods: expected regions in {METHODS['regions']} and infarct in {METHODS['infarct']}, got {methods!r}")
-    if not isinstance(d["device"], str) or not _DEVICE.match(d["device"]):
+    if not _is_device(d["device"]):
         errors.append(f"device: expected 'cpu' or 'cuda:N', got {d['device']!r}")
     timings = d["timings_s"]
     if not isinstance(timings, Mapping) or not all(isinstance(k, str) and _is_num(v) and v >= 0 for k, v in timings.items()):
@@ -255,6 +240,41 @@ def validate(d: Any) -> None:
         raise ResultSchemaError("invalid aspects.json: " + "; ".join(errors))
 
 
+def result_document(result: AspectsResult, *, study_uid: str, series_uid: str, flags: Sequence[str],
+                    flag_details: Mapping[str, Any], qc: Mapping[str, Any], thresholds: Mapping[str, Any],
+                    methods: Mapping[str, str], device: str, timings: Mapping[str, float]) -> Dict[str, Any]:
+    """The aspects.json content of a scored study, ``outputs`` still empty (:func:`with_outputs`
+    adds them once the files are written). The one place the document is assembled."""
+    return to_builtin({
+        "schema_version": SCHEMA_VERSION,
+        "study_instance_uid": study_uid,
+        "series_instance_uid": series_uid,
+        "affected_side": result.affected_side,
+        "aspects": dict(result.aspects),
+        "score": result.score,
+        "infarct_volume_ml": round(result.infarct_volume_ml, 3),
+        "regions": result.regions_json(),
+        "flags": list(flags),
+        "flag_details": dict(flag_details),
+        "qc": {k: v for k, v in qc.items() if isinstance(v, (int, float, str, bool, list)) or v is None},
+        "thresholds": dict(thresholds),
+        "methods": dict(methods),
+        "device": device,
+        "timings_s": {k: round(float(v), 3) for k, v in timings.items()},
+        "not_for_diagnostic_use": True,
+        "app": {"name": APP_NAME, "version": __version__},
+        "outputs": {},
+    })
+
+
+def with_outputs(document: Mapping[str, Any], out_dir: Path, outputs: Mapping[str, Any]) -> Dict[str, Any]:
+    """A copy of ``document`` whose ``outputs`` name the written files (:func:`relative_outputs`
+    arguments: seg, sr, kos, key_images, png, nifti), entries already there kept."""
+    merged = dict(document)
+    merged["outputs"] = {**dict(document.get("outputs") or {}), **relative_outputs(out_dir, **outputs)}
+    return merged
+
+
 def relative_outputs(
     out_dir: Path,
     seg: Optional[Path] = None,
@@ -294,6 +314,8 @@ def to_builtin(value: Any) -> Any:
         return value.item()
     if isinstance(value, Path):
         return value.as_posix()
+    if isinstance(value, Enum):
+        return value.value
     return value
 
 

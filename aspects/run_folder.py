@@ -35,7 +35,16 @@ RESULT_FILES = (RESULT_JSON, ERROR_JSON, "dicom/seg.dcm", "dicom/sr.dcm", "dicom
 RESULT_DIRS = ("dicom", "png", "nifti")
 
 
+def inside(output_dir: Path, input_dir: Path) -> bool:
+    """True when ``output_dir`` is ``input_dir`` or lies inside it."""
+    inp, out = Path(input_dir).resolve(), Path(output_dir).resolve()
+    return out == inp or inp in out.parents
+
+
 class OutputFolder:
+    """One run's output folder (module docstring): :meth:`open`, :meth:`start_partial`, then
+    :meth:`commit` or :meth:`fail`, and :meth:`release`."""
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self._lock_fd: Optional[int] = None
@@ -56,11 +65,31 @@ class OutputFolder:
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise InputError(EXIT_USAGE, f"the output folder {self.path} is not writable")
 
+    def open(self, input_dir: Optional[Path] = None) -> None:
+        """Check the folder (never inside ``input_dir``), create it, lock it and clear an earlier result."""
+        if input_dir is not None and inside(self.path, input_dir):
+            raise InputError(EXIT_USAGE, f"output folder {self.path} must not be inside the input folder {input_dir}")
+        self.prepare()
+        self.lock()
+        self.clear_previous()
+
     def lock(self) -> None:
-        """Hold the folder's lock for the life of this process (released by the OS at exit)."""
+        """Hold the folder's lock until :meth:`release` or the end of this process (the OS releases it)."""
         self._lock_fd = hold_lock(self.path / LOCK_FILE,
                                   f"the output folder {self.path} is in use by another run of this app (pid {{pid}}); "
                                   "wait for it to finish or choose another output folder")
+
+    def release(self) -> None:
+        """Give the lock up (a process that runs many studies, one after the other)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def fail(self, code: int, line: str, **extra) -> None:
+        """A failed run: partial results discarded, error.json written (only in a folder this run holds)."""
+        if self.locked:
+            self.discard()
+            self.write_error(code, line, **extra)
 
     def _earlier_outputs(self) -> List[str]:
         """Files named by an earlier aspects.json (its "outputs"), relative to the folder."""

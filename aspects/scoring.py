@@ -1,5 +1,5 @@
 """ASPECTS from an infarct mask and an ASPECTS region map on the same grid (the overlap method of
-Deep-ASPECTS, seed 003): per region the infarct fraction and volume, involvement by threshold,
+Deep-ASPECTS, Upadhyay et al. 2022): per region the infarct fraction and volume, involvement by threshold,
 the score per hemisphere, the affected side, and the total infarct volume from voxel spacing.
 
 Region-level evidence (:mod:`aspects.region_evidence`): a region is also involved when its

@@ -1,43 +1,33 @@
 """Region and infarct segmentation on the aligned grid: the TorchScript model when one is
 installed, else the documented fallback (atlas LNCC warp, bilateral asymmetry).
 
-Infarct consensus: a connected component of the infarct model's mask is kept only when the
-bilateral-asymmetry baseline also marks part of it. The model delineates lesions better; the
-baseline, which needs a hypodensity relative to the mirrored hemisphere, vetoes the model's
-false positives in studies without an infarct (on the training and validation phantoms: every
-false positive of the normal studies removed, acute Dice unchanged or better; figures in
-train/infarct_seg/docs/README.md).
-
-Models live at ``MODELS/<name>/<name>.ts`` (one file per folder, the MAP model-repository rule).
-Both take the aligned volume in the layout of :mod:`aspects.model_io` and return logits on the
-same grid; results are kept inside the brain mask.
+Infarct consensus: a connected component of the model's mask is kept only when the asymmetry
+baseline also marks part of it (the model delineates, the baseline vetoes false positives;
+figures in train/infarct_seg/docs/README.md). Models: ``MODELS/<name>/<name>.ts``.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from aspects.asymmetry import AsymmetryMaps, asymmetry_infarct, asymmetry_maps
-from aspects.inference import (
-    CPU,
-    load_torchscript,
-    predict_labels,
-    release_device_memory,
-    resolve_device,
-    set_cpu_threads,
-)
-from aspects.model_io import from_model_layout, mirror, normalise, to_model_layout
-from aspects.preprocess import ALIGNED_SPACING
-from aspects.region_atlas import atlas_regions
+from aspects.atlas import Atlas
+from aspects.methods import InfarctMethod, RegionMethod
+from aspects.inference import (CPU, load_torchscript, predict_labels, release_device_memory, resolve_device,
+                               set_cpu_threads)
+from aspects.model_io import from_model_layout, model_input, to_model_layout
+from aspects.preprocess import ALIGNED_SPACING, Preprocessed
+from aspects.region_atlas import atlas_regions, territories_aligned
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +44,60 @@ def model_file(models_dir: Optional[Path], name: str) -> Optional[Path]:
     return path if path.is_file() else None
 
 
-def _on_aligned(arr_zyx: np.ndarray, pre) -> sitk.Image:
+class TorchModel:
+    """One TorchScript model file on its device, loaded on first use.
+
+    ``keep_loaded`` False (one study per process, the app): the weights are dropped after each
+    prediction. True (a warm server): they stay; cached GPU memory of the activations is
+    released after each prediction either way.
+    """
+
+    def __init__(self, path: Path, device: str, keep_loaded: bool = False):
+        self.path, self.device, self.keep_loaded = Path(path), device, keep_loaded
+        self._module: Any = None
+        self._lock = threading.Lock()
+
+    def load(self) -> Any:
+        """The loaded module (kept for the next call when ``keep_loaded``)."""
+        with self._lock:
+            module = self._module if self._module is not None else load_torchscript(self.path, self.device)
+            self._module = module if self.keep_loaded else None
+        return module
+
+    def predict(self, x_bcxyz: np.ndarray) -> np.ndarray:
+        """Argmax labels ``(X, Y, Z)`` of the model on a ``(1, C, X, Y, Z)`` input."""
+        if self.device == CPU:
+            set_cpu_threads()
+        module = self.load()
+        labels, _ = predict_labels(module, x_bcxyz, self.device)
+        del module
+        release_device_memory(self.device)
+        return labels
+
+
+@dataclass(frozen=True)
+class SegmentationModels:
+    """The installed models (None: that stage uses its fallback) and the device they run on."""
+
+    infarct: Optional[TorchModel]
+    regions: Optional[TorchModel]
+    device: str = CPU
+
+    @classmethod
+    def from_folder(cls, models_dir: Optional[Path], device: Optional[str] = None,
+                    keep_loaded: bool = False) -> SegmentationModels:
+        """Models of ``models_dir``; the device is resolved (:func:`aspects.inference.resolve_device`)
+        only when a model is installed, so a CUDA request on a host without one fails (exit 2)."""
+        paths = {name: model_file(models_dir, name) for name in (INFARCT_MODEL, REGION_MODEL)}
+        if not any(paths.values()):
+            log.info("no model in %s: atlas and asymmetry fallbacks", models_dir)
+            return cls(None, None, CPU)
+        dev = resolve_device(device)
+        make = lambda p: TorchModel(p, dev, keep_loaded) if p else None  # noqa: E731
+        return cls(make(paths[INFARCT_MODEL]), make(paths[REGION_MODEL]), dev)
+
+
+def _on_aligned(arr_zyx: np.ndarray, pre: Preprocessed) -> sitk.Image:
     arr = np.asarray(arr_zyx, dtype=np.uint8).copy()
     arr[sitk.GetArrayViewFromImage(pre.brain_mask) == 0] = 0
     img = sitk.GetImageFromArray(arr)
@@ -62,25 +105,38 @@ def _on_aligned(arr_zyx: np.ndarray, pre) -> sitk.Image:
     return img
 
 
-def segment_regions(pre, atlas, models_dir: Optional[Path], device: Optional[str] = None) -> Tuple[sitk.Image, str]:
-    """(uint8 labels on the aligned grid, ``"model"`` | ``"atlas"``); ``device`` as in
-    :func:`aspects.inference.resolve_device` (None: ``$ASPECTS_DEVICE`` or automatic)."""
-    path = model_file(models_dir, REGION_MODEL)
-    if path is None:
-        log.info("regions: no %s model in %s; atlas LNCC registration", REGION_MODEL, models_dir)
-        return atlas_regions(pre, atlas), "atlas"
-    device = resolve_device(device)
-    set_cpu_threads()
-    model = load_torchscript(path, device)
-    hu = sitk.GetArrayFromImage(pre.aligned)
-    x = to_model_layout(normalise(hu))[None, None]
-    labels, _ = predict_labels(model, x, device)
-    del model
-    release_device_memory(device)
-    labels = from_model_layout(labels)
-    if labels.max() >= N_REGION_CLASSES:
-        raise ValueError(f"{path}: label {labels.max()} outside 0..{N_REGION_CLASSES - 1}")
-    return _on_aligned(labels, pre), "model"
+@dataclass(frozen=True)
+class RegionSegmentation:
+    """The region segmenter's result on the aligned grid.
+
+    ``labels``: uint8 ``aspects.labels`` values; ``territories``: arterial territories of the
+    atlas (affine, for the ``infarct_outside_mca`` flag); ``device``: where a model ran (``"cpu"``
+    for the atlas path); ``seconds``: the stage time.
+    """
+
+    labels: sitk.Image
+    territories: sitk.Image
+    method: RegionMethod
+    device: str
+    seconds: float
+
+
+def segment_regions(pre: Preprocessed, atlas: Atlas, model: Optional[TorchModel] = None) -> RegionSegmentation:
+    """The 20 ASPECTS regions of ``pre``: ``model`` when given, else the atlas LNCC warp."""
+    t0 = time.perf_counter()
+    if model is None:
+        log.info("regions: no %s model; atlas LNCC registration", REGION_MODEL)
+        labels, method, device = atlas_regions(pre, atlas), RegionMethod.ATLAS, CPU
+    else:
+        x = model_input(to_model_layout(sitk.GetArrayFromImage(pre.aligned)), with_mirror=False)[None]
+        arr = from_model_layout(model.predict(x))
+        if arr.max() >= N_REGION_CLASSES:
+            raise ValueError(f"{model.path}: label {arr.max()} outside 0..{N_REGION_CLASSES - 1}")
+        labels, method, device = _on_aligned(arr, pre), RegionMethod.MODEL, model.device
+    territories = territories_aligned(pre, atlas)
+    seconds = round(time.perf_counter() - t0, 3)
+    log.info("regions by %s in %.1f s", method, seconds)
+    return RegionSegmentation(labels, territories, method, device, seconds)
 
 
 def consensus_components(model_mask: np.ndarray, support: np.ndarray) -> Tuple[np.ndarray, int, int]:
@@ -90,55 +146,40 @@ def consensus_components(model_mask: np.ndarray, support: np.ndarray) -> Tuple[n
     return np.isin(lab, touched), int(touched.size), int(n - touched.size)
 
 
-@dataclass
+@dataclass(frozen=True)
 class InfarctSegmentation:
     """The infarct segmenter's result on the aligned grid.
 
-    ``mask``: uint8 0/1 SimpleITK image; ``method``: ``"model"`` | ``"asymmetry"``; ``device``:
-    where the model ran (``"cpu"`` | ``"cuda:N"``; the baseline is CPU code); ``info``: summary
-    for the log (JSON-able); ``asymmetry``: the contralateral comparison, reused by the
-    region-level evidence.
+    ``mask``: uint8 0/1; ``device``: where the model ran (``"cpu"`` | ``"cuda:N"``; the baseline
+    is CPU code); ``info``: summary for the log (JSON-able, ``seconds`` the stage time);
+    ``asymmetry``: the contralateral comparison, reused by the region-level evidence.
     """
 
     mask: sitk.Image
-    method: str
+    method: InfarctMethod
     device: str
     info: Dict[str, object]
     asymmetry: AsymmetryMaps
 
 
-def _infarct_model_labels(path: Path, device: str, hu: np.ndarray) -> np.ndarray:
-    """The infarct model's label map (z, y, x) of the aligned HU volume (input: image and mirror)."""
-    set_cpu_threads()
-    model = load_torchscript(path, device)
-    img = normalise(hu)
-    x = np.stack([to_model_layout(img), to_model_layout(mirror(img))])[None]
-    labels, _ = predict_labels(model, x, device)
-    del model
-    release_device_memory(device)
-    return from_model_layout(labels)
-
-
-def segment_infarct(pre, models_dir: Optional[Path], device: Optional[str] = None) -> InfarctSegmentation:
-    """Infarct on the aligned grid: the model with the baseline's consensus, else the baseline."""
+def segment_infarct(pre: Preprocessed, model: Optional[TorchModel] = None) -> InfarctSegmentation:
+    """Infarct on the aligned grid: ``model`` with the baseline's consensus, else the baseline."""
     t0 = time.perf_counter()
     hu = sitk.GetArrayFromImage(pre.aligned)
     brain = sitk.GetArrayFromImage(pre.brain_mask) > 0
-    path = model_file(models_dir, INFARCT_MODEL)
-    if path is None:
-        log.info("infarct: no %s model in %s; bilateral asymmetry baseline", INFARCT_MODEL, models_dir)
+    if model is None:
+        log.info("infarct: no %s model; bilateral asymmetry baseline", INFARCT_MODEL)
         maps = asymmetry_maps(hu, brain, grid=pre.aligned)
         mask, info = asymmetry_infarct(hu, brain, ALIGNED_SPACING, maps=maps)
         info.update(device=CPU, seconds=round(time.perf_counter() - t0, 3))
-        return InfarctSegmentation(_on_aligned(mask, pre), "asymmetry", CPU, info, maps)
-    device = resolve_device(device)
-    # The model and the baseline's mirror registration are independent and both leave the GIL
+        return _done(InfarctSegmentation(_on_aligned(mask, pre), InfarctMethod.ASYMMETRY, CPU, info, maps))
+    x = model_input(to_model_layout(hu), with_mirror=True)[None]
+    # The model and the baseline's mirror registration are independent and both release the GIL
     # (torch, ANTs): the model runs in a second thread while ANTs works in this one.
     with ThreadPoolExecutor(1, thread_name_prefix="infarct-model") as pool:
-        model_labels = pool.submit(_infarct_model_labels, path, device, hu)
+        predicted = pool.submit(model.predict, x)
         maps = asymmetry_maps(hu, brain, grid=pre.aligned)
-        labels = model_labels.result()
-    raw = (labels == 1) & brain
+        raw = (from_model_layout(predicted.result()) == 1) & brain
     support, _ = asymmetry_infarct(hu, brain, ALIGNED_SPACING, maps=maps)
     mask, kept, dropped = consensus_components(raw, support)
     voxel_ml = ALIGNED_SPACING**3 / 1000.0
@@ -146,7 +187,12 @@ def segment_infarct(pre, models_dir: Optional[Path], device: Optional[str] = Non
     dropped_ml = float(raw.sum() - mask.sum()) * voxel_ml
     if dropped:
         log.info("infarct: %d model component(s), %.1f ml, without asymmetry support dropped", dropped, dropped_ml)
-    info = {"method": "model", "model": str(path), "device": device, "volume_ml": round(vol, 2),
+    info = {"method": "model", "model": str(model.path), "device": model.device, "volume_ml": round(vol, 2),
             "consensus": {"kept_components": kept, "dropped_components": dropped, "dropped_ml": round(dropped_ml, 2)},
             "seconds": round(time.perf_counter() - t0, 3)}
-    return InfarctSegmentation(_on_aligned(mask, pre), "model", device, info, maps)
+    return _done(InfarctSegmentation(_on_aligned(mask, pre), InfarctMethod.MODEL, model.device, info, maps))
+
+
+def _done(result: InfarctSegmentation) -> InfarctSegmentation:
+    log.info("infarct by %s on %s in %.1f s: %s", result.method, result.device, result.info["seconds"], result.info)
+    return result

@@ -1,4 +1,5 @@
-"""Per-stage wall times of one app run (one study per process), for aspects.json and the log."""
+"""Per-stage wall times of the current run, for aspects.json and the log. One run at a time per
+process: a run starts with :func:`reset` (a warm server runs studies one after the other)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from contextlib import contextmanager
 from typing import Dict, Iterator
 
 _STAGES: Dict[str, float] = {}
+
+
+def reset() -> None:
+    _STAGES.clear()
 
 
 def record(stage: str, seconds: float) -> None:

@@ -129,22 +129,6 @@ def regular_volume(stack: np.ndarray, geom: SliceGeometry, fill: float = AIR_HU)
     return img
 
 
-def hu_stack(sorted_datasets: Sequence[Dataset]) -> np.ndarray:
-    """(N, rows, cols) float32 HU of the slices in the given order: the modality LUT or rescale
-    slope / intercept applied, then the presentation LUT (MONOCHROME1 inverted), as the MONAI
-    Deploy SDK's series-to-volume operator does. Decoder errors propagate (the caller names the
-    file)."""
-    from pydicom.pixels import apply_presentation_lut, apply_rescale
-
-    out = None
-    for k, ds in enumerate(sorted_datasets):
-        plane = apply_presentation_lut(apply_rescale(ds.pixel_array, ds), ds)
-        if out is None:
-            out = np.empty((len(sorted_datasets),) + plane.shape, np.float32)
-        out[k] = plane
-    return out if out is not None else np.empty((0, 0, 0), np.float32)
-
-
 def series_volume(stack: np.ndarray, sorted_datasets: Sequence[Dataset]) -> SeriesVolume:
     """HU volume (float32) from a rescaled pixel stack whose slices follow ``sorted_datasets``."""
     geom = SliceGeometry.from_datasets(sorted_datasets)

@@ -23,22 +23,33 @@ import subprocess
 import sys
 import threading
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from .config import ListenerConfig
 from .sender import SendError, file_identity, send_files
-from .spool import FAILED, PROCESSING, RECEIVED, SENDING, SENT, Spool, now_iso
+from .spool import FAILED, PROCESSING, RECEIVED, SENDING, SENT, JobState, Spool, now_iso
 
 KEY_OBJECT_SELECTION = "1.2.840.10008.5.1.4.1.1.88.59"
 
 log = logging.getLogger("listener.jobs")
 
-RUN, SEND, WAIT = "run", "send", "wait"
+
+
+class Action(StrEnum):
+    """What the worker does with a study next (:func:`next_action`)."""
+
+    RUN = "run"  # run the app on a snapshot of the study
+    SEND = "send"  # send (the rest of) its results
+    WAIT = "wait"  # nothing now: more instances may come, or an admin must ask for a retry
+
+
+RUN, SEND, WAIT = Action
 
 
 def next_action(state: Optional[Dict[str, Any]], n_instances: int, quiet_for_s: float,
-                quiet_time_s: float, retry_requested: bool) -> str:
+                quiet_time_s: float, retry_requested: bool) -> Action:
     """What the worker should do with a study now (pure: the decision table, tested alone)."""
     st = (state or {}).get("state", RECEIVED)
     quiet = n_instances > 0 and quiet_for_s >= quiet_time_s
@@ -48,7 +59,7 @@ def next_action(state: Optional[Dict[str, Any]], n_instances: int, quiet_for_s: 
         return RUN if quiet else WAIT
     new_instances = n_instances > int((state or {}).get("input_instances", 0))
     if st == FAILED and retry_requested:
-        results_ready = bool(state.get("results")) and state.get("exit_code") == 0
+        results_ready = bool((state or {}).get("results")) and (state or {}).get("exit_code") == 0
         return SEND if results_ready else (RUN if n_instances else WAIT)
     if st in (SENT, FAILED) and new_instances and quiet:
         return RUN
@@ -115,7 +126,7 @@ class Worker(threading.Thread):
                 self._wake.clear()
 
     # --- one step -----------------------------------------------------------------------
-    def pending(self) -> List[Tuple[float, str, str]]:
+    def pending(self) -> List[Tuple[float, str, Action]]:
         """(last arrival, study, action) for every study with something to do, oldest first."""
         out = []
         now = time.time()
@@ -157,7 +168,7 @@ class Worker(threading.Thread):
     def _state(self, uid: str) -> Dict[str, Any]:
         return self.spool.read_state(uid) or {"study_uid": uid, "state": RECEIVED, "run": 0, "history": []}
 
-    def _set(self, uid: str, st: Dict[str, Any], new_state: str, note: str) -> None:
+    def _set(self, uid: str, st: Dict[str, Any], new_state: JobState, note: str) -> None:
         st["state"] = new_state
         st.setdefault("history", []).append({"time": now_iso(), "state": new_state, "note": note})
         self.spool.write_state(uid, st)

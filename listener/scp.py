@@ -1,22 +1,8 @@
 """The Storage SCP: C-ECHO and C-STORE of CT images into the durable spool.
 
-Refusals (what a sender sees):
-- calling AE title not in `allowed_calling_aets`: A-ASSOCIATE-RJ (rejected-permanent,
-  "calling AE title not recognised"); nothing is received. Likewise a called AE title that is
-  not ours ("called AE title not recognised").
-- any SOP class other than CT Image Storage (and Verification): its presentation context is
-  rejected ("abstract syntax not supported"), so the sender cannot send it on this association.
-- an instance that cannot be decoded: failure status 0xC210 (cannot understand);
-  one without the UIDs / pixel data the app needs, or whose SOP class is not CT Image Storage:
-  0xA900 (dataset does not match SOP class). Both are kept in SPOOL/rejected/ with a .txt reason.
-- the spool cannot be written (disk full ...): 0xA700 (out of resources); the sender retries later.
-- a C-STORE that announces a data set and sends none: 0xA900 after :data:`EMPTY_DATASET_WAIT_S`
-  (pynetdicom alone would wait for the data until the association times out).
-The C-STORE success (0x0000) is returned only after the instance is fsynced in the spool.
-
-Transfer syntaxes: uncompressed, deflated, and every compressed syntax an installed pydicom
-decoder reads (JPEG Lossless, JPEG-LS, JPEG 2000, RLE ...: the pinned pylibjpeg plugins), so the
-app can read every instance acknowledged. Instances are stored as received (same encoding).
+Only CT Image Storage from the allowed calling AE titles is accepted, in every transfer syntax an
+installed decoder reads (so the app can read every instance acknowledged); success is returned
+only after the instance is fsynced in the spool. What a sender sees on refusal: docs/deployment.md.
 """
 
 from __future__ import annotations
@@ -28,6 +14,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from pydicom.dataset import Dataset
 from pydicom.pixels import get_decoder
 from pydicom.uid import (
+    UID,
     JPEG2000,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -44,7 +31,8 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, evt
 from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.sop_class import CTImageStorage, Verification
+from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
 from .config import ListenerConfig
 from .spool import Spool, is_uid
@@ -56,7 +44,7 @@ _COMPRESSED = [JPEGLosslessSV1, JPEGLossless, JPEGLSLossless, JPEGLSNearLossless
                RLELossless, JPEGBaseline8Bit, JPEGExtended12Bit]
 
 
-def decodable_syntaxes() -> List[str]:
+def decodable_syntaxes() -> List[UID]:
     """Uncompressed syntaxes plus the compressed ones an installed pydicom decoder reads."""
     return _NATIVE + [ts for ts in _COMPRESSED if get_decoder(ts).is_available]
 
@@ -113,7 +101,7 @@ class StorageSCP:
         ae.dimse_timeout = cfg.network_timeout_s
         ae.acse_timeout = cfg.network_timeout_s
         self.ae = ae
-        self.server = None
+        self.server: Optional[ThreadedAssociationServer] = None
 
     @staticmethod
     def _peer(event) -> str:
@@ -234,7 +222,8 @@ class StorageSCP:
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
         ]
-        self.server = self.ae.start_server((self.cfg.host, self.cfg.port), block=False, evt_handlers=handlers)
+        self.server = self.ae.start_server((self.cfg.host, self.cfg.port), block=False,
+                                           evt_handlers=handlers)  # type: ignore[arg-type]
         log.info("listening as AE %s on %s:%d; accepting CT Image Storage from %s",
                  self.cfg.ae_title, self.cfg.host, self.cfg.port, ", ".join(self.cfg.allowed_calling_aets))
 

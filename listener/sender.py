@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence, Set, Tuple
+from typing import AbstractSet, Callable, Dict, List, Sequence, Set, Tuple
 
 from pydicom import dcmread
 from pynetdicom import AE
@@ -74,8 +74,8 @@ def _send_once(files: Sequence[Path], ids: Dict[Path, Tuple[str, str, str]], des
 
 
 def send_files(files: Sequence[Path], dest: Destination, calling_aet: str,
-               on_sent: Callable[[str], None], already_sent: Set[str] = frozenset(),
-               sleep: Callable[[float], None] = time.sleep) -> int:
+               on_sent: Callable[[str], None], already_sent: AbstractSet[str] = frozenset(),
+               sleep: Callable[[float], object] = time.sleep) -> int:
     """Send every file whose SOP instance is not in `already_sent`; returns how many were sent.
 
     Raises SendError when files remain unsent after 1 + dest.retries attempts.

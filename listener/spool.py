@@ -22,7 +22,8 @@ import os
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -31,13 +32,25 @@ STATE_FILE = "state.json"
 RETRY_FILE = "retry"
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
-# Job states, in order. "sending" means the app finished and its results are complete on disk:
-# a restart sends what is left without running the app again (new UIDs would duplicate results).
-RECEIVED, PROCESSING, SENDING, SENT, FAILED = "received", "processing", "sending", "sent", "failed"
+
+
+class JobState(StrEnum):
+    """A study's job state in state.json, in order. SENDING: the app finished and its results are
+    complete on disk, so a restart sends what is left without running the app again (new UIDs
+    would duplicate results in the PACS)."""
+
+    RECEIVED = "received"
+    PROCESSING = "processing"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+RECEIVED, PROCESSING, SENDING, SENT, FAILED = JobState
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def is_uid(value: object) -> bool:
@@ -125,7 +138,7 @@ class Spool:
     def reject(self, data: bytes, calling_aet: str, reason: str, detail: str) -> Path:
         folder = self.root / REJECTED
         _makedirs_durable(folder)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         safe_ae = re.sub(r"[^A-Za-z0-9_-]", "_", calling_aet.strip()) or "unknown"
         stem = f"{stamp}_{safe_ae}_{reason}_{uuid.uuid4().hex[:8]}"
         atomic_write(folder / f"{stem}.txt", (detail + "\n").encode())
@@ -193,4 +206,4 @@ class Spool:
 
 
 def _mtime_iso(path: Path) -> str:
-    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")

@@ -1,72 +1,37 @@
-"""Load a study folder into the SDK's DICOM study / series objects; a corrupt file is skipped and named."""
+"""DICOM loader: the input folder scanned once, every file's header read, unusable files skipped
+and named."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional
 
-from monai.deploy.core import ConditionType, Fragment, Operator, OperatorSpec
-from monai.deploy.core.domain.dicom_series import DICOMSeries
-from monai.deploy.core.domain.dicom_study import DICOMStudy
+from monai.deploy.core import Fragment, Operator, OperatorSpec
 
-from aspects.dicom_input import Scan, read_dataset, scan_folder
+from aspects.dicom_input import scan_folder
 from aspects.timings import timed
 
-DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage: not an image
 
+class DICOMLoaderOperator(Operator):
+    """Reads the header of every file of the study folder (the only pass over the folder).
 
-class SafeDICOMDataLoaderOperator(Operator):
-    """Loads a study folder as the SDK's ``DICOMDataLoaderOperator`` does (same ports, same
-    ``DICOMStudy`` / ``DICOMSeries`` output), but never fails on one unreadable file.
-
-    Named input: optional "input_folder"; named output: "dicom_study_list" (List[DICOMStudy]).
-    ``scan``: the app's pre-flight scan of the same folder (its files are loaded without
-    scanning again). Files without the DICOM preamble are read too; instances at one position
-    are not silently dropped here (the pre-flight checks refuse or de-duplicate them by name).
-    Not a subclass of the SDK operator: importing ``monai.deploy.operators`` imports every SDK
-    operator, MONAI core included (docs/performance.md).
+    Named output: "scan" (:class:`aspects.dicom_input.Scan`: the readable instances' headers, the
+    skipped files and why). A missing, empty or DICOM-free folder ends the run (exit 2 or 3).
     """
 
-    def __init__(self, fragment: Fragment, *args, input_folder: Optional[Path] = None, scan: Optional[Scan] = None,
-                 **kwargs):
-        self.input_path = Path(input_folder) if input_folder is not None else None
-        self._scan = scan
+    OUT_SCAN = "scan"
+
+    def __init__(self, fragment: Fragment, *args, input_folder: Path, **kwargs):
+        self.input_folder = Path(input_folder)
+        self._logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec):
-        spec.input("input_folder").condition(ConditionType.NONE)  # optional: else the constructor's folder
-        spec.output("dicom_study_list")
+        spec.output(self.OUT_SCAN)
 
     def compute(self, op_input, op_output, context):
-        folder = op_input.receive("input_folder") or self.input_path
-        if folder is None:
-            raise ValueError("no input folder: neither the input port nor input_folder= gave one")
-        op_output.emit(self.load_data_to_studies(Path(folder)), "dicom_study_list")
-
-    def load_data_to_studies(self, input_path: Path) -> List[DICOMStudy]:
-        with timed("load"):
-            scan = self._scan if self._scan is not None else scan_folder(Path(input_path))
-            files: List[str] = [str(ds.filename) for ds in scan.datasets]
-            logging.getLogger(__name__).info(
-                "loading %d DICOM file(s) from %s (%d skipped)", len(files), input_path, len(scan.skipped)
-            )
-            return self._load_data(files)
-
-    @staticmethod
-    def _load_data(files: List[str]) -> List[DICOMStudy]:
-        """Studies and series of ``files`` (read with :func:`read_dataset`), in file order."""
-        studies: Dict[str, DICOMStudy] = {}
-        series: Dict[str, DICOMSeries] = {}
-        for file in files:
-            ds, _, _ = read_dataset(file)
-            if ds.SOPClassUID == DICOMDIR_SOP_CLASS:
-                continue
-            study_uid, series_uid = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
-            if study_uid not in studies:
-                studies[study_uid] = DICOMStudy(study_uid)
-            if series_uid not in series:
-                series[series_uid] = DICOMSeries(series_uid)
-                studies[study_uid].add_series(series[series_uid])
-            series[series_uid].add_sop_instance(ds)
-        return list(studies.values())
+        with timed("scan"):
+            scan = scan_folder(self.input_folder)
+        self._logger.info("read %d DICOM header(s) from %s (%d file(s) skipped)", len(scan.datasets),
+                          self.input_folder, len(scan.skipped))
+        op_output.emit(scan, self.OUT_SCAN)

@@ -2,41 +2,31 @@
 
 from __future__ import annotations
 
-import logging
-import time
-from pathlib import Path
 from typing import Optional
 
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
-from aspects.segmentation import segment_infarct
+from aspects.segmentation import TorchModel, segment_infarct
 
 
 class InfarctSegmenterOperator(Operator):
-    """Named input: "preprocessed". Named output: "infarct"
-    (:class:`aspects.segmentation.InfarctSegmentation`; ``info["seconds"]`` is the stage time).
+    """Named input: "preprocessed" (:class:`aspects.preprocess.Preprocessed`).
+    Named output: "infarct" (:class:`aspects.segmentation.InfarctSegmentation`).
 
-    ``models_dir``: the app's model folder (``infarct_seg/infarct_seg.ts`` used when present);
-    ``device``: "cpu" | "cuda:N" | "cuda" | "auto" (None: ``$ASPECTS_DEVICE``, else automatic;
-    see :func:`aspects.inference.resolve_device`).
+    ``model``: the installed infarct model (``aspects.segmentation.SegmentationModels``); None:
+    the bilateral-asymmetry baseline.
     """
 
-    def __init__(self, fragment: Fragment, *args, models_dir: Optional[Path] = None,
-                 device: Optional[str] = None, **kwargs):
-        self._models_dir = Path(models_dir) if models_dir else None
-        self._device = device
-        self._logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
+    IN_PREPROCESSED = "preprocessed"
+    OUT_INFARCT = "infarct"
+
+    def __init__(self, fragment: Fragment, *args, model: Optional[TorchModel] = None, **kwargs):
+        self._model = model
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec):
-        spec.input("preprocessed")
-        spec.output("infarct")
+        spec.input(self.IN_PREPROCESSED)
+        spec.output(self.OUT_INFARCT)
 
     def compute(self, op_input, op_output, context):
-        pre = op_input.receive("preprocessed")
-        t0 = time.perf_counter()
-        result = segment_infarct(pre, self._models_dir, self._device)
-        result.info["seconds"] = round(time.perf_counter() - t0, 3)
-        self._logger.info("infarct by %s on %s in %.1f s: %s", result.method, result.device,
-                          result.info["seconds"], result.info)
-        op_output.emit(result, "infarct")
+        op_output.emit(segment_infarct(op_input.receive(self.IN_PREPROCESSED), self._model), self.OUT_INFARCT)

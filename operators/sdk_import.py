@@ -35,6 +35,6 @@ def import_sdk_without_monai_core() -> bool:
         raise ImportError(f"monai.{name}: MONAI core is not loaded in this process; the ASPECTS app imports only "
                           "the MONAI Deploy SDK (operators/sdk_import.py)")
 
-    module.__getattr__ = _no_core  # type: ignore[attr-defined]
+    module.__dict__["__getattr__"] = _no_core
     sys.modules["monai"] = module
     return True

@@ -1,34 +1,33 @@
-"""MONAI Deploy operators that write the app's outputs; thin wrappers over aspects.* writers.
+"""MONAI Deploy operators that write the app's outputs, one file kind each (aspects.outputs).
 
-Port contract (all Python objects):
-    source   list[pydicom.Dataset]  the selected CT series, sorted (aspects.dicom_geometry.sort_slices)
-    infarct  np.ndarray bool (z, y, x) on the source grid
-    regions  np.ndarray uint8 (z, y, x) on the source grid, aspects.labels table
-    result   dict, the aspects.json content (aspects.result_json)
-Outputs: ``seg_path`` / ``sr_path`` / ``kos_path`` (Path), ``key_images`` (dict level -> {"slice",
-"dcm", "png"}), ``json_path`` (Path). Files go to OUT/dicom, OUT/png and OUT/aspects.json.
+Every writer receives "scored" (:class:`aspects.assess.ScoredStudy`) and writes under its
+``output_folder``: OUT/dicom (SEG, SR, KOS, key images), OUT/png, OUT/nifti and OUT/aspects.json,
+which is written last and names the others.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Sequence
 
-import pydicom
 from monai.deploy.core import ConditionType, Fragment, Operator, OperatorSpec
 
-from aspects.dicom_kos import write_kos
-from aspects.dicom_seg import write_seg
-from aspects.dicom_sr import write_sr
-from aspects.key_images import key_slices, write_key_images
-from aspects.result_json import relative_outputs, write_result
+from aspects.outputs import (WrittenOutputs, key_image_outputs, kos_output, nifti_outputs, result_json_output,
+                             seg_output, sr_output)
 
-logger = logging.getLogger(__name__)
+SCORED = "scored"
+SEG_PATH = "seg_path"
+SR_PATH = "sr_path"
+KEY_IMAGES = "key_images"
+KOS_PATH = "kos_path"
+NIFTI_PATHS = "nifti_paths"
+JSON_PATH = "json_path"
 
 
 class _WriterOperator(Operator):
     """Common constructor: where the outputs go."""
+
+    IN_SCORED = SCORED
 
     def __init__(self, fragment: Fragment, *args, output_folder: Path, **kwargs):
         self.output_folder = Path(output_folder)
@@ -36,106 +35,105 @@ class _WriterOperator(Operator):
 
 
 class SegWriterOperator(_WriterOperator):
-    """DICOM SEG (infarct + 20 regions) to OUT/dicom/seg.dcm; emits ``seg_path``."""
+    """DICOM SEG (infarct + 20 regions) to OUT/dicom/seg.dcm. Named output: "seg_path" (Path)."""
+
+    OUT_SEG = SEG_PATH
 
     def setup(self, spec: OperatorSpec):
-        for name in ("source", "infarct", "regions", "result"):
-            spec.input(name)
-        spec.output("seg_path").condition(ConditionType.NONE)
+        spec.input(self.IN_SCORED)
+        spec.output(self.OUT_SEG).condition(ConditionType.NONE)
 
     def compute(self, op_input, op_output, context):
-        source, result = op_input.receive("source"), op_input.receive("result")
-        path = write_seg(
-            source, op_input.receive("infarct"), op_input.receive("regions"), result, self.output_folder / "dicom" / "seg.dcm"
-        )
-        logger.info("wrote %s", path)
-        op_output.emit(path, "seg_path")
+        op_output.emit(seg_output(op_input.receive(self.IN_SCORED), self.output_folder), self.OUT_SEG)
 
 
 class SRWriterOperator(_WriterOperator):
-    """DICOM SR (TID 1500) to OUT/dicom/sr.dcm; emits ``sr_path``.
+    """DICOM SR (TID 1500) to OUT/dicom/sr.dcm. Named output: "sr_path" (Path).
 
-    ``regions`` picks the key slices the hemisphere groups reference (same rule as the key images).
-    With ``reference_seg=True`` an input ``seg_path`` (from SegWriterOperator) is declared and the
+    With ``reference_seg=True`` the input "seg_path" (from SegWriterOperator) is declared and the
     infarct/region groups reference their SEG segments.
     """
+
+    IN_SEG = SEG_PATH
+    OUT_SR = SR_PATH
 
     def __init__(self, fragment: Fragment, *args, output_folder: Path, reference_seg: bool = False, **kwargs):
         self.reference_seg = reference_seg
         super().__init__(fragment, *args, output_folder=output_folder, **kwargs)
 
     def setup(self, spec: OperatorSpec):
-        for name in ("source", "regions", "result") + (("seg_path",) if self.reference_seg else ()):
-            spec.input(name)
-        spec.output("sr_path").condition(ConditionType.NONE)
+        spec.input(self.IN_SCORED)
+        if self.reference_seg:
+            spec.input(self.IN_SEG)
+        spec.output(self.OUT_SR).condition(ConditionType.NONE)
 
     def compute(self, op_input, op_output, context):
-        source, regions, result = (op_input.receive(n) for n in ("source", "regions", "result"))
-        seg = pydicom.dcmread(op_input.receive("seg_path"), stop_before_pixels=True) if self.reference_seg else None
-        keys = [source[k] for k in key_slices(result, regions).values()]
-        path = write_sr(source, result, self.output_folder / "dicom" / "sr.dcm", key_sources=keys, seg=seg)
-        logger.info("wrote %s", path)
-        op_output.emit(path, "sr_path")
+        seg = op_input.receive(self.IN_SEG) if self.reference_seg else None
+        op_output.emit(sr_output(op_input.receive(self.IN_SCORED), self.output_folder, seg), self.OUT_SR)
 
 
 class KeyImageWriterOperator(_WriterOperator):
-    """BG/SG key images to OUT/dicom/key_*.dcm and OUT/png/key_*.png; emits ``key_images``."""
+    """BG/SG key images to OUT/dicom/key_*.dcm and OUT/png/key_*.png.
+    Named output: "key_images" (tuple of :class:`aspects.outputs.KeyImage`)."""
+
+    OUT_KEY_IMAGES = KEY_IMAGES
 
     def setup(self, spec: OperatorSpec):
-        for name in ("source", "infarct", "regions", "result"):
-            spec.input(name)
-        spec.output("key_images").condition(ConditionType.NONE)
+        spec.input(self.IN_SCORED)
+        spec.output(self.OUT_KEY_IMAGES).condition(ConditionType.NONE)
 
     def compute(self, op_input, op_output, context):
-        written = write_key_images(
-            op_input.receive("source"),
-            op_input.receive("infarct"),
-            op_input.receive("regions"),
-            op_input.receive("result"),
-            self.output_folder,
-        )
-        for level, item in written.items():
-            logger.info("key image %s: slice %d -> %s, %s", level, item["slice"], item["dcm"], item["png"])
-        op_output.emit(written, "key_images")
+        op_output.emit(key_image_outputs(op_input.receive(self.IN_SCORED), self.output_folder), self.OUT_KEY_IMAGES)
 
 
 class KOSWriterOperator(_WriterOperator):
-    """Key Object Selection document to OUT/dicom/kos.dcm; emits ``kos_path``.
+    """Key Object Selection document to OUT/dicom/kos.dcm. Named output: "kos_path" (Path).
 
     Waits for the key images, the SR and the SEG, and flags them (with the source slices of the
     two ASPECTS levels) as the study's key objects.
     """
 
+    IN_KEY_IMAGES = KEY_IMAGES
+    IN_SR = SR_PATH
+    IN_SEG = SEG_PATH
+    OUT_KOS = KOS_PATH
+
     def setup(self, spec: OperatorSpec):
-        for name in ("source", "result", "key_images", "sr_path", "seg_path"):
+        for name in (self.IN_SCORED, self.IN_KEY_IMAGES, self.IN_SR, self.IN_SEG):
             spec.input(name)
-        spec.output("kos_path").condition(ConditionType.NONE)
+        spec.output(self.OUT_KOS).condition(ConditionType.NONE)
 
     def compute(self, op_input, op_output, context):
-        source, result, keys = (op_input.receive(n) for n in ("source", "result", "key_images"))
-        sr, seg = (pydicom.dcmread(op_input.receive(n), stop_before_pixels=True) for n in ("sr_path", "seg_path"))
-        path = write_kos(
-            [source[k["slice"]] for k in keys.values()],
-            [pydicom.dcmread(k["dcm"], stop_before_pixels=True) for k in keys.values()],
-            sr,
-            self.output_folder / "dicom" / "kos.dcm",
-            seg=seg,
-            result=result,
-        )
-        logger.info("wrote %s", path)
-        op_output.emit(path, "kos_path")
+        scored, keys, sr, seg = (op_input.receive(n) for n in (self.IN_SCORED, self.IN_KEY_IMAGES, self.IN_SR, self.IN_SEG))
+        op_output.emit(kos_output(scored, self.output_folder, keys, sr, seg), self.OUT_KOS)
+
+
+class NiftiWriterOperator(_WriterOperator):
+    """The source-grid masks as OUT/nifti/infarct.nii.gz and regions.nii.gz (evaluation and research).
+    Named output: "nifti_paths" (name -> Path)."""
+
+    OUT_NIFTI = NIFTI_PATHS
+
+    def setup(self, spec: OperatorSpec):
+        spec.input(self.IN_SCORED)
+        spec.output(self.OUT_NIFTI).condition(ConditionType.NONE)
+
+    def compute(self, op_input, op_output, context):
+        op_output.emit(nifti_outputs(op_input.receive(self.IN_SCORED), self.output_folder), self.OUT_NIFTI)
 
 
 class JSONWriterOperator(_WriterOperator):
-    """aspects.json, written last: ``result`` plus the relative paths of the files written upstream.
+    """aspects.json, written last: the scored document plus the relative paths of the files
+    written upstream. Named output: "json_path" (Path).
 
-    ``wait_for`` names the upstream ports to wait for: any of ``seg_path``, ``sr_path``,
-    ``key_images`` (the default), ``kos_path`` and ``nifti_paths`` (dict name -> Path, for a NIfTI writer that
-    emits what it wrote). ``result["outputs"]`` entries already present are kept.
+    ``wait_for`` names the upstream ports to wait for: any of :attr:`PORTS` (default
+    :attr:`DEFAULT_PORTS`).
     """
 
-    PORTS = ("seg_path", "sr_path", "key_images", "kos_path", "nifti_paths")
-    DEFAULT_PORTS = ("seg_path", "sr_path", "key_images")
+    IN_SEG, IN_SR, IN_KEY_IMAGES, IN_KOS, IN_NIFTI = SEG_PATH, SR_PATH, KEY_IMAGES, KOS_PATH, NIFTI_PATHS
+    PORTS = (SEG_PATH, SR_PATH, KEY_IMAGES, KOS_PATH, NIFTI_PATHS)
+    DEFAULT_PORTS = (SEG_PATH, SR_PATH, KEY_IMAGES)
+    OUT_JSON = JSON_PATH
 
     def __init__(self, fragment: Fragment, *args, output_folder: Path, wait_for: Sequence[str] = DEFAULT_PORTS, **kwargs):
         unknown = set(wait_for) - set(self.PORTS)
@@ -145,28 +143,14 @@ class JSONWriterOperator(_WriterOperator):
         super().__init__(fragment, *args, output_folder=output_folder, **kwargs)
 
     def setup(self, spec: OperatorSpec):
-        spec.input("result")
+        spec.input(self.IN_SCORED)
         for name in self.wait_for:
             spec.input(name)
-        spec.output("json_path").condition(ConditionType.NONE)
+        spec.output(self.OUT_JSON).condition(ConditionType.NONE)
 
     def compute(self, op_input, op_output, context):
-        result = dict(op_input.receive("result"))
+        scored = op_input.receive(self.IN_SCORED)
         got = {name: op_input.receive(name) for name in self.wait_for}
-        keys = list((got.get("key_images") or {}).values())
-        outputs = dict(result.get("outputs") or {})
-        outputs.update(
-            relative_outputs(
-                self.output_folder,
-                seg=got.get("seg_path"),
-                sr=got.get("sr_path"),
-                kos=got.get("kos_path"),
-                key_images=[k["dcm"] for k in keys],
-                png=[k["png"] for k in keys],
-                nifti=got.get("nifti_paths"),
-            )
-        )
-        result["outputs"] = outputs
-        path = write_result(result, self.output_folder / "aspects.json")
-        logger.info("wrote %s", path)
-        op_output.emit(path, "json_path")
+        written = WrittenOutputs(seg=got.get(SEG_PATH), sr=got.get(SR_PATH), kos=got.get(KOS_PATH),
+                                 key_images=tuple(got.get(KEY_IMAGES) or ()), nifti=got.get(NIFTI_PATHS) or {})
+        op_output.emit(result_json_output(scored, self.output_folder, written), self.OUT_JSON)

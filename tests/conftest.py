@@ -1,34 +1,46 @@
-"""Shared pytest set-up: the repo root on sys.path and a helper that runs the app as a user does."""
+"""Shared fixtures and the test tiers.
+
+Markers (``--strict-markers``: an unknown marker is an error):
+    slow      takes more than a few seconds (registration, model inference, training, app runs)
+    e2e       runs the whole app or pipeline on a study, or the listener with the app behind it
+    external  needs a program or data outside the Python environment (dcmtk, dciodvfy, Orthanc,
+              gdcmconv, Docker, jq, ../shared/data)
+``make test-fast`` runs the tests with none of them; ``make test`` runs everything.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-
-def run_app(input_dir: Path, output_dir: Path, models_dir: Path | None = None, *, use_env: bool = False,
-            extra_env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run app.py in a fresh process: with -i/-o/-m, or (use_env) as the MAP entrypoint does."""
-    env = dict(os.environ)
-    env.update(extra_env or {})
-    models_dir = models_dir or (ROOT / "models")
-    if use_env:
-        env.update(HOLOSCAN_INPUT_PATH=str(input_dir), HOLOSCAN_OUTPUT_PATH=str(output_dir),
-                   HOLOSCAN_MODEL_PATH=str(models_dir))
-        cmd = [sys.executable, str(ROOT / "app.py")]
-    else:
-        cmd = [sys.executable, str(ROOT / "app.py"), "-i", str(input_dir), "-o", str(output_dir), "-m", str(models_dir)]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=str(ROOT))
+from tests.support import REPO
+from tests.support.phantom_cases import make_case
 
 
 @pytest.fixture(scope="session")
-def app_runner():
-    return run_app
+def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's folder of synthetic studies (each made once, on first use)."""
+    root = tmp_path_factory.getbasetemp() / "phantoms"
+    root.mkdir(exist_ok=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def phantom_case(phantom_root: Path) -> Callable[..., Path]:
+    """``phantom_case(seed, kind="acute", thickness=5.0, **PhantomOptions)`` -> the case folder
+    (``dicom/``, ``truth/``, ``truth.json``), made once per session (tests/support/phantom_cases.py)."""
+
+    def make(seed: int, kind: str = "acute", thickness: float = 5.0, **opts: Any) -> Path:
+        return make_case(phantom_root, seed, kind=kind, thickness=thickness, **opts)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def pipeline():
+    """One warm in-process pipeline (the repository's models and atlas, loaded once) for the session."""
+    from aspects.pipeline import Pipeline
+
+    return Pipeline(models_dir=REPO / "models", keep_models_loaded=True)

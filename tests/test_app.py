@@ -1,4 +1,5 @@
-"""The application end to end, run as a user runs it (`python app.py -i -o -m`), on synthetic studies.
+"""The application end to end on synthetic studies: a 5 mm study run as a user runs it
+(`python app.py -i -o -m`), a thin 1 mm study through the same stages in-process.
 
 Each run takes up to about a minute on 2 cores (registration); the runs are shared per module.
 """
@@ -20,9 +21,10 @@ import SimpleITK as sitk
 from aspects.dicom_sr import read_aspects_from_sr
 from aspects.labels import REGION_CODES, SIDES, label_value
 from aspects.result_json import validate
-from tests.conftest import run_app
-from tests.dcmqi_readback import mask_on, needs_dcmqi, read_seg, read_sr, sr_values
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
+from tests.support.app_runs import run_app, run_pipeline
+from tests.support.dcmqi_readback import mask_on, needs_dcmqi, read_seg, read_sr, sr_values
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 needs_dciodvfy = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy missing (apt-get install dicom3tools)")
 
@@ -36,30 +38,31 @@ def tree_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-def _run(case: Path, work: Path, extra_files: bool = False):
-    """Copy the case's DICOM to a fresh input folder (plus junk files if asked) and run the app."""
+def _run(case: Path, work: Path, extra_files: bool = False, pipeline=None):
+    """Copy the case's DICOM to a fresh input folder (plus junk files if asked) and run the app
+    (in-process when a ``pipeline`` is given)."""
     inp = work / "input"
     shutil.copytree(case / "dicom", inp)
     if extra_files:
         (inp / "README.txt").write_text("not DICOM")
         (inp / "broken.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"\x07" * 300)
     before = tree_digest(inp)
-    proc = run_app(inp, work / "out")
+    proc = run_app(inp, work / "out") if pipeline is None else run_pipeline(pipeline, inp, work / "out")
     return {"proc": proc, "out": work / "out", "input": inp, "before": before, "case": case,
             "truth": json.loads((case / "truth.json").read_text())}
 
 
 @pytest.fixture(scope="module")
-def acute5(phantom_root, tmp_path_factory):  # noqa: F811
-    case = make_case(phantom_root, 21, kind="acute", thickness=5.0, hu_drop=10.0, side="left",
+def acute5(phantom_case, tmp_path_factory):
+    case = phantom_case(21, kind="acute", thickness=5.0, hu_drop=10.0, side="left",
                      pattern="whole_mca", matrix=512)
     return _run(case, tmp_path_factory.mktemp("app5"), extra_files=True)
 
 
 @pytest.fixture(scope="module")
-def acute1(phantom_root, tmp_path_factory):  # noqa: F811
-    case = make_case(phantom_root, 22, kind="acute", thickness=1.0, hu_drop=8.0, side="right", matrix=512)
-    return _run(case, tmp_path_factory.mktemp("app1"))
+def acute1(phantom_case, pipeline, tmp_path_factory):
+    case = phantom_case(22, kind="acute", thickness=1.0, hu_drop=8.0, side="right", matrix=512)
+    return _run(case, tmp_path_factory.mktemp("app1"), pipeline=pipeline)
 
 
 def test_5mm_study_runs_and_writes_every_output(acute5):
@@ -135,6 +138,7 @@ def test_dcmqi_reads_the_outputs_as_aspects_json_and_the_nifti_say(acute5, tmp_p
             assert got["region_ml"] == pytest.approx(want["region_ml"], abs=1e-3), (side, code)
 
 
+@pytest.mark.external
 @needs_dciodvfy
 @pytest.mark.parametrize("rel", ["dicom/seg.dcm", "dicom/sr.dcm", "dicom/kos.dcm", "dicom/key_bg.dcm", "dicom/key_sg.dcm"])
 def test_dciodvfy_accepts_the_outputs(acute5, rel):

@@ -1,5 +1,5 @@
 """Bad input: each case gets one clear line on stderr, a defined exit code, and an untouched input.
-(tools/robustness.py runs a longer list of cases for docs/robustness.md.)"""
+(aspects-robustness runs a longer list of cases for docs/robustness.md.)"""
 
 from __future__ import annotations
 
@@ -18,16 +18,17 @@ from aspects.errors import (
     EXIT_UNDECODABLE,
     EXIT_USAGE,
 )
-from tests.conftest import run_app
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
+from tests.support.app_runs import run_app
 from tests.test_app import tree_digest
-from tools.robustness import (PRIVATE_SYNTAX, copy_as_second_study, corrupt_pixel_stream, edit, encode,
+from aspects_research.tools.robustness import (PRIVATE_SYNTAX, copy_as_second_study, corrupt_pixel_stream, edit, encode,
                               relabel_transfer_syntax, shear_positions)
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")
-def normal_case(phantom_root):  # noqa: F811
-    return make_case(phantom_root, 31, kind="normal", thickness=5.0)
+def normal_case(phantom_case):
+    return phantom_case(31, kind="normal", thickness=5.0)
 
 
 def _edit_all(folder: Path, edit: Callable[[pydicom.Dataset, int], None]) -> None:
@@ -138,6 +139,7 @@ CASES = [
     ("unknown_syntax", make_unknown_syntax, EXIT_UNDECODABLE, "which this installation cannot decode"),
     ("corrupt_jpeg", make_corrupt_jpeg, EXIT_UNDECODABLE, "cannot be decoded"),
     ("two_studies", make_two_studies, EXIT_MULTIPLE_STUDIES, "2 studies"),
+
 ]
 
 

@@ -194,6 +194,7 @@ def test_m_regions_keep_off_the_midline_and_the_occipital_pole(atlas: Atlas, lab
         assert occipital_pole - y_mm[ys].max() >= MIN_M3_POLE_MM, code
 
 
+@pytest.mark.slow
 def test_lncc_atlas_warp_recovers_a_known_displacement(atlas: Atlas) -> None:
     """The region path without a model (aspects.region_atlas): a 'patient' that is the aligned
     template moved 6 mm backwards and 4 mm to the side gets the atlas regions moved with it."""

@@ -1,6 +1,8 @@
-"""Training bundles: train -> checkpoint -> ckpt_export -> TorchScript in a clean process (CI smoke test).
+"""Training bundles: train -> checkpoint -> ckpt_export -> TorchScript in a clean process (CI smoke test),
+run as model-zoo bundles run: from another working directory, with only the installed packages
+(aspects, aspects_research) importable, not the repository root.
 
-Each bundle trains one epoch on three tiny aligned studies (tests/bundles_fixtures.py) with the
+Each bundle trains one epoch on three tiny aligned studies (tests/support/tiny_aligned.py) with the
 standard ``python -m monai.bundle`` commands, exports TorchScript, and a fresh interpreter that
 never imports MONAI or the training code loads the .ts with the app's loader and runs it on an
 aligned volume; its logits must equal the checkpoint's network output.
@@ -18,20 +20,29 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from bundles_fixtures import write_tiny_dataset
+from tests.support.tiny_aligned import write_tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import make_datalist  # noqa: E402
+from aspects_research.tools import make_datalist  # noqa: E402
 
 from aspects.errors import InputError  # noqa: E402
 
 BUNDLES = {"aspects_regions": 21, "infarct_seg": 2}
 
 
-def _bundle(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", OMP_NUM_THREADS="2")
-    proc = subprocess.run([sys.executable, "-m", "monai.bundle", *args], cwd=ROOT, env=env,
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A folder that holds only the project's packages, as site-packages would after ``pip install``:
+    ``train`` (the repository root) is not importable from a process whose path is this."""
+    site = tmp_path_factory.mktemp("site")
+    for package in ("aspects", "aspects_research"):
+        (site / package).symlink_to(ROOT / package, target_is_directory=True)
+    return site
+
+
+def _bundle(site: Path, cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(site), OMP_NUM_THREADS="2")
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -47,27 +58,26 @@ _APP_SIDE = r"""
 import sys, numpy as np, SimpleITK as sitk
 from pathlib import Path
 from aspects.inference import load_torchscript, predict_labels
-from aspects.model_io import mirror, normalise, to_model_layout
+from aspects.model_io import model_input, to_model_layout
 ts, image, channels, out = sys.argv[1:5]
 hu = sitk.GetArrayFromImage(sitk.ReadImage(image))
-norm = normalise(hu)
-stack = [norm] if channels == "1" else [norm, mirror(norm)]
-x = np.stack([to_model_layout(a) for a in stack])[None]
+x = model_input(to_model_layout(hu), with_mirror=channels == "2")[None]
 model = load_torchscript(Path(ts), "cpu")
 labels, prob = predict_labels(model, x, "cpu")
 import torch
 with torch.inference_mode():
     logits = model(torch.from_numpy(x)).numpy()
 np.save(out, logits)
-bad = [m for m in sys.modules if m == "monai" or m.startswith(("monai.", "train", "scripts", "aspects.losses", "ignite"))]
+bad = [m for m in sys.modules if m == "monai" or m.startswith(("monai.", "train", "scripts", "aspects_research.losses", "ignite"))]
 print("imported:", bad)
 assert not bad, bad
 assert labels.shape == x.shape[2:], labels.shape
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bundle", list(BUNDLES))
-def test_train_export_and_app_inference(bundle: str, tiny: Path, tmp_path: Path):
+def test_train_export_and_app_inference(bundle: str, tiny: Path, installed: Path, tmp_path: Path):
     import torch
 
     configs = ROOT / "train" / bundle / "configs"
@@ -76,20 +86,20 @@ def test_train_export_and_app_inference(bundle: str, tiny: Path, tmp_path: Path)
                  "--num_samples", "1", "--cache_rate", "0"]
     if bundle == "infarct_seg":
         overrides += ["--roi_size", "[32,32,-1]", "--tagl_slabs", "[[2,14],[16,30]]"]  # TAGL on in the smoke test
-    _bundle("run", "--config_file", str(configs / "train.json"), *overrides)
+    _bundle(installed, tmp_path, "run", "--config_file", str(configs / "train.json"), *overrides)
     ckpt = out / "models" / "model.pt"
     assert ckpt.is_file() and (out / "curves.png").is_file()
     history = json.loads((out / "curves.json").read_text())
     assert len(history["train_loss"]) == 1 and np.isfinite(history["train_loss"][0])
 
     ts = tmp_path / f"{bundle}.ts"
-    _bundle("ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", str(ckpt),
+    _bundle(installed, tmp_path, "ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", str(ckpt),
             "--meta_file", str(configs / "metadata.json"), "--config_file", str(configs / "train.json"))
 
     image = tiny / "images" / "tiny_02.nii.gz"
     channels = "1" if bundle == "aspects_regions" else "2"
     logits_file = tmp_path / "logits.npy"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(installed))
     proc = subprocess.run([sys.executable, "-c", _APP_SIDE, str(ts), str(image), channels, str(logits_file)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -99,29 +109,47 @@ def test_train_export_and_app_inference(bundle: str, tiny: Path, tmp_path: Path)
     # The exported model is the trained checkpoint: same logits as the config's network + weights.
     from monai.bundle import ConfigParser
 
-    from aspects.model_io import mirror, normalise, to_model_layout
+    from aspects.model_io import model_input, to_model_layout
 
     parser = ConfigParser()
     parser.read_config(str(configs / "train.json"))
     net = parser.get_parsed_content("network_def")
     net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
     net.eval()
-    norm = normalise(sitk.GetArrayFromImage(sitk.ReadImage(str(image))))
-    stack = [norm] if channels == "1" else [norm, mirror(norm)]
-    x = torch.from_numpy(np.stack([to_model_layout(a) for a in stack])[None])
+    hu = to_model_layout(sitk.GetArrayFromImage(sitk.ReadImage(str(image))))
+    x = torch.from_numpy(model_input(hu, with_mirror=channels == "2")[None])
     with torch.inference_mode():
         expected = net(x).numpy()
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bundle", list(BUNDLES))
-def test_metadata_verifies_against_the_shipped_schema(bundle: str):
+def test_metadata_verifies_against_the_shipped_schema(bundle: str, installed: Path, tmp_path: Path):
     configs = ROOT / "train" / bundle / "configs"
-    _bundle("verify_metadata", "--meta_file", str(configs / "metadata.json"),
+    _bundle(installed, tmp_path, "verify_metadata", "--meta_file", str(configs / "metadata.json"),
             "--filepath", str(configs / "metadata_schema.json"), timeout=300)
     meta = json.loads((configs / "metadata.json").read_text())
     assert meta["preprocessing"]["spacing_mm"] == [2.0, 2.0, 2.0]
     assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == BUNDLES[bundle]
+
+
+@pytest.mark.parametrize("bundle", list(BUNDLES))
+def test_inference_config_builds_the_apps_model_input(bundle: str, tiny: Path):
+    """The bundle's inference.json prepares an image with aspects.model_io.model_input, the function
+    the app's segmenters use: the same array, channel for channel."""
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    from aspects.model_io import model_input, to_model_layout
+
+    configs = ROOT / "train" / bundle / "configs"
+    parser = ConfigParser()
+    parser.read_config([str(configs / "train.json"), str(configs / "inference.json")])
+    image = tiny / "images" / "tiny_02.nii.gz"
+    got = np.asarray(Compose(parser.get_parsed_content("infer_load"))({"image": str(image)})["image"])
+    hu = to_model_layout(sitk.GetArrayFromImage(sitk.ReadImage(str(image))))
+    np.testing.assert_array_equal(got, model_input(hu, with_mirror=bundle == "infarct_seg"))
 
 
 def test_folder_datalist_pairs_by_name_with_a_fixed_split(tmp_path: Path):
@@ -162,8 +190,9 @@ def test_tagl_slabs_are_the_aligned_planes_inside_each_level():
         slab_indices(200.0, 300.0, -95.5, 2.0, 96)
 
 
+@pytest.mark.slow
 def test_phantom_datalists_align_in_parallel_and_resume(tmp_path: Path, capsys):
-    from tests.phantom_fixtures import make_case
+    from tests.support.phantom_cases import make_case
 
     train_root, val_root, out = tmp_path / "train", tmp_path / "val", tmp_path / "aligned"
     for seed in (3101, 3102):

@@ -1,4 +1,4 @@
-"""tools/calibrate_evidence.py: normal studies' aspects.json in, a calibration the app reads out."""
+"""aspects-calibrate-evidence: normal studies' aspects.json in, a calibration the app reads out."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from aspects.labels import REGION_CODES, SIDES
 from aspects.region_evidence import load_calibration
-from tools import calibrate_evidence as ce
+from aspects_research.tools import calibrate_evidence as ce
 
 
 def _runs(tmp_path, kinds, sd=1.0, seed=0):

@@ -1,4 +1,4 @@
-"""Compressed transfer syntaxes: every syntax a PACS sends decodes through the app's loader path to the
+"""Compressed transfer syntaxes: every syntax a PACS sends decodes through the app's series loading to the
 same HU as the uncompressed series (lossless exactly, lossy closely), and the app gives the same
 result on a study whose slices use all of them (plus files without preamble and 300 junk files).
 
@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from monai.deploy.core import Fragment
-
+from aspects.dicom_geometry import sort_slices
+from aspects.dicom_input import read_dataset, scan_folder
 from aspects.errors import EXIT_UNDECODABLE, InputError
-from operators.dicom_loader import SafeDICOMDataLoaderOperator
-from operators.series_to_volume import DecodingSeriesToVolumeOperator
-from tests.conftest import run_app
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
-from tools.robustness import ENCODERS, corrupt_pixel_stream, encode, sorted_files, strip_preamble
+from aspects.series import hu_stack
+from tests.support.app_runs import run_app, run_pipeline
+from aspects_research.tools.robustness import ENCODERS, corrupt_pixel_stream, encode, sorted_files, strip_preamble
+
+pytestmark = [pytest.mark.external]
 
 LOSSY = {"jpeg2000-lossy": 20.0, "jpeg-ls-near-lossless": 4.0}  # max |HU error| allowed
 needs_tools = pytest.mark.skipif(any(shutil.which(t[0], path="/usr/bin:/bin") is None for t in ENCODERS.values()),
@@ -30,17 +30,16 @@ needs_tools = pytest.mark.skipif(any(shutil.which(t[0], path="/usr/bin:/bin") is
 
 
 def _app_volume(folder: Path) -> np.ndarray:
-    """The HU stack as the app's loader and series-to-volume operators build it."""
-    fragment = Fragment()
-    loader = SafeDICOMDataLoaderOperator(fragment, name="loader")
-    series = loader.load_data_to_studies(folder)[0].get_all_series()[0]
-    return np.asarray(DecodingSeriesToVolumeOperator.generate_voxel_data(series), dtype=np.float32)
+    """The HU stack as the app's series loading builds it (aspects.series.load_series, without the
+    selection rules, which a six-slice slab would not pass)."""
+    headers = sort_slices(scan_folder(folder).datasets)
+    return hu_stack([read_dataset(str(h.filename))[0] for h in headers])
 
 
 @pytest.fixture(scope="module")
-def slab(phantom_root, tmp_path_factory):  # noqa: F811
+def slab(phantom_case, tmp_path_factory):
     """Six slices of a synthetic study (signed 16-bit storage with padding)."""
-    case = make_case(phantom_root, 42, kind="acute", thickness=5.0, hu_drop=10.0, side="left", pattern="whole_mca")
+    case = phantom_case(42, kind="acute", thickness=5.0, hu_drop=10.0, side="left", pattern="whole_mca")
     folder = tmp_path_factory.mktemp("slab")
     for p in sorted_files(case / "dicom")[14:20]:
         shutil.copy(p, folder / p.name)
@@ -76,12 +75,12 @@ def test_a_corrupt_compressed_slice_is_an_input_error_naming_the_file(slab, tmp_
 
 
 @pytest.fixture(scope="module")
-def mixed_runs(phantom_root, tmp_path_factory):  # noqa: F811
-    """The same study twice through the app: uncompressed, and with its slices spread over every
-    compressed syntax, two files without preamble and 300 junk files beside them."""
-    case = make_case(phantom_root, 42, kind="acute", thickness=5.0, hu_drop=10.0, side="left", pattern="whole_mca")
+def mixed_runs(phantom_case, pipeline, tmp_path_factory):
+    """The same study twice: uncompressed (in-process), and through the app's command line with its
+    slices spread over every compressed syntax, two files without preamble and 300 junk files beside them."""
+    case = phantom_case(42, kind="acute", thickness=5.0, hu_drop=10.0, side="left", pattern="whole_mca")
     work = tmp_path_factory.mktemp("mixed")
-    plain = run_app(case / "dicom", work / "plain_out")
+    plain = run_pipeline(pipeline, case / "dicom", work / "plain_out")
     mixed = work / "mixed"
     shutil.copytree(case / "dicom", mixed)
     files = sorted_files(mixed)
@@ -100,9 +99,11 @@ def mixed_runs(phantom_root, tmp_path_factory):  # noqa: F811
             "mixed_out": work / "mixed_out", "syntaxes": syntaxes}
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 @needs_tools
 def test_study_in_every_syntax_scores_as_the_uncompressed_one(mixed_runs):
-    assert mixed_runs["plain"].returncode == 0, mixed_runs["plain"].stderr[-1500:]
+    assert mixed_runs["plain"].returncode == 0, mixed_runs["plain"].stderr
     proc = mixed_runs["mixed"]
     assert proc.returncode == 0, proc.stderr[-1500:]
     a = json.loads((mixed_runs["plain_out"] / "aspects.json").read_text())
@@ -112,6 +113,8 @@ def test_study_in_every_syntax_scores_as_the_uncompressed_one(mixed_runs):
     assert a["affected_side"] == "left" and a["score"] < 10  # a study with something to score
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 @needs_tools
 def test_junk_is_summarised_in_one_console_line_and_preambleless_files_are_read(mixed_runs):
     err = mixed_runs["mixed"].stderr

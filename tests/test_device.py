@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,9 +14,9 @@ from aspects.dicom_sr import read_aspects_from_sr
 from aspects.errors import EXIT_USAGE, InputError
 from aspects.inference import DEVICE_ENV, resolve_device
 from aspects.result_json import problems, validate
-from tests.conftest import ROOT, run_app
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
-from tests.writers_fixtures import make_ct_series, make_masks, make_result
+from tests.support import REPO as ROOT
+from tests.support.app_runs import run_app
+from tests.support.ct_series import make_ct_series, make_masks, make_result
 
 FAKE_CUDA = ROOT / "tests" / "fake_cuda"
 
@@ -77,8 +76,10 @@ def test_every_resolved_device_passes_the_aspects_json_validator(two_gpus, monke
     assert problems(dict(valid, device="cuda")) == ["device: expected 'cpu' or 'cuda:N', got 'cuda'"]
 
 
-def test_a_cuda_request_on_a_cpu_host_stops_before_the_pipeline(phantom_root, tmp_path):  # noqa: F811
-    case = make_case(phantom_root, 31, kind="normal", thickness=5.0)
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_a_cuda_request_on_a_cpu_host_stops_before_the_pipeline(phantom_case, tmp_path):
+    case = phantom_case(31, kind="normal", thickness=5.0)
     proc = run_app(case / "dicom", tmp_path / "out", extra_env={DEVICE_ENV: "cuda"})
     assert proc.returncode == EXIT_USAGE
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error[")]
@@ -88,11 +89,11 @@ def test_a_cuda_request_on_a_cpu_host_stops_before_the_pipeline(phantom_root, tm
 
 
 @pytest.fixture(scope="module")
-def fake_gpu_run(phantom_root, tmp_path_factory):  # noqa: F811
+def fake_gpu_run(phantom_case, tmp_path_factory):
     if not (ROOT / "models" / "infarct_seg" / "infarct_seg.ts").is_file():
         pytest.skip("no shipped infarct model: the CUDA branch needs a model to run")
     work = tmp_path_factory.mktemp("fake_gpu")
-    case = make_case(phantom_root, 32, kind="acute", thickness=5.0, hu_drop=10.0, side="left", pattern="whole_mca")
+    case = phantom_case(32, kind="acute", thickness=5.0, hu_drop=10.0, side="left", pattern="whole_mca")
     log = work / "cuda_calls.jsonl"
     env = {"ASPECTS_FAKE_CUDA": "1", "ASPECTS_FAKE_CUDA_LOG": str(log),
            "PYTHONPATH": os.pathsep.join([str(FAKE_CUDA), os.environ.get("PYTHONPATH", "")])}
@@ -101,6 +102,8 @@ def fake_gpu_run(phantom_root, tmp_path_factory):  # noqa: F811
     return {"proc": proc, "out": work / "out", "calls": calls, "truth": json.loads((case / "truth.json").read_text())}
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_gpu_host_runs_the_model_on_cuda_and_writes_every_output(fake_gpu_run):
     proc, out = fake_gpu_run["proc"], fake_gpu_run["out"]
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -117,6 +120,8 @@ def test_gpu_host_runs_the_model_on_cuda_and_writes_every_output(fake_gpu_run):
     assert abs(result["aspects"]["left"] - truth["aspects"]["left"]) <= 2
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_gpu_host_moves_model_and_input_to_cuda_and_releases_memory(fake_gpu_run):
     events = [(c["event"], c.get("device")) for c in fake_gpu_run["calls"]]
     assert ("jit_load", "cuda:0") in events, events  # the model was loaded onto the GPU

@@ -1,4 +1,4 @@
-"""tools/evaluate.py on tiny fabricated case and run folders with known masks (not the app)."""
+"""aspects-evaluate on tiny fabricated case and run folders with known masks (not the app)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from tools import evaluate as ev
+from aspects_research.tools import evaluate as ev
 
 SHAPE = (6, 12, 12)  # (z, y, x)
 SPACING_XYZ = (1.0, 1.0, 5.0)  # 5 mm voxels: 0.005 ml
@@ -176,8 +176,17 @@ def test_run_app_reports_exit_code_error_line_and_peak_memory(tmp_path):
     assert not (out / "aspects.json").exists()
 
 
+def test_in_process_runner_reports_the_exit_code_and_error_line(tmp_path):
+    """--run without --subprocess: the app's stages in this process, a bad study counted as the app counts it."""
+    (tmp_path / "dicom").mkdir()
+    rr = ev.InProcessRunner()(tmp_path / "dicom", tmp_path / "out", tmp_path / "no_models", tmp_path / "console.txt")
+    assert rr.exit_code == 3 and rr.last_line.startswith("error[3]: ") and "is empty" in rr.last_line
+    assert json.loads((tmp_path / "out" / "error.json").read_text())["exit_code"] == 3  # the app's folder rules
+    assert (tmp_path / "console.txt").read_text().strip() == rr.last_line
+
+
 def test_bench_table_from_measurements():
-    from tools import bench
+    from aspects_research.tools import bench
 
     assert bench.stats([3.0, 1.0, 2.0, None]) == {"n": 3, "median": 2.0, "min": 1.0, "max": 3.0}
     assert bench.region_stage({"load": 1.0, "regions": 4.0}) == "regions"
@@ -194,19 +203,21 @@ def test_bench_table_from_measurements():
 
 
 def test_bench_reference_workload_is_a_positive_repeatable_time():
-    from tools import bench
+    from aspects_research.tools import bench
 
     t = bench.reference_workload(repeats=1)
     assert 0.0 < t < 60.0
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.skipif(os.environ.get("ASPECTS_E2E") != "1", reason="end to end through the app (minutes): set ASPECTS_E2E=1")
 def test_end_to_end_two_phantoms(tmp_path):
     """Two real phantoms (acute 10 HU, normal) made by make_phantoms and run through the app."""
-    root = Path(ev.__file__).resolve().parents[1]
+    root = Path(ev.__file__).resolve().parents[2]
     cases = tmp_path / "cases"
     for seed, kind, extra in ((1000, "acute", ["--hu-drop", "10", "--pattern", "whole_mca"]), (1001, "normal", [])):
-        subprocess.run([sys.executable, str(root / "tools" / "make_phantoms.py"), "--out", str(cases), "--count", "1",
+        subprocess.run([sys.executable, "-m", "aspects_research.tools.make_phantoms", "--out", str(cases), "--count", "1",
                         "--seed", str(seed), "--kind", kind, "--thickness", "5", *extra], check=True, cwd=root)
     assert ev.main(["--cases", str(cases), "--runs", str(tmp_path / "runs"), "--run", "--report", str(tmp_path / "r")]) == 0
     rep = json.loads((tmp_path / "r.json").read_text())

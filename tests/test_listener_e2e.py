@@ -19,13 +19,12 @@ from pydicom import dcmread
 
 from aspects.dicom_sr import read_aspects_from_sr
 from listener.jobs import KEY_OBJECT_SELECTION
-from tests.listener_fixtures import write_ct_series
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture import)
-from tests.servers import ECHOSCU, ORTHANC_BIN, STORESCU, Listener, Orthanc, free_port, listener_settings, storescu, wait_for
+from tests.support.listener_dicom import write_ct_series
+from aspects_research.dicom_servers import ECHOSCU, ORTHANC_BIN, STORESCU, Listener, Orthanc, free_port, listener_settings, storescu, wait_for
 
-pytestmark = [
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.external,
     pytest.mark.skipif(ORTHANC_BIN is None, reason="Orthanc not installed (apt-get install orthanc)"),
-    pytest.mark.skipif(STORESCU is None or ECHOSCU is None, reason="dcmtk not installed (apt-get install dcmtk)"),
+    pytest.mark.skipif(STORESCU is None or ECHOSCU is None, reason="dcmtk not installed (apt-get install dcmtk)")
 ]
 
 SEG = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -43,8 +42,8 @@ def _kind(sop_class: str) -> str:
     return sop_class
 
 
-def test_round_trip_survives_sigkill_during_processing(tmp_path, phantom_root):  # noqa: F811
-    case = make_case(phantom_root, 11, kind="acute", thickness=5.0)
+def test_round_trip_survives_sigkill_during_processing(tmp_path, phantom_case):
+    case = phantom_case(11, kind="acute", thickness=5.0)
     ct = sorted((case / "dicom").glob("*.dcm"))
     study = str(dcmread(ct[0], stop_before_pixels=True).StudyInstanceUID)
     other = write_ct_series(tmp_path / "not-a-head", 4)

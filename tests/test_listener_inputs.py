@@ -21,15 +21,14 @@ from pynetdicom.sop_class import CTImageStorage
 from aspects.errors import EXIT_BUSY
 from listener.scp import STATUS_DATASET_MISMATCH, TRANSFER_SYNTAXES
 from listener.spool import Spool
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture import)
-from tests.servers import (ECHOSCU, ORTHANC_BIN, REPO, STORESCU, Listener, Orthanc, free_port, listener_settings,
+from aspects_research.dicom_servers import (ECHOSCU, ORTHANC_BIN, REPO, STORESCU, Listener, Orthanc, free_port, listener_settings,
                            storescu, wait_for)
 from tests.test_app import tree_digest
-from tools.robustness import encode, sorted_files
+from aspects_research.tools.robustness import encode, sorted_files
 
-pytestmark = [
+pytestmark = [pytest.mark.external,
     pytest.mark.skipif(ORTHANC_BIN is None, reason="Orthanc not installed (apt-get install orthanc)"),
-    pytest.mark.skipif(STORESCU is None or ECHOSCU is None, reason="dcmtk not installed (apt-get install dcmtk)"),
+    pytest.mark.skipif(STORESCU is None or ECHOSCU is None, reason="dcmtk not installed (apt-get install dcmtk)")
 ]
 
 
@@ -48,9 +47,9 @@ def test_compressed_syntaxes_are_negotiated():
         assert ts in TRANSFER_SYNTAXES, ts
 
 
-def test_jpeg_lossless_c_store_is_stored_as_received(idle_listener, phantom_root, tmp_path):  # noqa: F811
+def test_jpeg_lossless_c_store_is_stored_as_received(idle_listener, phantom_case, tmp_path):
     folder = tmp_path / "jpeg"
-    shutil.copytree(make_case(phantom_root, 31, kind="normal", thickness=5.0) / "dicom", folder)
+    shutil.copytree(phantom_case(31, kind="normal", thickness=5.0) / "dicom", folder)
     encode(folder, "jpeg-lossless-sv1")
     files = sorted_files(folder)[:4]
     r = subprocess.run([STORESCU, "-xs", "-aet", "TESTSCU", "-aec", "ASPECTS", "127.0.0.1", str(idle_listener.port),
@@ -104,9 +103,9 @@ def test_second_listener_on_the_same_spool_refuses_before_touching_it(idle_liste
     assert tree_digest(idle_listener.spool) == before and idle_listener.alive()
 
 
-def test_partial_study_follows_the_coverage_rule(tmp_path, phantom_root):  # noqa: F811
+def test_partial_study_follows_the_coverage_rule(tmp_path, phantom_case):
     """A transfer cut after the lower half of the head: scored, but not as a normal study."""
-    case = make_case(phantom_root, 47, kind="normal", thickness=5.0)
+    case = phantom_case(47, kind="normal", thickness=5.0)
     files = sorted_files(case / "dicom")
     study = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
     pacs = Orthanc(tmp_path / "orthanc")

@@ -1,6 +1,6 @@
 """The listener against real servers: Orthanc as the PACS, dcmtk storescu / pynetdicom as scanners.
 
-These tests move small CT instances (tests/listener_fixtures.py); the full round trip through the
+These tests move small CT instances (tests/support/listener_dicom.py); the full round trip through the
 app is in test_listener_e2e.py. Skipped only when the Orthanc binary or dcmtk is absent.
 """
 
@@ -18,14 +18,14 @@ from pynetdicom.sop_class import CTImageStorage
 from listener.config import Destination
 from listener.sender import SendError, send_files
 from listener.spool import Spool
-from tests.listener_fixtures import (write_ct_series, write_ct_without_study_uid, write_mr_instance,
+from tests.support.listener_dicom import (write_ct_series, write_ct_without_study_uid, write_mr_instance,
                                      write_unparseable_ct)
-from tests.servers import (ECHOSCU, ORTHANC_BIN, STORESCU, Listener, Orthanc, echo, free_port, listener_settings,
+from aspects_research.dicom_servers import (ECHOSCU, ORTHANC_BIN, STORESCU, Listener, Orthanc, echo, free_port, listener_settings,
                            storescu, wait_for)
 
-pytestmark = [
+pytestmark = [pytest.mark.external,
     pytest.mark.skipif(ORTHANC_BIN is None, reason="Orthanc not installed (apt-get install orthanc)"),
-    pytest.mark.skipif(STORESCU is None or ECHOSCU is None, reason="dcmtk not installed (apt-get install dcmtk)"),
+    pytest.mark.skipif(STORESCU is None or ECHOSCU is None, reason="dcmtk not installed (apt-get install dcmtk)")
 ]
 
 

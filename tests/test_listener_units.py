@@ -17,7 +17,7 @@ from listener.jobs import RUN, SEND, WAIT, app_error_line, next_action
 from listener.scp import STATUS_DATASET_MISMATCH, check_instance
 from listener.sender import backoff_delays
 from listener.spool import Spool, atomic_write, is_uid
-from tests.listener_fixtures import write_ct_series, write_ct_without_study_uid
+from tests.support.listener_dicom import write_ct_series, write_ct_without_study_uid
 
 REPO = Path(__file__).resolve().parent.parent
 

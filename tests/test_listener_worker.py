@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from pydicom import dcmread
 
 from listener.config import parse_config
 from listener.jobs import Worker
 from listener.spool import Spool
-from tests.listener_fixtures import write_ct_series
+from tests.support.listener_dicom import write_ct_series
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,6 +36,8 @@ def _spool_study(worker: Worker, tmp_path: Path) -> str:
     return str(ds.StudyInstanceUID)
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_app_failure_is_recorded_with_its_exit_code_and_error_line(tmp_path):
     w = _worker(tmp_path, timeout_s=300)
     uid = _spool_study(w, tmp_path)

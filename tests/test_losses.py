@@ -1,4 +1,4 @@
-"""Territory-Aware Gated Loss (seed 000): hand-computed values, gradients, and the off switch."""
+"""Territory-Aware Gated Loss (Syed et al. 2026): hand-computed values, gradients, and the off switch."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from monai.losses import DiceCELoss
 
-from aspects.losses import TerritoryAwareGatedLoss, tagl_penalty, tagl_volume
+from aspects_research.losses import TerritoryAwareGatedLoss, tagl_penalty, tagl_volume
 
 
 def _sigmoid(v: float) -> float:

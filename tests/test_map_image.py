@@ -2,7 +2,7 @@
 
 Opt-in: it needs a Docker daemon and the image that `make map` built (minutes, GBs), so it is
 skipped, with the reason, unless ASPECTS_MAP_TEST=1 is set and `docker info` answers. MAP_TAG names
-the image (default aspects:0.1.0). One phantom from tools/make_phantoms.py runs through the image
+the image (default aspects:0.1.0). One phantom from aspects-make-phantoms runs through the image
 and through `python app.py` on this machine: the image must write aspects.json, SEG and SR with the
 native run's scores, and a failed run must end the container with the app's exit code.
 """
@@ -39,7 +39,7 @@ def _skip_reason() -> str | None:
 
 
 _SKIP = _skip_reason()
-pytestmark = pytest.mark.skipif(_SKIP is not None, reason=str(_SKIP))
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.external, pytest.mark.skipif(_SKIP is not None, reason=str(_SKIP))]
 
 
 def _writable_output(path: Path) -> Path:
@@ -64,7 +64,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.fail(f"MAP image {MAP_TAG} not found: build it first (make map, or MAP_TAG=<tag>)")
     root = tmp_path_factory.mktemp("map_phantom")
     # A scanner-size acute case (512 x 512, 5 mm) with a clear MCA infarct.
-    subprocess.run([sys.executable, str(REPO / "tools" / "make_phantoms.py"), "--out", str(root), "--count", "1",
+    subprocess.run([sys.executable, "-m", "aspects_research.tools.make_phantoms", "--out", str(root), "--count", "1",
                     "--seed", "31", "--kind", "acute", "--thickness", "5", "--hu-drop", "8",
                     "--pattern", "whole_mca"], check=True, capture_output=True, timeout=600, cwd=REPO)
     (case,) = [p for p in root.iterdir() if (p / "truth.json").is_file()]

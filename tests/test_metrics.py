@@ -7,13 +7,13 @@ import itertools
 import numpy as np
 import pytest
 
-from aspects import agreement as ag
-from aspects import metrics as m
+from aspects_research import agreement as ag
+from aspects_research import metrics as m
 
 
 def cube(shape, lo, hi):
     a = np.zeros(shape, dtype=np.uint8)
-    a[tuple(slice(l, h) for l, h in zip(lo, hi))] = 1
+    a[tuple(slice(a0, b0) for a0, b0 in zip(lo, hi))] = 1
     return a
 
 

@@ -19,7 +19,6 @@ import holoscan_cli
 from holoscan_cli.packager.config_reader import ApplicationConfiguration
 
 from aspects.errors import EXIT_NO_DICOM
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture import)
 from tools.map.package import ENTRYPOINT_EDITS, apply_edits
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,6 +64,8 @@ def _dockerfile(out: str) -> str:
     return re.search(r"=+ Begin Dockerfile =+\n(.*?)\n=+ End Dockerfile", out, re.S).group(1)
 
 
+@pytest.mark.slow
+@pytest.mark.external
 @pytest.mark.skipif(not ARTIFACTS.is_file(), reason=f"no offline artifact manifest at {ARTIFACTS}")
 def test_package_map_writes_the_build_context_and_stops_at_docker_buildx(tmp_path):
     stage = tmp_path / "stage"
@@ -98,8 +99,12 @@ def test_package_map_writes_the_build_context_and_stops_at_docker_buildx(tmp_pat
     assert all("==" in line for line in reqs.splitlines()), reqs  # pins only
     assert "holoscan-cli==4.2.0" in reqs  # the SDK needs it; pinned, or the image gets the newest
     assert "nvidia-cuda-runtime" not in reqs  # the CUDA build of torch pins its own (13.0.x)
+    for research in ("matplotlib", "scikit-learn", "nibabel", "pytorch-ignite", "pynetdicom"):
+        assert research not in reqs, f"{research} is not a runtime requirement"
 
 
+@pytest.mark.slow
+@pytest.mark.external
 @pytest.mark.skipif(not ARTIFACTS.is_file(), reason=f"no offline artifact manifest at {ARTIFACTS}")
 def test_cpu_base_dockerfile_needs_only_debian_and_pypi(tmp_path):
     """--cpu-base: the packager's Dockerfile without NVIDIA's download and Ubuntu's version pins.
@@ -118,6 +123,37 @@ def test_cpu_base_dockerfile_needs_only_debian_and_pypi(tmp_path):
     assert "=${PYTHON_VERSION}" not in dockerfile and "=${PYTHON_PIP_VERSION}" not in dockerfile
     assert "python3-pip \\" in dockerfile and "pip install --no-cache-dir --user -r /tmp/requirements.txt" in dockerfile
     assert 'ENTRYPOINT ["/var/holoscan/tools"]' in dockerfile
+
+
+# Imports the shipped code must never need: research, training, plotting and listener packages.
+_RUNTIME_ONLY = r"""
+import importlib.abc, sys
+BLOCKED = ("aspects_research", "matplotlib", "sklearn", "nibabel", "ignite", "pynetdicom", "yaml", "tests", "train")
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"the runtime imported {name}")
+sys.meta_path.insert(0, Block())
+sys.path.insert(0, sys.argv[1])
+import pkgutil, importlib
+import app  # noqa: F401  (the app and its operators)
+import aspects
+for mod in pkgutil.iter_modules(aspects.__path__, "aspects."):
+    importlib.import_module(mod.name)
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_the_staged_runtime_imports_no_research_or_listener_package(staged_app):
+    """What the MAP ships (app.py, aspects/, operators/) imports without any research, plotting,
+    training or listener package: the image's requirements need none of them."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, "-c", _RUNTIME_ONLY, str(staged_app)], capture_output=True, text=True,
+                       cwd=staged_app, env=env, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
+    assert sorted(p.name for p in staged_app.iterdir()) == ["app.py", "aspects", "atlas", "config", "operators",
+                                                           "requirements.txt"]
 
 
 def _entrypoint(tmp_path: Path, stage_app: Path, corrected: bool) -> Path:
@@ -147,6 +183,8 @@ def staged_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return stage / "app"
 
 
+@pytest.mark.slow
+@pytest.mark.external
 @pytest.mark.skipif(shutil.which("jq") is None, reason="the MAP entrypoint script reads app.json with jq (apt-get install jq)")
 def test_entrypoint_exits_with_the_apps_exit_code(tmp_path, staged_app):
     """The packager's script exits 0 when the app fails; the corrected one exits with the app's code."""
@@ -161,11 +199,14 @@ def test_entrypoint_exits_with_the_apps_exit_code(tmp_path, staged_app):
     assert codes == {False: 0, True: EXIT_NO_DICOM}
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
+@pytest.mark.external
 @pytest.mark.skipif(shutil.which("jq") is None, reason="the MAP entrypoint script reads app.json with jq (apt-get install jq)")
-def test_app_runs_as_the_map_entrypoint(tmp_path, staged_app, phantom_root):  # noqa: F811
+def test_app_runs_as_the_map_entrypoint(tmp_path, staged_app, phantom_case):
     """HOLOSCAN_* variables, no arguments, started by the (corrected) entrypoint script from another
     folder (the image's WORKDIR is /var/holoscan), only staged code on the path."""
-    case = make_case(phantom_root, 5, kind="acute", thickness=5.0)
+    case = phantom_case(5, kind="acute", thickness=5.0)
     out = tmp_path / "output"
     workdir = tmp_path / "workdir"
     workdir.mkdir()

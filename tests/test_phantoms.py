@@ -15,10 +15,10 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from aspects.dicom_geometry import sort_slices
-from aspects.phantoms import (INVOLVEMENT_FRACTION, KINDS, THICKNESSES, PhantomOptions, involved_regions, make_phantom,
+from aspects_research.phantoms import (INVOLVEMENT_FRACTION, KINDS, THICKNESSES, PhantomOptions, involved_regions, make_phantom,
                               resolve_params)
 from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (pytest fixture)
+from tests.support.phantom_cases import make_case
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUTH_KEYS = {"kind", "affected_side", "aspects", "involved", "infarct_volume_ml", "infarct_outside_mca_ml", "hu_drop",
@@ -49,6 +49,7 @@ def test_involvement_threshold_is_the_scorers():
     assert INVOLVEMENT_FRACTION == DEFAULT_INVOLVEMENT_FRACTION == 0.10
 
 
+@pytest.mark.slow
 def test_same_seed_same_case_and_options_do_not_shift_other_choices():
     opts = PhantomOptions(kind="acute", thickness=5.0, matrix=128)
     a, b = make_phantom(11, opts), make_phantom(11, opts)
@@ -79,12 +80,14 @@ def test_random_draws_stay_in_the_documented_ranges():
             fixed.deform_mm, fixed.yaw_deg, fixed.scale) == ("acute", 2.5, 4.0, "deep", "left", 5.0, 3.5, 0.0, 0.0, 1.0)
 
 
+@pytest.mark.slow
 def test_noise_has_the_requested_standard_deviation():
     quiet = make_phantom(13, PhantomOptions(kind="normal", thickness=5.0, matrix=128, noise_hu=0.0))
     noisy = make_phantom(13, PhantomOptions(kind="normal", thickness=5.0, matrix=128, noise_hu=5.0))
     assert float((noisy.hu - quiet.hu).std()) == pytest.approx(5.0, rel=0.05)
 
 
+@pytest.mark.slow
 def test_written_case_is_deterministic(tmp_path):
     a = make_case(tmp_path / "a", 21, matrix=128)
     b = make_case(tmp_path / "b", 21, matrix=128)
@@ -94,8 +97,9 @@ def test_written_case_is_deterministic(tmp_path):
     assert (a / "truth.json").read_text() == (b / "truth.json").read_text()
 
 
-def test_truth_schema_and_score(phantom_root):
-    case = make_case(phantom_root, 3, kind="acute", pattern="cortical_bg", hu_drop=8.0, side="left")
+@pytest.mark.slow
+def test_truth_schema_and_score(phantom_case):
+    case = phantom_case(3, kind="acute", pattern="cortical_bg", hu_drop=8.0, side="left")
     truth = json.loads((case / "truth.json").read_text())
     assert set(truth) == TRUTH_KEYS
     assert truth["kind"] == "acute" and truth["affected_side"] == "left" and truth["seed"] == 3
@@ -112,10 +116,11 @@ def test_truth_schema_and_score(phantom_root):
     assert set(np.unique(reg_a)) == set(range(21))
 
 
-def test_infarct_is_darker_by_hu_drop_on_the_dicom_grid(phantom_root):
+@pytest.mark.slow
+def test_infarct_is_darker_by_hu_drop_on_the_dicom_grid(phantom_case):
     kw = dict(thickness=2.5, pattern="whole_mca", side="right", matrix=256)
-    acute = make_case(phantom_root, 5, kind="acute", hu_drop=6.0, **kw)
-    normal = make_case(phantom_root, 5, kind="normal", **kw)
+    acute = phantom_case(5, kind="acute", hu_drop=6.0, **kw)
+    normal = phantom_case(5, kind="normal", **kw)
     ds_a, hu_a = read_series(acute)
     _, hu_n = read_series(normal)
     mask_img = read_truth(acute, "infarct")
@@ -134,9 +139,10 @@ def test_infarct_is_darker_by_hu_drop_on_the_dicom_grid(phantom_root):
     assert abs(float((hu_n - hu_a)[far].mean())) < 0.05  # nothing changes away from the lesion
 
 
-def test_every_file_reads_and_the_series_is_one_volume(phantom_root):
-    cases = [make_case(phantom_root, 3, kind="acute", pattern="cortical_bg", hu_drop=8.0, side="left"),
-             make_case(phantom_root, 8, kind="normal", thickness=1.0, matrix=128)]
+@pytest.mark.slow
+def test_every_file_reads_and_the_series_is_one_volume(phantom_case):
+    cases = [phantom_case(3, kind="acute", pattern="cortical_bg", hu_drop=8.0, side="left"),
+             phantom_case(8, kind="normal", thickness=1.0, matrix=128)]
     studies = set()
     for case in cases:
         files = sorted((case / "dicom").glob("*.dcm"))
@@ -157,8 +163,9 @@ def test_every_file_reads_and_the_series_is_one_volume(phantom_root):
     assert len(studies) == 2
 
 
-def test_full_size_head_in_the_field_of_view(phantom_root):
-    case = make_case(phantom_root, 30, kind="acute", thickness=5.0, matrix=512)
+@pytest.mark.slow
+def test_full_size_head_in_the_field_of_view(phantom_case):
+    case = phantom_case(30, kind="acute", thickness=5.0, matrix=512)
     ds, hu = read_series(case)
     d = ds[0]
     assert (d.Rows, d.Columns) == (512, 512) and 0.4 <= float(d.PixelSpacing[0]) <= 0.5
@@ -175,20 +182,21 @@ def test_full_size_head_in_the_field_of_view(phantom_root):
     assert 2.0 < float(noise.std()) < 8.0
 
 
-def test_controls(phantom_root):
-    normal = make_case(phantom_root, 40, kind="normal", matrix=128)
+@pytest.mark.slow
+def test_controls(phantom_case):
+    normal = phantom_case(40, kind="normal", matrix=128)
     t = json.loads((normal / "truth.json").read_text())
     assert t["aspects"] == {"left": 10, "right": 10} and t["affected_side"] is None and t["infarct_volume_ml"] == 0
     assert not sitk.GetArrayFromImage(read_truth(normal, "infarct")).any()
 
-    bleed = make_case(phantom_root, 41, kind="haemorrhage", thickness=2.5)
+    bleed = phantom_case(41, kind="haemorrhage", thickness=2.5)
     t = json.loads((bleed / "truth.json").read_text())
     assert t["kind"] == "haemorrhage" and t["aspects"] == {"left": 10, "right": 10} and t["involved"] == {"left": [], "right": []}
     _, hu = read_series(bleed)
     core = ndi.binary_erosion(sitk.GetArrayFromImage(read_truth(bleed, "haemorrhage")).astype(bool), iterations=1)
     assert core.sum() > 20 and 50 <= float(np.median(hu[core])) <= 80
 
-    old = make_case(phantom_root, 42, kind="old_infarct", thickness=2.5, pattern="M2")
+    old = phantom_case(42, kind="old_infarct", thickness=2.5, pattern="M2")
     t = json.loads((old / "truth.json").read_text())
     assert t["kind"] == "old_infarct" and t["aspects"] == {"left": 10, "right": 10} and t["involved"] == {"left": [], "right": []}
     assert not sitk.GetArrayFromImage(read_truth(old, "infarct")).any()
@@ -197,8 +205,9 @@ def test_controls(phantom_root):
     assert core.sum() > 20 and 5 <= float(np.median(hu[core])) <= 15
 
 
-def test_gantry_tilt_geometry(phantom_root):
-    case = make_case(phantom_root, 50, kind="normal", tilt_deg=12.0, matrix=128)
+@pytest.mark.slow
+def test_gantry_tilt_geometry(phantom_case):
+    case = phantom_case(50, kind="normal", tilt_deg=12.0, matrix=128)
     ds = sort_slices([pydicom.dcmread(p) for p in (case / "dicom").glob("*.dcm")])
     assert float(ds[0].GantryDetectorTilt) == 12.0
     col = np.asarray(ds[0].ImageOrientationPatient[3:], float)
@@ -213,12 +222,9 @@ def test_gantry_tilt_geometry(phantom_root):
     assert np.allclose(truth.GetDirection(), vol.GetDirection(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_makes_cases_and_rejects_bad_options(tmp_path, capsys):
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import make_phantoms as cli
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
+    from aspects_research.tools import make_phantoms as cli
     out = tmp_path / "out"
     assert cli.main(["--out", str(out), "--count", "2", "--seed", "60", "--thickness", "5", "--kind", "acute",
                      "--matrix", "128", "--preview"]) == 0
@@ -244,17 +250,18 @@ def test_cli_makes_cases_and_rejects_bad_options(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error[7]: atlas not found") and len(err.strip().splitlines()) == 1
     # The real command line: argparse errors are one line too.
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "make_phantoms.py"), "--out", str(out), "--kind", "chronic"],
+    r = subprocess.run([sys.executable, "-m", "aspects_research.tools.make_phantoms", "--out", str(out), "--kind", "chronic"],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and r.stderr.startswith("error[2]: ") and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pattern", ["aca", "pca", "thalamus", "cerebellum"])
 def test_infarcts_outside_the_mca_territory_keep_aspects_10(pattern):
     """Negative controls: the infarct is real (in the truth mask, darker in the pixels) but lies in
     another arterial territory, away from every ASPECTS region, so the truth ASPECTS is 10 / 10."""
     from aspects.atlas import outside_mca
-    from aspects.phantoms import default_anatomy, TERRITORY_PATTERNS
+    from aspects_research.phantoms import default_anatomy, TERRITORY_PATTERNS
 
     opts = dict(kind="acute", pattern=pattern, thickness=5.0, hu_drop=8.0, matrix=128, side="right")
     ph = make_phantom(61, PhantomOptions(**opts))

@@ -12,8 +12,10 @@ from aspects.preprocess import (ALIGNED_SIZE, ALIGNED_SPACING, check_geometry, p
                                 to_source, to_working_grid)
 from aspects.registration import ncc
 from aspects.skullstrip import strip_skull
-from tests.preprocess_fixtures import (atlas, dice, lesion_on_aligned, preprocessed, synthetic_head,
+from tests.support.heads import (atlas, dice, lesion_on_aligned, preprocessed, synthetic_head,
                                        template_centre)
+
+pytestmark = [pytest.mark.slow]
 
 
 def test_aligned_grid_is_the_contract():

@@ -1,6 +1,6 @@
-"""Real scanners' series through the app: the real GE head CT (18.5 deg gantry tilt, 4 mm and 7 mm
+"""Real scanners' series through the app's stages (in-process, :mod:`aspects.pipeline`): the real GE head CT (18.5 deg gantry tilt, 4 mm and 7 mm
 slices with a 1.08 mm step), synthetic tilts both ways (one also with two slice steps), and a study
-whose top is not scanned. One app run per study, shared by the tests of this module.
+whose top is not scanned. One run per study, shared by the tests of this module.
 
 What must hold: the series is processed (not refused); every output maps back onto the ORIGINAL
 instances (SEG frames carry each source instance's own plane position and orientation, key images
@@ -23,10 +23,11 @@ import SimpleITK as sitk
 
 from aspects.dicom_geometry import sort_slices
 from aspects.result_json import validate
-from tests.conftest import run_app
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
+from tests.support.app_runs import run_pipeline
 from tests.test_app import tree_digest
-from tools.robustness import sorted_files
+from aspects_research.tools.robustness import sorted_files
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 GE = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "ge_tilted_head_dicom" / "dicom"
 OUTPUTS = ("dicom/seg.dcm", "dicom/sr.dcm", "dicom/key_bg.dcm", "dicom/key_sg.dcm", "png/key_bg.png",
@@ -90,16 +91,17 @@ def _check_result(run: Dict) -> dict:
 
 # ----------------------------------------------------------------------------- the real GE series
 @pytest.fixture(scope="module")
-def ge(tmp_path_factory):
+def ge(pipeline, tmp_path_factory):
     out = tmp_path_factory.mktemp("ge") / "out"
     (out / "dicom").mkdir(parents=True)  # an earlier result in the output folder: replaced whole
     (out / "dicom" / "extra_from_last_run.dcm").write_bytes(b"old")
     (out / "aspects.json").write_text(json.dumps({"outputs": {"key_images": ["dicom/extra_from_last_run.dcm"]}}))
     before = tree_digest(GE)
-    proc = run_app(GE, out)
+    proc = run_pipeline(pipeline, GE, out)
     return {"proc": proc, "out": out, "before": before, "sources": _sources(GE)}
 
 
+@pytest.mark.external
 @pytest.mark.skipif(not GE.is_dir(), reason="../shared/data/real/ge_tilted_head_dicom not present")
 class TestRealGantryTiltedSeries:
     def test_processed_with_every_output_and_the_earlier_result_replaced(self, ge):
@@ -131,12 +133,12 @@ class TestRealGantryTiltedSeries:
 
 # ----------------------------------------------------------------------------- synthetic tilts
 @pytest.fixture(scope="module")
-def tilted(phantom_root, tmp_path_factory):  # noqa: F811
+def tilted(phantom_case, pipeline, tmp_path_factory):
     """+15 deg (with a 500-character StudyDescription and byte-identical copies of three files)
     and -20 deg with two slice steps (2.5 mm, then 5 mm above mid-head)."""
     runs = {}
     work = tmp_path_factory.mktemp("tilted")
-    plus = make_case(phantom_root, 44, kind="acute", thickness=5.0, tilt_deg=15.0, hu_drop=10.0, side="left",
+    plus = phantom_case(44, kind="acute", thickness=5.0, tilt_deg=15.0, hu_drop=10.0, side="left",
                      pattern="whole_mca")
     inp = work / "plus"
     shutil.copytree(plus / "dicom", inp)
@@ -147,9 +149,9 @@ def tilted(phantom_root, tmp_path_factory):  # noqa: F811
     (inp / "copies").mkdir()
     for p in sorted_files(inp)[5:8]:
         shutil.copy2(p, inp / "copies" / p.name)
-    runs["plus"] = {"proc": run_app(inp, work / "plus_out"), "out": work / "plus_out", "case": plus, "input": inp,
+    runs["plus"] = {"proc": run_pipeline(pipeline, inp, work / "plus_out"), "out": work / "plus_out", "case": plus, "input": inp,
                     "kept": None}
-    minus = make_case(phantom_root, 45, kind="acute", thickness=2.5, tilt_deg=-20.0, hu_drop=10.0, side="right",
+    minus = phantom_case(45, kind="acute", thickness=2.5, tilt_deg=-20.0, hu_drop=10.0, side="right",
                       pattern="whole_mca")
     inp = work / "minus"
     shutil.copytree(minus / "dicom", inp)
@@ -158,7 +160,7 @@ def tilted(phantom_root, tmp_path_factory):  # noqa: F811
     for k, p in enumerate(files):
         if k not in kept:
             p.unlink()
-    runs["minus"] = {"proc": run_app(inp, work / "minus_out"), "out": work / "minus_out", "case": minus, "input": inp,
+    runs["minus"] = {"proc": run_pipeline(pipeline, inp, work / "minus_out"), "out": work / "minus_out", "case": minus, "input": inp,
                      "kept": kept}
     return runs
 
@@ -193,6 +195,7 @@ def test_tilted_seg_frames_sit_on_the_source_planes(tilted, which):
     assert check_seg_on_source_planes(tilted[which]["out"], _sources(tilted[which]["input"])) > 0
 
 
+@pytest.mark.external
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy missing (apt-get install dicom3tools)")
 def test_long_source_values_are_cut_to_their_vr_and_copies_are_dropped(tilted):
     run = tilted["plus"]
@@ -206,15 +209,15 @@ def test_long_source_values_are_cut_to_their_vr_and_copies_are_dropped(tilted):
 
 # ----------------------------------------------------------------------------- coverage
 @pytest.fixture(scope="module")
-def top_cut(phantom_root, tmp_path_factory):  # noqa: F811
+def top_cut(phantom_case, pipeline, tmp_path_factory):
     """An acute study whose upper 40 % (the supraganglionic level and above) was not scanned."""
-    case = make_case(phantom_root, 46, kind="acute", thickness=5.0, hu_drop=10.0, side="left", pattern="whole_mca")
+    case = phantom_case(46, kind="acute", thickness=5.0, hu_drop=10.0, side="left", pattern="whole_mca")
     inp = tmp_path_factory.mktemp("topcut") / "input"
     files = sorted_files(case / "dicom")
     inp.mkdir()
     for p in files[: int(0.6 * len(files))]:
         shutil.copy(p, inp / p.name)
-    return {"proc": run_app(inp, inp.parent / "out"), "out": inp.parent / "out"}
+    return {"proc": run_pipeline(pipeline, inp, inp.parent / "out"), "out": inp.parent / "out"}
 
 
 def test_top_cut_study_is_never_a_normal_score(top_cut):
@@ -234,14 +237,15 @@ def test_top_cut_study_is_never_a_normal_score(top_cut):
 INVESALIUS = GE.parents[1] / "invesalius_head_ct" / "cranium_ct.nii.gz"  # GPL-2: used here, never copied into the repo
 
 
+@pytest.mark.external
 @pytest.mark.skipif(not INVESALIUS.is_file(), reason="../shared/data/real/invesalius_head_ct not present")
-def test_second_real_head_ct_wrapped_as_dicom(tmp_path):
+def test_second_real_head_ct_wrapped_as_dicom(pipeline, tmp_path):
     """Another scanner's anatomy (256 matrix, 1.5 mm): processed end to end, every region found on
     the source slices, the brain volume in the adult range."""
-    from tools.robustness import nifti_as_dicom
+    from aspects_research.tools.robustness import nifti_as_dicom
 
     inp = nifti_as_dicom(INVESALIUS, tmp_path / "input", "InVesalius example head CT (GPL-2)")
-    run = {"proc": run_app(inp, tmp_path / "out"), "out": tmp_path / "out"}
+    run = {"proc": run_pipeline(pipeline, inp, tmp_path / "out"), "out": tmp_path / "out"}
     result = _check_result(run)
     assert None not in result["aspects"].values()  # the whole head is scanned
     regions = sitk.GetArrayFromImage(sitk.ReadImage(str(run["out"] / "nifti" / "regions.nii.gz")))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from train.aspects_regions.scripts.losses import smoothness
-from train.aspects_regions.scripts.net import AtlasWarpNet
+from aspects_research.warp_loss import smoothness
+from aspects_research.atlas_warp_net import AtlasWarpNet
 
 
 def _net(labels: np.ndarray) -> AtlasWarpNet:

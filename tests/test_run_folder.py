@@ -16,14 +16,14 @@ import pytest
 
 from aspects.errors import EXIT_BUSY, EXIT_NO_SERIES, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, InputError
 from aspects.run_folder import LOCK_FILE, OutputFolder
-from tests.conftest import ROOT, run_app
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
-from tools.robustness import edit, sorted_files
+from tests.support import REPO as ROOT
+from tests.support.app_runs import run_app
+from aspects_research.tools.robustness import edit, sorted_files
 
 
 @pytest.fixture(scope="module")
-def study(phantom_root):  # noqa: F811
-    return make_case(phantom_root, 31, kind="normal", thickness=5.0) / "dicom"
+def study(phantom_case):
+    return phantom_case(31, kind="normal", thickness=5.0) / "dicom"
 
 
 def _one_error_line(proc, code: int) -> str:
@@ -33,6 +33,8 @@ def _one_error_line(proc, code: int) -> str:
     return lines[-1]
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_output_path_that_is_a_file_or_below_a_file_is_a_usage_error(study, tmp_path):
     (tmp_path / "out").write_text("not a folder")
     line = _one_error_line(run_app(study, tmp_path / "out"), EXIT_USAGE)
@@ -42,6 +44,8 @@ def test_output_path_that_is_a_file_or_below_a_file_is_a_usage_error(study, tmp_
     assert (tmp_path / "out").read_text() == "not a folder"
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_failed_rerun_replaces_the_earlier_result_whole(study, tmp_path):
     inp = tmp_path / "input"
     shutil.copytree(study, inp)
@@ -76,6 +80,8 @@ def _wait_for_pipeline(proc: subprocess.Popen, out: Path) -> None:
     raise TimeoutError("the app did not reach preprocessing")
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, EXIT_SIGTERM), (signal.SIGINT, EXIT_SIGINT)])
 def test_signal_mid_run_exits_non_zero_and_says_interrupted(study, tmp_path, sig, code):
     out = tmp_path / "out"

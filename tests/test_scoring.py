@@ -146,7 +146,7 @@ def _evidence(called: dict):
 def test_region_evidence_alone_makes_a_region_involved():
     """Early change (a few HU over a region) with no voxel mask still costs its point."""
     from aspects.result_json import problems
-    from tests.writers_fixtures import make_ct_series, make_masks, make_result
+    from tests.support.ct_series import make_ct_series, make_masks, make_result
 
     lab = _regions()
     ev, calls = _evidence({("left", "M5"): True})

@@ -11,8 +11,9 @@ import SimpleITK as sitk
 import torch
 
 from aspects.model_io import from_model_layout, mirror, normalise, to_model_layout
-from aspects.segmentation import INFARCT_MODEL, REGION_MODEL, consensus_components, segment_infarct, segment_regions
-from tests.preprocess_fixtures import atlas, atlas_labels_on, dice, lesion_on_aligned, preprocessed
+from aspects.segmentation import (INFARCT_MODEL, REGION_MODEL, SegmentationModels, consensus_components,
+                                  segment_infarct, segment_regions)
+from tests.support.heads import atlas, atlas_labels_on, dice, lesion_on_aligned, preprocessed
 
 
 def test_model_layout_round_trip_and_window():
@@ -23,12 +24,14 @@ def test_model_layout_round_trip_and_window():
     np.testing.assert_allclose(normalise(np.array([-50.0, 0.0, 40.0, 80.0, 500.0])), [0, 0, 0.5, 1, 1])
 
 
+@pytest.mark.slow
 def test_atlas_regions_give_all_20_labels_on_the_right_sides():
     if not sitk.GetArrayViewFromImage(atlas().labels).any():
         pytest.skip("atlas not built (make atlas)")
     pre, _, _ = preprocessed(hu_drop=8.0)
-    labels, method = segment_regions(pre, atlas(), None)
-    assert method == "atlas"
+    found = segment_regions(pre, atlas())
+    labels = found.labels
+    assert found.method == "atlas" and found.device == "cpu"
     arr = sitk.GetArrayFromImage(labels)
     assert labels.GetPixelID() == sitk.sitkUInt8 and labels.GetSize() == pre.aligned.GetSize()
     assert set(np.unique(arr)) == set(range(21))
@@ -40,9 +43,10 @@ def test_atlas_regions_give_all_20_labels_on_the_right_sides():
     assert np.mean(scores) > 0.7, np.round(scores, 2)
 
 
+@pytest.mark.slow
 def test_asymmetry_finds_a_hypodense_lesion_in_one_hemisphere():
     pre, _, _ = preprocessed(hu_drop=8.0)
-    found = segment_infarct(pre, None)
+    found = segment_infarct(pre)
     mask, method, info = found.mask, found.method, found.info
     assert method == "asymmetry" and found.device == "cpu"
     arr = sitk.GetArrayFromImage(mask) > 0
@@ -51,9 +55,10 @@ def test_asymmetry_finds_a_hypodense_lesion_in_one_hemisphere():
     assert info["side"] == "right"
 
 
+@pytest.mark.slow
 def test_asymmetry_finds_nothing_in_a_symmetric_head():
     pre, _, _ = preprocessed()
-    info = segment_infarct(pre, None).info
+    info = segment_infarct(pre).info
     assert info["volume_ml"] < 2.0, info
 
 
@@ -85,19 +90,22 @@ def _save(model: torch.nn.Module, models_dir, name: str) -> None:
         torch.jit.script(model).save(str(folder / f"{name}.ts"))
 
 
+@pytest.mark.slow
 def test_torchscript_models_are_used_with_the_documented_layout(tmp_path):
     _save(_MirrorDifference(), tmp_path, INFARCT_MODEL)
     _save(_HalfAndHalf(), tmp_path, REGION_MODEL)
     pre, _, _ = preprocessed(hu_drop=8.0)
-    found = segment_infarct(pre, tmp_path, device="cpu")
+    models = SegmentationModels.from_folder(tmp_path, device="cpu")
+    found = segment_infarct(pre, models.infarct)
     mask, method = found.mask, found.method
     assert method == "model" and found.device == "cpu"
     arr = sitk.GetArrayFromImage(mask) > 0
     truth = lesion_on_aligned(pre.aligned)
     assert arr[truth].mean() > 0.5  # found where the lesion is ...
     assert arr[np.flip(truth, axis=2)].mean() < 0.05  # ... not in its mirror region
-    labels, method = segment_regions(pre, atlas(), tmp_path, device="cpu")
-    assert method == "model"
+    regions = segment_regions(pre, atlas(), models.regions)
+    assert regions.method == "model" and regions.device == "cpu"
+    labels = regions.labels
     lab = sitk.GetArrayFromImage(labels)
     brain = sitk.GetArrayFromImage(pre.brain_mask) > 0
     half = lab.shape[2] // 2
@@ -125,10 +133,11 @@ class _Everywhere(torch.nn.Module):
         return torch.cat([torch.zeros_like(x[:, :1]), torch.ones_like(x[:, :1])], dim=1)
 
 
+@pytest.mark.slow
 def test_model_components_without_asymmetry_support_are_dropped(tmp_path):
     _save(_Everywhere(), tmp_path, INFARCT_MODEL)
     pre, _, _ = preprocessed()  # symmetric head: the baseline finds nothing
-    found = segment_infarct(pre, tmp_path, device="cpu")
+    found = segment_infarct(pre, SegmentationModels.from_folder(tmp_path, device="cpu").infarct)
     mask, method, info = found.mask, found.method, found.info
     assert method == "model"
     assert not sitk.GetArrayFromImage(mask).any()

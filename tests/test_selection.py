@@ -17,7 +17,7 @@ def series(n=30, thickness=5.0, number=2, desc="Head NCCT", kernel="H40s", modal
     uid = generate_uid()
     pos = positions if positions is not None else [i * thickness for i in range(n)]
     out = []
-    for i, z in enumerate(pos):
+    for z in pos:
         ds = Dataset()
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, uid, generate_uid()
         ds.SOPClassUID = CT if modality == "CT" else "1.2.840.10008.5.1.4.1.1.4"

@@ -9,11 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLES = ("aspects_regions", "infarct_seg")
@@ -50,10 +48,9 @@ _CLEAN = r"""
 import sys, json, numpy as np, SimpleITK as sitk
 from pathlib import Path
 from aspects.inference import load_torchscript, predict_labels
-from aspects.model_io import from_model_layout, mirror, normalise, to_model_layout
+from aspects.model_io import from_model_layout, model_input, to_model_layout
 ts, image, truth = sys.argv[1:4]
-img = normalise(sitk.GetArrayFromImage(sitk.ReadImage(image)))
-x = np.stack([to_model_layout(img), to_model_layout(mirror(img))])[None]
+x = model_input(to_model_layout(sitk.GetArrayFromImage(sitk.ReadImage(image))), with_mirror=True)[None]
 labels, _ = predict_labels(load_torchscript(Path(ts), "cpu"), x, "cpu")
 pred = from_model_layout(labels) == 1
 ref = sitk.GetArrayFromImage(sitk.ReadImage(truth)) > 0
@@ -63,14 +60,16 @@ print(json.dumps({"dice": float(dice), "pred_ml": float(pred.sum() * 8e-3), "tru
 """
 
 
-def test_shipped_infarct_model_segments_a_held_out_study(phantom_root, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_shipped_infarct_model_segments_a_held_out_study(phantom_case, tmp_path):
     from aspects.atlas import load_atlas
-    from aspects.preprocess import preprocess, to_aligned
-    from tools.make_datalist import load_study
+    from aspects.pipeline import preprocess_series
+    from aspects.preprocess import to_aligned
+    from aspects.series import read_study
 
     # Seed 3001: outside the training (1..64), validation (500..) and test (1000..) seeds.
-    case = make_case(phantom_root, 3001, kind="acute", thickness=5.0, hu_drop=8.0, pattern="M2")
-    pre = preprocess(load_study(case / "dicom"), load_atlas())
+    case = phantom_case(3001, kind="acute", thickness=5.0, hu_drop=8.0, pattern="M2")
+    pre = preprocess_series(read_study(case / "dicom"), load_atlas())
     image, truth = tmp_path / "image.nii.gz", tmp_path / "truth.nii.gz"
     sitk.WriteImage(pre.aligned, str(image))
     sitk.WriteImage(to_aligned(pre, sitk.ReadImage(str(case / "truth" / "infarct.nii.gz"), sitk.sitkUInt8), label=True),

@@ -1,6 +1,6 @@
 """Output writers: DICOM SEG / SR / KOS / key images are valid DICOM and say what aspects.json says.
 
-A 10-slice 128 x 128 synthetic CT series (tests/writers_fixtures.py) with an infarct in the
+A 10-slice 128 x 128 synthetic CT series (tests/support/ct_series.py) with an infarct in the
 left hemisphere. External validators and readers: dciodvfy (Debian dicom3tools), dsrdump/dsr2xml
 (Debian dcmtk) and dcmqi (PyPI; tests/dcmqi_readback.py); tests that need them are skipped with
 a reason when they are not installed.
@@ -33,8 +33,8 @@ from aspects.key_images import choose_key_slices, key_slices, write_key_images
 from aspects.labels import REGION_CODES, REGION_COLOURS, SIDES, label_value
 from aspects.result_json import ResultSchemaError, problems, read_result, relative_outputs, validate, write_result
 from aspects.volume import on_grid, series_grid
-from tests.dcmqi_readback import mask_on, needs_dcmqi, read_seg, read_sr, region_colours, sr_values
-from tests.writers_fixtures import (
+from tests.support.dcmqi_readback import mask_on, needs_dcmqi, read_seg, read_sr, region_colours, sr_values
+from tests.support.ct_series import (
     BG_SLICE,
     SG_SLICE,
     make_ct_series,
@@ -88,6 +88,7 @@ def test_all_outputs_exist_and_json_lists_them(case):
     assert all((out / p).is_file() for p in listed["key_images"] + listed["png"])
 
 
+@pytest.mark.external
 @needs_dciodvfy
 @pytest.mark.parametrize("rel", DICOM_OUTPUTS)
 def test_dciodvfy_reports_no_errors(case, rel):
@@ -252,13 +253,14 @@ def test_sr_follows_a_different_result(case, tmp_path):
     assert read_sr_summary(path)["affected_side"] == "right"
 
 
+@pytest.mark.external
 @needs_dciodvfy
 def test_sr_carries_the_region_evidence(case, tmp_path):
     """Per-region evidence (HU difference to the mirror, calibrated score) reaches the SR, and a
     region involved by evidence alone reads back as involved."""
     result = copy.deepcopy(case["result"])
     for side in ("right", "left"):
-        for code, r in result["regions"][side].items():
+        for r in result["regions"][side].values():
             r["involved_by"] = ["mask"] if r["involved"] else []
             r["evidence"] = {"delta_hu": 0.4, "z": 0.5, "n_voxels": 800, "called": False}
     m5 = result["regions"]["right"]["M5"]
@@ -281,6 +283,7 @@ def test_sr_reader_rejects_a_non_aspects_sr(case):
         read_aspects_from_sr(case["out"] / "dicom" / "seg.dcm")
 
 
+@pytest.mark.external
 @needs_dciodvfy
 def test_dciodvfy_accepts_an_sr_with_regions_not_assessable(case, tmp_path):
     result = make_incomplete_result(case["result"], [("left", "M4"), ("left", "M5")])
@@ -290,6 +293,7 @@ def test_dciodvfy_accepts_an_sr_with_regions_not_assessable(case, tmp_path):
     assert not errors, "\n".join(errors)
 
 
+@pytest.mark.external
 @needs_dcmtk
 def test_dcmtk_parses_the_sr(case):
     path = str(case["out"] / "dicom" / "sr.dcm")
@@ -457,25 +461,26 @@ def test_result_schema_accepts_the_result_and_names_each_problem(case):
     assert not (case["out"] / "bad.json").exists()
 
 
+@pytest.mark.slow
 def test_writer_operators_in_a_monai_deploy_app(tmp_path):
-    """The five operators wired as the app wires them write every file (runs in a subprocess)."""
+    """The six writer operators wired as the app wires them write every file (runs in a subprocess)."""
     script = textwrap.dedent(
         f"""
         from pathlib import Path
         from holoscan.conditions import CountCondition
         from monai.deploy.core import Application, Operator
-        from operators.writers import (JSONWriterOperator, KeyImageWriterOperator, KOSWriterOperator, SegWriterOperator,
-                                       SRWriterOperator)
-        from tests.writers_fixtures import make_ct_series, make_masks, make_result
-        PORTS = ("source", "infarct", "regions", "result")
+        from aspects.assess import ScoredStudy
+        from operators.writers import (JSONWriterOperator, KeyImageWriterOperator, KOSWriterOperator,
+                                       NiftiWriterOperator, SegWriterOperator, SRWriterOperator)
+        from tests.support.ct_series import make_ct_series, make_masks, make_result
         class Source(Operator):
+            OUT_SCORED = "scored"
             def setup(self, spec):
-                for name in PORTS:
-                    spec.output(name)
+                spec.output(self.OUT_SCORED)
             def compute(self, op_input, op_output, context):
                 source = make_ct_series(); infarct, regions = make_masks()
-                for name, value in zip(PORTS, (source, infarct, regions, make_result(source, infarct, regions))):
-                    op_output.emit(value, name)
+                scored = ScoredStudy(make_result(source, infarct, regions), infarct, regions, tuple(source))
+                op_output.emit(scored, self.OUT_SCORED)
         class App(Application):
             def compose(self):
                 out = Path({str(tmp_path)!r})
@@ -484,27 +489,27 @@ def test_writer_operators_in_a_monai_deploy_app(tmp_path):
                 sr = SRWriterOperator(self, output_folder=out, reference_seg=True, name="sr")
                 key = KeyImageWriterOperator(self, output_folder=out, name="key")
                 kos = KOSWriterOperator(self, output_folder=out, name="kos")
-                js = JSONWriterOperator(self, output_folder=out, wait_for=("seg_path", "sr_path", "key_images", "kos_path"),
-                                        name="json")
-                for op, ports in ((seg, PORTS), (sr, ("source", "regions", "result")), (key, PORTS), (js, ("result",))):
-                    self.add_flow(src, op, {{(p, p) for p in ports}})
-                self.add_flow(seg, js, {{("seg_path", "seg_path")}})
-                self.add_flow(seg, sr, {{("seg_path", "seg_path")}})
-                self.add_flow(sr, js, {{("sr_path", "sr_path")}})
-                self.add_flow(key, js, {{("key_images", "key_images")}})
-                self.add_flow(src, kos, {{("source", "source"), ("result", "result")}})
-                self.add_flow(key, kos, {{("key_images", "key_images")}})
-                self.add_flow(sr, kos, {{("sr_path", "sr_path")}})
-                self.add_flow(seg, kos, {{("seg_path", "seg_path")}})
-                self.add_flow(kos, js, {{("kos_path", "kos_path")}})
+                nifti = NiftiWriterOperator(self, output_folder=out, name="nifti")
+                js = JSONWriterOperator(self, output_folder=out, wait_for=JSONWriterOperator.PORTS, name="json")
+                for op in (seg, sr, key, kos, nifti, js):
+                    self.add_flow(src, op, {{(src.OUT_SCORED, op.IN_SCORED)}})
+                self.add_flow(seg, sr, {{(seg.OUT_SEG, sr.IN_SEG)}})
+                self.add_flow(seg, kos, {{(seg.OUT_SEG, kos.IN_SEG)}})
+                self.add_flow(sr, kos, {{(sr.OUT_SR, kos.IN_SR)}})
+                self.add_flow(key, kos, {{(key.OUT_KEY_IMAGES, kos.IN_KEY_IMAGES)}})
+                for op, out, into in ((seg, seg.OUT_SEG, js.IN_SEG), (sr, sr.OUT_SR, js.IN_SR),
+                                      (key, key.OUT_KEY_IMAGES, js.IN_KEY_IMAGES), (kos, kos.OUT_KOS, js.IN_KOS),
+                                      (nifti, nifti.OUT_NIFTI, js.IN_NIFTI)):
+                    self.add_flow(op, js, {{(out, into)}})
         App().run()
         """
     )
     run = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     result = read_result(tmp_path / "aspects.json")
-    assert set(result["outputs"]) == {"seg", "sr", "kos", "key_images", "png"}
-    for rel in [result["outputs"][k] for k in ("seg", "sr", "kos")] + result["outputs"]["key_images"] + result["outputs"]["png"]:
+    assert set(result["outputs"]) == {"seg", "sr", "kos", "key_images", "png", "nifti"}
+    outputs = result["outputs"]
+    for rel in [outputs[k] for k in ("seg", "sr", "kos")] + outputs["key_images"] + outputs["png"] + list(outputs["nifti"].values()):
         assert (tmp_path / rel).is_file(), rel
     assert read_aspects_from_sr(tmp_path / result["outputs"]["sr"]) == result["aspects"]
     seg_uid = pydicom.dcmread(tmp_path / result["outputs"]["seg"], stop_before_pixels=True).SOPInstanceUID

@@ -8,9 +8,9 @@ demo=demo
 rm -rf "$demo/out"
 mkdir -p "$demo"
 echo "[demo] making a synthetic 5 mm NCCT study with a left MCA infarct in $demo/study"
-python tools/make_phantoms.py --out "$demo/study" --count 1 --seed 7 --kind acute --thickness 5 --side left --hu-drop 8
+aspects-make-phantoms --out "$demo/study" --count 1 --seed 7 --kind acute --thickness 5 --side left --hu-drop 8
 case_dir=$(find "$demo/study" -mindepth 1 -maxdepth 1 -type d | sort | head -1)
 echo "[demo] running: python app.py -i $case_dir/dicom -o $demo/out -m models"
 python app.py -i "$case_dir/dicom" -o "$demo/out" -m models
-python tools/summary.py "$demo/out/aspects.json" --truth "$case_dir/truth.json"
+aspects-summary "$demo/out/aspects.json" --truth "$case_dir/truth.json"
 echo "[demo] outputs:"; find "$demo/out" -type f | sort | sed 's/^/  /'

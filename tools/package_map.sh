@@ -15,7 +15,7 @@
 # (holoscan-cli 4.2.0 container_builder._copy_application: no ignore list), which in a checkout
 # means .venv, test outputs and the spool. So we package from a clean staging folder holding only
 # what the app needs: app.py, app.yaml, aspects/, operators/, config/, atlas/ and a runtime
-# requirements.txt. --stage-only stops after staging (the tests run the staged app as the MAP would).
+# requirements.txt (the research package aspects_research/ and its dependencies stay out). --stage-only stops after staging (the tests run the staged app as the MAP would).
 # The packager runs through tools/map/package.py, which makes the image's entrypoint exit with the
 # app's exit code (and, with --cpu, adapts the Dockerfile to the CPU base). docs/deployment.md.
 set -euo pipefail
@@ -69,11 +69,13 @@ mkdir -p "$stage/app"
 git ls-files -z -- app.py aspects operators config | xargs -0 -I{} cp --parents {} "$stage/app/"
 cp -r atlas "$stage/app/atlas"
 find "$stage/app" -name '__pycache__' -prune -exec rm -rf {} +
-# Runtime requirements: the repo's pins (no comments) without the test tools (pytest, dcmqi) and the pip
-# CUDA runtime, which is here only for holoscan's libcudart beside the CPU torch of this machine:
-# the CUDA base image has libcudart, the CUDA build of torch pins its own nvidia-cuda-runtime
-# (13.0.x, a conflict with ours), and the CPU base (tools/map/build_cpu_base.sh) installs ours.
-grep -v -E '^(#|$|(pytest|dcmqi|nvidia-cuda-runtime)([=<>~ ]|$))' requirements.txt > "$stage/app/requirements.txt"
+# Runtime requirements: exactly the packages pyproject.toml names as the app's dependencies
+# ([project] dependencies: no research, listener or test tools), with their pins from requirements.txt.
+# The pip CUDA runtime is not among them: it is here only for holoscan's libcudart beside the CPU torch
+# of this machine; the CUDA base image has libcudart, the CUDA build of torch pins its own
+# nvidia-cuda-runtime (13.0.x, a conflict with ours), and the CPU base (tools/map/build_cpu_base.sh)
+# installs ours.
+python "$repo/tools/map/runtime_requirements.py" pyproject.toml requirements.txt > "$stage/app/requirements.txt"
 cp app.yaml "$stage/app.yaml"
 if [[ "$models" -gt 0 ]]; then
     mkdir -p "$stage/models"

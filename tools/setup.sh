@@ -22,6 +22,9 @@ fi
 echo "[setup] installing Python requirements (pinned, CPU torch)"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -r requirements.txt
+# The project itself, editable: console scripts (aspects-evaluate, aspects-listener, ...) and the
+# packages importable from anywhere; requirements.txt above is the lock, so no dependency resolution.
+.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 . ./env.sh
 python - <<'PY'
 import torch, monai, highdicom, SimpleITK, ants, pydicom
@@ -30,6 +33,6 @@ print(f"[setup] ok: torch {torch.__version__}, monai {monai.__version__}, highdi
 PY
 if [ ! -f atlas/aspects_atlas.nii.gz ]; then
   echo "[setup] atlas/ missing: building it from ../shared/data/templates"
-  python tools/build_atlas.py --templates ../shared/data/templates --out atlas
+  aspects-build-atlas --templates ../shared/data/templates --out atlas
 fi
 echo "[setup] done. Activate with: . ./env.sh"

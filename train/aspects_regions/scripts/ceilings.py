@@ -1,6 +1,6 @@
 """Reference figures for the region model: what warping the atlas can reach on a datalist.
 
-    python train/aspects_regions/scripts/ceilings.py --datalist build/data/aligned/regions.json \
+    cd train/aspects_regions && python -m scripts.ceilings --datalist ../../build/data/aligned/regions.json \
         [--key validation] [--cases 5] [--steps 150] [--threads 2]
 
 For each case, mean region Dice (20 regions, aligned space, against the aligned truth) of:
@@ -26,9 +26,9 @@ import torch
 from monai.losses import DiceCELoss, LocalNormalizedCrossCorrelationLoss
 
 from aspects.model_io import normalise, to_model_layout
-from train.aspects_regions.scripts.losses import smoothness
-from train.aspects_regions.scripts.net import AtlasWarpNet
-from train.aspects_regions.scripts.speed import region_dice
+from aspects_research.warp_loss import smoothness
+from aspects_research.atlas_warp_net import AtlasWarpNet
+from .speed import region_dice
 
 
 def _field_shape(net: AtlasWarpNet, size: List[int]) -> List[int]:

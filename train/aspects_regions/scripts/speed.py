@@ -1,7 +1,7 @@
 """Region model vs atlas SyN on the same aligned cases: time and Dice against truth.
 
-    python train/aspects_regions/scripts/speed.py --ts models/aspects_regions/aspects_regions.ts \
-        --datalist build/data/aligned_test/regions.json [--cases 3] [--threads 2] [--no-syn]
+    cd train/aspects_regions && python -m scripts.speed --ts ../../models/aspects_regions/aspects_regions.ts \
+        --datalist ../../build/data/aligned_test/regions.json [--cases 3] [--threads 2] [--no-syn]
 
 Both methods start from the same aligned volume (the app's preprocessing is shared and not
 timed): the model is one TorchScript forward pass (median of 3 after a warm-up); the atlas path is
@@ -22,12 +22,8 @@ from types import SimpleNamespace
 import numpy as np
 import SimpleITK as sitk
 
-ROOT = Path(__file__).resolve().parents[3]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from aspects.metrics import counts, dice  # noqa: E402
-from aspects.model_io import from_model_layout, normalise, to_model_layout  # noqa: E402
+from aspects.model_io import from_model_layout, normalise, to_model_layout
+from aspects_research.metrics import counts, dice
 
 
 def region_dice(pred: np.ndarray, truth: np.ndarray) -> float:

@@ -1,6 +1,6 @@
 """BG / SG slabs (atlas ``levels.json``, physical mm) as z-index ranges of the aligned training grid.
 
-TAGL (aspects.losses) compares the two ASPECTS levels; the atlas defines them in physical LPS z,
+TAGL (aspects_research.losses) compares the two ASPECTS levels; the atlas defines them in physical LPS z,
 the aligned grid has identity direction, so index = (z_mm - origin_z) / spacing_z.
 """
 

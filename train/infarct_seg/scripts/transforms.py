@@ -1,7 +1,6 @@
-"""The symmetry-aware input: the aligned image plus its contralateral mirror (seed 004 / 002).
-
-The mirror is made by ``aspects.model_io.mirror`` on the ``(z, y, x)`` array, exactly as the app
-does, so the channel order and flip axis cannot drift between training and inference.
+"""The symmetry-aware input during training: the aligned image plus its contralateral mirror
+(Ostmeier et al. 2022; Sun et al. 2024), added after the spatial augmentation by
+``aspects.model_io.add_mirror``, the function the app's model input uses too.
 """
 
 from __future__ import annotations
@@ -14,16 +13,12 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from aspects.model_io import from_model_layout, mirror, to_model_layout
+from aspects.model_io import add_mirror
 
 
 def with_mirror(image_cxyz) -> np.ndarray:
     """``(1, X, Y, Z)`` -> ``(2, X, Y, Z)``: channel 0 the image, channel 1 its mirror."""
-    arr = np.asarray(image_cxyz.detach().cpu() if isinstance(image_cxyz, torch.Tensor) else image_cxyz, dtype=np.float32)
-    if arr.ndim != 4 or arr.shape[0] != 1:
-        raise ValueError(f"expected a one-channel (1, X, Y, Z) image, got {arr.shape}")
-    mirrored = to_model_layout(mirror(from_model_layout(arr[0])))
-    return np.stack([arr[0], mirrored])
+    return add_mirror(image_cxyz.detach().cpu() if isinstance(image_cxyz, torch.Tensor) else image_cxyz)
 
 
 class MirrorChanneld(MapTransform):

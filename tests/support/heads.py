@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -19,7 +19,7 @@ from scipy import ndimage as ndi
 from aspects.atlas import Atlas, load_atlas
 from aspects.errors import InputError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_TEMPLATE = ROOT.parent / "shared" / "data" / "templates" / "miplab_ncct_sym" / "ncct_sym_brain_1mm.nii.gz"
 # A lesion centre in the right lentiform / insula region, as a (physical - template centre) offset:
 # LPS x < 0 is the patient's right.

@@ -1,6 +1,6 @@
 """Segmentation metrics for binary masks on a voxel grid (pure functions, no I/O).
 
-Conventions follow the seed 004 evaluator ("UncertainSmallEmpty", Ostmeier et al. 2022):
+Conventions follow the evaluator of Ostmeier et al. 2022 ("UncertainSmallEmpty"):
 a mask whose volume is <= ``empty_ml`` counts as empty, and a metric that is undefined for a
 case returns ``None`` (the evaluator's NaN) so that it is *excluded* from averages, never
 averaged as NaN and never silently set to a best or worst value:
@@ -13,7 +13,7 @@ averaged as NaN and never silently set to a best or worst value:
 | ASSD, HD95, surface Dice | None | None | None |
 | absolute volume difference | 0 | defined | defined |
 
-Empty cases are scored instead by detection (:func:`detection_outcome`), as seed 004 does.
+Empty cases are scored instead by detection (:func:`detection_outcome`), as Ostmeier et al. 2022 do.
 
 Arrays are indexed ``(z, y, x)`` as ``sitk.GetArrayFromImage`` returns them, so ``spacing``
 is given in the same axis order (``GetSpacing()[::-1]``), in mm.
@@ -122,19 +122,19 @@ def surface_distances(pred: np.ndarray, truth: np.ndarray, spacing: Spacing) -> 
 
 def assd_mm(d: Tuple[np.ndarray, np.ndarray]) -> float:
     """Average symmetric surface distance: all surface distances pooled, divided by |S_p| + |S_t|
-    (seed 004, supplementary table 4)."""
+    (Ostmeier et al. 2022, supplementary table 4)."""
     a, b = d
     return float((a.sum() + b.sum()) / (a.size + b.size))
 
 
 def hd95_mm(d: Tuple[np.ndarray, np.ndarray]) -> float:
-    """95th percentile of the pooled symmetric surface distances (medpy's ``hd95``, used by seed 004)."""
+    """95th percentile of the pooled symmetric surface distances (medpy's ``hd95``, used by Ostmeier et al. 2022)."""
     return float(np.percentile(np.concatenate(d), 95))
 
 
 def surface_dice(d: Tuple[np.ndarray, np.ndarray], tolerance_mm: float = 5.0) -> float:
     """Surface Dice at tolerance: surface voxels of either mask within ``tolerance_mm`` of the
-    other surface, over all surface voxels (seed 004's SDT, counted per voxel, not per surfel area)."""
+    other surface, over all surface voxels (the SDT of Ostmeier et al. 2022, counted per voxel, not per surfel area)."""
     a, b = d
     return float((np.count_nonzero(a <= tolerance_mm) + np.count_nonzero(b <= tolerance_mm)) / (a.size + b.size))
 
@@ -164,7 +164,7 @@ SEGMENTATION_METRICS: Tuple[str, ...] = (
 
 def segmentation_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Spacing, empty_ml: float = 0.0,
                          tolerance_mm: float = 5.0) -> SegmentationMetrics:
-    """All infarct metrics of one case; masks at or below ``empty_ml`` count as empty (seed 004)."""
+    """All infarct metrics of one case; masks at or below ``empty_ml`` count as empty (Ostmeier et al. 2022)."""
     p, t = _as_bool(pred), _as_bool(truth)
     if len(spacing) != p.ndim:
         raise ValueError(f"spacing has {len(spacing)} values for a {p.ndim}-D mask")
@@ -186,7 +186,7 @@ def segmentation_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Spacing, 
 
 
 def detection_outcome(truth_ml: float, pred_ml: float, empty_ml: float = 0.0) -> str:
-    """'tp' / 'tn' / 'fp' / 'fn' of lesion presence (volume > ``empty_ml``), as seed 004 classifies cases."""
+    """'tp' / 'tn' / 'fp' / 'fn' of lesion presence (volume > ``empty_ml``), as Ostmeier et al. 2022 classify cases."""
     t, p = truth_ml > empty_ml, pred_ml > empty_ml
     return ("t" if t == p else "f") + ("p" if p else "n")
 
@@ -226,7 +226,7 @@ class Summary:
 
 def bootstrap_median(values: Iterable[Optional[float]], n_resamples: int = 2000, level: float = 0.90,
                      seed: int = 0) -> Summary:
-    """Median with a percentile bootstrap CI (seed 004: median +- bootstrapped 90 % CI).
+    """Median with a percentile bootstrap CI (Ostmeier et al. 2022: median +- bootstrapped 90 % CI).
 
     Undefined values are excluded first; no defined values gives n = 0 and None everywhere.
     The generator is seeded so the report is reproducible.

@@ -2,7 +2,7 @@
 """Region methods side by side on phantoms with truth: the app's LNCC atlas warp against the SyN
 atlas registration it replaced (and the affine-only atlas), same preprocessing, same cases.
 
-    python tools/region_methods.py --cases DIR [--limit N] [--json OUT.json]
+    aspects-region-methods --cases DIR [--limit N] [--json OUT.json]
 
 Per case: the app's preprocessing (``aspects.preprocess``) once, then each method's labels on the
 aligned grid, carried to the source grid as the app does (``to_source``) and compared with
@@ -21,15 +21,13 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aspects.atlas import load_atlas  # noqa: E402
-from aspects.metrics import counts, dice  # noqa: E402
+from aspects_research.metrics import counts, dice  # noqa: E402
 from aspects.preprocess import preprocess, to_source  # noqa: E402
 from aspects.region_atlas import atlas_on_aligned, atlas_regions  # noqa: E402
 from aspects.registration import syn_warp  # noqa: E402
-from tools.qc_calibration import read_dicom_dir  # noqa: E402
+from aspects_research.tools.qc_calibration import read_dicom_dir  # noqa: E402
 
 SYN_WINDOW = (0.0, 80.0)  # the replaced method's intensity window (CSF to grey matter / blood)
 

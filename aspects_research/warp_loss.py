@@ -22,7 +22,7 @@ def smoothness(disp: torch.Tensor) -> torch.Tensor:
 class WarpLoss(nn.Module):
     """``DiceCE(logits, label) + sim_weight * LNCC(template warped, image) + smooth_weight * smoothness``.
 
-    The extra terms use what the training network (``scripts.net.WarpTrainNet``) kept from the
+    The extra terms use what the training network (``aspects_research.atlas_warp_net.WarpTrainNet``) kept from the
     forward pass that made these logits. Labels only say where region borders are; the image term
     (VoxelMorph-style local normalised cross-correlation at 4 mm) gives a dense signal everywhere,
     the one SyN uses. The smoothness weight keeps the field plausible (thick-slice truth is

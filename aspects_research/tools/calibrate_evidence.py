@@ -1,11 +1,11 @@
 """Calibrate the region-level evidence of early ischaemic change on normal studies.
 
-    python tools/calibrate_evidence.py --runs RUNROOT [RUNROOT ...] [--cases CASEROOT ...]
+    aspects-calibrate-evidence --runs RUNROOT [RUNROOT ...] [--cases CASEROOT ...]
         [--fpr 0.01] [--min-delta 1.5] [--out config/region_evidence.json] [--check RUNROOT ...]
 
 Reads the app's aspects.json of each run folder (RUNROOT/<case>/aspects.json: the per-region
 ``evidence.delta_hu`` the app computes with or without a calibration) and keeps the normal
-studies: with ``--cases``, the cases whose truth.json (tools/make_phantoms.py) says kind
+studies: with ``--cases``, the cases whose truth.json (aspects-make-phantoms) says kind
 "normal" (or another control without an acute MCA infarct: leukoaraiosis); without it, every run
 (a folder of normal real scans). The per-code spread about 0 and the threshold for the chosen
 false-positive rate go to ``--out`` (aspects.region_evidence.Calibration). ``--check`` reports
@@ -21,9 +21,7 @@ import sys
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]  # the repository (a source checkout)
 
 from aspects.errors import EXIT_USAGE, InputError  # noqa: E402
 from aspects.labels import REGION_CODES, SIDES  # noqa: E402
@@ -99,7 +97,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise InputError(EXIT_USAGE, f"{len(studies)} normal studies with evidence found; at least 5 are needed")
         for name, _ in studies:
             print(f"normal study: {name}", flush=True)
-        source = (f"{len(studies)} normal studies: tools/calibrate_evidence.py --runs "
+        source = (f"{len(studies)} normal studies: aspects-calibrate-evidence --runs "
                   + " ".join(str(p) for p in args.runs))
         cal = calibrate((deltas_of(r) for _, r in studies), args.fpr, args.min_delta, args.sigma_floor, source)
         n_called, n_total, names = false_calls(studies, cal)

@@ -1,6 +1,6 @@
 """Synthetic head NCCT studies with ground truth.
 
-    python tools/make_phantoms.py --out DIR --count N --seed S [--kind acute] [--thickness 5] ...
+    aspects-make-phantoms --out DIR --count N --seed S [--kind acute] [--thickness 5] ...
 
 Case i gets seed S + i and the folder DIR/phantom_<seed>/ (dicom/, truth/, truth.json); the
 same seed and options always give the same case. Method and truth schema: docs/data.md.
@@ -13,13 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aspects.errors import EXIT_INTERNAL, EXIT_USAGE, InputError  # noqa: E402
 from aspects.labels import REGION_COLOURS, region_of  # noqa: E402
-from aspects.phantom_dicom import write_case  # noqa: E402
-from aspects.phantoms import (ALL_PATTERNS, KINDS, Phantom, PhantomOptions, case_id_for, check_options,  # noqa: E402
+from aspects_research.phantom_dicom import write_case  # noqa: E402
+from aspects_research.phantoms import (ALL_PATTERNS, KINDS, Phantom, PhantomOptions, case_id_for, check_options,  # noqa: E402
                               default_anatomy, make_phantom)
 
 LESION_COLOURS = {"acute": "red", "old_infarct": "cyan", "haemorrhage": "orange"}

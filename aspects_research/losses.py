@@ -1,4 +1,4 @@
-"""Training losses: the Territory-Aware Gated Loss (TAGL, seed 000) and its wrapper around a base loss.
+"""Training losses: the Territory-Aware Gated Loss (TAGL, Syed et al. 2026) and its wrapper around a base loss.
 
 TAGL couples the basal-ganglia (BG) and supraganglionic (SG) ASPECTS levels: infarct evidence at a
 BG location should be matched at the SG location above it (M1/M4, M2/M5, M3/M6 are stacked). Seed
@@ -7,7 +7,7 @@ slab of axial planes and its "slice" is the per-column maximum of the infarct pr
 slab (max keeps a thin lesion visible; a mean would dilute it with the slab's healthy planes).
 
 With ``p_bg``, ``p_sg`` those ``(X, Y)`` maps (one per batch item), threshold ``tau`` and weight
-``lam`` (seed 000, eqs. 1-3):
+``lam`` (Syed et al. 2026, eqs. 1-3):
 
 * gate          ``g = 1[p_bg > tau]`` (binary, no gradient)
 * confidences   ``c_bg = mean(p_bg)``, ``c_sg = mean(p_sg)`` (slice-level)

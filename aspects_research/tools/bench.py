@@ -1,15 +1,15 @@
 """Speed and memory of the app on synthetic studies, per stage, per slice thickness.
 
-    python tools/bench.py [--cases N] [--thickness 5 1] [--models models] [--out DIR] [--report docs/performance.md]
+    aspects-bench [--cases N] [--thickness 5 1] [--models models] [--out DIR] [--subprocess] [--report docs/performance.md]
 
-Makes N acute phantoms per thickness (tools/make_phantoms.py, seeded; default a 5 mm and a thin
-0.625 mm study), runs the app on each as a child process (wall time, peak resident memory of the
-child from wait4), reads the per-stage timings from aspects.json and prints median / min / max per
-stage. A fixed reference CPU workload (:func:`reference_workload`) is timed before and after the
-runs; wall times are also given as multiples of it, so figures from a noisy or different machine
-can be compared. The region path is timed both
-ways on the same input: the TorchScript region model (when models/aspects_regions/ holds one) and
-the atlas SyN fallback (the app run with an empty models folder).
+Makes N acute phantoms per thickness (aspects-make-phantoms, seeded; default a 5 mm and a thin
+0.625 mm study) and runs the app's stages on each in this process with the models loaded once
+(:class:`aspects.pipeline.Pipeline`, a warm server's per-study time), or with ``--subprocess`` as
+``python app.py`` (wall time with process start, the child's peak memory from wait4). Prints
+median / min / max of the per-stage timings of aspects.json. A fixed reference CPU workload
+(:func:`reference_workload`) timed before and after the runs divides the wall times, so figures
+from a noisy or different machine compare. The region path is timed both ways on the same input:
+the region model (when models/aspects_regions/ holds one) and the atlas warp (no models folder).
 No figure here is asserted by a test: these are measurements of this machine at this time.
 """
 
@@ -26,12 +26,11 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]  # the repository (a source checkout)
 
 from aspects.errors import EXIT_USAGE, InputError  # noqa: E402
-from tools.evaluate import command_line, git_describe, machine_info, machine_line, run_app  # noqa: E402
+from aspects_research.tools.evaluate import (InProcessRunner, Runner, command_line, git_describe, machine_info,  # noqa: E402
+                                              machine_line, run_app)
 
 REGION_MODEL = "aspects_regions"
 INFARCT_MODEL = "infarct_seg"
@@ -64,15 +63,15 @@ def has_model(models: Path, name: str) -> bool:
 
 def make_phantoms(out: Path, count: int, seed: int, thickness: float) -> List[Path]:
     """N acute phantoms of one slice thickness, made by the project's generator."""
-    cmd = [sys.executable, str(ROOT / "tools" / "make_phantoms.py"), "--out", str(out), "--count", str(count),
+    cmd = [sys.executable, "-m", "aspects_research.tools.make_phantoms", "--out", str(out), "--count", str(count),
            "--seed", str(seed), "--thickness", f"{thickness:g}", "--kind", "acute"]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if r.returncode != 0:
         msg = (r.stderr.strip().splitlines() or ["no message"])[-1]
-        raise InputError(EXIT_USAGE, f"tools/make_phantoms.py failed ({r.returncode}): {msg}")
+        raise InputError(EXIT_USAGE, f"aspects-make-phantoms failed ({r.returncode}): {msg}")
     cases = sorted(p for p in out.iterdir() if (p / "dicom").is_dir())
     if len(cases) < count:
-        raise InputError(EXIT_USAGE, f"tools/make_phantoms.py made {len(cases)} of {count} cases in {out}")
+        raise InputError(EXIT_USAGE, f"aspects-make-phantoms made {len(cases)} of {count} cases in {out}")
     return cases[:count]
 
 
@@ -95,11 +94,11 @@ def region_stage(timings: Dict[str, float]) -> Optional[str]:
     return next((k for k in timings if k.lower().startswith("region")), None)
 
 
-def bench_thickness(cases: List[Path], out: Path, models: Path, timeout_s: float) -> dict:
+def bench_thickness(cases: List[Path], out: Path, models: Path, timeout_s: float, runner: Runner = run_app) -> dict:
     runs = []
     for k, case in enumerate(cases, 1):
         od = out / "runs" / case.name
-        rr = run_app(case / "dicom", od, models, out / "console" / f"{case.name}.txt", timeout_s)
+        rr = runner(case / "dicom", od, models, out / "console" / f"{case.name}.txt", timeout_s)
         t = read_timings(od) if rr.exit_code == 0 else {}
         runs.append({"case": case.name, "exit_code": rr.exit_code, "wall_s": rr.wall_s, "peak_rss_mb": rr.peak_rss_mb,
                      "timings_s": t, "error": None if rr.exit_code == 0 else rr.last_line})
@@ -117,7 +116,8 @@ def bench_thickness(cases: List[Path], out: Path, models: Path, timeout_s: float
     }
 
 
-def compare_region_paths(case: Path, main_run: dict, out: Path, models: Path, timeout_s: float) -> dict:
+def compare_region_paths(case: Path, main_run: dict, out: Path, models: Path, timeout_s: float,
+                         runner: Runner = run_app) -> dict:
     """Region stage time with the model and with the atlas SyN fallback on the same input.
 
     The benchmark run of ``case`` already timed the path the models folder selects; only the
@@ -132,7 +132,7 @@ def compare_region_paths(case: Path, main_run: dict, out: Path, models: Path, ti
     empty = out / "no_models"
     empty.mkdir(parents=True, exist_ok=True)
     od = out / "region_atlas" / case.name
-    rr = run_app(case / "dicom", od, empty, out / "console" / f"region_atlas_{case.name}.txt", timeout_s)
+    rr = runner(case / "dicom", od, empty, out / "console" / f"region_atlas_{case.name}.txt", timeout_s)
     ta = read_timings(od)
     sa = region_stage(ta)
     atlas = {"exit_code": rr.exit_code, "stage": sa, "region_s": ta.get(sa) if sa else None,
@@ -153,7 +153,8 @@ def table(result: dict) -> List[str]:
               "| stage | median (s) | min (s) | max (s) |", "| --- | --- | --- | --- |"]
         L += [f"| {s} | {_fmt(v['median'])} | {_fmt(v['min'])} | {_fmt(v['max'])} |" for s, v in b["stages"].items()]
         w, m = b["wall_s"], b["peak_rss_mb"]
-        L += [f"| **total wall time (child process)** | {_fmt(w['median'])} | {_fmt(w['min'])} | {_fmt(w['max'])} |"]
+        how = "child process" if result.get("mode") == "subprocess" else "in-process, warm"
+        L += [f"| **total wall time ({how})** | {_fmt(w['median'])} | {_fmt(w['min'])} | {_fmt(w['max'])} |"]
         ref = result.get("reference_s")
         if ref:
             L += [f"| **wall time / reference workload** | {_fmt(w['median'] / ref if w['median'] else None)} | "
@@ -161,7 +162,7 @@ def table(result: dict) -> List[str]:
         L += [f"| **peak RSS (MB)** | {_fmt(m['median'], 0)} | {_fmt(m['min'], 0)} | {_fmt(m['max'], 0)} |", ""]
         failed = [r for r in b["runs"] if r["exit_code"] != 0]
         if failed:
-            L += [f"Failed: " + "; ".join(f"{r['case']} exit {r['exit_code']} ({r['error']})" for r in failed), ""]
+            L += ["Failed: " + "; ".join(f"{r['case']} exit {r['exit_code']} ({r['error']})" for r in failed), ""]
     rc = result.get("region_paths")
     if rc:
         L += [f"### Region path on the same input ({rc['case']})", "", "| method | region stage (s) | whole run (s) | peak RSS (MB) |",
@@ -187,11 +188,16 @@ def to_markdown(result: dict) -> str:
          "on the 2-core CPU with the fallbacks.", ""]
     if meta.get("note"):
         L += [f"Note: {meta['note']}", ""]
-    L += ["Per-stage times are the app's own `timings_s` from aspects.json; the total is the wall time of the "
-          "child process (interpreter start, imports and writing included); peak RSS is the child's maximum "
-          "resident set (wait4 `ru_maxrss`).", ""]
+    if result.get("mode") == "subprocess":
+        L += ["Per-stage times are the app's own `timings_s` from aspects.json; the total is the wall time of the "
+              "child process (interpreter start, imports and writing included); peak RSS is the child's maximum "
+              "resident set (wait4 `ru_maxrss`).", ""]
+    else:
+        L += ["Per-stage times are the app's own `timings_s` from aspects.json; the total is the wall time of one "
+              "study through the app's stages in one process that keeps the models and atlas loaded (a warm "
+              "server; no interpreter start or imports); peak RSS is that process's maximum so far.", ""]
     if result.get("reference_s"):
-        L += [f"Reference CPU workload (`tools/bench.py` `reference_workload`, timed before and after the runs): "
+        L += [f"Reference CPU workload (`aspects_research.tools.bench.reference_workload`, timed before and after the runs): "
               f"{result['reference_s']:.2f} s (before {result['reference_before_s']:.2f} s, after "
               f"{result['reference_after_s']:.2f} s); 'wall time / reference' divides by it, so a machine twice as "
               "slow or twice as loaded gives about the same ratio.", ""]
@@ -210,8 +216,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--no-region-compare", action="store_true", help="skip the model-vs-atlas region timing")
     ap.add_argument("--report", type=Path, default=None, help="also write the Markdown report here (e.g. docs/performance.md)")
     ap.add_argument("--note", default="", help="free text for the report (e.g. other load on the machine)")
+    ap.add_argument("--subprocess", action="store_true", help="run each study as python app.py (process start "
+                    "included, peak memory per run) instead of in this process with the models loaded once")
     args = ap.parse_args(argv)
-    command = "python tools/bench.py " + command_line(sys.argv[1:] if argv is None else argv)
+    command = "aspects-bench " + command_line(sys.argv[1:] if argv is None else argv)
+    runner: Runner = run_app if args.subprocess else InProcessRunner()
     try:
         if args.cases < 1:
             raise InputError(EXIT_USAGE, "--cases must be at least 1")
@@ -219,7 +228,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise InputError(EXIT_USAGE, f"--models {args.models} is not a folder")
         machine = machine_info()
         print(f"machine: {machine_line(machine)}", flush=True)
-        result: dict = {"thickness": {}, "region_paths": None, "reference_before_s": reference_workload()}
+        result: dict = {"thickness": {}, "region_paths": None, "reference_before_s": reference_workload(),
+                        "mode": "subprocess" if args.subprocess else "in-process"}
         print(f"reference CPU workload: {result['reference_before_s']:.2f} s", flush=True)
         first_case = None
         for th in args.thickness:
@@ -227,19 +237,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             t0 = time.perf_counter()
             cases = make_phantoms(work / "phantoms", args.cases, args.seed, th)
             print(f"{th:g} mm: {len(cases)} phantoms in {time.perf_counter() - t0:.0f} s; running the app", flush=True)
-            result["thickness"][f"{th:g}"] = bench_thickness(cases, work, args.models, args.timeout)
+            result["thickness"][f"{th:g}"] = bench_thickness(cases, work, args.models, args.timeout, runner)
             first_case = first_case or (cases[0], work, result["thickness"][f"{th:g}"]["runs"][0])
         if not args.no_region_compare and first_case:
             print("region path, model vs atlas SyN:", flush=True)
             result["region_paths"] = compare_region_paths(first_case[0], first_case[2], first_case[1], args.models,
-                                                          args.timeout)
+                                                          args.timeout, runner)
         result["reference_after_s"] = reference_workload()
         result["reference_s"] = (result["reference_before_s"] + result["reference_after_s"]) / 2.0
         print(f"reference CPU workload after the runs: {result['reference_after_s']:.2f} s", flush=True)
     except InputError as e:
         print(e.one_line(), file=sys.stderr)
         return e.code
-    result["meta"] = {"command": command, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    result["meta"] = {"command": command, "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
                       "git": git_describe(), "machine": machine, "models": str(args.models), "note": args.note,
                       "region_model": has_model(args.models, REGION_MODEL), "infarct_model": has_model(args.models, INFARCT_MODEL)}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Real servers for the listener tests: Orthanc (the PACS), the listener itself, dcmtk tools.
+"""Real DICOM servers for the listener tests and aspects-robustness: Orthanc (the PACS), the listener, dcmtk tools.
 
 Everything listens on 127.0.0.1 on ports picked free by the OS; each server gets its own folder.
 """
@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[1]
 # dcmtk from the system, not pynetdicom's same-named scripts in the venv's bin.
 _SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin"
 ORTHANC_BIN = shutil.which("Orthanc", path=_SYSTEM_PATH)
@@ -82,7 +82,7 @@ class Orthanc:
             wait_for(self._up, 30, "Orthanc to start")
         except TimeoutError:
             self.stop()
-            raise RuntimeError(f"Orthanc did not start: {self.log_path.read_text()[-2000:]}")
+            raise RuntimeError(f"Orthanc did not start: {self.log_path.read_text()[-2000:]}") from None
 
     def _up(self) -> bool:
         if self.proc.poll() is not None:
@@ -144,7 +144,7 @@ class Listener:
         self.log_path = self.folder / "listener.log"
         self.proc: Optional[subprocess.Popen] = None
 
-    def start(self) -> "Listener":
+    def start(self) -> Listener:
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "listener", "--config", str(self.config_path)],

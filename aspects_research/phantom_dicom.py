@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from aspects.errors import EXIT_USAGE, InputError
-from aspects.phantoms import Phantom, _child_rngs
+from aspects_research.phantoms import Phantom, _child_rngs
 
 VENDORS = (
     # name, model, kernels, signed storage

@@ -1,12 +1,13 @@
 """Evaluate the app's outputs against synthetic studies with known truth.
 
-    python tools/evaluate.py --cases DIR --runs OUTROOT [--report docs/results] [--run] [--models models]
+    aspects-evaluate --cases DIR --runs OUTROOT [--report docs/results] [--run [--subprocess]] [--models models]
 
-DIR/<case_id>/ holds truth.json and truth/{infarct,regions}.nii.gz (tools/make_phantoms.py);
+DIR/<case_id>/ holds truth.json and truth/{infarct,regions}.nii.gz (aspects-make-phantoms);
 OUTROOT/<case_id>/ holds the app's aspects.json and nifti/{infarct,regions}.nii.gz. With --run the
-app is run on each case first (one progress line per case; failures are counted, not fatal).
-Writes REPORT.json, REPORT.md and PNG figures in <dir of REPORT>/img/eval_*.png.
-Metric conventions (empty masks, undefined values) are those of aspects.metrics (seed 004).
+app's stages run on each case first, in this process with the models loaded once
+(``--subprocess``: ``python app.py`` per case); one progress line per case, failures counted.
+Writes REPORT.json, REPORT.md and PNG figures in <dir of REPORT>/img/eval_*.png; metric
+conventions (empty masks, undefined values) are those of aspects_research.metrics.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import shlex
 import signal
 import subprocess
@@ -23,17 +25,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]  # the repository (a source checkout)
 
-from aspects import agreement as ag  # noqa: E402
-from aspects import metrics as mt  # noqa: E402
-from aspects.errors import EXIT_USAGE, InputError  # noqa: E402
+from aspects_research import agreement as ag  # noqa: E402
+from aspects_research import metrics as mt  # noqa: E402
+from aspects.errors import EXIT_INTERNAL, EXIT_USAGE, InputError  # noqa: E402
 from aspects.labels import REGION_CODES, SIDES, all_regions  # noqa: E402
 
 LARGE_CORE_ML = 70.0
@@ -86,6 +86,40 @@ def run_app(dicom_dir: Path, out_dir: Path, models: Path, console_log: Path, tim
     return RunResult(proc.returncode, wall, rusage.ru_maxrss / 1024.0, last[:200])
 
 
+class InProcessRunner:
+    """Runs the app's stages in this process (:class:`aspects.pipeline.Pipeline`, models and atlas
+    loaded once per models folder); called like :func:`run_app`. Peak RSS is this process's
+    maximum so far (``ru_maxrss``), not a per-study figure."""
+
+    def __init__(self) -> None:
+        self._pipelines: Dict[Path, object] = {}
+
+    def __call__(self, dicom_dir: Path, out_dir: Path, models: Path, console_log: Path, timeout_s: float = 900.0,
+                 extra_args: Sequence[str] = ()) -> RunResult:
+        from aspects.pipeline import Pipeline
+
+        for rel in APP_OUTPUTS:  # a stale result must never be read as this run's
+            (out_dir / rel).unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        try:
+            pipeline = self._pipelines.get(Path(models))
+            if pipeline is None:
+                pipeline = self._pipelines[Path(models)] = Pipeline(models, keep_models_loaded=True)
+            pipeline.run(dicom_dir, out_dir)  # type: ignore[attr-defined]
+            code, last = 0, f"done: {out_dir / 'aspects.json'}"
+        except InputError as exc:
+            code, last = exc.code, exc.one_line()
+        except Exception as exc:  # one failing case must not stop an evaluation
+            code, last = EXIT_INTERNAL, f"error[{EXIT_INTERNAL}]: internal error: {type(exc).__name__}: {exc}"
+        wall = time.perf_counter() - t0
+        console_log.parent.mkdir(parents=True, exist_ok=True)
+        console_log.write_text(last + "\n")
+        return RunResult(code, wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, last[:200])
+
+
+Runner = Callable[..., RunResult]
+
+
 def machine_info() -> Dict[str, object]:
     """Cores, CPU model, RAM and GPU of this machine, for the figures' captions."""
     cpu = platform.processor() or platform.machine()
@@ -128,7 +162,7 @@ def case_dirs(cases: Path) -> List[Path]:
         raise InputError(EXIT_USAGE, f"--cases {cases} is not a folder")
     found = sorted(p for p in cases.iterdir() if (p / "truth.json").is_file())
     if not found:
-        raise InputError(EXIT_USAGE, f"no case with a truth.json under {cases} (make them with tools/make_phantoms.py)")
+        raise InputError(EXIT_USAGE, f"no case with a truth.json under {cases} (make them with aspects-make-phantoms)")
     return found
 
 
@@ -249,7 +283,7 @@ def aggregate(records: Sequence[dict], empty_ml: float = 0.0, seed: int = 0) -> 
     groups = {"all cases": ok, "acute": acute,
               f"acute, <= {LARGE_CORE_ML:g} ml": [r for r in lesion if r["infarct"]["truth_ml"] <= LARGE_CORE_ML],
               f"acute, > {LARGE_CORE_ML:g} ml": [r for r in lesion if r["infarct"]["truth_ml"] > LARGE_CORE_ML]}
-    for name, lo, hi in HU_BINS:
+    for name, _, _ in HU_BINS:
         groups[f"hu_drop {name}"] = [r for r in acute if hu_bin(r["hu_drop"]) == name]
     rep["infarct"] = {g: {"n": len(rs), **summarise_infarct(rs, seed)} for g, rs in groups.items() if rs}
     det = {k: sum(r["detection"] == k for r in ok) for k in ("tp", "tn", "fp", "fn")}
@@ -393,7 +427,7 @@ def to_markdown(report: dict, records: Sequence[dict], img_rel: str) -> str:
     ]
     if meta.get("note"):
         L.append(f"Note: {meta['note']}")
-    L += ["", "The studies are synthetic phantoms with known truth (tools/make_phantoms.py, docs/data.md): these "
+    L += ["", "The studies are synthetic phantoms with known truth (aspects-make-phantoms, docs/data.md): these "
           "figures measure the pipeline against that truth, not clinical accuracy on patients' scans.",
           "", f"Cases: {report['n_cases']}, evaluated: {report['n_ok']}, failed: {len(report['failed'])}. "
           f"Methods used by the app: {', '.join(report['methods']) or 'n/a'}.", ""]
@@ -402,7 +436,7 @@ def to_markdown(report: dict, records: Sequence[dict], img_rel: str) -> str:
         L += [f"| {f['case_id']} | {f['exit_code']} | {f['error']} |" for f in report["failed"]]
         L.append("")
     L += [
-        "Values are median (bootstrap 90 % CI, 2000 resamples, fixed seed) over cases, as in seed 004. "
+        "Values are median (bootstrap 90 % CI, 2000 resamples, fixed seed) over cases, as in Ostmeier et al. 2022. "
         f"A mask of <= {report['empty_ml']:g} ml counts as empty; a metric undefined for a case (e.g. distances "
         "when either mask is empty, Dice when both are) is left out of that metric's n, never averaged as NaN.",
         "",
@@ -485,14 +519,15 @@ def git_describe() -> str:
 
 def evaluate(cases: Path, runs: Path, report_path: Path, run: bool = False, models: Path = ROOT / "models",
              empty_ml: float = 0.0, seed: int = 0, timeout_s: float = 900.0, note: str = "",
-             command: str = "") -> dict:
+             command: str = "", runner: Optional[Runner] = None) -> dict:
     dirs = case_dirs(cases)
     machine = machine_info()
     run_log: Dict[str, RunResult] = {}
     if run:
+        runner = runner or InProcessRunner()
         print(f"running the app on {len(dirs)} cases ({machine_line(machine)})", flush=True)
         for k, case in enumerate(dirs, 1):
-            rr = run_app(case / "dicom", runs / case.name, models, runs / "_console" / f"{case.name}.txt", timeout_s)
+            rr = runner(case / "dicom", runs / case.name, models, runs / "_console" / f"{case.name}.txt", timeout_s)
             run_log[case.name] = rr
             print(f"[{k}/{len(dirs)}] {case.name}: exit {rr.exit_code}, {rr.wall_s:.1f} s, peak RSS "
                   f"{rr.peak_rss_mb:.0f} MB{'' if rr.exit_code == 0 else ' - ' + rr.last_line}", flush=True)
@@ -511,7 +546,7 @@ def evaluate(cases: Path, runs: Path, report_path: Path, run: bool = False, mode
                 rec["error"] = f"exit {rr.exit_code}: {rr.last_line}"
         records.append(rec)
     report = aggregate(records, empty_ml, seed)
-    report["meta"] = {"command": command, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    report["meta"] = {"command": command, "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
                       "git": git_describe(), "machine": machine, "note": note, "cases_dir": str(cases), "runs_dir": str(runs)}
     report["cases"] = records
     report_path.parent.mkdir(parents=True, exist_ok=True)
@@ -524,24 +559,26 @@ def evaluate(cases: Path, runs: Path, report_path: Path, run: bool = False, mode
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", type=Path, required=True, help="synthetic studies with truth (tools/make_phantoms.py)")
+    ap.add_argument("--cases", type=Path, required=True, help="synthetic studies with truth (aspects-make-phantoms)")
     ap.add_argument("--runs", type=Path, required=True, help="OUTROOT: the app's output folder per case")
     ap.add_argument("--report", type=Path, default=None, help="report path without suffix (default OUTROOT/report)")
-    ap.add_argument("--run", action="store_true", help="run the app on every case first")
+    ap.add_argument("--run", action="store_true", help="run the app on every case first (in this process)")
+    ap.add_argument("--subprocess", action="store_true", help="with --run: python app.py per case (wall time and "
+                    "peak memory of each run, process start included)")
     ap.add_argument("--models", type=Path, default=ROOT / "models", help="models folder passed to the app with --run")
-    ap.add_argument("--empty-ml", type=float, default=0.0, help="masks at or below this volume count as empty (seed 004 threshold)")
+    ap.add_argument("--empty-ml", type=float, default=0.0, help="masks at or below this volume count as empty (Ostmeier et al. 2022)")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per app run before it is killed")
     ap.add_argument("--note", default="", help="free text for the report header (e.g. how the cases were made)")
     args = ap.parse_args(argv)
     report_path = args.report if args.report is not None else args.runs / "report"
     report_path = report_path.with_suffix("") if report_path.suffix in (".md", ".json") else report_path
-    command = "python tools/evaluate.py " + command_line(sys.argv[1:] if argv is None else argv)
+    command = "aspects-evaluate " + command_line(sys.argv[1:] if argv is None else argv)
     try:
         if not args.run and not args.runs.is_dir():
             raise InputError(EXIT_USAGE, f"--runs {args.runs} is not a folder (add --run to run the app)")
         rep = evaluate(args.cases, args.runs, report_path, args.run, args.models, args.empty_ml, args.seed, args.timeout,
-                       args.note, command)
+                       args.note, command, runner=run_app if args.subprocess else InProcessRunner())
     except InputError as e:
         print(e.one_line(), file=sys.stderr)
         return e.code

@@ -1,8 +1,8 @@
 """Networks of the aspects_regions bundle.
 
-``AtlasWarpNet`` segments the regions the way the seed papers labelled them (DeepStroke, seed
-001: atlas labels carried onto each study by deformable registration), but with a network in
-place of SyN: a MONAI residual U-Net looks at the aligned study (average-pooled to 4 mm) beside
+``AtlasWarpNet`` segments the regions the way DeepStroke (Alig 2025) labelled them (atlas labels
+carried onto each study by deformable registration), but with a network in place of SyN: a MONAI
+residual U-Net looks at the aligned study (average-pooled to 4 mm) beside
 the atlas template and predicts a smooth displacement field; the atlas label map, stored in the
 model, is warped by it (``grid_sample``) onto the study at the input resolution. The output is
 the log of the warped label fractions, i.e. logits whose argmax is a label value.
@@ -18,7 +18,7 @@ The TorchScript contract holds: input ``(B, 1, X, Y, Z)`` at 2 mm (each size a m
 ``factor`` x 8), output ``(B, 21, X, Y, Z)`` logits. The displacement is in normalised
 coordinates, so it does not depend on the grid size; the atlas is resampled by the same grid.
 
-``use_se`` adds squeeze-and-excitation after every encoder/decoder unit (DeepStroke, seed 001).
+``use_se`` adds squeeze-and-excitation after every encoder/decoder unit (DeepStroke, Alig 2025).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class AtlasWarpNet(nn.Module):
     """Pool by ``factor`` -> U-Net(image, template, coordinates) -> displacement -> warped atlas.
 
     ``atlas_labels`` (uint8 ``(X, Y, Z)``) and ``template`` (normalised float ``(X, Y, Z)``) are
-    the atlas on the aligned grid (``scripts.prior.aligned_prior``); they are stored as buffers,
+    the atlas on the aligned grid (``aspects_research.atlas_prior.aligned_prior``); they are stored as buffers,
     so the exported model needs nothing else. Without them (``None``) they are read from the
     atlas folder (``atlas_dir``, default the repository's ``atlas/``).
     """
@@ -71,7 +71,7 @@ class AtlasWarpNet(nn.Module):
                  atlas_labels: Optional[np.ndarray] = None, template: Optional[np.ndarray] = None):
         super().__init__()
         if atlas_labels is None or template is None:
-            from .prior import aligned_prior
+            from aspects_research.atlas_prior import aligned_prior
 
             atlas_labels, template = aligned_prior(atlas_dir)
         if int(atlas_labels.max()) >= out_channels:

@@ -10,7 +10,7 @@ Method (docs/data.md has the pictures and the rationale):
    deformation, and sampled ONCE on a ~1 mm grid aligned with the output slices (sub-planes
    across each slice for the partial-volume average), then upsampled in-plane to 512 x 512.
 4. CT noise, scanner-like storage (int16 or 12-bit unsigned, rescale intercept -1024) and DICOM
-   writing live in :mod:`aspects.phantom_dicom`.
+   writing live in :mod:`aspects_research.phantom_dicom`.
 
 Every random choice comes from its own child generator of ``np.random.SeedSequence(seed)``, so
 fixing one option (e.g. ``kind="normal"``) leaves the pose, noise and everything else of that
@@ -92,7 +92,7 @@ BONE_TABLE_HU = 1700.0  # inner/outer tables (cortical bone)
 BONE_DIPLOE_HU = 750.0
 
 # Template HU -> phantom HU (tissue_hu): the v2 template is calibrated to white matter 28 HU
-# (tools/build_atlas.py); its grey-white contrast, a population average, is stretched about it.
+# (aspects-build-atlas); its grey-white contrast, a population average, is stretched about it.
 TEMPLATE_WM_HU = 28.0
 TEMPLATE_GM_HU = 40.0  # above this the template is not parenchyma of a single scan (see tissue_hu)
 CONTRAST_STRETCH = 1.4

@@ -1,8 +1,8 @@
 """Build bad and odd inputs, run the app (and the listener) on each, and write docs/robustness.md.
 
-    python tools/robustness.py --work build/robustness [--doc docs/robustness.md] [--only NAME ...]
+    aspects-robustness --work build/robustness [--doc docs/robustness.md] [--only NAME ...]
 
-Every case starts from a synthetic 5 mm head study (tools/make_phantoms.py's generator) or the
+Every case starts from a synthetic 5 mm head study (aspects-make-phantoms's generator) or the
 real GE series in ../shared/data/real/ge_tilted_head_dicom, damages or re-encodes a copy with the
 tools a user would meet (dcmtk's dcmcjpeg / dcmcjpls / dcmcrle / dcmconv, gdcmconv, pydicom),
 runs ``python app.py -i -o -m`` as a user does and records the exit code, the one-line error
@@ -30,9 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]  # the repository (a source checkout)
 
 import numpy as np  # noqa: E402
 import pydicom  # noqa: E402
@@ -40,7 +38,7 @@ from pydicom.filebase import DicomBytesIO  # noqa: E402
 from pydicom.filewriter import write_dataset  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
 
-from tools.evaluate import command_line, git_describe, machine_info, machine_line  # noqa: E402
+from aspects_research.tools.evaluate import command_line, git_describe, machine_info, machine_line  # noqa: E402
 
 GE_SERIES = ROOT.parent / "shared" / "data" / "real" / "ge_tilted_head_dicom" / "dicom"
 # GPL-2, tests only: used here as input, never copied into the repository.
@@ -156,8 +154,8 @@ def tree_digest(folder: Path) -> str:
 
 def make_study(root: Path, seed: int = 41, **opts) -> Path:
     """A synthetic head study (5 mm, 256 matrix) under ``root``; returns its dicom folder."""
-    from aspects.phantom_dicom import write_case
-    from aspects.phantoms import PhantomOptions, case_id_for, default_anatomy, make_phantom
+    from aspects_research.phantom_dicom import write_case
+    from aspects_research.phantoms import PhantomOptions, case_id_for, default_anatomy, make_phantom
 
     opts.setdefault("matrix", 256)
     kind = opts.pop("kind", "acute")
@@ -554,8 +552,7 @@ def listener_rows(work: Path, studies: Path) -> List[dict]:
     from pynetdicom.dimse_primitives import C_STORE
     from pynetdicom.sop_class import CTImageStorage
 
-    sys.path.insert(0, str(ROOT))
-    from tests.servers import echo, free_port, listener_settings, wait_for
+    from aspects_research.dicom_servers import echo, free_port, listener_settings, wait_for
 
     ldir = work / "listener"
     shutil.rmtree(ldir, ignore_errors=True)
@@ -626,7 +623,7 @@ def to_markdown(rows: Sequence[dict], header: Dict[str, str]) -> str:
     lines = [
         "# Robustness: every bad or odd input tried",
         "",
-        "Made by `tools/robustness.py` (do not edit by hand): it builds each case from a synthetic 5 mm "
+        "Made by `aspects-robustness` (do not edit by hand): it builds each case from a synthetic 5 mm "
         "head study or the real GE series (`../shared/data/real/ge_tilted_head_dicom`), runs "
         "`python app.py -i IN -o OUT -m models` as a user does and records what happened. Exit codes: README "
         "\"Bad input\".",
@@ -678,7 +675,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     studies = args.work / "studies"
     studies.mkdir(exist_ok=True)
     header = {"date": dt.date.today().isoformat(), "machine": machine_line(machine_info()),
-              "command": command_line(sys.argv if argv is None else ["tools/robustness.py", *argv]),
+              "command": command_line(sys.argv if argv is None else ["aspects-robustness", *argv]),
               "git": git_describe()}
     cases = [c for c in CASES if not args.only or c.name in args.only]
     rows = []

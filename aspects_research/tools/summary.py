@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Print the ASPECTS summary of an aspects.json (optionally next to a synthetic study's truth).
 
-    python tools/summary.py OUT/aspects.json [--truth CASE/truth.json]
+    aspects-summary OUT/aspects.json [--truth CASE/truth.json]
 """
 
 from __future__ import annotations

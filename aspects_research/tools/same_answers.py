@@ -1,9 +1,12 @@
 """Same answers, faster: the app of this tree against a reference version (the slow path) on phantoms.
 
-    python tools/same_answers.py --cases DIR [DIR ...] --reference-app OLD/app.py --out WORK
-                                 [--repeat] [--reference-only] [--models models] [--json FILE]
+    aspects-same-answers --cases DIR [DIR ...] --reference-app OLD/app.py --out WORK
+                         [--repeat] [--reference-only] [--models models] [--json FILE]
 
-Each case (``DIR/<case_id>/dicom``, tools/make_phantoms.py) is run through the reference app
+(or ``python -m aspects_research.tools.same_answers``). OLD is a checkout of the reference
+version (``git archive main | tar -x -C OLD``): ``python OLD/app.py`` imports OLD's own packages
+(the script's folder comes first on ``sys.path``). Each case (``DIR/<case_id>/dicom``,
+``aspects-make-phantoms``) is run through the reference app
 and through this tree's app (``--repeat``: twice, for determinism). The rule (issue 14):
 
 * identical scores: ASPECTS per side, total, affected side, every region's involvement and
@@ -28,12 +31,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from aspects.errors import EXIT_USAGE, InputError  # noqa: E402
-from tools.evaluate import read_mask, run_app  # noqa: E402
+from aspects.errors import EXIT_USAGE, InputError
+from aspects_research.tools.evaluate import ROOT, read_mask, run_app
 
 MIN_DICE = 0.99
 RUN_ONLY_KEYS = ("timings_s",)  # differ run to run by nature

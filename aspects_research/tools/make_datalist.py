@@ -1,11 +1,11 @@
 """Write the MONAI datalists the training bundles in train/ read.
 
-    # synthetic studies (tools/make_phantoms.py): run the app's preprocessing on each case and
+    # synthetic studies (aspects-make-phantoms): run the app's preprocessing on each case and
     # write aligned images + aligned truth, then regions.json and infarct.json
-    python tools/make_datalist.py --phantoms DIR [--val-phantoms DIR2] --out OUT
+    aspects-make-datalist --phantoms DIR [--val-phantoms DIR2] --out OUT
 
     # your own aligned NIfTI pairs (same file names in both folders)
-    python tools/make_datalist.py --images DIR --labels DIR --out OUT/datalist.json
+    aspects-make-datalist --images DIR --labels DIR --out OUT/datalist.json
 
 Datalists are ``{"training": [{"image": ..., "label": ...}], "validation": [...]}`` with paths
 relative to the datalist's folder (the bundles resolve them against it). The split is fixed: the
@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aspects.errors import EXIT_INTERNAL, EXIT_USAGE, InputError  # noqa: E402
 
@@ -87,7 +85,7 @@ def folder_datalist(images: Path, labels: Path, out_file: Path, val_every: int) 
     pairs = pair_folder(images, labels)
     train, val = split_cases([c for c, _, _ in pairs], val_every)
     base = out_file.parent
-    entry = {c: {"image": _rel(i, base), "label": _rel(l, base)} for c, i, l in pairs}
+    entry = {c: {"image": _rel(img, base), "label": _rel(lab, base)} for c, img, lab in pairs}
     return datalist([entry[c] for c in train], [entry[c] for c in val])
 
 
@@ -107,36 +105,20 @@ def phantom_cases(folder: Path) -> List[Path]:
 
 
 def load_study(dicom_dir: Path):
-    """The study's selected series as a HU SimpleITK image, by the app's selection and HU code.
+    """The study's selected series as the app loads it (:func:`aspects.series.read_study`)."""
+    from aspects.series import read_study
 
-    (The app gets the pixel stack from the SDK's series-to-volume; here pydicom reads it in
-    the same slice order, ``sort_slices``, then ``hu_volume`` builds the same grid.)
-    """
-    import numpy as np
-    from pydicom import dcmread
-
-    from aspects.dicom_geometry import sort_slices
-    from aspects.dicom_input import scan_folder
-    from aspects.selection import group_series, select_series
-    from aspects.volume import hu_volume
-
-    chosen = select_series(group_series(scan_folder(dicom_dir).datasets)).chosen
-    ordered = sort_slices(chosen.datasets)
-    stack = []
-    for header in ordered:
-        ds = dcmread(header.filename)
-        slope, intercept = float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))
-        stack.append(ds.pixel_array.astype(np.float32) * slope + intercept)
-    return hu_volume(np.stack(stack), ordered)
+    return read_study(dicom_dir)
 
 
 def align_case(case: Path, out: Path, atlas) -> Dict[str, str]:
     """Preprocess one synthetic study as the app does; write aligned image and truth; return paths."""
     import SimpleITK as sitk
 
-    from aspects.preprocess import preprocess, to_aligned
+    from aspects.pipeline import preprocess_series
+    from aspects.preprocess import to_aligned
 
-    pre = preprocess(load_study(case / "dicom"), atlas)
+    pre = preprocess_series(load_study(case / "dicom"), atlas)
     files = _case_files(case, out)
     for f in files.values():
         f.parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +200,7 @@ def phantom_datalists(train_dir: Path, val_dir: Optional[Path], out: Path, val_e
         print(f"[{n}/{len(todo)}] {case.name} aligned ({time.monotonic() - start:.0f} s)", flush=True)
     lists = {}
     for task in TASKS:
-        pick = lambda cases: [{"image": done[c.name]["image"], "label": done[c.name][task]} for c in cases]  # noqa: E731
+        pick = lambda cases, task=task: [{"image": done[c.name]["image"], "label": done[c.name][task]} for c in cases]
         lists[task] = datalist(pick(train_cases), pick(val_cases))
         write_json(lists[task], out / f"{task}.json")
     return lists

@@ -1,12 +1,11 @@
-"""Synthetic studies for tests, made once per session and reused.
+"""Synthetic studies for tests, made once per session and reused (the ``phantom_case`` fixture of
+tests/conftest.py calls :func:`make_case` with the session's folder):
 
-    from tests.phantom_fixtures import make_case, phantom_root  # noqa: F401  (fixture import)
-
-    def test_something(phantom_root):
-        case = make_case(phantom_root, 7, kind="acute", thickness=5.0, hu_drop=10, pattern="whole_mca")
+    def test_something(phantom_case):
+        case = phantom_case(7, kind="acute", thickness=5.0, hu_drop=10, pattern="whole_mca")
         # case/dicom/*.dcm, case/truth/{infarct,regions}.nii.gz, case/truth.json
 
-``make_case`` takes the options of :class:`aspects.phantoms.PhantomOptions` as keywords
+``make_case`` takes the options of :class:`aspects_research.phantoms.PhantomOptions` as keywords
 (hu_drop, pattern, side, tilt_deg, noise_hu, deform, pose, pixel_mm, matrix). Its default matrix
 is 256 x 256 (about 1 s a case after the atlas is loaded); pass ``matrix=512`` for scanner-size
 slices. The same arguments under the same root return the same folder without regenerating.
@@ -20,10 +19,8 @@ import json
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
-import pytest
-
-from aspects.phantom_dicom import write_case
-from aspects.phantoms import PhantomOptions, case_id_for, default_anatomy, make_phantom
+from aspects_research.phantom_dicom import write_case
+from aspects_research.phantoms import PhantomOptions, case_id_for, default_anatomy, make_phantom
 
 FIXTURE_MATRIX = 256
 _made: Dict[Tuple[str, str], Path] = {}
@@ -51,13 +48,3 @@ def make_case(root: Path, seed: int, kind: str = "acute", thickness: float = 5.0
         tmp.rmdir()
     _made[key] = folder
     return folder
-
-
-@pytest.fixture(scope="session")
-def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One folder for :func:`make_case` for the whole session. A fixed name under the session's
-    base temp, because each test module that imports this fixture gets its own instance of it:
-    all of them must see the same cases."""
-    root = tmp_path_factory.getbasetemp() / "phantoms"
-    root.mkdir(exist_ok=True)
-    return root

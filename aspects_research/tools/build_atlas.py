@@ -1,45 +1,11 @@
 #!/usr/bin/env python
-"""Build the ASPECTS atlas v2 (docs/atlas.md) from public data under permissive / CC BY-SA terms.
+"""Build the ASPECTS atlas v2 from public templates (licences in atlas/LICENSE.md).
 
-    python tools/build_atlas.py --real ../shared/data/real --out atlas        # ~5 min on 2 cores
+    aspects-build-atlas --real ../shared/data/real --out atlas        # ~5 min on 2 cores
 
-Inputs (read only; licences in atlas/LICENSE.md):
-- ``scct_mni/scct_stripped_HU.nii.gz``: the brain-extracted CT template of Rorden et al. 2012
-  (SPM Clinical toolbox, BSD-2), MNI152 2 mm grid, converted to HU upstream;
-- ``openads_mni/ArterialAtlas_MNI182.nii.gz``: the arterial territory atlas of Liu et al. 2023
-  (CC BY-SA 4.0), level-1 labels on the JHU MNI 1 mm grid;
-- ``openads_mni/AspectsAtlas_MNI182.nii.gz``: the OpenADS 3D ASPECTS atlas (Liu et al. 2023),
-  used ONLY for the comparison written to docs/ (``--compare``); nothing built from it ships.
-
-Method, in order:
-1. Grid: 1 mm, identity direction (LPS), x = 0 on the central column of an odd x size (the
-   template's own mid-sagittal plane: its mirror matches it best there), cropped to brain + 8 mm.
-   The template is resampled linearly from 2 mm and made exactly symmetric (mean with its
-   mirror). HU calibration: one offset puts the centrum semiovale's white matter at 28 HU (typical
-   adult NCCT); the template's grey-white contrast is kept.
-2. The arterial atlas lives on another "MNI" (JHU, young adults); the template is older, with
-   larger ventricles. A pseudo-CT of the atlas (parenchyma 28 HU, its lateral-ventricle labels
-   5 HU) is registered to the template (antspyx SyN, Mattes MI, fixed seed, one thread), and the
-   level-1 labels follow (genericLabel). The right hemisphere's territories are mirrored to the
-   left, so territories are exactly symmetric.
-3. Deep anatomy from the template's own intensities inside the deep arterial territories
-   (lenticulostriate, choroidal, thalamoperforators): grey matter = above the Otsu threshold of
-   that zone; thalamus = grey nearer the thalamoperforator territory; caudate = tissue on the
-   lateral wall of the lateral ventricle (within CAUDATE_BAND_MM); lentiform = the largest
-   remaining grey component; internal capsule = white matter that an axial closing adds between
-   different nuclei (caudate, lentiform, thalamus); insula = the cortical ribbon of the insular
-   MCA territory (tissue within INSULA_RIBBON_MM of the sylvian CSF) lateral to the lentiform.
-4. Slabs (physical z, inclusive): BG = inferior to superior extent of the lentiform nucleus; SG =
-   from the slice above it to the superior extent of the lateral-ventricle bodies.
-5. Cortical regions, MCA territory only (ACA, PCA, choroidal and posterior-circulation
-   territories never enter a region): BG slab M1 = MCA frontal, M2 / M3 = MCA temporal in front
-   of / behind the coronal plane at the insula's posterior end, M3 also the MCA parietal and
-   occipital pars; SG slab M4 / M5 / M6 = the MCA territory above M1 / M2 / M3 (axial
-   footprints). Each M region holds cortex and subjacent white matter; the deep lenticulostriate
-   territory is left out of the BG slab and belongs to M4-M6 in the SG slab (corona radiata).
-6. Writes template, label map, territories, labels.json, levels.json, LICENSE.md, montages; with
-   ``--compare`` the OpenADS atlas is carried by the same warp and compared (Dice, volumes,
-   pictures) into docs/.
+Inputs: the scct CT template (Rorden et al. 2012), the arterial territory atlas of Liu et al.
+2023 (registered onto it), and with ``--compare`` the OpenADS ASPECTS atlas for a comparison only.
+The derivation, step by step, with figures: docs/atlas.md.
 """
 
 from __future__ import annotations
@@ -59,7 +25,6 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aspects import labels as L  # noqa: E402
 from aspects.atlas import (ARTERIAL_RIGHT, LABEL_TABLE_FILE, LABELS_FILE, LEVELS_FILE, TEMPLATE_FILE,  # noqa: E402
                            TERRITORIES_FILE, TERRITORY_GROUPS, region_volumes_ml)
@@ -67,7 +32,7 @@ from aspects.errors import EXIT_PROCESSING, EXIT_USAGE, InputError  # noqa: E402
 
 SEED = 20231
 MARGIN_MM = 8
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 ART_R = ARTERIAL_RIGHT  # Liu et al. 2023 level-1 labels, right side (left = right - 1)
 ART_LV = (31, 32)
@@ -436,7 +401,7 @@ def compare(ours: np.ndarray, theirs: np.ndarray) -> Dict[str, Dict[str, float]]
 
 LICENSE_TEXT = """# Licence and sources of the ASPECTS atlas (v2)
 
-The files in this folder are derived data, built by `tools/build_atlas.py` from exactly two inputs:
+The files in this folder are derived data, built by `aspects-build-atlas` from exactly two inputs:
 
 | input | what is used | licence | terms the project relies on |
 | --- | --- | --- | --- |

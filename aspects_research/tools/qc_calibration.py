@@ -2,7 +2,7 @@
 """Registration QC figures against the atlas template: the NCC that ``aspects.preprocess`` reports
 for correct registrations (phantoms, real heads) and for deliberately wrong ones.
 
-    python tools/qc_calibration.py --phantoms DIR [--real-nifti FILE ...] [--real-dicom DIR ...]
+    aspects-qc-calibration --phantoms DIR [--real-nifti FILE ...] [--real-dicom DIR ...]
 
 For each study it prints the preprocessing QC (NCC, brain volume, scale) and, for the template
 itself moved by known errors (shifts of 6 / 10 mm, rotations of 10 / 20 degrees), the NCC the same
@@ -20,22 +20,19 @@ from typing import List
 import numpy as np
 import SimpleITK as sitk
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aspects.atlas import load_atlas  # noqa: E402
 from aspects.errors import InputError  # noqa: E402
 from aspects.preprocess import (QC_ERODE_VOXELS, QC_SMOOTH_VOX, REG_WINDOW, preprocess,  # noqa: E402
                                 template_on_aligned)
 from aspects.registration import ncc  # noqa: E402
+from aspects.series import read_study  # noqa: E402
 from aspects.skullstrip import fill_holes  # noqa: E402
 
 
 def read_dicom_dir(folder: Path) -> sitk.Image:
-    reader = sitk.ImageSeriesReader()
-    ids = reader.GetGDCMSeriesIDs(str(folder))
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), ids[0]))
-    return reader.Execute()
+    """The HU volume of the study in ``folder`` as the app loads it (:func:`aspects.series.read_study`)."""
+    return read_study(folder).volume.image
 
 
 def moved_template_ncc(atlas) -> List[dict]:

@@ -1,0 +1,130 @@
+"""Assess a study: the segmenters' aligned results brought onto the source slices, the image
+flags, the region-level evidence and ASPECTS, as one typed result the writers share.
+
+Regions the series does not cover are not assessable (aspects.json schema 2): their side has no
+ASPECTS and the flag ``incomplete_coverage`` lists them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+from pydicom.dataset import Dataset
+
+from aspects.flags import acute_only, image_flags, outside_mca_flag
+from aspects.labels import label_value
+from aspects.preprocess import Preprocessed, to_slices
+from aspects.region_evidence import Calibration, load_calibration, study_evidence
+from aspects.result_json import INCOMPLETE_COVERAGE, result_document
+from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION, DEFAULT_INVOLVEMENT_ML, assessable_regions, score
+from aspects.segmentation import InfarctSegmentation, RegionSegmentation
+from aspects.series import SourceSeries
+from aspects.timings import record, snapshot
+from aspects.volume import on_grid, series_grid
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """The involvement rules: fraction and optional ml threshold of the voxel mask, and the
+    region-evidence calibration (None: the voxel mask alone decides)."""
+
+    fraction_threshold: float = DEFAULT_INVOLVEMENT_FRACTION
+    ml_threshold: Optional[float] = DEFAULT_INVOLVEMENT_ML
+    calibration: Optional[Calibration] = field(default_factory=load_calibration)
+
+    def thresholds(self) -> Dict[str, Any]:
+        """aspects.json ``thresholds``."""
+        cal = self.calibration
+        return {"involvement_fraction": self.fraction_threshold, "involvement_ml": self.ml_threshold,
+                "evidence": None if cal is None else {"z_call": cal.z_call, "min_delta_hu": cal.min_delta_hu,
+                                                      "false_positive_rate": cal.false_positive_rate}}
+
+
+@dataclass(frozen=True)
+class ScoredStudy:
+    """What the writers need.
+
+    ``document``: the aspects.json content without ``outputs`` (:func:`aspects.result_json.result_document`);
+    ``infarct`` (bool) and ``regions`` (uint8, ``aspects.labels``): ``(z, y, x)`` masks index-aligned
+    with ``source``, the sorted source datasets (each slice sampled on its own plane, so a tilted
+    or unevenly spaced series is exact).
+    """
+
+    document: Dict[str, Any]
+    infarct: np.ndarray
+    regions: np.ndarray
+    source: Tuple[Dataset, ...]
+
+    def mask_images(self) -> Dict[str, sitk.Image]:
+        """Both masks as images index-aligned with the instances (the NIfTI copies)."""
+        grid = series_grid(self.source)
+        return {"infarct": on_grid(self.infarct.astype(np.uint8), grid), "regions": on_grid(self.regions, grid)}
+
+
+def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmentation, regions: RegionSegmentation,
+                 settings: Optional[ScoringSettings] = None) -> ScoredStudy:
+    """Flags, source-grid masks, region evidence and ASPECTS of one study."""
+    settings = settings if settings is not None else ScoringSettings()
+    t0 = time.perf_counter()
+    aligned = sitk.GetArrayFromImage(pre.aligned)
+    brain = sitk.GetArrayFromImage(pre.brain_mask)
+    spacing = pre.aligned.GetSpacing()
+    flags = image_flags(aligned, brain, spacing)
+    found = sitk.GetArrayFromImage(infarct.mask) > 0
+    acute = acute_only(found, aligned, brain, spacing)
+    if acute.sum() < found.sum():
+        log.info("%.1f ml of hypodensity explained by old infarct / haemorrhage: not scored",
+                 (found.sum() - acute.sum()) * np.prod(spacing) / 1000.0)
+    labels_aligned = sitk.GetArrayFromImage(regions.labels)
+    outside = outside_mca_flag(acute, labels_aligned, sitk.GetArrayFromImage(regions.territories), spacing)
+    if outside is not None:  # ACA / PCA / posterior circulation infarct
+        flags.append(outside)
+    acute_img = sitk.GetImageFromArray(acute.astype(np.uint8))
+    acute_img.CopyInformation(infarct.mask)
+    geometry = series.volume.geometry
+    regions_src = to_slices(pre, regions.labels, geometry, label=True).astype(np.uint8)
+    infarct_src = to_slices(pre, acute_img, geometry, label=True) > 0
+    evidence, calls = study_evidence(aligned, brain > 0, spacing, infarct.asymmetry.difference,
+                                     infarct.asymmetry.comparable, labels_aligned, settings.calibration)
+    coverage = pre.coverage or {}
+    result = score(regions_src, infarct_src, (), settings.fraction_threshold, settings.ml_threshold,
+                   assessable=assessable_regions(coverage), slice_ml=geometry.slice_ml(),
+                   evidence=evidence, evidence_calls=calls)
+    by_evidence = [f"{s} {c}" for s in calls for c in calls[s] if calls[s][c]]
+    if by_evidence:
+        log.info("region evidence calls early ischaemic change in %s", ", ".join(by_evidence))
+    flag_names: List[str] = [f.name for f in flags]
+    flag_details: Dict[str, Dict[str, Any]] = {f.name: {"volume_ml": round(f.volume_ml, 3)} for f in flags}
+    missing = result.not_assessable
+    if missing:
+        flag_names.append(INCOMPLETE_COVERAGE)
+        covered = {m: round(coverage.get(label_value(*m.split(" ")), 1.0), 3) for m in missing}
+        flag_details[INCOMPLETE_COVERAGE] = {"regions": missing, "covered_fraction": covered}
+        log.warning("the series does not cover %s: not assessable, no ASPECTS for that side",
+                    ", ".join(f"{m} ({100 * c:.0f}% covered)" for m, c in covered.items()))
+    qc = pre.qc or {}
+    if qc.get("low_confidence"):
+        flag_names.append("low_confidence")
+    seconds = time.perf_counter() - t0
+    log.info("ASPECTS right %s, left %s; affected side %s; infarct %.1f ml; flags %s",
+             result.aspects["right"], result.aspects["left"], result.affected_side,
+             result.infarct_volume_ml, flag_names or "none")
+    record("preprocess", (pre.timings or {}).get("total_s", 0.0))
+    record("infarct", float(infarct.info.get("seconds", 0.0)))  # type: ignore[arg-type]
+    record("regions", regions.seconds)
+    record("scoring", seconds)
+    timings = snapshot()
+    timings.update({f"preprocess_{k[:-2] if k.endswith('_s') else k}": v
+                    for k, v in (pre.timings or {}).items() if k != "total_s"})
+    document = result_document(
+        result, study_uid=series.study_uid, series_uid=series.series_uid, flags=flag_names, flag_details=flag_details,
+        qc=qc, thresholds=settings.thresholds(), methods={"regions": regions.method, "infarct": infarct.method},
+        device=infarct.device, timings=timings)
+    return ScoredStudy(document=document, infarct=infarct_src, regions=regions_src, source=series.datasets)

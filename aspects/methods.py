@@ -1,0 +1,20 @@
+"""Which method produced a result: the values of aspects.json ``methods`` (and the SEG's
+algorithm names), as enums so that a misspelt method cannot reach a report."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class InfarctMethod(StrEnum):
+    """How the infarct was segmented (``methods.infarct``)."""
+
+    MODEL = "model"  # the TorchScript model, components confirmed by the asymmetry baseline
+    ASYMMETRY = "asymmetry"  # the bilateral-asymmetry baseline alone (no model installed)
+
+
+class RegionMethod(StrEnum):
+    """How the ASPECTS regions were segmented (``methods.regions``)."""
+
+    MODEL = "model"  # the TorchScript region model
+    ATLAS = "atlas"  # the atlas LNCC warp (aspects.region_atlas)

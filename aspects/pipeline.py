@@ -1,0 +1,167 @@
+"""The app in-process: the plain chain of the stage functions that the MONAI Deploy operators wrap
+one by one (as TotalSegmentator's ``python_api`` does), for evaluation, benchmarks, tests and a
+warm server that keeps the atlas and models loaded between studies.
+
+    result = run_study("STUDY_DICOM", "OUT", models_dir="models")    # aspects.json as written
+    pipeline = Pipeline(models_dir="models", keep_models_loaded=True)   # then pipeline.run(in, out) per study
+
+Bad input raises :class:`aspects.errors.InputError` (``code`` = the app's exit code) after
+writing error.json, as the app does; the output folder follows :mod:`aspects.run_folder`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union, cast
+
+from aspects import timings
+from aspects.assess import ScoredStudy, ScoringSettings, assess_study
+from aspects.atlas import Atlas, load_atlas
+from aspects.dicom_input import scan_folder
+from aspects.errors import EXIT_INTERNAL, InputError
+from aspects.outputs import (WrittenOutputs, key_image_outputs, kos_output, nifti_outputs, result_json_output,
+                             seg_output, sr_output)
+from aspects.preprocess import Preprocessed, preprocess
+from aspects.result_json import read_result
+from aspects.run_folder import OutputFolder
+from aspects.segmentation import (InfarctSegmentation, RegionSegmentation, SegmentationModels, segment_infarct,
+                                  segment_regions)
+from aspects.selection import load_rules
+from aspects.series import SourceSeries, choose_series, load_series
+
+log = logging.getLogger(__name__)
+PathLike = Union[str, Path]
+APP_LOG = "app.log"
+
+
+class LazyAtlas:
+    """The atlas folder, read on first use and then shared (thread-safe)."""
+
+    def __init__(self, atlas_dir: Optional[PathLike] = None):
+        self.atlas_dir = Path(atlas_dir) if atlas_dir is not None else None
+        self._atlas: Optional[Atlas] = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Atlas:
+        with self._lock:
+            if self._atlas is None:
+                self._atlas = load_atlas(self.atlas_dir)
+            return self._atlas
+
+
+def preprocess_series(series: SourceSeries, atlas: Atlas) -> Preprocessed:
+    """Skull strip and align the series to the atlas template (the original slices bound the
+    scanned field)."""
+    log.info("preprocessing: skull stripping and registration to the atlas template")
+    pre = preprocess(series.volume.image, atlas, geometry=series.volume.geometry)
+    log.info("preprocessing done in %.1f s %s; QC %s", pre.timings.get("total_s", 0.0), pre.timings, pre.qc)
+    if pre.qc.get("low_confidence"):
+        log.warning("low confidence: %s", "; ".join(map(str, cast(List[object], pre.qc.get("reasons") or []))))
+    return pre
+
+
+def write_outputs(scored: ScoredStudy, out_dir: Path) -> Tuple[WrittenOutputs, Path]:
+    """Every output file of a scored study (aspects.json last); returns them and aspects.json."""
+    seg = seg_output(scored, out_dir)
+    sr = sr_output(scored, out_dir, seg)
+    keys = key_image_outputs(scored, out_dir)
+    kos = kos_output(scored, out_dir, keys, sr, seg)
+    written = WrittenOutputs(seg=seg, sr=sr, kos=kos, key_images=keys, nifti=nifti_outputs(scored, out_dir))
+    return written, result_json_output(scored, out_dir, written)
+
+
+@contextmanager
+def _app_log(path: Path) -> Iterator[None]:
+    """The run's log lines (the ``aspects`` loggers, DEBUG and up) also in ``path``, as app.py writes it."""
+    handler = logging.FileHandler(path, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    logger = logging.getLogger("aspects")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        handler.close()
+
+
+class Pipeline:
+    """Atlas, models and settings of the app, held for any number of studies.
+
+    ``models_dir``: ``MODELS/<name>/<name>.ts`` (None or no model: the atlas and asymmetry
+    fallbacks); ``device``: as :func:`aspects.inference.resolve_device` (resolved here when a
+    model is installed: a CUDA request on a host without one raises InputError, exit 2);
+    ``keep_models_loaded``: keep the weights between studies (a warm server) instead of loading
+    them for each study; ``parallel``: run the two segmenters side by side, as the app does.
+    """
+
+    def __init__(self, models_dir: Optional[PathLike] = None, atlas_dir: Optional[PathLike] = None,
+                 device: Optional[str] = None, *, settings: Optional[ScoringSettings] = None,
+                 rules_file: Optional[PathLike] = None, keep_models_loaded: bool = False, parallel: bool = True):
+        self.models = SegmentationModels.from_folder(Path(models_dir) if models_dir else None, device,
+                                                     keep_models_loaded)
+        self.atlas = LazyAtlas(atlas_dir)
+        self.settings = settings if settings is not None else ScoringSettings()
+        self.rules = load_rules(Path(rules_file) if rules_file else None)
+        self.parallel = parallel
+
+    @property
+    def device(self) -> str:
+        return self.models.device
+
+    def segment(self, pre: Preprocessed) -> Tuple[InfarctSegmentation, RegionSegmentation]:
+        """The two segmenters (independent of each other) on the aligned study."""
+        atlas = self.atlas()
+        if not self.parallel:
+            return segment_infarct(pre, self.models.infarct), segment_regions(pre, atlas, self.models.regions)
+        with ThreadPoolExecutor(2, thread_name_prefix="segmenter") as pool:
+            infarct = pool.submit(segment_infarct, pre, self.models.infarct)
+            regions = pool.submit(segment_regions, pre, atlas, self.models.regions)
+            return infarct.result(), regions.result()
+
+    def assess(self, input_dir: PathLike) -> ScoredStudy:
+        """Scan, select, load, preprocess, segment and score one study (nothing written)."""
+        timings.reset()
+        with timings.timed("scan"):
+            scan = scan_folder(Path(input_dir))
+        series = load_series(choose_series(scan, self.rules))
+        pre = preprocess_series(series, self.atlas())
+        infarct, regions = self.segment(pre)
+        return assess_study(series, pre, infarct, regions, self.settings)
+
+    def run(self, input_dir: PathLike, output_dir: PathLike) -> Dict[str, Any]:
+        """Process one study into ``output_dir`` as the app does; returns aspects.json as written."""
+        input_dir, output_dir = Path(input_dir), Path(output_dir)
+        folder = OutputFolder(output_dir)
+        try:
+            folder.open(input_dir)
+            with _app_log(output_dir / APP_LOG):
+                scored = self.assess(input_dir)
+                _, result_path = write_outputs(scored, folder.start_partial())
+                document = read_result(result_path)
+                folder.commit()
+            return document
+        except InputError as exc:
+            if folder.locked:
+                folder.fail(exc.code, exc.one_line())
+            raise
+        except Exception as exc:
+            if folder.locked:
+                folder.fail(EXIT_INTERNAL, f"error[{EXIT_INTERNAL}]: internal error: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            folder.release()
+
+
+def run_study(input_dir: PathLike, output_dir: PathLike, models_dir: Optional[PathLike] = None,
+              atlas_dir: Optional[PathLike] = None, device: Optional[str] = None, **options: Any) -> Dict[str, Any]:
+    """One study through the app's stages into ``output_dir`` (see :class:`Pipeline` for the
+    arguments); returns the aspects.json document."""
+    return Pipeline(models_dir, atlas_dir, device, **options).run(input_dir, output_dir)

@@ -1,0 +1,1 @@
+"""Command-line tools (console scripts in pyproject.toml; also ``python -m aspects_research.tools.<name>``)."""
