@@ -159,6 +159,9 @@ def table(result: dict) -> List[str]:
         if ref:
             L += [f"| **wall time / reference workload** | {_fmt(w['median'] / ref if w['median'] else None)} | "
                   f"{_fmt(w['min'] / ref if w['min'] else None)} | {_fmt(w['max'] / ref if w['max'] else None)} |"]
+        if result.get("mode") != "subprocess" and w["median"]:  # one warm process, one study after another
+            L += [f"| **studies per hour (3600 / wall time)** | {3600.0 / w['median']:.0f} | {3600.0 / w['max']:.0f} | "
+                  f"{3600.0 / w['min']:.0f} |"]
         L += [f"| **peak RSS (MB)** | {_fmt(m['median'], 0)} | {_fmt(m['min'], 0)} | {_fmt(m['max'], 0)} |", ""]
         failed = [r for r in b["runs"] if r["exit_code"] != 0]
         if failed:
