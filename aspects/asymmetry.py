@@ -66,8 +66,8 @@ OTHER_SIDE_MIN_ML = 4.0
 # The mirror registration runs on the brain's bounding box with this margin (aligned voxels,
 # 16 mm): the images smoothed for the 8 mm level (sigma 2 voxels) reach ~6 voxels beyond the
 # brain, and the field is pinned to zero at the box edge, well outside the brain. On the whole
-# grid it cost 1.3 x as much CPU for a difference map within 0.03 HU (mean) of this one and the
-# same app answers (docs/performance.md, 2026-12-02).
+# grid it cost 1.3 x as much CPU for a difference map within 0.03 HU (mean) of this one (one
+# study, 2026-12-02); the app's answers are identical (same-answers check, docs/performance.md).
 CONTRA_BOX_MARGIN_VOX = 8
 
 
