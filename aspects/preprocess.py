@@ -279,7 +279,7 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
     brain_mask = _like(mask.astype(np.uint8), fixed)
     timings["resample_aligned_s"] = time.perf_counter() - t
 
-    dense = dense_tissue(work, fixed, a2s)
+    dense = dense_tissue(work, fixed, a2s, float(ortho.GetSpacing()[2]))
     inside = scanned_field(fixed, a2s, geometry, ortho)
     qc = _quality(aligned_arr, fixed_arr, tmpl_mask, brain_ml, a2s, inside)
     coverage = region_coverage(atlas_on_aligned(atlas.labels, fixed), inside)
@@ -292,12 +292,17 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
                         dense=dense)
 
 
-def dense_tissue(work: sitk.Image, ref: sitk.Image, a2s: sitk.AffineTransform) -> sitk.Image:
+def dense_tissue(work: sitk.Image, ref: sitk.Image, a2s: sitk.AffineTransform, slice_mm: float) -> sitk.Image:
     """uint8 on ``ref``: 1 where the linearly resampled mask of calcium / bone density
-    (>= flags.DENSE_HU) of the unstripped ``work`` image is above 0, i.e. next to such tissue."""
+    (>= flags.DENSE_HU) of the unstripped ``work`` image is above 0, i.e. next to such tissue.
+    A thick slice averages bone from up to half its thickness away along the slice normal (the
+    working grid's z), so the mask reaches that far along z first."""
     from aspects.flags import DENSE_HU
 
     d = sitk.BinaryThreshold(work, DENSE_HU, 1e9, 1, 0)
+    reach = int(slice_mm // (2 * WORK_SPACING))
+    if reach > 0:
+        d = sitk.BinaryDilate(d, [0, 0, reach])
     frac = sitk.Resample(sitk.Cast(d, sitk.sitkFloat32), ref, a2s, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     return sitk.Cast(frac > 0.0, sitk.sitkUInt8)
 
