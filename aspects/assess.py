@@ -16,7 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
 
-from aspects.flags import acute_only, image_flags, outside_mca_flag
+from aspects.flags import acute_only, find, image_flags, outside_mca_flag
 from aspects.labels import label_value
 from aspects.preprocess import Preprocessed, to_slices
 from aspects.region_evidence import Calibration, load_calibration, study_evidence
@@ -76,12 +76,14 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
     aligned = sitk.GetArrayFromImage(pre.aligned)
     brain = sitk.GetArrayFromImage(pre.brain_mask)
     spacing = pre.aligned.GetSpacing()
-    flags = image_flags(aligned, brain, spacing)
-    found = sitk.GetArrayFromImage(infarct.mask) > 0
-    acute = acute_only(found, aligned, brain, spacing)
-    if acute.sum() < found.sum():
+    dense = sitk.GetArrayFromImage(pre.dense) > 0 if pre.dense is not None else None
+    findings = find(aligned, brain, spacing, dense)
+    flags = image_flags(findings)
+    segmented = sitk.GetArrayFromImage(infarct.mask) > 0
+    acute = acute_only(segmented, findings)
+    if acute.sum() < segmented.sum():
         log.info("%.1f ml of hypodensity explained by old infarct / haemorrhage: not scored",
-                 (found.sum() - acute.sum()) * np.prod(spacing) / 1000.0)
+                 (segmented.sum() - acute.sum()) * np.prod(spacing) / 1000.0)
     labels_aligned = sitk.GetArrayFromImage(regions.labels)
     outside = outside_mca_flag(acute, labels_aligned, sitk.GetArrayFromImage(regions.territories), spacing)
     if outside is not None:  # ACA / PCA / posterior circulation infarct
@@ -91,8 +93,8 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
     geometry = series.volume.geometry
     regions_src = to_slices(pre, regions.labels, geometry, label=True).astype(np.uint8)
     infarct_src = to_slices(pre, acute_img, geometry, label=True) > 0
-    evidence, calls = study_evidence(aligned, brain > 0, spacing, infarct.asymmetry.difference,
-                                     infarct.asymmetry.comparable, labels_aligned, settings.calibration)
+    evidence, calls = study_evidence(findings, infarct.asymmetry.difference, infarct.asymmetry.comparable,
+                                     labels_aligned, settings.calibration)
     coverage = pre.coverage or {}
     result = score(regions_src, infarct_src, (), settings.fraction_threshold, settings.ml_threshold,
                    assessable=assessable_regions(coverage), slice_ml=geometry.slice_ml(),

@@ -8,7 +8,7 @@ column, so ``np.flip(arr, axis=2)`` is the contralateral mirror.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -26,6 +26,14 @@ OLD_MIRROR_HU = 22.0
 MIN_BLOOD_ML = 0.3
 MIN_OLD_ML = 1.0
 EDGE_EROSION_MM = 6.0  # keep away from the skull/brain border where partial volume mimics both
+# Calcium / bone (>= DENSE_HU in the unstripped series) smears into blood-like values around itself
+# (a pineal calcification of 560 HU read 50-100 HU over 0.6 ml on the real 4 / 7 mm GE series;
+# bone at the skull base on thick slices); fresh blood stays below 100 HU.
+DENSE_HU = 120.0
+# Blood is hyperdense against the mirror; the dural venous sinuses, the falx and bilateral
+# calcifications (midline or paired, 50-70 HU on a template with real anatomy) are not.
+BLOOD_MIRROR_EXCESS_HU = 12.0
+DENSE_MARGIN_MM = 5.0
 # ASPECTS scores the MCA territory only: acute infarct in the ACA, PCA or vertebrobasilar territory
 # (outside every ASPECTS region) costs no point but must be reported. Per connected lesion: voxels
 # within OUTSIDE_MCA_MARGIN_MM of an ASPECTS region do not count (registration error), at least
@@ -63,10 +71,20 @@ def _inner(brain: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
     return ndimage.binary_erosion(brain > 0, iterations=it)
 
 
-def blood_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
-    """Hyperdense, blood-like parenchyma in components >= MIN_BLOOD_ML."""
+def blood_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
+               dense: Optional[np.ndarray] = None) -> np.ndarray:
+    """Hyperdense, blood-like parenchyma in components >= MIN_BLOOD_ML.
+
+    ``dense``: voxels of calcium or bone density in the unstripped series (see
+    :func:`aspects.preprocess.dense_tissue`); blood-like voxels within DENSE_MARGIN_MM of them are
+    the partial volume of a calcification (pineal, choroid plexus, basal ganglia) or of the skull,
+    not blood. Voxels less than BLOOD_MIRROR_EXCESS_HU above their mirror are symmetric anatomy.
+    """
     smooth = ndimage.median_filter(hu, size=3)
     mask = (smooth >= BLOOD_HU[0]) & (smooth <= BLOOD_HU[1]) & _inner(brain, spacing_mm)
+    mask &= smooth - np.flip(smooth, axis=2) >= BLOOD_MIRROR_EXCESS_HU
+    if dense is not None and dense.any():
+        mask &= ndimage.distance_transform_edt(~dense.astype(bool), sampling=spacing_mm) > DENSE_MARGIN_MM
     return _components_over(mask, _voxel_ml(spacing_mm), MIN_BLOOD_ML)
 
 
@@ -79,28 +97,42 @@ def old_infarct_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[flo
     return _components_over(mask, _voxel_ml(spacing_mm), MIN_OLD_ML)
 
 
-def haemorrhage_ml(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float]) -> float:
-    return float(blood_mask(hu, brain, spacing_mm).sum()) * _voxel_ml(spacing_mm)
+@dataclass(frozen=True)
+class Findings:
+    """Blood and old-infarct masks of one aligned study, found once for the flags, the acute
+    infarct and the region evidence."""
+
+    blood: np.ndarray
+    old_infarct: np.ndarray
+    spacing_mm: Tuple[float, ...]
+
+    @property
+    def haemorrhage_ml(self) -> float:
+        return float(self.blood.sum()) * _voxel_ml(self.spacing_mm)
+
+    @property
+    def old_infarct_ml(self) -> float:
+        return float(self.old_infarct.sum()) * _voxel_ml(self.spacing_mm)
 
 
-def old_infarct_ml(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float]) -> float:
-    return float(old_infarct_mask(hu, brain, spacing_mm).sum()) * _voxel_ml(spacing_mm)
+def find(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
+         dense: Optional[np.ndarray] = None) -> Findings:
+    """Blood (away from dense tissue) and old infarct on the aligned grid."""
+    return Findings(blood_mask(hu, brain, spacing_mm, dense), old_infarct_mask(hu, brain, spacing_mm),
+                    tuple(float(s) for s in spacing_mm))
 
 
-def image_flags(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float]) -> List[Flag]:
+def image_flags(found: Findings) -> List[Flag]:
     """Flags with their volumes; empty when neither finding is present."""
     flags = []
-    blood = haemorrhage_ml(hu, brain, spacing_mm)
-    if blood > 0:
-        flags.append(Flag("haemorrhage_suspected", blood))
-    old = old_infarct_ml(hu, brain, spacing_mm)
-    if old > 0:
-        flags.append(Flag("old_infarct_suspected", old))
+    if found.haemorrhage_ml > 0:
+        flags.append(Flag("haemorrhage_suspected", found.haemorrhage_ml))
+    if found.old_infarct_ml > 0:
+        flags.append(Flag("old_infarct_suspected", found.old_infarct_ml))
     return flags
 
 
-def acute_only(infarct: np.ndarray, hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
-               blood_margin_mm: float = 8.0) -> np.ndarray:
+def acute_only(infarct: np.ndarray, found: Findings, blood_margin_mm: float = 8.0) -> np.ndarray:
     """The infarct mask without hypodensity that blood explains.
 
     A haematoma makes its contralateral counterpart look hypodense to a symmetry-based method
@@ -110,12 +142,12 @@ def acute_only(infarct: np.ndarray, hu: np.ndarray, brain: np.ndarray, spacing_m
     acute infarcts without missing the latter (docs/results.md, known limitations).
     """
     mask = infarct.astype(bool)
-    blood = blood_mask(hu, brain, spacing_mm)
+    blood = found.blood
     if not blood.any():
         return mask
-    it = max(1, int(round(blood_margin_mm / float(min(spacing_mm)))))
+    it = max(1, int(round(blood_margin_mm / float(min(found.spacing_mm)))))
     mask &= ~ndimage.binary_dilation(blood | np.flip(blood, axis=2), iterations=it)
-    return _components_over(mask, _voxel_ml(spacing_mm), MIN_OLD_ML)
+    return _components_over(mask, _voxel_ml(found.spacing_mm), MIN_OLD_ML)
 
 
 def outside_mca_flag(infarct: np.ndarray, regions: np.ndarray, territories: np.ndarray,

@@ -100,6 +100,9 @@ class Preprocessed:
     timings: Dict[str, float] = field(default_factory=dict)
     # Fraction (0..1) of each atlas region label 1..20 inside the scanned field.
     coverage: Dict[int, float] = field(default_factory=dict)
+    # uint8 on the aligned grid: within reach of calcium / bone in the unstripped series
+    # (:func:`dense_tissue`); None where the caller did not compute it.
+    dense: Optional[sitk.Image] = None
 
 
 @dataclass(frozen=True)
@@ -323,6 +326,7 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
     brain_mask = _like(mask.astype(np.uint8), fixed)
     timings["resample_aligned_s"] = time.perf_counter() - t
 
+    dense = dense_tissue(work, fixed, a2s, float(ortho.GetSpacing()[2]))
     inside = scanned_field(fixed, a2s, geometry, ortho)
     qc = _quality(aligned_arr, tmpl, brain_ml, a2s, inside)
     coverage = region_coverage(tmpl.labels, inside)
@@ -331,7 +335,23 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
     timings["total_s"] = time.perf_counter() - t0
     return Preprocessed(source=source, aligned=aligned, brain_mask=brain_mask, template=fixed,
                         aligned_to_source=a2s, source_to_aligned=sitk.AffineTransform(a2s.GetInverse()),
-                        qc=qc, timings={k: round(v, 3) for k, v in timings.items()}, coverage=coverage)
+                        qc=qc, timings={k: round(v, 3) for k, v in timings.items()}, coverage=coverage,
+                        dense=dense)
+
+
+def dense_tissue(work: sitk.Image, ref: sitk.Image, a2s: sitk.AffineTransform, slice_mm: float) -> sitk.Image:
+    """uint8 on ``ref``: 1 where the linearly resampled mask of calcium / bone density
+    (>= flags.DENSE_HU) of the unstripped ``work`` image is above 0, i.e. next to such tissue.
+    A thick slice averages bone from up to half its thickness away along the slice normal (the
+    working grid's z), so the mask reaches that far along z first."""
+    from aspects.flags import DENSE_HU
+
+    d = sitk.BinaryThreshold(work, DENSE_HU, 1e9, 1, 0)
+    reach = int(slice_mm // (2 * WORK_SPACING))
+    if reach > 0:
+        d = sitk.BinaryDilate(d, [0, 0, reach])
+    frac = sitk.Resample(sitk.Cast(d, sitk.sitkFloat32), ref, a2s, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return sitk.Cast(frac > 0.0, sitk.sitkUInt8)
 
 
 def scanned_field(ref: sitk.Image, a2s: sitk.AffineTransform, geometry: Optional[SliceGeometry],

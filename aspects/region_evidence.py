@@ -34,7 +34,7 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from aspects.flags import blood_mask, old_infarct_mask
+from aspects.flags import Findings
 from aspects.labels import REGION_CODES, SIDES, label_value
 
 # Trimmed mean: drop this fraction at each end (robust to CSF partial volume and misregistration).
@@ -95,16 +95,15 @@ def trimmed_mean(values: np.ndarray, trim: float = TRIM) -> float:
     return float(core.mean())
 
 
-def explained_tissue(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
-                     margin_mm: float = EXCLUSION_MARGIN_MM) -> np.ndarray:
+def explained_tissue(found: Findings, margin_mm: float = EXCLUSION_MARGIN_MM) -> np.ndarray:
     """Voxels near blood or an old infarct, or near their mirror images (aligned grid)."""
     from scipy import ndimage as ndi
 
-    found = blood_mask(hu, brain, spacing_mm) | old_infarct_mask(hu, brain, spacing_mm)
-    if not found.any():
-        return np.zeros_like(found)
-    found |= np.flip(found, axis=2)
-    return ndi.binary_dilation(found, iterations=max(1, int(round(margin_mm / float(min(spacing_mm))))))
+    mask = found.blood | found.old_infarct
+    if not mask.any():
+        return np.zeros_like(mask)
+    mask = mask | np.flip(mask, axis=2)
+    return ndi.binary_dilation(mask, iterations=max(1, int(round(margin_mm / float(min(found.spacing_mm))))))
 
 
 def region_deltas(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarray,
@@ -143,11 +142,11 @@ def region_evidence(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarra
     return score_deltas(region_deltas(diff, comparable, regions), calibration)
 
 
-def study_evidence(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float], difference: np.ndarray,
-                   comparable: np.ndarray, regions: np.ndarray, calibration: Optional[Calibration]):
+def study_evidence(found: Findings, difference: np.ndarray, comparable: np.ndarray, regions: np.ndarray,
+                   calibration: Optional[Calibration]):
     """(evidence, calls) of one study on the aligned grid: :func:`region_evidence` over the
     comparable parenchyma that blood or an old infarct does not explain, and :func:`evidence_calls`."""
-    usable = comparable & ~explained_tissue(hu, brain, spacing_mm)
+    usable = comparable & ~explained_tissue(found)
     evidence = region_evidence(difference, usable, regions, calibration)
     return evidence, evidence_calls(evidence, calibration)
 
@@ -177,8 +176,10 @@ def calibrate(normal_deltas: Iterable[Mapping[str, Mapping[str, tuple]]], false_
 
     Both sides of a normal study are samples of the null (left minus right and right minus left),
     so the per-code SD is taken about 0. ``z_call`` is the one-sided normal quantile of
-    ``false_positive_rate``; ``sigma_floor_hu`` keeps a code seen on few, very similar studies
-    from getting an unrealistically small SD.
+    ``false_positive_rate``, or the empirical quantile of the pooled z of all codes where that is
+    higher (registration errors on real anatomy give heavier tails than a normal law);
+    ``sigma_floor_hu`` keeps a code seen on few, very similar studies from getting an
+    unrealistically small SD.
     """
     per_code: Dict[str, list] = {c: [] for c in REGION_CODES}
     n_studies = 0
@@ -194,7 +195,8 @@ def calibrate(normal_deltas: Iterable[Mapping[str, Mapping[str, tuple]]], false_
     sigma = {c: max(robust_sd(v), sigma_floor_hu) for c, v in per_code.items()}
     if any(not math.isfinite(s) for s in sigma.values()):
         raise ValueError(f"codes without any evidence on the normal studies: {[c for c, s in sigma.items() if not math.isfinite(s)]}")
-    z_call = NormalDist().inv_cdf(1.0 - false_positive_rate)
+    pooled = np.concatenate([np.asarray(v, dtype=np.float64) / sigma[c] for c, v in per_code.items()])
+    z_call = max(NormalDist().inv_cdf(1.0 - false_positive_rate), float(np.quantile(pooled, 1.0 - false_positive_rate)))
     return Calibration(sigma_hu={c: round(s, 4) for c, s in sigma.items()}, z_call=round(z_call, 4),
                        min_delta_hu=min_delta_hu, false_positive_rate=false_positive_rate,
                        n_studies=n_studies, source=source)

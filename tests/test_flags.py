@@ -4,7 +4,7 @@ import numpy as np
 from scipy import ndimage
 import pytest
 
-from aspects.flags import haemorrhage_ml, image_flags, old_infarct_ml
+from aspects.flags import find, image_flags
 
 SPACING = (2.0, 2.0, 2.0)
 
@@ -20,9 +20,13 @@ def brain(seed=0):
     return hu.astype(np.float32), mask.astype(np.uint8)
 
 
+def flags_of(hu, mask, dense=None):
+    return [f.name for f in image_flags(find(hu, mask, SPACING, dense))]
+
+
 def test_normal_symmetric_brain_has_no_flags():
     hu, mask = brain()
-    assert image_flags(hu, mask, SPACING) == []
+    assert flags_of(hu, mask) == []
 
 
 def test_haematoma_is_flagged_with_its_volume():
@@ -30,9 +34,37 @@ def test_haematoma_is_flagged_with_its_volume():
     z, y, x = np.mgrid[:48, :64, :64]
     blob = ((z - 24) ** 2 + (y - 30) ** 2 + (x - 18) ** 2) <= 9  # r = 3 voxels (6 mm): ~0.9 ml
     hu[blob] = 70.0
-    ml = haemorrhage_ml(hu, mask, SPACING)
+    ml = find(hu, mask, SPACING).haemorrhage_ml
     assert ml == pytest.approx(blob.sum() * 8e-3, rel=0.35)
-    assert [f.name for f in image_flags(hu, mask, SPACING)] == ["haemorrhage_suspected"]
+    assert flags_of(hu, mask) == ["haemorrhage_suspected"]
+
+
+def test_partial_volume_of_a_calcification_or_bone_is_not_blood_but_a_haematoma_beside_bone_is():
+    hu, mask = brain()
+    z, y, x = np.mgrid[:48, :64, :64]
+    # a one-sided basal ganglia calcification smeared by thick slices: a blood-like halo of ~1 ml
+    halo = ((z - 24) ** 2 + (y - 44) ** 2 + (x - 44) ** 2) <= 9
+    hu[halo] = 75.0
+    dense = ((z - 24) ** 2 + (y - 44) ** 2 + (x - 44) ** 2) <= 1
+    assert flags_of(hu, mask) == ["haemorrhage_suspected"]  # what the flag said without the dense map
+    assert flags_of(hu, mask, dense) == []
+    # a real haematoma 14 mm from the calcification keeps its flag and most of its volume
+    blob = ((z - 24) ** 2 + (y - 30) ** 2 + (x - 18) ** 2) <= 9
+    hu[blob] = 70.0
+    found = find(hu, mask, SPACING, dense)
+    assert image_flags(found)[0].name == "haemorrhage_suspected"
+    assert found.haemorrhage_ml == pytest.approx(blob.sum() * 8e-3, rel=0.35)
+
+
+def test_symmetric_hyperdense_anatomy_is_not_blood():
+    hu, mask = brain()
+    z, y, x = np.mgrid[:48, :64, :64]
+    sinus = ((z - 24) ** 2 + (y - 50) ** 2) <= 9
+    sinus &= np.abs(x - 31.5) <= 3  # a midline venous sinus / falx of 60 HU, ~1 ml
+    hu[sinus] = 60.0
+    pair = ((z - 20) ** 2 + (y - 36) ** 2 + (x - 20) ** 2) <= 4
+    hu[pair | np.flip(pair, axis=2)] = 65.0  # paired, symmetric hyperdensities
+    assert flags_of(hu, mask) == []
 
 
 def test_old_infarct_is_flagged_but_symmetric_csf_is_not():
@@ -40,11 +72,11 @@ def test_old_infarct_is_flagged_but_symmetric_csf_is_not():
     z, y, x = np.mgrid[:48, :64, :64]
     lesion = ((z - 24) ** 2 + (y - 20) ** 2 + (x - 15) ** 2) <= 25  # r = 5 voxels: ~4 ml, one side only
     hu[lesion] = 10.0
-    assert old_infarct_ml(hu, mask, SPACING) > 1.0
-    assert "old_infarct_suspected" in [f.name for f in image_flags(hu, mask, SPACING)]
+    assert find(hu, mask, SPACING).old_infarct_ml > 1.0
+    assert "old_infarct_suspected" in flags_of(hu, mask)
     hu_sym = hu.copy()
     hu_sym[np.flip(lesion, axis=2)] = 10.0  # the same lesion on both sides reads as symmetric CSF
-    assert old_infarct_ml(hu_sym, mask, SPACING) == 0.0
+    assert find(hu_sym, mask, SPACING).old_infarct_ml == 0.0
 
 
 def test_acute_hypodensity_is_not_an_old_infarct():
@@ -52,7 +84,7 @@ def test_acute_hypodensity_is_not_an_old_infarct():
     z, y, x = np.mgrid[:48, :64, :64]
     lesion = ((z - 24) ** 2 + (y - 20) ** 2 + (x - 14) ** 2) <= 25
     hu[lesion] -= 6.0  # acute: 26 HU, still tissue
-    assert image_flags(hu, mask, SPACING) == []
+    assert flags_of(hu, mask) == []
 
 
 def test_acute_only_removes_mirror_of_blood_but_keeps_acute_lesions():
@@ -67,7 +99,7 @@ def test_acute_only_removes_mirror_of_blood_but_keeps_acute_lesions():
     hu[acute] -= 6.0
     # what a symmetry-based segmenter reports: the old lesion with a rim, the blood's mirror, the acute lesion
     found = ndimage.binary_dilation(old, iterations=1) | np.flip(ndimage.binary_dilation(blood, iterations=2), axis=2) | acute
-    kept = acute_only(found, hu, mask, SPACING)
+    kept = acute_only(found, find(hu, mask, SPACING))
     assert not (kept & np.flip(blood, axis=2)).any()
     assert kept[acute].mean() > 0.9
 
@@ -77,7 +109,7 @@ def test_acute_only_is_identity_without_other_findings():
     hu, mask = brain()
     found = np.zeros_like(mask, bool)
     found[20:25, 20:25, 10:15] = True
-    assert np.array_equal(acute_only(found, hu, mask, SPACING), found)
+    assert np.array_equal(acute_only(found, find(hu, mask, SPACING)), found)
 
 
 def _territory_case():
