@@ -328,7 +328,12 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
 
     dense = dense_tissue(work, fixed, a2s, float(ortho.GetSpacing()[2]))
     inside = scanned_field(fixed, a2s, geometry, ortho)
-    qc = _quality(aligned_arr, tmpl, brain_ml, a2s, inside)
+    # The QC brain volume is the final mask's (inside the registered template brain), in patient
+    # ml: the raw strip can run into the face and neck through a faint skull base (2150-2700 ml on
+    # the averaged skull of the scct template) while the registration is still right.
+    det = float(abs(np.linalg.det(np.asarray(a2s.GetMatrix()).reshape(3, 3))))
+    final_ml = float(mask.sum()) * float(np.prod(fixed.GetSpacing())) / 1000.0 * det
+    qc = _quality(aligned_arr, tmpl, final_ml, a2s, inside)
     coverage = region_coverage(tmpl.labels, inside)
     if float(qc["ncc"]) < NCC_FAIL:  # type: ignore[arg-type]
         raise InputError(EXIT_PROCESSING, f"registration to the atlas template failed (similarity {qc['ncc']:.2f})")
