@@ -15,6 +15,9 @@ if __name__ == "__main__":
     # watcher thread takes them with sigwait (see main()). Holoscan would otherwise catch them
     # itself, stop the graph quietly and let the run end with exit 0 and no result.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    from operators.sdk_import import import_sdk_without_monai_core
+
+    import_sdk_without_monai_core()  # MONAI Deploy SDK only: MONAI core's eager imports cost ~1/3 of a run
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
@@ -40,6 +43,7 @@ from aspects.errors import EXIT_INTERNAL, EXIT_OK, InputError  # noqa: E402
 from aspects.pipeline import LazyAtlas  # noqa: E402
 from aspects.run_folder import OutputFolder  # noqa: E402
 from aspects.segmentation import SegmentationModels  # noqa: E402
+from aspects.warmup import warm_up_in_background  # noqa: E402
 from operators.aspects_scorer import AspectsScorerOperator  # noqa: E402
 from operators.dicom_loader import DICOMLoaderOperator  # noqa: E402
 from operators.infarct_segmenter import InfarctSegmenterOperator  # noqa: E402
@@ -72,6 +76,7 @@ class AspectsApp(Application):
     # output folder, moved into place at the end) and the installed models on their device.
     results_dir: Optional[Path] = None
     models: Optional[SegmentationModels] = None
+    atlas: Optional[LazyAtlas] = None
 
     def compose(self):
         # The SDK's app context would insist that -m exists; the app also runs without models.
@@ -81,7 +86,7 @@ class AspectsApp(Application):
             log.warning("models folder %s not found: using the atlas and asymmetry fallbacks", models_dir)
         models = self.models or SegmentationModels.from_folder(models_dir)
         output_dir = self.results_dir or output_dir
-        atlas = LazyAtlas()  # $ASPECTS_ATLAS_DIR or atlas/ next to app.py; read once, shared
+        atlas = self.atlas or LazyAtlas()  # $ASPECTS_ATLAS_DIR or atlas/ next to app.py; read once, shared
 
         # One study per run: the loader (the graph's root) fires once.
         loader = DICOMLoaderOperator(self, CountCondition(self, 1), input_folder=input_dir, name="dicom_loader")
@@ -212,15 +217,18 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _console_policy()  # per-file lines and tracebacks go to app.log only
     folder = OutputFolder(output_dir)
+    warm: Optional[threading.Thread] = None
     try:
         folder.open(input_dir)
         run.folder = folder
         _log_to_file(output_dir, fresh=True)
         timings.reset()
         models = SegmentationModels.from_folder(models_dir)  # the device, resolved once (a bad request: exit 2)
+        atlas = LazyAtlas()
+        warm = warm_up_in_background(atlas)  # ANTs import, atlas and its aligned template: beside the DICOM reading
         app = AspectsApp()  # reads -i/-o/-m from sys.argv, else HOLOSCAN_* env
         _console_policy()
-        app.results_dir, app.models = folder.start_partial(), models
+        app.results_dir, app.models, app.atlas = folder.start_partial(), models, atlas
         # Two workers: the infarct and region segmenters are independent and each runs ANTs on one
         # thread (for deterministic results), so together they use both cores of a small server.
         app.scheduler(EventBasedScheduler(app, name="scheduler", worker_thread_number=2, stop_on_deadlock=True))
@@ -240,6 +248,9 @@ def main() -> int:
                 f.write("internal error:\n" + traceback.format_exc())
         line = f"error[{EXIT_INTERNAL}]: internal error: {type(exc).__name__}: {exc} (details in {output_dir / 'app.log'})"
         return _fail(EXIT_INTERNAL, " ".join(line.split()), folder)
+    finally:
+        if warm is not None:  # never leave a thread importing modules while the interpreter exits
+            warm.join()
     log.info("done in %.1f s; results in %s", time.perf_counter() - t0, output_dir)
     return EXIT_OK
 

@@ -29,7 +29,10 @@ EDGE_EROSION_MM = 6.0  # keep away from the skull/brain border where partial vol
 # Calcium / bone (>= DENSE_HU in the unstripped series) smears into blood-like values around itself
 # (a pineal calcification of 560 HU read 50-100 HU over 0.6 ml on the real 4 / 7 mm GE series;
 # bone at the skull base on thick slices); fresh blood stays below 100 HU.
-DENSE_HU = 150.0
+DENSE_HU = 120.0
+# Blood is hyperdense against the mirror; the dural venous sinuses, the falx and bilateral
+# calcifications (midline or paired, 50-70 HU on a template with real anatomy) are not.
+BLOOD_MIRROR_EXCESS_HU = 12.0
 DENSE_MARGIN_MM = 5.0
 # ASPECTS scores the MCA territory only: acute infarct in the ACA, PCA or vertebrobasilar territory
 # (outside every ASPECTS region) costs no point but must be reported. Per connected lesion: voxels
@@ -75,10 +78,11 @@ def blood_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
     ``dense``: voxels of calcium or bone density in the unstripped series (see
     :func:`aspects.preprocess.dense_tissue`); blood-like voxels within DENSE_MARGIN_MM of them are
     the partial volume of a calcification (pineal, choroid plexus, basal ganglia) or of the skull,
-    not blood.
+    not blood. Voxels less than BLOOD_MIRROR_EXCESS_HU above their mirror are symmetric anatomy.
     """
     smooth = ndimage.median_filter(hu, size=3)
     mask = (smooth >= BLOOD_HU[0]) & (smooth <= BLOOD_HU[1]) & _inner(brain, spacing_mm)
+    mask &= smooth - np.flip(smooth, axis=2) >= BLOOD_MIRROR_EXCESS_HU
     if dense is not None and dense.any():
         mask &= ndimage.distance_transform_edt(~dense.astype(bool), sampling=spacing_mm) > DENSE_MARGIN_MM
     return _components_over(mask, _voxel_ml(spacing_mm), MIN_BLOOD_ML)

@@ -78,6 +78,21 @@ def resolve_device(requested: Optional[str] = None) -> str:
     return device
 
 
+# Intra-op threads of torch on the CPU. The app runs its stages side by side (the two segmenters,
+# the infarct model beside the baseline's ANTs registration), so one thread each: a second one
+# only contends (on a loaded 2-core host the infarct model took 1.5 s with two threads against
+# 0.75 s with one, 2026-12-02) and a fixed count keeps CPU results identical run to run.
+CPU_THREADS = 1
+
+
+def set_cpu_threads(threads: int = CPU_THREADS) -> None:
+    """Set torch's intra-op CPU thread count (process-wide) to ``threads``."""
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def load_torchscript(path: Path, device: str):
     """Load a TorchScript model onto ``device`` in eval mode."""
     import torch

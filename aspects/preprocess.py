@@ -33,7 +33,9 @@ the scanned slab, in ``Preprocessed.coverage``; a region not covered cannot be a
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -101,6 +103,54 @@ class Preprocessed:
     # uint8 on the aligned grid: within reach of calcium / bone in the unstripped series
     # (:func:`dense_tissue`); None where the caller did not compute it.
     dense: Optional[sitk.Image] = None
+
+
+@dataclass(frozen=True)
+class AlignedTemplate:
+    """The atlas on the aligned grid, as every study's preprocessing uses it (computed once per
+    atlas by :func:`aligned_template`)."""
+
+    image: sitk.Image  # the template on the aligned grid (float32 HU, 0 outside): the fixed image
+    registration_image: sitk.Image  # the same clipped to REG_WINDOW (what ANTs sees)
+    brain: np.ndarray  # bool (z, y, x): the template brain, holes filled
+    carry: sitk.Image  # uint8: the brain dilated by one voxel (pass 2 re-masks the patient with it)
+    bound: np.ndarray  # bool: the brain dilated by TEMPLATE_MARGIN_VOXELS (bounds the patient's mask)
+    labels: np.ndarray  # uint8: the atlas labels on the aligned grid (nearest neighbour), for coverage
+    qc_interior: np.ndarray  # bool: the brain eroded by QC_ERODE_VOXELS
+    qc_template: np.ndarray  # float: the clipped template smoothed by QC_SMOOTH_VOX
+
+
+_TEMPLATES: Dict[int, Tuple[weakref.ref, AlignedTemplate]] = {}
+_TEMPLATES_LOCK = threading.Lock()
+
+
+def aligned_template(atlas) -> AlignedTemplate:
+    """:class:`AlignedTemplate` of ``atlas`` (an :class:`aspects.atlas.Atlas`), built on first use
+    and kept while the atlas lives: a process that serves several studies builds it once."""
+    with _TEMPLATES_LOCK:  # a second thread waits for the first one's result
+        hit = _TEMPLATES.get(id(atlas))
+        if hit is not None and hit[0]() is atlas:
+            return hit[1]
+        out = _aligned_template(atlas)
+        _TEMPLATES[id(atlas)] = (weakref.ref(atlas), out)
+        weakref.finalize(atlas, _TEMPLATES.pop, id(atlas), None)  # dropped with the atlas
+        return out
+
+
+def _aligned_template(atlas) -> AlignedTemplate:
+    fixed = template_on_aligned(atlas.template)
+    fixed_arr = sitk.GetArrayFromImage(fixed)
+    brain = fill_holes(fixed_arr > 0.5)
+    return AlignedTemplate(
+        image=fixed,
+        registration_image=_like(np.clip(fixed_arr, *REG_WINDOW).astype(np.float32), fixed),
+        brain=brain,
+        carry=_like(_dilate(brain, 1).astype(np.uint8), fixed),
+        bound=_dilate(brain, TEMPLATE_MARGIN_VOXELS),
+        labels=atlas_on_aligned(atlas.labels, fixed),
+        qc_interior=ndi.binary_erosion(brain, iterations=QC_ERODE_VOXELS),
+        qc_template=ndi.gaussian_filter(np.clip(fixed_arr, *REG_WINDOW), QC_SMOOTH_VOX),
+    )
 
 
 def _axis_aligned(direction: Tuple[float, ...]) -> bool:
@@ -245,10 +295,8 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
         raise InputError(EXIT_PROCESSING, f"no brain found in the selected series ({brain_ml:.0f} ml of brain-like tissue inside the skull)")
 
     t = time.perf_counter()
-    fixed = template_on_aligned(atlas.template)
-    fixed_arr = sitk.GetArrayFromImage(fixed)
-    fixed_reg = _like(np.clip(fixed_arr, *REG_WINDOW).astype(np.float32), fixed)
-    tmpl_mask = fill_holes(fixed_arr > 0.5)
+    tmpl = aligned_template(atlas)
+    fixed, fixed_reg = tmpl.image, tmpl.registration_image
     try:
         # Pass 1: stripped brain (0 outside) to template, rigid then affine from the centres of mass.
         moving = _like(np.where(brain, np.clip(work_arr, *REG_WINDOW), 0.0).astype(np.float32), work)
@@ -257,8 +305,8 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
         # on thick slices) and matching its edge to the template's shrinks the affine; so the
         # patient is re-masked by the template brain carried over by pass 1 (one voxel larger,
         # bone excluded) and the affine refined down to 2 mm.
-        carried = sitk.Resample(_like(_dilate(tmpl_mask, 1).astype(np.uint8), fixed), work,
-                                sitk.AffineTransform(a2s.GetInverse()), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        carried = sitk.Resample(tmpl.carry, work, sitk.AffineTransform(a2s.GetInverse()), sitk.sitkNearestNeighbor, 0,
+                                sitk.sitkUInt8)
         soft = (work_arr >= BRAIN_HU[0]) & (work_arr <= BRAIN_HU[1])
         mask2 = (sitk.GetArrayViewFromImage(carried) > 0) & soft
         moving = _like(np.where(mask2, np.clip(work_arr, *REG_WINDOW), 0.0).astype(np.float32), work)
@@ -271,18 +319,22 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
     aligned_hu = sitk.GetArrayFromImage(sitk.Resample(work, fixed, a2s, sitk.sitkLinear, AIR_HU, sitk.sitkFloat32))
     mask_lin = sitk.GetArrayFromImage(sitk.Resample(_like(brain.astype(np.float32), work), fixed, a2s,
                                                     sitk.sitkLinear, 0.0, sitk.sitkFloat32))
-    bound = _dilate(tmpl_mask, TEMPLATE_MARGIN_VOXELS)
-    mask = largest_component((mask_lin >= 0.5) & bound)
+    mask = largest_component((mask_lin >= 0.5) & tmpl.bound)
     mask = fill_holes(mask)
     aligned_arr = np.where(mask, aligned_hu, 0.0).astype(np.float32)
     aligned = _like(aligned_arr, fixed)
     brain_mask = _like(mask.astype(np.uint8), fixed)
     timings["resample_aligned_s"] = time.perf_counter() - t
 
-    dense = dense_tissue(work, fixed, a2s)
+    dense = dense_tissue(work, fixed, a2s, float(ortho.GetSpacing()[2]))
     inside = scanned_field(fixed, a2s, geometry, ortho)
-    qc = _quality(aligned_arr, fixed_arr, tmpl_mask, brain_ml, a2s, inside)
-    coverage = region_coverage(atlas_on_aligned(atlas.labels, fixed), inside)
+    # The QC brain volume is the final mask's (inside the registered template brain), in patient
+    # ml: the raw strip can run into the face and neck through a faint skull base (2150-2700 ml on
+    # the averaged skull of the scct template) while the registration is still right.
+    det = float(abs(np.linalg.det(np.asarray(a2s.GetMatrix()).reshape(3, 3))))
+    final_ml = float(mask.sum()) * float(np.prod(fixed.GetSpacing())) / 1000.0 * det
+    qc = _quality(aligned_arr, tmpl, final_ml, a2s, inside)
+    coverage = region_coverage(tmpl.labels, inside)
     if float(qc["ncc"]) < NCC_FAIL:  # type: ignore[arg-type]
         raise InputError(EXIT_PROCESSING, f"registration to the atlas template failed (similarity {qc['ncc']:.2f})")
     timings["total_s"] = time.perf_counter() - t0
@@ -292,12 +344,17 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
                         dense=dense)
 
 
-def dense_tissue(work: sitk.Image, ref: sitk.Image, a2s: sitk.AffineTransform) -> sitk.Image:
+def dense_tissue(work: sitk.Image, ref: sitk.Image, a2s: sitk.AffineTransform, slice_mm: float) -> sitk.Image:
     """uint8 on ``ref``: 1 where the linearly resampled mask of calcium / bone density
-    (>= flags.DENSE_HU) of the unstripped ``work`` image is above 0, i.e. next to such tissue."""
+    (>= flags.DENSE_HU) of the unstripped ``work`` image is above 0, i.e. next to such tissue.
+    A thick slice averages bone from up to half its thickness away along the slice normal (the
+    working grid's z), so the mask reaches that far along z first."""
     from aspects.flags import DENSE_HU
 
     d = sitk.BinaryThreshold(work, DENSE_HU, 1e9, 1, 0)
+    reach = int(slice_mm // (2 * WORK_SPACING))
+    if reach > 0:
+        d = sitk.BinaryDilate(d, [0, 0, reach])
     frac = sitk.Resample(sitk.Cast(d, sitk.sitkFloat32), ref, a2s, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     return sitk.Cast(frac > 0.0, sitk.sitkUInt8)
 
@@ -335,16 +392,15 @@ def region_coverage(labels_aligned: np.ndarray, inside: np.ndarray) -> Dict[int,
     return {v: float(covered[v] / total[v]) if total[v] else 1.0 for v in range(1, 21)}
 
 
-def _quality(aligned: np.ndarray, template: np.ndarray, tmpl_mask: np.ndarray, brain_ml: float,
-             a2s: sitk.AffineTransform, inside: np.ndarray) -> Dict[str, object]:
+def _quality(aligned: np.ndarray, tmpl: AlignedTemplate, brain_ml: float, a2s: sitk.AffineTransform,
+             inside: np.ndarray) -> Dict[str, object]:
     # Interior structure (ventricles, cisterns, grey/white), not the stripping edge, and only where
     # the series has slices: a study cut short is judged on what it shows (truncation is its own reason).
-    interior = ndi.binary_erosion(tmpl_mask, iterations=QC_ERODE_VOXELS) & ndi.binary_erosion(inside, iterations=QC_ERODE_VOXELS)
+    interior = tmpl.qc_interior & ndi.binary_erosion(inside, iterations=QC_ERODE_VOXELS)
     a = ndi.gaussian_filter(np.clip(aligned, *REG_WINDOW), QC_SMOOTH_VOX)
-    b = ndi.gaussian_filter(np.clip(template, *REG_WINDOW), QC_SMOOTH_VOX)
-    similarity = ncc(a, b, interior)
+    similarity = ncc(a, tmpl.qc_template, interior)
     scale = float(abs(np.linalg.det(np.asarray(a2s.GetMatrix()).reshape(3, 3))))
-    truncation = float(1.0 - inside[tmpl_mask].mean()) if tmpl_mask.any() else 1.0
+    truncation = float(1.0 - inside[tmpl.brain].mean()) if tmpl.brain.any() else 1.0
     reasons: List[str] = []
     if similarity < NCC_LOW:
         reasons.append(f"poor registration to the template (NCC {similarity:.2f} < {NCC_LOW})")

@@ -23,6 +23,7 @@ from typing import Tuple
 import numpy as np
 import SimpleITK as sitk
 
+from aspects.inference import set_cpu_threads
 from aspects.model_io import normalise
 
 POOL = 2  # 2 mm aligned grid -> 4 mm for the similarity term
@@ -93,16 +94,43 @@ def fit_displacement(image: np.ndarray, template: np.ndarray, steps: int = STEPS
     box = tuple(slice(max(0, int(a) - pad), min(n, int(b) + pad + 1)) for a, b, n in zip(nz.min(0), nz.max(0), size))
     x_box = x_low[(slice(None), slice(None)) + box]
     disp = torch.zeros(1, 3, *[s // CONTROL_POOL for s in size], requires_grad=True)
-    opt = torch.optim.Adam([disp], lr=LEARNING_RATE)
-    threads = torch.get_num_threads()
+    opt = Adam(disp, lr=LEARNING_RATE)
     # One intra-op thread: these small tensors gain nothing from two, and on a busy 2-core host
     # (the infarct model runs beside it) two threads took 4x longer (13.6 s vs 3.4 s, 2026-12-02).
-    torch.set_num_threads(FIT_THREADS)
-    try:
-        disp = _optimise(disp, opt, t_low, x_box, size, box, steps)
-    finally:
-        torch.set_num_threads(threads)
-    return disp.detach()
+    # Process-wide and not restored: the infarct model may be running in another thread
+    # (aspects.inference.set_cpu_threads).
+    set_cpu_threads(FIT_THREADS)
+    return _optimise(disp, opt, t_low, x_box, size, box, steps).detach()
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015) for one tensor, with the arithmetic of ``torch.optim.Adam``'s
+    default CPU path (single-tensor, no weight decay, no AMSGrad): the same updates bit for bit
+    (tests/test_region_warp.py), without ``torch.optim``, whose first optimiser imports
+    ``torch._dynamo`` (about a second of start-up per process, docs/performance.md)."""
+
+    def __init__(self, param, lr: float, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        import torch
+
+        self.param, self.lr, self.beta1, self.beta2, self.eps = param, lr, betas[0], betas[1], eps
+        self.exp_avg = torch.zeros_like(param, memory_format=torch.preserve_format)
+        self.exp_avg_sq = torch.zeros_like(param, memory_format=torch.preserve_format)
+        self.steps = 0.0  # torch keeps a float32 step tensor and reads it back as a Python float
+
+    def zero_grad(self) -> None:
+        self.param.grad = None
+
+    def step(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            grad = self.param.grad
+            self.steps += 1.0
+            self.exp_avg.lerp_(grad, 1 - self.beta1)
+            self.exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
+            step_size = self.lr / (1 - self.beta1**self.steps)
+            denom = (self.exp_avg_sq.sqrt() / (1 - self.beta2**self.steps) ** 0.5).add_(self.eps)
+            self.param.addcdiv_(self.exp_avg, denom, value=-step_size)
 
 
 def _optimise(disp, opt, t_low, x_box, size, box, steps: int):
@@ -174,7 +202,8 @@ def atlas_regions(pre, atlas) -> sitk.Image:
 
 def territories_aligned(pre, atlas) -> sitk.Image:
     """uint8 arterial territory labels (``aspects.atlas.TERRITORY_GROUPS``) on the aligned grid,
-    inside the brain mask."""
-    _, terr = atlas_on_aligned(pre, atlas)
+    inside the brain mask (nearest neighbour, as in :func:`atlas_on_aligned`)."""
+    terr = sitk.GetArrayFromImage(sitk.Resample(atlas.territories, pre.aligned, sitk.Transform(), sitk.sitkNearestNeighbor,
+                                                0, sitk.sitkUInt8))
     terr[sitk.GetArrayViewFromImage(pre.brain_mask) == 0] = 0
     return _like(terr, pre)

@@ -176,8 +176,10 @@ def calibrate(normal_deltas: Iterable[Mapping[str, Mapping[str, tuple]]], false_
 
     Both sides of a normal study are samples of the null (left minus right and right minus left),
     so the per-code SD is taken about 0. ``z_call`` is the one-sided normal quantile of
-    ``false_positive_rate``; ``sigma_floor_hu`` keeps a code seen on few, very similar studies
-    from getting an unrealistically small SD.
+    ``false_positive_rate``, or the empirical quantile of the pooled z of all codes where that is
+    higher (registration errors on real anatomy give heavier tails than a normal law);
+    ``sigma_floor_hu`` keeps a code seen on few, very similar studies from getting an
+    unrealistically small SD.
     """
     per_code: Dict[str, list] = {c: [] for c in REGION_CODES}
     n_studies = 0
@@ -193,7 +195,8 @@ def calibrate(normal_deltas: Iterable[Mapping[str, Mapping[str, tuple]]], false_
     sigma = {c: max(robust_sd(v), sigma_floor_hu) for c, v in per_code.items()}
     if any(not math.isfinite(s) for s in sigma.values()):
         raise ValueError(f"codes without any evidence on the normal studies: {[c for c, s in sigma.items() if not math.isfinite(s)]}")
-    z_call = NormalDist().inv_cdf(1.0 - false_positive_rate)
+    pooled = np.concatenate([np.asarray(v, dtype=np.float64) / sigma[c] for c, v in per_code.items()])
+    z_call = max(NormalDist().inv_cdf(1.0 - false_positive_rate), float(np.quantile(pooled, 1.0 - false_positive_rate)))
     return Calibration(sigma_hu={c: round(s, 4) for c, s in sigma.items()}, z_call=round(z_call, 4),
                        min_delta_hu=min_delta_hu, false_positive_rate=false_positive_rate,
                        n_studies=n_studies, source=source)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -22,7 +23,8 @@ from scipy import ndimage as ndi
 from aspects.asymmetry import AsymmetryMaps, asymmetry_infarct, asymmetry_maps
 from aspects.atlas import Atlas
 from aspects.methods import InfarctMethod, RegionMethod
-from aspects.inference import CPU, load_torchscript, predict_labels, release_device_memory, resolve_device
+from aspects.inference import (CPU, load_torchscript, predict_labels, release_device_memory, resolve_device,
+                               set_cpu_threads)
 from aspects.model_io import from_model_layout, model_input, to_model_layout
 from aspects.preprocess import ALIGNED_SPACING, Preprocessed
 from aspects.region_atlas import atlas_regions, territories_aligned
@@ -55,11 +57,18 @@ class TorchModel:
         self._module: Any = None
         self._lock = threading.Lock()
 
-    def predict(self, x_bcxyz: np.ndarray) -> np.ndarray:
-        """Argmax labels ``(X, Y, Z)`` of the model on a ``(1, C, X, Y, Z)`` input."""
+    def load(self) -> Any:
+        """The loaded module (kept for the next call when ``keep_loaded``)."""
         with self._lock:
             module = self._module if self._module is not None else load_torchscript(self.path, self.device)
             self._module = module if self.keep_loaded else None
+        return module
+
+    def predict(self, x_bcxyz: np.ndarray) -> np.ndarray:
+        """Argmax labels ``(X, Y, Z)`` of the model on a ``(1, C, X, Y, Z)`` input."""
+        if self.device == CPU:
+            set_cpu_threads()
+        module = self.load()
         labels, _ = predict_labels(module, x_bcxyz, self.device)
         del module
         release_device_memory(self.device)
@@ -158,14 +167,19 @@ def segment_infarct(pre: Preprocessed, model: Optional[TorchModel] = None) -> In
     t0 = time.perf_counter()
     hu = sitk.GetArrayFromImage(pre.aligned)
     brain = sitk.GetArrayFromImage(pre.brain_mask) > 0
-    maps = asymmetry_maps(hu, brain, grid=pre.aligned)
     if model is None:
         log.info("infarct: no %s model; bilateral asymmetry baseline", INFARCT_MODEL)
+        maps = asymmetry_maps(hu, brain, grid=pre.aligned)
         mask, info = asymmetry_infarct(hu, brain, ALIGNED_SPACING, maps=maps)
         info.update(device=CPU, seconds=round(time.perf_counter() - t0, 3))
         return _done(InfarctSegmentation(_on_aligned(mask, pre), InfarctMethod.ASYMMETRY, CPU, info, maps))
     x = model_input(to_model_layout(hu), with_mirror=True)[None]
-    raw = (from_model_layout(model.predict(x)) == 1) & brain
+    # The model and the baseline's mirror registration are independent and both release the GIL
+    # (torch, ANTs): the model runs in a second thread while ANTs works in this one.
+    with ThreadPoolExecutor(1, thread_name_prefix="infarct-model") as pool:
+        predicted = pool.submit(model.predict, x)
+        maps = asymmetry_maps(hu, brain, grid=pre.aligned)
+        raw = (from_model_layout(predicted.result()) == 1) & brain
     support, _ = asymmetry_infarct(hu, brain, ALIGNED_SPACING, maps=maps)
     mask, kept, dropped = consensus_components(raw, support)
     voxel_ml = ALIGNED_SPACING**3 / 1000.0

@@ -41,6 +41,9 @@ class AppSettings:
     models: Path
     timeout_s: float = 900.0
     extra_args: List[str] = field(default_factory=list)
+    # One long-lived app process for all studies (python -m aspects.serve --stdio, in the script's
+    # folder): atlas and models stay loaded; extra_args do not apply to it.
+    warm: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ def parse_config(data: Any, base_dir: Path) -> ListenerConfig:
         models=models,
         timeout_s=_positive(_get(app, "timeout_s", float, "app.", 900.0), "app.timeout_s"),
         extra_args=extra,
+        warm=_get(app, "warm", bool, "app.", False),
     )
 
     dst = _get(data, "destination", dict, "")

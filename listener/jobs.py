@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from .config import ListenerConfig
 from .sender import SendError, file_identity, send_files
 from .spool import FAILED, PROCESSING, RECEIVED, SENDING, SENT, JobState, Spool, now_iso
+from .warm_app import WarmApp
 
 KEY_OBJECT_SELECTION = "1.2.840.10008.5.1.4.1.1.88.59"
 
@@ -99,6 +100,9 @@ class Worker(threading.Thread):
         self._proc: Optional[subprocess.Popen] = None
         self._proc_lock = threading.Lock()
         self._settled: Dict[Path, Tuple[int, int]] = {}  # finished studies: (state, incoming) mtimes
+        self._warm: Optional[WarmApp] = None
+        if cfg.app.warm:
+            self._warm = WarmApp(cfg.app.script.parent, cfg.app.models, spool.root / "warm_app.log", _die_with_parent)
 
     # --- control ------------------------------------------------------------------------
     def notify(self, study_uid: str, new: bool) -> None:
@@ -112,7 +116,10 @@ class Worker(threading.Thread):
                 log.warning("stopping: killing the running app (pid %d); the study will run again at start-up",
                             self._proc.pid)
                 os.killpg(self._proc.pid, signal.SIGKILL)
-        self.join(timeout)
+            if self._warm is not None:
+                self._warm.close()
+        if self.is_alive():  # a worker driven by tick() alone was never started
+            self.join(timeout)
 
     def run(self) -> None:
         while not self._stopping.is_set():
@@ -193,28 +200,10 @@ class Worker(threading.Thread):
         self._set(uid, st, PROCESSING, f"run {run} on {len(instances)} instances")
         log.info("study %s: processing run %d on %d instance(s)", uid, run, len(instances))
 
-        app = self.cfg.app
-        cmd = [sys.executable, str(app.script), "-i", str(in_dir), "-o", str(out_dir), "-m", str(app.models),
-               *app.extra_args]
         t0 = time.monotonic()
-        with open(rdir / "app.log", "wb") as logf:
-            with self._proc_lock:
-                if self._stopping.is_set():
-                    return False
-                self._proc = subprocess.Popen(cmd, cwd=str(app.script.parent), stdin=subprocess.DEVNULL,
-                                              stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
-                                              preexec_fn=_die_with_parent)
-            st["app_pid"] = self._proc.pid  # for admins; the app dies with the listener (PDEATHSIG)
-            self.spool.write_state(uid, st)
-            try:
-                code = self._proc.wait(timeout=app.timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-                self._proc.wait()
-                code = None
-            finally:
-                with self._proc_lock:
-                    self._proc = None
+        code = self._run_warm(in_dir, out_dir, rdir) if self._warm is not None else self._run_cold(uid, st, in_dir,
+                                                                                                   out_dir, rdir)
+        app = self.cfg.app
         elapsed = time.monotonic() - t0
         if self._stopping.is_set():
             return False  # killed by stop(): stays `processing`, runs again at start-up
@@ -240,6 +229,45 @@ class Worker(threading.Thread):
         log.info("study %s: app finished in %.0f s (exit 0), %d DICOM result(s)%s", uid, elapsed, len(results),
                  f", ASPECTS {st['aspects']}" if st.get("aspects") is not None else "")
         return True
+
+    def _run_cold(self, uid: str, st: Dict[str, Any], in_dir: Path, out_dir: Path, rdir: Path) -> Optional[int]:
+        """``python app.py`` on the study: its exit code, None when it timed out or stop() killed it
+        (rdir/app.log: its console)."""
+        app = self.cfg.app
+        cmd = [sys.executable, str(app.script), "-i", str(in_dir), "-o", str(out_dir), "-m", str(app.models),
+               *app.extra_args]
+        with open(rdir / "app.log", "wb") as logf:
+            with self._proc_lock:
+                if self._stopping.is_set():
+                    return None
+                self._proc = subprocess.Popen(cmd, cwd=str(app.script.parent), stdin=subprocess.DEVNULL,
+                                              stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+                                              preexec_fn=_die_with_parent)
+            st["app_pid"] = self._proc.pid  # for admins; the app dies with the listener (PDEATHSIG)
+            self.spool.write_state(uid, st)
+            try:
+                code = self._proc.wait(timeout=app.timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+                self._proc.wait()
+                code = None
+            finally:
+                with self._proc_lock:
+                    self._proc = None
+            return code
+
+    def _run_warm(self, in_dir: Path, out_dir: Path, rdir: Path) -> Optional[int]:
+        """The study through the warm app process (app.warm): its exit code, None when it timed
+        out or stop() killed it (rdir/app.log: the app's one-line error or the result folder)."""
+        assert self._warm is not None
+        with self._proc_lock:
+            if self._stopping.is_set():
+                return None
+        code, line = self._warm.run(in_dir, out_dir, self.cfg.app.timeout_s)
+        (rdir / "app.log").write_text((line or f"done: {out_dir / 'aspects.json'}") + "\n"
+                                      f"(warm app process; its log: {self.spool.root / 'warm_app.log'}, this "
+                                      f"study's: {out_dir / 'app.log'})\n")
+        return code
 
     def _fail(self, uid: str, st: Dict[str, Any], reason: str, code: Optional[int], line: Optional[str]) -> bool:
         st.update(reason=reason, exit_code=code, app_error=line)

@@ -200,6 +200,24 @@ def test_bench_table_from_measurements():
     assert "wall time / reference" not in text  # no reference measured: no ratio row
     result["reference_s"] = 0.5
     assert "| **wall time / reference workload** | 19.0 | 19.0 | 19.0 |" in "\n".join(bench.table(result))
+    assert "| **studies per hour (3600 / wall time)** | 379 |" in text  # in-process: one warm process
+    result["mode"] = "subprocess"
+    assert "studies per hour" not in "\n".join(bench.table(result))  # a process per study: no throughput claim
+
+
+def test_bench_compare_puts_benches_side_by_side(tmp_path):
+    from aspects_research.tools import bench
+
+    def saved(name: str, mode: str, wall: float, ref: float) -> str:
+        doc = {"mode": mode, "reference_s": ref, "thickness": {"5": {
+            "n_ok": 2, "runs": [{}, {}], "wall_s": bench.stats([wall, wall]), "peak_rss_mb": bench.stats([1500.0])}}}
+        (tmp_path / name).write_text(json.dumps(doc))
+        return f"{name}={tmp_path / name}"
+
+    rows = bench.compare([saved("before", "subprocess", 40.0, 0.5), saved("after", "in-process", 20.0, 0.4)])
+    assert rows[2] == "| before | subprocess | 5 | 2/2 | 40.0 | 80.00 |  | 1500 |"
+    assert rows[3] == "| after | in-process | 5 | 2/2 | 20.0 | 50.00 | 180 | 1500 |"
+    assert bench.main(["--compare", f"x={tmp_path / 'missing.json'}"]) == 2
 
 
 def test_bench_reference_workload_is_a_positive_repeatable_time():

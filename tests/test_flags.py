@@ -42,10 +42,10 @@ def test_haematoma_is_flagged_with_its_volume():
 def test_partial_volume_of_a_calcification_or_bone_is_not_blood_but_a_haematoma_beside_bone_is():
     hu, mask = brain()
     z, y, x = np.mgrid[:48, :64, :64]
-    # a midline calcification (pineal) smeared by thick slices: a blood-like halo of ~1 ml around it
-    halo = ((z - 24) ** 2 + (y - 44) ** 2 + (x - 31.5) ** 2) <= 9
+    # a one-sided basal ganglia calcification smeared by thick slices: a blood-like halo of ~1 ml
+    halo = ((z - 24) ** 2 + (y - 44) ** 2 + (x - 44) ** 2) <= 9
     hu[halo] = 75.0
-    dense = ((z - 24) ** 2 + (y - 44) ** 2 + (x - 31.5) ** 2) <= 1
+    dense = ((z - 24) ** 2 + (y - 44) ** 2 + (x - 44) ** 2) <= 1
     assert flags_of(hu, mask) == ["haemorrhage_suspected"]  # what the flag said without the dense map
     assert flags_of(hu, mask, dense) == []
     # a real haematoma 14 mm from the calcification keeps its flag and most of its volume
@@ -54,6 +54,17 @@ def test_partial_volume_of_a_calcification_or_bone_is_not_blood_but_a_haematoma_
     found = find(hu, mask, SPACING, dense)
     assert image_flags(found)[0].name == "haemorrhage_suspected"
     assert found.haemorrhage_ml == pytest.approx(blob.sum() * 8e-3, rel=0.35)
+
+
+def test_symmetric_hyperdense_anatomy_is_not_blood():
+    hu, mask = brain()
+    z, y, x = np.mgrid[:48, :64, :64]
+    sinus = ((z - 24) ** 2 + (y - 50) ** 2) <= 9
+    sinus &= np.abs(x - 31.5) <= 3  # a midline venous sinus / falx of 60 HU, ~1 ml
+    hu[sinus] = 60.0
+    pair = ((z - 20) ** 2 + (y - 36) ** 2 + (x - 20) ** 2) <= 4
+    hu[pair | np.flip(pair, axis=2)] = 65.0  # paired, symmetric hyperdensities
+    assert flags_of(hu, mask) == []
 
 
 def test_old_infarct_is_flagged_but_symmetric_csf_is_not():

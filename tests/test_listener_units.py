@@ -35,6 +35,7 @@ def test_config_resolves_relative_paths_against_the_config_file(tmp_path):
     cfg = parse_config(_settings(tmp_path), tmp_path)
     assert cfg.spool_dir == tmp_path / "spool"
     assert cfg.destination.retries == 5 and cfg.quiet_time_s == 30.0
+    assert cfg.app.warm is False  # one app process per study unless asked
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -44,6 +45,7 @@ def test_config_resolves_relative_paths_against_the_config_file(tmp_path):
     (lambda s: s["destination"].update(port=70000), "TCP port"),
     (lambda s: s.update(quiet_time_s=0), "must be > 0"),
     (lambda s: s.update(spool="x"), "unknown keys ['spool']"),
+    (lambda s: s["app"].update(warm="yes"), "'app.warm' must be bool"),
 ])
 def test_config_errors_are_one_clear_line(tmp_path, edit, message):
     s = _settings(tmp_path)

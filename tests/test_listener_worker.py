@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import List, Optional
 
 import pytest
 from pydicom import dcmread
@@ -16,19 +17,20 @@ from tests.support.listener_dicom import write_ct_series
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _worker(tmp_path: Path, timeout_s: float, script: Path = REPO / "app.py") -> Worker:
+def _worker(tmp_path: Path, timeout_s: float, script: Path = REPO / "app.py", warm: bool = False) -> Worker:
     cfg = parse_config({
         "listener": {"ae_title": "ASPECTS", "port": 11112, "allowed_calling_aets": ["CT1"]},
         "spool_dir": str(tmp_path / "spool"),
         "quiet_time_s": 0.01,
-        "app": {"script": str(script), "models": str(REPO / "models"), "timeout_s": timeout_s},
+        "app": {"script": str(script), "models": str(REPO / "models"), "timeout_s": timeout_s, "warm": warm},
         "destination": {"ae_title": "PACS", "host": "127.0.0.1", "port": 9, "retries": 0},
     }, tmp_path)
     return Worker(cfg, Spool(cfg.spool_dir))
 
 
-def _spool_study(worker: Worker, tmp_path: Path) -> str:
-    files = write_ct_series(tmp_path / "ct", 4)  # 16 x 16 pixels: no head in it
+def _spool_study(worker: Worker, tmp_path: Path, files: Optional[List[Path]] = None) -> str:
+    if files is None:
+        files = write_ct_series(tmp_path / "ct", 4)  # 16 x 16 pixels: no head in it
     for f in files:
         ds = dcmread(f)
         worker.spool.store_instance(str(ds.StudyInstanceUID), str(ds.SOPInstanceUID), f.read_bytes())
@@ -87,3 +89,43 @@ def test_the_key_object_selection_is_sent_after_the_objects_it_flags(tmp_path):
     assert w.tick() is True
     st = w.spool.read_state(uid)
     assert [Path(r["file"]).name for r in st["results"]] == ["seg.dcm", "sr.dcm", "kos.dcm"]
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_a_warm_app_process_serves_study_after_study(tmp_path, phantom_case):
+    """app.warm: one app process (atlas and models loaded once) runs two real studies to results,
+    then a bad one fails with the app's exit code and error line, and the process goes on."""
+    w = _worker(tmp_path, timeout_s=900, warm=True)
+    try:
+        uids = [_spool_study(w, tmp_path, sorted((phantom_case(seed, kind=kind) / "dicom").glob("*.dcm")))
+                for seed, kind in ((31, "normal"), (7, "acute"))]
+        pids = []
+        for uid in uids:
+            assert w.tick() is True
+            st = w.spool.read_state(uid)
+            assert st["exit_code"] == 0 and st["results"], st  # processed; the send to port 9 then fails
+            assert (w.spool.run_dir(uid, 1) / "output" / "aspects.json").is_file()
+            assert st["aspects"] is not None
+            assert w._warm is not None and w._warm.proc is not None
+            pids.append(w._warm.proc.pid)
+        bad = _spool_study(w, tmp_path)
+        assert w.tick() is True
+        st = w.spool.read_state(bad)
+        assert st["state"] == "failed" and st["exit_code"] not in (None, 0) and st["app_error"].startswith("error[")
+        assert w._warm.proc is not None
+        pids.append(w._warm.proc.pid)
+        assert len(set(pids)) == 1  # one process for all three
+        assert (w.spool.root / "warm_app.log").read_text().count("warm in ") == 1
+    finally:
+        w.stop()
+    assert w._warm.proc is None  # stop() killed it
+
+
+def test_a_warm_app_over_its_timeout_is_killed_and_the_study_failed(tmp_path):
+    w = _worker(tmp_path, timeout_s=0.5, warm=True)  # loading the atlas and models alone takes longer
+    uid = _spool_study(w, tmp_path)
+    w.tick()
+    st = w.spool.read_state(uid)
+    assert st["state"] == "failed" and st["reason"] == "app timed out after 0 s" and st["exit_code"] is None
+    assert w._warm is not None and w._warm.proc is None  # killed; the next study starts a fresh one

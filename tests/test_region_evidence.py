@@ -88,3 +88,22 @@ def test_calibration_round_trips_and_rejects_missing_codes():
     del bad["sigma_hu"]["M6"]
     with pytest.raises(ValueError, match="M6"):
         Calibration.from_json(bad)
+
+
+def test_heavy_tailed_normals_raise_the_call_threshold_above_the_normal_quantile():
+    """Misregistered normals (a few regions off by several SD) must not be called at the nominal rate."""
+    from statistics import NormalDist
+
+    rng = np.random.default_rng(5)
+    studies = []
+    for k in range(40):
+        d = {s: {c: (float(rng.normal(0, 1.0)), 500) for c in REGION_CODES} for s in SIDES}
+        if k % 4 == 0:  # every fourth study: one region 4-6 SD darker, its mirror as much brighter
+            code = REGION_CODES[k % len(REGION_CODES)]
+            off = float(rng.uniform(4, 6))
+            d["left"][code], d["right"][code] = (off, 500), (-off, 500)
+        studies.append(d)
+    cal = calibrate(studies, false_positive_rate=0.01)
+    assert cal.z_call > NormalDist().inv_cdf(0.99) + 0.5
+    z = [studies[k][s][c][0] / cal.sigma_hu[c] for k in range(40) for s in SIDES for c in REGION_CODES]
+    assert np.mean(np.asarray(z) >= cal.z_call) <= 0.01

@@ -1,6 +1,7 @@
 """Speed and memory of the app on synthetic studies, per stage, per slice thickness.
 
     aspects-bench [--cases N] [--thickness 5 1] [--models models] [--out DIR] [--subprocess] [--report docs/performance.md]
+    aspects-bench --compare before=OUT1/bench.json after=OUT2/bench.json     # earlier benches side by side
 
 Makes N acute phantoms per thickness (aspects-make-phantoms, seeded; default a 5 mm and a thin
 0.625 mm study) and runs the app's stages on each in this process with the models loaded once
@@ -159,6 +160,9 @@ def table(result: dict) -> List[str]:
         if ref:
             L += [f"| **wall time / reference workload** | {_fmt(w['median'] / ref if w['median'] else None)} | "
                   f"{_fmt(w['min'] / ref if w['min'] else None)} | {_fmt(w['max'] / ref if w['max'] else None)} |"]
+        if result.get("mode") != "subprocess" and w["median"]:  # one warm process, one study after another
+            L += [f"| **studies per hour (3600 / wall time)** | {3600.0 / w['median']:.0f} | {3600.0 / w['max']:.0f} | "
+                  f"{3600.0 / w['min']:.0f} |"]
         L += [f"| **peak RSS (MB)** | {_fmt(m['median'], 0)} | {_fmt(m['min'], 0)} | {_fmt(m['max'], 0)} |", ""]
         failed = [r for r in b["runs"] if r["exit_code"] != 0]
         if failed:
@@ -205,6 +209,27 @@ def to_markdown(result: dict) -> str:
     return "\n".join(L) + "\n"
 
 
+def compare(labelled: Sequence[str]) -> List[str]:
+    """Markdown rows of several benches side by side (``LABEL=OUT/bench.json`` each): per slice
+    thickness, the median wall time, its ratio to that bench's reference workload, studies per
+    hour (in-process benches: one warm process) and the median peak RSS."""
+    L = ["| bench | mode | slices (mm) | runs | wall time (s), median | wall / reference | studies per hour | "
+         "peak RSS (MB) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for item in labelled:
+        label, _, path = item.partition("=")
+        try:
+            result = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(EXIT_USAGE, f"--compare {item}: cannot read {path} ({exc})") from exc
+        ref, mode = result.get("reference_s"), result.get("mode", "?")
+        for th, b in result["thickness"].items():
+            w, m = b["wall_s"]["median"], b["peak_rss_mb"]["median"]
+            per_hour = f"{3600.0 / w:.0f}" if w and mode != "subprocess" else ""
+            L.append(f"| {label} | {mode} | {th} | {b['n_ok']}/{len(b['runs'])} | {_fmt(w)} | "
+                     f"{_fmt(w / ref if w and ref else None, 2)} | {per_hour} | {_fmt(m, 0)} |")
+    return L
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=int, default=3, help="phantoms per slice thickness")
@@ -218,7 +243,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--note", default="", help="free text for the report (e.g. other load on the machine)")
     ap.add_argument("--subprocess", action="store_true", help="run each study as python app.py (process start "
                     "included, peak memory per run) instead of in this process with the models loaded once")
+    ap.add_argument("--compare", nargs="+", metavar="LABEL=BENCH_JSON", help="only print earlier benches' "
+                    "bench.json side by side (e.g. before=main/bench.json after=speed/bench.json)")
     args = ap.parse_args(argv)
+    if args.compare:
+        try:
+            print("\n".join(compare(args.compare)))
+        except InputError as e:
+            print(e.one_line(), file=sys.stderr)
+            return e.code
+        return 0
     command = "aspects-bench " + command_line(sys.argv[1:] if argv is None else argv)
     runner: Runner = run_app if args.subprocess else InProcessRunner()
     try:

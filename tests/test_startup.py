@@ -1,0 +1,47 @@
+"""App start-up: the MONAI Deploy SDK without MONAI core's eager imports (docs/performance.md)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Imported by `import monai` (MONAI core's load_submodules), never needed by the app.
+MONAI_CORE = ("monai.utils", "monai.transforms", "monai.networks", "monai.data", "monai.bundle", "ignite",
+              "monai.deploy.operators")
+
+
+def _imported(stderr: str) -> set:
+    """Module names from `python -X importtime` output."""
+    return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_the_app_process_imports_the_sdk_but_not_monai_core():
+    r = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "app.py"), "--help"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "usage: app.py" in r.stdout, r.stderr[-2000:]
+    mods = _imported(r.stderr)
+    assert {"monai.deploy.core", "holoscan.core"} <= mods
+    assert not [m for m in mods if m.startswith(MONAI_CORE)], sorted(m for m in mods if m.startswith(MONAI_CORE))
+
+
+def test_monai_core_after_the_sdk_namespace_fails_with_a_clear_error():
+    code = ("from operators.sdk_import import import_sdk_without_monai_core as f\n"
+            "assert f() and not f()\n"
+            "import monai.deploy.core, sys\n"
+            "assert 'monai.utils' not in sys.modules\n"
+            "try:\n"
+            "    from monai import __version__\n"
+            "except ImportError as e:\n"
+            "    print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "MONAI core is not loaded in this process" in r.stdout
+
+
+def test_without_the_namespace_monai_core_still_imports_in_other_processes():
+    """Library code and tests that import MONAI core are unaffected (the namespace is the app's only)."""
+    r = subprocess.run([sys.executable, "-c", "import operators.sdk_import, monai; print(monai.__version__)"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip()[0].isdigit(), r.stderr
