@@ -54,7 +54,6 @@ def test_affected_side_found_in_most_acute_cases(runs):
     assert sum(r["affected_side"] == t["affected_side"] for r, t in acute) / len(acute) > 0.5
 
 
-@pytest.mark.xfail(reason="atlas v2 phantoms (scct anatomy): the shipped infarct model, trained on atlas-v1 phantoms, finds false infarct here; retrain on v2 (issue 13), then remove")
 def test_normal_scores_ten(runs):
     result, _ = runs["normal"]
     assert result["aspects"] == {"left": 10, "right": 10}
@@ -66,7 +65,7 @@ def test_haemorrhage_is_flagged(runs):
     assert "haemorrhage_suspected" in result["flags"]
 
 
-@pytest.mark.xfail(reason="atlas v2 phantoms (scct anatomy): the shipped infarct model, trained on atlas-v1 phantoms, finds false infarct here; retrain on v2 (issue 13), then remove")
+@pytest.mark.xfail(reason="still fails with infarct model 0.3.0 (short v2 fine-tune, 2026-12-02): false infarct on the old-infarct phantom; issue 13")
 def test_old_infarct_is_flagged(runs):
     # Known limitation (README, docs/results.md): the asymmetry baseline may still score the
     # rim of an old infarct; the flag tells the reader to discount it.
