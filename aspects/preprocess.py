@@ -45,6 +45,7 @@ from scipy import ndimage as ndi
 
 from aspects.dicom_geometry import SliceGeometry
 from aspects.errors import EXIT_BAD_SERIES, EXIT_PROCESSING, InputError
+from aspects.flags import DENSE_HU
 from aspects.registration import COARSE_STAGES, FINE_STAGES, RegistrationError, ncc, rigid_affine
 from aspects.skullstrip import BRAIN_HU, fill_holes, largest_component, strip_skull
 from aspects.volume import slice_grid, stack_grid
@@ -349,8 +350,6 @@ def dense_tissue(work: sitk.Image, ref: sitk.Image, a2s: sitk.AffineTransform, s
     (>= flags.DENSE_HU) of the unstripped ``work`` image is above 0, i.e. next to such tissue.
     A thick slice averages bone from up to half its thickness away along the slice normal (the
     working grid's z), so the mask reaches that far along z first."""
-    from aspects.flags import DENSE_HU
-
     d = sitk.BinaryThreshold(work, DENSE_HU, 1e9, 1, 0)
     reach = int(slice_mm // (2 * WORK_SPACING))
     if reach > 0:
