@@ -329,12 +329,11 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
 
     dense = dense_tissue(work, fixed, a2s, float(ortho.GetSpacing()[2]))
     inside = scanned_field(fixed, a2s, geometry, ortho)
-    # The QC brain volume is the final mask's (inside the registered template brain), in patient
-    # ml: the raw strip can run into the face and neck through a faint skull base (2150-2700 ml on
-    # the averaged skull of the scct template) while the registration is still right.
-    det = float(abs(np.linalg.det(np.asarray(a2s.GetMatrix()).reshape(3, 3))))
-    final_ml = float(mask.sum()) * float(np.prod(fixed.GetSpacing())) / 1000.0 * det
-    qc = _quality(aligned_arr, tmpl, final_ml, a2s, inside)
+    # The QC brain volume is the final mask's (inside the registered template brain): the raw strip
+    # can run into the face and neck through a faint skull base (2150-2700 ml on the averaged skull
+    # of the scct template) while the registration is still right.
+    aligned_ml = float(mask.sum()) * float(np.prod(fixed.GetSpacing())) / 1000.0
+    qc = _quality(aligned_arr, tmpl, aligned_ml, a2s, inside)
     coverage = region_coverage(tmpl.labels, inside)
     if float(qc["ncc"]) < NCC_FAIL:  # type: ignore[arg-type]
         raise InputError(EXIT_PROCESSING, f"registration to the atlas template failed (similarity {qc['ncc']:.2f})")
@@ -391,7 +390,7 @@ def region_coverage(labels_aligned: np.ndarray, inside: np.ndarray) -> Dict[int,
     return {v: float(covered[v] / total[v]) if total[v] else 1.0 for v in range(1, 21)}
 
 
-def _quality(aligned: np.ndarray, tmpl: AlignedTemplate, brain_ml: float, a2s: sitk.AffineTransform,
+def _quality(aligned: np.ndarray, tmpl: AlignedTemplate, aligned_brain_ml: float, a2s: sitk.AffineTransform,
              inside: np.ndarray) -> Dict[str, object]:
     # Interior structure (ventricles, cisterns, grey/white), not the stripping edge, and only where
     # the series has slices: a study cut short is judged on what it shows (truncation is its own reason).
@@ -399,6 +398,7 @@ def _quality(aligned: np.ndarray, tmpl: AlignedTemplate, brain_ml: float, a2s: s
     a = ndi.gaussian_filter(np.clip(aligned, *REG_WINDOW), QC_SMOOTH_VOX)
     similarity = ncc(a, tmpl.qc_template, interior)
     scale = float(abs(np.linalg.det(np.asarray(a2s.GetMatrix()).reshape(3, 3))))
+    brain_ml = aligned_brain_ml * scale  # patient ml: the affine's volume ratio
     truncation = float(1.0 - inside[tmpl.brain].mean()) if tmpl.brain.any() else 1.0
     reasons: List[str] = []
     if similarity < NCC_LOW:
