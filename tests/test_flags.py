@@ -7,17 +7,22 @@ import pytest
 from aspects.flags import find, image_flags
 
 SPACING = (2.0, 2.0, 2.0)
+z, y, x = np.mgrid[:48, :64, :64]  # the test grid (z, y, x), 2 mm voxels
 
 
 def brain(seed=0):
     """A symmetric ellipsoid 'brain' of 32 HU with a 3 HU noise, central ventricles of 8 HU."""
     rng = np.random.default_rng(seed)
-    z, y, x = np.mgrid[:48, :64, :64]
     mask = ((z - 24) / 20) ** 2 + ((y - 32) / 28) ** 2 + ((x - 31.5) / 26) ** 2 <= 1
     hu = np.where(mask, 32.0, 0.0) + rng.normal(0, 3, mask.shape) * mask
     vent = ((z - 24) / 6) ** 2 + ((y - 32) / 10) ** 2 + ((x - 31.5) / 5) ** 2 <= 1
     hu[vent] = 8.0
     return hu.astype(np.float32), mask.astype(np.uint8)
+
+
+def ball(cz, cy, cx, r2):
+    """Voxels of the test grid within sqrt(r2) voxels of (cz, cy, cx)."""
+    return ((z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2) <= r2
 
 
 def flags_of(hu, mask, dense=None):
@@ -31,8 +36,7 @@ def test_normal_symmetric_brain_has_no_flags():
 
 def test_haematoma_is_flagged_with_its_volume():
     hu, mask = brain()
-    z, y, x = np.mgrid[:48, :64, :64]
-    blob = ((z - 24) ** 2 + (y - 30) ** 2 + (x - 18) ** 2) <= 9  # r = 3 voxels (6 mm): ~0.9 ml
+    blob = ball(24, 30, 18, 9)  # r = 3 voxels (6 mm): ~0.9 ml
     hu[blob] = 70.0
     ml = find(hu, mask, SPACING).haemorrhage_ml
     assert ml == pytest.approx(blob.sum() * 8e-3, rel=0.35)
@@ -41,15 +45,14 @@ def test_haematoma_is_flagged_with_its_volume():
 
 def test_partial_volume_of_a_calcification_or_bone_is_not_blood_but_a_haematoma_beside_bone_is():
     hu, mask = brain()
-    z, y, x = np.mgrid[:48, :64, :64]
     # a one-sided basal ganglia calcification smeared by thick slices: a blood-like halo of ~1 ml
-    halo = ((z - 24) ** 2 + (y - 44) ** 2 + (x - 44) ** 2) <= 9
+    halo = ball(24, 44, 44, 9)
     hu[halo] = 75.0
-    dense = ((z - 24) ** 2 + (y - 44) ** 2 + (x - 44) ** 2) <= 1
+    dense = ball(24, 44, 44, 1)
     assert flags_of(hu, mask) == ["haemorrhage_suspected"]  # what the flag said without the dense map
     assert flags_of(hu, mask, dense) == []
     # a real haematoma 14 mm from the calcification keeps its flag and most of its volume
-    blob = ((z - 24) ** 2 + (y - 30) ** 2 + (x - 18) ** 2) <= 9
+    blob = ball(24, 30, 18, 9)
     hu[blob] = 70.0
     found = find(hu, mask, SPACING, dense)
     assert image_flags(found)[0].name == "haemorrhage_suspected"
@@ -58,19 +61,17 @@ def test_partial_volume_of_a_calcification_or_bone_is_not_blood_but_a_haematoma_
 
 def test_symmetric_hyperdense_anatomy_is_not_blood():
     hu, mask = brain()
-    z, y, x = np.mgrid[:48, :64, :64]
     sinus = ((z - 24) ** 2 + (y - 50) ** 2) <= 9
     sinus &= np.abs(x - 31.5) <= 3  # a midline venous sinus / falx of 60 HU, ~1 ml
     hu[sinus] = 60.0
-    pair = ((z - 20) ** 2 + (y - 36) ** 2 + (x - 20) ** 2) <= 4
+    pair = ball(20, 36, 20, 4)
     hu[pair | np.flip(pair, axis=2)] = 65.0  # paired, symmetric hyperdensities
     assert flags_of(hu, mask) == []
 
 
 def test_old_infarct_is_flagged_but_symmetric_csf_is_not():
     hu, mask = brain()
-    z, y, x = np.mgrid[:48, :64, :64]
-    lesion = ((z - 24) ** 2 + (y - 20) ** 2 + (x - 15) ** 2) <= 25  # r = 5 voxels: ~4 ml, one side only
+    lesion = ball(24, 20, 15, 25)  # r = 5 voxels: ~4 ml, one side only
     hu[lesion] = 10.0
     assert find(hu, mask, SPACING).old_infarct_ml > 1.0
     assert "old_infarct_suspected" in flags_of(hu, mask)
@@ -81,8 +82,7 @@ def test_old_infarct_is_flagged_but_symmetric_csf_is_not():
 
 def test_acute_hypodensity_is_not_an_old_infarct():
     hu, mask = brain()
-    z, y, x = np.mgrid[:48, :64, :64]
-    lesion = ((z - 24) ** 2 + (y - 20) ** 2 + (x - 14) ** 2) <= 25
+    lesion = ball(24, 20, 14, 25)
     hu[lesion] -= 6.0  # acute: 26 HU, still tissue
     assert flags_of(hu, mask) == []
 
@@ -90,12 +90,11 @@ def test_acute_hypodensity_is_not_an_old_infarct():
 def test_acute_only_removes_mirror_of_blood_but_keeps_acute_lesions():
     from aspects.flags import acute_only
     hu, mask = brain()
-    z, y, x = np.mgrid[:48, :64, :64]
-    old = ((z - 24) ** 2 + (y - 20) ** 2 + (x - 15) ** 2) <= 25
+    old = ball(24, 20, 15, 25)
     hu[old] = 10.0
-    blood = ((z - 24) ** 2 + (y - 44) ** 2 + (x - 48) ** 2) <= 9
+    blood = ball(24, 44, 48, 9)
     hu[blood] = 70.0
-    acute = ((z - 14) ** 2 + (y - 30) ** 2 + (x - 44) ** 2) <= 25
+    acute = ball(14, 30, 44, 25)
     hu[acute] -= 6.0
     # what a symmetry-based segmenter reports: the old lesion with a rim, the blood's mirror, the acute lesion
     found = ndimage.binary_dilation(old, iterations=1) | np.flip(ndimage.binary_dilation(blood, iterations=2), axis=2) | acute
