@@ -37,7 +37,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -47,6 +47,7 @@ from aspects.dicom_geometry import SliceGeometry
 from aspects.errors import EXIT_BAD_SERIES, EXIT_PROCESSING, InputError
 from aspects.flags import DENSE_HU
 from aspects.registration import COARSE_STAGES, FINE_STAGES, RegistrationError, ncc, rigid_affine
+from aspects.separable_resample import smooth_and_resample
 from aspects.skullstrip import BRAIN_HU, fill_holes, largest_component, strip_skull
 from aspects.volume import slice_grid, stack_grid
 
@@ -193,11 +194,17 @@ def template_on_aligned(template: sitk.Image) -> sitk.Image:
     return sitk.Resample(smooth, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
 
 
+def _antialias_variance(spacing: Union[Sequence[float], np.ndarray], target_mm: float) -> np.ndarray:
+    """Per-axis Gaussian variance (mm^2) so that resampling to ``target_mm`` does not alias:
+    FWHM^2 = target^2 - spacing^2, nothing on axes already coarser than the target."""
+    sp = np.asarray(spacing, float)
+    return np.maximum(target_mm**2 - sp**2, 0.0) / (8 * np.log(2))
+
+
 def _antialias(img: sitk.Image, target_mm: float) -> sitk.Image:
-    """Gaussian pre-filter so that resampling to ``target_mm`` does not alias (per axis:
-    FWHM^2 = target^2 - spacing^2, nothing on axes already coarser than the target)."""
-    sp = np.asarray(img.GetSpacing())
-    var = (np.maximum(target_mm**2 - sp**2, 0.0) / (8 * np.log(2)))
+    """Gaussian pre-filter so that resampling to ``target_mm`` does not alias
+    (:func:`_antialias_variance`; unchanged when every variance is below 0.01 mm^2)."""
+    var = _antialias_variance(img.GetSpacing(), target_mm)
     if not np.any(var > 0.01):
         return img
     return sitk.DiscreteGaussian(img, [float(v) for v in var], 32, 0.01, True)
@@ -224,7 +231,8 @@ def check_geometry(source: sitk.Image) -> sitk.Image:
     coverage = float(abs(np.dot(cols[:, 2], normal)) * sp[2] * (size[2] - 1))
     if coverage < MIN_COVERAGE_MM:
         raise InputError(EXIT_BAD_SERIES, f"the series covers {coverage:.0f} mm; at least {MIN_COVERAGE_MM:.0f} mm are needed")
-    img = sitk.Cast(source, sitk.sitkFloat32)
+    # No copy when the series is float32 already (the app's HU volume): a thin study is 320 MB.
+    img = source if source.GetPixelID() == sitk.sitkFloat32 else sitk.Cast(source, sitk.sitkFloat32)
     if np.abs(cols.T @ cols - np.eye(3)).max() <= SHEAR_TOLERANCE and np.allclose(np.linalg.norm(d, axis=0), 1.0, atol=1e-4):
         return img
     tilt = float(np.degrees(np.arccos(min(1.0, abs(np.dot(cols[:, 2], normal))))))
@@ -248,9 +256,12 @@ def check_geometry(source: sitk.Image) -> sitk.Image:
 
 def to_working_grid(img: sitk.Image) -> sitk.Image:
     """HU-clipped, anti-aliased copy on a :data:`WORK_SPACING` grid in the image's orientation,
-    covering the same field of view."""
-    clipped = sitk.Clamp(img, sitk.sitkFloat32, HU_CLIP[0], HU_CLIP[1])
-    smooth = _antialias(clipped, WORK_SPACING)
+    covering the same field of view.
+
+    The clamp, :func:`_antialias` and the linear resampling, computed axis by axis on a few
+    slices at a time (:func:`aspects.separable_resample.smooth_and_resample`: the same numbers to
+    float32 rounding; a thin study's full-size Gaussian took most of this stage and three copies
+    of the volume)."""
     sp, size = np.asarray(img.GetSpacing()), np.asarray(img.GetSize())
     n = np.maximum(np.ceil(size * sp / WORK_SPACING).astype(int), 1)
     d = np.asarray(img.GetDirection()).reshape(3, 3)
@@ -259,7 +270,7 @@ def to_working_grid(img: sitk.Image) -> sitk.Image:
     ref.SetSpacing([WORK_SPACING] * 3)
     ref.SetDirection(img.GetDirection())
     ref.SetOrigin([float(v) for v in origin])
-    return sitk.Resample(smooth, ref, sitk.Transform(), sitk.sitkLinear, AIR_HU, sitk.sitkFloat32)
+    return smooth_and_resample(img, _antialias_variance(sp, WORK_SPACING), ref, HU_CLIP, AIR_HU)
 
 
 def _like(arr: np.ndarray, ref: sitk.Image) -> sitk.Image:

@@ -11,11 +11,11 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_presentation_lut, apply_rescale
+from pydicom.pixels import apply_presentation_lut, apply_rescale, pixel_array
 
 from aspects.dicom_geometry import sort_slices
 from aspects.dicom_input import Scan, check_decodable, complete_type2, read_dataset, scan_folder
@@ -60,17 +60,22 @@ def choose_series(scan: Scan, rules: Optional[dict] = None) -> Selection:
 
 
 def hu_slice(ds: Dataset) -> np.ndarray:
-    """One slice in HU (float32): rescale slope/intercept or Modality LUT, then presentation LUT."""
-    return np.asarray(apply_presentation_lut(apply_rescale(ds.pixel_array, ds), ds), dtype=np.float32)
+    """One slice in HU (float32): rescale slope/intercept or Modality LUT, then presentation LUT.
+
+    Decoded with ``pydicom.pixels.pixel_array`` (the decoder behind ``ds.pixel_array``, same
+    options), which does not keep the decoded array on the dataset: the datasets stay in memory
+    for the writers, and a cached copy of every slice cost a thin study 160 MB."""
+    return np.asarray(apply_presentation_lut(apply_rescale(pixel_array(ds), ds), ds), dtype=np.float32)
 
 
 def hu_stack(datasets: Sequence[Dataset]) -> np.ndarray:
     """``(N, rows, cols)`` float32 HU of the datasets in their order; a slice no decoder reads is
-    an InputError (exit 8) naming the file and the transfer syntax."""
-    planes: List[np.ndarray] = []
-    for ds in datasets:
+    an InputError (exit 8) naming the file and the transfer syntax. Filled slice by slice into one
+    array (a list of slices then ``np.stack`` held the volume twice)."""
+    out: Optional[np.ndarray] = None
+    for k, ds in enumerate(datasets):
         try:
-            planes.append(hu_slice(ds))
+            plane = hu_slice(ds)
         except Exception as exc:  # the decoder's own error says why
             syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
             what = f"{syntax.name} " if syntax is not None else ""
@@ -79,7 +84,12 @@ def hu_stack(datasets: Sequence[Dataset]) -> np.ndarray:
                 f"the {what}pixel data of {os.path.basename(str(getattr(ds, 'filename', '?')))} cannot be "
                 f"decoded ({type(exc).__name__}: {exc})",
             ) from exc
-    return np.stack(planes)
+        if out is None:
+            out = np.empty((len(datasets),) + plane.shape, np.float32)
+        out[k] = plane
+    if out is None:
+        raise ValueError("no datasets")
+    return out
 
 
 def load_series(selection: Selection) -> SourceSeries:
