@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -36,6 +36,10 @@ import SimpleITK as sitk
 ANTS_THREADS = os.environ.get("ASPECTS_ANTS_THREADS", "1")
 sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads())
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", ANTS_THREADS)
+
+# The registrations run in a forked child where the platform can fork (see _run_ants);
+# ASPECTS_ANTS_FORK=0 runs them in the calling thread.
+FORK_ANTS = hasattr(os, "fork") and os.environ.get("ASPECTS_ANTS_FORK", "1") != "0"
 
 SEED = 20240917
 # Mattes mutual information, 32 bins, regular 15 % sampling: robust to small HU offsets between
@@ -78,11 +82,46 @@ def _ants_image(img: sitk.Image):
 
 
 def _run_ants(args: Sequence[str]) -> None:
+    """``antsRegistration`` with ``args`` (its transforms go to files named in them).
+
+    antspyx holds the GIL for the whole registration, which stopped every other Python thread
+    of the app: the region warp and the infarct model, meant to run beside the asymmetry
+    baseline's SyN, waited for it (the LNCC fit took 26 s of wall time for 3 s of CPU beside a
+    SyN, 2026-12-02). On POSIX the registration therefore runs in a forked child (same memory
+    image: the images passed by pointer are there, the same code on one thread gives the same
+    numbers) while this thread waits without the GIL."""
     from ants.internal import get_lib_fn, process_arguments
 
-    code = get_lib_fn("antsRegistration")(process_arguments(list(args)))
+    run = get_lib_fn("antsRegistration")
+    argv = process_arguments(list(args))
+    code = _in_child(lambda: run(argv)) if FORK_ANTS else run(argv)
     if code != 0:
         raise RegistrationError(f"antsRegistration exited with {code}")
+
+
+def _in_child(job: Callable[[], int]) -> int:
+    """Exit status of ``job()`` run in a forked child (a crash or signal there: non-zero)."""
+    pid = os.fork()
+    if pid == 0:  # the child: only this thread exists; no Python clean-up, no atexit handlers
+        code = 1
+        try:
+            _die_with_parent()
+            code = int(job())
+        finally:
+            os._exit(0 if code == 0 else (code & 0xFF) or 1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGKILL when the app process ends (an interrupted run leaves no
+    registration running on its own)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass
 
 
 def _join(values: Sequence[int]) -> str:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
+import pytest
+import SimpleITK as sitk
 import torch
 from scipy import ndimage as ndi
 
@@ -58,3 +63,40 @@ def test_the_seg_from_the_segment_major_stack_has_the_same_frames_as_from_the_pl
                           for f in seg.PerFrameFunctionalGroupsSequence]
     assert frames(ours) == frames(reference)
 
+
+
+@pytest.mark.slow
+def test_a_registration_in_a_forked_child_gives_the_same_transform_and_warp(monkeypatch):
+    """ANTs runs in a forked child so that the other stages' threads are not stopped by the GIL
+    it holds; the child must compute exactly what the calling thread computed (the contract of
+    one-thread ANTs: bit-for-bit repeatable)."""
+    from aspects import registration
+    from aspects.asymmetry import contralateral
+    from aspects.preprocess import preprocess
+    from tests.support.heads import atlas, synthetic_head
+
+    ct, _ = synthetic_head(hu_drop=6.0)
+    results = {}
+    for fork in (True, False):
+        monkeypatch.setattr(registration, "FORK_ANTS", fork)
+        pre = preprocess(ct, atlas())
+        hu = sitk.GetArrayFromImage(pre.aligned)
+        results[fork] = (pre.aligned_to_source.GetParameters(), contralateral(hu, sitk.GetArrayFromImage(pre.brain_mask) > 0))
+    assert results[True][0] == results[False][0]  # the affine, exactly
+    assert np.array_equal(results[True][1][0], results[False][1][0])  # the mirror image warped by SyN
+    assert np.array_equal(results[True][1][1], results[False][1][1])
+    assert results[True][1][1].any()
+
+
+def test_a_failing_registration_in_the_child_is_an_error_in_the_app(monkeypatch):
+    """A non-zero exit, an exception or a crash in the forked child reaches the caller as a
+    RegistrationError (preprocess turns it into exit 7), never as a silent success."""
+    from aspects import registration
+
+    assert registration._in_child(lambda: 0) == 0
+    assert registration._in_child(lambda: 3) == 3
+    assert registration._in_child(lambda: 1 // 0) == 1
+    assert registration._in_child(lambda: os.kill(os.getpid(), signal.SIGKILL) or 0) == -signal.SIGKILL
+    monkeypatch.setattr(registration, "FORK_ANTS", True)
+    with pytest.raises(registration.RegistrationError, match="exited with"):
+        registration._run_ants(["--dimensionality", "3", "--no-such-option", "1"])
