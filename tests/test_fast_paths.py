@@ -45,15 +45,18 @@ def _segment_last_stack(infarct: np.ndarray, regions: np.ndarray) -> np.ndarray:
 
 
 def test_the_seg_from_the_segment_major_stack_has_the_same_frames_as_from_the_plain_stack(monkeypatch):
-    """The SEG's segment stack is built segment-major from the labelled voxels only (faster, and a
-    thin study's empty pages cost no memory); a PACS must receive the same frames, bit for bit."""
+    """The SEG's segment stack is built segment-major from the labelled voxels only, and its
+    overlap is counted in 8 bits (faster; a thin study's empty pages and highdicom's 64-bit sum
+    cost no memory); a PACS must receive the same frames and attributes, bit for bit."""
     source = make_ct_series()
     infarct, regions = make_masks()
     fast = dicom_seg.segment_stack(infarct, regions)
     assert fast.shape == regions.shape + (dicom_seg.N_SEGMENTS,)
     assert np.array_equal(fast, _segment_last_stack(infarct, regions))
     ours = dicom_seg.build_segmentation(source, infarct, regions)
+    assert dicom_seg.build_segmentation(source, np.zeros_like(infarct), regions).SegmentsOverlap == "NO"  # regions alone
     monkeypatch.setattr(dicom_seg, "segment_stack", _segment_last_stack)
+    monkeypatch.setattr(dicom_seg, "_Segmentation", dicom_seg.hd.seg.Segmentation)  # highdicom's own checks
     reference = dicom_seg.build_segmentation(source, infarct, regions)
     assert int(ours.NumberOfFrames) == int(reference.NumberOfFrames) > 0
     assert ours.PixelData == reference.PixelData
