@@ -167,7 +167,10 @@ def warp_atlas_labels(labels_1mm: sitk.Image, ref: sitk.Image, disp, n_labels: i
     scale = (n_ref - 1) * sp_ref / ((n_crop - 1) * sp_lab)
     shift = (o_ref + (n_ref - 1) * sp_ref / 2 - o_crop) / ((n_crop - 1) * sp_lab / 2) - 1
     g = grid * torch.tensor(scale, dtype=grid.dtype) + torch.tensor(shift, dtype=grid.dtype)
-    onehot = F.one_hot(torch.from_numpy(crop.astype(np.int64)), n_labels).permute(3, 0, 1, 2)[None].float()
+    # One-hot written straight into float32 channels: F.one_hot would first build an int64
+    # (z, y, x, labels) copy, 560 MB for the 1 mm atlas crop, beside the float one (same values).
+    onehot = torch.zeros((1, n_labels) + crop.shape, dtype=torch.float32)
+    onehot.scatter_(1, torch.from_numpy(crop.astype(np.int64))[None, None], 1.0)
     with torch.no_grad():
         moved = F.grid_sample(onehot, g[None], mode="bilinear", padding_mode="zeros", align_corners=True)
     out = moved.argmax(1)[0].numpy().astype(np.uint8)

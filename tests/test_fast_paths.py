@@ -103,3 +103,18 @@ def test_a_failing_registration_in_the_child_is_an_error_in_the_app(monkeypatch)
     monkeypatch.setattr(registration, "FORK_ANTS", True)
     with pytest.raises(registration.RegistrationError, match="exited with"):
         registration._run_ants(["--dimensionality", "3", "--no-such-option", "1"])
+
+
+def test_the_region_labels_one_hot_keeps_every_label_where_the_field_is_zero():
+    """The atlas labels go through the field as float one-hot channels written in place (no int64
+    one-hot copy); with no displacement and the label grid itself as target every voxel keeps
+    its label, so a channel written to the wrong label would show."""
+    rng = np.random.default_rng(6)
+    lab = ndi.zoom(rng.integers(0, 21, (6, 7, 6)).astype(np.uint8), 4, order=0)  # blocks of 4 voxels
+    lab[:2], lab[-2:] = 0, 0
+    img = sitk.GetImageFromArray(lab)
+    img.SetSpacing((2.0, 2.0, 2.0))
+    img.SetOrigin((-10.0, 4.0, 7.0))
+    out = region_atlas.warp_atlas_labels(img, img, torch.zeros(1, 3, 3, 3, 3), 21)
+    assert np.array_equal(out, lab)
+    assert len(np.unique(lab)) > 15
