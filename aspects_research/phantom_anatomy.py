@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -230,11 +231,21 @@ def repair_mask(name: str, head: np.ndarray, brain: np.ndarray, ref: sitk.Image)
 def _on_grid(arr: np.ndarray, ref: sitk.Image, grid: sitk.Image, label: bool = False) -> np.ndarray:
     img = sitk.GetImageFromArray(np.ascontiguousarray(arr, dtype=np.float32))
     img.CopyInformation(ref)
-    out = _on(img, grid, None, sitk.sitkNearestNeighbor if label else sitk.sitkLinear, 0.0)
-    return out
+    return _on(img, grid, None, sitk.sitkNearestNeighbor if label else sitk.sitkLinear, 0.0)
 
 
-def hemisphere_comparison(head: np.ndarray, brain: np.ndarray, ref: sitk.Image) -> Dict[str, object]:
+@dataclass(frozen=True)
+class HemisphereComparison:
+    """A head and its deformed contralateral counterpart on the app's aligned grid (``(z, y, x)``)."""
+
+    grid: sitk.Image  # the app's 2 mm template-aligned grid (symmetric in x)
+    hu: np.ndarray  # the head (float32 HU, 0 outside the brain)
+    brain: np.ndarray  # bool
+    contra: np.ndarray  # the counterpart: the mirror deformed onto the head (HU)
+    parenchyma: np.ndarray  # bool: where the two can be compared
+
+
+def hemisphere_comparison(head: np.ndarray, brain: np.ndarray, ref: sitk.Image) -> HemisphereComparison:
     """The head (crop grid ``ref``) on the app's 2 mm template-aligned grid with its contralateral
     counterpart deformed onto it, exactly as the app compares hemispheres
     (:func:`aspects.asymmetry.contralateral`: the mirror, with the few mm by which real
@@ -253,7 +264,7 @@ def hemisphere_comparison(head: np.ndarray, brain: np.ndarray, ref: sitk.Image) 
     contra_hu, contra_brain = contralateral(hu2, brain2, grid)
     ok = comparable_parenchyma(hu2, brain2) & contra_brain & (hu2 > BALANCE_HU[0]) & (hu2 < BALANCE_HU[1])
     ok &= (contra_hu > BALANCE_HU[0]) & (contra_hu < BALANCE_HU[1])
-    return {"grid": grid, "hu": hu2, "brain": brain2, "contra": contra_hu, "parenchyma": ok}
+    return HemisphereComparison(grid, hu2, brain2, contra_hu, ok)
 
 
 def hemispheric_balance(head: np.ndarray, brain: np.ndarray, ref: sitk.Image,
@@ -270,34 +281,30 @@ def hemispheric_balance(head: np.ndarray, brain: np.ndarray, ref: sitk.Image,
     HU >= 0): the brighter side, the fine texture and the real partial volume stay as scanned.
     0 outside the brain and in CSF (a ramp over :data:`BALANCE_RAMP_HU`)."""
     cmp = hemisphere_comparison(head, brain, ref)
-    grid = cmp["grid"]
-    assert isinstance(grid, sitk.Image)
-    w = np.asarray(cmp["parenchyma"], np.float32)
-    sig = sigma_mm / np.asarray(grid.GetSpacing(), float)[::-1]
+    w = cmp.parenchyma.astype(np.float32)
+    sig = sigma_mm / np.asarray(cmp.grid.GetSpacing(), float)[::-1]
     den = ndi.gaussian_filter(w, sig)
     ok = den > 0.05
-    own = ndi.gaussian_filter(np.asarray(cmp["hu"]) * w, sig) / np.maximum(den, 1e-3)
-    other = ndi.gaussian_filter(np.asarray(cmp["contra"]) * w, sig) / np.maximum(den, 1e-3)
+    own = ndi.gaussian_filter(cmp.hu * w, sig) / np.maximum(den, 1e-3)
+    other = ndi.gaussian_filter(cmp.contra * w, sig) / np.maximum(den, 1e-3)
     deficit2 = np.where(ok, np.clip(other - own - tol_hu, 0.0, BALANCE_MAX_HU), 0.0).astype(np.float32)
     img = sitk.GetImageFromArray(deficit2)
-    img.CopyInformation(grid)
+    img.CopyInformation(cmp.grid)
     deficit = _on(img, ref, None, sitk.sitkLinear, 0.0)
     ramp = np.clip((ndi.gaussian_filter(head, 1.0) - BALANCE_RAMP_HU[0]) / (BALANCE_RAMP_HU[1] - BALANCE_RAMP_HU[0]), 0.0, 1.0)
     return (deficit * ramp * brain).astype(np.float32)
 
 
-def region_differences(cmp: Dict[str, object], labels: np.ndarray, ref: sitk.Image) -> Dict[str, Dict[int, float]]:
+def region_differences(cmp: HemisphereComparison, labels: np.ndarray, ref: sitk.Image) -> Dict[str, Dict[int, float]]:
     """Per ASPECTS label (right 1..10, left 11..20), from :func:`hemisphere_comparison` of a head
     whose labels (crop grid ``ref``) are given: the region's parenchyma mean minus that of its
     counterpart (``deformed``, as the app compares) and minus its plain mirror (``mirror``, about
     the template mid-sagittal plane), HU; negative = darker than the other side."""
     from aspects.model_io import mirror
 
-    grid = cmp["grid"]
-    assert isinstance(grid, sitk.Image)
-    lab2 = _on_grid(labels, ref, grid, label=True).astype(np.uint8)
-    hu, par = np.asarray(cmp["hu"]), np.asarray(cmp["parenchyma"], bool)
-    diffs = {"deformed": hu - np.asarray(cmp["contra"]), "mirror": hu - mirror(hu)}
+    lab2 = _on_grid(labels, ref, cmp.grid, label=True).astype(np.uint8)
+    hu, par = cmp.hu, cmp.parenchyma
+    diffs = {"deformed": hu - cmp.contra, "mirror": hu - mirror(hu)}
     inside = (hu > BALANCE_HU[0]) & (hu < BALANCE_HU[1])
     masks = {"deformed": par, "mirror": par & inside & mirror(inside)}
     out: Dict[str, Dict[int, float]] = {}
@@ -460,6 +467,6 @@ def paint_calcifications(hu: np.ndarray, index_to_phys: np.ndarray, rng: np.rand
 
 
 __all__ = ["ANATOMIES", "TRAIN_ANATOMIES", "LICENCES", "crop_reference", "read_real_head", "scct_head",
-           "repair_mask", "load_or_register", "hemispheric_balance", "hemisphere_comparison",
+           "repair_mask", "load_or_register", "hemispheric_balance", "hemisphere_comparison", "HemisphereComparison",
            "region_differences", "template_index", "paint_calcifications", "mirror_on_grid"]
 

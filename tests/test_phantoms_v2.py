@@ -190,8 +190,10 @@ def test_hemispheric_balance_fills_a_smooth_one_sided_deficit_and_keeps_texture(
     add = PA.hemispheric_balance(head - deficit, inside, ref)
     assert add.min() >= 0.0 and not add[~inside].any()  # one-sided, brain only
     core = tissue & (blob > 0.8)
-    left_gap = float((deficit - add)[core].mean())
-    assert -0.5 < left_gap < PA.BALANCE_TOL_HU + 0.6  # the deficit is filled to the tolerance
+    # one pass fills about half of it (2.6 HU here; the app's deformed counterpart itself takes up a
+    # quarter, docs/data.md) and never overshoots; load_or_register makes BALANCE_PASSES passes
+    assert 0.4 * float(deficit[core].mean()) < float(add[core].mean()) < float(deficit[core].mean())
+    assert float(np.percentile((add - deficit)[core], 99)) < 0.5
     assert float(add[tissue & (x < -10.0)].mean()) < 0.1  # the other (brighter) side is left alone
     before = PA.residual_noise_hu(head - deficit, inside)
     assert PA.residual_noise_hu(head - deficit + add, inside) == pytest.approx(before, abs=0.03)  # texture kept

@@ -23,7 +23,6 @@ import sys
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from aspects.labels import REGION_CODES as CODES
@@ -34,7 +33,7 @@ REAL = ("ge", "invesalius")
 FIGURE_Z_MM = (2.0, 30.0)  # template z (mm): basal ganglia / insula; centrum semiovale
 
 
-def measure(anat: Anatomy) -> Tuple[Dict[str, object], Dict[str, object]]:
+def measure(anat: Anatomy) -> Tuple[Dict[str, object], PA.HemisphereComparison]:
     """(figures, comparison): left- and right-region differences against the deformed
     counterpart and the plain mirror (code -> HU), and the fine-texture noise."""
     ref = PA.crop_reference(anat.index_to_phys, anat.brain_hu.shape)
@@ -48,30 +47,29 @@ def measure(anat: Anatomy) -> Tuple[Dict[str, object], Dict[str, object]]:
     return out, cmp
 
 
-def smooth_difference(cmp: Dict[str, object]) -> np.ndarray:
+def smooth_difference(cmp: PA.HemisphereComparison) -> np.ndarray:
     """Image minus deformed counterpart at the balance scale over comparable parenchyma (HU)."""
-    w = np.asarray(cmp["parenchyma"], np.float32)
-    sig = PA.BALANCE_SIGMA_MM / 2.0  # aligned grid: 2 mm
+    w = cmp.parenchyma.astype(np.float32)
+    sig = PA.BALANCE_SIGMA_MM / np.asarray(cmp.grid.GetSpacing(), float)[::-1]
     den = ndi.gaussian_filter(w, sig)
-    d = ndi.gaussian_filter((np.asarray(cmp["hu"]) - np.asarray(cmp["contra"])) * w, sig) / np.maximum(den, 1e-3)
-    return np.where((den > 0.05) & np.asarray(cmp["brain"], bool), d, np.nan)
+    d = ndi.gaussian_filter((cmp.hu - cmp.contra) * w, sig) / np.maximum(den, 1e-3)
+    return np.where((den > 0.05) & cmp.brain, d, np.nan)
 
 
-def figure(before: Dict[str, object], after: Dict[str, object], path: str) -> None:
+def figure(before: PA.HemisphereComparison, after: PA.HemisphereComparison, path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    grid = before["grid"]
-    assert isinstance(grid, sitk.Image)
+    grid = before.grid
     fig, axes = plt.subplots(len(FIGURE_Z_MM), 2, figsize=(7.5, 3.6 * len(FIGURE_Z_MM)))
     im = None
     for row, z_mm in enumerate(FIGURE_Z_MM):
         k = int(round(grid.TransformPhysicalPointToContinuousIndex((0.0, 0.0, z_mm))[2]))
         for col, (cmp, title) in enumerate(((before, "as registered"), (after, "balanced"))):
             ax = axes[row, col]
-            ax.imshow(np.asarray(cmp["hu"])[k], cmap="gray", vmin=0, vmax=80, origin="lower")
+            ax.imshow(cmp.hu[k], cmap="gray", vmin=0, vmax=80, origin="lower")
             im = ax.imshow(np.ma.masked_invalid(smooth_difference(cmp)[k]), cmap="RdBu_r", vmin=-4, vmax=4, alpha=0.7,
                            origin="lower")
             ax.set_title(f"GE head, z = {z_mm:g} mm, {title}", fontsize=9)
@@ -89,7 +87,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--json", help="write the figures as JSON")
     a = ap.parse_args(argv)
     rows: Dict[str, Dict[str, object]] = {}
-    cmps: Dict[str, Dict[str, object]] = {}
+    cmps: Dict[str, PA.HemisphereComparison] = {}
     for name in a.sources:
         states = (("as registered", False), ("balanced", True)) if name in REAL else (("", True),)
         for state, bal in states:
