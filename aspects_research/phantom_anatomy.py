@@ -17,8 +17,9 @@ its shape; the atlas labels, territories and lesion masks reach it through a def
 registration (Avants et al. 2008) of the template onto it, stored as a displacement field. Its
 native noise is reduced by a light in-plane smoothing (the generator adds scanner-like noise of
 the requested level), and the unannotated hypodensity each real head carries (data README) is
-replaced by the mirrored contralateral tissue (:func:`repair_mask`), so a study built on it is
-normal unless a lesion is painted. Real heads keep their own calcifications; the templates get
+replaced by the mirrored contralateral tissue (:func:`repair_mask`); a low-frequency hemispheric
+deficit no finding explains (the GE head's darker left MCA cortex) is filled from the other side
+(:func:`hemispheric_balance`), so a study built on it is normal unless a lesion is painted. Real heads keep their own calcifications; the templates get
 synthetic ones (:func:`paint_calcifications`). Real-head registrations take about a minute and
 are cached in ``build/phantom_anatomy/`` (ANTs on one thread with a fixed seed: the same result
 on the same machine).
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -69,6 +71,24 @@ REPAIR_BOXES: Dict[str, Tuple[Tuple[float, float], ...]] = {
     "ge": ((5.0, 80.0), (25.0, 110.0), (-30.0, 30.0)),  # left posterior temporo-occipital (PCA territory)
     "invesalius": ((-80.0, 0.0), (-90.0, -25.0), (-25.0, 40.0)),  # right frontal (left/right as the data README assumes)
 }
+# Low-frequency hemispheric balance of real heads (:func:`hemispheric_balance`). A real head can
+# be darker on one side over whole lobes (the GE head: left M1 / M2 cortex 2-4 HU below its
+# counterpart at every percentile, docs/data.md) with no finding annotated there; a study built on
+# it carries a hemispheric "early change" its truth does not have. Scale: BALANCE_SIGMA_MM is
+# broader than sulci and gyri (texture and partial volume stay) and narrower than an ASPECTS
+# cortical region (30-50 mm); BALANCE_PASSES passes, because a deficit confined to the cortex is
+# diluted by white matter at that scale (one pass at 6 mm left a third of it on the GE head), each
+# pass adding at most BALANCE_MAX_HU (the largest hemispheric deficit seen, 4-5 HU, with margin;
+# the estimate extrapolates at the brain edge). Parenchyma only: BALANCE_HU (above CSF, below
+# calcification and bone partial volume). BALANCE_TOL_HU: asymmetry left as it is, a quarter of a
+# HU (a normal head is not exactly symmetric; the app's region statistic does not resolve less).
+# The added HU fade in from CSF to tissue over BALANCE_RAMP_HU.
+BALANCE_SIGMA_MM = 6.0
+BALANCE_PASSES = 2
+BALANCE_MAX_HU = 6.0
+BALANCE_HU = (15.0, 45.0)
+BALANCE_TOL_HU = 0.25
+BALANCE_RAMP_HU = (5.0, 15.0)
 # Deformable registration of the template onto a real head (2 mm aligned grid): 80 iterations at
 # 4 mm (2 mm iterations cost ~10 minutes on a loaded 2-core host), smooth (SyN[0.2,3,0]), local
 # CC: the regions follow ventricles, insula and cortex outline.
@@ -208,6 +228,94 @@ def repair_mask(name: str, head: np.ndarray, brain: np.ndarray, ref: sitk.Image)
     return ndi.binary_dilation(np.isin(lab, keep), iterations=REPAIR_MARGIN_MM) & brain
 
 
+def _on_grid(arr: np.ndarray, ref: sitk.Image, grid: sitk.Image, label: bool = False) -> np.ndarray:
+    img = sitk.GetImageFromArray(np.ascontiguousarray(arr, dtype=np.float32))
+    img.CopyInformation(ref)
+    return _on(img, grid, None, sitk.sitkNearestNeighbor if label else sitk.sitkLinear, 0.0)
+
+
+@dataclass(frozen=True)
+class HemisphereComparison:
+    """A head and its deformed contralateral counterpart on the app's aligned grid (``(z, y, x)``)."""
+
+    grid: sitk.Image  # the app's 2 mm template-aligned grid (symmetric in x)
+    hu: np.ndarray  # the head (float32 HU, 0 outside the brain)
+    brain: np.ndarray  # bool
+    contra: np.ndarray  # the counterpart: the mirror deformed onto the head (HU)
+    parenchyma: np.ndarray  # bool: where the two can be compared
+
+
+def hemisphere_comparison(head: np.ndarray, brain: np.ndarray, ref: sitk.Image) -> HemisphereComparison:
+    """The head (crop grid ``ref``) on the app's 2 mm template-aligned grid with its contralateral
+    counterpart deformed onto it, exactly as the app compares hemispheres
+    (:func:`aspects.asymmetry.contralateral`: the mirror, with the few mm by which real
+    hemispheres differ in shape registered away) and the parenchyma where the comparison holds
+    (:func:`aspects.asymmetry.comparable_parenchyma`, and parenchyma in the counterpart too)."""
+    from aspects.asymmetry import comparable_parenchyma, contralateral
+    from aspects.preprocess import aligned_grid
+    from aspects.atlas import load_atlas
+
+    grid = aligned_grid(load_atlas().template)
+    smooth = ndi.gaussian_filter(np.where(brain, head, 0.0).astype(np.float32), 0.8)  # 1 -> 2 mm anti-alias
+    den = ndi.gaussian_filter(brain.astype(np.float32), 0.8)
+    hu2 = _on_grid(np.where(den > 0.1, smooth / np.maximum(den, 1e-3), 0.0), ref, grid)
+    brain2 = _on_grid(brain.astype(np.float32), ref, grid) >= 0.5
+    hu2 = np.where(brain2, hu2, 0.0).astype(np.float32)
+    contra_hu, contra_brain = contralateral(hu2, brain2, grid)
+    ok = comparable_parenchyma(hu2, brain2) & contra_brain & (hu2 > BALANCE_HU[0]) & (hu2 < BALANCE_HU[1])
+    ok &= (contra_hu > BALANCE_HU[0]) & (contra_hu < BALANCE_HU[1])
+    return HemisphereComparison(grid, hu2, brain2, contra_hu, ok)
+
+
+def hemispheric_balance(head: np.ndarray, brain: np.ndarray, ref: sitk.Image,
+                        sigma_mm: float = BALANCE_SIGMA_MM, tol_hu: float = BALANCE_TOL_HU) -> np.ndarray:
+    """HU to add to ``head`` (crop grid ``ref``) so that no part of its parenchyma is darker than
+    its contralateral counterpart at the scale ``sigma_mm`` by more than ``tol_hu``.
+
+    The counterpart is the app's (:func:`hemisphere_comparison`), so shape asymmetry is not taken
+    for density. Local parenchyma means are normalised convolutions (Knutsson and Westin 1993:
+    Gaussian of the masked image over the Gaussian of the mask), so CSF, bone and the brain edge
+    do not enter them; their difference is the smooth hemispheric deficit, estimated as a bias
+    field is in MR intensity correction (a slowly varying field, Sled et al. 1998) but against the
+    other hemisphere instead of a tissue model. Only the darker side is raised (one-sided, added
+    HU >= 0): the brighter side, the fine texture and the real partial volume stay as scanned.
+    0 outside the brain and in CSF (a ramp over :data:`BALANCE_RAMP_HU`)."""
+    cmp = hemisphere_comparison(head, brain, ref)
+    w = cmp.parenchyma.astype(np.float32)
+    sig = sigma_mm / np.asarray(cmp.grid.GetSpacing(), float)[::-1]
+    den = ndi.gaussian_filter(w, sig)
+    ok = den > 0.05
+    own = ndi.gaussian_filter(cmp.hu * w, sig) / np.maximum(den, 1e-3)
+    other = ndi.gaussian_filter(cmp.contra * w, sig) / np.maximum(den, 1e-3)
+    deficit2 = np.where(ok, np.clip(other - own - tol_hu, 0.0, BALANCE_MAX_HU), 0.0).astype(np.float32)
+    img = sitk.GetImageFromArray(deficit2)
+    img.CopyInformation(cmp.grid)
+    deficit = _on(img, ref, None, sitk.sitkLinear, 0.0)
+    ramp = np.clip((ndi.gaussian_filter(head, 1.0) - BALANCE_RAMP_HU[0]) / (BALANCE_RAMP_HU[1] - BALANCE_RAMP_HU[0]), 0.0, 1.0)
+    return (deficit * ramp * brain).astype(np.float32)
+
+
+def region_differences(cmp: HemisphereComparison, labels: np.ndarray, ref: sitk.Image) -> Dict[str, Dict[int, float]]:
+    """Per ASPECTS label (right 1..10, left 11..20), from :func:`hemisphere_comparison` of a head
+    whose labels (crop grid ``ref``) are given: the region's parenchyma mean minus that of its
+    counterpart (``deformed``, as the app compares) and minus its plain mirror (``mirror``, about
+    the template mid-sagittal plane), HU; negative = darker than the other side."""
+    from aspects.model_io import mirror
+
+    lab2 = _on_grid(labels, ref, cmp.grid, label=True).astype(np.uint8)
+    hu, par = cmp.hu, cmp.parenchyma
+    diffs = {"deformed": hu - cmp.contra, "mirror": hu - mirror(hu)}
+    inside = (hu > BALANCE_HU[0]) & (hu < BALANCE_HU[1])
+    masks = {"deformed": par, "mirror": par & inside & mirror(inside)}
+    out: Dict[str, Dict[int, float]] = {}
+    for key, diff in diffs.items():
+        out[key] = {}
+        for lab in range(1, 21):
+            sel = (lab2 == lab) & masks[key]
+            out[key][lab] = float(diff[sel].mean()) if sel.any() else float("nan")
+    return out
+
+
 def _coordinate_images(ref: sitk.Image) -> list:
     """Three float32 images holding the physical x, y, z of each voxel of ``ref``."""
     size = ref.GetSize()
@@ -276,19 +384,39 @@ def residual_noise_hu(head: np.ndarray, brain: np.ndarray) -> float:
 
 
 def load_or_register(name: str, atlas, ref: sitk.Image, real_data: Optional[Path] = None,
-                     cache_dir: Optional[Path] = None) -> Dict[str, np.ndarray]:
-    """:func:`register_real_head`, cached under ``cache_dir`` (by crop geometry and version)."""
+                     cache_dir: Optional[Path] = None, balance: bool = True) -> Dict[str, np.ndarray]:
+    """:func:`register_real_head`, cached under ``cache_dir`` (by crop geometry and version), then
+    with ``balance`` its head's low-frequency hemispheric deficit filled (:data:`BALANCE_PASSES`
+    passes of :func:`hemispheric_balance`; cached apart, keyed by its constants, so the cached
+    registration stays valid): ``balance`` holds the HU added and ``noise_hu`` is measured again."""
     cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE
     key = hashlib.sha1(repr((ref.GetSize(), [round(v, 3) for v in ref.GetOrigin()])).encode()).hexdigest()[:8]
     path = cache_dir / f"{name}-v{CACHE_VERSION}-{key}.npz"
     if path.is_file():
         with np.load(path) as z:
-            return {k: z[k] for k in z.files}
-    data = register_real_head(name, atlas, ref, real_data)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".partial.npz")
-    np.savez_compressed(tmp, **data)
-    tmp.rename(path)
+            data = {k: z[k] for k in z.files}
+    else:
+        data = register_real_head(name, atlas, ref, real_data)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".partial.npz")
+        np.savez_compressed(tmp, **data)
+        tmp.rename(path)
+    if balance:
+        consts = (BALANCE_SIGMA_MM, BALANCE_PASSES, BALANCE_MAX_HU, BALANCE_HU, BALANCE_TOL_HU, BALANCE_RAMP_HU)
+        bal_path = path.with_name(f"{path.stem}-balance-{hashlib.sha1(repr(consts).encode()).hexdigest()[:8]}.npz")
+        if bal_path.is_file():
+            with np.load(bal_path) as z:
+                add = z["balance"]
+        else:
+            head = data["head"]
+            for _ in range(BALANCE_PASSES):
+                head = head + hemispheric_balance(head, data["brain"], ref)
+            add = (head - data["head"]).astype(np.float32)
+            tmp = bal_path.with_suffix(".partial.npz")
+            np.savez_compressed(tmp, balance=add)
+            tmp.rename(bal_path)
+        data = dict(data, head=(data["head"] + add).astype(np.float32), balance=add)
+        data["noise_hu"] = np.float32(residual_noise_hu(data["head"], data["brain"]))
     return data
 
 
@@ -339,5 +467,6 @@ def paint_calcifications(hu: np.ndarray, index_to_phys: np.ndarray, rng: np.rand
 
 
 __all__ = ["ANATOMIES", "TRAIN_ANATOMIES", "LICENCES", "crop_reference", "read_real_head", "scct_head",
-           "repair_mask", "load_or_register", "template_index", "paint_calcifications", "mirror_on_grid"]
+           "repair_mask", "load_or_register", "hemispheric_balance", "hemisphere_comparison", "HemisphereComparison",
+           "region_differences", "template_index", "paint_calcifications", "mirror_on_grid"]
 

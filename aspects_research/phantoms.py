@@ -549,9 +549,10 @@ def ventricle_mask(brain_hu: np.ndarray, intracranial: np.ndarray, min_ml: float
 
 
 @functools.lru_cache(maxsize=4)
-def source_anatomy(name: str, atlas_dir: Optional[str] = None) -> Anatomy:
+def source_anatomy(name: str, atlas_dir: Optional[str] = None, balance: bool = True) -> Anatomy:
     """Generator-v2 anatomy ``name`` (:data:`aspects_research.phantom_anatomy.ANATOMIES`) on the crop of
-    :func:`default_anatomy` (see :mod:`aspects_research.phantom_anatomy`), built once per process."""
+    :func:`default_anatomy` (see :mod:`aspects_research.phantom_anatomy`), built once per process.
+    ``balance=False``: a real head without its low-frequency hemispheric balance (for measuring it)."""
     import dataclasses
 
     from aspects_research import phantom_anatomy as PA
@@ -578,7 +579,7 @@ def source_anatomy(name: str, atlas_dir: Optional[str] = None) -> Anatomy:
                                    ventricles=ventricle_mask(brain_hu, intracranial), **common)
     if name not in PA.ANATOMIES:
         raise InputError(EXIT_USAGE, f"no anatomy source {name!r} ({', '.join(PA.ANATOMIES)})")
-    data = PA.load_or_register(name, atlas, ref)
+    data = PA.load_or_register(name, atlas, ref, balance=balance)
     head, brain = data["head"], data["brain"]
     spacing = np.linalg.norm(base.index_to_phys[:3, :3], axis=0)[::-1]
     sd = _signed_distance_2x(brain, spacing)
