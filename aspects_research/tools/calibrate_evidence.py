@@ -111,6 +111,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help="smallest partial-region HU difference ever called (default 1.0)")
     ap.add_argument("--sigma-floor", type=float, default=0.25, help="smallest per-code SD in HU (default 0.25)")
     ap.add_argument("--out", type=Path, default=DEFAULT_CALIBRATION)
+    ap.add_argument("--note", default="", help="appended to the calibration's source (what the studies are)")
     ap.add_argument("--check", type=Path, nargs="*", default=[], help="other run roots of normal studies to test on")
     ap.add_argument("--check-cases", type=Path, nargs="*", default=[], help="truth roots for --check")
     ap.add_argument("--check-cache", type=Path, nargs="*", default=[], help="cached normal studies to test on")
@@ -127,7 +128,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         source = (f"{len(studies)} normal studies: aspects-calibrate-evidence "
                   + (f"--cache {' '.join(p.name for p in args.cache)}" if args.cache
                      else "--runs " + " ".join(str(p) for p in args.runs))
-                  + f" --fpr {args.fpr:g} --min-delta {args.min_delta:g} --partial-min-delta {args.partial_min_delta:g}")
+                  + f" --fpr {args.fpr:g} --min-delta {args.min_delta:g} --partial-min-delta {args.partial_min_delta:g}"
+                  + (f"; {args.note}" if args.note else ""))
         cal = calibrate((dl for _, dl in studies), args.fpr, args.min_delta, args.sigma_floor, source,
                         args.partial_min_delta)
         n_called, n_total, names = false_calls(studies, cal)
