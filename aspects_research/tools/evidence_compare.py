@@ -248,6 +248,20 @@ def inject_with(called: Callable[[np.ndarray, str, str], bool], extra_sigma: flo
     return res
 
 
+def print_eval(r: dict) -> None:
+    print("  sens (combined / mask alone / n): " + "; ".join(f"{b} {a}/{m}/{t}" for b, (a, m, t) in r["sens"].items()))
+    nr, nc, ne, nm = r["neg"]
+    print(f"  spec combined {1 - nc / max(nr, 1):.3f} (mask alone {1 - nm / max(nr, 1):.3f}; evidence-only false calls {ne} of {nr});"
+          f" control regions called {r['ctrl_points']}: {' '.join(r['ctrl_called'])}", flush=True)
+
+
+def print_inject(inj: Dict[Tuple[float, float], List[int]]) -> None:
+    fr = sorted({f for _, f in inj})
+    print("  injected (evidence alone), rows HU drop, cols fraction " + " ".join(f"{f:g}" for f in fr))
+    for drop in sorted({d_ for d_, _ in inj}):
+        print(f"   {drop:g} HU: " + " ".join(f"{sum(inj[(drop, f)])}/{len(inj[(drop, f)])}" for f in fr), flush=True)
+
+
 def _pick(cache: Path, patterns: Sequence[str]) -> List[Path]:
     files = sorted(p for p in cache.glob("*.npz") if not p.name.endswith(".part.npz"))
     return [p for p in files if any(fnmatch.fnmatch(p.stem, pat) for pat in patterns)]
@@ -281,17 +295,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if ev:
             r = evaluate(ev, app_calls["eval"])
             rep["eval"] = r
-            print("  sens (combined / mask alone / n): " + "; ".join(f"{b} {a}/{m}/{t}" for b, (a, m, t) in r["sens"].items()))
-            nr, nc, ne, nm = r["neg"]
-            print(f"  spec combined {1 - nc / max(nr, 1):.3f} (mask alone {1 - nm / max(nr, 1):.3f}; evidence-only false calls {ne} of {nr});"
-                  f" control regions called {r['ctrl_points']}: {' '.join(r['ctrl_called'])}", flush=True)
+            print_eval(r)
         if args.inject and check:
             inj: Dict[Tuple[float, float], List[int]] = inject_with(app_caller(cal), 0.0, check, (2.0, 3.0, 4.0, 5.0), (0.1, 0.2, 0.35, 0.6, 1.0), args.inject_per_study)
             rep["inject"] = {f"{a}|{b}": [sum(v), len(v)] for (a, b), v in inj.items()}
-            fr = sorted({f for _, f in inj})
-            print("  injected (evidence alone), rows HU drop, cols fraction " + " ".join(f"{f:g}" for f in fr))
-            for drop in sorted({d_ for d_, _ in inj}):
-                print(f"   {drop:g} HU: " + " ".join(f"{sum(inj[(drop, f)])}/{len(inj[(drop, f)])}" for f in fr), flush=True)
+            print_inject(inj)
         report[str(path)] = rep
     if args.calibration:
         args.stats = []
@@ -326,10 +334,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(line, flush=True)
         if ev:
             r = evaluate(ev, calls("eval"))
-            print("  sens (combined / mask alone / n): " + "; ".join(f"{b} {a}/{m}/{t}" for b, (a, m, t) in r["sens"].items()))
-            nr, nc, ne, nm = r["neg"]
-            print(f"  spec combined {1 - nc / max(nr, 1):.3f} (mask alone {1 - nm / max(nr, 1):.3f}; evidence-only false calls {ne} of {nr});"
-                  f" control regions called {r['ctrl_points']}: {' '.join(r['ctrl_called'])}", flush=True)
+            print_eval(r)
             rep["eval"] = r
         if args.inject and check:
             inj = {}
@@ -337,10 +342,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 one = inject(STATS[pn], cals[pn], check, (2.0, 3.0, 4.0, 5.0), (0.1, 0.2, 0.35, 0.6, 1.0), args.inject_per_study)
                 inj = one if not inj else {key: [max(a, b) for a, b in zip(inj[key], one[key])] for key in inj}
             rep["inject"] = {f"{a}|{b}": [sum(v), len(v)] for (a, b), v in inj.items()}
-            fr = sorted({f for _, f in inj})
-            print("  injected (evidence alone), rows HU drop, cols fraction " + " ".join(f"{f:g}" for f in fr))
-            for drop in sorted({d_ for d_, _ in inj}):
-                print(f"   {drop:g} HU: " + " ".join(f"{sum(inj[(drop, f)])}/{len(inj[(drop, f)])}" for f in fr), flush=True)
+            print_inject(inj)
         report[spec] = rep
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=str))
