@@ -43,8 +43,11 @@ class ScoringSettings:
         """aspects.json ``thresholds``."""
         cal = self.calibration
         return {"involvement_fraction": self.fraction_threshold, "involvement_ml": self.ml_threshold,
-                "evidence": None if cal is None else {"z_call": cal.z_call, "min_delta_hu": cal.min_delta_hu,
-                                                      "false_positive_rate": cal.false_positive_rate}}
+                "evidence": None if cal is None else {
+                    "z_call": cal.z_call, "min_delta_hu": cal.min_delta_hu, "false_positive_rate": cal.false_positive_rate,
+                    "partial": None if cal.partial is None else {"z_call": cal.partial.z_call,
+                                                                 "min_delta_hu": cal.partial.min_delta_hu,
+                                                                 "tail_fraction": cal.partial.tail_fraction}}}
 
 
 @dataclass(frozen=True)

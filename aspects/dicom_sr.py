@@ -42,6 +42,8 @@ INVOLVED_CODE = aspects_code("ISCHCHG", "Early ischaemic change in region")
 FRACTION_CODE = aspects_code("INFFRAC", "Infarct fraction of region")
 HU_DIFF_CODE = aspects_code("HUDIFF", "Attenuation difference to mirrored region")
 EVIDENCE_Z_CODE = aspects_code("EVZ", "Region evidence score")
+PARTIAL_DIFF_CODE = aspects_code("HUDIFFP", "Attenuation difference of darkest part to mirrored region")
+PARTIAL_Z_CODE = aspects_code("EVZP", "Partial-region evidence score")
 UNIT_HU = Code("[hnsf'U]", "UCUM", "Hounsfield unit")
 UNIT_ONE = Code("1", "UCUM", "no units")
 NOT_ASSESSABLE = aspects_code("NOTASSESS", "Not assessable")
@@ -109,14 +111,15 @@ def _involvement(region: Mapping) -> Code:
 
 
 def _evidence_measurements(evidence: Optional[Mapping]) -> List[hd.sr.Measurement]:
-    """The region's comparison with its mirror (HU difference, calibrated score) where computed."""
+    """The region's comparison with its mirror (whole-region and partial-region HU difference,
+    their calibrated scores) where computed."""
     if not evidence:
         return []
     out = []
-    if evidence.get("delta_hu") is not None:
-        out.append(_measurement(HU_DIFF_CODE, round(float(evidence["delta_hu"]), 2), UNIT_HU))
-    if evidence.get("z") is not None:
-        out.append(_measurement(EVIDENCE_Z_CODE, round(float(evidence["z"]), 2), UNIT_ONE))
+    for key, code, unit in (("delta_hu", HU_DIFF_CODE, UNIT_HU), ("z", EVIDENCE_Z_CODE, UNIT_ONE),
+                            ("partial_hu", PARTIAL_DIFF_CODE, UNIT_HU), ("partial_z", PARTIAL_Z_CODE, UNIT_ONE)):
+        if evidence.get(key) is not None:
+            out.append(_measurement(code, round(float(evidence[key]), 2), unit))
     return out
 
 
@@ -360,7 +363,8 @@ def read_sr_summary(path: Path) -> Dict:
     ``aspects`` {side: int | None}, ``score`` (int | None), ``affected_side``,
     ``infarct_volume_ml`` and ``regions`` {side: {code: {"involved": bool | None,
     "infarct_fraction", "infarct_ml", "region_ml" (None when not reported), and
-    "evidence_delta_hu" / "evidence_z" where the region-level evidence is reported}}}.
+    "evidence_delta_hu" / "evidence_z" / "evidence_partial_hu" / "evidence_partial_z" where the
+    region-level evidence is reported}}}.
     """
     ds = pydicom.dcmread(str(path))
     out: Dict = {"aspects": {}, "score": None, "affected_side": None, "infarct_volume_ml": None, "regions": {}}
@@ -393,6 +397,10 @@ def read_sr_summary(path: Path) -> Dict:
                     entry["evidence_delta_hu"] = _num(item)
                 elif _concept(item) == _key(EVIDENCE_Z_CODE):
                     entry["evidence_z"] = _num(item)
+                elif _concept(item) == _key(PARTIAL_DIFF_CODE):
+                    entry["evidence_partial_hu"] = _num(item)
+                elif _concept(item) == _key(PARTIAL_Z_CODE):
+                    entry["evidence_partial_z"] = _num(item)
         elif is_infarct and volumes:
             out["infarct_volume_ml"] = volumes[0]
     return out

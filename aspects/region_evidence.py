@@ -5,22 +5,37 @@ segmenters misses it; averaged over a whole region it is not. This is how region
 tools see early change (e-ASPECTS, Brainomix; Herweh et al. 2016) and how readers compare a region
 with the same region on the other side.
 
-Statistic, per region on the template-aligned grid: the trimmed mean of the contralateral
-difference map ``smooth(counterpart) - smooth(image)`` (HU, positive = darker than the mirror;
+Two statistics per region on the template-aligned grid, both over the region's comparable
+parenchyma (not CSF, blood, calcification, brain edge or midline:
+:func:`aspects.asymmetry.comparable_parenchyma`) of the contralateral difference map
+``smooth(counterpart) - smooth(image)`` (HU, positive = darker than the mirror;
 :func:`aspects.asymmetry.difference_map`, counterpart deformed onto the image so natural
-asymmetry is not read as change) over the region's comparable parenchyma (not CSF, blood,
-calcification, brain edge or midline: :func:`aspects.asymmetry.comparable_parenchyma`). Trimming
-keeps a sulcus, a vessel or a few misregistered voxels from moving it.
+asymmetry is not read as change):
+
+- whole-region change, ``delta_hu``: the 10 %-trimmed mean (trimming keeps a sulcus, a vessel or
+  a few misregistered voxels from moving it). It sees a change over most of a region, but a
+  region counts as involved from 10 % infarcted (:data:`aspects.scoring.DEFAULT_INVOLVEMENT_FRACTION`),
+  and 3 HU over a fifth of a region moves the mean by only ~0.6 HU.
+- partial-region change, ``partial_hu`` (:func:`tail_skew`): the mean of the region's darkest
+  :data:`TAIL_FRACTION` (against the mirror) above the median, minus the same for its brightest
+  fraction below it, ``(upper - median) - (median - lower)``. Symmetric noise and a darkening or
+  brightening of the whole region (a real head's natural asymmetry of 1-1.5 HU) leave it at 0; a
+  change over 10-35 % of the region moves it by about half the lesion's HU drop or more (the
+  quieter the region, the more), where the region mean moves by the drop times the fraction. This is how a reader
+  sees a dark patch within one region, and why region-based tools look at a region's distribution,
+  not only its mean (Nagel et al. 2017, e-ASPECTS; Herweh et al. 2016).
 
 Tissue that another finding explains is left out on both sides: within 8 mm of blood or of an old
 (CSF-like) infarct and of their mirror images (a haematoma makes its mirror look dark; an old
 infarct's gliotic rim is hypodense without being acute).
 
-Calibration (:func:`calibrate`, ``aspects-calibrate-evidence``): on normal studies the statistic
+Calibration (:func:`calibrate`, ``aspects-calibrate-evidence``): on normal studies each statistic
 of region code ``c`` scatters around 0 with a robust SD ``sigma_c`` (anatomical asymmetry,
-registration error, noise); ``z = delta / sigma_c``. The call threshold ``z_call`` is the
-calibrated one-sided quantile for the chosen false-positive rate per region, and a region also
-needs ``delta >= min_delta_hu`` so that a very quiet region cannot be called on a fraction of a HU.
+registration error, noise); ``z = value / sigma_c``. Each statistic's call threshold is the
+calibrated one-sided quantile for half the chosen false-positive rate per region (a region is
+called when either statistic calls it), and each needs a least value in HU
+(``min_delta_hu``, ``partial.min_delta_hu``) so that a very quiet region cannot be called on a
+fraction of a HU.
 """
 
 from __future__ import annotations
@@ -39,6 +54,13 @@ from aspects.labels import REGION_CODES, SIDES, label_value
 
 # Trimmed mean: drop this fraction at each end (robust to CSF partial volume and misregistration).
 TRIM = 0.1
+# Partial-region statistic: the darkest and brightest fifth of the region. A region is involved
+# from 10 % infarcted; a fifth is the smallest part a 2-5 HU change must cover for the mean of
+# that part to carry most of its drop after the difference map's smoothing. On generator-v2
+# normals (template and scct anatomy) and lesions added to real-head normals, 0.15 gave the same
+# detection with more false calls, and smoothing the difference further (2-4 mm) lost more
+# contrast than noise (aspects-evidence-compare, docs/results.md).
+TAIL_FRACTION = 0.2
 # Fewer comparable voxels than this (2 mm voxels: 0.4 ml) and the region gives no evidence.
 MIN_VOXELS = 50
 EXCLUSION_MARGIN_MM = 8.0
@@ -47,12 +69,34 @@ DEFAULT_CALIBRATION = Path(__file__).resolve().parent.parent / "config" / "regio
 
 @dataclass(frozen=True)
 class RegionEvidence:
-    """One region's comparison with its mirror: ``delta_hu`` (positive = darker), ``z`` (calibrated
-    score; None without calibration or voxels), ``n_voxels`` (comparable voxels used)."""
+    """One region's comparison with its mirror: ``delta_hu`` (whole-region change, positive =
+    darker), ``z`` (its calibrated score; None without calibration or voxels), ``n_voxels``
+    (comparable voxels used), ``partial_hu`` / ``partial_z``: the partial-region change
+    (:func:`tail_skew`) and its calibrated score."""
 
     delta_hu: Optional[float]
     z: Optional[float]
     n_voxels: int
+    partial_hu: Optional[float] = None
+    partial_z: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class PartialCalibration:
+    """Per-code robust SD of :func:`tail_skew` on normal studies and its call rule."""
+
+    sigma_hu: Dict[str, float]
+    z_call: float
+    min_delta_hu: float
+    tail_fraction: float = TAIL_FRACTION
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> PartialCalibration:
+        missing = set(REGION_CODES) - set(d["sigma_hu"])
+        if missing:
+            raise ValueError(f"region evidence calibration (partial) lacks codes {sorted(missing)}")
+        return cls(sigma_hu={k: float(v) for k, v in d["sigma_hu"].items()}, z_call=float(d["z_call"]),
+                   min_delta_hu=float(d["min_delta_hu"]), tail_fraction=float(d.get("tail_fraction", TAIL_FRACTION)))
 
 
 @dataclass(frozen=True)
@@ -65,6 +109,8 @@ class Calibration:
     false_positive_rate: float
     n_studies: int
     source: str = ""
+    # None (a calibration file of before the partial statistic): only the whole-region rule calls.
+    partial: Optional[PartialCalibration] = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -74,9 +120,11 @@ class Calibration:
         missing = set(REGION_CODES) - set(d["sigma_hu"])
         if missing:
             raise ValueError(f"region evidence calibration lacks codes {sorted(missing)}")
+        part = d.get("partial")
         return cls(sigma_hu={k: float(v) for k, v in d["sigma_hu"].items()}, z_call=float(d["z_call"]),
                    min_delta_hu=float(d["min_delta_hu"]), false_positive_rate=float(d["false_positive_rate"]),
-                   n_studies=int(d["n_studies"]), source=str(d.get("source", "")))
+                   n_studies=int(d["n_studies"]), source=str(d.get("source", "")),
+                   partial=None if part is None else PartialCalibration.from_json(part))
 
 
 def load_calibration(path: Optional[Path] = None) -> Optional[Calibration]:
@@ -95,6 +143,17 @@ def trimmed_mean(values: np.ndarray, trim: float = TRIM) -> float:
     return float(core.mean())
 
 
+def tail_skew(values: np.ndarray, fraction: float = TAIL_FRACTION) -> float:
+    """``(upper - median) - (median - lower)``: ``upper`` / ``lower`` the means of the highest /
+    lowest ``fraction`` of ``values``. 0 for any symmetric spread and unchanged by adding a
+    constant; a shift of a part (up to ~``fraction``) of the values moves it by a good part of the
+    shift (all of it when the shift is large against the spread)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    k = max(1, int(round(fraction * v.size)))
+    part = np.partition(v, (k - 1, v.size - k))
+    return float(part[v.size - k:].mean() + part[:k].mean() - 2.0 * np.median(v))
+
+
 def explained_tissue(found: Findings, margin_mm: float = EXCLUSION_MARGIN_MM) -> np.ndarray:
     """Voxels near blood or an old infarct, or near their mirror images (aligned grid)."""
     from scipy import ndimage as ndi
@@ -108,7 +167,8 @@ def explained_tissue(found: Findings, margin_mm: float = EXCLUSION_MARGIN_MM) ->
 
 def region_deltas(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarray,
                   min_voxels: int = MIN_VOXELS) -> Dict[str, Dict[str, tuple]]:
-    """``{side: {code: (delta_hu | None, n_voxels)}}`` on the aligned grid (all arrays (z, y, x))."""
+    """``{side: {code: (delta_hu | None, n_voxels, partial_hu | None)}}`` on the aligned grid
+    (all arrays (z, y, x)): :func:`trimmed_mean` and :func:`tail_skew` of each region."""
     if not diff.shape == comparable.shape == regions.shape:
         raise ValueError(f"shapes differ: diff {diff.shape}, comparable {comparable.shape}, regions {regions.shape}")
     out: Dict[str, Dict[str, tuple]] = {}
@@ -117,22 +177,31 @@ def region_deltas(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarray,
         for code in REGION_CODES:
             sel = (regions == label_value(side, code)) & comparable
             n = int(sel.sum())
-            out[side][code] = (trimmed_mean(diff[sel]) if n >= min_voxels else None, n)
+            v = diff[sel]
+            out[side][code] = (trimmed_mean(v), n, tail_skew(v)) if n >= min_voxels else (None, n, None)
     return out
+
+
+def _partial_of(entry: tuple) -> Optional[float]:
+    """The partial-region value of a :func:`region_deltas` entry (None in the older 2-tuples)."""
+    return entry[2] if len(entry) > 2 else None
 
 
 def score_deltas(deltas: Mapping[str, Mapping[str, tuple]],
                  calibration: Optional[Calibration]) -> Dict[str, Dict[str, RegionEvidence]]:
     """:class:`RegionEvidence` per side and code from :func:`region_deltas` output."""
+    rnd = lambda v: None if v is None else round(float(v), 3)  # noqa: E731
     out: Dict[str, Dict[str, RegionEvidence]] = {}
     for side, per in deltas.items():
         out[side] = {}
-        for code, (delta, n) in per.items():
-            z = None
+        for code, entry in per.items():
+            delta, n, partial = entry[0], entry[1], _partial_of(entry)
+            z = pz = None
             if delta is not None and calibration is not None:
                 z = delta / calibration.sigma_hu[code]
-            out[side][code] = RegionEvidence(None if delta is None else round(delta, 3),
-                                             None if z is None else round(z, 3), int(n))
+            if partial is not None and calibration is not None and calibration.partial is not None:
+                pz = partial / calibration.partial.sigma_hu[code]
+            out[side][code] = RegionEvidence(rnd(delta), rnd(z), int(n), rnd(partial), rnd(pz))
     return out
 
 
@@ -153,15 +222,21 @@ def study_evidence(found: Findings, difference: np.ndarray, comparable: np.ndarr
 
 def evidence_calls(evidence: Mapping[str, Mapping[str, RegionEvidence]],
                    calibration: Optional[Calibration]) -> Dict[str, Dict[str, bool]]:
-    """True where a region's evidence alone says early ischaemic change (False without calibration)."""
-    return {
-        side: {
-            code: bool(calibration is not None and ev.z is not None and ev.delta_hu is not None
-                       and ev.z >= calibration.z_call and ev.delta_hu >= calibration.min_delta_hu)
-            for code, ev in per.items()
-        }
-        for side, per in evidence.items()
-    }
+    """True where a region's evidence alone says early ischaemic change (False without
+    calibration): the whole-region or the partial-region statistic reaches its threshold."""
+    return {side: {code: region_called(ev, calibration) for code, ev in per.items()} for side, per in evidence.items()}
+
+
+def region_called(ev: RegionEvidence, calibration: Optional[Calibration]) -> bool:
+    """:func:`evidence_calls` of one region."""
+    if calibration is None:
+        return False
+    whole = (ev.z is not None and ev.delta_hu is not None
+             and ev.z >= calibration.z_call and ev.delta_hu >= calibration.min_delta_hu)
+    p = calibration.partial
+    partial = (p is not None and ev.partial_z is not None and ev.partial_hu is not None
+               and ev.partial_z >= p.z_call and ev.partial_hu >= p.min_delta_hu)
+    return bool(whole or partial)
 
 
 def robust_sd(values: Sequence[float]) -> float:
@@ -170,33 +245,50 @@ def robust_sd(values: Sequence[float]) -> float:
     return float(1.4826 * np.median(v)) if v.size else float("nan")
 
 
-def calibrate(normal_deltas: Iterable[Mapping[str, Mapping[str, tuple]]], false_positive_rate: float = 0.01,
-              min_delta_hu: float = 1.5, sigma_floor_hu: float = 0.25, source: str = "") -> Calibration:
-    """Calibration from :func:`region_deltas` of normal studies.
-
-    Both sides of a normal study are samples of the null (left minus right and right minus left),
-    so the per-code SD is taken about 0. ``z_call`` is the one-sided normal quantile of
-    ``false_positive_rate``, or the empirical quantile of the pooled z of all codes where that is
-    higher (registration errors on real anatomy give heavier tails than a normal law);
-    ``sigma_floor_hu`` keeps a code seen on few, very similar studies from getting an
-    unrealistically small SD.
-    """
-    per_code: Dict[str, list] = {c: [] for c in REGION_CODES}
-    n_studies = 0
-    for study in normal_deltas:
-        n_studies += 1
-        for side in SIDES:
-            for code in REGION_CODES:
-                delta, _ = study[side][code]
-                if delta is not None:
-                    per_code[code].append(delta)
-    if n_studies == 0:
-        raise ValueError("no normal studies to calibrate on")
+def _null_rule(per_code: Mapping[str, list], false_positive_rate: float,
+               sigma_floor_hu: float) -> tuple:
+    """(sigma per code, z_call) of one statistic's normal-study values (see :func:`calibrate`)."""
     sigma = {c: max(robust_sd(v), sigma_floor_hu) for c, v in per_code.items()}
     if any(not math.isfinite(s) for s in sigma.values()):
         raise ValueError(f"codes without any evidence on the normal studies: {[c for c, s in sigma.items() if not math.isfinite(s)]}")
     pooled = np.concatenate([np.asarray(v, dtype=np.float64) / sigma[c] for c, v in per_code.items()])
     z_call = max(NormalDist().inv_cdf(1.0 - false_positive_rate), float(np.quantile(pooled, 1.0 - false_positive_rate)))
-    return Calibration(sigma_hu={c: round(s, 4) for c, s in sigma.items()}, z_call=round(z_call, 4),
-                       min_delta_hu=min_delta_hu, false_positive_rate=false_positive_rate,
-                       n_studies=n_studies, source=source)
+    return {c: round(s, 4) for c, s in sigma.items()}, round(z_call, 4)
+
+
+def calibrate(normal_deltas: Iterable[Mapping[str, Mapping[str, tuple]]], false_positive_rate: float = 0.01,
+              min_delta_hu: float = 1.5, sigma_floor_hu: float = 0.25, source: str = "",
+              partial_min_delta_hu: float = 1.0) -> Calibration:
+    """Calibration from :func:`region_deltas` of normal studies.
+
+    Both sides of a normal study are samples of the null (left minus right and right minus left),
+    so the per-code SD is taken about 0. ``z_call`` is the one-sided normal quantile of the rate,
+    or the empirical quantile of the pooled z of all codes where that is higher (registration
+    errors on real anatomy give heavier tails than a normal law); ``sigma_floor_hu`` keeps a code
+    seen on few, very similar studies from getting an unrealistically small SD. With the
+    partial-region values (3-tuples) each statistic gets half of ``false_positive_rate`` (a region
+    is called when either calls it); with 2-tuples only the whole-region rule is calibrated.
+    """
+    whole: Dict[str, list] = {c: [] for c in REGION_CODES}
+    part: Dict[str, list] = {c: [] for c in REGION_CODES}
+    n_studies = 0
+    for study in normal_deltas:
+        n_studies += 1
+        for side in SIDES:
+            for code in REGION_CODES:
+                entry = study[side][code]
+                if entry[0] is not None:
+                    whole[code].append(entry[0])
+                if _partial_of(entry) is not None:
+                    part[code].append(_partial_of(entry))
+    if n_studies == 0:
+        raise ValueError("no normal studies to calibrate on")
+    with_partial = all(part.values())
+    rate = false_positive_rate / 2.0 if with_partial else false_positive_rate
+    sigma, z_call = _null_rule(whole, rate, sigma_floor_hu)
+    partial = None
+    if with_partial:
+        p_sigma, p_z = _null_rule(part, rate, sigma_floor_hu)
+        partial = PartialCalibration(p_sigma, p_z, partial_min_delta_hu)
+    return Calibration(sigma_hu=sigma, z_call=z_call, min_delta_hu=min_delta_hu,
+                       false_positive_rate=false_positive_rate, n_studies=n_studies, source=source, partial=partial)

@@ -124,10 +124,11 @@ def _check_evidence(r: Mapping, where: str, errors: List[str]) -> None:
     ev = r.get("evidence")
     if ev is None:
         return
-    ok = (isinstance(ev, Mapping) and all(ev.get(k) is None or _is_num(ev.get(k)) for k in ("delta_hu", "z"))
+    ok = (isinstance(ev, Mapping) and all(ev.get(k) is None or _is_num(ev.get(k))
+                                          for k in ("delta_hu", "z", "partial_hu", "partial_z"))
           and _is_int(ev.get("n_voxels")) and ev["n_voxels"] >= 0 and isinstance(ev.get("called"), bool))
     if not ok:
-        errors.append(f"{where}.evidence: expected delta_hu/z numbers or null, n_voxels int >= 0, called bool")
+        errors.append(f"{where}.evidence: expected delta_hu/z/partial_hu/partial_z numbers or null, n_voxels int >= 0, called bool")
     elif isinstance(by, list) and ev["called"] != ("evidence" in by) and r.get("assessable", True):
         errors.append(f"{where}.evidence.called is {ev['called']} but involved_by is {by!r}")
 

@@ -85,6 +85,7 @@ class AspectsResult:
                     "involved_by": list(f.involved_by),
                     **({} if f.evidence is None else {"evidence": {
                         "delta_hu": f.evidence.delta_hu, "z": f.evidence.z,
+                        "partial_hu": f.evidence.partial_hu, "partial_z": f.evidence.partial_z,
                         "n_voxels": f.evidence.n_voxels, "called": f.evidence_called}}),
                 }
                 for code, f in by_code.items()

@@ -61,3 +61,33 @@ def test_bad_rate_is_refused(tmp_path, fpr, capsys):
     runs, cases = _runs(tmp_path, ["normal"] * 6)
     assert ce.main(["--runs", str(runs), "--out", str(tmp_path / "c.json"), "--fpr", fpr]) == 2
     assert "--fpr must be in (0, 0.5)" in capsys.readouterr().err
+
+
+def _cached(tmp_path, kinds, seed=0):
+    """aspects-evidence-cache files: noise difference maps over two mirrored region blocks per code."""
+    from aspects.labels import label_value
+
+    rng = np.random.default_rng(seed)
+    shape = (10, 20, 40)
+    labels = np.zeros(shape, np.uint8)
+    for i, code in enumerate(REGION_CODES):
+        labels[:, 2 * i:2 * i + 2, 2:18] = label_value("right", code)
+        labels[:, 2 * i:2 * i + 2, 22:38] = label_value("left", code)
+    paths = []
+    for i, kind in enumerate(kinds):
+        diff = rng.normal(0.0, 0.5, shape).astype(np.float32) + (6.0 if kind == "acute" else 0.0)
+        path = tmp_path / f"case{i:02d}.npz"
+        np.savez_compressed(path, difference=diff, comparable=np.ones(shape, bool), explained=np.zeros(shape, bool),
+                            labels=labels, meta=np.array(json.dumps({"truth": {"kind": kind}})))
+        paths.append(str(path))
+    return paths
+
+
+def test_calibration_from_the_evidence_cache_has_both_statistics(tmp_path, capsys):
+    paths = _cached(tmp_path, ["normal"] * 6 + ["acute"])
+    out = tmp_path / "cal.json"
+    assert ce.main(["--cache", *paths, "--out", str(out), "--partial-min-delta", "1.5"]) == 0
+    cal = load_calibration(out)
+    assert cal.n_studies == 6 and cal.partial is not None and cal.partial.min_delta_hu == 1.5
+    assert "--cache case00.npz" in cal.source and "--partial-min-delta 1.5" in cal.source
+    assert "partial z_call" in capsys.readouterr().out

@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 
 from aspects.labels import REGION_CODES, SIDES, label_value
 from aspects.region_evidence import (Calibration, calibrate, evidence_calls, region_deltas, region_evidence,
-                                     trimmed_mean)
+                                     tail_skew, trimmed_mean)
 
 SHAPE = (24, 40, 40)
 
@@ -83,7 +83,9 @@ def test_without_calibration_or_comparable_tissue_nothing_is_called():
 def test_calibration_round_trips_and_rejects_missing_codes():
     cal = _calibration(8)
     assert Calibration.from_json(cal.to_json()) == cal
-    assert cal.z_call == pytest.approx(2.326, abs=1e-3)
+    # Two statistics (whole region, partial region) share the 1 % per region: 0.5 % each.
+    assert cal.z_call == pytest.approx(2.576, abs=1e-3) and cal.partial is not None
+    assert cal.partial.z_call >= 2.575
     bad = cal.to_json()
     del bad["sigma_hu"]["M6"]
     with pytest.raises(ValueError, match="M6"):
@@ -107,3 +109,53 @@ def test_heavy_tailed_normals_raise_the_call_threshold_above_the_normal_quantile
     assert cal.z_call > NormalDist().inv_cdf(0.99) + 0.5
     z = [studies[k][s][c][0] / cal.sigma_hu[c] for k in range(40) for s in SIDES for c in REGION_CODES]
     assert np.mean(np.asarray(z) >= cal.z_call) <= 0.01
+
+
+def _quarter(code: str = "M5", side: str = "left") -> np.ndarray:
+    """A compact quarter of a region block (its first 2 of 8 slices): a small cortical infarct."""
+    lab = _regions()
+    part = np.zeros(SHAPE, bool)
+    zs = np.flatnonzero((lab == label_value(side, code)).any(axis=(1, 2)))
+    part[zs[0]:zs[0] + 2] = True
+    return part & (lab == label_value(side, code))
+
+
+def test_tail_skew_ignores_a_whole_region_shift_and_sees_a_partial_one():
+    rng = np.random.default_rng(1)
+    v = rng.normal(0.0, 0.6, 2000)  # a normal region's smoothed difference map: SD 0.4-0.9 HU
+    assert abs(tail_skew(v)) < 0.1
+    assert tail_skew(v + 1.4) == pytest.approx(tail_skew(v))  # a real head's natural asymmetry
+    part = v.copy()
+    part[:500] += 3.0  # 3 HU over a quarter of the region
+    assert tail_skew(part) > 1.5
+    assert trimmed_mean(part) - trimmed_mean(v) < 0.8  # what the region mean sees of it
+
+
+def test_a_3_hu_change_over_a_quarter_of_a_region_is_called_where_the_mean_misses_it():
+    """Issue 13: a region counts from 10 % involved; 3 HU over 25 % of it moves the region mean by
+    ~0.75 HU, below the whole-region floor, but the partial-region statistic calls it."""
+    cal = _calibration()
+    rng = np.random.default_rng(21)
+    diff = _difference(rng)
+    diff[_quarter()] += 3.0
+    ev = region_evidence(diff, np.ones(SHAPE, bool), _regions(), cal)
+    m5 = ev["left"]["M5"]
+    assert m5.delta_hu < cal.min_delta_hu  # the whole-region rule alone would not call it
+    assert m5.partial_hu > 1.5 and m5.partial_z >= cal.partial.z_call
+    calls = evidence_calls(ev, cal)
+    assert calls["left"]["M5"] and sum(calls[s][c] for s in SIDES for c in REGION_CODES) == 1, calls
+    # A calibration file of before the partial statistic calls nothing here.
+    old = Calibration.from_json({k: v for k, v in cal.to_json().items() if k != "partial"})
+    assert old.partial is None and not any(evidence_calls(ev, old)[s][c] for s in SIDES for c in REGION_CODES)
+
+
+def test_a_whole_region_shift_is_not_a_partial_call():
+    """Darkening spread over a whole region (natural asymmetry below the whole-region floor) is not
+    called by the partial-region rule."""
+    cal = _calibration()
+    rng = np.random.default_rng(23)
+    diff = _difference(rng, drop={("left", "M2"): 1.2})
+    ev = region_evidence(diff, np.ones(SHAPE, bool), _regions(), cal)
+    assert ev["left"]["M2"].delta_hu == pytest.approx(1.2, abs=0.3)
+    assert abs(ev["left"]["M2"].partial_hu) < 0.5 and ev["left"]["M2"].partial_z < cal.partial.z_call
+    assert not evidence_calls(ev, cal)["left"]["M2"]

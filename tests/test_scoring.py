@@ -154,7 +154,8 @@ def test_region_evidence_alone_makes_a_region_involved():
     assert r.aspects == {"left": 9, "right": 10} and r.affected_side == "left" and r.infarct_volume_ml == 0
     m5 = r.regions_json()["left"]["M5"]
     assert m5["involved"] is True and m5["involved_by"] == ["evidence"]
-    assert m5["evidence"] == {"delta_hu": 3.0, "z": 4.0, "n_voxels": 500, "called": True}
+    assert m5["evidence"] == {"delta_hu": 3.0, "z": 4.0, "partial_hu": None, "partial_z": None, "n_voxels": 500,
+                              "called": True}
     assert r.regions_json()["left"]["M4"]["involved_by"] == [] and not r.regions_json()["left"]["M4"]["evidence"]["called"]
     # The JSON validator holds the two rules together.
     d = make_result(make_ct_series(), *make_masks())

@@ -265,15 +265,18 @@ def test_sr_carries_the_region_evidence(case, tmp_path):
             r["evidence"] = {"delta_hu": 0.4, "z": 0.5, "n_voxels": 800, "called": False}
     m5 = result["regions"]["right"]["M5"]
     assert not m5["involved"]
-    m5.update(involved=True, involved_by=["evidence"], evidence={"delta_hu": 3.21, "z": 4.5, "n_voxels": 900, "called": True})
+    m5.update(involved=True, involved_by=["evidence"], evidence={"delta_hu": 0.71, "z": 1.5, "partial_hu": 2.43,
+                                                                 "partial_z": 6.1, "n_voxels": 900, "called": True})
     result["aspects"]["right"] -= 1
     result["affected_side"] = min(("right", "left"), key=lambda s: (result["aspects"][s], s != "right"))
     result["score"] = result["aspects"][result["affected_side"]]
     validate(result)
     path = write_sr(case["source"], result, tmp_path / "sr.dcm")
     back = read_sr_summary(path)["regions"]["right"]["M5"]
-    assert back["involved"] is True and back["evidence_delta_hu"] == pytest.approx(3.21)
-    assert back["evidence_z"] == pytest.approx(4.5)
+    assert back["involved"] is True and back["evidence_delta_hu"] == pytest.approx(0.71)
+    assert back["evidence_z"] == pytest.approx(1.5)
+    # Called by the partial-region statistic: a reader of the SR sees why.
+    assert back["evidence_partial_hu"] == pytest.approx(2.43) and back["evidence_partial_z"] == pytest.approx(6.1)
     run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
     assert not [ln for ln in (run.stdout + run.stderr).splitlines() if ln.startswith("Error")]
 
