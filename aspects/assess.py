@@ -47,7 +47,8 @@ class ScoringSettings:
                     "z_call": cal.z_call, "min_delta_hu": cal.min_delta_hu, "false_positive_rate": cal.false_positive_rate,
                     "partial": None if cal.partial is None else {"z_call": cal.partial.z_call,
                                                                  "min_delta_hu": cal.partial.min_delta_hu,
-                                                                 "tail_fraction": cal.partial.tail_fraction}}}
+                                                                 "tail_fraction": cal.partial.tail_fraction,
+                                                                 "calls": cal.partial.calls}}}
 
 
 @dataclass(frozen=True)

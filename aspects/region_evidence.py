@@ -89,6 +89,10 @@ class PartialCalibration:
     z_call: float
     min_delta_hu: float
     tail_fraction: float = TAIL_FRACTION
+    # False: partial_hu / partial_z are computed and reported (aspects.json, SR) but do not call a
+    # region. The shipped file sets it False: on the v2 test split the partial rule added 3 true
+    # regions for 8 false ones and 2 control regions (docs/results.md, region evidence).
+    calls: bool = True
 
     @classmethod
     def from_json(cls, d: Mapping) -> PartialCalibration:
@@ -96,7 +100,8 @@ class PartialCalibration:
         if missing:
             raise ValueError(f"region evidence calibration (partial) lacks codes {sorted(missing)}")
         return cls(sigma_hu={k: float(v) for k, v in d["sigma_hu"].items()}, z_call=float(d["z_call"]),
-                   min_delta_hu=float(d["min_delta_hu"]), tail_fraction=float(d.get("tail_fraction", TAIL_FRACTION)))
+                   min_delta_hu=float(d["min_delta_hu"]), tail_fraction=float(d.get("tail_fraction", TAIL_FRACTION)),
+                   calls=bool(d.get("calls", True)))
 
 
 @dataclass(frozen=True)
@@ -234,7 +239,7 @@ def region_called(ev: RegionEvidence, calibration: Optional[Calibration]) -> boo
     whole = (ev.z is not None and ev.delta_hu is not None
              and ev.z >= calibration.z_call and ev.delta_hu >= calibration.min_delta_hu)
     p = calibration.partial
-    partial = (p is not None and ev.partial_z is not None and ev.partial_hu is not None
+    partial = (p is not None and p.calls and ev.partial_z is not None and ev.partial_hu is not None
                and ev.partial_z >= p.z_call and ev.partial_hu >= p.min_delta_hu)
     return bool(whole or partial)
 

@@ -159,3 +159,18 @@ def test_a_whole_region_shift_is_not_a_partial_call():
     assert ev["left"]["M2"].delta_hu == pytest.approx(1.2, abs=0.3)
     assert abs(ev["left"]["M2"].partial_hu) < 0.5 and ev["left"]["M2"].partial_z < cal.partial.z_call
     assert not evidence_calls(ev, cal)["left"]["M2"]
+
+
+def test_partial_statistic_reported_but_not_calling_when_its_calibration_says_so():
+    """The shipped calibration reports partial_hu / partial_z without letting them call a region
+    (``partial.calls`` false); the same evidence calls when the rule is on."""
+    import dataclasses
+
+    from aspects.region_evidence import RegionEvidence, load_calibration, region_called
+
+    shipped = load_calibration()
+    assert shipped is not None and shipped.partial is not None and shipped.partial.calls is False
+    strong = RegionEvidence(delta_hu=0.3, z=0.5, n_voxels=900, partial_hu=4.0, partial_z=20.0)
+    assert not region_called(strong, shipped)
+    on = dataclasses.replace(shipped, partial=dataclasses.replace(shipped.partial, calls=True))
+    assert region_called(strong, on)
