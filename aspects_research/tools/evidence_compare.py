@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from aspects.asymmetry import difference_map
+from aspects.asymmetry import _smooth_inside, difference_map
 from aspects.labels import REGION_CODES, SIDES, label_value
 from aspects.model_io import mirror
 from aspects.region_evidence import (Calibration, calibrate, evidence_calls, region_deltas, score_deltas, tail_skew,
@@ -45,20 +45,14 @@ def _tail_mean(v: np.ndarray, q: float, upper: bool) -> float:
     return float(part.mean())
 
 
-def trimmed_local(v: np.ndarray) -> float:
-    s = np.sort(v)
-    k = int(0.1 * s.size)
-    return float(s[k: s.size - k].mean())
-
-
 def tail_sum(q: float) -> Callable[[np.ndarray], float]:
     """Mean of the highest q plus mean of the lowest q (0 for any symmetric spread)."""
     return lambda v: _tail_mean(v, q, True) + _tail_mean(v, q, False)
 
 
 def skew_of(q: float) -> Callable[[np.ndarray], float]:
-    """Upper tail minus median minus (median minus lower tail): blind to a whole-region shift."""
-    return lambda v: _tail_mean(v, q, True) + _tail_mean(v, q, False) - 2.0 * float(np.median(v))
+    """The app's :func:`tail_skew` with tail fraction ``q``."""
+    return lambda v: tail_skew(v, q)
 
 
 def quant_sum(q: float) -> Callable[[np.ndarray], float]:
@@ -74,8 +68,8 @@ class Stat:
 
 
 STATS: Dict[str, Stat] = {s.name: s for s in [
-    Stat("trimmed_mean", trimmed_local, 0.0, 2.0),
-    Stat("trimmed_mean_1.5", trimmed_local, 0.0, 1.5),
+    Stat("trimmed_mean", trimmed_mean, 0.0, 2.0),
+    Stat("trimmed_mean_1.5", trimmed_mean, 0.0, 1.5),
     Stat("tailsum_q0.1", tail_sum(0.1), 0.0, 1.5),
     Stat("tailsum_q0.2", tail_sum(0.2), 0.0, 1.5),
     Stat("tailsum_q0.3", tail_sum(0.3), 0.0, 1.5),
@@ -93,14 +87,8 @@ STATS: Dict[str, Stat] = {s.name: s for s in [
 
 
 def smoothed(diff: np.ndarray, usable: np.ndarray, sigma: float) -> np.ndarray:
-    """``diff`` smoothed by ``sigma`` voxels inside ``usable`` (normalised convolution)."""
-    if sigma <= 0:
-        return diff
-    from scipy import ndimage as ndi
-    m = usable.astype(np.float32)
-    num = ndi.gaussian_filter(diff.astype(np.float32) * m, sigma)
-    den = ndi.gaussian_filter(m, sigma)
-    return np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0.0).astype(np.float32)
+    """``diff`` smoothed by ``sigma`` voxels inside ``usable`` (the app's normalised convolution)."""
+    return diff if sigma <= 0 else _smooth_inside(diff, usable, sigma)
 
 
 def study_diff(d: dict) -> np.ndarray:
