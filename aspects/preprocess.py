@@ -193,27 +193,36 @@ def template_on_aligned(template: sitk.Image) -> sitk.Image:
     return sitk.Resample(smooth, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
 
 
+def _antialias_variance(img: sitk.Image, target_mm: float) -> np.ndarray:
+    """Per-axis Gaussian variance (mm^2) of :func:`_antialias`: FWHM^2 = target^2 - spacing^2,
+    0 on axes already coarser than the target."""
+    sp = np.asarray(img.GetSpacing())
+    return np.maximum(target_mm**2 - sp**2, 0.0) / (8 * np.log(2))
+
+
+def _gaussian(img: sitk.Image, var: np.ndarray) -> sitk.Image:
+    """The discrete Gaussian of :func:`_antialias` with per-axis variance ``var`` (mm^2)."""
+    return sitk.DiscreteGaussian(img, [float(v) for v in var], 32, 0.01, True)
+
+
 def _antialias(img: sitk.Image, target_mm: float) -> sitk.Image:
     """Gaussian pre-filter so that resampling to ``target_mm`` does not alias (per axis:
     FWHM^2 = target^2 - spacing^2, nothing on axes already coarser than the target)."""
-    sp = np.asarray(img.GetSpacing())
-    var = (np.maximum(target_mm**2 - sp**2, 0.0) / (8 * np.log(2)))
-    if not np.any(var > 0.01):
-        return img
-    return sitk.DiscreteGaussian(img, [float(v) for v in var], 32, 0.01, True)
+    var = _antialias_variance(img, target_mm)
+    return _gaussian(img, var) if np.any(var > 0.01) else img
 
 
 SLAB_SLICES = 32  # slices smoothed at a time by _clamped_antialias_by_slabs (memory, not results)
 
 
-def _kernel_radius(img: sitk.Image, var, axis: int) -> int:
+def _kernel_radius(img: sitk.Image, var: np.ndarray, axis: int) -> int:
     """Radius in voxels along ``axis`` of the discrete Gaussian ``_antialias`` applies to ``img``
     (read from its response to an impulse on a small image of the same spacing)."""
     n = 2 * 32 + 1
     probe = sitk.Image([n, n, n], sitk.sitkFloat64)
     probe.SetSpacing(img.GetSpacing())
     probe[n // 2, n // 2, n // 2] = 1.0
-    h = sitk.GetArrayFromImage(sitk.DiscreteGaussian(probe, [float(v) for v in var], 32, 0.01, True))
+    h = sitk.GetArrayFromImage(_gaussian(probe, var))
     line = np.moveaxis(h, 2 - axis, 0)[:, n // 2, n // 2]
     return int(np.abs(np.flatnonzero(line) - n // 2).max())
 
@@ -224,8 +233,7 @@ def _clamped_antialias_by_slabs(img: sitk.Image, target_mm: float) -> sitk.Image
     voxel's value depends only on voxels within that radius (the volume's own first and last
     slices keep their edge handling). ITK keeps double-precision copies of the whole volume
     between its passes: a thin study's Gaussian peaked at ~1.8 GB, on slabs ~0.3 GB less."""
-    sp = np.asarray(img.GetSpacing())
-    var = (np.maximum(target_mm**2 - sp**2, 0.0) / (8 * np.log(2)))
+    var = _antialias_variance(img, target_mm)
     nz = img.GetSize()[2]
     if not np.any(var > 0.01) or nz <= SLAB_SLICES:
         return _antialias(sitk.Clamp(img, sitk.sitkFloat32, HU_CLIP[0], HU_CLIP[1]), target_mm)
@@ -235,7 +243,7 @@ def _clamped_antialias_by_slabs(img: sitk.Image, target_mm: float) -> sitk.Image
         z1 = min(z0 + SLAB_SLICES, nz)
         a, b = max(z0 - margin, 0), min(z1 + margin, nz)
         slab = sitk.Clamp(img[:, :, a:b], sitk.sitkFloat32, HU_CLIP[0], HU_CLIP[1])
-        smooth = sitk.DiscreteGaussian(slab, [float(v) for v in var], 32, 0.01, True)
+        smooth = _gaussian(slab, var)
         out[z0:z1] = sitk.GetArrayViewFromImage(smooth)[z0 - a:z1 - a]
         del slab, smooth
     res = sitk.GetImageFromArray(out)
