@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 
+_HEAD_START = None  # aspects.head_start.HeadStart: the study's first stages, started before the imports below
 if __name__ == "__main__":
     # Before any import starts a thread: SIGINT/SIGTERM stay blocked in every thread and one
     # watcher thread takes them with sigwait (see main()). Holoscan would otherwise catch them
@@ -18,8 +19,16 @@ if __name__ == "__main__":
     from operators.sdk_import import import_sdk_without_monai_core
 
     import_sdk_without_monai_core()  # MONAI Deploy SDK only: MONAI core's eager imports cost ~1/3 of a run
+    import sys
+
+    from aspects.head_start import start_from_argv
+
+    # Scan, select, load and preprocess the study in a thread now; the SDK, torch and highdicom
+    # imports below run while its first registration works in a forked child (aspects/head_start.py).
+    _HEAD_START = start_from_argv(sys.argv)
 
 import argparse  # noqa: E402
+import atexit  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -27,7 +36,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Optional  # noqa: E402
+from typing import Optional, cast  # noqa: E402
 
 # Holoscan's own C++ log would print operator tracebacks on bad input; our log says what happened.
 os.environ.setdefault("HOLOSCAN_LOG_LEVEL", "OFF")
@@ -40,7 +49,9 @@ from monai.deploy.core.runtime_env import RuntimeEnv  # noqa: E402
 from aspects import __version__, timings  # noqa: E402
 from aspects.assess import ScoringSettings  # noqa: E402
 from aspects.errors import EXIT_INTERNAL, EXIT_OK, InputError  # noqa: E402
-from aspects.pipeline import LazyAtlas  # noqa: E402
+from aspects.app_logging import LOG_FORMAT, console_policy  # noqa: E402
+from aspects.atlas import LazyAtlas  # noqa: E402
+from aspects.head_start import EarlyLog, HeadStart  # noqa: E402
 from aspects.run_folder import OutputFolder  # noqa: E402
 from aspects.segmentation import SegmentationModels  # noqa: E402
 from aspects.warmup import warm_up_in_background  # noqa: E402
@@ -77,6 +88,7 @@ class AspectsApp(Application):
     results_dir: Optional[Path] = None
     models: Optional[SegmentationModels] = None
     atlas: Optional[LazyAtlas] = None
+    head_start: Optional[HeadStart] = None  # the front stages already under way (aspects/head_start.py)
 
     def compose(self):
         # The SDK's app context would insist that -m exists; the app also runs without models.
@@ -89,10 +101,12 @@ class AspectsApp(Application):
         atlas = self.atlas or LazyAtlas()  # $ASPECTS_ATLAS_DIR or atlas/ next to app.py; read once, shared
 
         # One study per run: the loader (the graph's root) fires once.
-        loader = DICOMLoaderOperator(self, CountCondition(self, 1), input_folder=input_dir, name="dicom_loader")
-        selector = NCCTSeriesSelectorOperator(self, name="series_selector")
-        to_volume = SeriesToVolumeOperator(self, name="series_to_volume")
-        preprocess = PreprocessOperator(self, atlas=atlas, name="preprocess")
+        head = self.head_start
+        loader = DICOMLoaderOperator(self, CountCondition(self, 1), input_folder=input_dir, head_start=head,
+                                     name="dicom_loader")
+        selector = NCCTSeriesSelectorOperator(self, head_start=head, name="series_selector")
+        to_volume = SeriesToVolumeOperator(self, head_start=head, name="series_to_volume")
+        preprocess = PreprocessOperator(self, atlas=atlas, head_start=head, name="preprocess")
         infarct = InfarctSegmenterOperator(self, model=models.infarct, name="infarct_segmenter")
         regions = RegionSegmenterOperator(self, atlas=atlas, model=models.regions, name="region_segmenter")
         scorer = AspectsScorerOperator(self, settings=ScoringSettings(), name="aspects_scorer")
@@ -136,32 +150,11 @@ def _log_to_file(output_dir: Path, fresh: bool = False) -> None:
     target = str((output_dir / "app.log").resolve())
     if not any(getattr(h, "baseFilename", None) == target for h in root.handlers):
         handler = logging.FileHandler(target, mode="w" if fresh else "a")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
         handler.setLevel(logging.DEBUG)
         root.addHandler(handler)
-
-
-class _ConsoleFormatter(logging.Formatter):
-    """Console lines without tracebacks (libraries log some on bad pixel data): those go to
-    app.log only, the console keeps one line per record."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        saved = record.exc_info, record.exc_text, record.stack_info
-        record.exc_info = record.exc_text = record.stack_info = None
-        try:
-            text = super().format(record)
-        finally:
-            record.exc_info, record.exc_text, record.stack_info = saved
-        return text + (" (traceback in app.log)" if saved[0] else "")
-
-
-def _console_policy() -> None:
-    """The console (stderr) handlers: INFO and up, no tracebacks. Applied again after the SDK's
-    own logging set-up, which replaces the root handlers."""
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-            handler.setLevel(logging.INFO)
-            handler.setFormatter(_ConsoleFormatter(handler.formatter._fmt if handler.formatter else None))
+        for early in [h for h in root.handlers if isinstance(h, EarlyLog)]:
+            early.hand_over(handler)  # the head start's records, before this run's own
 
 
 def _paths(argv) -> tuple[Path, Path, Path]:
@@ -207,28 +200,35 @@ def _watch_signals(run: _Run) -> None:
         os._exit(code)
 
 
-def main() -> int:
+def main(head_start: Optional[HeadStart] = None) -> int:
+    """One run of the app; ``head_start``: the study's first stages already started on the input
+    folder (``app.py`` as ``__main__``: aspects/head_start.py)."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     run = _Run()
     threading.Thread(target=_watch_signals, args=(run,), name="signals", daemon=True).start()
     argv = list(sys.argv)
     t0 = time.perf_counter()
     input_dir, output_dir, models_dir = _paths(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _console_policy()  # per-file lines and tracebacks go to app.log only
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    console_policy()  # per-file lines and tracebacks go to app.log only
     folder = OutputFolder(output_dir)
     warm: Optional[threading.Thread] = None
     try:
         folder.open(input_dir)
         run.folder = folder
         _log_to_file(output_dir, fresh=True)
-        timings.reset()
+        if head_start is None:
+            timings.reset()  # else reset before the head start's stages (their timings are this run's)
         models = SegmentationModels.from_folder(models_dir)  # the device, resolved once (a bad request: exit 2)
-        atlas = LazyAtlas()
-        warm = warm_up_in_background(atlas)  # ANTs import, atlas and its aligned template: beside the DICOM reading
+        if head_start is not None:
+            atlas, warm = cast(LazyAtlas, head_start.atlas), head_start.warm_up
+        else:  # ANTs import, atlas and its aligned template: beside the DICOM reading
+            atlas = LazyAtlas()
+            warm = warm_up_in_background(atlas)
         app = AspectsApp()  # reads -i/-o/-m from sys.argv, else HOLOSCAN_* env
-        _console_policy()
+        console_policy()
         app.results_dir, app.models, app.atlas = folder.start_partial(), models, atlas
+        app.head_start = head_start
         # Two workers: the infarct and region segmenters are independent and each runs ANTs on one
         # thread (for deterministic results), so together they use both cores of a small server.
         app.scheduler(EventBasedScheduler(app, name="scheduler", worker_thread_number=2, stop_on_deadlock=True))
@@ -249,6 +249,8 @@ def main() -> int:
         line = f"error[{EXIT_INTERNAL}]: internal error: {type(exc).__name__}: {exc} (details in {output_dir / 'app.log'})"
         return _fail(EXIT_INTERNAL, " ".join(line.split()), folder)
     finally:
+        if head_start is not None:  # a failed run: the stage under way ends (its temporary files go)
+            head_start.cancel()
         if warm is not None:  # never leave a thread importing modules while the interpreter exits
             warm.join()
     log.info("done in %.1f s; results in %s", time.perf_counter() - t0, output_dir)
@@ -264,5 +266,16 @@ def _fail(code: int, line: str, folder: OutputFolder) -> int:
     return code
 
 
+def _exit_now(code: int) -> None:
+    """End the process once the run is over: the atexit handlers (logging's flush among them),
+    then ``os._exit``, without the interpreter's teardown of every imported module and library
+    (torch, ITK, Holoscan), which took 3.6 s after the last output on the loaded 2-core machine
+    (2026-12-02, docs/performance.md). Every output is written and closed by then."""
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit_now(main(_HEAD_START))

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -109,3 +110,18 @@ def region_volumes_ml(labels: sitk.Image) -> Dict[int, float]:
     voxel_ml = float(np.prod(labels.GetSpacing())) / 1000.0
     counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel().astype(np.int64), minlength=21)
     return {v: float(counts[v]) * voxel_ml for v in range(1, 21)}
+
+
+class LazyAtlas:
+    """The atlas folder, read on first use and then shared (thread-safe)."""
+
+    def __init__(self, atlas_dir: Optional[Union[str, Path]] = None):
+        self.atlas_dir = Path(atlas_dir) if atlas_dir is not None else None
+        self._atlas: Optional[Atlas] = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Atlas:
+        with self._lock:
+            if self._atlas is None:
+                self._atlas = load_atlas(self.atlas_dir)
+            return self._atlas

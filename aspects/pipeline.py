@@ -12,56 +12,29 @@ writing error.json, as the app does; the output folder follows :mod:`aspects.run
 from __future__ import annotations
 
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union, cast
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 from aspects import timings
 from aspects.assess import ScoredStudy, ScoringSettings, assess_study
-from aspects.atlas import Atlas, load_atlas
+from aspects.atlas import LazyAtlas
 from aspects.dicom_input import scan_folder
 from aspects.errors import EXIT_INTERNAL, InputError
 from aspects.outputs import (WrittenOutputs, key_image_outputs, kos_output, nifti_outputs, result_json_output,
                              seg_output, sr_output)
-from aspects.preprocess import Preprocessed, preprocess
+from aspects.preprocess import Preprocessed, preprocess_series
 from aspects.result_json import read_result
 from aspects.run_folder import OutputFolder
 from aspects.segmentation import (InfarctSegmentation, RegionSegmentation, SegmentationModels, segment_infarct,
                                   segment_regions)
 from aspects.selection import load_rules
-from aspects.series import SourceSeries, choose_series, load_series
+from aspects.series import choose_series, load_series
 
 log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
 APP_LOG = "app.log"
-
-
-class LazyAtlas:
-    """The atlas folder, read on first use and then shared (thread-safe)."""
-
-    def __init__(self, atlas_dir: Optional[PathLike] = None):
-        self.atlas_dir = Path(atlas_dir) if atlas_dir is not None else None
-        self._atlas: Optional[Atlas] = None
-        self._lock = threading.Lock()
-
-    def __call__(self) -> Atlas:
-        with self._lock:
-            if self._atlas is None:
-                self._atlas = load_atlas(self.atlas_dir)
-            return self._atlas
-
-
-def preprocess_series(series: SourceSeries, atlas: Atlas) -> Preprocessed:
-    """Skull strip and align the series to the atlas template (the original slices bound the
-    scanned field)."""
-    log.info("preprocessing: skull stripping and registration to the atlas template")
-    pre = preprocess(series.volume.image, atlas, geometry=series.volume.geometry)
-    log.info("preprocessing done in %.1f s %s; QC %s", pre.timings.get("total_s", 0.0), pre.timings, pre.qc)
-    if pre.qc.get("low_confidence"):
-        log.warning("low confidence: %s", "; ".join(map(str, cast(List[object], pre.qc.get("reasons") or []))))
-    return pre
 
 
 def write_outputs(scored: ScoredStudy, out_dir: Path) -> Tuple[WrittenOutputs, Path]:

@@ -37,7 +37,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, cast
 
 import numpy as np
 import SimpleITK as sitk
@@ -49,6 +49,9 @@ from aspects.flags import DENSE_HU
 from aspects.registration import COARSE_STAGES, FINE_STAGES, RegistrationError, ncc, rigid_affine
 from aspects.skullstrip import BRAIN_HU, fill_holes, largest_component, strip_skull
 from aspects.volume import slice_grid, stack_grid
+
+if TYPE_CHECKING:
+    from aspects.series import SourceSeries
 
 log = logging.getLogger(__name__)
 
@@ -394,6 +397,18 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
                         qc=qc, timings={k: round(v, 3) for k, v in timings.items()}, coverage=coverage,
                         dense=dense)
 
+
+
+def preprocess_series(series: SourceSeries, atlas) -> Preprocessed:
+    """:func:`preprocess` of the selected series (the original slices bound the scanned field),
+    with its log lines: the preprocessing stage of the app and of :mod:`aspects.pipeline`."""
+    plog = logging.getLogger("aspects.pipeline")  # the stage's log name since it lived there
+    plog.info("preprocessing: skull stripping and registration to the atlas template")
+    pre = preprocess(series.volume.image, atlas, geometry=series.volume.geometry)
+    plog.info("preprocessing done in %.1f s %s; QC %s", pre.timings.get("total_s", 0.0), pre.timings, pre.qc)
+    if pre.qc.get("low_confidence"):
+        plog.warning("low confidence: %s", "; ".join(map(str, cast(List[object], pre.qc.get("reasons") or []))))
+    return pre
 
 def dense_tissue(work: sitk.Image, ref: sitk.Image, a2s: sitk.AffineTransform, slice_mm: float) -> sitk.Image:
     """uint8 on ``ref``: 1 where the linearly resampled mask of calcium / bone density

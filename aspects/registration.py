@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -40,6 +41,10 @@ os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", ANTS_THREADS)
 # The registrations run in a forked child where the platform can fork (see _run_ants);
 # ASPECTS_ANTS_FORK=0 runs them in the calling thread.
 FORK_ANTS = hasattr(os, "fork") and os.environ.get("ASPECTS_ANTS_FORK", "1") != "0"
+
+# Set when a registration child has been forked: the app's head start (aspects.head_start) waits
+# for it before importing the libraries the rest of the run needs.
+CHILD_STARTED = threading.Event()
 
 SEED = 20240917
 # Mattes mutual information, 32 bins, regular 15 % sampling: robust to small HU offsets between
@@ -101,27 +106,32 @@ def _run_ants(args: Sequence[str]) -> None:
 
 def _in_child(job: Callable[[], int]) -> int:
     """Exit status of ``job()`` run in a forked child (a crash or signal there: non-zero)."""
+    die_with_parent = _parent_death_signal()  # looked up here: the child only calls it
     pid = os.fork()
     if pid == 0:  # the child: only this thread exists; no Python clean-up, no atexit handlers
         code = 1
         try:
-            _die_with_parent()
+            if die_with_parent is not None:
+                die_with_parent(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
             code = int(job())
         finally:
             os._exit(0 if code == 0 else (code & 0xFF) or 1)
+    CHILD_STARTED.set()
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
 
 
-def _die_with_parent() -> None:
-    """Linux: the child gets SIGKILL when the app process ends (an interrupted run leaves no
-    registration running on its own)."""
+def _parent_death_signal() -> Optional[Callable[[int, int], int]]:
+    """Linux ``prctl``: the child sets PR_SET_PDEATHSIG so that it gets SIGKILL when the app
+    process ends (an interrupted run leaves no registration running on its own). Resolved in the
+    parent: other threads may be importing (loading libraries) while the child starts, and the
+    child must not need the dynamic loader's lock (fork copies it in whatever state it was)."""
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
 
 
 def _join(values: Sequence[int]) -> str:

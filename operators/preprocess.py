@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
 from aspects.atlas import Atlas
-from aspects.pipeline import preprocess_series
+from aspects.head_start import HeadStart
+from aspects.preprocess import preprocess_series
 
 
 class PreprocessOperator(Operator):
@@ -15,14 +16,16 @@ class PreprocessOperator(Operator):
     Named output: "preprocessed" (:class:`aspects.preprocess.Preprocessed`).
 
     ``atlas``: returns the atlas (:class:`aspects.pipeline.LazyAtlas`: read once, shared with the
-    region segmenter).
+    region segmenter). ``head_start``: the same series already being preprocessed with the same atlas.
     """
 
     IN_SERIES = "series"
     OUT_PREPROCESSED = "preprocessed"
 
-    def __init__(self, fragment: Fragment, *args, atlas: Callable[[], Atlas], **kwargs):
+    def __init__(self, fragment: Fragment, *args, atlas: Callable[[], Atlas], head_start: Optional[HeadStart] = None,
+                 **kwargs):
         self._atlas = atlas
+        self._head = head_start if head_start is not None and head_start.atlas is atlas else None
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec):
@@ -30,4 +33,8 @@ class PreprocessOperator(Operator):
         spec.output(self.OUT_PREPROCESSED)
 
     def compute(self, op_input, op_output, context):
-        op_output.emit(preprocess_series(op_input.receive(self.IN_SERIES), self._atlas()), self.OUT_PREPROCESSED)
+        series = op_input.receive(self.IN_SERIES)
+        if self._head is not None and self._head.produced("series", series):
+            op_output.emit(self._head.take("preprocessed"), self.OUT_PREPROCESSED)
+        else:
+            op_output.emit(preprocess_series(series, self._atlas()), self.OUT_PREPROCESSED)

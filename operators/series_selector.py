@@ -7,6 +7,7 @@ from typing import Optional
 
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
+from aspects.head_start import HeadStart
 from aspects.selection import load_rules
 from aspects.series import choose_series
 
@@ -18,13 +19,16 @@ class NCCTSeriesSelectorOperator(Operator):
     Named input: "scan" (:class:`aspects.dicom_input.Scan`).
     Named output: "selection" (:class:`aspects.selection.Selection`: the chosen series' headers
     and why it was chosen). No usable series ends the run (exit 4, 5, 6 or 8).
+    ``head_start``: the selection already made from the same scan with the same rules.
     """
 
     IN_SCAN = "scan"
     OUT_SELECTION = "selection"
 
-    def __init__(self, fragment: Fragment, *args, rules_file: Optional[Path] = None, **kwargs):
+    def __init__(self, fragment: Fragment, *args, rules_file: Optional[Path] = None,
+                 head_start: Optional[HeadStart] = None, **kwargs):
         self._rules = load_rules(rules_file)
+        self._head = head_start if head_start is not None and head_start.rules == self._rules else None
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec):
@@ -32,4 +36,8 @@ class NCCTSeriesSelectorOperator(Operator):
         spec.output(self.OUT_SELECTION)
 
     def compute(self, op_input, op_output, context):
-        op_output.emit(choose_series(op_input.receive(self.IN_SCAN), self._rules), self.OUT_SELECTION)
+        scan = op_input.receive(self.IN_SCAN)
+        if self._head is not None and self._head.produced("scan", scan):
+            op_output.emit(self._head.take("selection"), self.OUT_SELECTION)
+        else:
+            op_output.emit(choose_series(scan, self._rules), self.OUT_SELECTION)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from monai.deploy.core import ConditionType, Operator, OperatorSpec
+from typing import Optional
 
+from monai.deploy.core import ConditionType, Fragment, Operator, OperatorSpec
+
+from aspects.head_start import HeadStart
 from aspects.series import load_series
 
 
@@ -13,14 +16,23 @@ class SeriesToVolumeOperator(Operator):
     sorted along the slice normal, and their float32 HU image, LPS, on the series' own grid when it
     is regular, else resampled with the gantry tilt removed and the slice steps made equal).
     A slice no installed decoder reads ends the run (exit 8, the file named).
+    ``head_start``: the volume already read from the same selection.
     """
 
     IN_SELECTION = "selection"
     OUT_SERIES = "series"
+
+    def __init__(self, fragment: Fragment, *args, head_start: Optional[HeadStart] = None, **kwargs):
+        self._head = head_start
+        super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec):
         spec.input(self.IN_SELECTION)
         spec.output(self.OUT_SERIES).condition(ConditionType.NONE)
 
     def compute(self, op_input, op_output, context):
-        op_output.emit(load_series(op_input.receive(self.IN_SELECTION)), self.OUT_SERIES)
+        selection = op_input.receive(self.IN_SELECTION)
+        if self._head is not None and self._head.produced("selection", selection):
+            op_output.emit(self._head.take("series"), self.OUT_SERIES)
+        else:
+            op_output.emit(load_series(selection), self.OUT_SERIES)
