@@ -80,6 +80,19 @@ def test_5mm_study_runs_and_writes_every_output(acute5):
     assert result["not_for_diagnostic_use"] is True
 
 
+def test_the_study_is_read_and_registered_before_the_heavy_imports_and_only_once(acute5):
+    """``python app.py`` scans, selects, loads and preprocesses the study in a head start
+    (aspects/head_start.py) while torch and the SDK load; the operators take its results. Each
+    stage's line is in app.log once, the registration began before the model's device was
+    resolved (a torch import), and the stages' timings are the run's."""
+    log = (acute5["out"] / "app.log").read_text()
+    for line in ("DICOM header(s) from", "selected series", "preprocessing: skull stripping", "preprocessing done in"):
+        assert log.count(line) == 1, line
+    assert log.index("preprocessing: skull stripping") < log.index("inference device:")
+    timings = json.loads((acute5["out"] / "aspects.json").read_text())["timings_s"]
+    assert {"scan", "select", "load", "hu_volume", "preprocess", "preprocess_registration"} <= set(timings)
+
+
 def test_corrupt_and_foreign_files_are_skipped_and_the_input_is_untouched(acute5):
     assert acute5["proc"].returncode == 0
     assert tree_digest(acute5["input"]) == acute5["before"]
