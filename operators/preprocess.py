@@ -34,7 +34,6 @@ class PreprocessOperator(Operator):
 
     def compute(self, op_input, op_output, context):
         series = op_input.receive(self.IN_SERIES)
-        if self._head is not None and self._head.produced("series", series):
-            op_output.emit(self._head.take("preprocessed"), self.OUT_PREPROCESSED)
-        else:
-            op_output.emit(preprocess_series(series, self._atlas()), self.OUT_PREPROCESSED)
+        ahead = self._head.after("series", series) if self._head is not None else None
+        pre = ahead.result() if ahead is not None else preprocess_series(series, self._atlas())
+        op_output.emit(pre, self.OUT_PREPROCESSED)

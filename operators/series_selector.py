@@ -37,7 +37,5 @@ class NCCTSeriesSelectorOperator(Operator):
 
     def compute(self, op_input, op_output, context):
         scan = op_input.receive(self.IN_SCAN)
-        if self._head is not None and self._head.produced("scan", scan):
-            op_output.emit(self._head.take("selection"), self.OUT_SELECTION)
-        else:
-            op_output.emit(choose_series(scan, self._rules), self.OUT_SELECTION)
+        ahead = self._head.after("scan", scan) if self._head is not None else None
+        op_output.emit(ahead.result() if ahead is not None else choose_series(scan, self._rules), self.OUT_SELECTION)

@@ -32,7 +32,5 @@ class SeriesToVolumeOperator(Operator):
 
     def compute(self, op_input, op_output, context):
         selection = op_input.receive(self.IN_SELECTION)
-        if self._head is not None and self._head.produced("selection", selection):
-            op_output.emit(self._head.take("series"), self.OUT_SERIES)
-        else:
-            op_output.emit(load_series(selection), self.OUT_SERIES)
+        ahead = self._head.after("selection", selection) if self._head is not None else None
+        op_output.emit(ahead.result() if ahead is not None else load_series(selection), self.OUT_SERIES)

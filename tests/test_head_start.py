@@ -51,7 +51,7 @@ def test_a_folder_without_dicom_fails_in_the_scan_with_the_loaders_error(tmp_pat
         head.take("scan")
     assert (taken.value.code, taken.value.one_line()) == (direct.value.code, direct.value.one_line())
     head.cancel()
-    assert not head.produced("scan", None)
+    assert head.after("scan", None) is None
 
 
 def test_a_partial_series_fails_in_the_selection_with_the_selectors_error(tmp_path):
@@ -59,13 +59,15 @@ def test_a_partial_series_fails_in_the_selection_with_the_selectors_error(tmp_pa
     head = HeadStart(folder, LazyAtlas()).start()
     head.cancel()  # joins the thread: the stages have ended
     scan = head.take("scan")
-    assert head.produced("scan", scan) and len(scan.datasets) == 3
+    assert len(scan.datasets) == 3
+    ahead = head.after("scan", scan)
+    assert ahead is not None
     with pytest.raises(InputError) as direct:
         choose_series(scan_folder(folder), load_rules())
     with pytest.raises(InputError) as taken:
-        head.take("selection")
+        ahead.result()
     assert (taken.value.code, taken.value.one_line()) == (direct.value.code, direct.value.one_line())
-    assert not head.produced("series", None)
+    assert head.after("scan", scan) is None  # handed over once: the head start holds it no longer
 
 
 @pytest.mark.slow  # two registrations (~10 s each on 2 loaded cores)
@@ -77,9 +79,9 @@ def test_each_stage_gives_what_the_operator_would_compute(tmp_path):
     head.wait_until_registering()
     head.cancel()  # joins the thread
     scan = head.take("scan")
-    assert head.produced("scan", scan) and not head.produced("scan", scan_folder(folder))  # identity
-    selection, series = head.take("selection"), head.take("series")
-    assert head.produced("selection", selection) and head.produced("series", series)
+    assert head.after("scan", scan_folder(folder)) is None  # not its own scan (identity): the operator computes
+    selection = head.after("scan", scan).result()
+    series = head.after("selection", selection).result()
     direct = load_series(choose_series(scan_folder(folder), load_rules()))
     assert series.selection is selection and selection.chosen.label == direct.selection.chosen.label
     assert [ds.SOPInstanceUID for ds in series.datasets] == [ds.SOPInstanceUID for ds in direct.datasets]
@@ -87,9 +89,12 @@ def test_each_stage_gives_what_the_operator_would_compute(tmp_path):
     assert hu.size and np.array_equal(hu, sitk.GetArrayViewFromImage(direct.volume.image))
     with pytest.raises(InputError) as expected:
         preprocess_series(direct, head.atlas())
+    preprocessed = head.after("series", series)
     with pytest.raises(InputError) as taken:
-        head.take("preprocessed")
+        preprocessed.result()
     assert taken.value.one_line() == expected.value.one_line()
+    assert all(head.after(stage, value) is None for stage, value in (("scan", scan), ("selection", selection),
+                                                                      ("series", series)))  # none kept
 
 
 def test_a_registration_child_is_announced_to_the_head_start():
