@@ -77,8 +77,10 @@ class HeadStart:
         )
         futures = [self._results[stage] for stage in STAGES]  # after() may drop the dictionary's
         value: Any = None
-        for future, step in zip(futures, steps):
-            if self._cancelled.is_set():
+        for i, (future, step) in enumerate(zip(futures, steps)):
+            if self._cancelled.is_set():  # a taker of the stages not run gets CancelledError, never waits
+                for pending in futures[i:]:
+                    pending.cancel()
                 return
             try:
                 value = step(value)
@@ -116,7 +118,8 @@ class HeadStart:
         return following
 
     def cancel(self) -> None:
-        """No further stage starts (the one running finishes); returns after the thread ends."""
+        """No further stage starts (the one running finishes; the others' results raise
+        CancelledError); returns after the thread ends."""
         self._cancelled.set()
         for thread in (self.thread, self.warm_up):
             if thread is not None:

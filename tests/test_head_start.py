@@ -4,6 +4,7 @@ imports, and the operators get exactly what they would have computed, errors inc
 from __future__ import annotations
 
 import logging
+from concurrent.futures import CancelledError
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,7 @@ def test_a_folder_without_dicom_fails_in_the_scan_with_the_loaders_error(tmp_pat
 def test_a_partial_series_fails_in_the_selection_with_the_selectors_error(tmp_path):
     folder = _write(tmp_path / "study", make_ct_series(n=3))
     head = HeadStart(folder, LazyAtlas()).start()
-    head.cancel()  # joins the thread: the stages have ended
+    head.wait_until_registering()  # returns: the selection failed, no registration
     scan = head.take("scan")
     assert len(scan.datasets) == 3
     ahead = head.after("scan", scan)
@@ -68,6 +69,7 @@ def test_a_partial_series_fails_in_the_selection_with_the_selectors_error(tmp_pa
         ahead.result()
     assert (taken.value.code, taken.value.one_line()) == (direct.value.code, direct.value.one_line())
     assert head.after("scan", scan) is None  # handed over once: the head start holds it no longer
+    head.cancel()
 
 
 @pytest.mark.slow  # two registrations (~10 s each on 2 loaded cores)
@@ -77,7 +79,6 @@ def test_each_stage_gives_what_the_operator_would_compute(tmp_path):
     folder = _write(tmp_path / "study", make_ct_series())
     head = HeadStart(folder, LazyAtlas()).start()
     head.wait_until_registering()
-    head.cancel()  # joins the thread
     scan = head.take("scan")
     assert head.after("scan", scan_folder(folder)) is None  # not its own scan (identity): the operator computes
     selection = head.after("scan", scan).result()
@@ -95,6 +96,16 @@ def test_each_stage_gives_what_the_operator_would_compute(tmp_path):
     assert taken.value.one_line() == expected.value.one_line()
     assert all(head.after(stage, value) is None for stage, value in (("scan", scan), ("selection", selection),
                                                                       ("series", series)))  # none kept
+    head.cancel()
+
+
+def test_stages_not_run_after_a_cancel_raise_instead_of_waiting(tmp_path):
+    folder = _write(tmp_path / "study", make_ct_series())
+    head = HeadStart(folder, LazyAtlas())
+    head.cancel()  # before any stage: none runs
+    head.start().cancel()
+    with pytest.raises(CancelledError):
+        head.take("scan")
 
 
 def test_a_registration_child_is_announced_to_the_head_start():
