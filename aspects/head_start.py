@@ -57,8 +57,10 @@ class HeadStart:
     def start(self) -> HeadStart:
         """The stages in a daemon thread, the warm-up (ANTs import, atlas, aligned template) in
         another, as the app did beside the DICOM reading."""
+        from aspects.registration import CHILD_STARTED
         from aspects.warmup import warm_up_in_background
 
+        CHILD_STARTED.clear()  # this head start's registration is the one waited for
         self.warm_up = warm_up_in_background(self.atlas)
         self.thread = threading.Thread(target=self._run, name="head-start", daemon=True)
         self.thread.start()
@@ -108,7 +110,7 @@ class HeadStart:
         needs, and frees it as it would without a head start (the thin study's HU volume, 320 MB,
         once scored)."""
         done = self._results[stage]
-        if not (done.done() and done.exception() is None and done.result() is given):
+        if not (done.done() and not done.cancelled() and done.exception() is None and done.result() is given):
             return None
         nxt = STAGES[STAGES.index(stage) + 1]
         following = self._results[nxt]

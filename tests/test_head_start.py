@@ -106,6 +106,7 @@ def test_stages_not_run_after_a_cancel_raise_instead_of_waiting(tmp_path):
     head.start().cancel()
     with pytest.raises(CancelledError):
         head.take("scan")
+    assert head.after("scan", None) is None
 
 
 def test_a_registration_child_is_announced_to_the_head_start():
