@@ -1,7 +1,7 @@
 """Work every run needs that does not depend on the study, done before or beside the study's reading.
 
 :func:`warm_up` imports ANTs (antspyx imports scikit-learn, pandas and matplotlib with it: about
-1.5 s of CPU on the 2-core machine), reads the atlas (:class:`aspects.pipeline.LazyAtlas`: read
+1.5 s of CPU on the 2-core machine), reads the atlas (:class:`aspects.atlas.LazyAtlas`: read
 once, shared with the stages) and puts its template on the aligned grid
 (:func:`aspects.preprocess.aligned_template`). The app starts it in a background thread so that it
 overlaps the reading of the DICOM files; a warm server (:mod:`aspects.serve`) calls it once.

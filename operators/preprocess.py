@@ -15,7 +15,7 @@ class PreprocessOperator(Operator):
     """Named input: "series" (:class:`aspects.series.SourceSeries`).
     Named output: "preprocessed" (:class:`aspects.preprocess.Preprocessed`).
 
-    ``atlas``: returns the atlas (:class:`aspects.pipeline.LazyAtlas`: read once, shared with the
+    ``atlas``: returns the atlas (:class:`aspects.atlas.LazyAtlas`: read once, shared with the
     region segmenter). ``head_start``: the same series already being preprocessed with the same atlas.
     """
 
