@@ -239,29 +239,34 @@ def main(head_start: Optional[HeadStart] = None) -> int:
             folder.commit()
             run.committed = True
     except InputError as exc:
-        return _fail(exc.code, exc.one_line(), folder)
+        return _fail(exc.code, exc.one_line(), folder, head_start)
     except Exception as exc:  # a bug: full traceback to the log file, one line on the console
         if isinstance(exc.__cause__, InputError):
-            return _fail(exc.__cause__.code, exc.__cause__.one_line(), folder)
+            return _fail(exc.__cause__.code, exc.__cause__.one_line(), folder, head_start)
         if folder.locked:  # the traceback goes to app.log only
             with open(output_dir / "app.log", "a") as f:
                 f.write("internal error:\n" + traceback.format_exc())
         line = f"error[{EXIT_INTERNAL}]: internal error: {type(exc).__name__}: {exc} (details in {output_dir / 'app.log'})"
-        return _fail(EXIT_INTERNAL, " ".join(line.split()), folder)
+        return _fail(EXIT_INTERNAL, " ".join(line.split()), folder, head_start)
     finally:
-        if head_start is not None:  # a failed run: the stage under way ends (its temporary files go)
-            head_start.cancel()
-        if warm is not None:  # never leave a thread importing modules while the interpreter exits
+        # Never leave a thread importing modules while the interpreter exits. With a head start
+        # (app.py as __main__) the process ends with os._exit, no teardown: a failed run does not
+        # wait for the stage under way (its registration child gets SIGKILL with the process).
+        if warm is not None and head_start is None:
             warm.join()
     log.info("done in %.1f s; results in %s", time.perf_counter() - t0, output_dir)
     return EXIT_OK
 
 
-def _fail(code: int, line: str, folder: OutputFolder) -> int:
-    """The one line on stderr; error.json only in a folder this run holds (never the input's,
-    never another run's)."""
-    print(line, file=sys.stderr)
+def _fail(code: int, line: str, folder: OutputFolder, head_start: Optional[HeadStart] = None) -> int:
+    """The one line on stderr, last; error.json only in a folder this run holds (never the
+    input's, never another run's). A head start still at work (the run failed outside its stages:
+    a locked output folder, output inside the input, a bad -m) is stopped and logs nothing more."""
     file_log.debug("%s", line)
+    if head_start is not None and head_start.thread is not None and head_start.thread.is_alive():
+        head_start.cancel(wait=False)
+        logging.disable(logging.CRITICAL)  # the process ends right after (app.py: _exit_now)
+    print(line, file=sys.stderr)
     folder.fail(code, line)
     return code
 

@@ -119,12 +119,12 @@ class HeadStart:
             self._results[nxt] = _DROPPED
         return following
 
-    def cancel(self) -> None:
+    def cancel(self, wait: bool = True) -> None:
         """No further stage starts (the one running finishes; the others' results raise
-        CancelledError); returns after the thread ends."""
+        CancelledError); ``wait``: return after the threads end."""
         self._cancelled.set()
         for thread in (self.thread, self.warm_up):
-            if thread is not None:
+            if wait and thread is not None:
                 thread.join()
 
 
