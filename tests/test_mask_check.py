@@ -139,3 +139,29 @@ def test_shipped_calibration_has_a_sourced_mask_check_and_the_json_validator_che
     assert not problems(d)
     region["mask_check"] = {"masked_hu": "dark", "n_voxels": 40, "passed": False}
     assert any("left.M4.mask_check" in p for p in problems(d)), problems(d)
+
+
+def test_the_edge_of_a_neighbour_lesion_is_a_spill_and_a_lesion_of_its_own_is_not():
+    """With the spill rule on, a region holding under a fifth of a lesion centred next door, at
+    10-20 % of the region, needs 20 %; the same 12 % as a lesion of its own is called."""
+    lab = _regions()
+    m5, m4 = (lab == label_value(*code) for code in NEIGHBOURS)
+    rows = np.arange(SHAPE[1])[None, :, None]
+    edge = m4 & (rows == 23)  # one of M4's 8 rows, beside M5: 12.5 % of M4
+    diff = np.where(m5 | edge, 6.0, 0.0).astype(np.float32)  # dark: the lesion does reach it
+    cal = _calibration()
+    cal = dataclasses.replace(cal, mask_check=dataclasses.replace(cal.mask_check, spill_share=0.2, spill_fraction=0.2))
+    comparable = np.ones(SHAPE, bool)
+
+    checks = mask_checks(diff, comparable, lab, m5 | edge, cal)
+    r = score(lab, m5 | edge, (2.0, 2.0, 2.0), mask_checks=checks)
+    assert r.regions["left"]["M5"].involved and r.regions["left"]["M4"].infarct_fraction == pytest.approx(0.125)
+    m4_check = r.regions["left"]["M4"].mask_check
+    assert not r.regions["left"]["M4"].involved and m4_check.spill and m4_check.share == pytest.approx(1 / 9, abs=1e-3)
+    assert r.regions_json()["left"]["M4"]["mask_check"]["spill"] is True
+
+    alone = m4 & (rows == 16)  # the same 12.5 % at M4's far side, not touching M5's lesion
+    checks = mask_checks(diff + np.where(alone, 6.0, 0.0), comparable, lab, m5 | alone, cal)
+    r = score(lab, m5 | alone, (2.0, 2.0, 2.0), mask_checks=checks)
+    assert r.regions["left"]["M4"].involved and not r.regions["left"]["M4"].mask_check.spill
+    assert r.regions["left"]["M4"].mask_check.share == pytest.approx(1.0)

@@ -178,7 +178,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         check = MaskCheckCalibration(
             min_masked_hu=round(float(np.quantile(null[args.chunk], 1.0 - args.fpr)), 3), false_positive_rate=args.fpr,
             chunk_fraction=args.chunk, n_studies=len(normals),
-            source=(f"{len(normals)} normal studies: python -m aspects_research.tools.mask_check_compare --cache "
+            source=(f"{len(normals)} studies without acute change: python -m aspects_research.tools.mask_check_compare --cache "
                     f"{args.cache} --normals {' '.join(sorted(normals))} --fpr {args.fpr:g} --chunk {args.chunk:g}; "
                     f"the (1 - fpr) quantile of {null[args.chunk].size} compact chunks of {args.chunk:g} of a region, "
                     f"8 per region (chunk_null){'; ' + args.note if args.note else ''}"))
