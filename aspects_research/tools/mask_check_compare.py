@@ -188,7 +188,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         cal = load_calibration(args.write)
     variants: Dict[str, Optional[MaskCheckCalibration]] = {"mask (no check)": None}
     base = cal.mask_check if cal is not None and cal.mask_check is not None else MaskCheckCalibration(1.0)
-    variants[f"calibrated check (>= {base.min_masked_hu:g} HU)"] = base
+    variants[f"calibrated check applied (>= {base.min_masked_hu:g} HU)"] = base  # whatever its "applies"
     for t in args.thresholds:
         variants[f"check >= {t:g} HU"] = dataclasses.replace(base, min_masked_hu=t, spill_share=None)
     for sh in args.spill_shares:
