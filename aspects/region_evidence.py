@@ -29,6 +29,11 @@ Tissue that another finding explains is left out on both sides: within 8 mm of b
 (CSF-like) infarct and of their mirror images (a haematoma makes its mirror look dark; an old
 infarct's gliotic rim is hypodense without being acute).
 
+Mask check (:func:`mask_checks`): the same comparison over the part of a region the acute voxel
+mask claims - a mask call needs enough comparable masked voxels, darker than the mirror by the
+95th percentile of random 10 %-of-region chunks of normal tissue (:func:`chunk_null`, free of any
+segmenter), and optionally not only a neighbour lesion's edge (``spill_share``).
+
 Calibration (:func:`calibrate`, ``aspects-calibrate-evidence``): on normal studies each statistic
 of region code ``c`` scatters around 0 with a robust SD ``sigma_c`` (anatomical asymmetry,
 registration error, noise); ``z = value / sigma_c``. Each statistic's call threshold is the

@@ -15,20 +15,15 @@ from aspects.region_evidence import (Calibration, MaskCheckCalibration, chunk_nu
                                      mask_checks, masked_region_deltas)
 from aspects.result_json import problems
 from aspects.scoring import score
-
-SHAPE = (24, 40, 40)
+from tests.test_region_evidence import SHAPE
+from tests.test_region_evidence import _regions as blocks
 NEIGHBOURS = (("left", "M5"), ("left", "M4"))  # two blocks that touch along y
 
 
 def _regions() -> np.ndarray:
-    """20 blocks: right side x < 20, left x >= 20, one 8 x 8 x 12 block per code; blocks of one
-    row of five touch along y (M4 at y 16-23 beside M5 at y 24-31)."""
-    lab = np.zeros(SHAPE, np.uint8)
-    for i, code in enumerate(REGION_CODES):
-        z0, y0 = (i // 5) * 10 + 2, (i % 5) * 8
-        lab[z0:z0 + 8, y0:y0 + 8, 4:16] = label_value("right", code)
-        lab[z0:z0 + 8, y0:y0 + 8, 24:36] = label_value("left", code)
-    return lab
+    """20 blocks of 8 x 8 x 12 (tests.test_region_evidence's layout); blocks of one row of five
+    touch along y (M4 at y 16-23 beside M5 at y 24-31)."""
+    return blocks(depth=8)
 
 
 def _calibration(min_hu: float = 1.0, applies: bool = True) -> Calibration:
