@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ScoringSettings:
     """The involvement rules: fraction and optional ml threshold of the voxel mask, and the
-    region-evidence calibration (None: the voxel mask alone decides)."""
+    region-evidence calibration with the mask-local check (None: the voxel mask alone decides)."""
 
     fraction_threshold: float = DEFAULT_INVOLVEMENT_FRACTION
     ml_threshold: Optional[float] = DEFAULT_INVOLVEMENT_ML
@@ -48,7 +48,12 @@ class ScoringSettings:
                     "partial": None if cal.partial is None else {"z_call": cal.partial.z_call,
                                                                  "min_delta_hu": cal.partial.min_delta_hu,
                                                                  "tail_fraction": cal.partial.tail_fraction,
-                                                                 "calls": cal.partial.calls}}}
+                                                                 "calls": cal.partial.calls},
+                    "mask_check": None if cal.mask_check is None else {
+                        "min_masked_hu": cal.mask_check.min_masked_hu, "min_voxels": cal.mask_check.min_voxels,
+                        "false_positive_rate": cal.mask_check.false_positive_rate,
+                        "chunk_fraction": cal.mask_check.chunk_fraction, "applies": cal.mask_check.applies,
+                        "spill_share": cal.mask_check.spill_share, "spill_fraction": cal.mask_check.spill_fraction}}}
 
 
 @dataclass(frozen=True)
@@ -97,12 +102,12 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
     geometry = series.volume.geometry
     regions_src = to_slices(pre, regions.labels, geometry, label=True).astype(np.uint8)
     infarct_src = to_slices(pre, acute_img, geometry, label=True) > 0
-    evidence, calls = study_evidence(findings, infarct.asymmetry.difference, infarct.asymmetry.comparable,
-                                     labels_aligned, settings.calibration)
+    evidence, calls, checks = study_evidence(findings, infarct.asymmetry.difference, infarct.asymmetry.comparable,
+                                             labels_aligned, settings.calibration, acute)
     coverage = pre.coverage or {}
     result = score(regions_src, infarct_src, (), settings.fraction_threshold, settings.ml_threshold,
                    assessable=assessable_regions(coverage), slice_ml=geometry.slice_ml(),
-                   evidence=evidence, evidence_calls=calls)
+                   evidence=evidence, evidence_calls=calls, mask_checks=checks)
     by_evidence = [f"{s} {c}" for s in calls for c in calls[s] if calls[s][c]]
     if by_evidence:
         log.info("region evidence calls early ischaemic change in %s", ", ".join(by_evidence))

@@ -44,6 +44,7 @@ HU_DIFF_CODE = aspects_code("HUDIFF", "Attenuation difference to mirrored region
 EVIDENCE_Z_CODE = aspects_code("EVZ", "Region evidence score")
 PARTIAL_DIFF_CODE = aspects_code("HUDIFFP", "Attenuation difference of darkest part to mirrored region")
 PARTIAL_Z_CODE = aspects_code("EVZP", "Partial-region evidence score")
+MASKED_DIFF_CODE = aspects_code("HUDIFFM", "Attenuation difference of infarct in region to mirror")
 UNIT_HU = Code("[hnsf'U]", "UCUM", "Hounsfield unit")
 UNIT_ONE = Code("1", "UCUM", "no units")
 NOT_ASSESSABLE = aspects_code("NOTASSESS", "Not assessable")
@@ -123,6 +124,14 @@ def _evidence_measurements(evidence: Optional[Mapping]) -> List[hd.sr.Measuremen
     return out
 
 
+def _mask_check_measurements(check: Optional[Mapping]) -> List[hd.sr.Measurement]:
+    """The darkening of the region's masked tissue against its mirror (the mask check,
+    aspects.region_evidence.mask_checks) where computed."""
+    if not check or check.get("masked_hu") is None:
+        return []
+    return [_measurement(MASKED_DIFF_CODE, round(float(check["masked_hu"]), 2), UNIT_HU)]
+
+
 def _region_site(side: str, code: str) -> hd.sr.FindingSite:
     return hd.sr.FindingSite(REGION_TYPE[code][0], laterality=SIDE_CODE[side])
 
@@ -154,7 +163,7 @@ def _region_groups(result: Mapping, algorithm: hd.sr.AlgorithmIdentification, se
                     algorithm,
                     finding_type=INFARCT_CODE,
                     finding_sites=[_region_site(side, code)],
-                    measurements=[_volume(region["infarct_ml"])],
+                    measurements=[_volume(region["infarct_ml"])] + _mask_check_measurements(region.get("mask_check")),
                 )
             )
     return groups
@@ -364,7 +373,7 @@ def read_sr_summary(path: Path) -> Dict:
     ``infarct_volume_ml`` and ``regions`` {side: {code: {"involved": bool | None,
     "infarct_fraction", "infarct_ml", "region_ml" (None when not reported), and
     "evidence_delta_hu" / "evidence_z" / "evidence_partial_hu" / "evidence_partial_z" where the
-    region-level evidence is reported}}}.
+    region-level evidence is reported, "mask_check_masked_hu" where the mask check is}}}.
     """
     ds = pydicom.dcmread(str(path))
     out: Dict = {"aspects": {}, "score": None, "affected_side": None, "infarct_volume_ml": None, "regions": {}}
@@ -386,6 +395,9 @@ def read_sr_summary(path: Path) -> Dict:
             entry = out["regions"].setdefault(side, {}).setdefault(_REGION_OF[site], {"region_ml": None})
             if is_infarct:
                 entry["infarct_ml"] = volumes[0]
+                for item in items:
+                    if _concept(item) == _key(MASKED_DIFF_CODE):
+                        entry["mask_check_masked_hu"] = _num(item)
                 continue
             entry["region_ml"] = volumes[0] if volumes else None
             for item in items:

@@ -29,6 +29,11 @@ Tissue that another finding explains is left out on both sides: within 8 mm of b
 (CSF-like) infarct and of their mirror images (a haematoma makes its mirror look dark; an old
 infarct's gliotic rim is hypodense without being acute).
 
+Mask check (:func:`mask_checks`): the same comparison over the part of a region the acute voxel
+mask claims - a mask call needs enough comparable masked voxels, darker than the mirror by the
+95th percentile of random 10 %-of-region chunks of normal tissue (:func:`chunk_null`, free of any
+segmenter), and optionally not only a neighbour lesion's edge (``spill_share``).
+
 Calibration (:func:`calibrate`, ``aspects-calibrate-evidence``): on normal studies each statistic
 of region code ``c`` scatters around 0 with a robust SD ``sigma_c`` (anatomical asymmetry,
 registration error, noise); ``z = value / sigma_c``. Each statistic's call threshold is the
@@ -63,6 +68,8 @@ TRIM = 0.1
 TAIL_FRACTION = 0.2
 # Fewer comparable voxels than this (2 mm voxels: 0.4 ml) and the region gives no evidence.
 MIN_VOXELS = 50
+# Fewer masked comparable voxels than this (0.16 ml) in a region and its mask-local check has no value.
+MIN_MASKED_VOXELS = 20
 EXCLUSION_MARGIN_MM = 8.0
 DEFAULT_CALIBRATION = Path(__file__).resolve().parent.parent / "config" / "region_evidence.json"
 
@@ -105,6 +112,58 @@ class PartialCalibration:
 
 
 @dataclass(frozen=True)
+class MaskCheckCalibration:
+    """The mask-local check of a region's voxel-mask call (:func:`mask_checks`): the masked
+    comparable parenchyma must number ``min_voxels`` and be ``min_masked_hu`` darker than its
+    contralateral counterpart; ``min_masked_hu`` is the (1 - ``false_positive_rate``) quantile of
+    the same statistic over compact chunks of ``chunk_fraction`` of a region on normal studies
+    (:func:`chunk_null`), so a region's mask call stands only where its masked tissue is darker
+    than all but that share of normal tissue. ``applies`` False: computed and reported, not used.
+
+    Spill (``spill_share`` None: off): a region whose masked voxels are under ``spill_share`` of
+    the mask lesions (connected components) they belong to, and under ``spill_fraction`` of the
+    region, holds only the edge of a lesion centred in a neighbour (the mask's rim, or the
+    region map's boundary error); its mask call needs ``spill_fraction`` instead of the fraction
+    threshold."""
+
+    min_masked_hu: float
+    min_voxels: int = MIN_MASKED_VOXELS
+    false_positive_rate: float = 0.05
+    chunk_fraction: float = 0.1
+    n_studies: int = 0
+    source: str = ""
+    applies: bool = True
+    spill_share: Optional[float] = None
+    spill_fraction: float = 0.2
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> MaskCheckCalibration:
+        return cls(min_masked_hu=float(d["min_masked_hu"]), min_voxels=int(d.get("min_voxels", MIN_MASKED_VOXELS)),
+                   false_positive_rate=float(d.get("false_positive_rate", 0.05)),
+                   chunk_fraction=float(d.get("chunk_fraction", 0.1)), n_studies=int(d.get("n_studies", 0)),
+                   source=str(d.get("source", "")), applies=bool(d.get("applies", True)),
+                   spill_share=None if d.get("spill_share") is None else float(d["spill_share"]),
+                   spill_fraction=float(d.get("spill_fraction", 0.2)))
+
+
+@dataclass(frozen=True)
+class MaskCheck:
+    """One region's mask-local check: ``masked_hu`` (trimmed mean of the difference over the
+    region's masked comparable voxels, positive = darker than the mirror; None below the voxel
+    minimum), ``n_voxels`` (those voxels), ``share`` (of the mask lesions reaching the region, the
+    part inside it), ``spill`` (the region holds only a neighbour lesion's edge), ``passed``
+    (enough voxels, dark enough, not a spill) and ``applies`` (a failed check withdraws the
+    region's mask call)."""
+
+    masked_hu: Optional[float]
+    n_voxels: int
+    passed: bool
+    applies: bool = True
+    share: Optional[float] = None
+    spill: bool = False
+
+
+@dataclass(frozen=True)
 class Calibration:
     """Per-code robust SD of the statistic on normal studies and the call rule."""
 
@@ -116,6 +175,8 @@ class Calibration:
     source: str = ""
     # None (a calibration file of before the partial statistic): only the whole-region rule calls.
     partial: Optional[PartialCalibration] = None
+    # None (a file without "mask_check"): the voxel mask's region calls are not checked.
+    mask_check: Optional[MaskCheckCalibration] = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -125,11 +186,12 @@ class Calibration:
         missing = set(REGION_CODES) - set(d["sigma_hu"])
         if missing:
             raise ValueError(f"region evidence calibration lacks codes {sorted(missing)}")
-        part = d.get("partial")
+        part, check = d.get("partial"), d.get("mask_check")
         return cls(sigma_hu={k: float(v) for k, v in d["sigma_hu"].items()}, z_call=float(d["z_call"]),
                    min_delta_hu=float(d["min_delta_hu"]), false_positive_rate=float(d["false_positive_rate"]),
                    n_studies=int(d["n_studies"]), source=str(d.get("source", "")),
-                   partial=None if part is None else PartialCalibration.from_json(part))
+                   partial=None if part is None else PartialCalibration.from_json(part),
+                   mask_check=None if check is None else MaskCheckCalibration.from_json(check))
 
 
 def load_calibration(path: Optional[Path] = None) -> Optional[Calibration]:
@@ -187,6 +249,90 @@ def region_deltas(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarray,
     return out
 
 
+def masked_region_deltas(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarray, mask: np.ndarray,
+                         min_voxels: int = MIN_MASKED_VOXELS) -> Dict[str, Dict[str, tuple]]:
+    """``{side: {code: (masked_hu | None, n_voxels)}}``: the :func:`trimmed_mean` of the difference
+    over the region's voxels that ``mask`` (the acute voxel mask) marks and that are comparable
+    (None below ``min_voxels`` of them). All arrays (z, y, x) on the aligned grid."""
+    if not diff.shape == comparable.shape == regions.shape == mask.shape:
+        raise ValueError(f"shapes differ: diff {diff.shape}, comparable {comparable.shape}, "
+                         f"regions {regions.shape}, mask {mask.shape}")
+    sel = mask.astype(bool) & comparable.astype(bool) & (regions > 0)
+    lab, val = regions[sel], diff[sel]
+    out: Dict[str, Dict[str, tuple]] = {}
+    for side in SIDES:
+        out[side] = {}
+        for code in REGION_CODES:
+            v = val[lab == label_value(side, code)]
+            out[side][code] = (trimmed_mean(v) if v.size >= max(min_voxels, 1) else None, int(v.size))
+    return out
+
+
+def mask_checks(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarray, mask: np.ndarray,
+                calibration: Optional[Calibration]) -> Optional[Dict[str, Dict[str, MaskCheck]]]:
+    """:class:`MaskCheck` per side and code (None without a ``mask_check`` calibration)."""
+    check = calibration.mask_check if calibration is not None else None
+    if check is None:
+        return None
+    shares = lesion_shares(regions, mask)
+    out: Dict[str, Dict[str, MaskCheck]] = {}
+    for side, per in masked_region_deltas(diff, comparable, regions, mask, check.min_voxels).items():
+        out[side] = {}
+        for code, (hu, n) in per.items():
+            share, fraction = shares[side][code]
+            spill = (check.spill_share is not None and share is not None and share < check.spill_share
+                     and fraction < check.spill_fraction)
+            dark = hu is not None and hu >= check.min_masked_hu
+            out[side][code] = MaskCheck(None if hu is None else round(float(hu), 3), n, dark and not spill,
+                                        check.applies, None if share is None else round(share, 3), spill)
+    return out
+
+
+def lesion_shares(regions: np.ndarray, mask: np.ndarray) -> Dict[str, Dict[str, tuple]]:
+    """``{side: {code: (share | None, fraction)}}``: of the mask's lesions (26-connected
+    components) that reach into the region, the part inside it (None where the mask misses the
+    region), and the masked fraction of the region, on the grid given."""
+    from scipy import ndimage as ndi
+
+    lesions, _ = ndi.label(mask.astype(bool), structure=np.ones((3, 3, 3), bool))
+    size = np.bincount(lesions.ravel())
+    out: Dict[str, Dict[str, tuple]] = {}
+    for side in SIDES:
+        out[side] = {}
+        for code in REGION_CODES:
+            reg = regions == label_value(side, code)
+            ids = lesions[reg]
+            ids = ids[ids > 0]
+            if not ids.size:
+                out[side][code] = (None, 0.0)
+                continue
+            total = float(size[np.unique(ids)].sum())
+            out[side][code] = (ids.size / total, ids.size / float(reg.sum()))
+    return out
+
+
+def chunk_null(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarray, fraction: float,
+               per_region: int, rng: np.random.Generator) -> list:
+    """Null samples of the mask-local statistic on a normal study, free of any segmenter: for
+    ``per_region`` random compact chunks of ``fraction`` of each region (the region voxels nearest
+    a random comparable region voxel), the :func:`trimmed_mean` of the difference over the chunk's
+    comparable voxels (chunks with fewer than :data:`MIN_MASKED_VOXELS` left out)."""
+    out = []
+    for side in SIDES:
+        for code in REGION_CODES:
+            reg = regions == label_value(side, code)
+            pts, seeds = np.argwhere(reg), np.argwhere(reg & comparable)
+            if len(seeds) < MIN_VOXELS:
+                continue
+            k = max(1, int(round(fraction * len(pts))))
+            for _ in range(per_region):
+                near = pts[np.argsort(np.linalg.norm(pts - seeds[rng.integers(len(seeds))], axis=1))[:k]]
+                inside = comparable[tuple(near.T)]
+                if inside.sum() >= MIN_MASKED_VOXELS:
+                    out.append(trimmed_mean(diff[tuple(near[inside].T)]))
+    return out
+
+
 def _partial_of(entry: tuple) -> Optional[float]:
     """The partial-region value of a :func:`region_deltas` entry (None in the older 2-tuples)."""
     return entry[2] if len(entry) > 2 else None
@@ -217,12 +363,15 @@ def region_evidence(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarra
 
 
 def study_evidence(found: Findings, difference: np.ndarray, comparable: np.ndarray, regions: np.ndarray,
-                   calibration: Optional[Calibration]):
-    """(evidence, calls) of one study on the aligned grid: :func:`region_evidence` over the
-    comparable parenchyma that blood or an old infarct does not explain, and :func:`evidence_calls`."""
+                   calibration: Optional[Calibration], acute: Optional[np.ndarray] = None):
+    """(evidence, calls, checks) of one study on the aligned grid: :func:`region_evidence` over
+    the comparable parenchyma that blood or an old infarct does not explain, :func:`evidence_calls`,
+    and the :func:`mask_checks` of the ``acute`` voxel mask over the same parenchyma (None without
+    a mask or a mask-check calibration)."""
     usable = comparable & ~explained_tissue(found)
     evidence = region_evidence(difference, usable, regions, calibration)
-    return evidence, evidence_calls(evidence, calibration)
+    checks = None if acute is None else mask_checks(difference, usable, regions, acute, calibration)
+    return evidence, evidence_calls(evidence, calibration), checks
 
 
 def evidence_calls(evidence: Mapping[str, Mapping[str, RegionEvidence]],

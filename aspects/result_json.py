@@ -121,6 +121,11 @@ def _check_evidence(r: Mapping, where: str, errors: List[str]) -> None:
             errors.append(f"{where}.involved_by: expected a list of {INVOLVED_BY}, got {by!r}")
         elif isinstance(r.get("involved"), bool) and r["involved"] != bool(by):
             errors.append(f"{where}.involved is {r['involved']} but involved_by is {by!r}")
+    mc = r.get("mask_check")
+    if mc is not None and not (isinstance(mc, Mapping) and all(mc.get(k) is None or _is_num(mc[k]) for k in ("masked_hu", "share"))
+                               and _is_int(mc.get("n_voxels")) and mc["n_voxels"] >= 0
+                               and isinstance(mc.get("passed"), bool) and isinstance(mc.get("spill", False), bool)):
+        errors.append(f"{where}.mask_check: expected masked_hu / share numbers or null, n_voxels int >= 0, passed / spill bool")
     ev = r.get("evidence")
     if ev is None:
         return

@@ -7,6 +7,12 @@ calibrated comparison with the mirrored region says early ischaemic change, even
 mask covers less than the fraction threshold (2-4 HU over a region that voxel noise hides);
 ``involved_by`` records which rule(s) called it.
 
+Mask check (:func:`aspects.region_evidence.mask_checks`): a region's mask call stands only where
+its masked comparable parenchyma is darker than the mirror by a minimum calibrated on normal
+tissue; a mask that spills from a neighbour's lesion into normal tissue, or that lies on CSF or
+tissue an old infarct / blood explains, does not cost the region a point. The region-based
+comparison is the one readers and e-ASPECTS make (Herweh et al. 2016; Nagel et al. 2017).
+
 Coverage: a region the series does not image (a study that stops short of the supraganglionic
 level, a truncated transfer) is "not assessable": its involvement is None and a hemisphere with
 such a region has no ASPECTS (None), because 10 minus the involved regions would count it as
@@ -21,7 +27,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from aspects.labels import REGION_CODES, SIDES, label_value
-from aspects.region_evidence import RegionEvidence
+from aspects.region_evidence import MaskCheck, RegionEvidence
 
 # A region counts as involved when at least this fraction of its volume is infarcted. 10 % keeps
 # a thin rim of registration error or a few noisy voxels from costing a point, yet counts the
@@ -47,7 +53,8 @@ class RegionFinding:
     assessable: bool = True
     evidence: Optional[RegionEvidence] = None
     evidence_called: bool = False
-    involved_by: tuple = ()  # "mask" (fraction / ml rule) and/or "evidence"
+    involved_by: tuple = ()  # "mask" (fraction / ml rule, its check passed) and/or "evidence"
+    mask_check: Optional[MaskCheck] = None
 
 
 @dataclass
@@ -87,6 +94,9 @@ class AspectsResult:
                         "delta_hu": f.evidence.delta_hu, "z": f.evidence.z,
                         "partial_hu": f.evidence.partial_hu, "partial_z": f.evidence.partial_z,
                         "n_voxels": f.evidence.n_voxels, "called": f.evidence_called}}),
+                    **({} if f.mask_check is None else {"mask_check": {
+                        "masked_hu": f.mask_check.masked_hu, "n_voxels": f.mask_check.n_voxels,
+                        "share": f.mask_check.share, "spill": f.mask_check.spill, "passed": f.mask_check.passed}}),
                 }
                 for code, f in by_code.items()
             }
@@ -129,10 +139,12 @@ def region_findings(
     assessable: Optional[Mapping[str, Mapping[str, bool]]] = None,
     evidence: Optional[Mapping[str, Mapping[str, RegionEvidence]]] = None,
     evidence_calls: Optional[Mapping[str, Mapping[str, bool]]] = None,
+    mask_checks: Optional[Mapping[str, Mapping[str, MaskCheck]]] = None,
 ) -> Dict[str, Dict[str, RegionFinding]]:
     """Per side and region: infarct fraction (of the region's volume), infarct ml and involvement
-    (None where ``assessable`` says the region was not covered): the mask rule (fraction or ml)
-    or the region's evidence call."""
+    (None where ``assessable`` says the region was not covered): the mask rule (fraction or ml,
+    where ``mask_checks`` is given and says ``applies``, only when the region's check passed) or
+    the region's evidence call."""
     if regions.shape != infarct.shape:
         raise ValueError(f"region map {regions.shape} and infarct mask {infarct.shape} differ in shape")
     # Fractions from voxel counts when all voxels are equal (exact), else from volumes.
@@ -149,12 +161,16 @@ def region_findings(
             fraction = min(1.0, k / n) if n > 0 else 0.0
             by_mask = n > 0 and k > 0 and (fraction >= fraction_threshold
                                            or (ml_threshold is not None and k * scale >= ml_threshold))
+            check = mask_checks[side][code] if mask_checks else None
+            if check is not None and check.applies and not check.passed:
+                by_mask = False
             by_evidence = bool(evidence_calls and evidence_calls[side][code])
             by = tuple(name for name, hit in (("mask", by_mask), ("evidence", by_evidence)) if hit)
             ok = True if assessable is None else bool(assessable[side][code])
             out[side][code] = RegionFinding(bool(by) if ok else None, float(fraction), k * scale, n * scale, ok,
                                             evidence=evidence[side][code] if evidence else None,
-                                            evidence_called=by_evidence, involved_by=by if ok else ())
+                                            evidence_called=by_evidence, involved_by=by if ok else (),
+                                            mask_check=check)
     return out
 
 
@@ -189,17 +205,19 @@ def score(
     slice_ml: Optional[np.ndarray] = None,
     evidence: Optional[Mapping[str, Mapping[str, RegionEvidence]]] = None,
     evidence_calls: Optional[Mapping[str, Mapping[str, bool]]] = None,
+    mask_checks: Optional[Mapping[str, Mapping[str, MaskCheck]]] = None,
 ) -> AspectsResult:
     """ASPECTS of a study from its region map and infarct mask (same grid, spacing in mm).
 
     ``slice_ml``: one voxel volume per slice (axis 0) for series with unequal slice steps; it
     replaces ``spacing_mm``. ``assessable``: regions the scan covers (default: all).
     ``evidence`` / ``evidence_calls``: per-region evidence and its calls
-    (:mod:`aspects.region_evidence`; default: the voxel mask alone decides).
+    (:mod:`aspects.region_evidence`; default: the voxel mask alone decides). ``mask_checks``:
+    the mask-local check of each region (default: mask calls are not checked).
     """
     vml: VoxelMl = np.asarray(slice_ml, float) if slice_ml is not None else voxel_volume_ml(spacing_mm)
     findings = region_findings(regions, infarct, vml, fraction_threshold, ml_threshold, assessable,
-                               evidence, evidence_calls)
+                               evidence, evidence_calls, mask_checks)
     scores = aspects_per_side(findings)
     total = _weighted_counts((infarct > 0).astype(np.uint8), vml)[1]
     return AspectsResult(

@@ -91,3 +91,14 @@ def test_calibration_from_the_evidence_cache_has_both_statistics(tmp_path, capsy
     assert cal.n_studies == 6 and cal.partial is not None and cal.partial.min_delta_hu == 1.5
     assert "--cache case00.npz" in cal.source and "--partial-min-delta 1.5" in cal.source
     assert "partial z_call" in capsys.readouterr().out
+
+
+def test_recalibrating_the_evidence_keeps_the_mask_check(tmp_path):
+    """The mask check has its own calibration (mask_check_compare); a fresh evidence calibration
+    written over the file keeps it."""
+    paths = _cached(tmp_path, ["normal"] * 6)
+    out = tmp_path / "cal.json"
+    out.write_text(json.dumps({"mask_check": {"min_masked_hu": 1.2, "source": "chunks"}}))
+    assert ce.main(["--cache", *paths, "--out", str(out)]) == 0
+    cal = load_calibration(out)
+    assert cal.n_studies == 6 and cal.mask_check is not None and cal.mask_check.min_masked_hu == 1.2

@@ -14,13 +14,14 @@ from aspects.region_evidence import (Calibration, calibrate, evidence_calls, reg
 SHAPE = (24, 40, 40)
 
 
-def _regions() -> np.ndarray:
-    """20 blocks: right side x < 20, left x >= 20 (mirror images), one block per code."""
+def _regions(depth: int = 7) -> np.ndarray:
+    """20 blocks: right side x < 20, left x >= 20 (mirror images), one block per code, ``depth``
+    rows along y (8: the blocks of one row of five touch)."""
     lab = np.zeros(SHAPE, np.uint8)
     for i, code in enumerate(REGION_CODES):
         z0, y0 = (i // 5) * 10 + 2, (i % 5) * 8
-        lab[z0:z0 + 8, y0:y0 + 7, 4:16] = label_value("right", code)
-        lab[z0:z0 + 8, y0:y0 + 7, 24:36] = label_value("left", code)
+        lab[z0:z0 + 8, y0:y0 + depth, 4:16] = label_value("right", code)
+        lab[z0:z0 + 8, y0:y0 + depth, 24:36] = label_value("left", code)
     return lab
 
 

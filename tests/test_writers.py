@@ -281,6 +281,23 @@ def test_sr_carries_the_region_evidence(case, tmp_path):
     assert not [ln for ln in (run.stdout + run.stderr).splitlines() if ln.startswith("Error")]
 
 
+def test_sr_carries_the_mask_check_of_a_region_whose_mask_call_it_withdrew(case, tmp_path):
+    """A region the voxel mask covers past the fraction threshold but whose masked tissue is no
+    darker than its mirror is not involved; the SR's infarct-in-region group says how dark it was."""
+    result = copy.deepcopy(case["result"])
+    side, code = next((s, c) for s in SIDES for c in REGION_CODES if result["regions"][s][c]["involved"])
+    region = result["regions"][side][code]
+    region.update(involved=False, involved_by=[], mask_check={"masked_hu": 0.31, "n_voxels": 120, "passed": False})
+    result["aspects"][side] += 1
+    result["affected_side"] = (None if result["aspects"]["left"] == result["aspects"]["right"]
+                               else min(SIDES, key=lambda s: result["aspects"][s]))
+    result["score"] = result["aspects"][result["affected_side"]] if result["affected_side"] else 10
+    validate(result)
+    back = read_sr_summary(write_sr(case["source"], result, tmp_path / "sr.dcm"))["regions"][side][code]
+    assert back["involved"] is False and back["mask_check_masked_hu"] == pytest.approx(0.31)
+    assert back["infarct_fraction"] == pytest.approx(region["infarct_fraction"], abs=1e-3)
+
+
 def test_sr_reader_rejects_a_non_aspects_sr(case):
     with pytest.raises(ValueError, match="not an ASPECTS SR"):
         read_aspects_from_sr(case["out"] / "dicom" / "seg.dcm")
