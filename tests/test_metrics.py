@@ -117,6 +117,21 @@ def test_bootstrap_median_is_reproducible_and_skips_undefined():
     assert m.bootstrap_median([None]).n == 0 and m.bootstrap_median([]).median is None
 
 
+def test_paired_bootstrap_difference_keeps_pairs_and_skips_undefined():
+    a = [0.1, 0.2, None, 0.4, 0.5]
+    b = [0.3, 0.2, 0.9, float("nan"), 0.6]
+    d = m.paired_bootstrap_difference(a, b, seed=1)
+    assert d == m.paired_bootstrap_difference(a, b, seed=1)
+    assert d.n == 3 and d.mean_a == pytest.approx(0.8 / 3) and d.mean_b == pytest.approx(1.1 / 3)
+    assert d.difference == pytest.approx(0.1) and d.b_better == 2
+    assert 0.0 <= d.ci_low <= d.difference <= d.ci_high <= 0.2  # resampled means of {0.2, 0, 0.1}
+    shift = m.paired_bootstrap_difference([0.1, 0.5, 0.9], [0.2, 0.6, 1.0])  # constant paired shift
+    assert (shift.ci_low, shift.ci_high) == (pytest.approx(0.1), pytest.approx(0.1))
+    assert m.paired_bootstrap_difference([None], [0.5]).n == 0
+    with pytest.raises(ValueError):
+        m.paired_bootstrap_difference([0.1], [0.1, 0.2])
+
+
 def test_score_agreement_hand_computed():
     r = ag.score_agreement([10, 8, 5, 3], [10, 7, 7, 3])
     assert (r.n, r.exact, r.within_1, r.within_2) == (4, 0.5, 0.75, 1.0)
