@@ -257,15 +257,8 @@ def masked_region_deltas(diff: np.ndarray, comparable: np.ndarray, regions: np.n
     if not diff.shape == comparable.shape == regions.shape == mask.shape:
         raise ValueError(f"shapes differ: diff {diff.shape}, comparable {comparable.shape}, "
                          f"regions {regions.shape}, mask {mask.shape}")
-    sel = mask.astype(bool) & comparable.astype(bool) & (regions > 0)
-    lab, val = regions[sel], diff[sel]
-    out: Dict[str, Dict[str, tuple]] = {}
-    for side in SIDES:
-        out[side] = {}
-        for code in REGION_CODES:
-            v = val[lab == label_value(side, code)]
-            out[side][code] = (trimmed_mean(v) if v.size >= max(min_voxels, 1) else None, int(v.size))
-    return out
+    per = region_deltas(diff, mask.astype(bool) & comparable.astype(bool), regions, max(min_voxels, 1))
+    return {side: {code: entry[:2] for code, entry in codes.items()} for side, codes in per.items()}
 
 
 def mask_checks(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarray, mask: np.ndarray,
