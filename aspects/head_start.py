@@ -128,6 +128,13 @@ class HeadStart:
                 thread.join()
 
 
+def result_after(head: Optional[HeadStart], stage: str, given: Any, compute: Callable[[Any], Any]) -> Any:
+    """An operator's result for its input ``given`` (``stage``'s result): the head start's next
+    stage when ``given`` is its own (:meth:`HeadStart.after`), else ``compute(given)``."""
+    ahead = head.after(stage, given) if head is not None else None
+    return ahead.result() if ahead is not None else compute(given)
+
+
 def _timed_scan(scan_folder: Callable[[Path], Any], folder: Path) -> Any:
     with timings.timed("scan"):
         return scan_folder(folder)

@@ -398,7 +398,6 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
                         dense=dense)
 
 
-
 def preprocess_series(series: SourceSeries, atlas) -> Preprocessed:
     """:func:`preprocess` of the selected series (the original slices bound the scanned field),
     with its log lines: the preprocessing stage of the app and of :mod:`aspects.pipeline`."""
@@ -409,6 +408,7 @@ def preprocess_series(series: SourceSeries, atlas) -> Preprocessed:
     if pre.qc.get("low_confidence"):
         plog.warning("low confidence: %s", "; ".join(map(str, cast(List[object], pre.qc.get("reasons") or []))))
     return pre
+
 
 def dense_tissue(work: sitk.Image, ref: sitk.Image, a2s: sitk.AffineTransform, slice_mm: float) -> sitk.Image:
     """uint8 on ``ref``: 1 where the linearly resampled mask of calcium / bone density

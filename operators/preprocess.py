@@ -7,7 +7,7 @@ from typing import Callable, Optional
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
 from aspects.atlas import Atlas
-from aspects.head_start import HeadStart
+from aspects.head_start import HeadStart, result_after
 from aspects.preprocess import preprocess_series
 
 
@@ -34,6 +34,5 @@ class PreprocessOperator(Operator):
 
     def compute(self, op_input, op_output, context):
         series = op_input.receive(self.IN_SERIES)
-        ahead = self._head.after("series", series) if self._head is not None else None
-        pre = ahead.result() if ahead is not None else preprocess_series(series, self._atlas())
-        op_output.emit(pre, self.OUT_PREPROCESSED)
+        op_output.emit(result_after(self._head, "series", series, lambda s: preprocess_series(s, self._atlas())),
+                       self.OUT_PREPROCESSED)

@@ -7,7 +7,7 @@ from typing import Optional
 
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
-from aspects.head_start import HeadStart
+from aspects.head_start import HeadStart, result_after
 from aspects.selection import load_rules
 from aspects.series import choose_series
 
@@ -37,5 +37,5 @@ class NCCTSeriesSelectorOperator(Operator):
 
     def compute(self, op_input, op_output, context):
         scan = op_input.receive(self.IN_SCAN)
-        ahead = self._head.after("scan", scan) if self._head is not None else None
-        op_output.emit(ahead.result() if ahead is not None else choose_series(scan, self._rules), self.OUT_SELECTION)
+        op_output.emit(result_after(self._head, "scan", scan, lambda s: choose_series(s, self._rules)),
+                       self.OUT_SELECTION)

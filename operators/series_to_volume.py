@@ -6,7 +6,7 @@ from typing import Optional
 
 from monai.deploy.core import ConditionType, Fragment, Operator, OperatorSpec
 
-from aspects.head_start import HeadStart
+from aspects.head_start import HeadStart, result_after
 from aspects.series import load_series
 
 
@@ -32,5 +32,4 @@ class SeriesToVolumeOperator(Operator):
 
     def compute(self, op_input, op_output, context):
         selection = op_input.receive(self.IN_SELECTION)
-        ahead = self._head.after("selection", selection) if self._head is not None else None
-        op_output.emit(ahead.result() if ahead is not None else load_series(selection), self.OUT_SERIES)
+        op_output.emit(result_after(self._head, "selection", selection, load_series), self.OUT_SERIES)
