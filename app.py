@@ -54,7 +54,7 @@ from aspects.atlas import LazyAtlas  # noqa: E402
 from aspects.head_start import EarlyLog, HeadStart  # noqa: E402
 from aspects.run_folder import OutputFolder  # noqa: E402
 from aspects.segmentation import SegmentationModels  # noqa: E402
-from aspects.warmup import warm_up_in_background  # noqa: E402
+from aspects.warmup import warm_up_in_background, warm_up_writers_in_background  # noqa: E402
 from operators.aspects_scorer import AspectsScorerOperator  # noqa: E402
 from operators.dicom_loader import DICOMLoaderOperator  # noqa: E402
 from operators.infarct_segmenter import InfarctSegmenterOperator  # noqa: E402
@@ -232,6 +232,7 @@ def main(head_start: Optional[HeadStart] = None) -> int:
         # Two workers: the infarct and region segmenters are independent and each runs ANTs on one
         # thread (for deterministic results), so together they use both cores of a small server.
         app.scheduler(EventBasedScheduler(app, name="scheduler", worker_thread_number=2, stop_on_deadlock=True))
+        warm_up_writers_in_background()  # while the registrations run, not after the infarct stage
         app.run()
         if not (folder.partial / "aspects.json").is_file():
             raise RuntimeError("the pipeline stopped before writing aspects.json (see the operator errors above)")

@@ -16,13 +16,17 @@ temporary folder removed before returning.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from types import ModuleType
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -80,9 +84,56 @@ class RegistrationError(RuntimeError):
     """ANTs failed; the caller turns it into an InputError with context."""
 
 
-def _ants_image(img: sitk.Image):
-    import ants
+# antspyx's package __init__ star-imports every subpackage, and with them pandas, matplotlib,
+# scikit-learn and statsmodels: ~3 s of CPU at every app start on the 2-core machine, on the
+# critical path before the first registration. The app uses three subpackages (images, sitk
+# conversion, antsRegistration and apply_transforms).
+ANTS_SUBPACKAGES = ("core", "utils", "registration")
+_ANTS_LOCK = threading.RLock()
 
+
+def ants_module() -> ModuleType:
+    """The ``ants`` module with :data:`ANTS_SUBPACKAGES` imported (0.5 s instead of ~3 s).
+
+    The package is registered without running its ``__init__``; each subpackage's public names
+    are copied onto it as ``from .sub import *`` would (their functions look each other up as
+    ``ants.<name>`` at call time). The first access to any other name runs the real
+    ``__init__`` in the same module object (PEP 562 ``__getattr__``), so ``import ants`` elsewhere
+    in the process still sees the whole library. Same library code, same results."""
+    with _ANTS_LOCK:
+        loaded = sys.modules.get("ants")
+        if loaded is not None:
+            return loaded
+        spec = importlib.util.find_spec("ants")
+        if spec is None or spec.loader is None:
+            raise ModuleNotFoundError("No module named 'ants' (pip install antspyx)")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["ants"] = mod
+        try:
+            for name in ANTS_SUBPACKAGES:
+                sub = importlib.import_module(f"ants.{name}")
+                public = getattr(sub, "__all__", None) or [k for k in vars(sub) if not k.startswith("_")]
+                mod.__dict__.update({k: getattr(sub, k) for k in public})
+        except BaseException:
+            for key in [k for k in sys.modules if k == "ants" or k.startswith("ants.")]:
+                del sys.modules[key]
+            raise
+
+        def complete(attr: str) -> Any:
+            with _ANTS_LOCK:
+                if mod.__dict__.pop("__getattr__", None) is not None:
+                    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+            try:
+                return mod.__dict__[attr]
+            except KeyError:
+                raise AttributeError(f"module 'ants' has no attribute {attr!r}") from None
+
+        mod.__dict__["__getattr__"] = complete
+        return mod
+
+
+def _ants_image(img: sitk.Image):
+    ants = ants_module()
     return ants.from_sitk(sitk.Cast(img, sitk.sitkFloat32))
 
 
@@ -95,6 +146,7 @@ def _run_ants(args: Sequence[str]) -> None:
     SyN, 2026-12-02). On POSIX the registration therefore runs in a forked child (same memory
     image: the images passed by pointer are there, the same code on one thread gives the same
     numbers) while this thread waits without the GIL."""
+    ants_module()
     from ants.internal import get_lib_fn, process_arguments
 
     run = get_lib_fn("antsRegistration")
@@ -147,6 +199,7 @@ def rigid_affine(fixed: sitk.Image, moving: sitk.Image, stages: Sequence[Stage] 
     direction) starts the search, else the centres of mass are aligned; ``fixed_mask``
     (non-zero = used) limits the metric to a region of the fixed image.
     """
+    ants_module()
     from ants.internal import get_pointer_string
 
     f, m = _ants_image(fixed), _ants_image(moving)
@@ -198,7 +251,7 @@ def syn_warp(fixed: sitk.Image, moving: sitk.Image, images: Sequence[sitk.Image]
     """Deformably register ``moving`` to ``fixed`` (same physical space, identity start) and
     return ``images`` (defined in ``moving``'s space) resampled onto ``fixed``'s grid:
     ``genericLabel`` interpolation where ``label`` is true, linear otherwise."""
-    import ants
+    ants = ants_module()
     from ants.internal import get_pointer_string
 
     f, m = _ants_image(fixed), _ants_image(moving)

@@ -28,7 +28,7 @@ from typing import IO, Dict, Iterable, Optional, Sequence, Tuple
 from aspects.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputError
 from aspects.inference import release_device_memory
 from aspects.pipeline import Pipeline, PathLike
-from aspects.warmup import warm_up
+from aspects.warmup import warm_up, warm_up_writers
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,10 @@ log = logging.getLogger(__name__)
 def warm_pipeline(models_dir: Optional[PathLike] = None, atlas_dir: Optional[PathLike] = None,
                   device: Optional[str] = None) -> Pipeline:
     """A Pipeline with everything a study does not change loaded now: the atlas and its
-    aligned-grid template, ANTs, and the models' weights on their device (kept between studies)."""
+    aligned-grid template, ANTs, highdicom's standard tables and the models' weights on their device (kept between studies)."""
     pipeline = Pipeline(models_dir, atlas_dir, device, keep_models_loaded=True)
     warm_up(pipeline.atlas)
+    warm_up_writers()
     for model in (pipeline.models.infarct, pipeline.models.regions):
         if model is not None:
             model.load()
