@@ -197,6 +197,7 @@ def _watch_signals(run: _Run) -> None:
         if run.folder is not None:
             run.folder.fail(code, line, interrupted=True, signal=name)
         logging.shutdown()
+        _abandon_registrations()
         os._exit(code)
 
 
@@ -280,7 +281,17 @@ def _exit_now(code: int) -> None:
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
+    _abandon_registrations()
     os._exit(code)
+
+
+def _abandon_registrations() -> None:
+    """A run that ends while a registration works (it failed elsewhere, or a signal) leaves no
+    ANTs child and no temporary folder behind (aspects.registration.abandon); a finished run has
+    none under way."""
+    registration = sys.modules.get("aspects.registration")
+    if registration is not None:
+        registration.abandon()
 
 
 if __name__ == "__main__":

@@ -50,6 +50,12 @@ FORK_ANTS = hasattr(os, "fork") and os.environ.get("ASPECTS_ANTS_FORK", "1") != 
 # for it before importing the libraries the rest of the run needs.
 CHILD_STARTED = threading.Event()
 
+# Registration children running and their temporary folders: a run that ends early (an error
+# elsewhere, a signal) ends with os._exit while a registration is under way, so neither the
+# child's wait nor the folder's removal in the registering thread happens (abandon()).
+_LIVE_CHILDREN: set = set()
+_LIVE_FOLDERS: set = set()
+
 SEED = 20240917
 # Mattes mutual information, 32 bins, regular 15 % sampling: robust to small HU offsets between
 # scanners and cheap at these grid sizes.
@@ -168,9 +174,38 @@ def _in_child(job: Callable[[], int]) -> int:
             code = int(job())
         finally:
             os._exit(0 if code == 0 else (code & 0xFF) or 1)
+    _LIVE_CHILDREN.add(pid)
     CHILD_STARTED.set()
-    _, status = os.waitpid(pid, 0)
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        _LIVE_CHILDREN.discard(pid)
     return os.waitstatus_to_exitcode(status)
+
+
+def _temporary_folder(prefix: str) -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    _LIVE_FOLDERS.add(tmp)
+    return tmp
+
+
+def _remove(tmp: Path) -> None:
+    shutil.rmtree(tmp, ignore_errors=True)
+    _LIVE_FOLDERS.discard(tmp)
+
+
+def abandon() -> None:
+    """Stop the registrations under way (SIGKILL to their children) and remove their temporary
+    folders, for a process about to end without returning from them (app.py's early exits)."""
+    import signal
+
+    for pid in list(_LIVE_CHILDREN):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for tmp in list(_LIVE_FOLDERS):
+        _remove(tmp)
 
 
 def _parent_death_signal() -> Optional[Callable[[int, int], int]]:
@@ -204,7 +239,7 @@ def rigid_affine(fixed: sitk.Image, moving: sitk.Image, stages: Sequence[Stage] 
 
     f, m = _ants_image(fixed), _ants_image(moving)
     fs, ms = get_pointer_string(f), get_pointer_string(m)
-    tmp = Path(tempfile.mkdtemp(prefix="aspects_reg_"))
+    tmp = _temporary_folder("aspects_reg_")
     try:
         if initial is not None:
             init = str(tmp / "init.mat")
@@ -229,7 +264,7 @@ def rigid_affine(fixed: sitk.Image, moving: sitk.Image, stages: Sequence[Stage] 
             raise RegistrationError(f"expected one affine transform, found {len(mats)}")
         return _as_affine(sitk.ReadTransform(str(mats[0])))
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
 
 
 def _as_affine(tx: sitk.Transform) -> sitk.AffineTransform:
@@ -256,7 +291,7 @@ def syn_warp(fixed: sitk.Image, moving: sitk.Image, images: Sequence[sitk.Image]
 
     f, m = _ants_image(fixed), _ants_image(moving)
     fs, ms = get_pointer_string(f), get_pointer_string(m)
-    tmp = Path(tempfile.mkdtemp(prefix="aspects_syn_"))
+    tmp = _temporary_folder("aspects_syn_")
     try:
         prefix = str(tmp / "syn")
         args = ["--dimensionality", "3", "--float", "1", "--collapse-output-transforms", "1",
@@ -280,7 +315,7 @@ def syn_warp(fixed: sitk.Image, moving: sitk.Image, images: Sequence[sitk.Image]
             out.append(res)
         return out
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
 
 
 def ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:

@@ -175,6 +175,10 @@ def test_missing_input_folder_and_output_inside_input(normal_case, tmp_path):
     inp = tmp_path / "input"
     shutil.copytree(normal_case / "dicom", inp)
     before = tree_digest(inp)
-    proc = run_app(inp, inp / "results", timeout=300)
+    tmp = tmp_path / "tmp"  # the registrations' temporary folders go here ($TMPDIR)
+    tmp.mkdir()
+    proc = run_app(inp, inp / "results", timeout=300, extra_env={"TMPDIR": str(tmp)})
     assert proc.returncode == EXIT_USAGE and "must not be inside the input" in proc.stderr.splitlines()[-1]
     assert tree_digest(inp) == before
+    # The run failed while its head start's first registration worked: nothing of it stays behind.
+    assert not list(tmp.iterdir()), list(tmp.iterdir())
