@@ -9,6 +9,8 @@
 # test:  split test: 28 acute studies (seeds 1000-1027; thickness, source, HU drop as drawn) + the
 #        four controls (normal, old infarct, haemorrhage, leukoaraiosis) on every anatomy source,
 #        two at 5 mm and two at 1 mm per source and per kind (seeds 1100-1115): 44 studies.
+#        Archived: tools/splits/v2_test.json; check a rebuild with
+#        aspects-split-manifest --cases ROOT/ph_test --check tools/splits/v2_test.json
 # aligned, aligned_test: the aligned volumes + datalists for train/infarct_seg (aspects-make-datalist).
 set -euo pipefail
 ROOT=${1:?usage: tools/make_v2_data.sh ROOT STAGE...}
