@@ -221,3 +221,20 @@ def test_ge_head_has_no_hemispheric_deficit_left_in_its_regions():
     # < 20 HU voxels), which the balance keeps by design
     assert all(abs(fixed[lab]) <= (1.2 if lab in (4, 14) else 0.75) for lab in range(1, 21)), fixed
     assert abs(fixed[14]) < 0.6 * abs(raw[14])
+
+
+@pytest.mark.slow
+def test_the_generator_still_builds_the_archived_test_split(tmp_path):
+    # Figures in docs/results_v2.md are comparable across sessions only on the archived split
+    # (tools/splits/v2_test.json). Two of its studies rebuilt exactly as tools/make_v2_data.sh
+    # builds them (an acute study from its seed, a control by kind / source / thickness) must be
+    # the archived ones to the pixel; a generator change that alters them fails here.
+    from aspects_research.tools import make_phantoms, split_manifest
+
+    root = Path(__file__).resolve().parents[1]
+    common = ["--generator", "v2", "--out", str(tmp_path), "--split", "test"]
+    assert make_phantoms.main(common + ["--kind", "acute", "--seed", "1021"]) == 0
+    assert make_phantoms.main(common + ["--kind", "normal", "--anatomy", "template", "--thickness", "5",
+                                        "--seed", "1100"]) == 0
+    assert split_manifest.main(["--cases", str(tmp_path), "--check", str(root / "tools" / "splits" / "v2_test.json"),
+                                "--present-only"]) == 0

@@ -71,10 +71,11 @@ def studies(cases: Path) -> List[Path]:
     return sorted(p for p in cases.iterdir() if (p / "params.json").is_file())
 
 
-def compare(archived: Sequence[Dict[str, Any]], rebuilt: Sequence[Dict[str, Any]]) -> List[str]:
-    """One line per difference between two manifests' entries (empty: the same split)."""
-    old = {e["study"]: e for e in archived}
+def compare(archived: Sequence[Dict[str, Any]], rebuilt: Sequence[Dict[str, Any]], present_only: bool = False) -> List[str]:
+    """One line per difference between two manifests' entries (empty: the same split);
+    ``present_only``: the rebuilt studies only (a spot check of a few)."""
     new = {e["study"]: e for e in rebuilt}
+    old = {e["study"]: e for e in archived if not present_only or e["study"] in new}
     lines = [f"{s}: missing from the folder" for s in sorted(old.keys() - new.keys())]
     lines += [f"{s}: not in the archived split" for s in sorted(new.keys() - old.keys())]
     for s in sorted(old.keys() & new.keys()):
@@ -90,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = ap.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", type=Path, metavar="MANIFEST", help="write the manifest of --cases")
     mode.add_argument("--check", type=Path, metavar="MANIFEST", help="compare --cases with an archived manifest")
+    ap.add_argument("--present-only", action="store_true",
+                    help="--check: only the studies in --cases (a spot check of some rebuilt studies)")
     args = ap.parse_args(argv)
     if not args.cases.is_dir():
         print(f"error[2]: {args.cases}: not a folder", file=sys.stderr)
@@ -110,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.check.is_file():
         print(f"error[2]: {args.check}: no such manifest", file=sys.stderr)
         return 2
-    diffs = compare(json.loads(args.check.read_text())["studies"], entries)
+    diffs = compare(json.loads(args.check.read_text())["studies"], entries, args.present_only)
     for line in diffs:
         print(line)
     print(f"{len(entries)} studies: " + ("the archived split" if not diffs else f"{len(diffs)} difference(s)"))
