@@ -52,11 +52,16 @@ def choose_key_slices(regions: np.ndarray) -> Dict[str, int]:
     A level whose regions are absent falls back to the slice with the most labelled voxels
     (or the middle slice when nothing is labelled).
     """
-    any_area = (regions > 0).reshape(regions.shape[0], -1).sum(axis=1)
+    # One label histogram per slice (uint8 planes, no whole-volume temporaries): a thin series'
+    # 80 M voxels were scanned three times with np.isin / > 0 by each of two writers, ~1 s each.
+    planes = np.ascontiguousarray(regions).reshape(regions.shape[0], -1)
+    n = max(256 if planes.dtype == np.uint8 else int(planes.max(initial=0)) + 1, 21)
+    counts = np.stack([np.bincount(plane, minlength=n) for plane in planes]) if planes.size else np.zeros((0, n), int)
+    any_area = counts[:, 1:].sum(axis=1)
     fallback = int(np.argmax(any_area)) if any_area.any() else regions.shape[0] // 2
     out = {}
     for level in LEVELS:
-        area = np.isin(regions, _labels_of(LEVEL_REGIONS[level])).reshape(regions.shape[0], -1).sum(axis=1)
+        area = counts[:, _labels_of(LEVEL_REGIONS[level])].sum(axis=1)
         out[level] = int(np.argmax(area)) if area.any() else fallback
     return out
 

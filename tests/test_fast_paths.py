@@ -137,3 +137,23 @@ def test_the_slab_by_slab_antialiasing_is_bit_identical_to_the_whole_volume(spac
                                                          preprocess.WORK_SPACING))
     assert np.array_equal(slabs, whole)
     assert not np.array_equal(whole, np.clip(arr, *preprocess.HU_CLIP).astype(np.float32))  # it did smooth
+
+
+def test_key_slices_from_per_slice_histograms_are_the_largest_level_areas():
+    # choose_key_slices counts labels slice by slice (bincount) instead of whole-volume np.isin;
+    # the chosen slices must be where the level's regions have the largest area, with the
+    # documented fallbacks, on random label maps including empty levels and empty maps.
+    from aspects.key_images import LEVEL_REGIONS, LEVELS, _labels_of, choose_key_slices
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        regions = np.zeros((int(rng.integers(1, 10)), int(rng.integers(1, 7)), int(rng.integers(1, 7))), np.uint8)
+        hit = rng.random(regions.shape) < rng.random()
+        regions[hit] = rng.integers(0, 21, int(hit.sum()))
+        labelled = (regions > 0).sum(axis=(1, 2))
+        fallback = int(np.argmax(labelled)) if labelled.any() else regions.shape[0] // 2
+        expected = {}
+        for level in LEVELS:
+            area = np.isin(regions, _labels_of(LEVEL_REGIONS[level])).sum(axis=(1, 2))
+            expected[level] = int(np.argmax(area)) if area.any() else fallback
+        assert choose_key_slices(regions) == expected
