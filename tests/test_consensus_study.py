@@ -68,3 +68,26 @@ def test_touch_rule_is_the_apps_consensus():
     kept = rule_function("touch")(model, None, None, support)
     assert kept[2:6, 2:6, 2:6].all() and kept.sum() == 64
     assert rule_function("mean:3.5:0.7:25") is not rule_function("touch")
+
+
+def test_sweep_counts_kept_true_and_moving_volume(tmp_path):
+    import json
+
+    from aspects_research.tools.consensus_sweep import study_rows, summary
+
+    model = _two_cubes()
+    truth = np.zeros_like(model)
+    truth[2:6, 2:6, 2:6] = True
+    ref = np.where(model, 5.0, 0.0).astype(np.float32)
+    ref[12:16, 12:16, 12:16] = 3.4  # a false component just under 3.5 HU ...
+    alt = ref.copy()
+    alt[12:16, 12:16, 12:16] = 3.6  # ... and just over it with the other SyN
+    ok = np.ones(model.shape, bool)
+    meta = {"case": "c1", "truth": {"kind": "acute", "hu_drop": 5.0}}
+    np.savez_compressed(tmp_path / "c1.npz", raw=model, truth_infarct=truth, diff_ref=ref, diff_alt=alt, comparable_ref=ok,
+                        comparable_alt=ok, support_ref=truth, support_alt=truth, meta=np.array(json.dumps(meta)))
+    row = study_rows(tmp_path / "c1.npz", ["mean:3.5:0.7:25", "touch"])
+    assert row["n_components"] == 2
+    assert row["rules"]["mean:3.5:0.7:25"] == {"dice": 1.0, "kept": 64, "tp": 64, "stable": 2 * 64 / (64 + 128)}
+    assert row["rules"]["touch"]["stable"] == 1.0 and row["rules"]["touch"]["dice"] == 1.0
+    assert "differ (Dice < 0.99) on 1 of 1" in summary([row], "mean:3.5:0.7:25")
