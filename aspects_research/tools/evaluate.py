@@ -547,7 +547,8 @@ def detection_limit_figure(ok: Sequence[dict], report: dict, save) -> None:
         lo = np.array([v["ci_low"] if v["ci_low"] is not None else np.nan for v in vals])
         hi = np.array([v["ci_high"] if v["ci_high"] is not None else np.nan for v in vals])
         off = (k - 1.5) * 0.08
-        ax[0].errorbar(x + off, y, yerr=[y - lo, hi - y], fmt="o-" if key is None else "s--", color=col, capsize=3,
+        # a rounded interval bound can sit a hair inside its value (1.0 against 0.99999)
+        ax[0].errorbar(x + off, y, yerr=np.clip([y - lo, hi - y], 0.0, None), fmt="o-" if key is None else "s--", color=col, capsize=3,
                        lw=2 if key is None else 1, label=f"{label} (n regions: {sum(v['n'] for v in vals)})")
     ax[0].axhline(0.8, color="grey", lw=0.8, ls=":")
     ax[0].axhline(0.95, color="grey", lw=0.8, ls=":")

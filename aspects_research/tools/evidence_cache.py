@@ -21,7 +21,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -63,13 +63,19 @@ def mask_involvement(document: Dict[str, Any]) -> Dict[str, Dict[str, Optional[b
     return out
 
 
-def cache_case(pipeline: Pipeline, case: Path, out: Path, grab: _Counterpart) -> Dict[str, Any]:
-    """Run one phantom through the app's stages and write ``out`` (npz)."""
+def run_stages(pipeline: Pipeline, case: Path) -> Tuple[Dict[str, Any], Any, Any, Any, Any]:
+    """truth.json and the app's stages on one phantom: (truth, series, preprocessed, infarct, regions)."""
     truth = json.loads((case / "truth.json").read_text())
     series = load_series(choose_series(scan_folder(case / "dicom"), pipeline.rules))
     pre = preprocess_series(series, pipeline.atlas())
-    grab.last = None
     infarct, regions = pipeline.segment(pre)
+    return truth, series, pre, infarct, regions
+
+
+def cache_case(pipeline: Pipeline, case: Path, out: Path, grab: _Counterpart) -> Dict[str, Any]:
+    """Run one phantom through the app's stages and write ``out`` (npz)."""
+    grab.last = None
+    truth, series, pre, infarct, regions = run_stages(pipeline, case)
     if grab.last is None:
         raise RuntimeError("the infarct stage did not register the mirror")
     scored = assess_study(series, pre, infarct, regions, ScoringSettings(calibration=None))
@@ -98,6 +104,32 @@ def load_cached(path: Path) -> Dict[str, Any]:
     return d
 
 
+def phantom_cases(roots: Sequence[Path]) -> List[Path]:
+    """The phantom cases (folders with a truth.json) under each root; InputError (usage) when a
+    root is not a folder or none is found."""
+    cases: List[Path] = []
+    for root in roots:
+        if not root.is_dir():
+            raise InputError(EXIT_USAGE, f"--cases {root} is not a folder")
+        cases += sorted(p for p in root.iterdir() if (p / "truth.json").is_file())
+    if not cases:
+        raise InputError(EXIT_USAGE, "no case with a truth.json under --cases")
+    return cases
+
+
+def pending_cases(cases: Sequence[Path], out_dir: Path) -> Iterator[Tuple[int, Path, Path]]:
+    """(number, case, partial .npz path) of each case without ``out_dir/<case>.npz``; the partial
+    file the caller wrote is moved into place when it asks for the next case (so the job can be
+    stopped and restarted)."""
+    for i, case in enumerate(cases, 1):
+        out = out_dir / f"{case.name}.npz"
+        if out.is_file():
+            continue
+        part = out.with_suffix(".part.npz")
+        yield i, case, part
+        part.replace(out)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=Path, nargs="+", required=True, help="phantom roots (<case>/dicom, truth.json)")
@@ -105,13 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--models", type=Path, default=Path("models"), help="models folder (default models)")
     args = ap.parse_args(argv)
     try:
-        cases: List[Path] = []
-        for root in args.cases:
-            if not root.is_dir():
-                raise InputError(EXIT_USAGE, f"--cases {root} is not a folder")
-            cases += sorted(p for p in root.iterdir() if (p / "truth.json").is_file())
-        if not cases:
-            raise InputError(EXIT_USAGE, "no case with a truth.json under --cases")
+        cases = phantom_cases(args.cases)
     except InputError as exc:
         print(exc.one_line(), file=sys.stderr)
         return exc.code
@@ -120,14 +146,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     grab = _Counterpart()
     asymmetry.contralateral = grab
     try:
-        for i, case in enumerate(cases, 1):
-            out = args.out / f"{case.name}.npz"
-            if out.is_file():
-                continue
+        for i, case, part in pending_cases(cases, args.out):
             t0 = time.perf_counter()
-            part = out.with_suffix(".part.npz")
             meta = cache_case(pipeline, case, part, grab)
-            part.replace(out)
             inv = [f"{s} {c}" for s in SIDES for c in REGION_CODES if meta["mask_involved"][s][c]]
             print(f"[{i}/{len(cases)}] {case.name} {time.perf_counter() - t0:.1f} s; mask involves "
                   f"{', '.join(inv) or 'none'}; truth {meta['truth'].get('involved')}", flush=True)

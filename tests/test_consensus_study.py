@@ -1,0 +1,93 @@
+"""The consensus rules of the research tool aspects_research.tools.consensus_study: the continuous
+rule tried on 2026-12-02 (docs/results_v2.md, "Infarct consensus") and the app's rule."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aspects_research.tools.consensus_study import mean_consensus, rule_function
+
+
+def _two_cubes(shape=(20, 20, 20)):
+    model = np.zeros(shape, bool)
+    model[2:6, 2:6, 2:6] = True  # 64 voxels
+    model[12:16, 12:16, 12:16] = True
+    return model
+
+
+def test_mean_rule_keeps_a_component_darker_than_its_counterpart_and_drops_a_weak_one():
+    model = _two_cubes()
+    diff = np.zeros(model.shape, np.float32)
+    diff[2:6, 2:6, 2:6] = 5.0
+    diff[12:16, 12:16, 12:16] = 1.0
+    diff[0, 0, 0] = 9.0  # asymmetry outside the model's mask is never added
+    kept = mean_consensus(model, diff, np.ones(model.shape, bool))
+    assert kept[2:6, 2:6, 2:6].all() and kept.sum() == 64
+    assert not mean_consensus(np.zeros_like(model), diff, np.ones(model.shape, bool)).any()
+
+
+def test_mean_rule_judges_the_whole_component_not_single_voxels():
+    model = _two_cubes()
+    diff = np.full(model.shape, 1.0, np.float32)
+    diff[12:16, 12:16, 12:14] = 7.0  # half the second cube: mean 4 HU
+    diff[3, 3, 3] = 15.0  # one bright voxel: enough for the app's "touches the support" rule
+    kept = mean_consensus(model, diff, np.ones(model.shape, bool))
+    assert not kept[2:6, 2:6, 2:6].any() and kept[12:16, 12:16, 12:16].all()
+
+
+def test_mean_rule_drops_a_component_mostly_outside_comparable_parenchyma():
+    model = _two_cubes()
+    diff = np.where(model, 7.0, 0.0).astype(np.float32)
+    comparable = np.ones(model.shape, bool)
+    comparable[2:6, 2:6, 2:5] = False  # 25 % of the first cube comparable (a CSF-dense old infarct)
+    kept = mean_consensus(model, diff, comparable)
+    assert not kept[2:6, 2:6, 2:6].any() and kept[12:16, 12:16, 12:16].all()
+    small = np.zeros(model.shape, bool)
+    small[1:3, 1:3, 1:3] = True  # 8 voxels < 25
+    assert not mean_consensus(small, np.full(model.shape, 10.0, np.float32), np.ones(model.shape, bool)).any()
+
+
+def test_mean_rule_does_not_flip_with_a_small_change_of_the_map_far_from_its_threshold():
+    rng = np.random.default_rng(7)
+    model = _two_cubes()
+    base = np.zeros(model.shape, np.float32)
+    base[2:6, 2:6, 2:6] = 5.0
+    base[12:16, 12:16, 12:16] = 2.0
+    calls = set()
+    for k in range(20):
+        noisy = base + 0.8 * (k / 19.0 - 0.5) + rng.normal(0.0, 1.0, model.shape).astype(np.float32)
+        kept = mean_consensus(model, noisy, np.ones(model.shape, bool))
+        calls.add((bool(kept[3, 3, 3]), bool(kept[13, 13, 13])))
+    assert calls == {(True, False)}
+
+
+def test_touch_rule_is_the_apps_consensus():
+    model = _two_cubes()
+    support = np.zeros(model.shape, bool)
+    support[3, 3, 3] = True
+    kept = rule_function("touch")(model, None, None, support)
+    assert kept[2:6, 2:6, 2:6].all() and kept.sum() == 64
+    assert rule_function("mean:3.5:0.7:25") is not rule_function("touch")
+
+
+def test_sweep_counts_kept_true_and_moving_volume(tmp_path):
+    import json
+
+    from aspects_research.tools.consensus_sweep import study_rows, summary
+
+    model = _two_cubes()
+    truth = np.zeros_like(model)
+    truth[2:6, 2:6, 2:6] = True
+    ref = np.where(model, 5.0, 0.0).astype(np.float32)
+    ref[12:16, 12:16, 12:16] = 3.4  # a false component just under 3.5 HU ...
+    alt = ref.copy()
+    alt[12:16, 12:16, 12:16] = 3.6  # ... and just over it with the other SyN
+    ok = np.ones(model.shape, bool)
+    meta = {"case": "c1", "truth": {"kind": "acute", "hu_drop": 5.0}}
+    np.savez_compressed(tmp_path / "c1.npz", raw=model, truth_infarct=truth, diff_ref=ref, diff_alt=alt, comparable_ref=ok,
+                        comparable_alt=ok, support_ref=truth, support_alt=truth, meta=np.array(json.dumps(meta)))
+    row = study_rows(tmp_path / "c1.npz", ["mean:3.5:0.7:25", "touch"])
+    assert row["n_components"] == 2
+    assert row["rules"]["mean:3.5:0.7:25"] == {"dice": 1.0, "kept": 64, "tp": 64, "stable": 2 * 64 / (64 + 128)}
+    assert row["rules"]["touch"]["stable"] == 1.0 and row["rules"]["touch"]["dice"] == 1.0
+    assert "differ (Dice < 0.99) on 1 of 1" in summary([row], "mean:3.5:0.7:25")
