@@ -505,13 +505,13 @@ def to_slices(pre: Preprocessed, aligned_img: sitk.Image, geometry: SliceGeometr
     rows, cols = geometry.shape
     if geometry.is_regular:  # one 3-D grid holds every slice
         ref = stack_grid(geometry)
-        out = np.zeros((geometry.n_slices, rows, cols), sitk.GetArrayViewFromImage(aligned_img).dtype)
-        block = _support_block(pre, aligned_img, ref) if label else None
-        if block is None and label:
-            return out  # an empty mask: nothing to sample
-        if block is not None:
+        if label:
             # Only the block that can receive a label is sampled (a thin study's infarct mask:
             # ~1 % of its 80 M source voxels); every voxel outside it is 0 either way.
+            out = np.zeros((geometry.n_slices, rows, cols), sitk.GetArrayViewFromImage(aligned_img).dtype)
+            block = _support_block(pre, aligned_img, ref)
+            if block is None:
+                return out  # an empty mask: nothing to sample
             index, size = block
             sub = sitk.Image(size, sitk.sitkUInt8)
             sub.SetOrigin(ref.TransformIndexToPhysicalPoint(index))

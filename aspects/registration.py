@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -53,8 +53,8 @@ CHILD_STARTED = threading.Event()
 # Registration children running and their temporary folders: a run that ends early (an error
 # elsewhere, a signal) ends with os._exit while a registration is under way, so neither the
 # child's wait nor the folder's removal in the registering thread happens (abandon()).
-_LIVE_CHILDREN: set = set()
-_LIVE_FOLDERS: set = set()
+_LIVE_CHILDREN: Set[int] = set()
+_LIVE_FOLDERS: Set[Path] = set()
 
 SEED = 20240917
 # Mattes mutual information, 32 bins, regular 15 % sampling: robust to small HU offsets between
@@ -90,8 +90,8 @@ class RegistrationError(RuntimeError):
     """ANTs failed; the caller turns it into an InputError with context."""
 
 
-# antspyx's package __init__ star-imports every subpackage, and with them pandas, matplotlib,
-# scikit-learn and statsmodels: ~3 s of CPU at every app start on the 2-core machine, on the
+# antspyx's package __init__ star-imports every subpackage, and with them scikit-learn,
+# statsmodels and matplotlib: ~3 s of CPU at every app start on the 2-core machine, on the
 # critical path before the first registration. The app uses three subpackages (images, sitk
 # conversion, antsRegistration and apply_transforms).
 ANTS_SUBPACKAGES = ("core", "utils", "registration")
