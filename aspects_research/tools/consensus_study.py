@@ -32,7 +32,6 @@ and masks on all 44 v2 test and 20 val studies, 2026-12-02). A case already dump
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gzip
 import json
@@ -58,7 +57,7 @@ from aspects.pipeline import Pipeline
 from aspects.preprocess import ALIGNED_SPACING, to_aligned
 from aspects.segmentation import InfarctSegmentation, _on_aligned
 from aspects.series import choose_series, load_series
-from aspects_research.tools.evidence_cache import load_cached, pending_cases, phantom_cases, run_stages
+from aspects_research.tools.evidence_cache import cache_parser, load_cached, pending_cases, phantom_cases, run_stages
 
 
 class _Grab:
@@ -187,10 +186,7 @@ def rescore_case(pipeline: Pipeline, case: Path, dump: Path, run: Path, rule: st
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", type=Path, nargs="+", required=True, help="phantom roots (<case>/dicom, truth.json)")
-    ap.add_argument("--out", type=Path, required=True, help="dump folder (<case>.npz)")
-    ap.add_argument("--models", type=Path, default=Path("models"), help="models folder (default models)")
+    ap = cache_parser(__doc__.split("\n\n")[0], "dump folder (<case>.npz)")
     ap.add_argument("--alt-iterations", type=int, nargs=2, default=(30, 5), help="the other mirror SyN (default 30 5)")
     ap.add_argument("--rescore", help=f"score the dumped studies with this consensus rule ({', '.join(RULES)} or mean:T:F:N)")
     ap.add_argument("--syn", choices=("ref", "alt"), default="ref", help="with --rescore: which dumped SyN maps")

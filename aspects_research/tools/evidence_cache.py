@@ -130,12 +130,17 @@ def pending_cases(cases: Sequence[Path], out_dir: Path) -> Iterator[Tuple[int, P
         part.replace(out)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def cache_parser(description: str, out_help: str) -> argparse.ArgumentParser:
+    """The arguments every per-case cache tool takes: --cases, --out, --models."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--cases", type=Path, nargs="+", required=True, help="phantom roots (<case>/dicom, truth.json)")
-    ap.add_argument("--out", type=Path, required=True, help="cache folder (<case>.npz)")
+    ap.add_argument("--out", type=Path, required=True, help=out_help)
     ap.add_argument("--models", type=Path, default=Path("models"), help="models folder (default models)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = cache_parser(__doc__.split("\n\n")[0], "cache folder (<case>.npz)").parse_args(argv)
     try:
         cases = phantom_cases(args.cases)
     except InputError as exc:
