@@ -236,13 +236,18 @@ class Worker(threading.Thread):
         app = self.cfg.app
         cmd = [sys.executable, str(app.script), "-i", str(in_dir), "-o", str(out_dir), "-m", str(app.models),
                *app.extra_args]
+        # The app's temporary files (the registrations' transform folders) go to a folder of this
+        # run, removed when the run ends however it ends: a SIGKILLed app cannot clean up itself.
+        tmp = rdir / "tmp"
+        tmp.mkdir(exist_ok=True)
+        env = dict(os.environ, TMPDIR=str(tmp))
         with open(rdir / "app.log", "wb") as logf:
             with self._proc_lock:
                 if self._stopping.is_set():
                     return None
                 self._proc = subprocess.Popen(cmd, cwd=str(app.script.parent), stdin=subprocess.DEVNULL,
                                               stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
-                                              preexec_fn=_die_with_parent)
+                                              preexec_fn=_die_with_parent, env=env)
             st["app_pid"] = self._proc.pid  # for admins; the app dies with the listener (PDEATHSIG)
             self.spool.write_state(uid, st)
             try:
@@ -254,6 +259,7 @@ class Worker(threading.Thread):
             finally:
                 with self._proc_lock:
                     self._proc = None
+                shutil.rmtree(tmp, ignore_errors=True)
             return code
 
     def _run_warm(self, in_dir: Path, out_dir: Path, rdir: Path) -> Optional[int]:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,12 +39,21 @@ class WarmApp:
         self.proc: Optional[subprocess.Popen] = None
         self._buffer = b""
 
+    @property
+    def tmp_dir(self) -> Path:
+        """The warm app's ``$TMPDIR`` (next to its log): emptied at each start and after a kill,
+        so the temporary folders of a killed process (registrations under way) do not pile up."""
+        return self.log_path.parent / "warm_app_tmp"
+
     def _start(self) -> subprocess.Popen:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self.tmp_dir.mkdir()
         cmd = [sys.executable, "-m", "aspects.serve", "--stdio", "-m", str(self.models)]
         with open(self.log_path, "ab") as logf:
             proc = subprocess.Popen(cmd, cwd=str(self.workdir), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=logf, start_new_session=True, preexec_fn=self.preexec)
+                                    stderr=logf, start_new_session=True, preexec_fn=self.preexec,
+                                    env=dict(os.environ, TMPDIR=str(self.tmp_dir)))
         log.info("warm app started (pid %d): %s", proc.pid, " ".join(cmd))
         self._buffer = b""
         return proc
@@ -86,3 +96,4 @@ class WarmApp:
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)

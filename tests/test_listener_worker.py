@@ -129,3 +129,49 @@ def test_a_warm_app_over_its_timeout_is_killed_and_the_study_failed(tmp_path):
     st = w.spool.read_state(uid)
     assert st["state"] == "failed" and st["reason"] == "app timed out after 0 s" and st["exit_code"] is None
     assert w._warm is not None and w._warm.proc is None  # killed; the next study starts a fresh one
+
+
+HANGING_APP = '''
+import pathlib, sys, tempfile, time
+left = pathlib.Path(tempfile.mkdtemp(prefix="aspects_reg_"))  # as a registration under way
+(left / "lin0GenericAffine.mat").write_text("x")
+pathlib.Path(sys.argv[-1]).write_text(str(left))
+time.sleep(600)
+'''
+
+
+def test_a_killed_app_leaves_no_temporary_folder(tmp_path):
+    """A cold run gets its own $TMPDIR in the run folder, removed when the run ends: the app
+    killed at its time-out (as by SIGKILL: it cannot clean up) leaves nothing in /tmp."""
+    script = tmp_path / "hanging_app.py"
+    script.write_text(HANGING_APP)
+    w = _worker(tmp_path, timeout_s=3, script=script)
+    w.cfg.app.extra_args.append(str(tmp_path / "where.txt"))
+    uid = _spool_study(w, tmp_path)
+    w.tick()
+    assert w.spool.read_state(uid)["reason"].startswith("app timed out")
+    left = Path((tmp_path / "where.txt").read_text())
+    assert left.parent == w.spool.run_dir(uid, 1) / "tmp"
+    assert not left.parent.exists()
+
+
+HANGING_SERVE = '''
+import pathlib, sys, tempfile, time
+sys.stdin.readline()
+left = pathlib.Path(tempfile.mkdtemp(prefix="aspects_reg_"))
+pathlib.Path(sys.argv[0]).with_name("where.txt").write_text(str(left))
+time.sleep(600)
+'''
+
+
+def test_a_killed_warm_app_leaves_no_temporary_folder(tmp_path):
+    from listener.warm_app import WarmApp
+
+    fake = tmp_path / "fake_repo" / "aspects"  # `python -m aspects.serve` from the app's folder
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "serve.py").write_text(HANGING_SERVE)
+    warm = WarmApp(fake.parent, tmp_path / "models", tmp_path / "spool" / "warm_app.log")
+    assert warm.run(tmp_path / "in", tmp_path / "out", timeout_s=5) == (None, None)  # timed out, killed
+    left = Path((fake / "where.txt").read_text())
+    assert left.parent == warm.tmp_dir and not warm.tmp_dir.exists()
