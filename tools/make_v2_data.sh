@@ -3,9 +3,10 @@
 #   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test aligned aligned_test
 # calib: 16 normal studies (4 per anatomy source; 5, 5, 2.5 and 1 mm) for calibrating region
 #        evidence; ROOT/ph_calib/READY when complete.
-# train: 49 studies, split train (SOOP lesion masks of the train split; template / scct / GE heads),
-#        kinds and HU drops as drawn (v2: 62 % acute, 2-4 HU 38 % of them), seeds 1-49.
-# val:   6 studies, split val, seeds 500-505 (model selection only).
+# train: $V2_TRAIN_COUNT (default 49) studies, split train (SOOP lesion masks of the train split;
+#        template / scct / GE heads), kinds and HU drops as drawn (v2: 62 % acute, 2-4 HU 38 % of
+#        them), seeds 1..N (each study depends on its seed alone: seeds 1-49 are the same for any N).
+# val:   $V2_VAL_COUNT (default 6) studies, split val, seeds 500.. (model selection only).
 # test:  split test: 28 acute studies (seeds 1000-1027; thickness, source, HU drop as drawn) + the
 #        four controls (normal, old infarct, haemorrhage, leukoaraiosis) on every anatomy source,
 #        two at 5 mm and two at 1 mm per source and per kind (seeds 1100-1115): 44 studies.
@@ -30,9 +31,9 @@ for stage in "$@"; do
       done
       date -u +%FT%TZ > "$ROOT/ph_calib/READY" ;;
     train)
-      $MK --out "$ROOT/ph_train" --split train --count 49 --seed 1 ;;
+      $MK --out "$ROOT/ph_train" --split train --count "${V2_TRAIN_COUNT:-49}" --seed 1 ;;
     val)
-      $MK --out "$ROOT/ph_val" --split val --count 6 --seed 500 ;;
+      $MK --out "$ROOT/ph_val" --split val --count "${V2_VAL_COUNT:-6}" --seed 500 ;;
     test)
       $MK --out "$ROOT/ph_test" --split test --kind acute --count 28 --seed 1000
       seed=1100

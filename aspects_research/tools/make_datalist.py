@@ -145,6 +145,15 @@ def _aligned_files(case: Path, out: Path) -> Optional[Dict[str, str]]:
     return None
 
 
+def _slice_mm(case: Path) -> Dict[str, float]:
+    """``{"slice_mm": t}``, the study's slice thickness from its ``params.json`` (what the
+    infarct bundle's lesion synthesis blurs a painted lesion by), or nothing when unknown."""
+    try:
+        return {"slice_mm": float(json.loads((case / "params.json").read_text())["thickness"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 _WORKER_ATLAS = None
 
 
@@ -203,7 +212,7 @@ def phantom_datalists(train_dir: Path, val_dir: Optional[Path], out: Path, val_e
         pool.shutdown()
     lists = {}
     for task in TASKS:
-        pick = lambda cases, task=task: [{"image": done[c.name]["image"], "label": done[c.name][task]} for c in cases]
+        pick = lambda cases, task=task: [dict(image=done[c.name]["image"], label=done[c.name][task], **_slice_mm(c)) for c in cases]
         lists[task] = datalist(pick(train_cases), pick(val_cases))
         write_json(lists[task], out / f"{task}.json")
     return lists

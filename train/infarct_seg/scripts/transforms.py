@@ -5,13 +5,14 @@
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping
+from pathlib import Path
+from typing import Hashable, Mapping, Optional
 
 import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import MapTransform
+from monai.transforms import MapTransform, RandomizableTransform
 
 from aspects.model_io import add_mirror
 
@@ -33,4 +34,48 @@ class MirrorChanneld(MapTransform):
             out = torch.as_tensor(with_mirror(d[key]))
             # keep the geometry (the channel count changes, the grid does not)
             d[key] = MetaTensor(out, meta=d[key].meta) if isinstance(d[key], MetaTensor) else out
+        return d
+
+
+class SyntheticInfarctd(RandomizableTransform, MapTransform):
+    """With probability ``prob``, paint a real SOOP lesion shape of the training split into the
+    (normalised, ``(1, X, Y, Z)``) aligned image with the v2 generator's model of early ischaemic
+    change and add it to the label (``aspects_research.synthetic_infarct``). The study's slice
+    thickness comes from the datalist entry's ``slice_mm`` when present. The lesion bank is built
+    on first use (~0.2 s a shape) and cached in ``bank_cache``."""
+
+    def __init__(self, keys: KeysCollection = ("image", "label"), prob: float = 0.0, bank_cache: Optional[str] = None,
+                 bank_limit: Optional[int] = None, atlas_dir: Optional[str] = None):
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob)
+        self.bank_cache, self.bank_limit, self.atlas_dir = bank_cache, bank_limit, atlas_dir
+        self._bank = None
+
+    def bank(self):
+        if self._bank is None:
+            from aspects_research.synthetic_infarct import lesion_bank
+
+            self._bank = lesion_bank("train", limit=self.bank_limit, atlas_dir=self.atlas_dir,
+                                     cache=Path(self.bank_cache) if self.bank_cache else None)
+        return self._bank
+
+    def __call__(self, data: Mapping[Hashable, np.ndarray]) -> dict:
+        from aspects.model_io import HU_WINDOW
+        from aspects_research.synthetic_infarct import synthesise
+
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        image_key, label_key = self.keys
+        lo, hi = HU_WINDOW
+        img, lab = d[image_key], d[label_key]
+        hu = np.asarray(img.detach().cpu() if isinstance(img, torch.Tensor) else img)[0] * (hi - lo) + lo
+        label = np.asarray(lab.detach().cpu() if isinstance(lab, torch.Tensor) else lab)[0]
+        rng = np.random.default_rng(int(self.R.randint(0, 2**31 - 1)))
+        painted, truth, _ = synthesise(hu, label, self.bank(), rng, d.get("slice_mm"))
+        new_img = torch.as_tensor(((painted - lo) / (hi - lo)).astype(np.float32)[None])
+        new_lab = torch.as_tensor(truth.astype(np.asarray(label).dtype)[None])
+        d[image_key] = MetaTensor(new_img, meta=img.meta) if isinstance(img, MetaTensor) else new_img
+        d[label_key] = MetaTensor(new_lab, meta=lab.meta) if isinstance(lab, MetaTensor) else new_lab
         return d

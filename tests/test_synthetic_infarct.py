@@ -1,0 +1,91 @@
+"""Lesion synthesis for training the infarct model (aspects_research.synthetic_infarct and the
+bundle's SyntheticInfarctd): the painted change is what the v2 generator paints, where it must be."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from aspects_research import synthetic_infarct as S
+
+SHAPE = (96, 112, 96)  # the aligned grid, model layout (x, y, z)
+
+
+def _head(rng: np.random.Generator, noise: float = 0.0) -> np.ndarray:
+    """Parenchyma ~32 HU in an ellipsoid, a CSF column in the middle, 0 outside (skull stripped)."""
+    g = np.indices(SHAPE, dtype=np.float32)
+    c = (np.array(SHAPE) - 1) / 2.0
+    r = sum(((g[i] - c[i]) / (0.42 * SHAPE[i])) ** 2 for i in range(3))
+    hu = np.where(r <= 1.0, 32.0, 0.0).astype(np.float32)
+    hu[44:52, 50:60, 40:60] = np.where(r[44:52, 50:60, 40:60] <= 1.0, 5.0, 0.0)  # ventricle-like CSF
+    if noise:
+        hu += (r <= 1.0) * rng.normal(0.0, noise, SHAPE).astype(np.float32)
+    return hu
+
+
+def _ball(centre, radius) -> np.ndarray:
+    g = np.indices(SHAPE, dtype=np.float32)
+    return sum((g[i] - centre[i]) ** 2 for i in range(3)) <= radius ** 2
+
+
+def test_paint_gives_the_drawn_mean_drop_on_parenchyma_only():
+    rng = np.random.default_rng(0)
+    hu = _head(rng)
+    before = hu.copy()
+    lesion = _ball((30, 56, 48), 8) | _ball((48, 55, 50), 3)  # the second ball sits on the CSF column
+    painted, truth = S.paint(hu, lesion, 3.0, rng, margin_vox=0.5)
+    np.testing.assert_array_equal(hu, before)  # input unchanged
+    assert truth.any() and not truth[44:52, 50:60, 40:60].any()  # never CSF
+    assert np.isclose(float((hu - painted)[truth].mean()), 3.0, atol=1e-3)  # mean drop over the truth
+    far = ~_ball((30, 56, 48), 14) & ~_ball((48, 55, 50), 9)
+    np.testing.assert_array_equal(painted[far], hu[far])  # nothing away from the lesion
+    np.testing.assert_array_equal(painted[hu == 0], 0)  # nothing on the skull-stripped background
+
+
+def test_thick_slices_blur_the_change_along_z_only():
+    assert S.z_blur_sigma_vox(2.0) == 0.0 and S.z_blur_sigma_vox(0.625) == 0.0
+    assert math.isclose(S.z_blur_sigma_vox(5.0), math.sqrt(21.0) / (2 * math.sqrt(2 * math.log(2))) / 2.0)
+    rng = np.random.default_rng(1)
+    hu = _head(rng)
+    lesion = _ball((30, 56, 48), 6)
+    sharp, _ = S.paint(hu, lesion, 6.0, np.random.default_rng(2), z_sigma_vox=0.0)
+    thick, _ = S.paint(hu, lesion, 6.0, np.random.default_rng(2), z_sigma_vox=S.z_blur_sigma_vox(5.0))
+    # the 5 mm change reaches further along z than in x
+    assert (hu - thick)[30, 56, 48 + 8] > 0.05 and (hu - thick)[30 + 8, 56, 48] < 0.01
+    assert (hu - thick)[30, 56, 48 + 8] > 20 * (hu - sharp)[30, 56, 48 + 8]
+
+
+def test_a_synthetic_lesion_joins_the_hemisphere_of_the_study_infarct():
+    rng = np.random.default_rng(3)
+    hu = _head(rng, noise=3.0)
+    bank = [S.Lesion("a", _ball((20, 20, 20), 5)[:30, :30, :30], (10, 40, 30))]  # low-x half
+    label = _ball((70, 56, 48), 4)  # the study's own infarct in the high-x half
+    painted, truth, info = S.synthesise(hu, label, bank, rng, slice_mm=5.0)
+    assert S.side_of(truth & ~label) == 1 and (truth >= label).all()
+    assert info["slice_mm"] == 5.0 and info["ml"] > 0 and 1.0 <= info["drop_hu"] <= 12.0
+    _, truth2, _ = S.synthesise(hu, np.zeros(SHAPE, bool), bank, np.random.default_rng(4))
+    assert truth2.any()
+
+
+def test_bundle_transform_paints_image_and_label_with_probability(tmp_path):
+    pytest.importorskip("monai")
+    from train.infarct_seg.scripts.transforms import SyntheticInfarctd
+
+    rng = np.random.default_rng(5)
+    hu = _head(rng, noise=3.0)
+    bank = [S.Lesion("a", _ball((10, 10, 10), 6)[:21, :21, :21], (15, 45, 40))]
+    img = torch.as_tensor((np.clip(hu, 0, 80) / 80.0)[None])
+    lab = torch.zeros((1,) + SHAPE)
+    on = SyntheticInfarctd(prob=1.0)
+    on._bank = bank
+    on.set_random_state(0)
+    out = on({"image": img, "label": lab, "slice_mm": 2.5})
+    assert out["label"].sum() > 0 and out["image"].shape == img.shape
+    assert float((img - out["image"])[out["label"] > 0].mean()) * 80.0 > 0.9  # drops of >= 1 HU
+    off = SyntheticInfarctd(prob=0.0)
+    off._bank = bank
+    same = off({"image": img, "label": lab})
+    assert same["image"] is img and same["label"] is lab
