@@ -204,6 +204,7 @@ def test_phantom_datalists_align_in_parallel_and_resume(tmp_path: Path, capsys):
     infarct = json.loads((out / "infarct.json").read_text())
     assert len(regions["training"]) == 2 and len(regions["validation"]) == 1
     assert [e["image"] for e in infarct["training"]] == [e["image"] for e in regions["training"]]
+    assert [e["slice_mm"] for e in infarct["training"]] == [5.0, 5.0]  # what the lesion synthesis blurs by
     img = sitk.ReadImage(str(out / regions["training"][0]["image"]))
     lab = sitk.GetArrayFromImage(sitk.ReadImage(str(out / regions["training"][0]["label"])))
     assert img.GetSize() == (96, 112, 96) and set(np.unique(lab)) <= set(range(21)) and lab.max() == 20

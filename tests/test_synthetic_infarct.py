@@ -89,3 +89,15 @@ def test_bundle_transform_paints_image_and_label_with_probability(tmp_path):
     off._bank = bank
     same = off({"image": img, "label": lab})
     assert same["image"] is img and same["label"] is lab
+
+
+def test_checkpoint_selection_weighs_each_hu_stratum_equally():
+    from train.infarct_seg.scripts.select import balanced, dice
+
+    assert dice(np.array([1, 1, 0, 0], bool), np.array([1, 0, 1, 0], bool)) == 0.5
+    hu = {"a": 2.5, "b": 3.0, "c": 3.5, "d": 8.0}
+    # three subtle studies at 0.6 and one clear one at 0.2: the plain mean says 0.5, balanced 0.4
+    figs = balanced({"a": 0.6, "b": 0.6, "c": 0.6, "d": 0.2}, hu)
+    assert figs["all"] == pytest.approx(0.5) and figs["balanced"] == pytest.approx(0.4)
+    assert figs["< 4 HU"] == pytest.approx(0.6) and figs[">= 4 HU"] == pytest.approx(0.2)
+    assert balanced({"d": 0.3}, hu)["balanced"] == pytest.approx(0.3)  # an empty stratum is left out
