@@ -92,7 +92,7 @@ def test_bundle_transform_paints_image_and_label_with_probability(tmp_path):
 
 
 def test_checkpoint_selection_weighs_each_hu_stratum_equally():
-    from train.infarct_seg.scripts.select import balanced, dice
+    from train.infarct_seg.scripts.choose_checkpoint import balanced, dice
 
     assert dice(np.array([1, 1, 0, 0], bool), np.array([1, 0, 1, 0], bool)) == 0.5
     hu = {"a": 2.5, "b": 3.0, "c": 3.5, "d": 8.0}

@@ -1,6 +1,6 @@
 """Choose among saved checkpoints by HU-balanced validation Dice.
 
-    python train/infarct_seg/scripts/select.py --dataset_dir ALIGNED --phantoms PH_VAL \
+    python train/infarct_seg/scripts/choose_checkpoint.py --dataset_dir ALIGNED --phantoms PH_VAL \
         --ckpt RUN/models/epochs/*.pt [RUN/models/model.pt ...] [--json OUT.json]
 
 The bundle's own key metric (mean Dice over the validation studies) is dominated by whichever HU
