@@ -7,7 +7,9 @@ The bundle's own key metric (mean Dice over the validation studies) is dominated
 drop the validation set holds most of; the ship rule weighs infarcts of >= 4 HU as well as the
 early change below it. Here each checkpoint is scored on the validation acute studies by the mean
 Dice of each HU stratum (< 4 HU, >= 4 HU), and the checkpoint with the best mean of the two
-strata is chosen (ties: the earlier file in the list). Cases' HU drop and kind come from the
+strata is chosen (ties: the earlier file in the list). The volume each checkpoint marks on the
+validation controls (studies without an acute infarct) is reported beside it, not used in the
+choice (a model that gains Dice by marking more tissue shows there). Cases' HU drop and kind come from the
 phantoms' ``params.json``; studies with an empty truth do not enter a Dice. The network, the
 datalist and the validation preprocessing are the bundle's (``configs/train.json``).
 """
@@ -26,6 +28,7 @@ import torch
 
 BUNDLE = Path(__file__).resolve().parents[1]
 STRATA = (("< 4 HU", -math.inf, 4.0), (">= 4 HU", 4.0, math.inf))
+VOXEL_ML = 2.0 ** 3 / 1000.0  # the aligned grid's 2 mm voxels
 
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -71,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     datalist = str(Path(args.dataset_dir) / "infarct.json")
     items = load_decathlon_datalist(datalist, True, "validation", str(Path(datalist).parent))
     cases: List[tuple] = []
+    controls: List[tuple] = []  # no acute infarct: what the model marks there is false
     hu: Dict[str, float] = {}
     for it in items:
         name = Path(it["image"]).name.replace(".nii.gz", "")
@@ -79,15 +83,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error[2]: no params.json for {name} under {', '.join(map(str, args.phantoms))}", file=sys.stderr)
             return 2
         p = json.loads(params.read_text())
-        if p["kind"] != "acute":
-            continue
         d = transform(it)
         label = np.asarray(d["label"])[0] > 0
+        x = torch.as_tensor(np.asarray(d["image"]))[None]
+        if p["kind"] != "acute":
+            if not label.any():
+                controls.append((name, x))
+            continue
         if not label.any():
             continue
-        cases.append((name, torch.as_tensor(np.asarray(d["image"]))[None], label))
+        cases.append((name, x, label))
         hu[name] = float(p["hu_drop"])
-    print(f"{len(cases)} acute validation studies ({sum(v < 4 for v in hu.values())} below 4 HU)")
+    print(f"{len(cases)} acute validation studies ({sum(v < 4 for v in hu.values())} below 4 HU), {len(controls)} controls")
     results = []
     net.eval()
     for ck in args.ckpt:
@@ -97,10 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, x, label in cases:
                 pred = net(x).argmax(1)[0].numpy() > 0
                 per_case[name] = dice(pred, label)
+            false_ml = {name: float((net(x).argmax(1)[0].numpy() > 0).sum()) * VOXEL_ML for name, x in controls}
         figs = balanced(per_case, hu)
-        results.append({"ckpt": str(ck), **figs, "per_case": per_case})
+        figs["controls_false_ml"] = float(np.mean(list(false_ml.values()))) if false_ml else float("nan")
+        results.append({"ckpt": str(ck), **figs, "per_case": per_case, "false_ml": false_ml})
         print(f"{ck}: balanced {figs['balanced']:.3f}  " + "  ".join(f"{n} {figs[n]:.3f}" for n, _, _ in STRATA if n in figs)
-              + f"  all {figs['all']:.3f}", flush=True)
+              + f"  all {figs['all']:.3f}  controls: {figs['controls_false_ml']:.1f} ml marked (mean)", flush=True)
     best = max(range(len(results)), key=lambda i: (results[i]["balanced"], -i))
     print(f"chosen: {results[best]['ckpt']} (balanced validation Dice {results[best]['balanced']:.3f})")
     if args.json:
