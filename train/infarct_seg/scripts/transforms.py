@@ -42,7 +42,7 @@ class SyntheticInfarctd(RandomizableTransform, MapTransform):
     (normalised, ``(1, X, Y, Z)``) aligned image with the v2 generator's model of early ischaemic
     change and add it to the label (``aspects_research.synthetic_infarct``). The study's slice
     thickness comes from the datalist entry's ``slice_mm`` when present. The lesion bank is built
-    on first use (~0.2 s a shape) and cached in ``bank_cache``."""
+    on first use (~0.1 s a shape: the 744 training shapes in ~75 s) and cached in ``bank_cache``."""
 
     def __init__(self, keys: KeysCollection = ("image", "label"), prob: float = 0.0, bank_cache: Optional[str] = None,
                  bank_limit: Optional[int] = None, atlas_dir: Optional[str] = None):
