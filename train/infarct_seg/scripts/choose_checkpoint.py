@@ -26,14 +26,18 @@ from typing import Dict, List, Sequence
 import numpy as np
 import torch
 
+from aspects_research import metrics
+
 BUNDLE = Path(__file__).resolve().parents[1]
 STRATA = (("< 4 HU", -math.inf, 4.0), (">= 4 HU", 4.0, math.inf))
 VOXEL_ML = 2.0 ** 3 / 1000.0  # the aligned grid's 2 mm voxels
 
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    inter = float(np.logical_and(pred, truth).sum())
-    return 2.0 * inter / float(pred.sum() + truth.sum())
+    """Dice of two masks, :func:`aspects_research.metrics.dice` (only acute studies, whose truth is
+    never empty, enter it; 0.0 if both were empty)."""
+    value = metrics.dice(metrics.counts(pred, truth))
+    return 0.0 if value is None else value
 
 
 def balanced(per_case: Dict[str, float], hu: Dict[str, float]) -> Dict[str, float]:
