@@ -25,6 +25,18 @@ OLD_INFARCT_HU = 16.0
 OLD_MIRROR_HU = 22.0
 MIN_BLOOD_ML = 0.3
 MIN_OLD_ML = 1.0
+# An old infarct's cavity reaches CSF density (0-10 HU); hyperacute ischaemia does not: each 1 %
+# of net water uptake lowers attenuation by ~2.5 HU and the first 6 h bring a few percent
+# (Dzialowski et al., Stroke 2004;35:2067; Kucinski et al., Radiology 2002), i.e. tissue of
+# 25-40 HU stays above ~15 HU. A component of the acute mask with such a cavity beside it (within
+# OLD_CAVITY_REACH_MM) amounting to OLD_CAVITY_FRACTION of its volume is the gliotic rim of an old
+# infarct: its tissue within OLD_RIM_MM of the cavity is not scored. The 16 HU finding
+# (old_infarct_mask) is too wide for that: strong (10-12 HU) acute infarcts in white matter reach
+# it (docs/results.md, "Mask check").
+OLD_CAVITY_HU = 10.0
+OLD_CAVITY_REACH_MM = 4.0
+OLD_CAVITY_FRACTION = 0.05
+OLD_RIM_MM = 8.0
 EDGE_EROSION_MM = 6.0  # keep away from the skull/brain border where partial volume mimics both
 # Calcium / bone (>= DENSE_HU in the unstripped series) smears into blood-like values around itself
 # (a pineal calcification of 560 HU read 50-100 HU over 0.6 ml on the real 4 / 7 mm GE series;
@@ -88,13 +100,15 @@ def blood_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
     return _components_over(mask, _voxel_ml(spacing_mm), MIN_BLOOD_ML)
 
 
-def old_infarct_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
-    """CSF-like parenchyma whose mirror is tissue, in components >= MIN_OLD_ML."""
+def old_infarct_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
+                     below_hu: float = OLD_INFARCT_HU, min_ml: float = MIN_OLD_ML) -> np.ndarray:
+    """CSF-like parenchyma (3-voxel mean < ``below_hu``) whose mirror is tissue, in components >=
+    ``min_ml``."""
     smooth = ndimage.uniform_filter(hu, size=3)
     mirror = np.flip(smooth, axis=2)
     inner = _inner(brain, spacing_mm)
-    mask = (smooth < OLD_INFARCT_HU) & (mirror >= OLD_MIRROR_HU) & inner & np.flip(inner, axis=2)
-    return _components_over(mask, _voxel_ml(spacing_mm), MIN_OLD_ML)
+    mask = (smooth < below_hu) & (mirror >= OLD_MIRROR_HU) & inner & np.flip(inner, axis=2)
+    return _components_over(mask, _voxel_ml(spacing_mm), min_ml)
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,8 @@ class Findings:
     blood: np.ndarray
     old_infarct: np.ndarray
     spacing_mm: Tuple[float, ...]
+    # CSF-density part of old_infarct (< OLD_CAVITY_HU): the cavity acute_only tests against
+    old_cavity: Optional[np.ndarray] = None
 
     @property
     def haemorrhage_ml(self) -> float:
@@ -117,9 +133,10 @@ class Findings:
 
 def find(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
          dense: Optional[np.ndarray] = None) -> Findings:
-    """Blood (away from dense tissue) and old infarct on the aligned grid."""
-    return Findings(blood_mask(hu, brain, spacing_mm, dense), old_infarct_mask(hu, brain, spacing_mm),
-                    tuple(float(s) for s in spacing_mm))
+    """Blood (away from dense tissue) and old infarct, with its CSF-density cavity, on the aligned grid."""
+    old = old_infarct_mask(hu, brain, spacing_mm)
+    cavity = old_infarct_mask(hu, brain, spacing_mm, OLD_CAVITY_HU, 0.0) & old
+    return Findings(blood_mask(hu, brain, spacing_mm, dense), old, tuple(float(s) for s in spacing_mm), cavity)
 
 
 def image_flags(found: Findings) -> List[Flag]:
@@ -133,21 +150,48 @@ def image_flags(found: Findings) -> List[Flag]:
 
 
 def acute_only(infarct: np.ndarray, found: Findings, blood_margin_mm: float = 8.0) -> np.ndarray:
-    """The infarct mask without hypodensity that blood explains.
+    """The infarct mask without hypodensity that blood or an old infarct explains.
 
     A haematoma makes its contralateral counterpart look hypodense to a symmetry-based method
     (blurred further by thick slices), so tissue within ``blood_margin_mm`` of blood or of the
-    MIRROR of blood is not scored; leftovers below MIN_OLD_ML are dropped. Old infarcts are only
-    flagged: on the synthetic studies no CSF-core rule separated them from strong (10-12 HU)
-    acute infarcts without missing the latter (docs/results.md, known limitations).
+    MIRROR of blood is not scored. An old infarct's rim (:func:`old_rim`) is not scored either.
+    Leftovers below MIN_OLD_ML are dropped.
     """
     mask = infarct.astype(bool)
     blood = found.blood
-    if not blood.any():
+    rim = old_rim(mask, found)
+    if not blood.any() and not rim.any():
         return mask
-    it = max(1, int(round(blood_margin_mm / float(min(found.spacing_mm)))))
-    mask &= ~ndimage.binary_dilation(blood | np.flip(blood, axis=2), iterations=it)
+    mask &= ~rim
+    if blood.any():
+        it = max(1, int(round(blood_margin_mm / float(min(found.spacing_mm)))))
+        mask &= ~ndimage.binary_dilation(blood | np.flip(blood, axis=2), iterations=it)
     return _components_over(mask, _voxel_ml(found.spacing_mm), MIN_OLD_ML)
+
+
+def old_rim(infarct: np.ndarray, found: Findings) -> np.ndarray:
+    """The voxels of ``infarct`` that are an old infarct's rim: in the 26-connected components
+    with CSF-density cavity (``found.old_cavity``) within OLD_CAVITY_REACH_MM amounting to at least
+    OLD_CAVITY_FRACTION of their volume, those within OLD_RIM_MM of the cavity. A component
+    without such a cavity beside it (every acute infarct of the synthetic sets, strong ones
+    included) is untouched; an acute infarct next to an old one keeps its part beyond the rim."""
+    mask = infarct.astype(bool)
+    cavity = found.old_cavity
+    if cavity is None or not cavity.any() or not mask.any():
+        return np.zeros(mask.shape, bool)
+    step = float(min(found.spacing_mm))
+    near = ndimage.distance_transform_edt(~cavity, sampling=found.spacing_mm)
+    lesions, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    size = np.bincount(lesions.ravel(), minlength=n + 1)
+    it = max(1, int(round(OLD_CAVITY_REACH_MM / step)))
+    reach = ndimage.binary_dilation(cavity, iterations=it)
+    old = np.zeros(n + 1, bool)
+    for k in np.unique(lesions[reach & mask]):  # only components with cavity within reach
+        if k == 0:
+            continue
+        grown = ndimage.binary_dilation(lesions == k, iterations=it)
+        old[k] = (grown & cavity).sum() >= OLD_CAVITY_FRACTION * size[k]
+    return old[lesions] & (near <= OLD_RIM_MM)
 
 
 def outside_mca_flag(infarct: np.ndarray, regions: np.ndarray, territories: np.ndarray,

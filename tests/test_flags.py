@@ -103,6 +103,30 @@ def test_acute_only_removes_mirror_of_blood_but_keeps_acute_lesions():
     assert kept[acute].mean() > 0.9
 
 
+def test_old_infarct_rim_is_not_scored_but_strong_acute_white_matter_infarcts_are():
+    from aspects.flags import acute_only, find, old_rim
+    hu, mask = brain()
+    cavity = ball(24, 18, 14, 16)  # r = 4 voxels: CSF-density cavity of an old infarct
+    rim = ndimage.binary_dilation(cavity, iterations=2) & ~cavity
+    hu[rim] = 20.0  # gliosis
+    hu[cavity] = 4.0
+    strong = ball(24, 44, 46, 25)  # r = 5 voxels on the other side, far from the cavity
+    hu[strong] = 14.0  # a 12 HU drop of 26 HU white matter: below the 16 HU old-infarct finding
+    # what a segmenter reports: the old infarct's rim (and a little of its cavity), the acute lesion
+    segmented = ndimage.binary_dilation(cavity, iterations=2) & ~ndimage.binary_erosion(cavity, iterations=2) | strong
+    found = find(hu, mask, SPACING)
+    assert (found.old_infarct & strong).any()  # the 16 HU finding claims the strong infarct's tissue
+    assert found.old_cavity is not None and not (found.old_cavity & strong).any()
+    kept = acute_only(segmented, found)
+    assert not (kept & rim).any() and not old_rim(segmented, found)[strong].any()
+    assert np.array_equal(kept, strong)
+    # an acute infarct grown into the old one's rim keeps its part beyond the rim (8 mm)
+    touching = segmented | (ball(24, 18, 26, 36) & mask)  # r = 6 voxels, reaching the rim
+    kept = acute_only(touching, found)
+    far = ball(24, 18, 26, 36) & (ndimage.distance_transform_edt(~found.old_cavity, sampling=SPACING) > 8.0)
+    assert far.sum() > 100 and np.array_equal(kept & far, far) and not (kept & rim).any()
+
+
 def test_acute_only_is_identity_without_other_findings():
     from aspects.flags import acute_only
     hu, mask = brain()
