@@ -100,15 +100,21 @@ def blood_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
     return _components_over(mask, _voxel_ml(spacing_mm), MIN_BLOOD_ML)
 
 
-def old_infarct_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
-                     below_hu: float = OLD_INFARCT_HU, min_ml: float = MIN_OLD_ML) -> np.ndarray:
-    """CSF-like parenchyma (3-voxel mean < ``below_hu``) whose mirror is tissue, in components >=
-    ``min_ml``."""
+def old_infarct_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
+    """CSF-like parenchyma whose mirror is tissue, in components >= MIN_OLD_ML."""
+    return _old_infarct_and_cavity(hu, brain, spacing_mm)[0]
+
+
+def _old_infarct_and_cavity(hu: np.ndarray, brain: np.ndarray,
+                            spacing_mm: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`old_infarct_mask` and its CSF-density part (3-voxel mean < OLD_CAVITY_HU), from one
+    smoothing and erosion."""
     smooth = ndimage.uniform_filter(hu, size=3)
     mirror = np.flip(smooth, axis=2)
     inner = _inner(brain, spacing_mm)
-    mask = (smooth < below_hu) & (mirror >= OLD_MIRROR_HU) & inner & np.flip(inner, axis=2)
-    return _components_over(mask, _voxel_ml(spacing_mm), min_ml)
+    mask = (smooth < OLD_INFARCT_HU) & (mirror >= OLD_MIRROR_HU) & inner & np.flip(inner, axis=2)
+    old = _components_over(mask, _voxel_ml(spacing_mm), MIN_OLD_ML)
+    return old, old & (smooth < OLD_CAVITY_HU)
 
 
 @dataclass(frozen=True)
@@ -134,8 +140,7 @@ class Findings:
 def find(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
          dense: Optional[np.ndarray] = None) -> Findings:
     """Blood (away from dense tissue) and old infarct, with its CSF-density cavity, on the aligned grid."""
-    old = old_infarct_mask(hu, brain, spacing_mm)
-    cavity = old_infarct_mask(hu, brain, spacing_mm, OLD_CAVITY_HU, 0.0) & old
+    old, cavity = _old_infarct_and_cavity(hu, brain, spacing_mm)
     return Findings(blood_mask(hu, brain, spacing_mm, dense), old, tuple(float(s) for s in spacing_mm), cavity)
 
 
@@ -180,7 +185,6 @@ def old_rim(infarct: np.ndarray, found: Findings) -> np.ndarray:
     if cavity is None or not cavity.any() or not mask.any():
         return np.zeros(mask.shape, bool)
     step = float(min(found.spacing_mm))
-    near = ndimage.distance_transform_edt(~cavity, sampling=found.spacing_mm)
     lesions, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     size = np.bincount(lesions.ravel(), minlength=n + 1)
     it = max(1, int(round(OLD_CAVITY_REACH_MM / step)))
@@ -191,7 +195,9 @@ def old_rim(infarct: np.ndarray, found: Findings) -> np.ndarray:
             continue
         grown = ndimage.binary_dilation(lesions == k, iterations=it)
         old[k] = (grown & cavity).sum() >= OLD_CAVITY_FRACTION * size[k]
-    return old[lesions] & (near <= OLD_RIM_MM)
+    if not old.any():
+        return np.zeros(mask.shape, bool)
+    return old[lesions] & (ndimage.distance_transform_edt(~cavity, sampling=found.spacing_mm) <= OLD_RIM_MM)
 
 
 def outside_mca_flag(infarct: np.ndarray, regions: np.ndarray, territories: np.ndarray,
