@@ -25,6 +25,13 @@ OLD_INFARCT_HU = 16.0
 OLD_MIRROR_HU = 22.0
 MIN_BLOOD_ML = 0.3
 MIN_OLD_ML = 1.0
+# The flag (and the region evidence's exclusion) needs a CSF-density core (< OLD_CAVITY_HU) of at
+# least MIN_OLD_CAVITY_ML and MIN_OLD_CAVITY_SHARE of the component: 12-16 HU tissue whose mirror
+# is >= 22 HU is also a strong acute infarct in white matter (with a few ml of sulcal CSF inside
+# it on a real head: 2.8 of 63 ml on the val split) or an asymmetric sulcus; an encephalomalacic
+# old infarct is mostly CSF (core 42-80 % of the finding on the val and test old-infarct controls).
+MIN_OLD_CAVITY_ML = 1.0
+MIN_OLD_CAVITY_SHARE = 0.25
 # An old infarct's cavity reaches CSF density (0-10 HU); hyperacute ischaemia does not: each 1 %
 # of net water uptake lowers attenuation by ~2.5 HU and the first 6 h bring a few percent
 # (Dzialowski et al., Stroke 2004;35:2067; Kucinski et al., Radiology 2002), i.e. tissue of
@@ -101,20 +108,31 @@ def blood_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
 
 
 def old_infarct_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
-    """CSF-like parenchyma whose mirror is tissue, in components >= MIN_OLD_ML."""
+    """CSF-like parenchyma whose mirror is tissue, in components >= MIN_OLD_ML with a CSF-density
+    core of >= MIN_OLD_CAVITY_ML and >= MIN_OLD_CAVITY_SHARE of the component."""
     return _old_infarct_and_cavity(hu, brain, spacing_mm)[0]
 
 
 def _old_infarct_and_cavity(hu: np.ndarray, brain: np.ndarray,
                             spacing_mm: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
-    """:func:`old_infarct_mask` and its CSF-density part (3-voxel mean < OLD_CAVITY_HU), from one
-    smoothing and erosion."""
+    """:func:`old_infarct_mask` and the CSF-density part (3-voxel mean < OLD_CAVITY_HU) of every
+    component >= MIN_OLD_ML of the < OLD_INFARCT_HU finding, cored or not: the rim rule
+    (:func:`old_rim`) weighs each cavity against the acute component beside it (chosen on the val
+    split, docs/results.md). From one smoothing and erosion."""
     smooth = ndimage.uniform_filter(hu, size=3)
     mirror = np.flip(smooth, axis=2)
     inner = _inner(brain, spacing_mm)
     mask = (smooth < OLD_INFARCT_HU) & (mirror >= OLD_MIRROR_HU) & inner & np.flip(inner, axis=2)
-    old = _components_over(mask, _voxel_ml(spacing_mm), MIN_OLD_ML)
-    return old, old & (smooth < OLD_CAVITY_HU)
+    vml = _voxel_ml(spacing_mm)
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return np.zeros(mask.shape, bool), np.zeros(mask.shape, bool)
+    size = np.bincount(labels.ravel(), minlength=n + 1) * vml
+    core = np.bincount(labels[smooth < OLD_CAVITY_HU], minlength=n + 1) * vml
+    size[0] = core[0] = 0.0
+    big = size >= MIN_OLD_ML
+    cored = (core >= MIN_OLD_CAVITY_ML) & (core >= MIN_OLD_CAVITY_SHARE * size)
+    return (big & cored)[labels], big[labels] & (smooth < OLD_CAVITY_HU)
 
 
 @dataclass(frozen=True)
@@ -125,7 +143,8 @@ class Findings:
     blood: np.ndarray
     old_infarct: np.ndarray
     spacing_mm: Tuple[float, ...]
-    # CSF-density part of old_infarct (< OLD_CAVITY_HU): the cavity acute_only tests against
+    # CSF-density part (< OLD_CAVITY_HU) of every >= MIN_OLD_ML component of the < 16 HU finding,
+    # cored or not: the cavity acute_only (old_rim) tests against
     old_cavity: Optional[np.ndarray] = None
 
     @property

@@ -72,11 +72,11 @@ def test_symmetric_hyperdense_anatomy_is_not_blood():
 def test_old_infarct_is_flagged_but_symmetric_csf_is_not():
     hu, mask = brain()
     lesion = ball(24, 20, 15, 25)  # r = 5 voxels: ~4 ml, one side only
-    hu[lesion] = 10.0
+    hu[lesion] = 6.0  # CSF density
     assert find(hu, mask, SPACING).old_infarct_ml > 1.0
     assert "old_infarct_suspected" in flags_of(hu, mask)
     hu_sym = hu.copy()
-    hu_sym[np.flip(lesion, axis=2)] = 10.0  # the same lesion on both sides reads as symmetric CSF
+    hu_sym[np.flip(lesion, axis=2)] = 6.0  # the same lesion on both sides reads as symmetric CSF
     assert find(hu_sym, mask, SPACING).old_infarct_ml == 0.0
 
 
@@ -85,6 +85,23 @@ def test_acute_hypodensity_is_not_an_old_infarct():
     lesion = ball(24, 20, 14, 25)
     hu[lesion] -= 6.0  # acute: 26 HU, still tissue
     assert flags_of(hu, mask) == []
+    # a strong (18 HU) drop in 32 HU tissue reaches 14 HU, under the 16 HU finding, over ~4 ml but
+    # has no CSF-density (< 10 HU) core: still not an old infarct
+    hu[lesion] -= 12.0
+    assert flags_of(hu, mask) == []
+    hu[ball(24, 20, 14, 9)] = 4.0  # a CSF-density core under the 1 ml a flag needs
+    assert flags_of(hu, mask) == []
+    hu[lesion] = 4.0  # all CSF density: an old infarct
+    assert flags_of(hu, mask) == ["old_infarct_suspected"]
+    # a large strong infarct (14 HU, ~17 ml) with ~2 ml of CSF-density sulcus inside it: the
+    # core is over 1 ml but under a quarter of the < 16 HU finding (~11 ml)
+    hu, mask = brain()
+    big = ball(24, 26, 20, 64)
+    hu[big] = 14.0 + (hu[big] - 32.0)
+    hu[ball(24, 26, 20, 16)] = 4.0
+    found = find(hu, mask, SPACING)
+    assert found.old_cavity is not None and found.old_cavity.sum() * 8e-3 > 1.0
+    assert flags_of(hu, mask) == [] and not found.old_infarct.any()
 
 
 def test_acute_only_removes_mirror_of_blood_but_keeps_acute_lesions():
@@ -115,7 +132,7 @@ def test_old_infarct_rim_is_not_scored_but_strong_acute_white_matter_infarcts_ar
     # what a segmenter reports: the old infarct's rim (and a little of its cavity), the acute lesion
     segmented = ndimage.binary_dilation(cavity, iterations=2) & ~ndimage.binary_erosion(cavity, iterations=2) | strong
     found = find(hu, mask, SPACING)
-    assert (found.old_infarct & strong).any()  # the 16 HU finding claims the strong infarct's tissue
+    assert not (found.old_infarct & strong).any()  # below 16 HU but no CSF-density core: not an old infarct
     assert found.old_cavity is not None and not (found.old_cavity & strong).any()
     kept = acute_only(segmented, found)
     assert not (kept & rim).any() and not old_rim(segmented, found)[strong].any()
