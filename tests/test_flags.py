@@ -59,6 +59,25 @@ def test_partial_volume_of_a_calcification_or_bone_is_not_blood_but_a_haematoma_
     assert found.haemorrhage_ml == pytest.approx(blob.sum() * 8e-3, rel=0.35)
 
 
+def test_a_bright_sheet_along_the_skull_base_is_not_blood_but_a_haematoma_of_its_volume_is():
+    hu, mask = brain()
+    inner = ndimage.binary_erosion(mask, iterations=3)  # the flag's 6 mm edge erosion
+    # bone partial volume: a 4 mm (2-voxel) thick, 62 HU sheet just inside the eroded edge, on one
+    # side (lower left), as the middle cranial fossa's floor gives on thick slices
+    shell = inner & ~ndimage.binary_erosion(inner, iterations=2)
+    sheet = shell & (z < 18) & (x < 26) & (y > 20) & (y < 44)
+    hu[sheet] = 62.0
+    assert sheet.sum() * 8e-3 > 1.0
+    assert flags_of(hu, mask) == []
+    # a haematoma of about the same volume, as a blob, is flagged
+    blob = ball(24, 30, 18, 16)
+    hu[blob] = 62.0
+    assert blob.sum() * 8e-3 < sheet.sum() * 8e-3 * 1.5
+    found = find(hu, mask, SPACING)
+    assert [f.name for f in image_flags(found)] == ["haemorrhage_suspected"]
+    assert not (found.blood & sheet).any()
+
+
 def test_symmetric_hyperdense_anatomy_is_not_blood():
     hu, mask = brain()
     sinus = ((z - 24) ** 2 + (y - 50) ** 2) <= 9
