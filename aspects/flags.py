@@ -61,6 +61,13 @@ DENSE_MARGIN_MM = 5.0
 # blood component (bone partial volume, a 75 HU calcification) had an in-radius of <= 2.8 mm,
 # every haematoma >= 3.5 mm (docs/results.md).
 BLOOD_CORE_MM = 2.0
+# The flag's component is the part of a haematoma that passes every test above: its partial-volume
+# rim, its > 95 HU core and its part near bone are left out (0.5-4.1 ml of 2-5 ml phantom
+# haematomas). What the haematoma explains (the hypodense-looking tissue opposite it, for the
+# infarct mask and the region evidence) is measured from its extent: hyperdense (>= BLOOD_EXTENT_HU)
+# brain within BLOOD_EXTENT_MM of the component.
+BLOOD_EXTENT_HU = 48.0
+BLOOD_EXTENT_MM = 10.0
 # ASPECTS scores the MCA territory only: acute infarct in the ACA, PCA or vertebrobasilar territory
 # (outside every ASPECTS region) costs no point but must be reported. Per connected lesion: voxels
 # within OUTSIDE_MCA_MARGIN_MM of an ASPECTS region do not count (registration error), at least
@@ -109,17 +116,19 @@ def blood_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
     not blood. Voxels less than BLOOD_MIRROR_EXCESS_HU above their mirror are symmetric anatomy.
     """
     smooth = ndimage.median_filter(hu, size=3)
-    mask = (smooth >= BLOOD_HU[0]) & (smooth <= BLOOD_HU[1]) & _inner(brain, spacing_mm)
-    mask &= smooth - np.flip(smooth, axis=2) >= BLOOD_MIRROR_EXCESS_HU
+    hyper = (smooth >= BLOOD_HU[0]) & _inner(brain, spacing_mm)
+    hyper &= smooth - np.flip(smooth, axis=2) >= BLOOD_MIRROR_EXCESS_HU
     if dense is not None and dense.any():
-        mask &= ndimage.distance_transform_edt(~dense.astype(bool), sampling=spacing_mm) > DENSE_MARGIN_MM
-    mask = _components_over(mask, _voxel_ml(spacing_mm), MIN_BLOOD_ML)
+        hyper &= ndimage.distance_transform_edt(~dense.astype(bool), sampling=spacing_mm) > DENSE_MARGIN_MM
+    mask = _components_over(hyper & (smooth <= BLOOD_HU[1]), _voxel_ml(spacing_mm), MIN_BLOOD_ML)
     if not mask.any():
         return mask
+    # the blob test on the hyperdense region with its > BLOOD_HU[1] part: a clot denser than that
+    # (retraction) leaves a blood-like shell that is still one blob
     it = max(1, int(round(BLOOD_CORE_MM / float(min(spacing_mm)))))
-    core = ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(3, 2), iterations=it)
-    labels, _ = ndimage.label(mask)
-    return np.isin(labels, np.unique(labels[core]))
+    core = ndimage.binary_erosion(hyper, structure=ndimage.generate_binary_structure(3, 2), iterations=it)
+    labels, _ = ndimage.label(hyper)
+    return mask & np.isin(labels, np.unique(labels[core & (labels > 0)]))
 
 
 def old_infarct_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
@@ -161,6 +170,13 @@ class Findings:
     # CSF-density part (< OLD_CAVITY_HU) of every >= MIN_OLD_ML component of the < 16 HU finding,
     # cored or not: the cavity acute_only (old_rim) tests against
     old_cavity: Optional[np.ndarray] = None
+    # blood with its hyperdense surroundings (:func:`blood_extent`): what the haematoma explains
+    blood_extent: Optional[np.ndarray] = None
+
+    @property
+    def blood_explains(self) -> np.ndarray:
+        """The haematoma tissue whose mirror looks hypodense: ``blood_extent`` or ``blood``."""
+        return self.blood if self.blood_extent is None else self.blood_extent
 
     @property
     def haemorrhage_ml(self) -> float:
@@ -175,7 +191,18 @@ def find(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
          dense: Optional[np.ndarray] = None) -> Findings:
     """Blood (away from dense tissue) and old infarct, with its CSF-density cavity, on the aligned grid."""
     old, cavity = _old_infarct_and_cavity(hu, brain, spacing_mm)
-    return Findings(blood_mask(hu, brain, spacing_mm, dense), old, tuple(float(s) for s in spacing_mm), cavity)
+    blood = blood_mask(hu, brain, spacing_mm, dense)
+    return Findings(blood, old, tuple(float(s) for s in spacing_mm), cavity,
+                    blood_extent(hu, brain, spacing_mm, blood))
+
+
+def blood_extent(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float], blood: np.ndarray) -> np.ndarray:
+    """``blood`` with the hyperdense (>= BLOOD_EXTENT_HU, 3-voxel median) brain within
+    BLOOD_EXTENT_MM of it: the haematoma's whole extent, rim and core included."""
+    if not blood.any():
+        return blood
+    near = ndimage.distance_transform_edt(~blood, sampling=spacing_mm) <= BLOOD_EXTENT_MM
+    return blood | (near & (brain > 0) & (ndimage.median_filter(hu, size=3) >= BLOOD_EXTENT_HU))
 
 
 def image_flags(found: Findings) -> List[Flag]:
@@ -197,7 +224,7 @@ def acute_only(infarct: np.ndarray, found: Findings, blood_margin_mm: float = 8.
     Leftovers below MIN_OLD_ML are dropped.
     """
     mask = infarct.astype(bool)
-    blood = found.blood
+    blood = found.blood_explains
     rim = old_rim(mask, found)
     if not blood.any() and not rim.any():
         return mask

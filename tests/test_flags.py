@@ -217,3 +217,31 @@ def test_separate_aca_lesion_beside_an_mca_infarct_is_flagged():
     infarct[5:10, 2:10, 20:30] = True  # and an ACA one, 3.2 ml, not touching it
     flag = outside_mca_flag(infarct, regions, territories, SPACING)
     assert flag is not None and flag.volume_ml == pytest.approx(3.2)
+
+
+def test_what_a_haematoma_explains_is_its_whole_extent_and_wider_for_the_region_evidence():
+    from aspects.flags import acute_only
+    from aspects.region_evidence import explained_tissue
+    hu, mask = brain()
+    c = (24, 30, 18)
+    core, rim, halo = ball(*c, 4), ball(*c, 16), ball(*c, 36)  # r = 2, 4, 6 voxels (4, 8, 12 mm)
+    hu[halo] = 50.0  # partial volume around the clot: under the flag's 52 HU
+    hu[rim] = 62.0
+    hu[core] = 110.0  # a retracted clot: over the flag's 95 HU
+    found = find(hu, mask, SPACING)
+    assert [f.name for f in image_flags(found)] == ["haemorrhage_suspected"]
+    assert not found.blood[c] and found.blood_extent is not None  # the clot's centre is over 95 HU
+    assert found.blood_extent[core].all() and found.blood_extent[halo].mean() > 0.9
+    # the tissue opposite the halo looks hypodense too: a false mask 18-28 mm from the mirrored
+    # centre (along x) loses its voxels within 8 mm of the halo's mirror (12 + 8 = 20 mm), which
+    # the flag's component alone (8 + 8 = 16 mm) would have kept
+    import dataclasses
+    xm = 63 - c[2]
+    slab = np.zeros_like(mask, bool)
+    slab[c[0] - 5:c[0] + 6, c[1] - 5:c[1] + 6, xm - 14:xm - 8] = True  # 5.8 ml, medial to the mirror
+    assert slab[c[0], c[1], xm - 9] and (mask[slab] > 0).all()
+    assert not acute_only(slab, found)[c[0], c[1], xm - 9]
+    assert acute_only(slab, dataclasses.replace(found, blood_extent=None))[c[0], c[1], xm - 9]
+    # the region evidence leaves out 16 mm around the extent's mirror: 24 mm from its centre
+    assert explained_tissue(found)[c[0], c[1], xm - 12]
+    assert not explained_tissue(found, blood_margin_mm=8.0)[c[0], c[1], xm - 12]
