@@ -115,6 +115,12 @@ def blood_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
     the partial volume of a calcification (pineal, choroid plexus, basal ganglia) or of the skull,
     not blood. Voxels less than BLOOD_MIRROR_EXCESS_HU above their mirror are symmetric anatomy.
     """
+    return _blood_and_smooth(hu, brain, spacing_mm, dense)[0]
+
+
+def _blood_and_smooth(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
+                      dense: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`blood_mask` and the 3-voxel median of ``hu`` it was found on."""
     smooth = ndimage.median_filter(hu, size=3)
     hyper = (smooth >= BLOOD_HU[0]) & _inner(brain, spacing_mm)
     hyper &= smooth - np.flip(smooth, axis=2) >= BLOOD_MIRROR_EXCESS_HU
@@ -122,13 +128,13 @@ def blood_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
         hyper &= ndimage.distance_transform_edt(~dense.astype(bool), sampling=spacing_mm) > DENSE_MARGIN_MM
     mask = _components_over(hyper & (smooth <= BLOOD_HU[1]), _voxel_ml(spacing_mm), MIN_BLOOD_ML)
     if not mask.any():
-        return mask
+        return mask, smooth
     # the blob test on the hyperdense region with its > BLOOD_HU[1] part: a clot denser than that
     # (retraction) leaves a blood-like shell that is still one blob
     it = max(1, int(round(BLOOD_CORE_MM / float(min(spacing_mm)))))
     core = ndimage.binary_erosion(hyper, structure=ndimage.generate_binary_structure(3, 2), iterations=it)
     labels, _ = ndimage.label(hyper)
-    return mask & np.isin(labels, np.unique(labels[core & (labels > 0)]))
+    return mask & np.isin(labels, np.unique(labels[core & (labels > 0)])), smooth
 
 
 def old_infarct_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
@@ -191,18 +197,20 @@ def find(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
          dense: Optional[np.ndarray] = None) -> Findings:
     """Blood (away from dense tissue) and old infarct, with its CSF-density cavity, on the aligned grid."""
     old, cavity = _old_infarct_and_cavity(hu, brain, spacing_mm)
-    blood = blood_mask(hu, brain, spacing_mm, dense)
+    blood, smooth = _blood_and_smooth(hu, brain, spacing_mm, dense)
     return Findings(blood, old, tuple(float(s) for s in spacing_mm), cavity,
-                    blood_extent(hu, brain, spacing_mm, blood))
+                    blood_extent(smooth, brain, spacing_mm, blood))
 
 
-def blood_extent(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float], blood: np.ndarray) -> np.ndarray:
-    """``blood`` with the hyperdense (>= BLOOD_EXTENT_HU, 3-voxel median) brain within
-    BLOOD_EXTENT_MM of it: the haematoma's whole extent, rim and core included."""
+def blood_extent(smooth_hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
+                 blood: np.ndarray) -> np.ndarray:
+    """``blood`` with the hyperdense (>= BLOOD_EXTENT_HU in ``smooth_hu``, the 3-voxel median the
+    blood was found on) brain within BLOOD_EXTENT_MM of it: the haematoma's whole extent, rim and
+    core included."""
     if not blood.any():
         return blood
     near = ndimage.distance_transform_edt(~blood, sampling=spacing_mm) <= BLOOD_EXTENT_MM
-    return blood | (near & (brain > 0) & (ndimage.median_filter(hu, size=3) >= BLOOD_EXTENT_HU))
+    return blood | (near & (brain > 0) & (smooth_hu >= BLOOD_EXTENT_HU))
 
 
 def image_flags(found: Findings) -> List[Flag]:
