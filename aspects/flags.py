@@ -100,9 +100,19 @@ def _voxel_ml(spacing_mm: Sequence[float]) -> float:
     return float(np.prod(spacing_mm)) / 1000.0
 
 
+def _steps(mm: float, spacing_mm: Sequence[float]) -> int:
+    """Morphological iterations (>= 1) that reach ``mm`` on the finest axis of the grid."""
+    return max(1, int(round(mm / float(min(spacing_mm)))))
+
+
+def near_or_mirror(mask: np.ndarray, mm: float, spacing_mm: Sequence[float]) -> np.ndarray:
+    """Voxels within ``mm`` (``_steps`` dilations) of ``mask`` or of its contralateral mirror:
+    the tissue a finding explains on either side."""
+    return ndimage.binary_dilation(mask | np.flip(mask, axis=2), iterations=_steps(mm, spacing_mm))
+
+
 def _inner(brain: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
-    it = max(1, int(round(EDGE_EROSION_MM / float(min(spacing_mm)))))
-    return ndimage.binary_erosion(brain > 0, iterations=it)
+    return ndimage.binary_erosion(brain > 0, iterations=_steps(EDGE_EROSION_MM, spacing_mm))
 
 
 def blood_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
@@ -131,8 +141,8 @@ def _blood_and_smooth(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[fl
         return mask, smooth
     # the blob test on the hyperdense region with its > BLOOD_HU[1] part: a clot denser than that
     # (retraction) leaves a blood-like shell that is still one blob
-    it = max(1, int(round(BLOOD_CORE_MM / float(min(spacing_mm)))))
-    core = ndimage.binary_erosion(hyper, structure=ndimage.generate_binary_structure(3, 2), iterations=it)
+    core = ndimage.binary_erosion(hyper, structure=ndimage.generate_binary_structure(3, 2),
+                                  iterations=_steps(BLOOD_CORE_MM, spacing_mm))
     labels, _ = ndimage.label(hyper)
     return mask & np.isin(labels, np.unique(labels[core & (labels > 0)])), smooth
 
@@ -238,8 +248,7 @@ def acute_only(infarct: np.ndarray, found: Findings, blood_margin_mm: float = 8.
         return mask
     mask &= ~rim
     if blood.any():
-        it = max(1, int(round(blood_margin_mm / float(min(found.spacing_mm)))))
-        mask &= ~ndimage.binary_dilation(blood | np.flip(blood, axis=2), iterations=it)
+        mask &= ~near_or_mirror(blood, blood_margin_mm, found.spacing_mm)
     return _components_over(mask, _voxel_ml(found.spacing_mm), MIN_OLD_ML)
 
 
@@ -253,10 +262,9 @@ def old_rim(infarct: np.ndarray, found: Findings) -> np.ndarray:
     cavity = found.old_cavity
     if cavity is None or not cavity.any() or not mask.any():
         return np.zeros(mask.shape, bool)
-    step = float(min(found.spacing_mm))
     lesions, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     size = np.bincount(lesions.ravel(), minlength=n + 1)
-    it = max(1, int(round(OLD_CAVITY_REACH_MM / step)))
+    it = _steps(OLD_CAVITY_REACH_MM, found.spacing_mm)
     reach = ndimage.binary_dilation(cavity, iterations=it)
     old = np.zeros(n + 1, bool)
     for k in np.unique(lesions[reach & mask]):  # only components with cavity within reach
@@ -279,8 +287,7 @@ def outside_mca_flag(infarct: np.ndarray, regions: np.ndarray, territories: np.n
     if not outside.any():
         return None
     vml = _voxel_ml(spacing_mm)
-    it = max(1, int(round(OUTSIDE_MCA_MARGIN_MM / float(min(spacing_mm)))))
-    far = outside & ~ndimage.binary_dilation(regions > 0, iterations=it)
+    far = outside & ~ndimage.binary_dilation(regions > 0, iterations=_steps(OUTSIDE_MCA_MARGIN_MM, spacing_mm))
     lesions, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     size = np.bincount(lesions.ravel(), minlength=n + 1)
     far_n = np.bincount(lesions[far], minlength=n + 1)

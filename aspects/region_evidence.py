@@ -54,7 +54,7 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from aspects.flags import Findings
+from aspects.flags import Findings, near_or_mirror
 from aspects.labels import REGION_CODES, SIDES, label_value
 
 # Trimmed mean: drop this fraction at each end (robust to CSF partial volume and misregistration).
@@ -230,14 +230,11 @@ def explained_tissue(found: Findings, margin_mm: float = EXCLUSION_MARGIN_MM,
                      blood_margin_mm: Optional[float] = None) -> np.ndarray:
     """Voxels near an old infarct (within ``margin_mm``) or blood (within ``blood_margin_mm``,
     default BLOOD_EXCLUSION_MARGIN_MM), or near their mirror images (aligned grid)."""
-    from scipy import ndimage as ndi
-
-    step = float(min(found.spacing_mm))
     out = np.zeros(found.old_infarct.shape, bool)
     bm = BLOOD_EXCLUSION_MARGIN_MM if blood_margin_mm is None else blood_margin_mm
     for mask, mm in ((found.old_infarct, margin_mm), (found.blood_explains, bm)):
         if mask.any():
-            out |= ndi.binary_dilation(mask | np.flip(mask, axis=2), iterations=max(1, int(round(mm / step))))
+            out |= near_or_mirror(mask, mm, found.spacing_mm)
     return out
 
 
