@@ -49,7 +49,7 @@ from monai.deploy.core.runtime_env import RuntimeEnv  # noqa: E402
 from aspects import __version__, timings  # noqa: E402
 from aspects.assess import ScoringSettings  # noqa: E402
 from aspects.errors import EXIT_INTERNAL, EXIT_OK, InputError  # noqa: E402
-from aspects.app_logging import LOG_FORMAT, console_policy  # noqa: E402
+from aspects.app_logging import LOG_FORMAT, console_policy, hold_log_handlers, last_console_line  # noqa: E402
 from aspects.atlas import LazyAtlas  # noqa: E402
 from aspects.head_start import EarlyLog, HeadStart  # noqa: E402
 from aspects.run_folder import OutputFolder  # noqa: E402
@@ -192,12 +192,12 @@ def _watch_signals(run: _Run) -> None:
         if run.committed:
             return
         line = f"error[{code}]: interrupted by {name}; the run was stopped and no result was written"
+        hold_log_handlers()  # then this thread's records are the last ones
         log.error("interrupted by %s: partial results discarded", name)
-        print(line, file=sys.stderr, flush=True)
         if run.folder is not None:
             run.folder.fail(code, line, interrupted=True, signal=name)
-        logging.shutdown()
         _abandon_registrations()
+        last_console_line(line)
         os._exit(code)
 
 

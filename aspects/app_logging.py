@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -28,3 +30,24 @@ def console_policy() -> None:
         if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
             handler.setLevel(logging.INFO)
             handler.setFormatter(ConsoleFormatter(handler.formatter._fmt if handler.formatter else None))
+
+
+def hold_log_handlers() -> None:
+    """Take every handler's lock and keep it (the process ends right after): a stage still running
+    on another thread cannot log a line after the error line, on the console or in app.log."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+        handler.acquire()
+
+
+def last_console_line(line: str) -> None:
+    """``line`` on stderr, then stdout and stderr point at /dev/null: nothing another thread or a
+    library writes (Python or C) can follow it on the console."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    console = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.write(console, (line + "\n").encode())
+

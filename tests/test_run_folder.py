@@ -137,3 +137,32 @@ def test_output_folder_errors_are_input_errors(tmp_path):
     with pytest.raises(InputError) as err:
         OutputFolder(tmp_path / "file").prepare()
     assert err.value.code == EXIT_USAGE
+
+
+_NOISY_END = """
+import logging, os, sys, threading, time
+from aspects.app_logging import hold_log_handlers, last_console_line
+logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[
+    logging.StreamHandler(), logging.FileHandler(sys.argv[1])])
+def stage():  # a stage on another thread that logs as fast as it can, as the run is stopped
+    while True:
+        logging.getLogger("stage").info("stage still logging")
+        print("a library's own print", file=sys.stderr)
+for _ in range(2):
+    threading.Thread(target=stage, daemon=True).start()
+time.sleep(0.3)
+hold_log_handlers()
+logging.getLogger("app").error("interrupted")
+last_console_line("error[143]: interrupted by SIGTERM")
+os._exit(143)
+"""
+
+
+def test_the_error_line_stays_last_while_other_threads_log(tmp_path):
+    """A signal's error line is the console's last, however busy the other threads are."""
+    proc = subprocess.run([sys.executable, "-c", _NOISY_END, str(tmp_path / "app.log")], cwd=str(ROOT),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 143
+    lines = proc.stderr.strip().splitlines()
+    assert "stage still logging" in proc.stderr and lines[-1] == "error[143]: interrupted by SIGTERM"
+    assert (tmp_path / "app.log").read_text().strip().splitlines()[-1] == "interrupted"
