@@ -76,6 +76,13 @@ BLOOD_EXTENT_MM = 10.0
 # infarcts, 9 % at most, on the held-out phantoms of docs/results.md), an ACA / PCA / posterior
 # circulation infarct lies there almost whole.
 MIN_OUTSIDE_MCA_ML = 1.0
+# A haematoma brightens its mirror-registered counterpart further out than the infarct mask's
+# 8 mm: the mirror SyN and the maps' smoothing spread 60-75 HU over the tissue opposite it (a
+# GE-anatomy haemorrhage control read 3.8 HU "darker" 7-18 mm from the mirror of the blood, where
+# the plain mirror is 1.2 HU brighter). What reads the difference map itself (the region evidence,
+# the growth of acute lesions into the asymmetry: :func:`growable`) keeps this far from blood.
+# ASPECTS is not read beside a haemorrhage anyway.
+BLOOD_EXCLUSION_MARGIN_MM = 16.0
 OUTSIDE_MCA_MARGIN_MM = 4.0
 OUTSIDE_MCA_MIN_FRACTION = 0.25
 
@@ -250,6 +257,22 @@ def acute_only(infarct: np.ndarray, found: Findings, blood_margin_mm: float = 8.
     if blood.any():
         mask &= ~near_or_mirror(blood, blood_margin_mm, found.spacing_mm)
     return _components_over(mask, _voxel_ml(found.spacing_mm), MIN_OLD_ML)
+
+
+def growable(support: np.ndarray, found: Findings,
+             blood_margin_mm: float = BLOOD_EXCLUSION_MARGIN_MM) -> np.ndarray:
+    """The part of the asymmetry baseline's mask an acute lesion may be grown into
+    (``aspects.segmentation.grow_into_support``): not within ``blood_margin_mm`` of blood or its
+    mirror (as the region evidence), and none of the components (26-connected) that come within
+    OLD_RIM_MM of an old infarct, whose ex-vacuo and gliotic surroundings the comparison also sees."""
+    out = support.astype(bool)
+    if found.blood_explains.any():
+        out &= ~near_or_mirror(found.blood_explains, blood_margin_mm, found.spacing_mm)
+    if found.old_infarct.any() and out.any():
+        lab, _ = ndimage.label(out, structure=np.ones((3, 3, 3), bool))
+        near_old = ndimage.binary_dilation(found.old_infarct, iterations=_steps(OLD_RIM_MM, found.spacing_mm))
+        out &= ~np.isin(lab, np.unique(lab[near_old & out]))
+    return out
 
 
 def old_rim(infarct: np.ndarray, found: Findings) -> np.ndarray:

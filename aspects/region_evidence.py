@@ -54,7 +54,7 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from aspects.flags import Findings, near_or_mirror
+from aspects.flags import BLOOD_EXCLUSION_MARGIN_MM, Findings, near_or_mirror
 from aspects.labels import REGION_CODES, SIDES, label_value
 
 # Trimmed mean: drop this fraction at each end (robust to CSF partial volume and misregistration).
@@ -71,11 +71,6 @@ MIN_VOXELS = 50
 # Fewer masked comparable voxels than this (0.16 ml) in a region and its mask-local check has no value.
 MIN_MASKED_VOXELS = 20
 EXCLUSION_MARGIN_MM = 8.0
-# A haematoma brightens its mirror-registered counterpart further out than the infarct mask's
-# 8 mm: the mirror SyN and the maps' smoothing spread 60-75 HU over the tissue opposite it (a
-# GE-anatomy haemorrhage control read 3.8 HU "darker" 7-18 mm from the mirror of the blood, where
-# the plain mirror is 1.2 HU brighter). ASPECTS is not read beside a haemorrhage anyway.
-BLOOD_EXCLUSION_MARGIN_MM = 16.0
 DEFAULT_CALIBRATION = Path(__file__).resolve().parent.parent / "config" / "region_evidence.json"
 
 

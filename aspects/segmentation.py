@@ -139,11 +139,36 @@ def segment_regions(pre: Preprocessed, atlas: Atlas, model: Optional[TorchModel]
     return RegionSegmentation(labels, territories, method, device, seconds)
 
 
+# the least share of an asymmetry component the kept infarct must cover to be grown into it
+# (grow_into_support; chosen on the v2 validation split, docs/results_v2.md)
+GROW_MIN_SHARE = 0.2
+
+
 def consensus_components(model_mask: np.ndarray, support: np.ndarray) -> Tuple[np.ndarray, int, int]:
     """Components (26-connected) of ``model_mask`` that touch ``support``: (mask, kept, dropped)."""
     lab, n = ndi.label(model_mask, structure=np.ones((3, 3, 3), bool))
     touched = np.unique(lab[support & (lab > 0)])
     return np.isin(lab, touched), int(touched.size), int(n - touched.size)
+
+
+def grow_into_support(mask: np.ndarray, support: np.ndarray, min_share: Optional[float] = None) -> np.ndarray:
+    """``mask`` with the components (26-connected) of ``support`` of which it covers at least
+    ``min_share`` (default GROW_MIN_SHARE).
+
+    The infarct model under-segments faint lesions (it finds their core); the asymmetry baseline's
+    component that holds that core is the lesion's extent as the bilateral comparison sees it. Only
+    components the mask covers in good part are added, so the baseline alone never makes a lesion
+    and a speck of the mask does not claim a large asymmetry."""
+    share = GROW_MIN_SHARE if min_share is None else min_share
+    grown = mask.astype(bool)
+    if not grown.any():
+        return grown
+    lab, n = ndi.label(support, structure=np.ones((3, 3, 3), bool))
+    size = np.bincount(lab.ravel(), minlength=n + 1)
+    covered = np.bincount(lab[grown], minlength=n + 1)
+    add = (covered > 0) & (covered >= share * size)
+    add[0] = False
+    return grown | add[lab]
 
 
 @dataclass(frozen=True)
@@ -152,7 +177,9 @@ class InfarctSegmentation:
 
     ``mask``: uint8 0/1; ``device``: where the model ran (``"cpu"`` | ``"cuda:N"``; the baseline
     is CPU code); ``info``: summary for the log (JSON-able, ``seconds`` the stage time);
-    ``asymmetry``: the contralateral comparison, reused by the region-level evidence.
+    ``asymmetry``: the contralateral comparison, reused by the region-level evidence;
+    ``support``: the asymmetry baseline's mask (bool, ``(z, y, x)`` on the aligned grid) when a
+    model segmented, into which the scorer grows the lesions it keeps (:func:`grow_into_support`).
     """
 
     mask: sitk.Image
@@ -160,6 +187,7 @@ class InfarctSegmentation:
     device: str
     info: Dict[str, object]
     asymmetry: AsymmetryMaps
+    support: Optional[np.ndarray] = None
 
 
 def segment_infarct(pre: Preprocessed, model: Optional[TorchModel] = None) -> InfarctSegmentation:
@@ -190,7 +218,7 @@ def segment_infarct(pre: Preprocessed, model: Optional[TorchModel] = None) -> In
     info = {"method": "model", "model": str(model.path), "device": model.device, "volume_ml": round(vol, 2),
             "consensus": {"kept_components": kept, "dropped_components": dropped, "dropped_ml": round(dropped_ml, 2)},
             "seconds": round(time.perf_counter() - t0, 3)}
-    return _done(InfarctSegmentation(_on_aligned(mask, pre), InfarctMethod.MODEL, model.device, info, maps))
+    return _done(InfarctSegmentation(_on_aligned(mask, pre), InfarctMethod.MODEL, model.device, info, maps, support))
 
 
 def _done(result: InfarctSegmentation) -> InfarctSegmentation:

@@ -163,6 +163,36 @@ def test_old_infarct_rim_is_not_scored_but_strong_acute_white_matter_infarcts_ar
     assert far.sum() > 100 and np.array_equal(kept & far, far) and not (kept & rim).any()
 
 
+def test_acute_lesions_grow_into_asymmetry_but_not_into_what_blood_or_an_old_infarct_explains():
+    from aspects.flags import growable
+    from aspects.segmentation import grow_into_support
+    hu, mask = brain()
+    old = ball(24, 20, 15, 25)  # r = 5 voxels of CSF density: an old infarct
+    hu[old] = 6.0
+    blood = ball(24, 44, 48, 9)
+    hu[blood] = 70.0
+    found = find(hu, mask, SPACING)
+    assert found.old_infarct.any() and found.blood.any()
+    # the asymmetry baseline's mask: the old infarct's surroundings, the blood's mirror and beyond, a faint
+    # acute lesion of which the model found only the core
+    around_old = ndimage.binary_dilation(old, iterations=4) & mask.astype(bool)
+    mirror_and_beyond = (ball(24, 44, 15, 49) | ball(24, 44, 9, 49)) & mask.astype(bool)
+    faint = ball(12, 30, 44, 36)
+    support = around_old | mirror_and_beyond | faint
+    core = ball(12, 30, 44, 16)  # r = 4 of the lesion's 6 voxels: 30 % of it
+    ok = growable(support, found)
+    assert not (ok & around_old).any()  # the old infarct's component is not grown into
+    to_mirror = ndimage.distance_transform_edt(~np.flip(found.blood_explains, axis=2), sampling=SPACING)
+    assert not (ok & (to_mirror <= 16.0 / np.sqrt(3))).any()  # within 16 mm (8 dilations) of the mirror
+    assert (ok & mirror_and_beyond & (to_mirror > 16.0)).any()  # voxel-wise: beyond it, grown into
+    assert np.array_equal(ok & faint, faint)
+    grown = grow_into_support(core, ok)
+    assert np.array_equal(grown, faint)  # the lesion's extent, nothing the core does not touch
+    speck = ball(12, 30, 44, 1)  # 7 voxels of a 900-voxel asymmetry: not grown
+    assert np.array_equal(grow_into_support(speck, ok), speck)
+    assert not grow_into_support(np.zeros_like(core), ok).any()  # the baseline alone never makes a lesion
+
+
 def test_acute_only_is_identity_without_other_findings():
     from aspects.flags import acute_only
     hu, mask = brain()

@@ -20,8 +20,11 @@ exactly as the app scores it without the registrations:
     python -m aspects_research.tools.consensus_study --cases CASEROOT ... --out DIR --rescore RULE
         --syn ref|alt --runs RUNS
 
-reloads each series, applies RULE (``touch``: the app's rule; ``raw``: no consensus;
-``mean:T:F:N``: :func:`mean_consensus`) to the dumped raw mask and maps of that SyN setting and
+reloads each series, applies RULE (``touch``: the app's consensus without the scorer's growth;
+``grow``: the app as shipped, the touch consensus grown by the scorer into the asymmetry
+(``aspects.segmentation.grow_into_support``), ``grow:S`` with its least share S; ``union``: touch
+plus every support component it touches, before the exclusions; ``ulim:D:S``: :func:`union_limited`;
+``raw``: no consensus; ``mean:T:F:N``: :func:`mean_consensus`) to the dumped raw mask and maps of that SyN setting and
 writes aspects.json and nifti/ (what ``aspects-evaluate --runs RUNS --report`` reads) into
 ``RUNS/<case>``; the same stage functions as the app (:func:`aspects.assess.assess_study`), so
 aspects.json and the masks equal the app's for that rule apart from the timings and the study's
@@ -154,8 +157,34 @@ def mean_consensus(raw: np.ndarray, diff: np.ndarray, comparable: np.ndarray, mi
     return np.isin(lab, idx[keep])
 
 
+def rule_union(raw: np.ndarray, diff: np.ndarray, comparable: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """The app's consensus plus the support's components that touch it (the asymmetry's extent of
+    a lesion the model found in part)."""
+    kept = segmentation.consensus_components(raw, support)[0]
+    return kept | segmentation.consensus_components(support, kept)[0]
+
+
+def union_limited(raw: np.ndarray, support: np.ndarray, near_mm: float = 0.0, min_share: float = 0.0,
+                  spacing_mm: float = ALIGNED_SPACING) -> np.ndarray:
+    """:func:`rule_union` with the growth limited: a support component is added when the kept model
+    mask covers at least ``min_share`` of it, and only its part within ``near_mm`` of the kept
+    mask (0: no limit)."""
+    kept = segmentation.consensus_components(raw, support)[0]
+    lab, n = ndi.label(support, structure=np.ones((3, 3, 3), bool))
+    if n == 0 or not kept.any():
+        return kept
+    size = np.bincount(lab.ravel(), minlength=n + 1)
+    covered = np.bincount(lab[kept], minlength=n + 1)
+    add = (covered > 0) & (covered >= min_share * size)
+    add[0] = False
+    grow = add[lab]
+    if near_mm > 0:
+        grow &= ndi.distance_transform_edt(~kept, sampling=spacing_mm) <= near_mm
+    return kept | grow
+
+
 RULES: Dict[str, Callable[..., np.ndarray]] = {
-    "touch": rule_touch, "raw": lambda raw, diff, comparable, support: raw.astype(bool)}
+    "touch": rule_touch, "grow": rule_touch, "union": rule_union, "raw": lambda raw, diff, comparable, support: raw.astype(bool)}
 
 
 def rule_function(rule: str) -> Callable[..., np.ndarray]:
@@ -163,6 +192,11 @@ def rule_function(rule: str) -> Callable[..., np.ndarray]:
     >= T HU, comparable fraction >= F and at least N voxels."""
     if rule in RULES:
         return RULES[rule]
+    if rule.startswith("grow:"):  # grow:MIN_SHARE, scored by the app's scorer (see rescore_case)
+        return rule_touch
+    if rule.startswith("ulim:"):  # ulim:NEAR_MM:MIN_SHARE
+        _, near, share = rule.split(":")
+        return lambda raw, diff, comparable, support: union_limited(raw, support, float(near), float(share))
     _, t, f, n = rule.split(":")
     return lambda raw, diff, comparable, support: mean_consensus(raw, diff, comparable, float(t), float(f), int(n))
 
@@ -177,8 +211,18 @@ def rescore_case(pipeline: Pipeline, case: Path, dump: Path, run: Path, rule: st
     maps = asymmetry.AsymmetryMaps(d[f"diff_{syn}"], d[f"comparable_{syn}"])
     mask = rule_function(rule)(d["raw"], maps.difference, maps.comparable, d[f"support_{syn}"])
     info = {**state["info"], "consensus": {"rule": rule}}
-    infarct = InfarctSegmentation(_on_aligned(mask, pre), state["method"], state["device"], info, maps)
-    scored = assess_study(series, pre, infarct, state["regions"], ScoringSettings())
+    # "grow": the touch consensus grown by the scorer (ScoringSettings.grow_into_asymmetry, the app's
+    # default); every other rule is scored as it masks
+    infarct = InfarctSegmentation(_on_aligned(mask, pre), state["method"], state["device"], info, maps,
+                                  d[f"support_{syn}"])
+    grow = rule == "grow" or rule.startswith("grow:")
+    share = segmentation.GROW_MIN_SHARE
+    if rule.startswith("grow:"):
+        segmentation.GROW_MIN_SHARE = float(rule.split(":")[1])
+    try:
+        scored = assess_study(series, pre, infarct, state["regions"], ScoringSettings(grow_into_asymmetry=grow))
+    finally:
+        segmentation.GROW_MIN_SHARE = share
     run.mkdir(parents=True, exist_ok=True)
     written = WrittenOutputs(nifti=nifti_outputs(scored, run))
     result_json_output(scored, run, written)
