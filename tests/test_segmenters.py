@@ -143,3 +143,6 @@ def test_model_components_without_asymmetry_support_are_dropped(tmp_path):
     assert not sitk.GetArrayFromImage(mask).any()
     assert info["volume_ml"] == 0.0 and info["consensus"]["dropped_components"] >= 1
     assert info["consensus"]["dropped_ml"] > 500  # the whole brain was proposed and vetoed
+    # the baseline's mask travels with the result for the scorer's growth (assess.assess_study)
+    assert found.support is not None and found.support.shape == sitk.GetArrayFromImage(mask).shape
+    assert not found.support.any()  # symmetric head
