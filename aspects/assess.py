@@ -22,7 +22,7 @@ from aspects.preprocess import Preprocessed, to_slices
 from aspects.region_evidence import Calibration, load_calibration, study_evidence
 from aspects.result_json import INCOMPLETE_COVERAGE, result_document
 from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION, DEFAULT_INVOLVEMENT_ML, assessable_regions, score
-from aspects.segmentation import InfarctSegmentation, RegionSegmentation, grow_into_support
+from aspects.segmentation import GROW_MIN_SHARE, InfarctSegmentation, RegionSegmentation, grow_into_support
 from aspects.series import SourceSeries
 from aspects.timings import record, snapshot
 from aspects.volume import on_grid, series_grid
@@ -38,9 +38,10 @@ class ScoringSettings:
     fraction_threshold: float = DEFAULT_INVOLVEMENT_FRACTION
     ml_threshold: Optional[float] = DEFAULT_INVOLVEMENT_ML
     calibration: Optional[Calibration] = field(default_factory=load_calibration)
-    # grow the kept acute lesions into the asymmetry baseline's component they sit in
-    # (segmentation.grow_into_support), after what blood or an old infarct explains is removed
+    # grow the kept acute lesions into the asymmetry baseline's components they cover at least
+    # grow_min_share of (segmentation.grow_into_support), after what blood or an old infarct explains is removed
     grow_into_asymmetry: bool = True
+    grow_min_share: float = GROW_MIN_SHARE
 
     def thresholds(self) -> Dict[str, Any]:
         """aspects.json ``thresholds``."""
@@ -99,7 +100,7 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
     if settings.grow_into_asymmetry and infarct.support is not None and acute.any():
         # grown after the exclusions (a haematoma's mirror is never grown from), and only into
         # asymmetry that blood or an old infarct does not explain
-        grown = grow_into_support(acute, growable(infarct.support, findings))
+        grown = grow_into_support(acute, growable(infarct.support, findings), settings.grow_min_share)
         if grown.sum() > acute.sum():
             log.info("acute infarct grown by %.1f ml into the asymmetry it sits in",
                      (grown.sum() - acute.sum()) * np.prod(spacing) / 1000.0)

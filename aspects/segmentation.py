@@ -151,22 +151,21 @@ def consensus_components(model_mask: np.ndarray, support: np.ndarray) -> Tuple[n
     return np.isin(lab, touched), int(touched.size), int(n - touched.size)
 
 
-def grow_into_support(mask: np.ndarray, support: np.ndarray, min_share: Optional[float] = None) -> np.ndarray:
+def grow_into_support(mask: np.ndarray, support: np.ndarray, min_share: float = GROW_MIN_SHARE) -> np.ndarray:
     """``mask`` with the components (26-connected) of ``support`` of which it covers at least
-    ``min_share`` (default GROW_MIN_SHARE).
+    ``min_share`` (0: every component it touches).
 
     The infarct model under-segments faint lesions (it finds their core); the asymmetry baseline's
     component that holds that core is the lesion's extent as the bilateral comparison sees it. Only
     components the mask covers in good part are added, so the baseline alone never makes a lesion
     and a speck of the mask does not claim a large asymmetry."""
-    share = GROW_MIN_SHARE if min_share is None else min_share
     grown = mask.astype(bool)
     if not grown.any():
         return grown
     lab, n = ndi.label(support, structure=np.ones((3, 3, 3), bool))
     size = np.bincount(lab.ravel(), minlength=n + 1)
     covered = np.bincount(lab[grown], minlength=n + 1)
-    add = (covered > 0) & (covered >= share * size)
+    add = (covered > 0) & (covered >= min_share * size)
     add[0] = False
     return grown | add[lab]
 

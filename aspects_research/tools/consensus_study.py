@@ -158,10 +158,9 @@ def mean_consensus(raw: np.ndarray, diff: np.ndarray, comparable: np.ndarray, mi
 
 
 def rule_union(raw: np.ndarray, diff: np.ndarray, comparable: np.ndarray, support: np.ndarray) -> np.ndarray:
-    """The app's consensus plus the support's components that touch it (the asymmetry's extent of
-    a lesion the model found in part)."""
-    kept = segmentation.consensus_components(raw, support)[0]
-    return kept | segmentation.consensus_components(support, kept)[0]
+    """The app's consensus plus the support's components that touch it, before the exclusions
+    (the asymmetry's extent of a lesion the model found in part)."""
+    return segmentation.grow_into_support(rule_touch(raw, diff, comparable, support), support, 0.0)
 
 
 def union_limited(raw: np.ndarray, support: np.ndarray, near_mm: float = 0.0, min_share: float = 0.0,
@@ -170,17 +169,10 @@ def union_limited(raw: np.ndarray, support: np.ndarray, near_mm: float = 0.0, mi
     mask covers at least ``min_share`` of it, and only its part within ``near_mm`` of the kept
     mask (0: no limit)."""
     kept = segmentation.consensus_components(raw, support)[0]
-    lab, n = ndi.label(support, structure=np.ones((3, 3, 3), bool))
-    if n == 0 or not kept.any():
-        return kept
-    size = np.bincount(lab.ravel(), minlength=n + 1)
-    covered = np.bincount(lab[kept], minlength=n + 1)
-    add = (covered > 0) & (covered >= min_share * size)
-    add[0] = False
-    grow = add[lab]
-    if near_mm > 0:
-        grow &= ndi.distance_transform_edt(~kept, sampling=spacing_mm) <= near_mm
-    return kept | grow
+    grown = segmentation.grow_into_support(kept, support, min_share)
+    if near_mm > 0 and kept.any():
+        grown &= kept | (ndi.distance_transform_edt(~kept, sampling=spacing_mm) <= near_mm)
+    return grown
 
 
 RULES: Dict[str, Callable[..., np.ndarray]] = {
@@ -215,14 +207,10 @@ def rescore_case(pipeline: Pipeline, case: Path, dump: Path, run: Path, rule: st
     # default); every other rule is scored as it masks
     infarct = InfarctSegmentation(_on_aligned(mask, pre), state["method"], state["device"], info, maps,
                                   d[f"support_{syn}"])
-    grow = rule == "grow" or rule.startswith("grow:")
-    share = segmentation.GROW_MIN_SHARE
+    settings = ScoringSettings(grow_into_asymmetry=rule == "grow" or rule.startswith("grow:"))
     if rule.startswith("grow:"):
-        segmentation.GROW_MIN_SHARE = float(rule.split(":")[1])
-    try:
-        scored = assess_study(series, pre, infarct, state["regions"], ScoringSettings(grow_into_asymmetry=grow))
-    finally:
-        segmentation.GROW_MIN_SHARE = share
+        settings = dataclasses.replace(settings, grow_min_share=float(rule.split(":")[1]))
+    scored = assess_study(series, pre, infarct, state["regions"], settings)
     run.mkdir(parents=True, exist_ok=True)
     written = WrittenOutputs(nifti=nifti_outputs(scored, run))
     result_json_output(scored, run, written)
