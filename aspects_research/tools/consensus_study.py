@@ -23,8 +23,7 @@ exactly as the app scores it without the registrations:
 reloads each series, applies RULE (``touch``: the app's consensus without the scorer's growth;
 ``grow``: the app as shipped, the touch consensus grown by the scorer into the asymmetry
 (``aspects.segmentation.grow_into_support``), ``grow:S`` with its least share S; ``union``: touch
-plus every support component it touches, before the exclusions; ``ulim:D:S``: :func:`union_limited`;
-``raw``: no consensus; ``mean:T:F:N``: :func:`mean_consensus`) to the dumped raw mask and maps of that SyN setting and
+plus every support component it touches, before the exclusions; ``raw``: no consensus; ``mean:T:F:N``: :func:`mean_consensus`) to the dumped raw mask and maps of that SyN setting and
 writes aspects.json and nifti/ (what ``aspects-evaluate --runs RUNS --report`` reads) into
 ``RUNS/<case>``; the same stage functions as the app (:func:`aspects.assess.assess_study`), so
 aspects.json and the masks equal the app's for that rule apart from the timings and the study's
@@ -163,18 +162,6 @@ def rule_union(raw: np.ndarray, diff: np.ndarray, comparable: np.ndarray, suppor
     return segmentation.grow_into_support(rule_touch(raw, diff, comparable, support), support, 0.0)
 
 
-def union_limited(raw: np.ndarray, support: np.ndarray, near_mm: float = 0.0, min_share: float = 0.0,
-                  spacing_mm: float = ALIGNED_SPACING) -> np.ndarray:
-    """:func:`rule_union` with the growth limited: a support component is added when the kept model
-    mask covers at least ``min_share`` of it, and only its part within ``near_mm`` of the kept
-    mask (0: no limit)."""
-    kept = segmentation.consensus_components(raw, support)[0]
-    grown = segmentation.grow_into_support(kept, support, min_share)
-    if near_mm > 0 and kept.any():
-        grown &= kept | (ndi.distance_transform_edt(~kept, sampling=spacing_mm) <= near_mm)
-    return grown
-
-
 RULES: Dict[str, Callable[..., np.ndarray]] = {
     "touch": rule_touch, "grow": rule_touch, "union": rule_union, "raw": lambda raw, diff, comparable, support: raw.astype(bool)}
 
@@ -186,9 +173,6 @@ def rule_function(rule: str) -> Callable[..., np.ndarray]:
         return RULES[rule]
     if rule.startswith("grow:"):  # grow:MIN_SHARE, scored by the app's scorer (see rescore_case)
         return rule_touch
-    if rule.startswith("ulim:"):  # ulim:NEAR_MM:MIN_SHARE
-        _, near, share = rule.split(":")
-        return lambda raw, diff, comparable, support: union_limited(raw, support, float(near), float(share))
     _, t, f, n = rule.split(":")
     return lambda raw, diff, comparable, support: mean_consensus(raw, diff, comparable, float(t), float(f), int(n))
 
