@@ -41,6 +41,12 @@ MIN_OLD_CAVITY_SHARE = 0.25
 # (old_infarct_mask) is too wide for that: strong (10-12 HU) acute infarcts in white matter reach
 # it (docs/results.md, "Mask check").
 OLD_CAVITY_HU = 10.0
+# A cavity counts for the rim rule from this size (26-connected): an encephalomalacic old infarct's
+# cavity is several ml, and an old lacune large enough to have a gliotic rim is ~10 mm across
+# (0.5 ml). Smaller CSF-density pieces whose mirror is tissue are mostly asymmetric ventricle
+# or sulcus beside a deep acute infarct (a 2.4 ml caudate / capsule infarct at 6.6 HU lost half its
+# mask and its region to 0.44 ml of frontal horn: docs/results.md, "Small cavities").
+MIN_RIM_CAVITY_ML = 0.5
 OLD_CAVITY_REACH_MM = 4.0
 OLD_CAVITY_FRACTION = 0.05
 OLD_RIM_MM = 8.0
@@ -93,9 +99,10 @@ class Flag:
     volume_ml: float
 
 
-def _components_over(mask: np.ndarray, voxel_ml: float, min_ml: float) -> np.ndarray:
-    """The connected components of ``mask`` of at least ``min_ml``."""
-    labels, n = ndimage.label(mask)
+def _components_over(mask: np.ndarray, voxel_ml: float, min_ml: float,
+                     structure: Optional[np.ndarray] = None) -> np.ndarray:
+    """The connected components of ``mask`` (face-connected unless ``structure``) of at least ``min_ml``."""
+    labels, n = ndimage.label(mask, structure=structure)
     if n == 0:
         return np.zeros_like(mask, dtype=bool)
     sizes = np.bincount(labels.ravel()) * voxel_ml
@@ -179,7 +186,8 @@ def _old_infarct_and_cavity(hu: np.ndarray, brain: np.ndarray,
     size[0] = core[0] = 0.0
     big = size >= MIN_OLD_ML
     cored = (core >= MIN_OLD_CAVITY_ML) & (core >= MIN_OLD_CAVITY_SHARE * size)
-    return (big & cored)[labels], big[labels] & (smooth < OLD_CAVITY_HU)
+    cavity = _components_over(big[labels] & (smooth < OLD_CAVITY_HU), vml, MIN_RIM_CAVITY_ML, np.ones((3, 3, 3), bool))
+    return (big & cored)[labels], cavity
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """Haemorrhage and old-infarct flags on a symmetric synthetic aligned volume."""
 
+import dataclasses
+
 import numpy as np
 from scipy import ndimage
 import pytest
@@ -161,6 +163,35 @@ def test_old_infarct_rim_is_not_scored_but_strong_acute_white_matter_infarcts_ar
     kept = acute_only(touching, found)
     far = ball(24, 18, 26, 36) & (ndimage.distance_transform_edt(~found.old_cavity, sampling=SPACING) > 8.0)
     assert far.sum() > 100 and np.array_equal(kept & far, far) and not (kept & rim).any()
+
+
+def test_a_deep_acute_infarct_beside_an_asymmetric_ventricle_is_not_an_old_infarct_rim():
+    from aspects.flags import MIN_RIM_CAVITY_ML, acute_only
+    hu, mask = brain()
+    # a frontal horn wider on one side: 0.74 ml of CSF whose mirror is tissue, under the 0.5 ml of
+    # CSF density (3-voxel mean < 10 HU) a cavity needs once its partial volume is smoothed
+    pocket = ball(24, 30, 39, 8)
+    hu[pocket] = 4.0
+    lesion = ball(24, 30, 43, 16) & ~pocket  # a 1.8 ml caudate / capsule infarct at 16 HU beside it
+    hu[lesion] = 16.0 + (hu[lesion] - 32.0)
+    found = find(hu, mask, SPACING)
+    assert found.old_cavity is not None and not found.old_cavity.any()
+    assert np.array_equal(acute_only(lesion, found), lesion)
+    # what the rule saw before the cavity had a least size: the pocket as an old infarct's cavity,
+    # the whole acute lesion as its rim
+    small = _old_infarct_and_cavity_without_least_size(hu, mask)
+    assert 0 < small.sum() * 8e-3 < MIN_RIM_CAVITY_ML
+    assert not acute_only(lesion, dataclasses.replace(found, old_cavity=small)).any()
+
+
+def _old_infarct_and_cavity_without_least_size(hu, mask):
+    import aspects.flags as flags
+    least = flags.MIN_RIM_CAVITY_ML
+    try:
+        flags.MIN_RIM_CAVITY_ML = 0.0
+        return flags.find(hu, mask, SPACING).old_cavity
+    finally:
+        flags.MIN_RIM_CAVITY_ML = least
 
 
 def test_acute_lesions_grow_into_asymmetry_but_not_into_what_blood_or_an_old_infarct_explains():
