@@ -10,13 +10,13 @@ request per line on stdin (``{"input": DIR, "output": DIR}``), one JSON reply pe
 stdout (``{"exit_code": N, "error": LINE or null, "seconds": S}``); the log goes to stderr and
 each study's log to its output folder (app.log), as ``python app.py`` writes them. Output
 folders follow :mod:`aspects.run_folder` (error.json on bad input, lock, partial folder).
-Between studies the cached GPU memory is released (the weights stay loaded).
+Between studies the cached GPU memory and the allocator's free heap are released (the weights
+stay loaded; :mod:`aspects.memory`).
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
@@ -27,6 +27,7 @@ from typing import IO, Dict, Iterable, Optional, Sequence, Tuple
 
 from aspects.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputError
 from aspects.inference import release_device_memory
+from aspects.memory import release_heap
 from aspects.pipeline import Pipeline, PathLike
 from aspects.warmup import warm_up, warm_up_writers
 
@@ -58,7 +59,7 @@ def serve_one(pipeline: Pipeline, input_dir: PathLike, output_dir: PathLike) -> 
         log.exception("internal error on %s", input_dir)
         return EXIT_INTERNAL, f"error[{EXIT_INTERNAL}]: internal error: {type(exc).__name__}: {exc}", {}
     finally:
-        gc.collect()  # the study's arrays before the device cache, so that both go back
+        release_heap()  # the study's arrays back to the system before the next study's peak
         release_device_memory(pipeline.device)
 
 

@@ -199,7 +199,8 @@ def to_markdown(result: dict) -> str:
     else:
         L += ["Per-stage times are the app's own `timings_s` from aspects.json; the total is the wall time of one "
               "study through the app's stages in one process that keeps the models and atlas loaded (a warm "
-              "server; no interpreter start or imports); peak RSS is that process's maximum so far.", ""]
+              "server; no interpreter start or imports); peak RSS is that study's (the process's high-water mark reset "
+              "before it, `aspects.memory`: models and atlas included, earlier studies not).", ""]
     if result.get("reference_s"):
         L += [f"Reference CPU workload (`aspects_research.tools.bench.reference_workload`, timed before and after the runs): "
               f"{result['reference_s']:.2f} s (before {result['reference_before_s']:.2f} s, after "

@@ -17,7 +17,6 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import shlex
 import signal
 import subprocess
@@ -94,14 +93,16 @@ def run_app(dicom_dir: Path, out_dir: Path, models: Path, console_log: Path, tim
 
 class InProcessRunner:
     """Runs the app's stages in this process (:class:`aspects.pipeline.Pipeline`, models and atlas
-    loaded once per models folder); called like :func:`run_app`. Peak RSS is this process's
-    maximum so far (``ru_maxrss``), not a per-study figure."""
+    loaded once per models folder); called like :func:`run_app`. Peak RSS is this study's: the
+    process's high-water mark reset before it (:func:`aspects.memory.reset_peak_rss`; Linux), so
+    it includes what the warm process holds (models, atlas) but not earlier studies' peaks."""
 
     def __init__(self) -> None:
         self._pipelines: Dict[Path, Any] = {}
 
     def __call__(self, dicom_dir: Path, out_dir: Path, models: Path, console_log: Path, timeout_s: float = 900.0,
                  extra_args: Sequence[str] = ()) -> RunResult:
+        from aspects.memory import peak_rss_mb, reset_peak_rss
         from aspects.serve import serve_one, warm_pipeline
 
         for rel in APP_OUTPUTS:  # a stale result must never be read as this run's
@@ -109,13 +110,14 @@ class InProcessRunner:
         pipeline = self._pipelines.get(Path(models))
         if pipeline is None:  # warmed before the clock starts: the per-study time of a warm server
             pipeline = self._pipelines[Path(models)] = warm_pipeline(models)
+        reset_peak_rss()
         t0 = time.perf_counter()
         code, line, _ = serve_one(pipeline, dicom_dir, out_dir)
         last = line or f"done: {out_dir / 'aspects.json'}"
         wall = time.perf_counter() - t0
         console_log.parent.mkdir(parents=True, exist_ok=True)
         console_log.write_text(last + "\n")
-        return RunResult(code, wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, last[:200])
+        return RunResult(code, wall, peak_rss_mb(), last[:200])
 
 
 Runner = Callable[..., RunResult]
