@@ -34,14 +34,14 @@ def _malloc_trim() -> Optional[Any]:
     return getattr(_libc, "malloc_trim", None) if _libc else None
 
 
-def release_heap() -> bool:
-    """Collect garbage and return the allocator's free pages to the system (glibc
-    ``malloc_trim``); True when the allocator could be trimmed."""
+def release_heap(trim: bool = True) -> bool:
+    """Collect garbage and (``trim``) return the allocator's free pages to the system (glibc
+    ``malloc_trim``); True when the allocator was trimmed."""
     gc.collect()
-    trim = _malloc_trim()
-    if trim is None:
+    malloc_trim = _malloc_trim() if trim else None
+    if malloc_trim is None:
         return False
-    trim(0)
+    malloc_trim(0)
     return True
 
 

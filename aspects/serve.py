@@ -47,10 +47,12 @@ def warm_pipeline(models_dir: Optional[PathLike] = None, atlas_dir: Optional[Pat
     return pipeline
 
 
-def serve_one(pipeline: Pipeline, input_dir: PathLike, output_dir: PathLike) -> Tuple[int, Optional[str], Dict]:
+def serve_one(pipeline: Pipeline, input_dir: PathLike, output_dir: PathLike,
+              trim_heap: bool = True) -> Tuple[int, Optional[str], Dict]:
     """One study into ``output_dir``: (exit code as the app's, its one-line error or None,
-    aspects.json or {}). Never raises for a study's failure; the device's cached memory is released
-    afterwards either way."""
+    aspects.json or {}). Never raises for a study's failure; the device's cached memory and (unless
+    ``trim_heap`` is False: only garbage collection, to measure what the trim saves) the allocator's
+    free heap are released afterwards either way."""
     try:
         return EXIT_OK, None, pipeline.run(input_dir, output_dir)
     except InputError as exc:
@@ -59,7 +61,7 @@ def serve_one(pipeline: Pipeline, input_dir: PathLike, output_dir: PathLike) -> 
         log.exception("internal error on %s", input_dir)
         return EXIT_INTERNAL, f"error[{EXIT_INTERNAL}]: internal error: {type(exc).__name__}: {exc}", {}
     finally:
-        release_heap()  # the study's arrays back to the system before the next study's peak
+        release_heap(trim=trim_heap)  # the study's arrays back to the system before the next study's peak
         release_device_memory(pipeline.device)
 
 

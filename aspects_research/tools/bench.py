@@ -244,6 +244,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--note", default="", help="free text for the report (e.g. other load on the machine)")
     ap.add_argument("--subprocess", action="store_true", help="run each study as python app.py (process start "
                     "included, peak memory per run) instead of in this process with the models loaded once")
+    ap.add_argument("--keep-heap", action="store_true", help="in-process: do not trim the allocator's free heap "
+                    "between studies (aspects.memory.release_heap), to measure what the trim saves")
     ap.add_argument("--compare", nargs="+", metavar="LABEL=BENCH_JSON", help="only print earlier benches' "
                     "bench.json side by side (e.g. before=main/bench.json after=speed/bench.json)")
     args = ap.parse_args(argv)
@@ -255,7 +257,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return e.code
         return 0
     command = "aspects-bench " + command_line(sys.argv[1:] if argv is None else argv)
-    runner: Runner = run_app if args.subprocess else InProcessRunner()
+    runner: Runner = run_app if args.subprocess else InProcessRunner(trim_heap=not args.keep_heap)
     try:
         if args.cases < 1:
             raise InputError(EXIT_USAGE, "--cases must be at least 1")

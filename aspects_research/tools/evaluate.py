@@ -97,8 +97,9 @@ class InProcessRunner:
     process's high-water mark reset before it (:func:`aspects.memory.reset_peak_rss`; Linux), so
     it includes what the warm process holds (models, atlas) but not earlier studies' peaks."""
 
-    def __init__(self) -> None:
+    def __init__(self, trim_heap: bool = True) -> None:
         self._pipelines: Dict[Path, Any] = {}
+        self.trim_heap = trim_heap  # False: the heap is not trimmed between studies (aspects.serve.serve_one)
 
     def __call__(self, dicom_dir: Path, out_dir: Path, models: Path, console_log: Path, timeout_s: float = 900.0,
                  extra_args: Sequence[str] = ()) -> RunResult:
@@ -112,7 +113,7 @@ class InProcessRunner:
             pipeline = self._pipelines[Path(models)] = warm_pipeline(models)
         reset_peak_rss()
         t0 = time.perf_counter()
-        code, line, _ = serve_one(pipeline, dicom_dir, out_dir)
+        code, line, _ = serve_one(pipeline, dicom_dir, out_dir, trim_heap=self.trim_heap)
         last = line or f"done: {out_dir / 'aspects.json'}"
         wall = time.perf_counter() - t0
         console_log.parent.mkdir(parents=True, exist_ok=True)
