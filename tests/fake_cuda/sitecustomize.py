@@ -59,4 +59,6 @@ if os.environ.get("ASPECTS_FAKE_CUDA") == "1":
     torch.cuda.get_device_name = lambda device=None: "fake GPU (tests/fake_cuda)"
     torch.cuda.synchronize = lambda device=None: None
     torch.cuda.memory_allocated = lambda device=None: 0
+    torch.cuda.max_memory_allocated = lambda device=None: 0
+    torch.cuda.reset_peak_memory_stats = lambda device=None: _record("reset_peak_memory_stats")
     torch.cuda.empty_cache = lambda: _record("empty_cache")
