@@ -51,3 +51,9 @@ def model_input(hu_xyz: np.ndarray, with_mirror: bool) -> np.ndarray:
     :func:`normalise`, plus the mirror channel when ``with_mirror`` (the infarct model)."""
     x = normalise(hu_xyz)[None]
     return add_mirror(x) if with_mirror else np.ascontiguousarray(x)
+
+
+def infarct_input(hu_zyx: np.ndarray) -> np.ndarray:
+    """The infarct model's batch ``(1, 2, X, Y, Z)`` of an aligned HU volume ``(z, y, x)``: model
+    layout, :func:`normalise` and the mirror channel (the app, its tools and the GPU check build it here)."""
+    return model_input(to_model_layout(hu_zyx), with_mirror=True)[None]

@@ -25,7 +25,7 @@ from aspects.atlas import Atlas
 from aspects.methods import InfarctMethod, RegionMethod
 from aspects.inference import (CPU, load_torchscript, predict_labels, release_device_memory, resolve_device,
                                set_cpu_threads)
-from aspects.model_io import from_model_layout, model_input, to_model_layout
+from aspects.model_io import from_model_layout, infarct_input, model_input, to_model_layout
 from aspects.preprocess import ALIGNED_SPACING, Preprocessed
 from aspects.region_atlas import atlas_regions, territories_aligned
 
@@ -200,7 +200,7 @@ def segment_infarct(pre: Preprocessed, model: Optional[TorchModel] = None) -> In
         mask, info = asymmetry_infarct(hu, brain, ALIGNED_SPACING, maps=maps)
         info.update(device=CPU, seconds=round(time.perf_counter() - t0, 3))
         return _done(InfarctSegmentation(_on_aligned(mask, pre), InfarctMethod.ASYMMETRY, CPU, info, maps))
-    x = model_input(to_model_layout(hu), with_mirror=True)[None]
+    x = infarct_input(hu)
     # The model and the baseline's mirror registration are independent and both release the GIL
     # (torch, ANTs): the model runs in a second thread while ANTs works in this one.
     with ThreadPoolExecutor(1, thread_name_prefix="infarct-model") as pool:

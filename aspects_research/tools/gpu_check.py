@@ -11,8 +11,7 @@ steps: ``prepare`` runs here, through the app's own stages, and saves what the m
 ``prepare``: scan, select, load and preprocess each study (:mod:`aspects.pipeline`'s stages) and
 write ``<out>/<study>.npz`` with the aligned HU volume and brain mask (z, y, x) and the labels of
 the app's CPU path (:class:`aspects.segmentation.TorchModel`). ``check``: on ``--device``, the
-same input construction (:func:`aspects.model_io.model_input` with the mirror channel, the model
-layout) and :func:`aspects.inference.predict_labels`; per study the Dice and the number of voxels
+same input construction (:func:`aspects.model_io.infarct_input`) and :func:`aspects.inference.predict_labels`; per study the Dice and the number of voxels
 whose label differs from the CPU reference inside the brain, the model-load time, the median of
 ``--repeats`` timed predictions after ``--warmup`` untimed ones (CUDA synchronised), and on CUDA
 the peak memory the predictions allocated. Exit 0 when every study agrees (Dice >= ``--min-dice``,
@@ -32,7 +31,7 @@ import numpy as np
 
 from aspects.errors import EXIT_USAGE, InputError
 from aspects.inference import CPU, load_torchscript, predict_labels, resolve_device, set_cpu_threads
-from aspects.model_io import from_model_layout, model_input, to_model_layout
+from aspects.model_io import from_model_layout, infarct_input
 
 INFARCT_MODEL = "infarct_seg"  # aspects.segmentation.INFARCT_MODEL, without importing the imaging stack
 
@@ -45,8 +44,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def model_labels(module: Any, hu_zyx: np.ndarray, device: str) -> np.ndarray:
     """The infarct model's labels (z, y, x) on ``device``, the input built as the app builds it."""
-    x = model_input(to_model_layout(hu_zyx.astype(np.float32)), with_mirror=True)[None]
-    labels, _ = predict_labels(module, x, device)
+    labels, _ = predict_labels(module, infarct_input(hu_zyx), device)
     return from_model_layout(labels)
 
 
@@ -69,8 +67,7 @@ def prepare(studies: Sequence[Path], out: Path, models: Path) -> List[Path]:
         pre = preprocess_series(load_series(choose_series(scan_folder(study))), atlas())
         hu = sitk.GetArrayFromImage(pre.aligned).astype(np.float32)
         brain = sitk.GetArrayFromImage(pre.brain_mask) > 0
-        x = model_input(to_model_layout(hu), with_mirror=True)[None]
-        reference = from_model_layout(model.predict(x))
+        reference = from_model_layout(model.predict(infarct_input(hu)))
         name = study.parent.name if study.name == "dicom" else study.name  # CASE/dicom (aspects-make-phantoms)
         path = out / f"{name}.npz"
         np.savez_compressed(path, hu=hu, brain=brain, cpu_labels=reference.astype(np.uint8))

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     from aspects.assess import ScoringSettings, assess_study
     from aspects.atlas import load_atlas
     from aspects.dicom_seg import build_segmentation
-    from aspects.model_io import model_input, to_model_layout
+    from aspects.model_io import infarct_input
     from aspects.preprocess import aligned_template, preprocess
     from aspects.region_atlas import fit_displacement, warp_atlas_labels
     from aspects.segmentation import SegmentationModels, segment_infarct, segment_regions
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     _timed("mirror SyN (asymmetry baseline)", contralateral, hu, brain, pre.aligned)
     models = SegmentationModels.from_folder(args.models)
     if models.infarct is not None:
-        x = model_input(to_model_layout(hu), with_mirror=True)[None]
+        x = infarct_input(hu)
         _timed("infarct model (load + run)", models.infarct.predict, x)
     with ThreadPoolExecutor(2) as pool:
         syn = pool.submit(_thread_timed, lambda: contralateral(hu, brain, pre.aligned))
