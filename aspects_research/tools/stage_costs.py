@@ -6,15 +6,15 @@ Runs the app's stages in one process (serially, so that each one's wall and CPU 
 own), then the region warp beside the asymmetry baseline's mirror SyN in two threads, as the app
 runs them (their wall time there shows whether one stalls the other), and with ``--seg`` the SEG
 build. Prints one line per stage: wall s, CPU s (the process and its children: the forked ANTs
-registrations), peak RSS so far (MB). Numbers
-for docs/performance.md; not a test.
+registrations), the stage's own peak RSS (MB; the high-water mark is reset before each stage,
+:mod:`aspects.memory`, where the kernel allows it, else the process's peak so far). Numbers for
+docs/performance.md; not a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,10 +28,13 @@ def _cpu() -> float:
 
 
 def _timed(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    from aspects.memory import peak_rss_mb, reset_peak_rss
+
+    own = reset_peak_rss()
     t, c = time.perf_counter(), _cpu()
     out = fn(*args, **kwargs)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(f"{name:34s} wall {time.perf_counter() - t:7.2f} s  cpu {_cpu() - c:7.2f} s  peak RSS {rss:6.0f} MB",
+    label = "peak RSS" if own else "peak RSS so far"
+    print(f"{name:34s} wall {time.perf_counter() - t:7.2f} s  cpu {_cpu() - c:7.2f} s  {label} {peak_rss_mb():6.0f} MB",
           flush=True)
     return out
 
