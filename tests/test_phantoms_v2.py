@@ -238,3 +238,18 @@ def test_the_generator_still_builds_the_archived_test_split(tmp_path):
                                         "--seed", "1100"]) == 0
     assert split_manifest.main(["--cases", str(tmp_path), "--check", str(root / "tools" / "splits" / "v2_test.json"),
                                 "--present-only"]) == 0
+
+
+@pytest.mark.slow
+def test_the_generator_still_builds_the_archived_early_change_set(tmp_path):
+    # The single-region early-change set (make_v2_data.sh early, tools/splits/v2_early.json) is
+    # archived the same way: one of its studies (3 HU over the M5 region, InVesalius head, 5 mm),
+    # rebuilt with the script's arguments, must be the archived one to the pixel.
+    from aspects_research.tools import make_phantoms, split_manifest
+
+    root = Path(__file__).resolve().parents[1]
+    assert make_phantoms.main(["--generator", "v2", "--out", str(tmp_path), "--split", "test", "--kind", "acute",
+                               "--anatomy", "invesalius", "--pattern", "M5", "--hu-drop", "3", "--thickness", "5",
+                               "--seed", "2012"]) == 0
+    assert split_manifest.main(["--cases", str(tmp_path), "--check", str(root / "tools" / "splits" / "v2_early.json"),
+                                "--present-only"]) == 0
