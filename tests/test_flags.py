@@ -121,8 +121,9 @@ def test_acute_hypodensity_is_not_an_old_infarct():
     hu[big] = 14.0 + (hu[big] - 32.0)
     hu[ball(24, 26, 20, 16)] = 4.0
     found = find(hu, mask, SPACING)
-    assert found.old_cavity is not None and found.old_cavity.sum() * 8e-3 > 1.0
     assert flags_of(hu, mask) == [] and not found.old_infarct.any()
+    # and with no old infarct in the study its CSF is no cavity for the rim rule either
+    assert found.old_cavity is not None and not found.old_cavity.any()
 
 
 def test_acute_only_removes_mirror_of_blood_but_keeps_acute_lesions():
@@ -168,6 +169,9 @@ def test_old_infarct_rim_is_not_scored_but_strong_acute_white_matter_infarcts_ar
 def test_a_deep_acute_infarct_beside_an_asymmetric_ventricle_is_not_an_old_infarct_rim():
     from aspects.flags import MIN_RIM_CAVITY_ML, acute_only
     hu, mask = brain()
+    # an old infarct far away in the other hemisphere, so that the rim rule is on in this study
+    old = ball(24, 40, 18, 25)
+    hu[old] = 4.0
     # a frontal horn wider on one side: 0.74 ml of CSF whose mirror is tissue, under the 0.5 ml of
     # CSF density (3-voxel mean < 10 HU) a cavity needs once its partial volume is smoothed
     pocket = ball(24, 30, 39, 8)
@@ -175,23 +179,50 @@ def test_a_deep_acute_infarct_beside_an_asymmetric_ventricle_is_not_an_old_infar
     lesion = ball(24, 30, 43, 16) & ~pocket  # a 1.8 ml caudate / capsule infarct at 16 HU beside it
     hu[lesion] = 16.0 + (hu[lesion] - 32.0)
     found = find(hu, mask, SPACING)
-    assert found.old_cavity is not None and not found.old_cavity.any()
+    assert found.old_infarct.any() and found.old_cavity is not None and not (found.old_cavity & pocket).any()
     assert np.array_equal(acute_only(lesion, found), lesion)
     # what the rule saw before the cavity had a least size: the pocket as an old infarct's cavity,
     # the whole acute lesion as its rim
-    small = _old_infarct_and_cavity_without_least_size(hu, mask)
+    small = _find_with(hu, mask, MIN_RIM_CAVITY_ML=0.0).old_cavity & ~ndimage.binary_dilation(old, iterations=2)
     assert 0 < small.sum() * 8e-3 < MIN_RIM_CAVITY_ML
     assert not acute_only(lesion, dataclasses.replace(found, old_cavity=small)).any()
 
 
-def _old_infarct_and_cavity_without_least_size(hu, mask):
+def _find_with(hu, mask, **constants):
+    """``find`` with some of aspects.flags' constants set otherwise (the rule as it was)."""
     import aspects.flags as flags
-    least = flags.MIN_RIM_CAVITY_ML
+    saved = {k: getattr(flags, k) for k in constants}
     try:
-        flags.MIN_RIM_CAVITY_ML = 0.0
-        return flags.find(hu, mask, SPACING).old_cavity
+        for k, v in constants.items():
+            setattr(flags, k, v)
+        return flags.find(hu, mask, SPACING)
     finally:
-        flags.MIN_RIM_CAVITY_ML = least
+        for k, v in saved.items():
+            setattr(flags, k, v)
+
+
+def test_a_widened_sulcus_is_not_an_old_infarct_and_leaves_the_acute_lesion_beside_it():
+    from aspects.flags import MIN_RIM_CAVITY_ML, acute_only
+    hu, mask = brain()
+    # a sulcus or fissure wider on one side, as a real head shows it on 1 mm slices: a 6 mm sheet of
+    # CSF (3 voxels) over 22 x 14 voxels whose mirror is tissue, its middle plane of CSF density
+    # (3-voxel mean < 10 HU) over 1 ml
+    sheet = (np.abs(x - 14) <= 1) & (np.abs(z - 24) < 11) & (np.abs(y - 24) < 7) & mask.astype(bool)
+    hu[sheet] = 4.0
+    lesion = ball(24, 24, 18, 16) & ~sheet  # a 2 ml cortical acute infarct at 24 HU beside it
+    hu[lesion] -= 8.0
+    found = find(hu, mask, SPACING)
+    assert flags_of(hu, mask) == [] and not found.old_infarct.any()
+    assert np.array_equal(acute_only(lesion, found), lesion)
+    # what the flag saw before a cavity had to be compact: an old infarct whose rim took the lesion
+    before = _find_with(hu, mask, MIN_OLD_CAVITY_BULK_ML=0.0)
+    assert before.old_infarct.any() and before.old_cavity.sum() * 8e-3 > MIN_RIM_CAVITY_ML
+    assert not acute_only(lesion, before).any()
+    # about the same CSF volume as a compact hole (r = 6 voxels) is an old infarct
+    hu, mask = brain()
+    hole = ball(24, 24, 17, 36) & mask.astype(bool)
+    hu[hole] = 4.0
+    assert 0.8 < hole.sum() / sheet.sum() < 1.2 and flags_of(hu, mask) == ["old_infarct_suspected"]
 
 
 def test_acute_lesions_grow_into_asymmetry_but_not_into_what_blood_or_an_old_infarct_explains():
