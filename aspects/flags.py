@@ -38,7 +38,7 @@ MIN_OLD_CAVITY_SHARE = 0.25
 # asymmetric). Without it the sulcal asymmetry of a real head, resolved by thin slices, was
 # flagged (1.7-3.6 ml, 1.1-1.5 ml "cavity") on 8 of 48 acute single-region early-change studies
 # and 4 of 28 acute test studies, and its rim rule took part of a deep acute lesion beside an
-# asymmetric ventricle (docs/results.md, "Compact cavities"). Measured after the opening on 25
+# asymmetric ventricle (docs/results.md, "Compact cavities"). Measured after the opening on 27
 # components: the old infarcts of the val and test controls keep 0.85-43 ml, a thin cortical
 # (M3-pattern) old infarct 0.43 ml, the sulci and fissures 0-0.29 ml.
 MIN_OLD_CAVITY_BULK_ML = 0.35
@@ -174,8 +174,8 @@ def _blood_and_smooth(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[fl
 
 def old_infarct_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
     """CSF-like parenchyma whose mirror is tissue, in components >= MIN_OLD_ML with a CSF-density
-    core of >= MIN_OLD_CAVITY_ML and >= MIN_OLD_CAVITY_SHARE of the component, a compact one
-    (MIN_OLD_CAVITY_BULK_ML thicker than OLD_CAVITY_THICKNESS_MM)."""
+    core of >= MIN_OLD_CAVITY_ML and >= MIN_OLD_CAVITY_SHARE of the component, a compact one (at
+    least MIN_OLD_CAVITY_BULK_ML of it thicker than OLD_CAVITY_THICKNESS_MM)."""
     return _old_infarct_and_cavity(hu, brain, spacing_mm)[0]
 
 
@@ -217,7 +217,7 @@ class Findings:
     old_infarct: np.ndarray
     spacing_mm: Tuple[float, ...]
     # CSF-density part (< OLD_CAVITY_HU) of every >= MIN_OLD_ML component of the < 16 HU finding,
-    # cored or not: the cavity acute_only (old_rim) tests against
+    # cored or not: the cavity acute_only (old_rim) tests against; empty without an old infarct
     old_cavity: Optional[np.ndarray] = None
     # blood with its hyperdense surroundings (:func:`blood_extent`): what the haematoma explains
     blood_extent: Optional[np.ndarray] = None
