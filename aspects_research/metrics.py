@@ -63,6 +63,13 @@ def dice(c: Counts) -> Optional[float]:
     return None if den == 0 else 2.0 * c.tp / den
 
 
+def agreement_dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two boolean masks as an agreement figure: 1.0 when both are empty (they agree),
+    unlike :func:`dice`, which leaves that case undefined for accuracy averages."""
+    total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
+    return 1.0 if total == 0 else 2.0 * int(np.count_nonzero(np.logical_and(a, b))) / total
+
+
 def iou(c: Counts) -> Optional[float]:
     """Jaccard index TP / (TP + FP + FN); None when both masks are empty."""
     den = c.tp + c.fp + c.fn

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aspects_research.tools.gpu_check import dice, main
+from aspects_research.metrics import agreement_dice as dice
+from aspects_research.tools.gpu_check import main
 
 REPO = Path(__file__).resolve().parent.parent
 

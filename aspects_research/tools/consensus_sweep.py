@@ -21,15 +21,11 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from aspects_research.metrics import agreement_dice
 from aspects_research.tools.consensus_study import rule_function
 from aspects_research.tools.evidence_cache import load_cached
 
 DEFAULT_RULES = ("touch", "raw", "mean:3.0:0.7:25", "mean:3.5:0.7:25")
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * float((a & b).sum()) / total
 
 
 def study_rows(path: Path, rules: Sequence[str]) -> Dict[str, Dict[str, Any]]:
@@ -41,8 +37,8 @@ def study_rows(path: Path, rules: Sequence[str]) -> Dict[str, Dict[str, Any]]:
         f = rule_function(rule)
         masks = {syn: f(raw, d[f"diff_{syn}"], d[f"comparable_{syn}"], d[f"support_{syn}"]) & raw for syn in ("ref", "alt")}
         ref = masks["ref"]
-        out[rule] = {"dice": _dice(ref, truth), "kept": int(ref.sum()), "tp": int((ref & truth).sum()),
-                     "stable": _dice(ref, masks["alt"])}
+        out[rule] = {"dice": agreement_dice(ref, truth), "kept": int(ref.sum()), "tp": int((ref & truth).sum()),
+                     "stable": agreement_dice(ref, masks["alt"])}
     meta = d["meta"]
     return {"case": meta["case"], "kind": meta["truth"].get("kind"), "hu": meta["truth"].get("hu_drop") or 0.0,
             "truth": int(truth.sum()), "n_components": int(ndi.label(raw, np.ones((3, 3, 3), bool))[1]), "rules": out}

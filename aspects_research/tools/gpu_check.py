@@ -3,7 +3,7 @@
 A GPU host of the project's device pool has PyTorch and NumPy but none of the imaging stack
 (SimpleITK, ANTs, pydicom), and a call there carries at most 64 MiB. So the check comes in two
 steps: ``prepare`` runs here, through the app's own stages, and saves what the model sees;
-``check`` needs only ``numpy``, ``torch`` and ``aspects.inference`` / ``aspects.model_io``:
+``check`` needs only ``numpy``, ``scipy``, ``torch``, ``aspects.inference`` / ``aspects.model_io`` and ``aspects_research.metrics`` (all on that host):
 
     python -m aspects_research.tools.gpu_check prepare STUDY_DIR [STUDY_DIR ...] --out build/gpu_inputs [--models models]
     python -m aspects_research.tools.gpu_check check --inputs build/gpu_inputs --models models --device cuda --json OUT.json
@@ -32,14 +32,9 @@ import numpy as np
 from aspects.errors import EXIT_USAGE, InputError
 from aspects.inference import CPU, load_torchscript, predict_labels, resolve_device, set_cpu_threads
 from aspects.model_io import from_model_layout, infarct_input
+from aspects_research.metrics import agreement_dice
 
 INFARCT_MODEL = "infarct_seg"  # aspects.segmentation.INFARCT_MODEL, without importing the imaging stack
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two boolean masks; 1.0 when both are empty (they agree)."""
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
 def model_labels(module: Any, hu_zyx: np.ndarray, device: str) -> np.ndarray:
@@ -114,7 +109,7 @@ def check(inputs: Path, models: Path, device: str, warmup: int = 3, repeats: int
             seconds.append(time.perf_counter() - t)
         found = (labels == 1) & brain
         ref = reference & brain
-        rows.append({"study": f.stem, "dice_vs_cpu": round(dice(found, ref), 5),
+        rows.append({"study": f.stem, "dice_vs_cpu": round(agreement_dice(found, ref), 5),
                      "voxels_differing": int((found ^ ref).sum()), "infarct_voxels_cpu": int(ref.sum()),
                      "median_s": round(float(np.median(seconds)), 4), "min_s": round(float(np.min(seconds)), 4),
                      "peak_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if cuda else None})

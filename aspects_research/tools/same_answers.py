@@ -32,6 +32,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from aspects.errors import EXIT_USAGE, InputError
+from aspects_research.metrics import agreement_dice
 from aspects_research.tools.evaluate import ROOT, read_mask, run_app
 
 MIN_DICE = 0.99
@@ -44,12 +45,6 @@ def score_view(result: dict) -> dict:
                for side, codes in (result.get("regions") or {}).items()}
     return {"aspects": result.get("aspects"), "score": result.get("score"), "affected_side": result.get("affected_side"),
             "regions": regions, "flags": sorted(result.get("flags") or [])}
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two boolean masks; 1.0 when both are empty (they agree)."""
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * float(np.logical_and(a, b).sum()) / total
 
 
 def label_dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -88,7 +83,7 @@ def compare_case(ref: Path, new: Path, repeat: Optional[Path]) -> dict:
     rec["scores_identical"] = score_view(r) == score_view(n)
     rec["score_differences"] = differences(score_view(r), score_view(n))
     rec["aspects"] = {"reference": r.get("aspects"), "candidate": n.get("aspects")}
-    rec["infarct_dice"] = dice(rm["infarct"] > 0, nm["infarct"] > 0)
+    rec["infarct_dice"] = agreement_dice(rm["infarct"] > 0, nm["infarct"] > 0)
     rec["regions_dice"] = label_dice(rm["regions"], nm["regions"])
     rec["infarct_ml"] = {"reference": r.get("infarct_volume_ml"), "candidate": n.get("infarct_volume_ml")}
     ok = rec["scores_identical"] and rec["infarct_dice"] >= MIN_DICE and rec["regions_dice"] >= MIN_DICE
