@@ -29,7 +29,7 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from aspects.model_io import mirror
-from aspects.registration import syn_warp
+from aspects.registration import SYN_THREADS, syn_warp
 
 # Gaussian smoothing (aligned voxels, 2 mm): CT noise of 3-6 HU per voxel drops below ~1 HU while
 # a 1 ml lesion (~5 voxels across) keeps most of its contrast.
@@ -102,7 +102,8 @@ def contralateral(hu_zyx: np.ndarray, brain_zyx: np.ndarray, grid: Optional[sitk
 
     hu_w, brain_w = syn_warp(on_box(np.clip(hu_zyx, 0, 80).astype(np.float32)), on_box(np.clip(mir_hu, 0, 80)),
                              [on_box(mir_hu), on_box(mir_brain)], [False, True], iterations=CONTRA_SYN_ITERATIONS,
-                             shrink=(4, 2), smooth_vox=(2, 1), metric=CONTRA_METRIC, params=CONTRA_SYN_PARAMS)
+                             shrink=(4, 2), smooth_vox=(2, 1), metric=CONTRA_METRIC, params=CONTRA_SYN_PARAMS,
+                             threads=SYN_THREADS)  # CC: the same field on any thread count
     hu_out = np.zeros(hu_zyx.shape, np.float32)
     brain_out = np.zeros(hu_zyx.shape, bool)
     hu_out[box] = sitk.GetArrayFromImage(hu_w)

@@ -46,6 +46,15 @@ os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", ANTS_THREADS)
 # ASPECTS_ANTS_FORK=0 runs them in the calling thread.
 FORK_ANTS = hasattr(os, "fork") and os.environ.get("ASPECTS_ANTS_FORK", "1") != "0"
 
+# The deformable stage's metric (local cross-correlation, dense) has no thread-order sums in its
+# update: its field is the same bit for bit on 1 and 2 threads (tests/test_fast_paths.py; checked
+# on the val and test splits, docs/performance.md), so the SyN child runs on up to this many
+# threads (ASPECTS_SYN_THREADS overrides; 1 = as before). Mattes MI, the linear stages' metric,
+# is not thread-order free: those stay on ANTS_THREADS. The child's ITK reads the variable on its
+# first use, so the parent process never runs an ANTs filter itself (syn_warp warps in the child).
+SYN_THREADS = max(1, int(os.environ.get("ASPECTS_SYN_THREADS", min(2, len(os.sched_getaffinity(0))
+                                                                      if hasattr(os, "sched_getaffinity") else 1))))
+
 # Set when a registration child has been forked: the app's head start (aspects.head_start) waits
 # for it before importing the libraries the rest of the run needs.
 CHILD_STARTED = threading.Event()
@@ -143,8 +152,12 @@ def _ants_image(img: sitk.Image):
     return ants.from_sitk(sitk.Cast(img, sitk.sitkFloat32))
 
 
-def _run_ants(args: Sequence[str]) -> None:
-    """``antsRegistration`` with ``args`` (its transforms go to files named in them).
+def _run_ants(build: Callable[[], Sequence[str]], threads: Optional[int] = None,
+              then: Optional[Callable[[], None]] = None) -> None:
+    """``antsRegistration`` with the arguments ``build()`` returns (its transforms go to files
+    named in them), then ``then()``, all in one process: ``build`` makes the ANTs images the
+    arguments point to there, so that a forked child is the first user of the ANTs library's ITK
+    and reads its thread count (``threads``; None: ANTS_THREADS) from the environment.
 
     antspyx holds the GIL for the whole registration, which stopped every other Python thread
     of the app: the region warp and the infarct model, meant to run beside the asymmetry
@@ -156,14 +169,21 @@ def _run_ants(args: Sequence[str]) -> None:
     from ants.internal import get_lib_fn, process_arguments
 
     run = get_lib_fn("antsRegistration")
-    argv = process_arguments(list(args))
-    code = _in_child(lambda: run(argv)) if FORK_ANTS else run(argv)
+
+    def job() -> int:
+        code = int(run(process_arguments(list(build()))))
+        if code == 0 and then is not None:
+            then()
+        return code
+
+    code = _in_child(job, threads) if FORK_ANTS else job()
     if code != 0:
         raise RegistrationError(f"antsRegistration exited with {code}")
 
 
-def _in_child(job: Callable[[], int]) -> int:
-    """Exit status of ``job()`` run in a forked child (a crash or signal there: non-zero)."""
+def _in_child(job: Callable[[], int], threads: Optional[int] = None) -> int:
+    """Exit status of ``job()`` run in a forked child (a crash or signal there: non-zero);
+    ``threads``: ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS there (None: inherited)."""
     die_with_parent = _parent_death_signal()  # looked up here: the child only calls it
     pid = os.fork()
     if pid == 0:  # the child: only this thread exists; no Python clean-up, no atexit handlers
@@ -171,6 +191,8 @@ def _in_child(job: Callable[[], int]) -> int:
         try:
             if die_with_parent is not None:
                 die_with_parent(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+            if threads is not None:  # read by the ANTs library's ITK on its first use, in this child
+                os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
             code = int(job())
         finally:
             os._exit(0 if code == 0 else (code & 0xFF) or 1)
@@ -237,18 +259,20 @@ def rigid_affine(fixed: sitk.Image, moving: sitk.Image, stages: Sequence[Stage] 
     ants_module()
     from ants.internal import get_pointer_string
 
-    f, m = _ants_image(fixed), _ants_image(moving)
-    fs, ms = get_pointer_string(f), get_pointer_string(m)
     tmp = _temporary_folder("aspects_reg_")
-    try:
+    keep: List[Any] = []  # the ANTs images the arguments point to, alive until the run ends
+
+    def build() -> List[str]:
+        f, m = _ants_image(fixed), _ants_image(moving)
+        keep.extend((f, m))
+        fs, ms = get_pointer_string(f), get_pointer_string(m)
         if initial is not None:
             init = str(tmp / "init.mat")
             sitk.WriteTransform(sitk.AffineTransform(initial), init)
         else:
             init = f"[{fs},{ms},1]"
-        prefix = str(tmp / "lin")
         args = ["--dimensionality", "3", "--float", "1", "--collapse-output-transforms", "1",
-                "--output", prefix, "--interpolation", "Linear", "--use-histogram-matching", "0",
+                "--output", str(tmp / "lin"), "--interpolation", "Linear", "--use-histogram-matching", "0",
                 "--winsorize-image-intensities", "[0.005,0.995]", "--initial-moving-transform", init]
         for st in stages:
             args += ["--transform", f"{st.kind}[{st.step}]", "--metric", LINEAR_METRIC.format(f=fs, m=ms),
@@ -256,9 +280,12 @@ def rigid_affine(fixed: sitk.Image, moving: sitk.Image, stages: Sequence[Stage] 
                      "--shrink-factors", _join(st.shrink), "--smoothing-sigmas", _join(st.smooth_vox) + "vox"]
         if fixed_mask is not None:
             fm = _ants_image(sitk.Cast(fixed_mask != 0, sitk.sitkFloat32))
+            keep.append(fm)
             args += ["--masks", f"[{get_pointer_string(fm)},NA]"]
-        args += ["--random-seed", str(seed)]
-        _run_ants(args)
+        return args + ["--random-seed", str(seed)]
+
+    try:
+        _run_ants(build)
         mats = sorted(tmp.glob("lin*GenericAffine.mat"))
         if len(mats) != 1:
             raise RegistrationError(f"expected one affine transform, found {len(mats)}")
@@ -282,35 +309,48 @@ def _as_affine(tx: sitk.Transform) -> sitk.AffineTransform:
 def syn_warp(fixed: sitk.Image, moving: sitk.Image, images: Sequence[sitk.Image], label: Sequence[bool],
              iterations: Sequence[int] = SYN_ITERATIONS, shrink: Sequence[int] = SYN_SHRINK,
              smooth_vox: Sequence[int] = SYN_SMOOTH_VOX, metric: str = "MI[{f},{m},1,32]",
-             params: str = SYN_PARAMS, seed: int = SEED) -> List[sitk.Image]:
+             params: str = SYN_PARAMS, seed: int = SEED, threads: Optional[int] = None) -> List[sitk.Image]:
     """Deformably register ``moving`` to ``fixed`` (same physical space, identity start) and
     return ``images`` (defined in ``moving``'s space) resampled onto ``fixed``'s grid:
-    ``genericLabel`` interpolation where ``label`` is true, linear otherwise."""
+    ``genericLabel`` interpolation where ``label`` is true, linear otherwise. ``threads``: the
+    registration's (None: ANTS_THREADS; only a thread-order-free metric such as CC gives the same
+    field on any count)."""
     ants = ants_module()
     from ants.internal import get_pointer_string
 
-    f, m = _ants_image(fixed), _ants_image(moving)
-    fs, ms = get_pointer_string(f), get_pointer_string(m)
     tmp = _temporary_folder("aspects_syn_")
-    try:
-        prefix = str(tmp / "syn")
-        args = ["--dimensionality", "3", "--float", "1", "--collapse-output-transforms", "1",
-                "--output", prefix, "--interpolation", "Linear", "--use-histogram-matching", "0",
+    keep: List[Any] = []  # the fixed image, for the warps after the run
+
+    def build() -> List[str]:
+        f, m = _ants_image(fixed), _ants_image(moving)
+        keep.extend((f, m))
+        fs, ms = get_pointer_string(f), get_pointer_string(m)
+        return ["--dimensionality", "3", "--float", "1", "--collapse-output-transforms", "1",
+                "--output", str(tmp / "syn"), "--interpolation", "Linear", "--use-histogram-matching", "0",
                 "--initial-moving-transform", "Identity",
                 "--transform", params, "--metric", metric.format(f=fs, m=ms),
                 "--convergence", f"[{_join(iterations)},1e-7,8]",
                 "--shrink-factors", _join(shrink), "--smoothing-sigmas", _join(smooth_vox) + "vox",
                 "--random-seed", str(seed)]
-        _run_ants(args)
-        warps = sorted(tmp.glob("syn*[0-9]Warp.nii.gz"))
-        warps = [w for w in warps if "Inverse" not in w.name]
+
+    def warp_images() -> None:  # in the registration's process (see SYN_THREADS)
+        warps = [w for w in sorted(tmp.glob("syn*[0-9]Warp.nii.gz")) if "Inverse" not in w.name]
         if len(warps) != 1:
-            raise RegistrationError(f"expected one warp field, found {len(warps)}")
-        out = []
-        for img, is_label in zip(images, label):
-            warped = ants.apply_transforms(fixed=f, moving=_ants_image(img), transformlist=[str(warps[0])],
+            return  # no result files: the caller says so
+        for k, (img, is_label) in enumerate(zip(images, label)):
+            warped = ants.apply_transforms(fixed=keep[0], moving=_ants_image(img), transformlist=[str(warps[0])],
                                            interpolator="genericLabel" if is_label else "linear")
-            res = sitk.Cast(ants.to_sitk(warped), sitk.sitkUInt8 if is_label else sitk.sitkFloat32)
+            sitk.WriteImage(sitk.Cast(ants.to_sitk(warped), sitk.sitkUInt8 if is_label else sitk.sitkFloat32),
+                            str(tmp / f"warped{k}.mha"), False)
+
+    try:
+        _run_ants(build, threads, warp_images)
+        out = []
+        for k in range(len(images)):
+            path = tmp / f"warped{k}.mha"
+            if not path.is_file():
+                raise RegistrationError("expected one warp field from the deformable registration, found none")
+            res = sitk.ReadImage(str(path))
             res.CopyInformation(fixed)
             out.append(res)
         return out

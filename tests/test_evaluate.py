@@ -147,6 +147,21 @@ def test_markdown_and_figures_written(report):
         assert png.stat().st_size > 5000 and f"img/{name}.png" in md
 
 
+def test_a_set_of_controls_only_gets_its_report_and_figures(tmp_path):
+    # make_v2_data.sh old_patterns is 16 old-infarct controls and no acute lesion: the detection
+    # limit figure has no volume to place on its log axis, which must not end the evaluation
+    empty = np.zeros(SHAPE, np.uint8)
+    make_case(tmp_path, "o_old", "old_infarct", empty, 10, None, [], 0.0)
+    make_run(tmp_path, "o_old", box(1, 5, 2, 6, 1, 5), 9, "left", ["M1"])  # scored as acute: one point lost
+    make_case(tmp_path, "o_normal", "normal", empty, 10, None, [], 0.0)
+    make_run(tmp_path, "o_normal", empty, 10, None, [])
+    assert ev.main(["--cases", str(tmp_path / "cases"), "--runs", str(tmp_path / "runs"),
+                    "--report", str(tmp_path / "rep" / "r")]) == 0
+    rep = json.loads((tmp_path / "rep" / "r.json").read_text())
+    assert (tmp_path / "rep" / "img" / "eval_detection_limit.png").is_file()
+    assert sum(c["points_lost"] for c in rep["controls"]) == 1 == rep["controls_points_lost"]
+
+
 def test_bad_cases_folder_is_one_line_error(tmp_path, capsys):
     assert ev.main(["--cases", str(tmp_path / "nope"), "--runs", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

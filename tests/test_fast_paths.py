@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,6 +95,61 @@ def test_a_registration_in_a_forked_child_gives_the_same_transform_and_warp(monk
     assert results[True][1][1].any()
 
 
+_SYN_ON_THREADS = r"""
+import json, sys
+import numpy as np, SimpleITK as sitk
+from scipy import ndimage as ndi
+from aspects import registration as R
+
+rng = np.random.default_rng(3)
+g = ndi.gaussian_filter(rng.normal(0, 1, (40, 44, 40)), 3)
+fixed = (30 + 10 * g / g.std()).astype(np.float32)
+grid = np.meshgrid(*(np.arange(n, dtype=float) for n in fixed.shape), indexing="ij")
+shift = [ndi.gaussian_filter(rng.normal(0, 1, fixed.shape), 6) * 40 for _ in range(3)]  # up to ~2 voxels
+moving = ndi.map_coordinates(fixed, [a + d for a, d in zip(grid, shift)], order=1, mode="nearest").astype(np.float32)
+
+def image(x):
+    img = sitk.GetImageFromArray(x)
+    img.SetSpacing((2.0, 2.0, 2.0))
+    return img
+
+run, seen = R._run_ants, []
+def spy(build, threads=None, then=None):  # the registration process's thread count, after the run
+    def after():
+        then()
+        status = [line for line in open("/proc/self/status") if line.startswith("Threads:")]
+        print(json.dumps({"threads": threads, "os_threads": int(status[0].split()[1])}), flush=True)
+    run(build, threads, after)
+R._run_ants = spy
+out = {}
+for threads in (1, 2, 1, 2):
+    warped = R.syn_warp(image(fixed), image(moving), [image(moving)], [False], iterations=(30, 10), shrink=(2, 1),
+                        smooth_vox=(1, 0), metric="CC[{f},{m},1,1]", params="SyN[0.2,4,1]", threads=threads)
+    out.setdefault(threads, []).append(sitk.GetArrayFromImage(warped[0]))
+same = all(np.array_equal(x, out[1][0]) for runs in out.values() for x in runs)
+print(json.dumps({"same": same, "before": float(np.abs(moving - fixed).mean()),
+                  "after": float(np.abs(out[1][0] - fixed).mean())}))
+"""
+
+
+@pytest.mark.skipif(not (hasattr(os, "fork") and Path("/proc/self/status").is_file()), reason="Linux fork and /proc")
+def test_the_mirror_syn_gives_the_same_field_on_one_and_two_threads():
+    """The deformable registration (local cross-correlation, as the asymmetry baseline's mirror
+    SyN) runs on 2 threads in its own child (registration.SYN_THREADS): its warp must equal the
+    one-thread warp bit for bit, and the child must really have run the extra ITK thread. A fresh
+    interpreter, so that the child is the first user of the ANTs library's ITK (as in the app)."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), ASPECTS_ANTS_FORK="1")
+    res = subprocess.run([sys.executable, "-c", _SYN_ON_THREADS], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    runs, summary = lines[:-1], lines[-1]
+    by_threads = {r["threads"]: r["os_threads"] for r in runs}
+    assert by_threads[2] > by_threads[1]  # ITK's pool started a second worker in the 2-thread child
+    assert summary["same"]
+    assert summary["after"] < 0.8 * summary["before"]  # a real deformation was found, not the identity
+
+
 def test_a_failing_registration_in_the_child_is_an_error_in_the_app(monkeypatch):
     """A non-zero exit, an exception or a crash in the forked child reaches the caller as a
     RegistrationError (preprocess turns it into exit 7), never as a silent success."""
@@ -102,7 +161,7 @@ def test_a_failing_registration_in_the_child_is_an_error_in_the_app(monkeypatch)
     assert registration._in_child(lambda: os.kill(os.getpid(), signal.SIGKILL) or 0) == -signal.SIGKILL
     monkeypatch.setattr(registration, "FORK_ANTS", True)
     with pytest.raises(registration.RegistrationError, match="exited with"):
-        registration._run_ants(["--dimensionality", "3", "--no-such-option", "1"])
+        registration._run_ants(lambda: ["--dimensionality", "3", "--no-such-option", "1"])
 
 
 def test_the_region_labels_one_hot_keeps_every_label_where_the_field_is_zero():

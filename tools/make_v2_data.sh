@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The v2 synthetic data sets (generator v2, docs/data.md), fixed seeds; outside the repository.
-#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early aligned aligned_test
+#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns aligned aligned_test
 # calib: 16 normal studies (4 per anatomy source; 5, 5, 2.5 and 1 mm) for calibrating region
 #        evidence; ROOT/ph_calib/READY when complete.
 # train: $V2_TRAIN_COUNT (default 49) studies, split train (SOOP lesion masks of the train split;
@@ -16,6 +16,10 @@
 #        lentiform + internal capsule (deep), 40-100 % of each region covered, at 3, 5 and 8 HU, on
 #        the InVesalius and scct heads, 5 and 1 mm alternating (seeds 2000-2047): the detection
 #        limit for single-region change on heads the model never saw (docs/results_v2.md).
+# old_patterns: 16 old-infarct controls (CSF-like core, gliotic rim, ex-vacuo change) in the MCA
+#        sub-territory shapes (M1-M6, insula, deep) on the InVesalius and scct heads, 5 and 1 mm
+#        alternating (seeds 3000-3015): the independent check's kind of old infarct, not SOOP-shaped.
+#        Archived: tools/splits/v2_old_patterns.json.
 # aligned, aligned_test: the aligned volumes + datalists for train/infarct_seg (aspects-make-datalist).
 set -euo pipefail
 ROOT=${1:?usage: tools/make_v2_data.sh ROOT STAGE...}
@@ -66,10 +70,22 @@ for stage in "$@"; do
           done
         done
       done ;;
+    old_patterns)
+      seed=3000
+      th=5
+      for src in invesalius scct; do
+        for pattern in M1 M2 M3 M4 M5 M6 insula deep; do
+          $MK --out "$ROOT/ph_old_patterns" --split test --kind old_infarct --anatomy "$src" --pattern "$pattern" \
+              --thickness "$th" --seed $seed
+          seed=$((seed + 1))
+          th=$([ "$th" = 5 ] && echo 1 || echo 5)
+        done
+        th=$([ "$th" = 5 ] && echo 1 || echo 5)
+      done ;;
     aligned)
       aspects-make-datalist --phantoms "$ROOT/ph_train" --val-phantoms "$ROOT/ph_val" --out "$ROOT/aligned" --workers 2 ;;
     aligned_test)
       aspects-make-datalist --phantoms "$ROOT/ph_test" --val-phantoms "$ROOT/ph_test" --out "$ROOT/aligned_test" --workers 2 ;;
-    *) echo "error[2]: unknown stage $stage (calib train val test early aligned aligned_test)" >&2; exit 2 ;;
+    *) echo "error[2]: unknown stage $stage (calib train val test early old_patterns aligned aligned_test)" >&2; exit 2 ;;
   esac
 done

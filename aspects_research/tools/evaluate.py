@@ -565,11 +565,14 @@ def detection_limit_figure(ok: Sequence[dict], report: dict, save) -> None:
     for found, mk, col, label in ((True, "o", "tab:green", "found"), (False, "x", "tab:red", "missed")):
         sel = [r for r in acute if (r["infarct"]["pred_ml"] > 0 and (r["infarct"]["dice"] or 0) > 0) == found]
         ax[1].scatter([r["hu_drop"] for r in sel], [r["infarct"]["truth_ml"] for r in sel], marker=mk, c=col, label=label, s=30)
-    ax[1].set_yscale("log")
+    if acute:
+        ax[1].set_yscale("log")
+        ax[1].legend(fontsize=8)
+    else:  # a set of controls only (e.g. make_v2_data.sh old_patterns): no volume to place
+        ax[1].text(0.5, 0.5, "no acute lesion in this set", ha="center", va="center", transform=ax[1].transAxes)
     ax[1].set_xlabel("hypoattenuation of the infarct (HU below normal)")
     ax[1].set_ylabel("true infarct volume (ml)")
     ax[1].set_title("Acute lesions: found (infarct mask overlaps the truth) or missed")
-    ax[1].legend(fontsize=8)
     save(fig, "eval_detection_limit.png")
 
 
