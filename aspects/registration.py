@@ -47,13 +47,18 @@ os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", ANTS_THREADS)
 FORK_ANTS = hasattr(os, "fork") and os.environ.get("ASPECTS_ANTS_FORK", "1") != "0"
 
 # The deformable stage's metric (local cross-correlation, dense) has no thread-order sums in its
-# update: its field is the same bit for bit on 1 and 2 threads (tests/test_fast_paths.py; checked
-# on the val and test splits, docs/performance.md), so the SyN child runs on up to this many
-# threads (ASPECTS_SYN_THREADS overrides; 1 = as before). Mattes MI, the linear stages' metric,
-# is not thread-order free: those stay on ANTS_THREADS. The child's ITK reads the variable on its
-# first use, so the parent process never runs an ANTs filter itself (syn_warp warps in the child).
-SYN_THREADS = max(1, int(os.environ.get("ASPECTS_SYN_THREADS", min(2, len(os.sched_getaffinity(0))
-                                                                      if hasattr(os, "sched_getaffinity") else 1))))
+# update: its field is the same bit for bit on 1 and 2 threads (tests/test_fast_paths.py; 100 of
+# 100 v2 studies, aspects_research.tools.syn_threads, docs/performance.md), so the SyN child runs
+# on up to this many threads (ASPECTS_SYN_THREADS overrides; 1 = as before). Mattes MI, the linear
+# stages' metric, is not thread-order free: those stay on ANTS_THREADS. The child's ITK reads the
+# variable on its first use, so the parent never makes an ANTs object (syn_warp warps in the child).
+def _syn_threads() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    value = os.environ.get("ASPECTS_SYN_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else min(2, cores)
+
+
+SYN_THREADS = _syn_threads()
 
 # Set when a registration child has been forked: the app's head start (aspects.head_start) waits
 # for it before importing the libraries the rest of the run needs.
