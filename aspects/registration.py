@@ -324,7 +324,7 @@ def syn_warp(fixed: sitk.Image, moving: sitk.Image, images: Sequence[sitk.Image]
     from ants.internal import get_pointer_string
 
     tmp = _temporary_folder("aspects_syn_")
-    keep: List[Any] = []  # the fixed image, for the warps after the run
+    keep: List[Any] = []  # the ANTs images the arguments point to; keep[0] is the grid of the warps
 
     def build() -> List[str]:
         f, m = _ants_image(fixed), _ants_image(moving)

@@ -25,17 +25,14 @@ import SimpleITK as sitk
 
 from aspects import asymmetry
 from aspects.atlas import LazyAtlas
-from aspects.dicom_input import scan_folder
 from aspects.errors import EXIT_USAGE, InputError
 from aspects.preprocess import preprocess_series
-from aspects.selection import load_rules
-from aspects.series import choose_series, load_series
+from aspects.series import read_study
 
 
 def compare_case(case: Path, atlas, threads: int) -> Dict[str, object]:
     """The mirror SyN of one study on 1 and on ``threads`` threads."""
-    series = load_series(choose_series(scan_folder(case / "dicom"), load_rules(None)))
-    pre = preprocess_series(series, atlas)
+    pre = preprocess_series(read_study(case / "dicom"), atlas)
     hu = sitk.GetArrayFromImage(pre.aligned)
     brain = sitk.GetArrayFromImage(pre.brain_mask) > 0
     out, seconds = {}, {}
