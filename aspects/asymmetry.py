@@ -80,8 +80,10 @@ def _smooth_inside(hu: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray
     return np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0.0).astype(np.float32)
 
 
-def contralateral(hu_zyx: np.ndarray, brain_zyx: np.ndarray, grid: Optional[sitk.Image] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """The mirrored image and brain mask, deformed onto the image (SyN, coarse levels only).
+def contralateral(hu_zyx: np.ndarray, brain_zyx: np.ndarray, grid: Optional[sitk.Image] = None,
+                  threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """The mirrored image and brain mask, deformed onto the image (SyN, coarse levels only);
+    ``threads``: the registration's (None: SYN_THREADS; the same field on any count).
 
     Affine alignment to the symmetric template leaves the two hemispheres of a real brain a few
     mm apart (natural asymmetry, deformation); comparing grey matter with white matter across
@@ -103,7 +105,7 @@ def contralateral(hu_zyx: np.ndarray, brain_zyx: np.ndarray, grid: Optional[sitk
     hu_w, brain_w = syn_warp(on_box(np.clip(hu_zyx, 0, 80).astype(np.float32)), on_box(np.clip(mir_hu, 0, 80)),
                              [on_box(mir_hu), on_box(mir_brain)], [False, True], iterations=CONTRA_SYN_ITERATIONS,
                              shrink=(4, 2), smooth_vox=(2, 1), metric=CONTRA_METRIC, params=CONTRA_SYN_PARAMS,
-                             threads=SYN_THREADS)  # CC: the same field on any thread count
+                             threads=SYN_THREADS if threads is None else threads)
     hu_out = np.zeros(hu_zyx.shape, np.float32)
     brain_out = np.zeros(hu_zyx.shape, bool)
     hu_out[box] = sitk.GetArrayFromImage(hu_w)

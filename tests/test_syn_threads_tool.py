@@ -12,8 +12,9 @@ from aspects_research.tools import make_phantoms, syn_threads
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert syn_threads.main(["--cases", str(tmp_path / "nope")]) == 2
     assert syn_threads.main(["--cases", str(tmp_path)]) == 2
-    assert "no study" in capsys.readouterr().err
+    assert "no case with a truth.json" in capsys.readouterr().err
     (tmp_path / "c" / "dicom").mkdir(parents=True)
+    (tmp_path / "c" / "truth.json").write_text("{}")
     assert syn_threads.main(["--cases", str(tmp_path), "--threads", "1"]) == 2
     assert capsys.readouterr().err.strip().startswith("error[2]: --threads 1")
 

@@ -2,7 +2,7 @@
 
     python -m aspects_research.tools.syn_threads --cases DIR [DIR ...] [--threads 2] [--json FILE]
 
-For each phantom study (``DIR/<case_id>/dicom``, ``aspects-make-phantoms``) the app's
+For each phantom study (``DIR/<case_id>/`` with ``dicom/`` and ``truth.json``, ``aspects-make-phantoms``) the app's
 preprocessing aligns it once; then :func:`aspects.asymmetry.contralateral` (the mirror SyN and the
 warp of the mirrored image and brain) runs on 1 thread and on ``--threads``, each in its own
 registration child (``aspects.registration.SYN_THREADS``). Prints one JSON line per study (equal
@@ -18,7 +18,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -28,6 +28,7 @@ from aspects.atlas import LazyAtlas
 from aspects.errors import EXIT_USAGE, InputError
 from aspects.preprocess import preprocess_series
 from aspects.series import read_study
+from aspects_research.tools.evidence_cache import phantom_cases
 
 
 def compare_case(case: Path, atlas, threads: int) -> Dict[str, object]:
@@ -36,15 +37,10 @@ def compare_case(case: Path, atlas, threads: int) -> Dict[str, object]:
     hu = sitk.GetArrayFromImage(pre.aligned)
     brain = sitk.GetArrayFromImage(pre.brain_mask) > 0
     out, seconds = {}, {}
-    saved = asymmetry.SYN_THREADS
-    try:
-        for n in (1, threads):
-            asymmetry.SYN_THREADS = n
-            t0 = time.perf_counter()
-            out[n] = asymmetry.contralateral(hu, brain, pre.aligned)
-            seconds[n] = round(time.perf_counter() - t0, 2)
-    finally:
-        asymmetry.SYN_THREADS = saved
+    for n in (1, threads):
+        t0 = time.perf_counter()
+        out[n] = asymmetry.contralateral(hu, brain, pre.aligned, threads=n)
+        seconds[n] = round(time.perf_counter() - t0, 2)
     same = all(np.array_equal(a, b) for a, b in zip(out[1], out[threads]))
     return {"case": case.name, "same": bool(same), "max_abs_hu": float(np.abs(out[1][0] - out[threads][0]).max()),
             "seconds_1": seconds[1], f"seconds_{threads}": seconds[threads]}
@@ -57,13 +53,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the per-study lines here")
     args = ap.parse_args(argv)
     try:
-        cases: List[Path] = []
-        for root in args.cases:
-            if not root.is_dir():
-                raise InputError(EXIT_USAGE, f"--cases {root} is not a folder")
-            cases += sorted(p for p in root.iterdir() if (p / "dicom").is_dir())
-        if not cases:
-            raise InputError(EXIT_USAGE, "no study (<case>/dicom) under --cases")
+        cases = phantom_cases(args.cases)
         if args.threads < 2:
             raise InputError(EXIT_USAGE, f"--threads {args.threads}: compare one thread with two or more")
     except InputError as exc:
