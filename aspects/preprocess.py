@@ -43,6 +43,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from aspects import gaussian
 from aspects.dicom_geometry import SliceGeometry
 from aspects.errors import EXIT_BAD_SERIES, EXIT_PROCESSING, InputError
 from aspects.flags import DENSE_HU
@@ -203,9 +204,19 @@ def _antialias_variance(img: sitk.Image, target_mm: float) -> np.ndarray:
     return np.maximum(target_mm**2 - sp**2, 0.0) / (8 * np.log(2))
 
 
-def _gaussian(img: sitk.Image, var: np.ndarray) -> sitk.Image:
-    """The discrete Gaussian of :func:`_antialias` with per-axis variance ``var`` (mm^2)."""
-    return sitk.DiscreteGaussian(img, [float(v) for v in var], 32, 0.01, True)
+def _gaussian(img: sitk.Image, var: np.ndarray, clamp: Optional[Tuple[float, float]] = None) -> sitk.Image:
+    """The discrete Gaussian of :func:`_antialias` with per-axis variance ``var`` (mm^2), of
+    ``img`` clipped to ``clamp`` when given: ITK's filter's float32 values, computed by
+    :mod:`aspects.gaussian` (same arithmetic, two threads, no double copies of the volume) where
+    that matches this ITK, else by ITK."""
+    if img.GetDimension() == 3 and img.GetPixelID() == sitk.sitkFloat32 and gaussian.matches_itk():
+        out = sitk.GetImageFromArray(gaussian.discrete_gaussian(sitk.GetArrayViewFromImage(img), img.GetSpacing(),
+                                                                var, clamp))
+        out.CopyInformation(img)
+        return out
+    if clamp is not None:
+        img = sitk.Clamp(img, sitk.sitkFloat32, clamp[0], clamp[1])
+    return gaussian.itk_gaussian(img, var)
 
 
 def _antialias(img: sitk.Image, target_mm: float) -> sitk.Image:
@@ -215,43 +226,15 @@ def _antialias(img: sitk.Image, target_mm: float) -> sitk.Image:
     return _gaussian(img, var) if np.any(var > 0.01) else img
 
 
-SLAB_SLICES = 32  # slices smoothed at a time by _clamped_antialias_by_slabs (memory, not results)
-
-
-def _kernel_radius(img: sitk.Image, var: np.ndarray, axis: int) -> int:
-    """Radius in voxels along ``axis`` of the discrete Gaussian ``_antialias`` applies to ``img``
-    (read from its response to an impulse on a small image of the same spacing)."""
-    n = 2 * 32 + 1
-    probe = sitk.Image([n, n, n], sitk.sitkFloat64)
-    probe.SetSpacing(img.GetSpacing())
-    probe[n // 2, n // 2, n // 2] = 1.0
-    h = sitk.GetArrayFromImage(_gaussian(probe, var))
-    line = np.moveaxis(h, 2 - axis, 0)[:, n // 2, n // 2]
-    return int(np.abs(np.flatnonzero(line) - n // 2).max())
-
-
-def _clamped_antialias_by_slabs(img: sitk.Image, target_mm: float) -> sitk.Image:
-    """``_antialias(sitk.Clamp(img, float32, *HU_CLIP), target_mm)``, bit for bit, computed on
-    slabs of :data:`SLAB_SLICES` slices with the kernel's radius of neighbours on each side: a
-    voxel's value depends only on voxels within that radius (the volume's own first and last
-    slices keep their edge handling). ITK keeps double-precision copies of the whole volume
-    between its passes: a thin study's Gaussian peaked at ~1.8 GB, on slabs ~0.3 GB less."""
+def _clamped_antialias(img: sitk.Image, target_mm: float) -> sitk.Image:
+    """``_antialias(sitk.Clamp(img, float32, *HU_CLIP), target_mm)``, the clamp done slice by
+    slice inside the Gaussian (no clamped copy of a thin study)."""
     var = _antialias_variance(img, target_mm)
-    nz = img.GetSize()[2]
-    if not np.any(var > 0.01) or nz <= SLAB_SLICES:
-        return _antialias(sitk.Clamp(img, sitk.sitkFloat32, HU_CLIP[0], HU_CLIP[1]), target_mm)
-    margin = _kernel_radius(img, var, 2)
-    out = np.empty(sitk.GetArrayViewFromImage(img).shape, np.float32)
-    for z0 in range(0, nz, SLAB_SLICES):
-        z1 = min(z0 + SLAB_SLICES, nz)
-        a, b = max(z0 - margin, 0), min(z1 + margin, nz)
-        slab = sitk.Clamp(img[:, :, a:b], sitk.sitkFloat32, HU_CLIP[0], HU_CLIP[1])
-        smooth = _gaussian(slab, var)
-        out[z0:z1] = sitk.GetArrayViewFromImage(smooth)[z0 - a:z1 - a]
-        del slab, smooth
-    res = sitk.GetImageFromArray(out)
-    res.CopyInformation(img)
-    return res
+    if not np.any(var > 0.01):
+        return sitk.Clamp(img, sitk.sitkFloat32, HU_CLIP[0], HU_CLIP[1])
+    if img.GetPixelID() != sitk.sitkFloat32:
+        img = sitk.Cast(img, sitk.sitkFloat32)
+    return _gaussian(img, var, HU_CLIP)
 
 
 def check_geometry(source: sitk.Image) -> sitk.Image:
@@ -303,8 +286,9 @@ def to_working_grid(img: sitk.Image) -> sitk.Image:
     covering the same field of view."""
     # An axis-by-axis version (convolve, then interpolate, one axis at a time) was 4x faster on
     # a thin study but differs by float32 rounding, and ANTs turns that into a different
-    # registration (region Dice 0.96 against this path, docs/performance.md): so not used.
-    smooth = _clamped_antialias_by_slabs(img, WORK_SPACING)
+    # registration (region Dice 0.96 against this path, docs/performance.md): so the speed comes
+    # from aspects.gaussian instead, which reproduces ITK's filter bit for bit.
+    smooth = _clamped_antialias(img, WORK_SPACING)
     sp, size = np.asarray(img.GetSpacing()), np.asarray(img.GetSize())
     n = np.maximum(np.ceil(size * sp / WORK_SPACING).astype(int), 1)
     d = np.asarray(img.GetDirection()).reshape(3, 3)

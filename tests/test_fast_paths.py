@@ -179,23 +179,50 @@ def test_the_region_labels_one_hot_keeps_every_label_where_the_field_is_zero():
     assert len(np.unique(lab)) > 15
 
 
-@pytest.mark.parametrize("spacing", [(0.45, 0.45, 0.625), (0.9, 0.9, 1.0), (0.5, 0.5, 5.0)])
-def test_the_slab_by_slab_antialiasing_is_bit_identical_to_the_whole_volume(spacing):
-    """The working grid's Gaussian runs on slabs of slices (ITK's double-precision copies of a
-    whole thin study were its memory peak); every voxel must equal the whole-volume filter's,
-    bit for bit, or ANTs would register differently."""
-    from aspects import preprocess
+@pytest.mark.parametrize("spacing", [(0.45, 0.45, 0.625), (0.9, 0.9, 1.0), (0.5, 0.5, 5.0), (0.5, 0.6, 2.5)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_numpy_antialiasing_equals_itks_filter_bit_for_bit(spacing, threads):
+    """The working grid's Gaussian is computed by aspects.gaussian (NumPy, slabs on two threads)
+    instead of ITK's DiscreteGaussian; every voxel must equal ITK's, bit for bit, or ANTs would
+    register differently. Slice counts that are not a multiple of the slab, padding below the
+    clamp range, and a thick axis that is not smoothed are included."""
+    from aspects import gaussian, preprocess
 
     rng = np.random.default_rng(7)
-    arr = ndi.gaussian_filter(rng.normal(0, 1, (preprocess.SLAB_SLICES * 2 + 7, 24, 20)), 1.0) * 500
+    arr = ndi.gaussian_filter(rng.normal(0, 1, (gaussian.SLAB * 3 + 5, 24, 20)), 1.0) * 500
     arr[:, :, :3] = -3024.0  # below the clamp range, as CT padding is
     img = sitk.GetImageFromArray(arr.astype(np.float32))
     img.SetSpacing(spacing)
-    slabs = sitk.GetArrayFromImage(preprocess._clamped_antialias_by_slabs(img, preprocess.WORK_SPACING))
-    whole = sitk.GetArrayFromImage(preprocess._antialias(sitk.Clamp(img, sitk.sitkFloat32, *preprocess.HU_CLIP),
-                                                         preprocess.WORK_SPACING))
-    assert np.array_equal(slabs, whole)
-    assert not np.array_equal(whole, np.clip(arr, *preprocess.HU_CLIP).astype(np.float32))  # it did smooth
+    var = preprocess._antialias_variance(img, preprocess.WORK_SPACING)
+    itk = sitk.GetArrayFromImage(gaussian.itk_gaussian(sitk.Clamp(img, sitk.sitkFloat32, *preprocess.HU_CLIP), var))
+    ours = gaussian.discrete_gaussian(sitk.GetArrayViewFromImage(img), spacing, var, preprocess.HU_CLIP, threads=threads)
+    assert ours.tobytes() == itk.tobytes()
+    assert not np.array_equal(itk, np.clip(arr, *preprocess.HU_CLIP).astype(np.float32))  # it did smooth
+    app = sitk.GetArrayFromImage(preprocess._clamped_antialias(img, preprocess.WORK_SPACING))
+    assert app.tobytes() == itk.tobytes()
+
+
+def test_the_antialiasing_falls_back_to_itk_where_the_numpy_gaussian_differs(monkeypatch):
+    """On an ITK whose arithmetic the NumPy Gaussian does not reproduce, the self-check fails and
+    the app keeps ITK's filter (same working grid), with a warning."""
+    from aspects import gaussian, preprocess
+
+    exact = gaussian.discrete_gaussian
+    monkeypatch.setattr(gaussian, "discrete_gaussian", lambda *a, **k: np.nextafter(exact(*a, **k), np.float32(np.inf)))
+    gaussian.matches_itk.cache_clear()
+    try:
+        assert not gaussian.matches_itk()
+        rng = np.random.default_rng(3)
+        img = sitk.GetImageFromArray(rng.normal(30, 20, (12, 16, 14)).astype(np.float32))
+        img.SetSpacing((0.5, 0.5, 0.625))
+        var = preprocess._antialias_variance(img, preprocess.WORK_SPACING)
+        got = sitk.GetArrayFromImage(preprocess._clamped_antialias(img, preprocess.WORK_SPACING))
+        want = sitk.GetArrayFromImage(gaussian.itk_gaussian(sitk.Clamp(img, sitk.sitkFloat32, *preprocess.HU_CLIP), var))
+        assert got.tobytes() == want.tobytes()
+    finally:
+        monkeypatch.undo()
+        gaussian.matches_itk.cache_clear()
+    assert gaussian.matches_itk()
 
 
 def test_key_slices_from_per_slice_histograms_are_the_largest_level_areas():
