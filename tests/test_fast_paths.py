@@ -243,3 +243,27 @@ def test_key_slices_from_per_slice_histograms_are_the_largest_level_areas():
             area = np.isin(regions, _labels_of(LEVEL_REGIONS[level])).sum(axis=(1, 2))
             expected[level] = int(np.argmax(area)) if area.any() else fallback
         assert choose_key_slices(regions) == expected
+
+
+@pytest.mark.parametrize("per_slice", [False, True])
+def test_region_infarct_volumes_count_only_the_infarct_voxels_of_each_region(per_slice):
+    # region_findings counts each region's infarct voxels from the infarct's own slices (no
+    # whole-volume np.where copy on a thin study); the ml per region must be the voxels' volumes.
+    from aspects.labels import SIDES, label_value
+    from aspects.scoring import REGION_CODES, region_findings
+
+    rng = np.random.default_rng(11)
+    regions = np.zeros((30, 40, 50), np.uint8)
+    regions[5:25] = rng.integers(0, 21, (20, 40, 50))
+    infarct = np.zeros(regions.shape, np.uint8)
+    infarct[8:14, 10:30, 5:40] = 1  # slices 0-7 and 14-29 have no infarct
+    vml = rng.uniform(0.05, 0.2, 30) if per_slice else 0.008
+    found = region_findings(regions, infarct, vml, 0.2)
+    weight = np.broadcast_to(np.reshape(vml, (-1, 1, 1)) if per_slice else np.full((1, 1, 1), vml), regions.shape)
+    for side in SIDES:
+        for code in REGION_CODES:
+            v = label_value(side, code)
+            f = found[side][code]
+            assert f.infarct_ml == pytest.approx(float(weight[(regions == v) & (infarct > 0)].sum()), rel=1e-12)
+            assert f.region_ml == pytest.approx(float(weight[regions == v].sum()), rel=1e-12)
+            assert f.infarct_ml > 0
