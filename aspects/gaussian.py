@@ -71,17 +71,21 @@ def _pass(src: np.ndarray, kernel: np.ndarray, axis: int, out: np.ndarray, tmp: 
 
 
 def discrete_gaussian(arr: np.ndarray, spacing: Sequence[float], variance: Union[Sequence[float], np.ndarray],
-                      clamp: Optional[Tuple[float, float]] = None, threads: int = THREADS) -> np.ndarray:
+                      clamp: Optional[Tuple[float, float]] = None, threads: int = THREADS,
+                      out: Optional[np.ndarray] = None) -> np.ndarray:
     """``itk_gaussian`` of ``arr`` (float32, ``(z, y, x)``; ``spacing`` and ``variance`` in ITK's
-    ``(x, y, z)`` order), after ``np.clip(arr, *clamp)`` when given, as a new float32 array.
-    ``arr`` is only read."""
+    ``(x, y, z)`` order), after ``np.clip(arr, *clamp)`` when given, into ``out`` (float32, the
+    shape of ``arr``, not ``arr`` itself; default a new array), which is returned. ``arr`` is only read."""
     if arr.dtype != np.float32 or arr.ndim != 3:
         raise ValueError("discrete_gaussian takes a 3-D float32 array")
+    if out is None:
+        out = np.empty(arr.shape, np.float32)
+    elif out.shape != arr.shape or out.dtype != np.float32 or np.shares_memory(out, arr):
+        raise ValueError("out must be a separate float32 array of the input's shape")
     kz, ky, kx = (itk_kernel(float(spacing[a]), float(variance[a])) for a in (2, 1, 0))
     smooth_z, smooth_y, smooth_x = (not _identity(k) for k in (kz, ky, kx))
     rz, ry, rx = len(kz) // 2, len(ky) // 2, len(kx) // 2
     nz, ny, nx = arr.shape
-    out = np.empty(arr.shape, np.float32)
 
     def one_slab(z0: int) -> None:
         z1 = min(z0 + SLAB, nz)

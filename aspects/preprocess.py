@@ -49,7 +49,7 @@ from aspects.errors import EXIT_BAD_SERIES, EXIT_PROCESSING, InputError
 from aspects.flags import DENSE_HU
 from aspects.registration import COARSE_STAGES, FINE_STAGES, RegistrationError, ncc, rigid_affine
 from aspects.skullstrip import BRAIN_HU, fill_holes, largest_component, strip_skull
-from aspects.volume import slice_grid, stack_grid
+from aspects.volume import float_image, slice_grid, stack_grid
 
 if TYPE_CHECKING:
     from aspects.series import SourceSeries
@@ -210,8 +210,8 @@ def _gaussian(img: sitk.Image, var: np.ndarray, clamp: Optional[Tuple[float, flo
     :mod:`aspects.gaussian` (same arithmetic, two threads, no double copies of the volume) where
     that matches this ITK, else by ITK."""
     if img.GetDimension() == 3 and img.GetPixelID() == sitk.sitkFloat32 and gaussian.matches_itk():
-        out = sitk.GetImageFromArray(gaussian.discrete_gaussian(sitk.GetArrayViewFromImage(img), img.GetSpacing(),
-                                                                var, clamp))
+        out, pixels = float_image(sitk.GetArrayViewFromImage(img).shape)
+        gaussian.discrete_gaussian(sitk.GetArrayViewFromImage(img), img.GetSpacing(), var, clamp, out=pixels)
         out.CopyInformation(img)
         return out
     if clamp is not None:

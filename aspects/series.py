@@ -11,9 +11,10 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
+import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_presentation_lut, apply_rescale, pixel_array
 
@@ -22,7 +23,7 @@ from aspects.dicom_input import Scan, check_decodable, complete_type2, read_data
 from aspects.errors import EXIT_UNDECODABLE, InputError
 from aspects.selection import Selection, group_series, select_series
 from aspects.timings import timed
-from aspects.volume import SeriesVolume, series_volume
+from aspects.volume import SeriesVolume, float_image, series_volume
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,11 @@ def hu_slice(ds: Dataset) -> np.ndarray:
     return np.asarray(apply_presentation_lut(apply_rescale(pixel_array(ds), ds), ds), dtype=np.float32)
 
 
-def hu_stack(datasets: Sequence[Dataset]) -> np.ndarray:
+def hu_stack(datasets: Sequence[Dataset],
+             allocate: Callable[[Tuple[int, ...]], np.ndarray] = lambda shape: np.empty(shape, np.float32)) -> np.ndarray:
     """``(N, rows, cols)`` float32 HU of the datasets in their order; a slice no decoder reads is
     an InputError (exit 8) naming the file and the transfer syntax. Filled slice by slice into one
-    array (a list of slices then ``np.stack`` held the volume twice)."""
+    array from ``allocate(shape)`` (a list of slices then ``np.stack`` held the volume twice)."""
     out: Optional[np.ndarray] = None
     for k, ds in enumerate(datasets):
         try:
@@ -85,7 +87,7 @@ def hu_stack(datasets: Sequence[Dataset]) -> np.ndarray:
                 f"decoded ({type(exc).__name__}: {exc})",
             ) from exc
         if out is None:
-            out = np.empty((len(datasets),) + plane.shape, np.float32)
+            out = allocate((len(datasets),) + plane.shape)
         out[k] = plane
     if out is None:
         raise ValueError("no datasets")
@@ -95,11 +97,18 @@ def hu_stack(datasets: Sequence[Dataset]) -> np.ndarray:
 def load_series(selection: Selection) -> SourceSeries:
     """Read the chosen series' files once (pixel data included) and build its HU volume."""
     headers = sort_slices(selection.chosen.datasets)
+    images: List[sitk.Image] = []
+
+    def allocate(shape: Tuple[int, ...]) -> np.ndarray:  # the HU volume's own pixels: no copy
+        img, pixels = float_image(shape)
+        images.append(img)
+        return pixels
+
     with timed("load"):
         datasets = tuple(complete_type2(read_dataset(str(h.filename))[0]) for h in headers)
-        stack = hu_stack(datasets)
+        stack = hu_stack(datasets, allocate)
     with timed("hu_volume"):
-        volume = series_volume(stack, datasets)
+        volume = series_volume(stack, datasets, images[0])
     if volume.resampled:
         g = volume.geometry
         log.info("series resampled onto a regular grid: gantry tilt %.1f deg removed, slice steps %.2f-%.2f mm -> "

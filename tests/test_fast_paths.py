@@ -267,3 +267,35 @@ def test_region_infarct_volumes_count_only_the_infarct_voxels_of_each_region(per
             assert f.infarct_ml == pytest.approx(float(weight[(regions == v) & (infarct > 0)].sum()), rel=1e-12)
             assert f.region_ml == pytest.approx(float(weight[regions == v].sum()), rel=1e-12)
             assert f.infarct_ml > 0
+
+
+def test_a_float_image_and_its_writable_view_share_pixels_and_the_view_keeps_the_image_alive():
+    # aspects.volume.float_image: the HU volume and the working grid's Gaussian are written into
+    # the SimpleITK image's own buffer (no GetImageFromArray copy of a thin study).
+    import gc
+
+    from aspects.volume import float_image
+
+    img, pixels = float_image((3, 4, 5))
+    assert img.GetSize() == (5, 4, 3) and pixels.shape == (3, 4, 5) and pixels.flags.writeable
+    pixels[...] = np.arange(60, dtype=np.float32).reshape(3, 4, 5)
+    assert img[4, 3, 2] == 59.0 and np.array_equal(sitk.GetArrayViewFromImage(img), pixels)
+    del img
+    gc.collect()
+    assert float(pixels.sum()) == float(np.arange(60).sum())  # still the image's memory, still valid
+
+
+def test_the_series_hu_volume_filled_in_place_equals_the_copied_one(phantom_case):
+    # load_series decodes the slices straight into the image's pixels; the volume must be what
+    # hu_stack + on_grid (a copy) gave: same HU, same geometry.
+    from aspects.dicom_geometry import SliceGeometry
+    from aspects.series import hu_stack, read_study
+    from aspects.volume import on_grid, stack_grid
+
+    series = read_study(phantom_case(31, thickness=5.0) / "dicom")
+    copied = on_grid(hu_stack(series.datasets), stack_grid(SliceGeometry.from_datasets(series.datasets)))
+    got = series.volume.image
+    assert sitk.GetArrayViewFromImage(got).tobytes() == sitk.GetArrayViewFromImage(copied).tobytes()
+    assert (got.GetOrigin(), got.GetSpacing(), got.GetDirection()) == \
+        (copied.GetOrigin(), copied.GetSpacing(), copied.GetDirection())
+    assert not series.volume.resampled and float(sitk.GetArrayViewFromImage(got).max()) > 100.0
