@@ -119,11 +119,17 @@ def segment_stack(infarct: np.ndarray, regions: np.ndarray) -> np.ndarray:
     so it casts nothing); a segment-last bool array made it copy every (rows, columns) frame out of
     a 21-strided layout. Only labelled voxels are written into a zeroed array: the pages of a
     segment's empty slices are never touched, so they take no memory (a 300-slice 512 x 512
-    study: 1.6 GB as a dense stack)."""
+    study: 1.6 GB as a dense stack). Slice by slice: whole-volume ``np.nonzero`` index arrays of a
+    thin study's ~10 M labelled voxels took ~0.4 GB and 2x the time."""
     out = np.zeros((N_SEGMENTS,) + regions.shape, dtype=np.uint8)  # calloc: untouched pages cost no memory
-    zyx = np.nonzero(regions)
-    out[(regions[zyx].astype(np.intp),) + zyx] = 1
-    out[(0,) + np.nonzero(infarct)] = 1
+    for z in range(regions.shape[0]):
+        plane = regions[z]
+        rows, cols = np.nonzero(plane)
+        if rows.size:
+            out[plane[rows, cols].astype(np.intp), z, rows, cols] = 1
+        rows, cols = np.nonzero(infarct[z])
+        if rows.size:
+            out[0, z, rows, cols] = 1
     return np.moveaxis(out, 0, -1)
 
 
