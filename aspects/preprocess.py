@@ -210,8 +210,9 @@ def _gaussian(img: sitk.Image, var: np.ndarray, clamp: Optional[Tuple[float, flo
     :mod:`aspects.gaussian` (same arithmetic, two threads, no double copies of the volume) where
     that matches this ITK, else by ITK."""
     if img.GetDimension() == 3 and img.GetPixelID() == sitk.sitkFloat32 and gaussian.matches_itk():
-        out, pixels = float_image(sitk.GetArrayViewFromImage(img).shape)
-        gaussian.discrete_gaussian(sitk.GetArrayViewFromImage(img), img.GetSpacing(), var, clamp, out=pixels)
+        source = sitk.GetArrayViewFromImage(img)
+        out, pixels = float_image(source.shape)
+        gaussian.discrete_gaussian(source, img.GetSpacing(), var, clamp, out=pixels)
         out.CopyInformation(img)
         return out
     if clamp is not None:
