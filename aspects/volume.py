@@ -73,7 +73,7 @@ def slice_grid(geom: SliceGeometry, k: int) -> sitk.Image:
 def float_image(shape_zyx: Sequence[int]) -> Tuple[sitk.Image, np.ndarray]:
     """A new float32 SimpleITK image of ``shape_zyx`` and a writable NumPy view of its pixels,
     to fill in place: ``sitk.GetImageFromArray`` would allocate and copy the volume once more
-    (320 MB for a thin study; the fresh pages cost 0.2-1 s on a 2-core VM). SimpleITK's own view
+    (320 MB for a thin study; the fresh pages cost 0.1-1.5 s on a 2-core VM, docs/performance.md). SimpleITK's own view
     is read-only, so the view is made over the same buffer; the image is new and unshared (its
     buffer made unique), and the view holds a reference to it, so the pixels outlive neither."""
     img = sitk.Image([int(v) for v in shape_zyx[::-1]], sitk.sitkFloat32)
