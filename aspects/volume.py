@@ -73,9 +73,10 @@ def slice_grid(geom: SliceGeometry, k: int) -> sitk.Image:
 def float_image(shape_zyx: Sequence[int]) -> Tuple[sitk.Image, np.ndarray]:
     """A new float32 SimpleITK image of ``shape_zyx`` and a writable NumPy view of its pixels,
     to fill in place: ``sitk.GetImageFromArray`` would allocate and copy the volume once more
-    (320 MB for a thin study; the fresh pages cost 0.1-1.5 s on a 2-core VM, docs/performance.md). SimpleITK's own view
-    is read-only, so the view is made over the same buffer; the image is new and unshared (its
-    buffer made unique), and the view holds a reference to it, so the pixels outlive neither."""
+    (320 MB for a thin study; the fresh pages cost 0.1-1.5 s on a 2-core VM, docs/performance.md).
+    SimpleITK's own view is read-only, so the view is made over the same buffer; the image is new
+    and unshared (its buffer made unique), and the view holds a reference to it, so the pixels
+    outlive neither."""
     img = sitk.Image([int(v) for v in shape_zyx[::-1]], sitk.sitkFloat32)
     pixels = sitk.GetArrayViewFromImage(img)  # makes the buffer unique
     buf = (ctypes.c_char * pixels.nbytes).from_address(pixels.__array_interface__["data"][0])
