@@ -57,7 +57,10 @@ class ScoringSettings:
                         "min_masked_hu": cal.mask_check.min_masked_hu, "min_voxels": cal.mask_check.min_voxels,
                         "false_positive_rate": cal.mask_check.false_positive_rate,
                         "chunk_fraction": cal.mask_check.chunk_fraction, "applies": cal.mask_check.applies,
-                        "spill_share": cal.mask_check.spill_share, "spill_fraction": cal.mask_check.spill_fraction}}}
+                        "spill_share": cal.mask_check.spill_share, "spill_fraction": cal.mask_check.spill_fraction},
+                    "volume_loss": None if cal.volume_loss is None else {
+                        "threshold_hu": cal.volume_loss.threshold_hu, "max_excess": cal.volume_loss.max_excess,
+                        "applies": cal.volume_loss.applies}}}
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,7 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
     regions_src = to_slices(pre, regions.labels, geometry, label=True).astype(np.uint8)
     infarct_src = to_slices(pre, acute_img, geometry, label=True) > 0
     evidence, calls, checks = study_evidence(findings, infarct.asymmetry.difference, infarct.asymmetry.comparable,
-                                             labels_aligned, settings.calibration, acute)
+                                             labels_aligned, settings.calibration, acute, hu=aligned, brain=brain)
     coverage = pre.coverage or {}
     result = score(regions_src, infarct_src, (), settings.fraction_threshold, settings.ml_threshold,
                    assessable=assessable_regions(coverage), slice_ml=geometry.slice_ml(),
@@ -123,6 +126,10 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
     by_evidence = [f"{s} {c}" for s in calls for c in calls[s] if calls[s][c]]
     if by_evidence:
         log.info("region evidence calls early ischaemic change in %s", ", ".join(by_evidence))
+    withdrawn = [f"{s} {c} ({f.evidence.volume_loss:+.3f})" for s, per in result.regions.items()
+                 for c, f in per.items() if f.withdrawn_calls and f.evidence is not None]
+    if withdrawn:
+        log.info("volume loss (wider CSF spaces than the mirror: chronic) withdraws the call in %s", ", ".join(withdrawn))
     flag_names: List[str] = [f.name for f in flags]
     flag_details: Dict[str, Dict[str, Any]] = {f.name: {"volume_ml": round(f.volume_ml, 3)} for f in flags}
     missing = result.not_assessable

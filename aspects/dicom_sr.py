@@ -45,6 +45,7 @@ EVIDENCE_Z_CODE = aspects_code("EVZ", "Region evidence score")
 PARTIAL_DIFF_CODE = aspects_code("HUDIFFP", "Attenuation difference of darkest part to mirrored region")
 PARTIAL_Z_CODE = aspects_code("EVZP", "Partial-region evidence score")
 MASKED_DIFF_CODE = aspects_code("HUDIFFM", "Attenuation difference of infarct in region to mirror")
+VOLUME_LOSS_CODE = aspects_code("VOLLOSS", "CSF-density share of region over mirrored region")
 UNIT_HU = Code("[hnsf'U]", "UCUM", "Hounsfield unit")
 UNIT_ONE = Code("1", "UCUM", "no units")
 NOT_ASSESSABLE = aspects_code("NOTASSESS", "Not assessable")
@@ -113,7 +114,7 @@ def _involvement(region: Mapping) -> Code:
 
 def _evidence_measurements(evidence: Optional[Mapping]) -> List[hd.sr.Measurement]:
     """The region's comparison with its mirror (whole-region and partial-region HU difference,
-    their calibrated scores) where computed."""
+    their calibrated scores, the volume loss) where computed."""
     if not evidence:
         return []
     out = []
@@ -121,6 +122,8 @@ def _evidence_measurements(evidence: Optional[Mapping]) -> List[hd.sr.Measuremen
                             ("partial_hu", PARTIAL_DIFF_CODE, UNIT_HU), ("partial_z", PARTIAL_Z_CODE, UNIT_ONE)):
         if evidence.get(key) is not None:
             out.append(_measurement(code, round(float(evidence[key]), 2), unit))
+    if evidence.get("volume_loss") is not None:  # a share; in percent like the infarct fraction
+        out.append(_measurement(VOLUME_LOSS_CODE, round(100.0 * float(evidence["volume_loss"]), 2), UNIT_PERCENT))
     return out
 
 
@@ -373,7 +376,8 @@ def read_sr_summary(path: Path) -> Dict:
     ``infarct_volume_ml`` and ``regions`` {side: {code: {"involved": bool | None,
     "infarct_fraction", "infarct_ml", "region_ml" (None when not reported), and
     "evidence_delta_hu" / "evidence_z" / "evidence_partial_hu" / "evidence_partial_z" where the
-    region-level evidence is reported, "mask_check_masked_hu" where the mask check is}}}.
+    region-level evidence is reported, "evidence_volume_loss" (a share) where the volume loss is,
+    "mask_check_masked_hu" where the mask check is}}}.
     """
     ds = pydicom.dcmread(str(path))
     out: Dict = {"aspects": {}, "score": None, "affected_side": None, "infarct_volume_ml": None, "regions": {}}
@@ -413,6 +417,8 @@ def read_sr_summary(path: Path) -> Dict:
                     entry["evidence_partial_hu"] = _num(item)
                 elif _concept(item) == _key(PARTIAL_Z_CODE):
                     entry["evidence_partial_z"] = _num(item)
+                elif _concept(item) == _key(VOLUME_LOSS_CODE):
+                    entry["evidence_volume_loss"] = _num(item) / 100.0
         elif is_infarct and volumes:
             out["infarct_volume_ml"] = volumes[0]
     return out

@@ -34,6 +34,14 @@ mask claims - a mask call needs enough comparable masked voxels, darker than the
 95th percentile of random 10 %-of-region chunks of normal tissue (:func:`chunk_null`, free of any
 segmenter), and optionally not only a neighbour lesion's edge (``spill_share``).
 
+Volume loss (:func:`region_volume_loss`): the share of a region's brain voxels at CSF density
+minus the same share at the mirrored voxels. An old (chronic) infarct pulls its sulci and
+ventricle wide (ex-vacuo change) and its cavity reaches CSF density; acute swelling narrows them
+(Wardlaw and Mielke 2005; von Kummer et al. 2001). A region whose share exceeds the calibration's
+``max_excess`` is not called (its mask and evidence calls are withdrawn): its hypodensity is
+read as chronic. The threshold stays at CSF density (8 HU) because strong acute infarcts
+(10-12 HU drops) reach 12 HU.
+
 Calibration (:func:`calibrate`, ``aspects-calibrate-evidence``): on normal studies each statistic
 of region code ``c`` scatters around 0 with a robust SD ``sigma_c`` (anatomical asymmetry,
 registration error, noise); ``z = value / sigma_c``. Each statistic's call threshold is the
@@ -47,7 +55,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from statistics import NormalDist
 from typing import Dict, Iterable, Mapping, Optional, Sequence
@@ -86,6 +94,26 @@ class RegionEvidence:
     n_voxels: int
     partial_hu: Optional[float] = None
     partial_z: Optional[float] = None
+    # share of the region's brain voxels at CSF density minus the mirror's (:func:`region_volume_loss`)
+    volume_loss: Optional[float] = None
+    # the volume loss exceeds the calibrated maximum and the rule applies: no call in the region
+    volume_loss_veto: bool = False
+
+
+@dataclass(frozen=True)
+class VolumeLossCalibration:
+    """The volume-loss rule: a region whose share of brain voxels below ``threshold_hu`` exceeds
+    the mirror's by more than ``max_excess`` is not called (``applies`` False: reported only)."""
+
+    max_excess: float
+    threshold_hu: float = 8.0
+    applies: bool = True
+    source: str = ""
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> VolumeLossCalibration:
+        return cls(max_excess=float(d["max_excess"]), threshold_hu=float(d.get("threshold_hu", 8.0)),
+                   applies=bool(d.get("applies", True)), source=str(d.get("source", "")))
 
 
 @dataclass(frozen=True)
@@ -177,6 +205,8 @@ class Calibration:
     partial: Optional[PartialCalibration] = None
     # None (a file without "mask_check"): the voxel mask's region calls are not checked.
     mask_check: Optional[MaskCheckCalibration] = None
+    # None (a file without "volume_loss"): volume loss is neither measured nor used.
+    volume_loss: Optional[VolumeLossCalibration] = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -186,12 +216,13 @@ class Calibration:
         missing = set(REGION_CODES) - set(d["sigma_hu"])
         if missing:
             raise ValueError(f"region evidence calibration lacks codes {sorted(missing)}")
-        part, check = d.get("partial"), d.get("mask_check")
+        part, check, loss = d.get("partial"), d.get("mask_check"), d.get("volume_loss")
         return cls(sigma_hu={k: float(v) for k, v in d["sigma_hu"].items()}, z_call=float(d["z_call"]),
                    min_delta_hu=float(d["min_delta_hu"]), false_positive_rate=float(d["false_positive_rate"]),
                    n_studies=int(d["n_studies"]), source=str(d.get("source", "")),
                    partial=None if part is None else PartialCalibration.from_json(part),
-                   mask_check=None if check is None else MaskCheckCalibration.from_json(check))
+                   mask_check=None if check is None else MaskCheckCalibration.from_json(check),
+                   volume_loss=None if loss is None else VolumeLossCalibration.from_json(loss))
 
 
 def load_calibration(path: Optional[Path] = None) -> Optional[Calibration]:
@@ -356,14 +387,53 @@ def region_evidence(diff: np.ndarray, comparable: np.ndarray, regions: np.ndarra
     return score_deltas(region_deltas(diff, comparable, regions), calibration)
 
 
+def region_volume_loss(hu: np.ndarray, brain: np.ndarray, regions: np.ndarray, threshold_hu: float = 8.0,
+                       min_voxels: int = MIN_VOXELS) -> Dict[str, Dict[str, Optional[float]]]:
+    """Per side and code on the aligned grid: the share of the region's brain voxels below
+    ``threshold_hu`` minus the share of their mirror images (``np.flip(axis=2)``) below it; None
+    for a region with fewer than ``min_voxels`` brain voxels. Positive: wider sulci / ventricle
+    or a CSF-density cavity on this side (volume loss)."""
+    if not hu.shape == brain.shape == regions.shape:
+        raise ValueError(f"shapes differ: hu {hu.shape}, brain {brain.shape}, regions {regions.shape}")
+    inside = brain.astype(bool)
+    csf = (hu < threshold_hu) & inside
+    labels = regions.astype(np.intp, copy=False)
+    size = max(label_value(s, c) for s in SIDES for c in REGION_CODES) + 1
+    n = np.bincount(labels[inside], minlength=size)
+    here = np.bincount(labels[csf], minlength=size)
+    # the mirrored voxel at CSF density inside the brain (outside the head is not CSF)
+    there = np.bincount(labels[inside & np.flip(csf, axis=2)], minlength=size)
+    return {side: {code: (None if n[v] < min_voxels else float(here[v] - there[v]) / float(n[v]))
+                   for code in REGION_CODES for v in (label_value(side, code),)} for side in SIDES}
+
+
+def with_volume_loss(evidence: Mapping[str, Mapping[str, RegionEvidence]],
+                     loss: Mapping[str, Mapping[str, Optional[float]]],
+                     rule: Optional[VolumeLossCalibration]) -> Dict[str, Dict[str, RegionEvidence]]:
+    """``evidence`` with each region's volume loss and, where ``rule`` applies, its veto."""
+    out: Dict[str, Dict[str, RegionEvidence]] = {}
+    for side, per in evidence.items():
+        out[side] = {}
+        for code, ev in per.items():
+            v = loss[side][code]
+            veto = bool(rule is not None and rule.applies and v is not None and v > rule.max_excess)
+            out[side][code] = replace(ev, volume_loss=None if v is None else round(v, 4), volume_loss_veto=veto)
+    return out
+
+
 def study_evidence(found: Findings, difference: np.ndarray, comparable: np.ndarray, regions: np.ndarray,
-                   calibration: Optional[Calibration], acute: Optional[np.ndarray] = None):
+                   calibration: Optional[Calibration], acute: Optional[np.ndarray] = None,
+                   hu: Optional[np.ndarray] = None, brain: Optional[np.ndarray] = None):
     """(evidence, calls, checks) of one study on the aligned grid: :func:`region_evidence` over
     the comparable parenchyma that blood or an old infarct does not explain, :func:`evidence_calls`,
     and the :func:`mask_checks` of the ``acute`` voxel mask over the same parenchyma (None without
-    a mask or a mask-check calibration)."""
+    a mask or a mask-check calibration). With ``hu`` and ``brain`` and a volume-loss calibration,
+    each region's evidence carries its :func:`region_volume_loss` and veto."""
     usable = comparable & ~explained_tissue(found)
     evidence = region_evidence(difference, usable, regions, calibration)
+    rule = calibration.volume_loss if calibration is not None else None
+    if rule is not None and hu is not None and brain is not None:
+        evidence = with_volume_loss(evidence, region_volume_loss(hu, brain, regions, rule.threshold_hu), rule)
     checks = None if acute is None else mask_checks(difference, usable, regions, acute, calibration)
     return evidence, evidence_calls(evidence, calibration), checks
 

@@ -121,6 +121,11 @@ def _check_evidence(r: Mapping, where: str, errors: List[str]) -> None:
             errors.append(f"{where}.involved_by: expected a list of {INVOLVED_BY}, got {by!r}")
         elif isinstance(r.get("involved"), bool) and r["involved"] != bool(by):
             errors.append(f"{where}.involved is {r['involved']} but involved_by is {by!r}")
+    withdrawn = r.get("withdrawn_calls")
+    if withdrawn is not None and (not isinstance(withdrawn, list) or not set(withdrawn) <= set(INVOLVED_BY)
+                                  or r.get("involved") is True):
+        errors.append(f"{where}.withdrawn_calls: expected a list of {INVOLVED_BY} on a region not involved, "
+                      f"got {withdrawn!r}")
     mc = r.get("mask_check")
     if mc is not None and not (isinstance(mc, Mapping) and all(mc.get(k) is None or _is_num(mc[k]) for k in ("masked_hu", "share"))
                                and _is_int(mc.get("n_voxels")) and mc["n_voxels"] >= 0
@@ -131,9 +136,12 @@ def _check_evidence(r: Mapping, where: str, errors: List[str]) -> None:
         return
     ok = (isinstance(ev, Mapping) and all(ev.get(k) is None or _is_num(ev.get(k))
                                           for k in ("delta_hu", "z", "partial_hu", "partial_z"))
-          and _is_int(ev.get("n_voxels")) and ev["n_voxels"] >= 0 and isinstance(ev.get("called"), bool))
+          and _is_int(ev.get("n_voxels")) and ev["n_voxels"] >= 0 and isinstance(ev.get("called"), bool)
+          and (ev.get("volume_loss") is None or _is_num(ev["volume_loss"]))
+          and isinstance(ev.get("volume_loss_veto", False), bool))
     if not ok:
-        errors.append(f"{where}.evidence: expected delta_hu/z/partial_hu/partial_z numbers or null, n_voxels int >= 0, called bool")
+        errors.append(f"{where}.evidence: expected delta_hu/z/partial_hu/partial_z/volume_loss numbers or null, "
+                      "n_voxels int >= 0, called / volume_loss_veto bool")
     elif isinstance(by, list) and ev["called"] != ("evidence" in by) and r.get("assessable", True):
         errors.append(f"{where}.evidence.called is {ev['called']} but involved_by is {by!r}")
 

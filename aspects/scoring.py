@@ -7,6 +7,10 @@ calibrated comparison with the mirrored region says early ischaemic change, even
 mask covers less than the fraction threshold (2-4 HU over a region that voxel noise hides);
 ``involved_by`` records which rule(s) called it.
 
+Volume loss (:func:`aspects.region_evidence.region_volume_loss`): a region whose CSF-density share
+exceeds its mirror's by the calibrated maximum (wide sulci, ventricle or cavity: ex-vacuo change of
+an old infarct) is not called; ``withdrawn_calls`` records the calls withdrawn.
+
 Mask check (:func:`aspects.region_evidence.mask_checks`): a region's mask call stands only where
 its masked comparable parenchyma is darker than the mirror by a minimum calibrated on normal
 tissue; a mask that spills from a neighbour's lesion into normal tissue, or that lies on CSF or
@@ -55,6 +59,7 @@ class RegionFinding:
     evidence_called: bool = False
     involved_by: tuple = ()  # "mask" (fraction / ml rule, its check passed) and/or "evidence"
     mask_check: Optional[MaskCheck] = None
+    withdrawn_calls: tuple = ()  # the calls the volume-loss veto withdrew (chronic, not acute)
 
 
 @dataclass
@@ -93,7 +98,9 @@ class AspectsResult:
                     **({} if f.evidence is None else {"evidence": {
                         "delta_hu": f.evidence.delta_hu, "z": f.evidence.z,
                         "partial_hu": f.evidence.partial_hu, "partial_z": f.evidence.partial_z,
-                        "n_voxels": f.evidence.n_voxels, "called": f.evidence_called}}),
+                        "n_voxels": f.evidence.n_voxels, "called": f.evidence_called,
+                        "volume_loss": f.evidence.volume_loss, "volume_loss_veto": f.evidence.volume_loss_veto}}),
+                    **({"withdrawn_calls": list(f.withdrawn_calls)} if f.withdrawn_calls else {}),
                     **({} if f.mask_check is None else {"mask_check": {
                         "masked_hu": f.mask_check.masked_hu, "n_voxels": f.mask_check.n_voxels,
                         "share": f.mask_check.share, "spill": f.mask_check.spill, "passed": f.mask_check.passed}}),
@@ -149,7 +156,8 @@ def region_findings(
     """Per side and region: infarct fraction (of the region's volume), infarct ml and involvement
     (None where ``assessable`` says the region was not covered): the mask rule (fraction or ml,
     where ``mask_checks`` is given and says ``applies``, only when the region's check passed) or
-    the region's evidence call."""
+    the region's evidence call, neither where the region's evidence carries a volume-loss veto
+    (chronic change; ``withdrawn_calls`` keeps what it withdrew)."""
     if regions.shape != infarct.shape:
         raise ValueError(f"region map {regions.shape} and infarct mask {infarct.shape} differ in shape")
     # Fractions from voxel counts when all voxels are equal (exact), else from volumes.
@@ -171,11 +179,14 @@ def region_findings(
                 by_mask = False
             by_evidence = bool(evidence_calls and evidence_calls[side][code])
             by = tuple(name for name, hit in (("mask", by_mask), ("evidence", by_evidence)) if hit)
+            ev = evidence[side][code] if evidence else None
+            withdrawn: tuple = ()
+            if ev is not None and ev.volume_loss_veto and by:
+                withdrawn, by, by_evidence = by, (), False
             ok = True if assessable is None else bool(assessable[side][code])
             out[side][code] = RegionFinding(bool(by) if ok else None, float(fraction), k * scale, n * scale, ok,
-                                            evidence=evidence[side][code] if evidence else None,
-                                            evidence_called=by_evidence, involved_by=by if ok else (),
-                                            mask_check=check)
+                                            evidence=ev, evidence_called=by_evidence, involved_by=by if ok else (),
+                                            mask_check=check, withdrawn_calls=withdrawn if ok else ())
     return out
 
 

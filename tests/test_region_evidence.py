@@ -175,3 +175,81 @@ def test_partial_statistic_reported_but_not_calling_when_its_calibration_says_so
     assert not region_called(strong, shipped)
     on = dataclasses.replace(shipped, partial=dataclasses.replace(shipped.partial, calls=True))
     assert region_called(strong, on)
+
+
+def _head(csf_extra: dict | None = None) -> tuple:
+    """HU (tissue 30 HU, a symmetric 'sulcus' of CSF at 4 HU in every region) and a brain mask;
+    ``csf_extra`` {(side, code): rows}: that many more rows of the region at CSF density on that
+    side only (the wider sulci of an old infarct)."""
+    regions = _regions()
+    hu = np.full(SHAPE, 30.0, np.float32)
+    hu[:, :, 19:21] = 4.0  # the midline fissure: CSF on both sides of the mirror plane
+    for side in SIDES:
+        for code in REGION_CODES:
+            zz, yy, xx = np.nonzero(regions == label_value(side, code))
+            hu[zz.min():zz.max() + 1, yy.min(), xx.min():xx.max() + 1] = 4.0
+    for (side, code), rows in (csf_extra or {}).items():
+        zz, yy, xx = np.nonzero(regions == label_value(side, code))
+        hu[zz.min():zz.max() + 1, yy.min() + 1:yy.min() + 1 + rows, xx.min():xx.max() + 1] = 4.0
+    return hu, np.ones(SHAPE, bool), regions
+
+
+def test_volume_loss_is_the_csf_share_over_the_mirror_and_zero_on_a_symmetric_head():
+    from aspects.region_evidence import region_volume_loss
+
+    hu, brain, regions = _head({("left", "M3"): 2})  # 2 of the region's 7 rows
+    loss = region_volume_loss(hu, brain, regions)
+    assert loss["left"]["M3"] == pytest.approx(2 / 7)
+    assert loss["right"]["M3"] == pytest.approx(-2 / 7)  # the mirror of a widened region looks fuller
+    assert all(loss[s][c] == 0.0 for s in SIDES for c in REGION_CODES if c != "M3")
+    # A region with fewer brain voxels than the minimum gives no value, not 0.
+    assert region_volume_loss(hu, np.zeros(SHAPE, bool), regions)["left"]["C"] is None
+    with pytest.raises(ValueError, match="shapes differ"):
+        region_volume_loss(hu[:-1], brain[:-1], regions)
+
+
+def test_a_region_with_volume_loss_is_not_called_and_says_what_it_withdrew():
+    """An old infarct's region (wider sulci than the mirror, ex vacuo) darker than its mirror: the
+    evidence and the mask would call it; the volume-loss rule withdraws both calls, and only there."""
+    import dataclasses
+
+    from aspects.flags import Findings
+    from aspects.region_evidence import VolumeLossCalibration, study_evidence
+    from aspects.result_json import _check_evidence
+    from aspects.scoring import score
+
+    cal = dataclasses.replace(_calibration(), volume_loss=VolumeLossCalibration(max_excess=0.04))
+    hu, brain, regions = _head({("left", "M3"): 1, ("left", "M5"): 0})
+    diff = _difference(np.random.default_rng(3), drop={("left", "M3"): 5.0, ("left", "M5"): 5.0})
+    empty = np.zeros(SHAPE, bool)
+    found = Findings(blood=empty, old_infarct=empty, spacing_mm=(2.0, 2.0, 2.0))
+    mask = (regions == label_value("left", "M3")) | (regions == label_value("left", "M5"))
+    ev, calls, _ = study_evidence(found, diff, np.ones(SHAPE, bool), regions, cal, mask, hu=hu, brain=brain)
+    assert calls["left"]["M3"] and calls["left"]["M5"]
+    assert ev["left"]["M3"].volume_loss == pytest.approx(1 / 7, abs=1e-4) and ev["left"]["M3"].volume_loss_veto
+    assert ev["left"]["M5"].volume_loss == 0.0 and not ev["left"]["M5"].volume_loss_veto
+    r = score(regions, mask, (2.0, 2.0, 2.0), evidence=ev, evidence_calls=calls)
+    assert r.aspects == {"right": 10, "left": 9}  # M5 (acute) still costs its point, M3 (chronic) not
+    doc = r.regions_json()["left"]
+    assert doc["M3"]["involved"] is False and doc["M3"]["involved_by"] == []
+    assert doc["M3"]["withdrawn_calls"] == ["mask", "evidence"] and doc["M3"]["evidence"]["volume_loss_veto"]
+    assert doc["M3"]["evidence"]["called"] is False
+    assert doc["M5"]["involved_by"] == ["mask", "evidence"] and "withdrawn_calls" not in doc["M5"]
+    # Reported, not used, when the calibration says the rule does not apply.
+    off = dataclasses.replace(cal, volume_loss=VolumeLossCalibration(max_excess=0.04, applies=False))
+    ev_off, calls_off, _ = study_evidence(found, diff, np.ones(SHAPE, bool), regions, off, mask, hu=hu, brain=brain)
+    assert ev_off["left"]["M3"].volume_loss == pytest.approx(1 / 7, abs=1e-4) and not ev_off["left"]["M3"].volume_loss_veto
+    assert score(regions, mask, (2.0, 2.0, 2.0), evidence=ev_off, evidence_calls=calls_off).aspects["left"] == 8
+    # The JSON validator: withdrawn calls only on a region that is not involved.
+    errors: list = []
+    _check_evidence(dict(doc["M3"], involved=True, involved_by=["mask"]), "regions.left.M3", errors)
+    assert errors and "withdrawn_calls" in errors[0]
+    assert not _check_evidence(doc["M3"], "regions.left.M3", errors := []) and errors == []
+
+
+def test_the_shipped_calibration_vetoes_on_volume_loss_at_csf_density():
+    from aspects.region_evidence import load_calibration
+
+    shipped = load_calibration()
+    assert shipped is not None and shipped.volume_loss is not None and shipped.volume_loss.applies
+    assert shipped.volume_loss.threshold_hu <= 10.0  # CSF density: strong acute infarcts reach 12 HU

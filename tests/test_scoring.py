@@ -155,7 +155,8 @@ def test_region_evidence_alone_makes_a_region_involved():
     m5 = r.regions_json()["left"]["M5"]
     assert m5["involved"] is True and m5["involved_by"] == ["evidence"]
     assert m5["evidence"] == {"delta_hu": 3.0, "z": 4.0, "partial_hu": None, "partial_z": None, "n_voxels": 500,
-                              "called": True}
+                              "called": True, "volume_loss": None, "volume_loss_veto": False}
+    assert "withdrawn_calls" not in m5
     assert r.regions_json()["left"]["M4"]["involved_by"] == [] and not r.regions_json()["left"]["M4"]["evidence"]["called"]
     # The JSON validator holds the two rules together.
     d = make_result(make_ct_series(), *make_masks())

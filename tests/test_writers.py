@@ -266,7 +266,8 @@ def test_sr_carries_the_region_evidence(case, tmp_path):
     m5 = result["regions"]["right"]["M5"]
     assert not m5["involved"]
     m5.update(involved=True, involved_by=["evidence"], evidence={"delta_hu": 0.71, "z": 1.5, "partial_hu": 2.43,
-                                                                 "partial_z": 6.1, "n_voxels": 900, "called": True})
+                                                                 "partial_z": 6.1, "n_voxels": 900, "called": True,
+                                                                 "volume_loss": -0.012, "volume_loss_veto": False})
     result["aspects"]["right"] -= 1
     result["affected_side"] = min(("right", "left"), key=lambda s: (result["aspects"][s], s != "right"))
     result["score"] = result["aspects"][result["affected_side"]]
@@ -277,6 +278,8 @@ def test_sr_carries_the_region_evidence(case, tmp_path):
     assert back["evidence_z"] == pytest.approx(1.5)
     # Called by the partial-region statistic: a reader of the SR sees why.
     assert back["evidence_partial_hu"] == pytest.approx(2.43) and back["evidence_partial_z"] == pytest.approx(6.1)
+    # and that its CSF spaces are no wider than the mirror's (no volume loss: not an old infarct)
+    assert back["evidence_volume_loss"] == pytest.approx(-0.012)
     run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
     assert not [ln for ln in (run.stdout + run.stderr).splitlines() if ln.startswith("Error")]
 

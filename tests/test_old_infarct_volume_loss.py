@@ -1,0 +1,33 @@
+"""An old (chronic) infarct in an ASPECTS region costs no point where its volume loss shows: the
+generator-v2 old-infarct control in the M3 shape on the scct head at 1 mm (make_v2_data.sh
+old_patterns, seed 3010), whose gliotic rim and opened sulci make the region darker than its
+mirror, is scored 10 / 10 with the region's evidence call withdrawn (docs/results_v2.md,
+"Volume-loss veto"); before the veto the app scored it L9."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.app_runs import run_pipeline
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+
+def test_an_old_m3_infarct_with_volume_loss_costs_no_point(pipeline, tmp_path):
+    from aspects.region_evidence import load_calibration
+    from aspects_research.tools import make_phantoms
+
+    cases = tmp_path / "cases"
+    assert make_phantoms.main(["--generator", "v2", "--out", str(cases), "--split", "test", "--kind", "old_infarct",
+                               "--anatomy", "scct", "--pattern", "M3", "--thickness", "1", "--seed", "3010"]) == 0
+    (case,) = [p for p in cases.iterdir() if (p / "dicom").is_dir()]
+    run = run_pipeline(pipeline, case / "dicom", tmp_path / "out")
+    assert run.returncode == 0, run.stderr
+    m3 = run.result["regions"]["left"]["M3"]
+    assert run.result["aspects"] == {"right": 10, "left": 10}, run.result["aspects"]
+    rule = load_calibration().volume_loss
+    assert m3["involved"] is False and m3["evidence"]["volume_loss"] > rule.max_excess and m3["evidence"]["volume_loss_veto"]
+    assert m3["withdrawn_calls"], m3  # it would have been called: the region is darker than its mirror
+    # no other region of this head reaches the veto (the rule is about the old infarct's region)
+    assert [f"{s} {c}" for s, per in run.result["regions"].items() for c, r in per.items()
+            if r["evidence"]["volume_loss_veto"]] == ["left M3"]
