@@ -37,9 +37,10 @@ segmenter), and optionally not only a neighbour lesion's edge (``spill_share``).
 Volume loss (:func:`region_volume_loss`): the share of a region's brain voxels at CSF density
 minus the same share at the mirrored voxels. An old (chronic) infarct pulls its sulci and
 ventricle wide (ex-vacuo change) and its cavity reaches CSF density; acute swelling narrows them
-(Wardlaw and Mielke 2005; von Kummer et al. 2001). A region whose share exceeds the calibration's
-``max_excess`` is not called (its mask and evidence calls are withdrawn): its hypodensity is
-read as chronic. The threshold stays at CSF density (8 HU) because strong acute infarcts
+(Wardlaw and Mielke 2005; von Kummer et al. 2001). Where the calibration applies the veto, a
+region whose share exceeds its ``max_excess`` is not called (its mask and evidence calls are
+withdrawn): its hypodensity is read as chronic. The shipped calibration reports the share only:
+a real head's natural frontal asymmetry reached the threshold (docs/results_v2.md). The threshold stays at CSF density (8 HU) because strong acute infarcts
 (10-12 HU drops) reach 12 HU.
 
 Calibration (:func:`calibrate`, ``aspects-calibrate-evidence``): on normal studies each statistic

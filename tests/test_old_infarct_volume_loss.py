@@ -2,7 +2,9 @@
 generator-v2 old-infarct control in the M3 shape on the scct head at 1 mm (make_v2_data.sh
 old_patterns, seed 3010), whose gliotic rim and opened sulci make the region darker than its
 mirror, is scored 10 / 10 with the region's evidence call withdrawn (docs/results_v2.md,
-"Volume-loss veto"); before the veto the app scored it L9."""
+"Volume-loss veto"); without the veto the app scores it L9. The shipped calibration reports the
+share without applying the veto (a real head's natural asymmetry reaches the threshold), so the
+test turns it on as a site would (``volume_loss.applies``)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,16 @@ from tests.support.app_runs import run_pipeline
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
-def test_an_old_m3_infarct_with_volume_loss_costs_no_point(pipeline, tmp_path):
+def test_an_old_m3_infarct_with_volume_loss_costs_no_point(pipeline, tmp_path, monkeypatch):
+    import dataclasses
+
+    from aspects.assess import ScoringSettings
     from aspects.region_evidence import load_calibration
     from aspects_research.tools import make_phantoms
+
+    shipped = load_calibration()
+    rule = dataclasses.replace(shipped.volume_loss, applies=True)
+    monkeypatch.setattr(pipeline, "settings", ScoringSettings(calibration=dataclasses.replace(shipped, volume_loss=rule)))
 
     cases = tmp_path / "cases"
     assert make_phantoms.main(["--generator", "v2", "--out", str(cases), "--split", "test", "--kind", "old_infarct",
@@ -25,7 +34,7 @@ def test_an_old_m3_infarct_with_volume_loss_costs_no_point(pipeline, tmp_path):
     assert run.returncode == 0, run.stderr
     m3 = run.result["regions"]["left"]["M3"]
     assert run.result["aspects"] == {"right": 10, "left": 10}, run.result["aspects"]
-    rule = load_calibration().volume_loss
+    assert run.result["thresholds"]["evidence"]["volume_loss"]["applies"] is True
     assert m3["involved"] is False and m3["evidence"]["volume_loss"] > rule.max_excess and m3["evidence"]["volume_loss_veto"]
     assert m3["withdrawn_calls"], m3  # it would have been called: the region is darker than its mirror
     # no other region of this head reaches the veto (the rule is about the old infarct's region)

@@ -101,6 +101,14 @@ def ge(pipeline, tmp_path_factory):
     return {"proc": proc, "out": out, "before": before, "sources": _sources(GE)}
 
 
+def _no_volume_loss_veto(result: dict) -> None:
+    """Every region reports its volume-loss share (docs/results_v2.md, "Volume-loss veto") and, with
+    the shipped calibration (reported, not applied), no call is withdrawn."""
+    shares = [r["evidence"]["volume_loss"] for per in result["regions"].values() for r in per.values()]
+    assert None not in shares and all(-1.0 <= v <= 1.0 for v in shares), shares
+    assert not [r for per in result["regions"].values() for r in per.values() if r.get("withdrawn_calls")]
+
+
 @pytest.mark.external
 @pytest.mark.skipif(not GE.is_dir(), reason="../shared/data/real/ge_tilted_head_dicom not present")
 class TestRealGantryTiltedSeries:
@@ -114,6 +122,7 @@ class TestRealGantryTiltedSeries:
         # the whole head is scanned: every region assessable, both sides scored
         assert all(r.get("assessable", True) for s in result["regions"].values() for r in s.values())
         assert None not in result["aspects"].values()
+        _no_volume_loss_veto(result)
 
     def test_seg_frames_sit_on_the_tilted_source_planes(self, ge):
         assert check_seg_on_source_planes(ge["out"], ge["sources"]) > 20
@@ -251,4 +260,5 @@ def test_second_real_head_ct_wrapped_as_dicom(pipeline, tmp_path):
     regions = sitk.GetArrayFromImage(sitk.ReadImage(str(run["out"] / "nifti" / "regions.nii.gz")))
     assert set(np.unique(regions)) >= set(range(1, 21))
     assert 900 < result["qc"]["brain_volume_ml"] < 1800, result["qc"]
+    _no_volume_loss_veto(result)
     assert check_seg_on_source_planes(run["out"], _sources(inp)) > 0
