@@ -40,8 +40,8 @@ ventricle wide (ex-vacuo change) and its cavity reaches CSF density; acute swell
 (Wardlaw and Mielke 2005; von Kummer et al. 2001). Where the calibration applies the veto, a
 region whose share exceeds its ``max_excess`` is not called (its mask and evidence calls are
 withdrawn): its hypodensity is read as chronic. The shipped calibration reports the share only:
-a real head's natural frontal asymmetry reached the threshold (docs/results_v2.md). The threshold stays at CSF density (8 HU) because strong acute infarcts
-(10-12 HU drops) reach 12 HU.
+a real head's own frontal CSF reached the threshold (docs/results_v2.md). The threshold stays at
+CSF density (8 HU) because strong acute infarcts (10-12 HU drops) reach 12 HU.
 
 Calibration (:func:`calibrate`, ``aspects-calibrate-evidence``): on normal studies each statistic
 of region code ``c`` scatters around 0 with a robust SD ``sigma_c`` (anatomical asymmetry,
