@@ -7,9 +7,10 @@ calibrated comparison with the mirrored region says early ischaemic change, even
 mask covers less than the fraction threshold (2-4 HU over a region that voxel noise hides);
 ``involved_by`` records which rule(s) called it.
 
-Volume loss (:func:`aspects.region_evidence.region_volume_loss`): a region whose CSF-density share
-exceeds its mirror's by the calibrated maximum (wide sulci, ventricle or cavity: ex-vacuo change of
-an old infarct) is not called; ``withdrawn_calls`` records the calls withdrawn.
+Volume loss (:func:`aspects.region_evidence.region_volume_loss`): where the calibration applies
+the veto (the shipped one reports only), a region whose CSF-density share exceeds its mirror's by
+the calibrated maximum (wide sulci, ventricle or cavity: ex-vacuo change of an old infarct) is not
+called; ``withdrawn_calls`` records the calls withdrawn.
 
 Mask check (:func:`aspects.region_evidence.mask_checks`): a region's mask call stands only where
 its masked comparable parenchyma is darker than the mirror by a minimum calibrated on normal
