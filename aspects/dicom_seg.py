@@ -120,16 +120,19 @@ def segment_stack(infarct: np.ndarray, regions: np.ndarray) -> np.ndarray:
     a 21-strided layout. Only labelled voxels are written into a zeroed array: the pages of a
     segment's empty slices are never touched, so they take no memory (a 300-slice 512 x 512
     study: 1.6 GB as a dense stack). Slice by slice: whole-volume ``np.nonzero`` index arrays of a
-    thin study's ~10 M labelled voxels took ~0.4 GB and 2x the time."""
+    thin study's ~10 M labelled voxels took ~0.4 GB and 2x the time. The voxels are addressed by
+    flat offsets (one index array per slice, not four): half the time of 4-D fancy indexing."""
     out = np.zeros((N_SEGMENTS,) + regions.shape, dtype=np.uint8)  # calloc: untouched pages cost no memory
+    flat = out.reshape(-1)  # a view: the array is contiguous
+    plane_size = int(np.prod(regions.shape[1:], dtype=np.int64))
     for z in range(regions.shape[0]):
-        plane = regions[z]
-        rows, cols = np.nonzero(plane)
-        if rows.size:
-            out[plane[rows, cols].astype(np.intp), z, rows, cols] = 1
-        rows, cols = np.nonzero(infarct[z])
-        if rows.size:
-            out[0, z, rows, cols] = 1
+        plane = np.ascontiguousarray(regions[z]).reshape(-1)
+        idx = np.flatnonzero(plane)
+        if idx.size:
+            flat[plane[idx].astype(np.intp) * regions.size + (z * plane_size + idx)] = 1
+        idx = np.flatnonzero(infarct[z])
+        if idx.size:
+            flat[z * plane_size + idx] = 1
     return np.moveaxis(out, 0, -1)
 
 

@@ -32,8 +32,11 @@ def warm_up_writers() -> None:
     """Read highdicom's tables of the DICOM standard (SOP class -> IOD -> modules -> attributes,
     JSON read on first use and cached for the process): otherwise the first key image or SEG
     of a run reads them, 0.36 s of a 5 mm study's critical path after the infarct stage
-    (2026-12-02, docs/performance.md). Private highdicom functions: where a version lacks them
+    (2026-12-02, docs/performance.md). Likewise PIL's PNG plugin, which the first key image's PNG
+    imported (0.2-0.3 s, 2026-12-04). Private highdicom functions: where a version lacks them
     nothing is read ahead and the writers read the tables themselves, as before."""
+    from PIL import PngImagePlugin  # noqa: F401  # read on the first PNG save: 0.2-0.3 s of a key image
+
     try:
         from highdicom import _standard_utils as standard
     except ImportError:

@@ -9,6 +9,7 @@ a reason when they are not installed.
 from __future__ import annotations
 
 import copy
+import io
 import json
 import shutil
 import subprocess
@@ -201,6 +202,36 @@ def test_sr_holds_the_result(case):
     # The issue's case: the infarct inside left L is reported as such, not as the region's volume.
     left_l = summary["regions"]["left"]["L"]
     assert 0 < left_l["infarct_ml"] < left_l["region_ml"]
+
+
+def test_the_sr_handed_its_content_is_byte_for_byte_the_one_highdicom_copies(case, monkeypatch):
+    """build_sr hands the report tree to highdicom instead of letting it deep-copy it (a speed
+    change): the SR written is the same bytes as with highdicom's own copy."""
+    import itertools
+
+    from aspects import dicom_seg, dicom_sr
+
+    def build(hand_over):
+        uids = (f"1.2.826.0.1.3680043.8.498.{k}" for k in itertools.count(1))
+        monkeypatch.setattr(dicom_sr, "new_uid", lambda: next(uids))
+        monkeypatch.setattr(dicom_seg, "new_uid", lambda: next(uids))
+        monkeypatch.setattr(dicom_sr, "_handed_over", hand_over)
+        seg = build_segmentation(case["source"], case["infarct"], case["regions"], case["result"])
+        sr = dicom_sr.build_sr(case["source"], case["result"], key_sources=case["source"][:2], seg=seg)
+        for name in ("ContentDate", "ContentTime", "InstanceCreationDate", "InstanceCreationTime",
+                     "SeriesDate", "SeriesTime"):  # the clock, read at each build
+            if name in sr:
+                setattr(sr, name, "20260101" if name.endswith("Date") else "120000")
+        for item in sr.get("ContributingEquipmentSequence", []):
+            item.ContributionDateTime = "20260101120000"
+        buf = io.BytesIO()
+        sr.save_as(buf, enforce_file_format=True)
+        return sr, buf.getvalue()
+
+    handed, handed_bytes = build(dicom_sr._handed_over)
+    copied, copied_bytes = build(lambda item: item)  # highdicom deep-copies the tree
+    assert type(handed.ContentSequence[0]) is type(copied.ContentSequence[0])
+    assert len(handed_bytes) > 10000 and handed_bytes == copied_bytes
 
 
 @pytest.mark.parametrize("missing, aspects, score", [
