@@ -60,7 +60,10 @@ class ScoringSettings:
                         "spill_share": cal.mask_check.spill_share, "spill_fraction": cal.mask_check.spill_fraction},
                     "volume_loss": None if cal.volume_loss is None else {
                         "threshold_hu": cal.volume_loss.threshold_hu, "max_excess": cal.volume_loss.max_excess,
-                        "applies": cal.volume_loss.applies}}}
+                        "applies": cal.volume_loss.applies},
+                    "mask_support": None if cal.mask_support is None else {
+                        "below_fraction": cal.mask_support.below_fraction,
+                        "min_delta_hu": cal.mask_support.min_delta_hu, "applies": cal.mask_support.applies}}}
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,8 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
     coverage = pre.coverage or {}
     result = score(regions_src, infarct_src, (), settings.fraction_threshold, settings.ml_threshold,
                    assessable=assessable_regions(coverage), slice_ml=geometry.slice_ml(),
-                   evidence=evidence, evidence_calls=calls, mask_checks=checks)
+                   evidence=evidence, evidence_calls=calls, mask_checks=checks,
+                   mask_support=settings.calibration.mask_support if settings.calibration is not None else None)
     by_evidence = [f"{s} {c}" for s in calls for c in calls[s] if calls[s][c]]
     if by_evidence:
         log.info("region evidence calls early ischaemic change in %s", ", ".join(by_evidence))
@@ -130,6 +134,11 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
                  for c, f in per.items() if f.withdrawn_calls and f.evidence is not None]
     if withdrawn:
         log.info("volume loss (wider CSF spaces than the mirror: chronic) withdraws the call in %s", ", ".join(withdrawn))
+    unsupported = [f"{s} {c} ({100 * f.infarct_fraction:.0f} %, {f.evidence.delta_hu:+.2f} HU)"
+                   for s, per in result.regions.items() for c, f in per.items()
+                   if f.unsupported_mask_call and f.evidence is not None and f.evidence.delta_hu is not None]
+    if unsupported:
+        log.info("mask call without support from the region's mean difference (not called): %s", ", ".join(unsupported))
     flag_names: List[str] = [f.name for f in flags]
     flag_details: Dict[str, Dict[str, Any]] = {f.name: {"volume_ml": round(f.volume_ml, 3)} for f in flags}
     missing = result.not_assessable

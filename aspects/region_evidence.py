@@ -102,6 +102,25 @@ class RegionEvidence:
 
 
 @dataclass(frozen=True)
+class MaskSupportCalibration:
+    """A call by the voxel mask alone on less than ``below_fraction`` of a region stands only where
+    the region's whole-region difference to its mirror (``delta_hu``) is at least ``min_delta_hu``:
+    a sliver of a neighbour's lesion or of a registration edge over tissue that is on average no
+    darker than its mirror is not early ischaemic change in that region. A region whose
+    difference cannot be measured keeps the call (``applies`` False: not used)."""
+
+    below_fraction: float
+    min_delta_hu: float
+    applies: bool = True
+    source: str = ""
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> MaskSupportCalibration:
+        return cls(below_fraction=float(d["below_fraction"]), min_delta_hu=float(d["min_delta_hu"]),
+                   applies=bool(d.get("applies", True)), source=str(d.get("source", "")))
+
+
+@dataclass(frozen=True)
 class VolumeLossCalibration:
     """The volume-loss rule: a region whose share of brain voxels below ``threshold_hu`` exceeds
     the mirror's by more than ``max_excess`` is not called (``applies`` False: reported only)."""
@@ -208,6 +227,8 @@ class Calibration:
     mask_check: Optional[MaskCheckCalibration] = None
     # None (a file without "volume_loss"): volume loss is neither measured nor used.
     volume_loss: Optional[VolumeLossCalibration] = None
+    # None (a file without "mask_support"): a mask call needs no support from the region's mean.
+    mask_support: Optional[MaskSupportCalibration] = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -217,13 +238,14 @@ class Calibration:
         missing = set(REGION_CODES) - set(d["sigma_hu"])
         if missing:
             raise ValueError(f"region evidence calibration lacks codes {sorted(missing)}")
-        part, check, loss = d.get("partial"), d.get("mask_check"), d.get("volume_loss")
+        part, check, loss, support = d.get("partial"), d.get("mask_check"), d.get("volume_loss"), d.get("mask_support")
         return cls(sigma_hu={k: float(v) for k, v in d["sigma_hu"].items()}, z_call=float(d["z_call"]),
                    min_delta_hu=float(d["min_delta_hu"]), false_positive_rate=float(d["false_positive_rate"]),
                    n_studies=int(d["n_studies"]), source=str(d.get("source", "")),
                    partial=None if part is None else PartialCalibration.from_json(part),
                    mask_check=None if check is None else MaskCheckCalibration.from_json(check),
-                   volume_loss=None if loss is None else VolumeLossCalibration.from_json(loss))
+                   volume_loss=None if loss is None else VolumeLossCalibration.from_json(loss),
+                   mask_support=None if support is None else MaskSupportCalibration.from_json(support))
 
 
 def load_calibration(path: Optional[Path] = None) -> Optional[Calibration]:

@@ -126,6 +126,10 @@ def _check_evidence(r: Mapping, where: str, errors: List[str]) -> None:
                                   or r.get("involved") is True):
         errors.append(f"{where}.withdrawn_calls: expected a list of {INVOLVED_BY} on a region not involved, "
                       f"got {withdrawn!r}")
+    unsupported = r.get("unsupported_mask_call")
+    if unsupported is not None and (unsupported is not True or (isinstance(by, list) and "mask" in by)):
+        errors.append(f"{where}.unsupported_mask_call: expected true on a region not involved by the mask, "
+                      f"got {unsupported!r}")
     mc = r.get("mask_check")
     if mc is not None and not (isinstance(mc, Mapping) and all(mc.get(k) is None or _is_num(mc[k]) for k in ("masked_hu", "share"))
                                and _is_int(mc.get("n_voxels")) and mc["n_voxels"] >= 0

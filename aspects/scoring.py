@@ -32,7 +32,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from aspects.labels import REGION_CODES, SIDES, label_value
-from aspects.region_evidence import MaskCheck, RegionEvidence
+from aspects.region_evidence import MaskCheck, MaskSupportCalibration, RegionEvidence
 
 # A region counts as involved when at least this fraction of its volume is infarcted. 10 % keeps
 # a thin rim of registration error or a few noisy voxels from costing a point, yet counts the
@@ -61,6 +61,7 @@ class RegionFinding:
     involved_by: tuple = ()  # "mask" (fraction / ml rule, its check passed) and/or "evidence"
     mask_check: Optional[MaskCheck] = None
     withdrawn_calls: tuple = ()  # the calls the volume-loss veto withdrew (chronic, not acute)
+    unsupported_mask_call: bool = False  # a mask sliver over tissue no darker than its mirror: not called
 
 
 @dataclass
@@ -102,6 +103,7 @@ class AspectsResult:
                         "n_voxels": f.evidence.n_voxels, "called": f.evidence_called,
                         "volume_loss": f.evidence.volume_loss, "volume_loss_veto": f.evidence.volume_loss_veto}}),
                     **({"withdrawn_calls": list(f.withdrawn_calls)} if f.withdrawn_calls else {}),
+                    **({"unsupported_mask_call": True} if f.unsupported_mask_call else {}),
                     **({} if f.mask_check is None else {"mask_check": {
                         "masked_hu": f.mask_check.masked_hu, "n_voxels": f.mask_check.n_voxels,
                         "share": f.mask_check.share, "spill": f.mask_check.spill, "passed": f.mask_check.passed}}),
@@ -153,12 +155,15 @@ def region_findings(
     evidence: Optional[Mapping[str, Mapping[str, RegionEvidence]]] = None,
     evidence_calls: Optional[Mapping[str, Mapping[str, bool]]] = None,
     mask_checks: Optional[Mapping[str, Mapping[str, MaskCheck]]] = None,
+    mask_support: Optional[MaskSupportCalibration] = None,
 ) -> Dict[str, Dict[str, RegionFinding]]:
     """Per side and region: infarct fraction (of the region's volume), infarct ml and involvement
     (None where ``assessable`` says the region was not covered): the mask rule (fraction or ml,
     where ``mask_checks`` is given and says ``applies``, only when the region's check passed) or
     the region's evidence call, neither where the region's evidence carries a volume-loss veto
-    (chronic change; ``withdrawn_calls`` keeps what it withdrew)."""
+    (chronic change; ``withdrawn_calls`` keeps what it withdrew). ``mask_support`` (where it
+    applies): a mask call on less than its fraction of a region needs the region's evidence
+    ``delta_hu`` to reach its minimum (``unsupported_mask_call`` where it did not)."""
     if regions.shape != infarct.shape:
         raise ValueError(f"region map {regions.shape} and infarct mask {infarct.shape} differ in shape")
     # Fractions from voxel counts when all voxels are equal (exact), else from volumes.
@@ -178,16 +183,22 @@ def region_findings(
             check = mask_checks[side][code] if mask_checks else None
             if check is not None and check.applies and not check.passed:
                 by_mask = False
+            ev = evidence[side][code] if evidence else None
+            unsupported = bool(by_mask and mask_support is not None and mask_support.applies
+                               and fraction < mask_support.below_fraction and ev is not None
+                               and ev.delta_hu is not None and ev.delta_hu < mask_support.min_delta_hu)
+            if unsupported:
+                by_mask = False
             by_evidence = bool(evidence_calls and evidence_calls[side][code])
             by = tuple(name for name, hit in (("mask", by_mask), ("evidence", by_evidence)) if hit)
-            ev = evidence[side][code] if evidence else None
             withdrawn: tuple = ()
             if ev is not None and ev.volume_loss_veto and by:
                 withdrawn, by, by_evidence = by, (), False
             ok = True if assessable is None else bool(assessable[side][code])
             out[side][code] = RegionFinding(bool(by) if ok else None, float(fraction), k * scale, n * scale, ok,
                                             evidence=ev, evidence_called=by_evidence, involved_by=by if ok else (),
-                                            mask_check=check, withdrawn_calls=withdrawn if ok else ())
+                                            mask_check=check, withdrawn_calls=withdrawn if ok else (),
+                                            unsupported_mask_call=unsupported and ok)
     return out
 
 
@@ -223,6 +234,7 @@ def score(
     evidence: Optional[Mapping[str, Mapping[str, RegionEvidence]]] = None,
     evidence_calls: Optional[Mapping[str, Mapping[str, bool]]] = None,
     mask_checks: Optional[Mapping[str, Mapping[str, MaskCheck]]] = None,
+    mask_support: Optional[MaskSupportCalibration] = None,
 ) -> AspectsResult:
     """ASPECTS of a study from its region map and infarct mask (same grid, spacing in mm).
 
@@ -230,11 +242,12 @@ def score(
     replaces ``spacing_mm``. ``assessable``: regions the scan covers (default: all).
     ``evidence`` / ``evidence_calls``: per-region evidence and its calls
     (:mod:`aspects.region_evidence`; default: the voxel mask alone decides). ``mask_checks``:
-    the mask-local check of each region (default: mask calls are not checked).
+    the mask-local check of each region (default: mask calls are not checked). ``mask_support``:
+    the least mean difference a small mask call needs (default: none).
     """
     vml: VoxelMl = np.asarray(slice_ml, float) if slice_ml is not None else voxel_volume_ml(spacing_mm)
     findings = region_findings(regions, infarct, vml, fraction_threshold, ml_threshold, assessable,
-                               evidence, evidence_calls, mask_checks)
+                               evidence, evidence_calls, mask_checks, mask_support)
     scores = aspects_per_side(findings)
     total = _weighted_counts((infarct > 0).astype(np.uint8), vml)[1]
     return AspectsResult(

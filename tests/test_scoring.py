@@ -175,3 +175,39 @@ def test_evidence_and_mask_both_recorded_and_not_assessable_wins():
     assert regions["right"]["C"]["involved_by"] == ["mask", "evidence"]
     assert regions["left"]["M6"]["involved"] is None and regions["left"]["M6"]["involved_by"] == []
     assert r.aspects == {"right": 9, "left": None}
+
+
+def test_a_mask_sliver_over_tissue_no_darker_than_its_mirror_is_not_called():
+    """Mask support (session 16): a mask call on under 15 % of a region stands only where the
+    region's mean difference to its mirror reaches 0.3 HU; a larger share, a darker region, or a
+    region whose difference could not be measured keeps the call; aspects.json says why."""
+    from aspects.region_evidence import MaskSupportCalibration, RegionEvidence, load_calibration
+    from aspects.result_json import problems
+    from tests.support.ct_series import make_ct_series, make_masks, make_result
+
+    lab = _regions()
+    inf = np.zeros_like(lab, bool)
+    for code, n in (("L", 96), ("IC", 96), ("M2", 96), ("M4", 160)):  # 12 % of three regions, 20 % of M4
+        vox = np.argwhere(lab == label_value("left", code))
+        inf[tuple(vox[:n].T)] = True
+    delta = {"L": 0.1, "IC": 0.8, "M2": None, "M4": 0.1}  # L: no darker than the mirror on average
+    ev = {s: {c: RegionEvidence(delta.get(c) if s == "left" else 0.0, None, 500 if delta.get(c, 0) is not None else 0)
+              for c in REGION_CODES} for s in ("right", "left")}
+    support = MaskSupportCalibration(below_fraction=0.15, min_delta_hu=0.3)
+    r = score(lab, inf, (1.0, 1.0, 1.0), evidence=ev, mask_support=support)
+    left = r.regions_json()["left"]
+    assert left["L"]["involved"] is False and left["L"]["unsupported_mask_call"] is True
+    assert left["L"]["infarct_fraction"] == pytest.approx(0.12)
+    assert left["IC"]["involved_by"] == ["mask"] and "unsupported_mask_call" not in left["IC"]  # darker: stands
+    assert left["M2"]["involved"] is True  # not measurable: the call stands
+    assert left["M4"]["involved"] is True  # 20 % of the region: above the sliver size
+    assert r.aspects == {"left": 7, "right": 10}
+    off = score(lab, inf, (1.0, 1.0, 1.0), evidence=ev, mask_support=MaskSupportCalibration(0.15, 0.3, applies=False))
+    assert off.aspects == {"left": 6, "right": 10}  # reported calibration only: the mask decides
+    # the shipped calibration applies it, and the validator accepts the record only where the mask did not call
+    shipped = load_calibration()
+    assert shipped is not None and shipped.mask_support is not None and shipped.mask_support.applies
+    d = make_result(make_ct_series(), *make_masks())
+    side, code = next((s, c) for s in ("right", "left") for c in REGION_CODES if d["regions"][s][c]["involved"])
+    d["regions"][side][code].update(involved_by=["mask"], unsupported_mask_call=True)
+    assert any(f"regions.{side}.{code}.unsupported_mask_call" in p for p in problems(d)), problems(d)
