@@ -78,8 +78,8 @@ def shipped(r: Region) -> bool:
 
 def mask_support(min_fraction: float, min_delta_hu: float) -> Rule:
     def rule(r: Region) -> bool:
-        if r.by == ("mask",) and r.fraction < min_fraction:
-            return r.delta_hu is not None and r.delta_hu >= min_delta_hu
+        if r.by == ("mask",) and r.fraction < min_fraction:  # unmeasurable: the call stands, as in the app
+            return r.delta_hu is None or r.delta_hu >= min_delta_hu
         return r.called
     return rule
 
