@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from aspects.labels import REGION_CODES, SIDES
+from aspects_research.tools.evaluate import region_bin
 from aspects_research.tools.volume_loss_sweep import is_control, studies
 
 FRACTION_BANDS = (0.0, 1e-9, 0.05, 0.10, 0.20, 0.30, 1.01)
@@ -107,8 +108,8 @@ def figures(regions: Sequence[Region], rule: Rule) -> Dict[str, float]:
         "exact": rate([e == 0 for e in errors]),
         "within1": rate([e <= 1 for e in errors]),
         "sum_abs_error": sum(errors),
-        "sens_3_4": rate([c for r, c in zip(regions, calls) if r.acute and r.truth and 3.0 <= r.hu_drop < 4.0]),
-        "sens_5": rate([c for r, c in zip(regions, calls) if r.acute and r.truth and r.hu_drop >= 5.0]),
+        "sens_3_4": rate([c for r, c in zip(regions, calls) if r.acute and r.truth and region_bin(r.hu_drop) == "3-4"]),
+        "sens_5": rate([c for r, c in zip(regions, calls) if r.acute and r.truth and region_bin(r.hu_drop) == ">=5"]),
         "specificity": rate([not c for r, c in zip(regions, calls) if not r.truth]),
         "control_points": sum(t - p for t, p, control in hemis.values() if control),
         "true_calls": sum(c and r.truth for r, c in zip(regions, calls)),
