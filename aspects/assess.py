@@ -21,7 +21,8 @@ from aspects.labels import label_value
 from aspects.preprocess import Preprocessed, to_slices
 from aspects.region_evidence import Calibration, load_calibration, study_evidence
 from aspects.result_json import INCOMPLETE_COVERAGE, result_document
-from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION, DEFAULT_INVOLVEMENT_ML, assessable_regions, score
+from aspects.scoring import (DEFAULT_INVOLVEMENT_FRACTION, DEFAULT_INVOLVEMENT_ML, MARGINAL_BAND, assessable_regions,
+                             score)
 from aspects.segmentation import GROW_MIN_SHARE, InfarctSegmentation, RegionSegmentation, grow_into_support
 from aspects.series import SourceSeries
 from aspects.timings import record, snapshot
@@ -42,11 +43,15 @@ class ScoringSettings:
     # grow_min_share of (segmentation.grow_into_support), after what blood or an old infarct explains is removed
     grow_into_asymmetry: bool = True
     grow_min_share: float = GROW_MIN_SHARE
+    # a mask call with a fraction in this band (times fraction_threshold) is marginal (None: none)
+    marginal_band: Optional[Tuple[float, float]] = MARGINAL_BAND
 
     def thresholds(self) -> Dict[str, Any]:
         """aspects.json ``thresholds``."""
         cal = self.calibration
+        band = None if self.marginal_band is None else [round(b * self.fraction_threshold, 4) for b in self.marginal_band]
         return {"involvement_fraction": self.fraction_threshold, "involvement_ml": self.ml_threshold,
+                "marginal_fraction": band,
                 "evidence": None if cal is None else {
                     "z_call": cal.z_call, "min_delta_hu": cal.min_delta_hu, "false_positive_rate": cal.false_positive_rate,
                     "partial": None if cal.partial is None else {"z_call": cal.partial.z_call,
@@ -126,7 +131,8 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
     result = score(regions_src, infarct_src, (), settings.fraction_threshold, settings.ml_threshold,
                    assessable=assessable_regions(coverage), slice_ml=geometry.slice_ml(),
                    evidence=evidence, evidence_calls=calls, mask_checks=checks,
-                   mask_support=settings.calibration.mask_support if settings.calibration is not None else None)
+                   mask_support=settings.calibration.mask_support if settings.calibration is not None else None,
+                   marginal_band=settings.marginal_band)
     by_evidence = [f"{s} {c}" for s in calls for c in calls[s] if calls[s][c]]
     if by_evidence:
         log.info("region evidence calls early ischaemic change in %s", ", ".join(by_evidence))
@@ -139,6 +145,12 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
                    if f.unsupported_mask_call and f.evidence is not None and f.evidence.delta_hu is not None]
     if unsupported:
         log.info("mask call without support from the region's mean difference (not called): %s", ", ".join(unsupported))
+    marginal = [f"{s} {c} ({100 * f.infarct_fraction:.0f} %, {'called' if f.involved else 'not called'})"
+                for s, per in result.regions.items() for c, f in per.items() if f.marginal]
+    if marginal:
+        ranges = result.aspects_range()
+        log.info("marginal calls (the mask near its threshold): %s; ASPECTS range %s", ", ".join(marginal),
+                 ", ".join(f"{s} {r[0]}-{r[1]}" for s, r in ranges.items() if r is not None))
     flag_names: List[str] = [f.name for f in flags]
     flag_details: Dict[str, Dict[str, Any]] = {f.name: {"volume_ml": round(f.volume_ml, 3)} for f in flags}
     missing = result.not_assessable

@@ -46,6 +46,12 @@ PARTIAL_DIFF_CODE = aspects_code("HUDIFFP", "Attenuation difference of darkest p
 PARTIAL_Z_CODE = aspects_code("EVZP", "Partial-region evidence score")
 MASKED_DIFF_CODE = aspects_code("HUDIFFM", "Attenuation difference of infarct in region to mirror")
 VOLUME_LOSS_CODE = aspects_code("VOLLOSS", "CSF-density share of region over mirrored region")
+MARGINAL_CODE = aspects_code("MARGINAL", "Call near involvement threshold")
+NOT_COUNTED_CODE = aspects_code("NOTCOUNTED", "Infarct mask call not counted")
+MASK_UNSUPPORTED = aspects_code("MASKUNSUP", "Region not darker than mirrored region")
+VOLUME_LOSS_VETO = aspects_code("VOLLOSSV", "Volume loss of chronic change")
+RANGE_LOW_CODE = aspects_code("ASPLOW", "ASPECTS with marginal calls counted as involved")
+RANGE_HIGH_CODE = aspects_code("ASPHIGH", "ASPECTS with marginal calls counted as not involved")
 UNIT_HU = Code("[hnsf'U]", "UCUM", "Hounsfield unit")
 UNIT_ONE = Code("1", "UCUM", "no units")
 NOT_ASSESSABLE = aspects_code("NOTASSESS", "Not assessable")
@@ -99,17 +105,34 @@ def assessable(region: Mapping) -> bool:
     return region.get("assessable", True) is not False
 
 
-def _aspects_items(value: Optional[int]) -> dict:
-    """The ASPECTS as a number, or the coded "not assessable" when it is null."""
+def _aspects_items(value: Optional[int], span: Optional[Sequence[int]] = None) -> dict:
+    """The ASPECTS as a number (with ``span``, its range over the marginal calls), or the coded
+    "not assessable" when it is null."""
     if value is None:
         return {"qualitative_evaluations": [hd.sr.QualitativeEvaluation(ASPECTS_CODE, NOT_ASSESSABLE)]}
-    return {"measurements": [_measurement(ASPECTS_CODE, int(value), UNIT_SCORE)]}
+    measurements = [_measurement(ASPECTS_CODE, int(value), UNIT_SCORE)]
+    if span is not None:
+        measurements += [_measurement(RANGE_LOW_CODE, int(span[0]), UNIT_SCORE),
+                         _measurement(RANGE_HIGH_CODE, int(span[1]), UNIT_SCORE)]
+    return {"measurements": measurements}
 
 
 def _involvement(region: Mapping) -> Code:
     if not assessable(region):
         return NOT_ASSESSABLE
     return codes.SCT.Yes if region["involved"] else codes.SCT.No
+
+
+def _call_notes(region: Mapping) -> List[hd.sr.QualitativeEvaluation]:
+    """A marginal call, and a mask call not counted (and why), where aspects.json says so."""
+    notes = []
+    if region.get("marginal"):
+        notes.append(hd.sr.QualitativeEvaluation(MARGINAL_CODE, codes.SCT.Yes))
+    if region.get("unsupported_mask_call"):
+        notes.append(hd.sr.QualitativeEvaluation(NOT_COUNTED_CODE, MASK_UNSUPPORTED))
+    if region.get("withdrawn_calls"):
+        notes.append(hd.sr.QualitativeEvaluation(NOT_COUNTED_CODE, VOLUME_LOSS_VETO))
+    return notes
 
 
 def _evidence_measurements(evidence: Optional[Mapping]) -> List[hd.sr.Measurement]:
@@ -157,7 +180,8 @@ def _region_groups(result: Mapping, algorithm: hd.sr.AlgorithmIdentification, se
                     _segment_ref(seg, region_segment_number(label_value(side, code))),
                     finding_sites=[_region_site(side, code)],
                     measurements=measurements,
-                    qualitative_evaluations=[hd.sr.QualitativeEvaluation(INVOLVED_CODE, _involvement(region))],
+                    qualitative_evaluations=[hd.sr.QualitativeEvaluation(INVOLVED_CODE, _involvement(region)),
+                                             *_call_notes(region)],
                 )
             )
             groups.append(
@@ -201,7 +225,7 @@ def measurement_groups(
                 algorithm,
                 finding_sites=[site],
                 source_images=key_refs,
-                **_aspects_items(result["aspects"][side]),
+                **_aspects_items(result["aspects"][side], (result.get("aspects_range") or {}).get(side)),
             )
         )
     groups.append(
@@ -231,6 +255,20 @@ def coverage_notes(result: Mapping) -> List[str]:
     return notes
 
 
+def range_notes(result: Mapping) -> List[str]:
+    """The ASPECTS range per side and its marginal calls, where any call is marginal."""
+    ranges = result.get("aspects_range") or {}
+    notes = []
+    for side in SIDES:
+        span, value = ranges.get(side), result["aspects"][side]
+        marginal = [f"{side} {c} {100 * float(r['infarct_fraction']):.0f} % ({'involved' if r['involved'] else 'not involved'})"
+                    for c, r in result["regions"][side].items() if r.get("marginal")]
+        if span is not None and marginal:
+            notes.append(f"ASPECTS {side} {value}, range {span[0]}-{span[1]}: marginal call(s), the infarct mask "
+                         "near the involvement threshold: " + ", ".join(marginal) + ".")
+    return notes
+
+
 def _comments(result: Mapping) -> hd.sr.ContainerContentItem:
     """TID 1500 'Qualitative Evaluations' container holding free-text notes."""
     methods = result.get("methods", {})
@@ -239,6 +277,7 @@ def _comments(result: Mapping) -> hd.sr.ContainerContentItem:
         f"Methods: regions by {methods.get('regions', 'unknown')}, infarct by {methods.get('infarct', 'unknown')}.",
         "Flags: " + (", ".join(result.get("flags", [])) or "none") + ".",
         *coverage_notes(result),
+        *range_notes(result),
     ]
     container = hd.sr.ContainerContentItem(
         name=QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
@@ -362,6 +401,7 @@ def _groups(ds: Dataset) -> Iterator[Dataset]:
 
 _SIDE_OF = {_key(SIDE_CODE[s]): s for s in SIDES}
 _REGION_OF = {_key(REGION_TYPE[c][0]): c for c in REGION_CODES}
+_NOT_COUNTED_OF = {_key(MASK_UNSUPPORTED): "unsupported_mask_call", _key(VOLUME_LOSS_VETO): "volume_loss"}
 _INVOLVED_OF = {_key(codes.SCT.Yes): True, _key(codes.SCT.No): False, _key(NOT_ASSESSABLE): None}
 
 
@@ -397,7 +437,9 @@ def read_sr_summary(path: Path) -> Dict:
     "infarct_fraction", "infarct_ml", "region_ml" (None when not reported), and
     "evidence_delta_hu" / "evidence_z" / "evidence_partial_hu" / "evidence_partial_z" where the
     region-level evidence is reported, "evidence_volume_loss" (a share) where the volume loss is,
-    "mask_check_masked_hu" where the mask check is}}}.
+    "mask_check_masked_hu" where the mask check is, "marginal" (True) where the call is
+    marginal, "not_counted" ("unsupported_mask_call" / "volume_loss") where a call was not
+    counted}}}, and ``aspects_range`` {side: [low, high]} where the SR holds the range.
     """
     ds = pydicom.dcmread(str(path))
     out: Dict = {"aspects": {}, "score": None, "affected_side": None, "infarct_volume_ml": None, "regions": {}}
@@ -411,8 +453,12 @@ def read_sr_summary(path: Path) -> Dict:
                 out["affected_side"] = _SIDE_OF.get(_value(item))
         volumes = [_num(i) for i in items if _concept(i) == _key(codes.SCT.Volume)]
         if found:
+            span = [int(round(_num(i))) for code in (RANGE_LOW_CODE, RANGE_HIGH_CODE)
+                    for i in items if _concept(i) == _key(code)]
             if side:
                 out["aspects"][side] = aspects
+                if len(span) == 2:
+                    out.setdefault("aspects_range", {})[side] = span
             else:
                 out["score"] = aspects
         elif site in _REGION_OF and side:
@@ -439,6 +485,10 @@ def read_sr_summary(path: Path) -> Dict:
                     entry["evidence_partial_z"] = _num(item)
                 elif _concept(item) == _key(VOLUME_LOSS_CODE):
                     entry["evidence_volume_loss"] = _num(item) / 100.0
+                elif _concept(item) == _key(MARGINAL_CODE):
+                    entry["marginal"] = _value(item) == _key(codes.SCT.Yes)
+                elif _concept(item) == _key(NOT_COUNTED_CODE):
+                    entry["not_counted"] = _NOT_COUNTED_OF.get(_value(item), "other")
         elif is_infarct and volumes:
             out["infarct_volume_ml"] = volumes[0]
     return out

@@ -6,7 +6,9 @@ filled semi-transparent red, R/L side markers in radiological convention (patien
 image left) and a banner with ASPECTS per side, the infarct volume and NOT FOR DIAGNOSTIC USE.
 Regions the series does not cover are "not assessable": the banner says so (and names them, with
 no ASPECTS for their side), their codes on the picture read "n/a", and a level the series misses
-is named as not covered.
+is named as not covered. A marginal call (the mask near the involvement threshold, aspects.json
+``marginal``) has its code drawn with "?", and the banner lists those regions and shows the
+side's ASPECTS range.
 """
 
 from __future__ import annotations
@@ -133,10 +135,22 @@ def not_assessable_labels(result: Mapping) -> List[int]:
             if (regions.get(side) or {}).get(code, {}).get("assessable", True) is False]
 
 
+def marginal_labels(result: Mapping) -> List[int]:
+    """Label values of the regions whose call aspects.json marks marginal."""
+    regions = result.get("regions") or {}
+    return [label_value(side, code) for side in SIDES for code in REGION_CODES
+            if (regions.get(side) or {}).get(code, {}).get("marginal")]
+
+
 def banner_lines(result: Mapping, level: str, k: int, n: int, level_on_slice: bool = True) -> List[str]:
     a = result["aspects"]
     side = result.get("affected_side") or "none"
+    ranges = result.get("aspects_range") or {}
     shown = {s: (NOT_ASSESSABLE if a[s] is None else str(a[s])) for s in SIDES}
+    for s in SIDES:  # a side with marginal calls shows its ASPECTS range
+        r = ranges.get(s)
+        if r is not None and r[0] != r[1]:
+            shown[s] += f" (range {r[0]}-{r[1]})"
     where = LEVEL_NAMES[level] if level_on_slice else f"{LEVEL_NAMES[level]} NOT COVERED by the series"
     lines = [
         f"ASPECTS  right {shown['right']}  |  left {shown['left']}   (affected side: {side})",
@@ -147,6 +161,11 @@ def banner_lines(result: Mapping, level: str, k: int, n: int, level_on_slice: bo
         per_side = {s: [REGION_CODES[(v - 1) % 10] for v in missing if (v > 10) == (s == "left")] for s in SIDES}
         names = "; ".join(f"{s} {', '.join(c)}" for s, c in per_side.items() if c)
         lines.append(f"Not covered by the series, {NOT_ASSESSABLE}: {names}")
+    marginal = [f"{s} {c} {100 * float(result['regions'][s][c]['infarct_fraction']):.0f} %"
+                for s in SIDES for c in REGION_CODES if result["regions"][s][c].get("marginal")]
+    if marginal:
+        threshold = float((result.get("thresholds") or {}).get("involvement_fraction") or 0.1)
+        lines.append(f"Marginal calls (?), infarct near the {100 * threshold:.0f} % threshold: {', '.join(marginal)}")
     return lines + [NOT_FOR_DIAGNOSTIC_USE]
 
 
@@ -159,12 +178,14 @@ def render(
     flip_cols: bool = False,
     row_letter: str = "L",
     not_assessable: Sequence[int] = (),
+    marginal: Sequence[int] = (),
 ) -> np.ndarray:
     """RGB uint8 picture ``(banner + rows * f, cols * f, 3)`` of one slice; f = enlargement.
 
     ``row_letter``: patient direction along the displayed rows after the flips ("L" for an
     axial slice in radiological convention), used for the side markers. ``not_assessable``:
-    label values whose code is drawn with "n/a".
+    label values whose code is drawn with "n/a"; ``marginal``: those drawn with "?" (a call
+    near the threshold).
     """
     if flip_rows:
         hu, labels, infarct = hu[::-1], labels[::-1], infarct[::-1]
@@ -189,7 +210,8 @@ def render(
     outlined: Dict[str, Any] = {"stroke_width": 2, "stroke_fill": (0, 0, 0)}
     for value in np.unique(labels[labels > 0]):
         ys, xs = np.nonzero(labels == value)
-        code = REGION_CODES[(value - 1) % 10] + (" n/a" if int(value) in not_assessable else "")
+        code = (REGION_CODES[(value - 1) % 10] + (" n/a" if int(value) in not_assessable else "")
+                + ("?" if int(value) in marginal else ""))
         draw.text((float(xs.mean()), float(ys.mean())), code, font=small, fill=(255, 255, 255), anchor="mm", **outlined)
     # Side markers: the right edge shows where the rows run to, the left edge the opposite.
     big_font, marker = _font(2 * size), (255, 255, 0)
@@ -293,7 +315,7 @@ def write_key_images(
         on_slice = bool(np.isin(regions[k], _labels_of(LEVEL_REGIONS[level])).any())
         lines = banner_lines(result, level, k, len(source), on_slice)
         rgb = render(hu_slice(ref), regions[k], infarct[k], lines, flip_rows, flip_cols, orientation[0],
-                     not_assessable_labels(result))
+                     not_assessable_labels(result), marginal_labels(result))
         name = f"key_{level.lower()}"
         png = png_dir / f"{name}.png"
         Image.fromarray(rgb).save(png)

@@ -130,6 +130,10 @@ def _check_evidence(r: Mapping, where: str, errors: List[str]) -> None:
     if unsupported is not None and (unsupported is not True or (isinstance(by, list) and "mask" in by)):
         errors.append(f"{where}.unsupported_mask_call: expected true on a region not involved by the mask, "
                       f"got {unsupported!r}")
+    marginal = r.get("marginal")
+    if marginal is not None and (marginal is not True or r.get("assessable", True) is False
+                                 or (isinstance(by, list) and "evidence" in by)):
+        errors.append(f"{where}.marginal: expected true on an assessable region the evidence did not call, got {marginal!r}")
     mc = r.get("mask_check")
     if mc is not None and not (isinstance(mc, Mapping) and all(mc.get(k) is None or _is_num(mc[k]) for k in ("masked_hu", "share"))
                                and _is_int(mc.get("n_voxels")) and mc["n_voxels"] >= 0
@@ -173,6 +177,7 @@ def _check_consistency(d: Mapping, errors: List[str]) -> None:
             errors.append(
                 f"affected_side is null but score/left/right = {d['score']}/{aspects['left']}/{aspects['right']} differ"
             )
+    _check_range(d, errors)
     flagged = INCOMPLETE_COVERAGE in (d.get("flags") or [])
     if bool(missing) != flagged:
         errors.append(f"flags: '{INCOMPLETE_COVERAGE}' must be present exactly when a region is not assessable")
@@ -183,6 +188,24 @@ def _check_consistency(d: Mapping, errors: List[str]) -> None:
     total = sum(float(regions[s][c]["infarct_ml"]) for s in SIDES for c in REGION_CODES)
     if total > float(d["infarct_volume_ml"]) * 1.01 + 1e-3:
         errors.append(f"regions hold {total:.3f} ml of infarct, more than infarct_volume_ml {d['infarct_volume_ml']}")
+
+
+def _check_range(d: Mapping, errors: List[str]) -> None:
+    """The optional ``aspects_range`` agrees with the ASPECTS and the regions marked ``marginal``."""
+    ranges = d.get("aspects_range")
+    if ranges is None:
+        return
+    if not isinstance(ranges, Mapping) or set(ranges) != set(SIDES):
+        errors.append(f"aspects_range: needs 'left' and 'right', got {ranges!r}")
+        return
+    for s in SIDES:
+        value, r = d["aspects"][s], ranges[s]
+        marginal = [d["regions"][s][c] for c in REGION_CODES if d["regions"][s][c].get("marginal")]
+        expected = None if value is None else [value - sum(not m["involved"] for m in marginal),
+                                               value + sum(bool(m["involved"]) for m in marginal)]
+        if r != expected:
+            errors.append(f"aspects_range.{s} = {r!r} but ASPECTS {value} with {len(marginal)} marginal call(s) "
+                          f"gives {expected!r}")
 
 
 def problems(d: Any) -> List[str]:
@@ -270,6 +293,7 @@ def result_document(result: AspectsResult, *, study_uid: str, series_uid: str, f
         "affected_side": result.affected_side,
         "aspects": dict(result.aspects),
         "score": result.score,
+        "aspects_range": result.aspects_range(),
         "infarct_volume_ml": round(result.infarct_volume_ml, 3),
         "regions": result.regions_json(),
         "flags": list(flags),

@@ -137,6 +137,16 @@ def test_region_and_aspects_figures(report):
     assert rep["timings_s"]["infarct"]["median"] == 2.0
 
 
+def test_range_coverage_counts_the_hemispheres_whose_truth_is_in_the_reported_range(report):
+    recs = [{"truth_aspects": {"left": 7, "right": 10}, "pred_range": {"left": [6, 8], "right": [10, 10]}},
+            {"truth_aspects": {"left": 5, "right": 10}, "pred_range": {"left": [7, 7], "right": None}},
+            {"truth_aspects": {"left": 9, "right": 10}}]  # an aspects.json without a range: not counted
+    cov = ev.range_coverage(recs)
+    assert (cov["covered"]["k"], cov["covered"]["n"]) == (2, 3) and cov["mean_width"] == pytest.approx(2 / 3)
+    _, rep = report  # the fabricated runs report no range: no coverage figure
+    assert rep["aspects_range"]["covered"]["n"] == 0
+
+
 def test_markdown_and_figures_written(report):
     root, _ = report
     md = (root / "rep" / "results.md").read_text()

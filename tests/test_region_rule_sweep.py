@@ -3,7 +3,8 @@
 import json
 
 from aspects.labels import REGION_CODES
-from aspects_research.tools.region_rule_sweep import error_bands, figures, joint, mask_support, regions_of, shipped
+from aspects_research.tools.region_rule_sweep import (error_bands, figures, joint, mask_support, range_figures, regions_of,
+                                                      shipped)
 
 
 def _region(involved=False, fraction=0.0, by=(), delta=0.0, z=0.0, pz=0.0):
@@ -44,3 +45,8 @@ def test_rules_rescore_the_app_calls_as_the_evaluation_counts_them(tmp_path):
     assert both["true_calls"] == 2 and both["sens_3_4"] == 1.0
     bands = dict((name, (n, wrong, truly)) for name, n, wrong, truly in error_bands(regions))
     assert bands["0"] == (37, 1, 1) and bands["0.10-0.20"] == (3, 2, 0)
+    # the ASPECTS range with the marginal calls of 0.07-0.25 flipped: study "a" left shows 8 with
+    # M2 and L marginal (both called): 8-10, truth 8; "n" left 9-10, truth 10; right sides 10-10
+    rng = range_figures(regions, (0.07, 0.25))
+    assert (rng["coverage"], rng["mean_width"], rng["hemispheres"]) == (1.0, 0.75, 4)
+    assert range_figures(regions, (0.07, 0.10))["coverage"] == 0.75  # no marginal call: "n" left 9 misses its 10

@@ -211,3 +211,45 @@ def test_a_mask_sliver_over_tissue_no_darker_than_its_mirror_is_not_called():
     side, code = next((s, c) for s in ("right", "left") for c in REGION_CODES if d["regions"][s][c]["involved"])
     d["regions"][side][code].update(involved_by=["mask"], unsupported_mask_call=True)
     assert any(f"regions.{side}.{code}.unsupported_mask_call" in p for p in problems(d)), problems(d)
+
+
+def test_calls_the_mask_makes_near_its_threshold_are_marginal_and_give_the_aspects_range():
+    """Session 17: a call the voxel mask alone decides with a fraction from 0.7 to 2.5 times the
+    threshold (0.07-0.25 at 10 %) is marginal; the hemisphere's ASPECTS range flips each marginal
+    call. An evidence call, a clear mask call and a faint sliver are firm; the band follows a
+    site's threshold; aspects.json's validator holds the range to the marginal calls."""
+    from aspects.result_json import problems
+    from tests.support.ct_series import make_ct_series, make_masks, make_result
+
+    lab = _regions()
+    inf = np.zeros_like(lab, bool)
+    for code, n in (("C", 160), ("L", 64), ("IC", 40), ("I", 320), ("M1", 160)):  # 20, 8, 5, 40, 20 %
+        vox = np.argwhere(lab == label_value("left", code))
+        inf[tuple(vox[:n].T)] = True
+    calls = {s: {c: s == "left" and c == "M1" for c in REGION_CODES} for s in ("right", "left")}
+    r = score(lab, inf, (1.0, 1.0, 1.0), evidence_calls=calls)
+    left = r.regions_json()["left"]
+    assert [c for c in REGION_CODES if left[c].get("marginal")] == ["C", "L"]
+    assert left["C"]["involved"] is True and left["L"]["involved"] is False
+    assert left["M1"]["involved_by"] == ["mask", "evidence"] and "marginal" not in left["M1"]  # the evidence agrees
+    assert r.aspects == {"right": 10, "left": 7}
+    assert r.aspects_range() == {"right": [10, 10], "left": [6, 8]}
+    assert r.marginal_regions == ["left C", "left L"]
+    # a site's 20 % threshold: the band is 14-50 %, so C (20 %) and I (40 %) are marginal, L (8 %) not
+    site = score(lab, inf, (1.0, 1.0, 1.0), fraction_threshold=0.2, evidence_calls=calls)
+    assert site.marginal_regions == ["left C", "left I"] and site.aspects_range()["left"] == [7, 9]
+    assert score(lab, inf, (1.0, 1.0, 1.0), evidence_calls=calls, marginal_band=None).aspects_range()["left"] == [7, 7]
+    # a side with no ASPECTS has no range
+    missing = assessable_regions({label_value("left", "M6"): 0.5})
+    assert score(lab, inf, (1.0, 1.0, 1.0), assessable=missing).aspects_range()["left"] is None
+    # the validator: a range that does not follow from the marginal calls, a marginal evidence call
+    d = make_result(make_ct_series(), *make_masks())
+    side = next(s for s in ("right", "left") if d["aspects"][s] < 10)
+    code = next(c for c in REGION_CODES if d["regions"][side][c]["involved"])
+    d["regions"][side][code]["marginal"] = True
+    d["aspects_range"] = {s: [d["aspects"][s], d["aspects"][s]] for s in ("right", "left")}
+    assert any(p.startswith(f"aspects_range.{side}") for p in problems(d)), problems(d)
+    d["aspects_range"][side] = [d["aspects"][side], d["aspects"][side] + 1]
+    assert problems(d) == []
+    d["regions"][side][code]["involved_by"] = ["evidence"]
+    assert any(f"regions.{side}.{code}.marginal" in p for p in problems(d)), problems(d)

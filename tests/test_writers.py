@@ -30,7 +30,7 @@ from aspects.dicom_kos import write_kos
 from aspects.dicom_seg import N_SEGMENTS, build_segmentation, region_segment_number, segment_stack, write_seg
 from aspects.dicom_sr import read_aspects_from_sr, read_sr_summary, write_sr
 from aspects.errors import InputError
-from aspects.key_images import choose_key_slices, key_slices, write_key_images
+from aspects.key_images import banner_lines, choose_key_slices, key_slices, write_key_images
 from aspects.labels import REGION_CODES, REGION_COLOURS, SIDES, label_value
 from aspects.result_json import ResultSchemaError, problems, read_result, relative_outputs, validate, write_result
 from aspects.volume import on_grid, series_grid
@@ -332,6 +332,60 @@ def test_sr_carries_the_mask_check_of_a_region_whose_mask_call_it_withdrew(case,
     assert back["infarct_fraction"] == pytest.approx(region["infarct_fraction"], abs=1e-3)
 
 
+def _with_marginal_calls(result):
+    """The result with its first involved region's call marginal, an uninvolved region of the
+    same side marginal too (a mask 8 % of it) and a third region whose mask call was not counted
+    (unsupported); the range follows."""
+    result = copy.deepcopy(result)
+    side = next(s for s in SIDES if result["aspects"][s] < 10)
+    called = next(c for c in REGION_CODES if result["regions"][side][c]["involved"])
+    quiet = [c for c in REGION_CODES if not result["regions"][side][c]["involved"]]
+    result["regions"][side][called].update(marginal=True, involved_by=["mask"])
+    result["regions"][side][quiet[0]].update(marginal=True, infarct_fraction=0.08, involved_by=[])
+    result["regions"][side][quiet[1]].update(unsupported_mask_call=True, infarct_fraction=0.12, involved_by=[])
+    a = result["aspects"][side]
+    result["aspects_range"] = {s: [result["aspects"][s]] * 2 for s in SIDES}
+    result["aspects_range"][side] = [a - 1, a + 1]
+    validate(result)
+    return result, side, called, quiet
+
+
+@pytest.mark.external
+@needs_dciodvfy
+def test_sr_carries_the_marginal_calls_the_range_and_the_calls_not_counted(case, tmp_path):
+    """Session 17: the SR says which calls are marginal (Call near involvement threshold: Yes),
+    which mask call was not counted and why, each hemisphere's ASPECTS range, and a comment a
+    reader sees in the PACS; dciodvfy accepts it."""
+    result, side, called, quiet = _with_marginal_calls(case["result"])
+    path = write_sr(case["source"], result, tmp_path / "sr.dcm", seg=_header(case["out"] / "dicom" / "seg.dcm"))
+    summary = read_sr_summary(path)
+    assert summary["aspects_range"] == result["aspects_range"]
+    back = summary["regions"][side]
+    assert back[called]["marginal"] is True and back[called]["involved"] is True
+    assert back[quiet[0]]["marginal"] is True and back[quiet[0]]["involved"] is False
+    assert back[quiet[1]]["not_counted"] == "unsupported_mask_call" and "marginal" not in back[quiet[1]]
+    assert not any(r.get("marginal") for s in SIDES for c, r in summary["regions"][s].items()
+                   if (s, c) not in ((side, called), (side, quiet[0])))
+    comments = [i.TextValue for i in _walk_sr(pydicom.dcmread(path)) if i.ValueType == "TEXT"]
+    low, high = result["aspects_range"][side]
+    note = next(c for c in comments if c.startswith(f"ASPECTS {side} {result['aspects'][side]}, range {low}-{high}"))
+    assert f"{side} {quiet[0]} 8 % (not involved)" in note and f"{side} {called} " in note
+    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    assert not [ln for ln in (run.stdout + run.stderr).splitlines() if ln.startswith("Error")]
+
+
+def test_key_image_marks_the_marginal_calls_and_shows_the_range(case, tmp_path):
+    result, side, called, quiet = _with_marginal_calls(case["result"])
+    lines = banner_lines(result, "BG", 3, 10)
+    low, high = result["aspects_range"][side]
+    assert f"{side} {result['aspects'][side]} (range {low}-{high})" in lines[0]
+    assert lines[0].count("range") == 1  # the other side has no marginal call: no range shown
+    assert any(ln.startswith("Marginal calls (?), infarct near the 10 % threshold") and f"{side} {quiet[0]} 8 %" in ln
+               for ln in lines)
+    plain = banner_lines(case["result"], "BG", 3, 10)  # no marginal call: neither range nor line
+    assert "range" not in plain[0] and not any(ln.startswith("Marginal") for ln in plain)
+
+
 def test_sr_reader_rejects_a_non_aspects_sr(case):
     with pytest.raises(ValueError, match="not an ASPECTS SR"):
         read_aspects_from_sr(case["out"] / "dicom" / "seg.dcm")
@@ -405,6 +459,25 @@ def test_dcmqi_reads_the_sr_as_aspects_json_says(case, tmp_path):
             assert got["region_ml"] == pytest.approx(want["region_ml"], abs=1e-3), (side, code)
             assert got["infarct_ml"] == pytest.approx(want["infarct_ml"], abs=1e-3), (side, code)
             assert got["involvement"] == ["Yes" if want["involved"] else "No"]
+
+
+@needs_dcmqi
+def test_dcmqi_reads_the_marginal_calls_and_the_range_as_aspects_json_says(case, tmp_path):
+    """3D Slicer's reader (dcmqi) sees each region's marginal call and the mask call not counted
+    beside its involvement, and the hemisphere's range beside its ASPECTS."""
+    result, side, called, quiet = _with_marginal_calls(case["result"])
+    path = write_sr(case["source"], result, tmp_path / "sr.dcm", seg=_header(case["out"] / "dicom" / "seg.dcm"))
+    meta = read_sr(path, tmp_path)
+    seen = sr_values(meta)
+    assert seen["regions"][(side, called)]["involvement"] == ["Yes", "Yes"]  # involved; near the threshold
+    assert seen["regions"][(side, quiet[0])]["involvement"] == ["No", "Yes"]
+    assert seen["regions"][(side, quiet[1])]["involvement"] == ["No", "Region not darker than mirrored region"]
+    spans = {}
+    for g in meta["Measurements"]:
+        items = {m["quantity"]["CodeValue"]: float(m["value"]) for m in g.get("measurementItems", [])}
+        if "ASPLOW" in items:
+            spans[(g.get("Laterality") or {}).get("CodeMeaning")] = [items["ASPLOW"], items["ASPHIGH"]]
+    assert {k.lower(): v for k, v in spans.items()} == result["aspects_range"]
 
 
 @needs_dcmqi

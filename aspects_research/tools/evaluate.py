@@ -220,6 +220,7 @@ def evaluate_case(case: Path, run: Path, empty_ml: float = 0.0) -> dict:
             (result.get("flag_details") or {}).get("incomplete_coverage", {}).get("regions", [])))
         return rec
     rec.update(pred_score=int(result["score"]), pred_aspects=result.get("aspects"), pred_side=result.get("affected_side"),
+               pred_range=result.get("aspects_range"),
                pred_involved=pred_involved(result), flags=list(result.get("flags") or []),
                evidence_called=sorted(f"{s} {c}" for s in SIDES for c, r in ((result.get("regions") or {}).get(s) or {}).items()
                                       if "evidence" in (r.get("involved_by") or [])),
@@ -322,6 +323,16 @@ def hemisphere_agreement(recs: Sequence[dict]) -> dict:
             "within_1": proportion(int(np.sum(d <= 1)), len(pairs))}
 
 
+def range_coverage(recs: Sequence[dict]) -> dict:
+    """Per hemisphere whose aspects.json reports ``aspects_range`` (session 17): the share whose
+    true ASPECTS lies in the range (with a Wilson interval) and the range's mean width."""
+    spans = [(int(r["truth_aspects"][s]), r["pred_range"][s]) for r in recs for s in SIDES
+             if (r.get("pred_range") or {}).get(s) is not None and (r.get("truth_aspects") or {}).get(s) is not None]
+    inside = sum(lo <= t <= hi for t, (lo, hi) in spans)
+    return {"covered": proportion(inside, len(spans)),
+            "mean_width": float(np.mean([hi - lo for _, (lo, hi) in spans])) if spans else None}
+
+
 def region_bin(hu: Optional[float]) -> Optional[str]:
     if hu is None:
         return None
@@ -398,6 +409,7 @@ def aggregate(records: Sequence[dict], empty_ml: float = 0.0, seed: int = 0) -> 
     n_side, acc = ag.side_accuracy([r["truth_side"] for r in acute], [r["pred_side"] for r in acute])
     rep["aspects"]["side_accuracy"] = {"n": n_side, "accuracy": acc}
     rep["hemisphere_aspects"] = {"all studies": hemisphere_agreement(ok), "acute": hemisphere_agreement(acute)}
+    rep["aspects_range"] = range_coverage(ok)
     rep["region_detection"] = region_detection(ok)
     strong = [r for r in acute if (r["hu_drop"] or 0) >= 4.0 and r["infarct"]["truth_ml"] > empty_ml]
     rep["dice_hu_ge_4"] = {"n": len(strong), **mt.bootstrap_median([r["infarct"]["dice"] for r in strong], seed=seed).as_dict()}
@@ -628,7 +640,10 @@ def to_markdown(report: dict, records: Sequence[dict], img_rel: str) -> str:
     hem = report["hemisphere_aspects"]
     L += ["", f"Region specificity: {_p(det['specificity'])}. Hemisphere ASPECTS (both sides of each study): all studies "
           f"exact {_p(hem['all studies']['exact'])}, within 1 {_p(hem['all studies']['within_1'])}; acute studies exact "
-          f"{_p(hem['acute']['exact'])}, within 1 {_p(hem['acute']['within_1'])}.",
+          f"{_p(hem['acute']['exact'])}, within 1 {_p(hem['acute']['within_1'])}."
+          + ("" if not (report.get("aspects_range") or {}).get("covered", {}).get("n") else
+             f" True ASPECTS inside the reported range (marginal calls flipped): {_p(report['aspects_range']['covered'])}, "
+             f"mean width {_f(report['aspects_range']['mean_width'])} points."),
           f"Haemorrhage flag on studies without blood: {_p(report['false_haemorrhage_flags'])}; "
           f"`low_confidence`: {_p(report['low_confidence'])}.", "",
           f"![detection limit]({img_rel}/eval_detection_limit.png)", "",

@@ -17,6 +17,13 @@ calls):
   region's whole-region difference to its mirror is at least d HU;
 - ``joint d z pz``: a region is also called where its whole-region difference is at least d HU,
   its z at least z and its partial-region score at least pz.
+
+Then the marginal-call bands (session 17): for each band of mask fractions, the share of
+hemispheres whose true ASPECTS lies in the range the app would report (``aspects_range``: every
+marginal call flipped, :func:`aspects.scoring.marginal_call`) and the range's mean width; the
+shipped band is the widest coverage on val at a mean width of at most half a point (ties: the
+narrower). Where the runs' aspects.json carry ``aspects_range``, the shipped band's re-computed
+ranges are checked against them.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from aspects.labels import REGION_CODES, SIDES
+from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION, MARGINAL_BAND, marginal_call
 from aspects_research.tools.evaluate import region_bin
 from aspects_research.tools.volume_loss_sweep import is_control, studies
 
@@ -51,6 +59,8 @@ class Region:
     hu_drop: float
     acute: bool
     control: bool
+    withdrawn: bool = False
+    reported_range: Optional[Tuple[int, int]] = None  # the hemisphere's aspects_range in aspects.json
 
 
 def regions_of(cases: Path, runs: Path) -> List[Region]:
@@ -58,6 +68,7 @@ def regions_of(cases: Path, runs: Path) -> List[Region]:
     out = []
     for case, truth, doc in studies(cases, runs):
         for side in SIDES:
+            reported = (doc.get("aspects_range") or {}).get(side)
             for code in REGION_CODES:
                 r = doc["regions"][side][code]
                 if r.get("assessable", True) is False:
@@ -66,7 +77,8 @@ def regions_of(cases: Path, runs: Path) -> List[Region]:
                 out.append(Region(case, side, code, code in truth["involved"][side], bool(r["involved"]),
                                   tuple(r.get("involved_by") or ()), float(r["infarct_fraction"]), ev.get("delta_hu"),
                                   ev.get("z"), ev.get("partial_z"), float(truth.get("hu_drop") or 0.0),
-                                  truth["kind"] == "acute", is_control(truth)))
+                                  truth["kind"] == "acute", is_control(truth), bool(r.get("withdrawn_calls")),
+                                  None if reported is None else (int(reported[0]), int(reported[1]))))
     return out
 
 
@@ -117,6 +129,31 @@ def figures(regions: Sequence[Region], rule: Rule) -> Dict[str, float]:
     }
 
 
+def range_figures(regions: Sequence[Region], band: Tuple[float, float]) -> Dict[str, float]:
+    """Coverage of the true hemisphere ASPECTS by the range with the marginal calls of ``band``
+    (fractions of a region) flipped, its mean width, and how many hemispheres' re-computed range
+    differs from the one their aspects.json reports (where it reports one)."""
+    hemis: Dict[Tuple[str, str], List[Region]] = {}
+    for r in regions:
+        hemis.setdefault((r.case, r.side), []).append(r)
+    covered = width = differ = 0
+    full = [rs for rs in hemis.values() if len(rs) == len(REGION_CODES)]  # a side with a region not assessable has no ASPECTS
+    for rs in full:
+        truth, shown = 10 - sum(r.truth for r in rs), 10 - sum(r.called for r in rs)
+        marginal = [r for r in rs if marginal_call(r.fraction, "evidence" in r.by, r.withdrawn, band)]
+        low, high = shown - sum(not r.called for r in marginal), shown + sum(r.called for r in marginal)
+        covered += low <= truth <= high
+        width += high - low
+        differ += rs[0].reported_range is not None and rs[0].reported_range != (low, high)
+    n = max(len(full), 1)
+    return {"coverage": round(covered / n, 4), "mean_width": round(width / n, 3), "hemispheres": len(full),
+            "reported_ranges_differing": differ}
+
+
+# Candidate bands: the edges of the error table (session 16), in fractions of a region.
+MARGINAL_CANDIDATES = tuple((lo, hi) for lo in (1e-9, 0.03, 0.05, 0.07) for hi in (0.15, 0.20, 0.25, 0.30))
+
+
 def error_bands(regions: Sequence[Region]) -> List[Tuple[str, int, int, int]]:
     """(fraction band, regions, wrong calls, of them truly involved) of the shipped calls."""
     out = []
@@ -143,6 +180,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"mask-support {f} {d}", figures(regions, mask_support(f, d)))
         for d, z, pz in itertools.product((0.7, 0.8, 0.9, 1.0), (3.0, 3.5), (4.0, 5.0, 6.0)):
             print(f"joint {d} {z} {pz}", figures(regions, joint(d, z, pz)))
+        band = (MARGINAL_BAND[0] * DEFAULT_INVOLVEMENT_FRACTION, MARGINAL_BAND[1] * DEFAULT_INVOLVEMENT_FRACTION)
+        print(f"aspects range, shipped band {band[0]:.2f}-{band[1]:.2f}", range_figures(regions, band))
+        for lo, hi in MARGINAL_CANDIDATES:
+            print(f"aspects range, band {lo:.2f}-{hi:.2f}", range_figures(regions, (lo, hi)))
     return 0
 
 
