@@ -145,6 +145,9 @@ def test_range_coverage_counts_the_hemispheres_whose_truth_is_in_the_reported_ra
     assert (cov["covered"]["k"], cov["covered"]["n"]) == (2, 3) and cov["mean_width"] == pytest.approx(2 / 3)
     _, rep = report  # the fabricated runs report no range: no coverage figure
     assert rep["aspects_range"]["covered"]["n"] == 0
+    # the per-case table shows a range only where marginal calls widen it
+    rec = {"pred_aspects": {"left": 7, "right": 10}, "pred_range": {"left": [6, 8], "right": [10, 10]}}
+    assert (ev._reported(rec, "left"), ev._reported(rec, "right")) == ("7 (6-8)", "10")
 
 
 def test_markdown_and_figures_written(report):

@@ -707,7 +707,7 @@ def to_markdown(report: dict, records: Sequence[dict], img_rel: str) -> str:
         L += ["## Per-stage time in these runs (s, median and 90 % CI)", "", "| stage | n | time |", "| --- | --- | --- |"]
         L += [f"| {s} | {v['n']} | {_ci(v, 1)} |" for s, v in report["timings_s"].items()]
         L.append("")
-    L += ["## Per case", "", "| case | kind | anatomy | mm | HU drop | truth ml | pred ml | Dice | HD95 | region Dice | ASPECTS truth/reported | side truth/reported | flags |",
+    L += ["## Per case", "", "| case | kind | anatomy | mm | HU drop | truth ml | pred ml | Dice | HD95 | region Dice | ASPECTS truth/reported (range) | side truth/reported | flags |",
           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in records:
         if r["status"] != "ok":
@@ -719,9 +719,16 @@ def to_markdown(report: dict, records: Sequence[dict], img_rel: str) -> str:
                  f"{_f(r['hu_drop'], 1)} | {_f(i['truth_ml'], 1)} | {_f(i['pred_ml'], 1)} | "
                  f"{_f(i['dice'])} | {_f(i['hd95_mm'], 1)} | {_f(r['region_dice_mean'])} | "
                  f"L{r['truth_aspects']['left']} R{r['truth_aspects']['right']} / "
-                 f"L{(r['pred_aspects'] or {}).get('left')} R{(r['pred_aspects'] or {}).get('right')} | "
+                 f"L{_reported(r, 'left')} R{_reported(r, 'right')} | "
                  f"{r['truth_side'] or '-'}/{r['pred_side'] or '-'} | {', '.join(r['flags']) or '-'} |")
     return "\n".join(L) + "\n"
+
+
+def _reported(rec: dict, side: str) -> str:
+    """The reported ASPECTS of a side, with its range where marginal calls widen it ("4 (2-6)")."""
+    span = (rec.get("pred_range") or {}).get(side)
+    value = str((rec.get("pred_aspects") or {}).get(side))
+    return value if not span or span[0] == span[1] else f"{value} ({span[0]}-{span[1]})"
 
 
 # ----------------------------------------------------------------------------- CLI
