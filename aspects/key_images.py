@@ -126,6 +126,7 @@ def _font(size: int) -> Font:
 
 
 NOT_ASSESSABLE = "not assessable"
+NBSP = "\u00a0"  # a no-break space in banner text: the wrap keeps its neighbours on one line
 
 
 def not_assessable_labels(result: Mapping) -> List[int]:
@@ -161,7 +162,8 @@ def banner_lines(result: Mapping, level: str, k: int, n: int, level_on_slice: bo
         per_side = {s: [REGION_CODES[(v - 1) % 10] for v in missing if (v > 10) == (s == "left")] for s in SIDES}
         names = "; ".join(f"{s} {', '.join(c)}" for s, c in per_side.items() if c)
         lines.append(f"Not covered by the series, {NOT_ASSESSABLE}: {names}")
-    marginal = [f"{s} {c} {100 * float(result['regions'][s][c]['infarct_fraction']):.0f} %"
+    # no-break spaces inside an entry: the banner wraps between regions, never inside one
+    marginal = [f"{s}{NBSP}{c}{NBSP}{100 * float(result['regions'][s][c]['infarct_fraction']):.0f}{NBSP}%"
                 for s in SIDES for c in REGION_CODES if result["regions"][s][c].get("marginal")]
     if marginal:
         threshold = float((result.get("thresholds") or {}).get("involvement_fraction") or 0.1)
@@ -230,16 +232,17 @@ def render(
 
 
 def _wrap(text: str, font: Font, width: float) -> List[str]:
-    """``text`` broken at spaces into lines no wider than ``width`` pixels."""
+    """``text`` broken at spaces into lines no wider than ``width`` pixels; a no-break space
+    (U+00A0) holds its neighbours together and is drawn as a space (the font has no glyph for it)."""
     out, line = [], ""
     for word in text.split(" "):
         trial = f"{line} {word}" if line else word
-        if line and font.getlength(trial) > width:
-            out.append(line)
+        if line and font.getlength(trial.replace(NBSP, " ")) > width:
+            out.append(line.replace(NBSP, " "))
             line = word
         else:
             line = trial
-    return out + [line]
+    return out + [line.replace(NBSP, " ")]
 
 
 def enlargement(ds: Dataset) -> int:
