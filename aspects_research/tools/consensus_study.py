@@ -162,6 +162,18 @@ def rule_union(raw: np.ndarray, diff: np.ndarray, comparable: np.ndarray, suppor
     return segmentation.grow_into_support(rule_touch(raw, diff, comparable, support), support, 0.0)
 
 
+def trim_to_support(raw: np.ndarray, support: np.ndarray, within_mm: float, spacing_mm: float = 2.0) -> np.ndarray:
+    """The app's consensus with each kept component cut to its voxels within ``within_mm`` of the
+    asymmetry support (tried in session 18, docs/results_v2.md): a model component that touches the
+    support somewhere but runs far from it along tissue no darker than its mirror is cut back to
+    where the bilateral comparison sees the lesion."""
+    kept = rule_touch(raw, raw, raw, support)
+    if not kept.any():
+        return kept
+    near = ndi.distance_transform_edt(~support, sampling=spacing_mm) <= within_mm
+    return kept & near
+
+
 RULES: Dict[str, Callable[..., np.ndarray]] = {
     "touch": rule_touch, "grow": rule_touch, "union": rule_union, "raw": lambda raw, diff, comparable, support: raw.astype(bool)}
 
@@ -173,6 +185,9 @@ def rule_function(rule: str) -> Callable[..., np.ndarray]:
         return RULES[rule]
     if rule.startswith("grow:"):  # grow:MIN_SHARE, scored by the app's scorer (see rescore_case)
         return rule_touch
+    if rule.startswith("trim:"):  # trim:MM, then grown by the scorer as the app does
+        mm = float(rule.split(":")[1])
+        return lambda raw, diff, comparable, support: trim_to_support(raw, support, mm)
     _, t, f, n = rule.split(":")
     return lambda raw, diff, comparable, support: mean_consensus(raw, diff, comparable, float(t), float(f), int(n))
 
@@ -191,7 +206,7 @@ def rescore_case(pipeline: Pipeline, case: Path, dump: Path, run: Path, rule: st
     # default); every other rule is scored as it masks
     infarct = InfarctSegmentation(_on_aligned(mask, pre), state["method"], state["device"], info, maps,
                                   d[f"support_{syn}"])
-    settings = ScoringSettings(grow_into_asymmetry=rule == "grow" or rule.startswith("grow:"))
+    settings = ScoringSettings(grow_into_asymmetry=rule == "grow" or rule.startswith(("grow:", "trim:")))
     if rule.startswith("grow:"):
         settings = dataclasses.replace(settings, grow_min_share=float(rule.split(":")[1]))
     scored = assess_study(series, pre, infarct, state["regions"], settings)
@@ -204,7 +219,7 @@ def rescore_case(pipeline: Pipeline, case: Path, dump: Path, run: Path, rule: st
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = cache_parser(__doc__.split("\n\n")[0], "dump folder (<case>.npz)")
     ap.add_argument("--alt-iterations", type=int, nargs=2, default=(30, 5), help="the other mirror SyN (default 30 5)")
-    ap.add_argument("--rescore", help=f"score the dumped studies with this consensus rule ({', '.join(RULES)} or mean:T:F:N)")
+    ap.add_argument("--rescore", help=f"score the dumped studies with this consensus rule ({', '.join(RULES)}, grow:SHARE, trim:MM or mean:T:F:N)")
     ap.add_argument("--syn", choices=("ref", "alt"), default="ref", help="with --rescore: which dumped SyN maps")
     ap.add_argument("--runs", type=Path, help="with --rescore: output root (<case>/aspects.json, nifti/)")
     ap.add_argument("--resume", action="store_true", help="with --rescore: skip cases with an aspects.json in --runs")
