@@ -91,3 +91,19 @@ def test_sweep_counts_kept_true_and_moving_volume(tmp_path):
     assert row["rules"]["mean:3.5:0.7:25"] == {"dice": 1.0, "kept": 64, "tp": 64, "stable": 2 * 64 / (64 + 128)}
     assert row["rules"]["touch"]["stable"] == 1.0 and row["rules"]["touch"]["dice"] == 1.0
     assert "differ (Dice < 0.99) on 1 of 1" in summary([row], "mean:3.5:0.7:25")
+
+
+def test_trim_rule_cuts_a_kept_component_back_to_where_the_asymmetry_is():
+    raw = np.zeros((10, 10, 40), bool)
+    raw[3:7, 3:7, 2:38] = True  # one long model component
+    support = np.zeros_like(raw)
+    support[3:7, 3:7, 2:6] = True  # the comparison sees its first 4 columns only
+    other = np.zeros_like(raw)
+    other[0, 0, 20] = True  # a component touching no support: dropped as by the app's consensus
+    trimmed = rule_function("trim:4")(raw | other, None, None, support)
+    cols = np.nonzero(trimmed.any(axis=(0, 1)))[0]
+    assert cols.min() == 2 and cols.max() == 7  # 4 mm = two 2 mm voxels beyond the support
+    assert not trimmed[0, 0, 20]
+    assert rule_function("trim:inf")(raw, None, None, support).sum() == raw.sum()  # the rule before session 18
+    assert (rule_function("touch")(raw, None, None, support) == rule_function("trim:16")(raw, None, None, support)).all()
+    assert not rule_function("trim:4")(raw, None, None, np.zeros_like(raw)).any()

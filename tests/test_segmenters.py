@@ -11,8 +11,8 @@ import SimpleITK as sitk
 import torch
 
 from aspects.model_io import from_model_layout, mirror, normalise, to_model_layout
-from aspects.segmentation import (INFARCT_MODEL, REGION_MODEL, SegmentationModels, consensus_components,
-                                  segment_infarct, segment_regions)
+from aspects.segmentation import (INFARCT_MODEL, REGION_MODEL, SUPPORT_REACH_MM, SegmentationModels,
+                                  consensus_components, segment_infarct, segment_regions, trim_to_support)
 from tests.support.heads import atlas, atlas_labels_on, dice, lesion_on_aligned, preprocessed
 
 
@@ -124,6 +124,22 @@ def test_consensus_keeps_only_components_the_baseline_supports():
     assert kept[1:3, 1:3, 1:3].all() and not kept[6:9, 6:9, 6:9].any() and not kept[5, 0, 0]
     empty, n0, d0 = consensus_components(np.zeros_like(model), support)
     assert not empty.any() and (n0, d0) == (0, 0)
+
+
+def test_a_kept_component_is_cut_back_to_its_reach_around_the_baseline():
+    model = np.zeros((6, 6, 40), bool)
+    model[2:4, 2:4, 2:38] = True  # one component running 72 mm along x at 2 mm
+    support = np.zeros_like(model)
+    support[2:4, 2:4, 2:6] = True  # the bilateral comparison sees its first 8 mm
+    kept, _, _ = consensus_components(model, support)
+    assert kept.sum() == model.sum()  # the consensus alone keeps it whole
+    cut = trim_to_support(kept, support, reach_mm=16.0, spacing_mm=2.0)
+    xs = np.nonzero(cut.any(axis=(0, 1)))[0]
+    assert (xs.min(), xs.max()) == (2, 5 + 8)  # 16 mm = 8 voxels past the support
+    assert cut[2:4, 2:4, 2:14].all()
+    assert trim_to_support(kept, support, reach_mm=1000.0).sum() == model.sum()
+    assert not trim_to_support(kept, np.zeros_like(support)).any()
+    assert SUPPORT_REACH_MM == 16.0  # the reach chosen on the v2 validation split (docs/results_v2.md)
 
 
 class _Everywhere(torch.nn.Module):

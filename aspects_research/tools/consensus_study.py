@@ -133,8 +133,9 @@ def dump_case(pipeline: Pipeline, case: Path, out: Path, grab: _Grab, alt: Seque
 
 def rule_touch(raw: np.ndarray, diff: np.ndarray, comparable: np.ndarray, support: np.ndarray) -> np.ndarray:
     """The app's consensus: the components touching the asymmetry support
-    (:func:`aspects.segmentation.consensus_components`)."""
-    return segmentation.consensus_components(raw, support)[0]
+    (:func:`aspects.segmentation.consensus_components`), cut to SUPPORT_REACH_MM around it
+    (since session 18; ``trim:inf`` is the rule before)."""
+    return trim_to(raw, support, segmentation.SUPPORT_REACH_MM)
 
 
 def mean_consensus(raw: np.ndarray, diff: np.ndarray, comparable: np.ndarray, min_mean_hu: float = 3.5,
@@ -162,16 +163,10 @@ def rule_union(raw: np.ndarray, diff: np.ndarray, comparable: np.ndarray, suppor
     return segmentation.grow_into_support(rule_touch(raw, diff, comparable, support), support, 0.0)
 
 
-def trim_to_support(raw: np.ndarray, support: np.ndarray, within_mm: float, spacing_mm: float = 2.0) -> np.ndarray:
-    """The app's consensus with each kept component cut to its voxels within ``within_mm`` of the
-    asymmetry support (tried in session 18, docs/results_v2.md): a model component that touches the
-    support somewhere but runs far from it along tissue no darker than its mirror is cut back to
-    where the bilateral comparison sees the lesion."""
-    kept = rule_touch(raw, raw, raw, support)
-    if not kept.any():
-        return kept
-    near = ndi.distance_transform_edt(~support, sampling=spacing_mm) <= within_mm
-    return kept & near
+def trim_to(raw: np.ndarray, support: np.ndarray, reach_mm: float) -> np.ndarray:
+    """The consensus with the kept components cut to ``reach_mm`` around the support
+    (:func:`aspects.segmentation.trim_to_support`; the app's reach is SUPPORT_REACH_MM)."""
+    return segmentation.trim_to_support(segmentation.consensus_components(raw, support)[0], support, reach_mm)
 
 
 RULES: Dict[str, Callable[..., np.ndarray]] = {
@@ -185,9 +180,9 @@ def rule_function(rule: str) -> Callable[..., np.ndarray]:
         return RULES[rule]
     if rule.startswith("grow:"):  # grow:MIN_SHARE, scored by the app's scorer (see rescore_case)
         return rule_touch
-    if rule.startswith("trim:"):  # trim:MM, then grown by the scorer as the app does
+    if rule.startswith("trim:"):  # trim:MM (inf: no cut), then grown by the scorer as the app does
         mm = float(rule.split(":")[1])
-        return lambda raw, diff, comparable, support: trim_to_support(raw, support, mm)
+        return lambda raw, diff, comparable, support: trim_to(raw, support, mm)
     _, t, f, n = rule.split(":")
     return lambda raw, diff, comparable, support: mean_consensus(raw, diff, comparable, float(t), float(f), int(n))
 
