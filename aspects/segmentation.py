@@ -3,7 +3,8 @@ installed, else the documented fallback (atlas LNCC warp, bilateral asymmetry).
 
 Infarct consensus: a connected component of the model's mask is kept only when the asymmetry
 baseline also marks part of it (the model delineates, the baseline vetoes false positives;
-figures in train/infarct_seg/docs/README.md), and only up to SUPPORT_REACH_MM from that mark. Models: ``MODELS/<name>/<name>.ts``.
+figures in train/infarct_seg/docs/README.md), and only up to SUPPORT_REACH_MM from that mark.
+Models: ``MODELS/<name>/<name>.ts``.
 """
 
 from __future__ import annotations
