@@ -21,6 +21,7 @@ from aspects import APP_NAME, __version__
 from aspects.inference import DeviceKind, device_kind
 from aspects.labels import REGION_CODES, SIDES
 from aspects.methods import InfarctMethod, RegionMethod
+from aspects.scoring import range_over_marginal
 
 if TYPE_CHECKING:
     from aspects.scoring import AspectsResult
@@ -201,8 +202,7 @@ def _check_range(d: Mapping, errors: List[str]) -> None:
     for s in SIDES:
         value, r = d["aspects"][s], ranges[s]
         marginal = [d["regions"][s][c] for c in REGION_CODES if d["regions"][s][c].get("marginal")]
-        expected = None if value is None else [value - sum(not m["involved"] for m in marginal),
-                                               value + sum(bool(m["involved"]) for m in marginal)]
+        expected = range_over_marginal(value, [bool(m["involved"]) for m in marginal])
         if r != expected:
             errors.append(f"aspects_range.{s} = {r!r} but ASPECTS {value} with {len(marginal)} marginal call(s) "
                           f"gives {expected!r}")

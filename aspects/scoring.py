@@ -94,15 +94,9 @@ class AspectsResult:
     def aspects_range(self) -> Dict[str, Optional[List[int]]]:
         """Per side ``[low, high]``: the ASPECTS with every marginal call there flipped against
         it and for it (None where the side has no ASPECTS)."""
-        out: Dict[str, Optional[List[int]]] = {}
-        for side in SIDES:
-            value = self.aspects[side]
-            if value is None:
-                out[side] = None
-                continue
-            marginal = [f for f in self.regions[side].values() if f.marginal]
-            out[side] = [value - sum(not f.involved for f in marginal), value + sum(bool(f.involved) for f in marginal)]
-        return out
+        return {side: range_over_marginal(self.aspects[side], [bool(f.involved) for f in self.regions[side].values()
+                                                                 if f.marginal])
+                for side in SIDES}
 
     @property
     def marginal_regions(self) -> List[str]:
@@ -165,6 +159,15 @@ def _weighted_counts(labels: np.ndarray, voxel_ml: VoxelMl, where: Optional[np.n
     if np.ndim(voxel_ml) == 0:
         return counts.sum(axis=0) * float(voxel_ml)
     return (counts * np.asarray(voxel_ml, float).reshape(-1, 1)).sum(axis=0)
+
+
+def range_over_marginal(value: Optional[int], marginal_involved: Sequence[bool]) -> Optional[List[int]]:
+    """``[low, high]``: a side's ASPECTS ``value`` with each of its marginal calls (their
+    involvement given) flipped against it and for it; None where the side has no ASPECTS."""
+    if value is None:
+        return None
+    called = sum(bool(i) for i in marginal_involved)
+    return [value - (len(marginal_involved) - called), value + called]
 
 
 def marginal_call(fraction: float, by_evidence: bool, withdrawn: bool, band: Tuple[float, float]) -> bool:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from aspects.labels import REGION_CODES, SIDES
-from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION, MARGINAL_BAND, marginal_call
+from aspects.scoring import DEFAULT_INVOLVEMENT_FRACTION, MARGINAL_BAND, marginal_call, range_over_marginal
 from aspects_research.tools.evaluate import region_bin
 from aspects_research.tools.volume_loss_sweep import is_control, studies
 
@@ -141,7 +141,7 @@ def range_figures(regions: Sequence[Region], band: Tuple[float, float]) -> Dict[
     for rs in full:
         truth, shown = 10 - sum(r.truth for r in rs), 10 - sum(r.called for r in rs)
         marginal = [r for r in rs if marginal_call(r.fraction, "evidence" in r.by, r.withdrawn, band)]
-        low, high = shown - sum(not r.called for r in marginal), shown + sum(r.called for r in marginal)
+        low, high = range_over_marginal(shown, [r.called for r in marginal])
         covered += low <= truth <= high
         width += high - low
         differ += rs[0].reported_range is not None and rs[0].reported_range != (low, high)
