@@ -15,6 +15,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
 
 from aspects.dicom_geometry import SliceGeometry, slice_normal, slice_positions, sort_slices
 from aspects.errors import EXIT_BAD_SERIES, EXIT_MULTIPLE_STUDIES, EXIT_NO_SERIES, InputError
@@ -70,6 +71,29 @@ def _thicknesses(datasets: Sequence[Dataset]) -> np.ndarray:
     return np.array([float("nan")])
 
 
+def contrast_in_description(description: str, rules: dict) -> bool:
+    """The series description says contrast was given ('C+', 'post contrast', 'with contrast'),
+    not that it was not ('w/o contrast', 'non-contrast')."""
+    return bool(re.search(rules["description_contrast_regex"], description or "")
+                and not re.search(rules["description_noncontrast_regex"], description or ""))
+
+
+def contrast_attribute(ds: Dataset, rules: dict) -> Optional[str]:
+    """'Attribute = value' of the first Contrast/Bolus attribute with a value, or None. Some
+    scanners and archives write 'NONE' or 'NO' into ContrastBolusAgent of a plain scan: such
+    values mean no contrast."""
+    none = {v.upper() for v in rules.get("contrast_none_values", [])}
+    for attr in rules["contrast_attributes"]:
+        value = ds.get(attr)
+        if isinstance(value, DicomSequence):  # coded agent: its items' meanings
+            text = ", ".join(str(item.get("CodeMeaning", "") or "item") for item in value)
+        else:
+            text = _text(ds, attr).strip()
+        if text and text.upper() not in none:
+            return f"{attr} = {text}"
+    return None
+
+
 def describe(series_uid: str, datasets: Sequence[Dataset], rules: dict) -> Candidate:
     """Build a candidate and record every rule it breaks."""
     ds0 = datasets[0]
@@ -102,10 +126,11 @@ def describe(series_uid: str, datasets: Sequence[Dataset], rules: dict) -> Candi
         c.rejected.append(f"ImageType marks it as {banned[0].lower()}")
     if re.search(rules["description_excluded_regex"], c.description or ""):
         c.rejected.append(f"description '{c.description}' is excluded")
-    for attr in rules["contrast_attributes"]:
-        if _text(ds0, attr).strip():
-            c.rejected.append(f"contrast-enhanced ({attr} = {_text(ds0, attr).strip()})")
-            break
+    elif contrast_in_description(c.description, rules):
+        c.rejected.append(f"contrast-enhanced (description '{c.description}')")
+    agent = contrast_attribute(ds0, rules)
+    if agent:
+        c.rejected.append(f"contrast-enhanced ({agent})")
     placed = [ds for ds in datasets if ds.get("ImageOrientationPatient") and ds.get("ImagePositionPatient")]
     if not placed:  # one image without them is a broken series (geometry_problem names it)
         c.rejected.append("no image position/orientation (not a cross-sectional image)")

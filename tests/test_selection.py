@@ -75,6 +75,46 @@ def test_contrast_series_skipped_when_plain_series_exists():
     assert select_series(as_input(contrast, plain)).chosen.series_uid == plain[0]
 
 
+# Descriptions as scanners and protocol builders write them: words joined by '_' ('CTA_Head_Neck')
+# must be excluded as well as 'CTA Head'; 'w/o contrast' is a plain scan.
+@pytest.mark.parametrize("desc, verdict", [
+    ("CTA_Head_Neck", "excluded"), ("Head_Neck_CTA 0.6 Hv36", "excluded"), ("MIP_Axial", "excluded"),
+    ("CTP_4D", "excluded"), ("NeuroVPCT", "excluded"), ("COW 0.625", "excluded"), ("CTV head", "excluded"),
+    ("Arterial Phase 0.625", "excluded"), ("AngioHead", "excluded"), ("Iodine map", "excluded"),
+    ("Head C+", "contrast-enhanced"), ("HEAD W/ CONTRAST", "contrast-enhanced"), ("CT Head Post Con", "contrast-enhanced"),
+    ("CT HEAD W/O CONTRAST", None), ("Non-Contrast Head 5mm", None), ("HEAD WO CONTRAST", None),
+    ("Brain_Stroke 5.0 J40s", None), ("Head 0.625 STD", None), ("Cortex", None), ("NCCT", None),
+])
+def test_series_descriptions_of_angiography_perfusion_and_contrast_are_skipped(desc, verdict):
+    plain = series(30, 5.0, number=2, desc="Head 5mm")
+    thin = series(150, 0.625, number=3, desc=desc)  # thin soft-tissue: preferred unless skipped
+    sel = select_series(as_input(plain, thin))
+    if verdict is None:
+        assert sel.chosen.series_uid == thin[0], sel.reasons
+    else:
+        assert sel.chosen.series_uid == plain[0]
+        assert any(f"'{desc}'" in r and verdict in r for r in sel.reasons), sel.reasons
+
+
+@pytest.mark.parametrize("attrs, skipped", [
+    (dict(ContrastBolusAgent="NONE"), False), (dict(ContrastBolusAgent="No"), False),
+    (dict(ContrastBolusRoute="IV"), True), (dict(ContrastFlowRate="4.5"), True),
+])
+def test_contrast_attributes_with_a_none_value_are_a_plain_scan(attrs, skipped):
+    plain = series(30, 5.0, number=2)
+    thin = series(150, 1.0, number=3, **attrs)
+    sel = select_series(as_input(plain, thin))
+    assert (sel.chosen.series_uid == plain[0]) == skipped, sel.reasons
+
+
+def test_a_coded_contrast_agent_is_named():
+    item = Dataset()
+    item.CodeMeaning = "Iohexol"
+    with pytest.raises(InputError) as err:
+        select_series(as_input(series(ContrastBolusAgentSequence=[item])))
+    assert "contrast-enhanced (ContrastBolusAgentSequence = Iohexol)" in err.value.message
+
+
 def test_two_studies_are_refused():
     with pytest.raises(InputError) as err:
         select_series(as_input(series(), series(study=generate_uid())))
@@ -153,3 +193,40 @@ def test_lossy_compressed_originals_are_accepted_but_other_derived_images_are_no
     with pytest.raises(InputError) as err:
         select_series(as_input(series(image_type=("DERIVED", "PRIMARY", "AXIAL"))))
     assert err.value.code == EXIT_NO_SERIES and "is not ORIGINAL/PRIMARY" in err.value.message
+
+
+def _write_study(folder, named):
+    """Two series of one study on disk: the 5 mm helper series and a copy of it as ``named``
+    (thinner, so the ranking prefers it unless a rule skips it)."""
+    from pydicom.uid import generate_uid as uid
+
+    from tests.support.ct_series import make_ct_series
+
+    plain = make_ct_series()
+    other_uid = uid()
+    folder.mkdir()
+    for k, ds in enumerate(plain):
+        ds.save_as(folder / f"plain{k:02d}.dcm", enforce_file_format=True)
+        copy = ds.copy()
+        copy.SeriesInstanceUID, copy.SeriesNumber, copy.SeriesDescription = other_uid, 3, named
+        copy.SOPInstanceUID = copy.file_meta.MediaStorageSOPInstanceUID = uid()
+        copy.SliceThickness = 1.0
+        copy.save_as(folder / f"other{k:02d}.dcm", enforce_file_format=True)
+
+
+def test_which_series_names_the_choice_and_each_skip(tmp_path, capsys):
+    from aspects.which_series import main
+
+    _write_study(tmp_path / "study", "CTA_Head_Neck 1.0")
+    assert main([str(tmp_path / "study")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("series 3 'CTA_Head_Neck 1.0'") and "skipped" in line and "excluded" in line for line in lines)
+    assert any(line.startswith("series 2 'HEAD 5mm'") and "chosen" in line for line in lines)
+
+
+def test_which_series_ends_as_the_app_on_an_empty_folder(tmp_path, capsys):
+    from aspects.which_series import main
+
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty")]) == 3
+    assert capsys.readouterr().err.startswith("error[3]: ")
