@@ -16,6 +16,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import UID
 
 from aspects.dicom_geometry import SliceGeometry, slice_normal, slice_positions, sort_slices
 from aspects.errors import EXIT_BAD_SERIES, EXIT_MULTIPLE_STUDIES, EXIT_NO_SERIES, InputError
@@ -71,6 +72,12 @@ def _thicknesses(datasets: Sequence[Dataset]) -> np.ndarray:
     return np.array([float("nan")])
 
 
+def _sop_name(uid: str) -> str:
+    """The SOP class's name as the DICOM dictionary gives it (else 'unknown SOP class')."""
+    name = UID(uid).name if uid else ""
+    return name if name and name != uid else "unknown SOP class"
+
+
 def contrast_in_description(description: str, rules: dict) -> bool:
     """The series description says contrast was given ('C+', 'post contrast', 'with contrast'),
     not that it was not ('w/o contrast', 'non-contrast')."""
@@ -109,8 +116,15 @@ def describe(series_uid: str, datasets: Sequence[Dataset], rules: dict) -> Candi
     if modality != rules["modality"]:
         c.rejected.append(f"modality {modality or 'unknown'}, not {rules['modality']}")
         return c
-    if str(ds0.get("SOPClassUID", "")) not in rules["sop_class_uids"]:
-        c.rejected.append(f"SOP class {ds0.get('SOPClassUID', '?')} is not a CT image")
+    sop_class = str(ds0.get("SOPClassUID", ""))
+    if sop_class in rules["multiframe_sop_class_uids"] or int(ds0.get("NumberOfFrames", 1) or 1) > 1:
+        # Enhanced / Legacy Converted Enhanced CT: one file holds every slice, placed by per-frame
+        # functional groups; the outputs reference single-frame CT Image Storage instances.
+        c.rejected.append(f"multi-frame CT ({_sop_name(sop_class)}, {int(ds0.get('NumberOfFrames', 1) or 1)} frames "
+                          "in one file) is not supported: send the series as single-frame CT Image Storage")
+        return c
+    if sop_class not in rules["sop_class_uids"]:
+        c.rejected.append(f"SOP class {sop_class or '?'} ({_sop_name(sop_class)}) is not a CT image")
         return c
     image_type = [t.strip().upper() for t in _text(ds0, "ImageType").split("\\") if t.strip()]
     if image_type[:1] == ["DERIVED"] and str(ds0.get("LossyImageCompression", "")) == "01":

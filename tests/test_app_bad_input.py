@@ -20,8 +20,8 @@ from aspects.errors import (
 )
 from tests.support.app_runs import run_app
 from tests.test_app import tree_digest
-from aspects_research.tools.robustness import (PRIVATE_SYNTAX, copy_as_second_study, corrupt_pixel_stream, edit, encode,
-                              relabel_transfer_syntax, shear_positions)
+from aspects_research.tools.robustness import (PRIVATE_SYNTAX, as_multiframe, copy_as_second_study, corrupt_pixel_stream, edit,
+                                              encode, relabel_transfer_syntax, shear_positions)
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -139,6 +139,8 @@ CASES = [
     ("unknown_syntax", make_unknown_syntax, EXIT_UNDECODABLE, "which this installation cannot decode"),
     ("corrupt_jpeg", make_corrupt_jpeg, EXIT_UNDECODABLE, "cannot be decoded"),
     ("two_studies", make_two_studies, EXIT_MULTIPLE_STUDIES, "2 studies"),
+    ("multiframe_ct", as_multiframe, EXIT_NO_SERIES,
+     "multi-frame CT (Legacy Converted Enhanced CT Image Storage, 39 frames in one file) is not supported: send the series"),
 
 ]
 

@@ -230,3 +230,15 @@ def test_which_series_ends_as_the_app_on_an_empty_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main([str(tmp_path / "empty")]) == 3
     assert capsys.readouterr().err.startswith("error[3]: ")
+
+
+@pytest.mark.parametrize("sop_class, name", [("1.2.840.10008.5.1.4.1.1.2.1", "Enhanced CT Image Storage"),
+                                             ("1.2.840.10008.5.1.4.1.1.2.2", "Legacy Converted Enhanced CT Image Storage")])
+def test_multiframe_ct_is_refused_with_what_to_send_instead(sop_class, name):
+    uid, one = series(n=1)
+    one[0].SOPClassUID, one[0].NumberOfFrames = sop_class, 40
+    with pytest.raises(InputError) as err:
+        select_series(as_input((uid, one)))
+    assert err.value.code == EXIT_NO_SERIES
+    assert f"multi-frame CT ({name}, 40 frames in one file) is not supported: send the series as single-frame CT Image Storage" \
+        in err.value.message

@@ -224,6 +224,35 @@ def copy_as_second_study(inp: Path, work: Optional[Path] = None) -> None:
         ds.save_as(second / p.name)
 
 
+def _beside_a_named_cta(inp: Path, work: Path) -> None:
+    """A 1 mm copy of the series named as Siemens protocols name a CTA ('CTA_Head_Neck 1.0 Hv36'),
+    no Contrast/Bolus attributes: the thin soft-kernel series the ranking would prefer."""
+    cta = inp / "cta"
+    cta.mkdir()
+    series = generate_uid()
+    for p in sorted(inp.glob("*.dcm")):
+        ds = pydicom.dcmread(p)
+        ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = series, 9, "CTA_Head_Neck 1.0 Hv36"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.SliceThickness, ds.ConvolutionKernel = 1.0, "Hv36"
+        ds.save_as(cta / p.name)
+
+
+def as_multiframe(inp: Path, work: Optional[Path] = None) -> None:
+    """The series as one Legacy Converted Enhanced CT file (highdicom's converter), as a PACS
+    configured to send enhanced objects would."""
+    import highdicom as hd
+
+    files = sorted_files(inp)
+    ds0 = pydicom.dcmread(files[0], stop_before_pixels=True)
+    enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
+        [pydicom.dcmread(p) for p in files], series_instance_uid=generate_uid(), series_number=int(ds0.SeriesNumber),
+        sop_instance_uid=generate_uid(), instance_number=1)
+    for p in files:
+        p.unlink()
+    enhanced.save_as(inp / "enhanced.dcm")
+
+
 def _interleave(inp: Path, work: Path):
     """Every other slice becomes a second acquisition shifted 8 mm sideways (patient moved)."""
     def change(ds, i):
@@ -387,6 +416,8 @@ CASES: List[Case] = [
     Case("contrast_only", "contrast-enhanced CT (ContrastBolusAgent)", "normal",
          _edit_all(lambda ds, i: setattr(ds, "ContrastBolusAgent", "Iohexol")), "series"),
     Case("localizers_only", "two localizer images", "normal", _localizers, "series"),
+    Case("multiframe_ct", "the series as one multi-frame (Legacy Converted Enhanced CT) file", "normal", as_multiframe,
+         "series"),
     Case("reformats_only", "ImageType DERIVED/SECONDARY/REFORMATTED", "normal",
          _edit_all(lambda ds, i: setattr(ds, "ImageType", ["DERIVED", "SECONDARY", "REFORMATTED"])), "series"),
     Case("too_thick", "10 mm slices", "normal", _edit_all(lambda ds, i: setattr(ds, "SliceThickness", "10")), "series"),
@@ -416,6 +447,8 @@ CASES: List[Case] = [
     *[Case(f"syntax_{s}", f"every slice encoded as {s} ({ENCODERS[s][0]})", "acute", _encoded(s), "accepted")
       for s in ENCODERS],
     Case("no_preamble", "files without the 128-byte preamble and file meta", "acute", _no_preamble, "accepted"),
+    Case("beside_named_cta", "a 1 mm copy named 'CTA_Head_Neck 1.0 Hv36' beside the 5 mm series (no contrast attributes)",
+         "acute", _beside_a_named_cta, "accepted"),
     Case("identical_copies", "three byte-identical copies of slices in a sub-folder", "acute", _identical_copy, "accepted"),
     Case("junk_mixed", "the study plus 2000 non-DICOM files", "acute", _junk(2000, keep_study=True), "accepted"),
     Case("long_description", "a 500-character StudyDescription", "acute", _long_description, "accepted"),
@@ -478,7 +511,14 @@ def _outcome(out: Path) -> str:
     missing = (d.get("flag_details") or {}).get("incomplete_coverage", {}).get("regions") or []
     if missing:
         text += f"; not assessable: {', '.join(missing)}"
-    return text + f"; flags: {', '.join(flags) or 'none'}"
+    text += f"; flags: {', '.join(flags) or 'none'}"
+    # when the study held series the selector skipped, which one was analysed
+    log = (out / "app.log").read_text(errors="replace").splitlines() if (out / "app.log").is_file() else []
+    picks = [ln.split("series selection: ", 1)[1] for ln in log if "series selection: " in ln]
+    chosen = [p.split(": chosen", 1)[0] for p in picks if ": chosen" in p]
+    if chosen and any(": skipped" in p for p in picks):
+        text += f"; analysed {chosen[0]}, skipped {sum(': skipped' in p for p in picks)} other series"
+    return text
 
 
 def run_case(case: Case, work: Path, studies: Path, models: Path, timeout_s: float = 900.0) -> dict:
@@ -693,7 +733,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         new = {r["name"]: r for r in rows}
         header = {**earlier[0].get("_header", header), "rerun": f"{', '.join(args.only)} rerun on {header['date']} "
                   f"(`{header['command']}`, code {header['git']}, load {header['machine'].split('load average at start ')[-1]})"}
-        rows = [new.get(r["name"], r) for r in earlier]
+        known = {r["name"] for r in earlier}
+        rows = [new.get(r["name"], r) for r in earlier] + [r for r in rows if r["name"] not in known]
     elif args.only:
         print("no earlier full run in --work: the doc is not written")
         return 0
