@@ -174,6 +174,8 @@ class AsymmetryMaps:
 
     difference: np.ndarray
     comparable: np.ndarray
+    # the contralateral counterpart deformed onto the image (HU), when it was deformed
+    counterpart: Optional[np.ndarray] = None
 
 
 def asymmetry_maps(hu_zyx: np.ndarray, brain_zyx: np.ndarray, grid: Optional[sitk.Image] = None,
@@ -182,7 +184,8 @@ def asymmetry_maps(hu_zyx: np.ndarray, brain_zyx: np.ndarray, grid: Optional[sit
     comparable parenchyma (differences above :data:`MAX_DIFF_HU` are CSF or blood, not ischaemia)."""
     contra = contralateral(hu_zyx, brain_zyx, grid) if deform else None
     diff = difference_map(hu_zyx, brain_zyx, contra=contra)
-    return AsymmetryMaps(diff, comparable_parenchyma(hu_zyx, brain_zyx) & (diff <= MAX_DIFF_HU))
+    return AsymmetryMaps(diff, comparable_parenchyma(hu_zyx, brain_zyx) & (diff <= MAX_DIFF_HU),
+                         contra[0] if contra is not None else None)
 
 
 def asymmetry_infarct(hu_zyx: np.ndarray, brain_zyx: np.ndarray, spacing_mm: float = 2.0,

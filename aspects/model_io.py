@@ -8,6 +8,8 @@ HU windowed by :func:`normalise`; the infarct model also sees the contralateral 
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 # Brain window for models: 0 HU (CSF) .. 80 HU (fresh blood ~ 60-80 HU) covers every tissue the
@@ -53,7 +55,14 @@ def model_input(hu_xyz: np.ndarray, with_mirror: bool) -> np.ndarray:
     return add_mirror(x) if with_mirror else np.ascontiguousarray(x)
 
 
-def infarct_input(hu_zyx: np.ndarray) -> np.ndarray:
+def infarct_input(hu_zyx: np.ndarray, counterpart_zyx: Optional[np.ndarray] = None) -> np.ndarray:
     """The infarct model's batch ``(1, 2, X, Y, Z)`` of an aligned HU volume ``(z, y, x)``: model
-    layout, :func:`normalise` and the mirror channel (the app, its tools and the GPU check build it here)."""
-    return model_input(to_model_layout(hu_zyx), with_mirror=True)[None]
+    layout, :func:`normalise` and the mirror channel (the app, its tools and the GPU check build it here).
+
+    ``counterpart_zyx``: the second channel is this volume (HU, aligned grid) instead of the plain
+    mirror: the contralateral counterpart deformed onto the image (``aspects.asymmetry.contralateral``),
+    for a model trained on it (its metadata's channel 1 is ``"contra"``)."""
+    if counterpart_zyx is None:
+        return model_input(to_model_layout(hu_zyx), with_mirror=True)[None]
+    pair = [normalise(to_model_layout(hu_zyx)), normalise(to_model_layout(counterpart_zyx))]
+    return np.ascontiguousarray(np.stack(pair))[None]

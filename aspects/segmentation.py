@@ -23,6 +23,7 @@ from scipy import ndimage as ndi
 
 from aspects.asymmetry import AsymmetryMaps, asymmetry_infarct, asymmetry_maps
 from aspects.atlas import Atlas
+from aspects.errors import EXIT_USAGE, InputError
 from aspects.methods import InfarctMethod, RegionMethod
 from aspects.inference import (CPU, load_torchscript, predict_labels, release_device_memory, resolve_device,
                                set_cpu_threads)
@@ -35,6 +36,29 @@ log = logging.getLogger(__name__)
 REGION_MODEL = "aspects_regions"
 INFARCT_MODEL = "infarct_seg"
 N_REGION_CLASSES = 21
+
+
+SECOND_CHANNELS = ("mirror", "contra")
+
+
+def declared_second_channel(path: Path) -> str:
+    """Channel 1 of a TorchScript model's input as its embedded ``metadata.json`` (MONAI
+    ``ckpt_export --meta_file``) declares it; ``"mirror"`` when the file has no such entry.
+    Raises ValueError for a declaration the app cannot build."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            name = next((n for n in z.namelist() if n.endswith("/extra/metadata.json")), None)
+            meta = json.loads(z.read(name)) if name else {}
+    except (OSError, zipfile.BadZipFile, ValueError):
+        meta = {}
+    channel_def = (((meta.get("network_data_format") or {}).get("inputs") or {}).get("image") or {}).get("channel_def") or {}
+    second = str(channel_def.get("1", "mirror"))
+    if second not in SECOND_CHANNELS:
+        raise ValueError(f"{path}: input channel 1 is declared as {second!r}; the app builds {' or '.join(SECOND_CHANNELS)}")
+    return second
 
 
 def model_file(models_dir: Optional[Path], name: str) -> Optional[Path]:
@@ -56,7 +80,18 @@ class TorchModel:
     def __init__(self, path: Path, device: str, keep_loaded: bool = False):
         self.path, self.device, self.keep_loaded = Path(path), device, keep_loaded
         self._module: Any = None
+        self._second: Optional[str] = None
         self._lock = threading.Lock()
+
+    @property
+    def second_channel(self) -> str:
+        """What the model's input channel 1 is, as its embedded bundle metadata declares it
+        (``network_data_format.inputs.image.channel_def["1"]``): ``"mirror"`` (the plain
+        contralateral mirror; also when the file declares nothing) or ``"contra"`` (the mirror
+        deformed onto the image by the asymmetry stage's registration)."""
+        if self._second is None:
+            self._second = declared_second_channel(self.path)
+        return self._second
 
     def load(self) -> Any:
         """The loaded module (kept for the next call when ``keep_loaded``)."""
@@ -95,7 +130,13 @@ class SegmentationModels:
             return cls(None, None, CPU)
         dev = resolve_device(device)
         make = lambda p: TorchModel(p, dev, keep_loaded) if p else None  # noqa: E731
-        return cls(make(paths[INFARCT_MODEL]), make(paths[REGION_MODEL]), dev)
+        infarct = make(paths[INFARCT_MODEL])
+        if infarct is not None:
+            try:  # a model whose input the app cannot build is a deployment error, found before any study
+                log.info("infarct model %s: input channel 1 = %s", infarct.path.name, infarct.second_channel)
+            except ValueError as exc:
+                raise InputError(EXIT_USAGE, str(exc)) from exc
+        return cls(infarct, make(paths[REGION_MODEL]), dev)
 
 
 def _on_aligned(arr_zyx: np.ndarray, pre: Preprocessed) -> sitk.Image:
@@ -222,13 +263,18 @@ def segment_infarct(pre: Preprocessed, model: Optional[TorchModel] = None) -> In
         mask, info = asymmetry_infarct(hu, brain, ALIGNED_SPACING, maps=maps)
         info.update(device=CPU, seconds=round(time.perf_counter() - t0, 3))
         return _done(InfarctSegmentation(_on_aligned(mask, pre), InfarctMethod.ASYMMETRY, CPU, info, maps))
-    x = infarct_input(hu)
-    # The model and the baseline's mirror registration are independent and both release the GIL
-    # (torch, ANTs): the model runs in a second thread while ANTs works in this one.
-    with ThreadPoolExecutor(1, thread_name_prefix="infarct-model") as pool:
-        predicted = pool.submit(model.predict, x)
+    if model.second_channel == "contra":
+        # a model trained on the deformed mirror waits for the registration that makes it
+        # (the model itself takes ~0.1 s on a CPU core)
         maps = asymmetry_maps(hu, brain, grid=pre.aligned)
-        raw = (from_model_layout(predicted.result()) == 1) & brain
+        raw = (from_model_layout(model.predict(infarct_input(hu, maps.counterpart))) == 1) & brain
+    else:
+        # The model and the baseline's mirror registration are independent and both release the GIL
+        # (torch, ANTs): the model runs in a second thread while ANTs works in this one.
+        with ThreadPoolExecutor(1, thread_name_prefix="infarct-model") as pool:
+            predicted = pool.submit(model.predict, infarct_input(hu))
+            maps = asymmetry_maps(hu, brain, grid=pre.aligned)
+            raw = (from_model_layout(predicted.result()) == 1) & brain
     support, _ = asymmetry_infarct(hu, brain, ALIGNED_SPACING, maps=maps)
     consensus, kept, dropped = consensus_components(raw, support)
     mask = trim_to_support(consensus, support)
@@ -241,7 +287,8 @@ def segment_infarct(pre: Preprocessed, model: Optional[TorchModel] = None) -> In
     if trimmed_ml > 0:
         log.info("infarct: %.1f ml of kept components farther than %.0f mm from the asymmetry support cut",
                  trimmed_ml, SUPPORT_REACH_MM)
-    info = {"method": "model", "model": str(model.path), "device": model.device, "volume_ml": round(vol, 2),
+    info = {"method": "model", "model": str(model.path), "device": model.device, "second_channel": model.second_channel,
+            "volume_ml": round(vol, 2),
             "consensus": {"kept_components": kept, "dropped_components": dropped, "dropped_ml": round(dropped_ml, 2),
                           "trimmed_ml": round(trimmed_ml, 2), "support_reach_mm": SUPPORT_REACH_MM},
             "seconds": round(time.perf_counter() - t0, 3)}

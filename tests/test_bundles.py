@@ -124,6 +124,57 @@ def test_train_export_and_app_inference(bundle: str, tiny: Path, installed: Path
 
 
 @pytest.mark.slow
+def test_infarct_bundle_trains_on_the_deformed_mirror_and_the_app_builds_that_input(tiny: Path, installed: Path,
+                                                                                    tmp_path: Path):
+    """configs/contra.json: channel 1 is the datalist's ``contra`` volume, augmented with the image;
+    the exported model declares it, and the app's input for such a model is what it was trained on."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    from aspects.model_io import infarct_input
+    from aspects.segmentation import declared_second_channel
+
+    configs = ROOT / "train" / "infarct_seg" / "configs"
+    both = f"['{configs / 'train.json'}','{configs / 'contra.json'}']"
+    out = tmp_path / "run"
+    _bundle(installed, tmp_path, "run", "--config_file", both, "--dataset_dir", str(tiny), "--output_dir", str(out),
+            "--max_epochs", "1", "--val_interval", "1", "--num_samples", "1", "--cache_rate", "0",
+            "--roi_size", "[32,32,-1]", "--tagl_slabs", "[[2,14],[16,30]]")
+    ckpt = out / "models" / "model.pt"
+    history = json.loads((out / "curves.json").read_text())
+    assert ckpt.is_file() and np.isfinite(history["train_loss"][0])
+    meta = json.loads((configs / "metadata.json").read_text())
+    meta["network_data_format"]["inputs"]["image"]["channel_def"]["1"] = "contra"
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    ts = tmp_path / "infarct_seg.ts"
+    _bundle(installed, tmp_path, "ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", str(ckpt),
+            "--meta_file", str(tmp_path / "metadata.json"), "--config_file", str(configs / "train.json"))
+    assert declared_second_channel(ts) == "contra"
+
+    hu = sitk.GetArrayFromImage(sitk.ReadImage(str(tiny / "images" / "tiny_02.nii.gz")))
+    contra = sitk.GetArrayFromImage(sitk.ReadImage(str(tiny / "contra" / "tiny_02.nii.gz")))
+    x = infarct_input(hu, contra)
+    parser = ConfigParser()
+    parser.read_config(str(configs / "train.json"))
+    net = parser.get_parsed_content("network_def")
+    net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+    net.eval()
+    exported = torch.jit.load(str(ts)).eval()
+    with torch.inference_mode():
+        np.testing.assert_allclose(exported(torch.from_numpy(x)).numpy(), net(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-4)
+
+    # the validation transform gives the network exactly that input (channel 1 = contra, not the mirror)
+    parser = ConfigParser()
+    parser.read_config([str(configs / "train.json"), str(configs / "contra.json")])
+    parser["dataset_dir"] = str(tiny)
+    sample = parser.get_parsed_content("validate#preprocessing")(
+        {"image": str(tiny / "images" / "tiny_02.nii.gz"), "contra": str(tiny / "contra" / "tiny_02.nii.gz"),
+         "label": str(tiny / "infarct" / "tiny_02.nii.gz")})
+    np.testing.assert_allclose(np.asarray(sample["image"]), x[0], atol=1e-6)
+    assert "contra" not in sample
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("bundle", list(BUNDLES))
 def test_metadata_verifies_against_the_shipped_schema(bundle: str, installed: Path, tmp_path: Path):
     configs = ROOT / "train" / bundle / "configs"

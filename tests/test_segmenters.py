@@ -3,16 +3,21 @@ TorchScript model paths (tiny hand-made models check layout, channel order and s
 
 from __future__ import annotations
 
+import json
 import warnings
+from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
 
-from aspects.model_io import from_model_layout, mirror, normalise, to_model_layout
+from aspects.errors import EXIT_USAGE, InputError
+from aspects.model_io import from_model_layout, infarct_input, mirror, normalise, to_model_layout
 from aspects.segmentation import (INFARCT_MODEL, REGION_MODEL, SUPPORT_REACH_MM, SegmentationModels,
-                                  consensus_components, segment_infarct, segment_regions, trim_to_support)
+                                  consensus_components, declared_second_channel, segment_infarct, segment_regions,
+                                  trim_to_support)
 from tests.support.heads import atlas, atlas_labels_on, dice, lesion_on_aligned, preprocessed
 
 
@@ -82,12 +87,17 @@ class _HalfAndHalf(torch.nn.Module):
         return out
 
 
-def _save(model: torch.nn.Module, models_dir, name: str) -> None:
+def _save(model: torch.nn.Module, models_dir, name: str, second_channel: Optional[str] = None) -> None:
+    """``second_channel``: declared in an embedded metadata.json as ``ckpt_export --meta_file`` embeds it."""
     folder = models_dir / name
     folder.mkdir(parents=True)
+    extra = {}
+    if second_channel is not None:
+        meta = {"network_data_format": {"inputs": {"image": {"channel_def": {"0": "image", "1": second_channel}}}}}
+        extra["metadata.json"] = json.dumps(meta)
     with warnings.catch_warnings():  # torch.jit.script is deprecated, TorchScript files are not
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.script(model).save(str(folder / f"{name}.ts"))
+        torch.jit.save(torch.jit.script(model), str(folder / f"{name}.ts"), _extra_files=extra)
 
 
 @pytest.mark.slow
@@ -162,3 +172,45 @@ def test_model_components_without_asymmetry_support_are_dropped(tmp_path):
     # the baseline's mask travels with the result for the scorer's growth (assess.assess_study)
     assert found.support is not None and found.support.shape == sitk.GetArrayFromImage(mask).shape
     assert not found.support.any()  # symmetric head
+
+
+class _SecondIsNotTheMirror(torch.nn.Module):
+    """Infarct 'model': class 1 wherever input channel 1 is not the x-flip of channel 0, i.e. it
+    marks nothing when given the plain mirror and something when given the deformed one."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = (x[:, 1:2] - torch.flip(x[:, 0:1], dims=[2])).abs() * 80.0 - 0.5
+        return torch.cat([torch.zeros_like(d), d], dim=1)
+
+
+def test_the_infarct_input_takes_the_deformed_counterpart_as_its_second_channel():
+    rng = np.random.default_rng(0)
+    hu, other = rng.uniform(0, 80, (6, 7, 8)).astype(np.float32), rng.uniform(0, 80, (6, 7, 8)).astype(np.float32)
+    plain, deformed = infarct_input(hu), infarct_input(hu, other)
+    assert plain.shape == deformed.shape == (1, 2, 8, 7, 6)
+    assert np.array_equal(plain[0, 0], deformed[0, 0]) and np.array_equal(deformed[0, 0], normalise(to_model_layout(hu)))
+    assert np.array_equal(plain[0, 1], normalise(to_model_layout(mirror(hu))))
+    assert np.array_equal(deformed[0, 1], normalise(to_model_layout(other)))
+
+
+def test_a_model_declares_its_second_channel_and_an_unknown_one_is_refused(tmp_path):
+    assert declared_second_channel(Path("models") / INFARCT_MODEL / f"{INFARCT_MODEL}.ts") == "mirror"  # shipped 0.3.0
+    for folder, declared in (("plain", None), ("contra", "contra"), ("odd", "difference")):
+        _save(_SecondIsNotTheMirror(), tmp_path / folder, INFARCT_MODEL, declared)
+    assert SegmentationModels.from_folder(tmp_path / "plain", device="cpu").infarct.second_channel == "mirror"
+    assert SegmentationModels.from_folder(tmp_path / "contra", device="cpu").infarct.second_channel == "contra"
+    with pytest.raises(InputError) as err:
+        SegmentationModels.from_folder(tmp_path / "odd", device="cpu")
+    assert err.value.code == EXIT_USAGE and "input channel 1 is declared as 'difference'" in err.value.message
+
+
+@pytest.mark.slow
+def test_a_model_declaring_contra_is_given_the_deformed_mirror(tmp_path):
+    pre, _, _ = preprocessed(hu_drop=8.0)
+    found = {}
+    for folder, declared in (("plain", None), ("contra", "contra")):
+        _save(_SecondIsNotTheMirror(), tmp_path / folder, INFARCT_MODEL, declared)
+        found[folder] = segment_infarct(pre, SegmentationModels.from_folder(tmp_path / folder, device="cpu").infarct)
+    assert found["plain"].info["second_channel"] == "mirror" and found["plain"].info["consensus"]["kept_components"] == 0
+    assert found["contra"].info["second_channel"] == "contra" and found["contra"].info["consensus"]["kept_components"] >= 1
+    assert found["contra"].asymmetry.counterpart is not None

@@ -111,18 +111,30 @@ def load_study(dicom_dir: Path):
     return read_study(dicom_dir)
 
 
-def align_case(case: Path, out: Path, atlas) -> Dict[str, str]:
-    """Preprocess one synthetic study as the app does; write aligned image and truth; return paths."""
+def align_case(case: Path, out: Path, atlas, contra: bool = False) -> Dict[str, str]:
+    """Preprocess one synthetic study as the app does; write aligned image and truth; return paths.
+
+    ``contra``: also the contralateral counterpart as the app's asymmetry stage makes it (the
+    mirror deformed onto the image, :func:`aspects.asymmetry.contralateral`), HU on the aligned
+    grid, for a model that takes it as its second channel instead of the plain mirror."""
     import SimpleITK as sitk
 
     from aspects.pipeline import preprocess_series
     from aspects.preprocess import to_aligned
 
     pre = preprocess_series(load_study(case / "dicom"), atlas)
-    files = _case_files(case, out)
+    files = _case_files(case, out, contra)
     for f in files.values():
         f.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(pre.aligned, str(files["image"]), True)
+    if contra:
+        from aspects.asymmetry import contralateral
+
+        hu = sitk.GetArrayFromImage(pre.aligned)
+        warped, _ = contralateral(hu, sitk.GetArrayFromImage(pre.brain_mask) > 0, pre.aligned)
+        img = sitk.GetImageFromArray(warped.astype("float32"))
+        img.CopyInformation(pre.aligned)
+        sitk.WriteImage(img, str(files["contra"]), True)
     for task in TASKS:
         truth = sitk.ReadImage(str(case / "truth" / f"{task}.nii.gz"), sitk.sitkUInt8)
         aligned = to_aligned(pre, truth, label=True)  # label-wise interpolation: no new values
@@ -130,16 +142,19 @@ def align_case(case: Path, out: Path, atlas) -> Dict[str, str]:
     return {k: _rel(v, out) for k, v in files.items()}
 
 
-def _case_files(case: Path, out: Path) -> Dict[str, Path]:
-    """Where :func:`align_case` writes the aligned image and each task's aligned truth."""
+def _case_files(case: Path, out: Path, contra: bool = False) -> Dict[str, Path]:
+    """Where :func:`align_case` writes the aligned image, each task's aligned truth and (``contra``)
+    the deformed mirror."""
     files = {"image": out / "images" / f"{case.name}.nii.gz"}
     files.update({task: out / task / f"{case.name}.nii.gz" for task in TASKS})
+    if contra:
+        files["contra"] = out / "contra" / f"{case.name}.nii.gz"
     return files
 
 
-def _aligned_files(case: Path, out: Path) -> Optional[Dict[str, str]]:
+def _aligned_files(case: Path, out: Path, contra: bool = False) -> Optional[Dict[str, str]]:
     """The outputs of an earlier :func:`align_case` of ``case`` when all of them exist (resume)."""
-    files = _case_files(case, out)
+    files = _case_files(case, out, contra)
     if all(f.is_file() for f in files.values()):
         return {k: _rel(v, out) for k, v in files.items()}
     return None
@@ -165,16 +180,17 @@ def _init_worker(atlas_dir: Optional[Path]) -> None:
     _WORKER_ATLAS = load_atlas(atlas_dir)
 
 
-def _align_in_worker(case: Path, out: Path) -> Dict[str, str]:
-    return align_case(case, out, _WORKER_ATLAS)
+def _align_in_worker(case: Path, out: Path, contra: bool = False) -> Dict[str, str]:
+    return align_case(case, out, _WORKER_ATLAS, contra)
 
 
 def phantom_datalists(train_dir: Path, val_dir: Optional[Path], out: Path, val_every: int, atlas,
-                      workers: int = 1, atlas_dir: Optional[Path] = None) -> Dict[str, dict]:
+                      workers: int = 1, atlas_dir: Optional[Path] = None, contra: bool = False) -> Dict[str, dict]:
     """Align every case and write ``out/regions.json`` and ``out/infarct.json`` (same split).
 
     Cases aligned by an earlier (interrupted) run are reused; ``workers`` > 1 aligns cases in
-    that many processes (one ANTs thread each), which is how 2 cores are best used."""
+    that many processes (one ANTs thread each), which is how 2 cores are best used. ``contra``:
+    the infarct datalist's entries carry the deformed mirror too (``"contra"``, see :func:`align_case`)."""
     train_cases = phantom_cases(train_dir)
     if val_dir is not None:
         val_cases = phantom_cases(val_dir)
@@ -187,7 +203,7 @@ def phantom_datalists(train_dir: Path, val_dir: Optional[Path], out: Path, val_e
     start = time.monotonic()
     todo = []
     for case in everything:
-        earlier = _aligned_files(case, out)
+        earlier = _aligned_files(case, out, contra)
         if earlier is None:
             if case not in todo:  # a folder given as both training and validation
                 todo.append(case)
@@ -197,13 +213,13 @@ def phantom_datalists(train_dir: Path, val_dir: Optional[Path], out: Path, val_e
         print(f"{len(done)} cases already aligned in {out}: reused", flush=True)
     pool = None
     if workers <= 1:
-        results = ((case, align_case(case, out, atlas)) for case in todo)
+        results = ((case, align_case(case, out, atlas, contra)) for case in todo)
     else:
         import concurrent.futures as cf
         import multiprocessing as mp
 
         pool = cf.ProcessPoolExecutor(workers, mp.get_context("spawn"), _init_worker, (atlas_dir,))
-        futures = {pool.submit(_align_in_worker, case, out): case for case in todo}
+        futures = {pool.submit(_align_in_worker, case, out, contra): case for case in todo}
         results = ((futures[f], f.result()) for f in cf.as_completed(futures))
     for n, (case, files) in enumerate(results, 1):
         done[case.name] = files
@@ -212,7 +228,9 @@ def phantom_datalists(train_dir: Path, val_dir: Optional[Path], out: Path, val_e
         pool.shutdown()
     lists = {}
     for task in TASKS:
-        pick = lambda cases, task=task: [dict(image=done[c.name]["image"], label=done[c.name][task], **_slice_mm(c)) for c in cases]
+        pick = lambda cases, task=task: [dict(image=done[c.name]["image"], label=done[c.name][task], **_slice_mm(c),
+                                              **({"contra": done[c.name]["contra"]} if contra and task == "infarct" else {}))
+                                         for c in cases]
         lists[task] = datalist(pick(train_cases), pick(val_cases))
         write_json(lists[task], out / f"{task}.json")
     return lists
@@ -228,6 +246,8 @@ def main(argv=None) -> int:
     ap.add_argument("--val-every", type=int, default=5, help="without a validation folder: every N-th case validates (5)")
     ap.add_argument("--atlas", type=Path, help="atlas folder (default: $ASPECTS_ATLAS_DIR or <repo>/atlas)")
     ap.add_argument("--workers", type=int, default=1, help="phantoms: cases aligned in parallel processes (1)")
+    ap.add_argument("--contra", action="store_true",
+                    help="phantoms: also write the deformed mirror (contra/) and list it in infarct.json (~3 s a case)")
     args = ap.parse_args(argv)
     try:
         if (args.phantoms is None) == (args.images is None):
@@ -242,7 +262,7 @@ def main(argv=None) -> int:
         from aspects.atlas import load_atlas
 
         lists = phantom_datalists(args.phantoms, args.val_phantoms, args.out, args.val_every, load_atlas(args.atlas),
-                                  workers=args.workers, atlas_dir=args.atlas)
+                                  workers=args.workers, atlas_dir=args.atlas, contra=args.contra)
         for task, data in lists.items():
             print(f"{args.out / (task + '.json')}: {len(data['training'])} training, {len(data['validation'])} validation")
         return 0

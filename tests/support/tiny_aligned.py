@@ -45,16 +45,20 @@ def tiny_study(seed: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def write_tiny_dataset(out: Path, n_train: int = 2, n_val: int = 1) -> Path:
-    """Write images, labels and ``regions.json`` / ``infarct.json`` datalists under ``out``."""
-    entries = {"regions": [], "infarct": []}
+    """Write images, labels and ``regions.json`` / ``infarct.json`` datalists under ``out``; the
+    infarct entries also carry a ``contra`` volume (the mirror shifted by one voxel: a stand-in for
+    the deformed mirror of ``aspects-make-datalist --contra``)."""
+    entries: dict = {"regions": [], "infarct": []}
     for i in range(n_train + n_val):
         hu, regions, infarct = tiny_study(i)
+        contra = np.roll(np.flip(hu, axis=2), 1, axis=1)
         name = f"tiny_{i:02d}.nii.gz"
-        for sub, arr in (("images", hu), ("regions", regions), ("infarct", infarct)):
+        for sub, arr in (("images", hu), ("regions", regions), ("infarct", infarct), ("contra", contra)):
             (out / sub).mkdir(parents=True, exist_ok=True)
-            sitk.WriteImage(_grid(arr), str(out / sub / name))
+            sitk.WriteImage(_grid(np.ascontiguousarray(arr)), str(out / sub / name))
         for task in entries:
-            entries[task].append({"image": f"images/{name}", "label": f"{task}/{name}"})
+            entries[task].append({"image": f"images/{name}", "label": f"{task}/{name}",
+                                  **({"contra": f"contra/{name}"} if task == "infarct" else {})})
     for task, items in entries.items():
         data = {"training": items[:n_train], "validation": items[n_train:]}
         (out / f"{task}.json").write_text(json.dumps(data, indent=1))

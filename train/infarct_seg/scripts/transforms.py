@@ -23,15 +23,26 @@ def with_mirror(image_cxyz) -> np.ndarray:
 
 
 class MirrorChanneld(MapTransform):
-    """Dictionary transform: replace ``keys`` by ``[image, mirror]`` two-channel arrays (full volume)."""
+    """Dictionary transform: replace ``keys`` by ``[image, mirror]`` two-channel arrays (full volume).
 
-    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False):
+    ``contra_key``: the second channel is that entry instead (the contralateral counterpart the
+    app's asymmetry stage deforms onto the image, written by ``aspects-make-datalist --contra``
+    and augmented with the image), which is then removed from the dictionary."""
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False, contra_key: Optional[str] = None):
         super().__init__(keys, allow_missing_keys)
+        self.contra_key = contra_key
 
     def __call__(self, data: Mapping[Hashable, np.ndarray]) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
-            out = torch.as_tensor(with_mirror(d[key]))
+            if self.contra_key is not None:
+                contra = d.pop(self.contra_key)
+                pair = [torch.as_tensor(np.asarray(d[key].detach().cpu() if isinstance(d[key], torch.Tensor) else d[key])),
+                        torch.as_tensor(np.asarray(contra.detach().cpu() if isinstance(contra, torch.Tensor) else contra))]
+                out = torch.cat(pair, dim=0).float()
+            else:
+                out = torch.as_tensor(with_mirror(d[key]))
             # keep the geometry (the channel count changes, the grid does not)
             d[key] = MetaTensor(out, meta=d[key].meta) if isinstance(d[key], MetaTensor) else out
         return d
