@@ -265,3 +265,26 @@ def test_phantom_datalists_align_in_parallel_and_resume(tmp_path: Path, capsys):
     assert make_datalist.main(args) == 0  # a rerun reuses every aligned case
     assert "3 cases already aligned" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.nii.gz")} == stamps
+
+
+@pytest.mark.slow
+def test_phantom_datalists_with_contra_carry_the_apps_deformed_mirror(tmp_path: Path):
+    from aspects.asymmetry import contralateral
+    from tests.support.phantom_cases import make_case
+
+    train_root, out = tmp_path / "train", tmp_path / "aligned"
+    make_case(train_root, 3104, kind="acute", thickness=5.0)
+    args = ["--phantoms", str(train_root), "--val-phantoms", str(train_root), "--out", str(out), "--contra"]
+    assert make_datalist.main(args) == 0
+    infarct = json.loads((out / "infarct.json").read_text())
+    regions = json.loads((out / "regions.json").read_text())
+    entry = infarct["training"][0]
+    assert entry["contra"] == "contra/" + Path(entry["image"]).name and "contra" not in regions["training"][0]
+    image = sitk.ReadImage(str(out / entry["image"]))
+    contra = sitk.ReadImage(str(out / entry["contra"]))
+    assert contra.GetSize() == image.GetSize() and contra.GetOrigin() == image.GetOrigin()
+    hu = sitk.GetArrayFromImage(image)
+    expected, _ = contralateral(hu, hu != 0, image)  # the aligned image is 0 outside the brain
+    got = sitk.GetArrayFromImage(contra)
+    assert np.abs(got - np.flip(hu, axis=2)).max() > 1.0  # deformed: not the plain mirror
+    assert np.abs(got - expected).mean() < 0.5  # the app's counterpart (brain mask approximated here)

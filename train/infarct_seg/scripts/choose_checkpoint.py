@@ -1,7 +1,7 @@
 """Choose among saved checkpoints by HU-balanced validation Dice.
 
     python train/infarct_seg/scripts/choose_checkpoint.py --dataset_dir ALIGNED --phantoms PH_VAL \
-        --ckpt RUN/models/epochs/*.pt [RUN/models/model.pt ...] [--json OUT.json]
+        --ckpt RUN/models/epochs/*.pt [RUN/models/model.pt ...] [--json OUT.json] [--config configs/contra.json]
 
 The bundle's own key metric (mean Dice over the validation studies) is dominated by whichever HU
 drop the validation set holds most of; the ship rule weighs infarcts of >= 4 HU as well as the
@@ -63,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--phantoms", required=True, type=Path, action="append", help="phantom folder(s) holding the cases' params.json")
     ap.add_argument("--ckpt", required=True, nargs="+", type=Path)
     ap.add_argument("--json", type=Path, help="write every checkpoint's figures here")
+    ap.add_argument("--config", type=Path, action="append", default=[],
+                    help="a config merged after configs/train.json, as in training (e.g. configs/contra.json)")
     args = ap.parse_args(argv)
 
     from monai.bundle import ConfigParser
@@ -71,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, str(BUNDLE))  # the bundle's scripts/ (as `monai.bundle run` does)
     torch.set_num_threads(1)
     parser = ConfigParser()
-    parser.read_config(str(BUNDLE / "configs" / "train.json"))
+    parser.read_config([str(BUNDLE / "configs" / "train.json"), *map(str, args.config)])
     parser["dataset_dir"] = str(args.dataset_dir)
     net = parser.get_parsed_content("network_def")
     transform = parser.get_parsed_content("validate#preprocessing")
