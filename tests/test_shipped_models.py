@@ -48,9 +48,9 @@ _CLEAN = r"""
 import sys, json, numpy as np, SimpleITK as sitk
 from pathlib import Path
 from aspects.inference import load_torchscript, predict_labels
-from aspects.model_io import from_model_layout, model_input, to_model_layout
-ts, image, truth = sys.argv[1:4]
-x = model_input(to_model_layout(sitk.GetArrayFromImage(sitk.ReadImage(image))), with_mirror=True)[None]
+from aspects.model_io import from_model_layout, infarct_input
+ts, image, contra, truth = sys.argv[1:5]
+x = infarct_input(sitk.GetArrayFromImage(sitk.ReadImage(image)), sitk.GetArrayFromImage(sitk.ReadImage(contra)))
 labels, _ = predict_labels(load_torchscript(Path(ts), "cpu"), x, "cpu")
 pred = from_model_layout(labels) == 1
 ref = sitk.GetArrayFromImage(sitk.ReadImage(truth)) > 0
@@ -62,20 +62,29 @@ print(json.dumps({"dice": float(dice), "pred_ml": float(pred.sum() * 8e-3), "tru
 
 @pytest.mark.slow
 def test_shipped_infarct_model_segments_a_held_out_study(phantom_case, tmp_path):
+    from aspects.asymmetry import contralateral
     from aspects.atlas import load_atlas
     from aspects.pipeline import preprocess_series
+    from aspects.segmentation import declared_second_channel
     from aspects.preprocess import to_aligned
     from aspects.series import read_study
 
     # Seed 3001: outside the training (1..64), validation (500..) and test (1000..) seeds.
     case = phantom_case(3001, kind="acute", thickness=5.0, hu_drop=8.0, pattern="M2")
     pre = preprocess_series(read_study(case / "dicom"), load_atlas())
-    image, truth = tmp_path / "image.nii.gz", tmp_path / "truth.nii.gz"
+    image, contra, truth = tmp_path / "image.nii.gz", tmp_path / "contra.nii.gz", tmp_path / "truth.nii.gz"
     sitk.WriteImage(pre.aligned, str(image))
+    # 0.4.0 declares channel 1 "contra": the mirror deformed onto the image, as the app makes it
+    assert declared_second_channel(ROOT / "models" / "infarct_seg" / "infarct_seg.ts") == "contra"
+    counterpart, _ = contralateral(sitk.GetArrayFromImage(pre.aligned), sitk.GetArrayFromImage(pre.brain_mask) > 0,
+                                   pre.aligned)
+    img = sitk.GetImageFromArray(counterpart)
+    img.CopyInformation(pre.aligned)
+    sitk.WriteImage(img, str(contra))
     sitk.WriteImage(to_aligned(pre, sitk.ReadImage(str(case / "truth" / "infarct.nii.gz"), sitk.sitkUInt8), label=True),
                     str(truth))
     proc = subprocess.run([sys.executable, "-c", _CLEAN, str(ROOT / "models" / "infarct_seg" / "infarct_seg.ts"),
-                           str(image), str(truth)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                           str(image), str(contra), str(truth)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "2"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
