@@ -36,6 +36,9 @@ def test_prepared_study_agrees_with_its_cpu_reference_and_a_gpu_request_on_a_cpu
     saved = np.load(inputs / f"{case.name}.npz")
     assert saved["hu"].shape == saved["brain"].shape == saved["cpu_labels"].shape == (96, 112, 96)
     assert (saved["cpu_labels"] == 1).sum() > 100  # the acute phantom's lesion, as the app's model path sees it
+    # the shipped model declares the deformed mirror as its second channel: prepared with the study
+    assert saved["counterpart"].shape == saved["hu"].shape
+    assert np.abs(saved["counterpart"] - np.flip(saved["hu"], axis=2)).max() > 1.0  # deformed, not the plain mirror
     out = tmp_path / "cpu.json"
     assert main(["check", "--inputs", str(inputs), "--models", str(REPO / "models"), "--device", "cpu",
                  "--warmup", "0", "--repeats", "2", "--json", str(out)]) == 0

@@ -37,9 +37,10 @@ from aspects_research.metrics import agreement_dice
 INFARCT_MODEL = "infarct_seg"  # aspects.segmentation.INFARCT_MODEL, without importing the imaging stack
 
 
-def model_labels(module: Any, hu_zyx: np.ndarray, device: str) -> np.ndarray:
-    """The infarct model's labels (z, y, x) on ``device``, the input built as the app builds it."""
-    labels, _ = predict_labels(module, infarct_input(hu_zyx), device)
+def model_labels(module: Any, hu_zyx: np.ndarray, device: str, counterpart: Optional[np.ndarray] = None) -> np.ndarray:
+    """The infarct model's labels (z, y, x) on ``device``, the input built as the app builds it
+    (``counterpart``: the deformed mirror, for a model that declares it as its second channel)."""
+    labels, _ = predict_labels(module, infarct_input(hu_zyx, counterpart), device)
     return from_model_layout(labels)
 
 
@@ -62,10 +63,15 @@ def prepare(studies: Sequence[Path], out: Path, models: Path) -> List[Path]:
         pre = preprocess_series(load_series(choose_series(scan_folder(study))), atlas())
         hu = sitk.GetArrayFromImage(pre.aligned).astype(np.float32)
         brain = sitk.GetArrayFromImage(pre.brain_mask) > 0
-        reference = from_model_layout(model.predict(infarct_input(hu)))
+        extra = {}
+        if model.second_channel == "contra":  # the input the app gives such a model (segment_infarct)
+            from aspects.asymmetry import contralateral
+
+            extra["counterpart"] = contralateral(hu, brain, pre.aligned)[0].astype(np.float32)
+        reference = from_model_layout(model.predict(infarct_input(hu, extra.get("counterpart"))))
         name = study.parent.name if study.name == "dicom" else study.name  # CASE/dicom (aspects-make-phantoms)
         path = out / f"{name}.npz"
-        np.savez_compressed(path, hu=hu, brain=brain, cpu_labels=reference.astype(np.uint8))
+        np.savez_compressed(path, hu=hu, brain=brain, cpu_labels=reference.astype(np.uint8), **extra)
         written.append(path)
         print(f"[{k}/{len(studies)}] {name}: {path} ({int((reference == 1).sum())} infarct voxels on the CPU)", flush=True)
     return written
@@ -97,15 +103,16 @@ def check(inputs: Path, models: Path, device: str, warmup: int = 3, repeats: int
     for f in files:
         data = np.load(f)
         hu, brain, reference = data["hu"], data["brain"], data["cpu_labels"] == 1
+        counterpart = data["counterpart"] if "counterpart" in data.files else None
         for _ in range(warmup):
-            model_labels(module, hu, device)
+            model_labels(module, hu, device, counterpart)
         if cuda:
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
         seconds = []
         for _ in range(repeats):
             t = time.perf_counter()
-            labels = model_labels(module, hu, device)  # predict_labels copies to the host: synchronised
+            labels = model_labels(module, hu, device, counterpart)  # predict_labels copies to the host: synchronised
             seconds.append(time.perf_counter() - t)
         found = (labels == 1) & brain
         ref = reference & brain
