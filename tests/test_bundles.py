@@ -125,7 +125,7 @@ def test_train_export_and_app_inference(bundle: str, tiny: Path, installed: Path
 
 @pytest.mark.slow
 def test_infarct_bundle_trains_on_the_deformed_mirror_and_the_app_builds_that_input(tiny: Path, installed: Path,
-                                                                                    tmp_path: Path):
+                                                                                    tmp_path: Path, monkeypatch):
     """configs/contra.json: channel 1 is the datalist's ``contra`` volume, augmented with the image;
     the exported model declares it, and the app's input for such a model is what it was trained on."""
     import torch
@@ -164,6 +164,7 @@ def test_infarct_bundle_trains_on_the_deformed_mirror_and_the_app_builds_that_in
         np.testing.assert_allclose(exported(torch.from_numpy(x)).numpy(), net(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-4)
 
     # the validation transform gives the network exactly that input (channel 1 = contra, not the mirror)
+    monkeypatch.syspath_prepend(str(ROOT / "train" / "infarct_seg"))  # the bundle's scripts/, as `monai.bundle run` has it
     parser = ConfigParser()
     parser.read_config([str(configs / "train.json"), str(configs / "contra.json")])
     parser["dataset_dir"] = str(tiny)

@@ -36,9 +36,14 @@ def test_prepared_study_agrees_with_its_cpu_reference_and_a_gpu_request_on_a_cpu
     saved = np.load(inputs / f"{case.name}.npz")
     assert saved["hu"].shape == saved["brain"].shape == saved["cpu_labels"].shape == (96, 112, 96)
     assert (saved["cpu_labels"] == 1).sum() > 100  # the acute phantom's lesion, as the app's model path sees it
-    # the shipped model declares the deformed mirror as its second channel: prepared with the study
-    assert saved["counterpart"].shape == saved["hu"].shape
-    assert np.abs(saved["counterpart"] - np.flip(saved["hu"], axis=2)).max() > 1.0  # deformed, not the plain mirror
+    # a model that declares the deformed mirror as its second channel is prepared with it; one that
+    # declares the plain mirror (or nothing) is not
+    from aspects.segmentation import declared_second_channel
+
+    contra = declared_second_channel(REPO / "models" / "infarct_seg" / "infarct_seg.ts") == "contra"
+    assert ("counterpart" in saved.files) == contra
+    if contra:
+        assert np.abs(saved["counterpart"] - np.flip(saved["hu"], axis=2)).max() > 1.0  # deformed, not the plain mirror
     out = tmp_path / "cpu.json"
     assert main(["check", "--inputs", str(inputs), "--models", str(REPO / "models"), "--device", "cpu",
                  "--warmup", "0", "--repeats", "2", "--json", str(out)]) == 0
@@ -69,3 +74,18 @@ def test_check_without_prepared_studies_is_a_one_line_usage_error(tmp_path, caps
     assert main(["check", "--inputs", str(tmp_path), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no prepared studies" in err[0]
+
+
+@pytest.mark.slow
+def test_a_model_declaring_the_deformed_mirror_is_prepared_with_it(phantom_case, tmp_path):
+    from tests.test_segmenters import _save, _SecondIsNotTheMirror
+
+    models = tmp_path / "models"
+    _save(_SecondIsNotTheMirror(), models, "infarct_seg", "contra")
+    case = phantom_case(7, kind="acute", thickness=5.0)
+    assert main(["prepare", str(case / "dicom"), "--out", str(tmp_path / "inputs"), "--models", str(models)]) == 0
+    saved = np.load(tmp_path / "inputs" / f"{case.name}.npz")
+    assert saved["counterpart"].shape == saved["hu"].shape
+    assert np.abs(saved["counterpart"] - np.flip(saved["hu"], axis=2)).max() > 1.0  # deformed, not the plain mirror
+    assert main(["check", "--inputs", str(tmp_path / "inputs"), "--models", str(models), "--device", "cpu",
+                 "--warmup", "0", "--repeats", "1"]) == 0  # the check feeds the model that same input

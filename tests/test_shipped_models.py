@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import SimpleITK as sitk
 
@@ -74,10 +75,13 @@ def test_shipped_infarct_model_segments_a_held_out_study(phantom_case, tmp_path)
     pre = preprocess_series(read_study(case / "dicom"), load_atlas())
     image, contra, truth = tmp_path / "image.nii.gz", tmp_path / "contra.nii.gz", tmp_path / "truth.nii.gz"
     sitk.WriteImage(pre.aligned, str(image))
-    # 0.4.0 declares channel 1 "contra": the mirror deformed onto the image, as the app makes it
-    assert declared_second_channel(ROOT / "models" / "infarct_seg" / "infarct_seg.ts") == "contra"
-    counterpart, _ = contralateral(sitk.GetArrayFromImage(pre.aligned), sitk.GetArrayFromImage(pre.brain_mask) > 0,
-                                   pre.aligned)
+    # channel 1 as the model declares it and the app builds it: the plain mirror, or the mirror
+    # deformed onto the image ("contra")
+    hu = sitk.GetArrayFromImage(pre.aligned)
+    if declared_second_channel(ROOT / "models" / "infarct_seg" / "infarct_seg.ts") == "contra":
+        counterpart, _ = contralateral(hu, sitk.GetArrayFromImage(pre.brain_mask) > 0, pre.aligned)
+    else:
+        counterpart = np.ascontiguousarray(np.flip(hu, axis=2))
     img = sitk.GetImageFromArray(counterpart)
     img.CopyInformation(pre.aligned)
     sitk.WriteImage(img, str(contra))
