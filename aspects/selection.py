@@ -116,11 +116,11 @@ def describe(series_uid: str, datasets: Sequence[Dataset], rules: dict) -> Candi
     if modality != rules["modality"]:
         c.rejected.append(f"modality {modality or 'unknown'}, not {rules['modality']}")
         return c
-    sop_class = str(ds0.get("SOPClassUID", ""))
-    if sop_class in rules["multiframe_sop_class_uids"] or int(ds0.get("NumberOfFrames", 1) or 1) > 1:
+    sop_class, frames = str(ds0.get("SOPClassUID", "")), int(ds0.get("NumberOfFrames", 1) or 1)
+    if sop_class in rules["multiframe_sop_class_uids"] or frames > 1:
         # Enhanced / Legacy Converted Enhanced CT: one file holds every slice, placed by per-frame
         # functional groups; the outputs reference single-frame CT Image Storage instances.
-        c.rejected.append(f"multi-frame CT ({_sop_name(sop_class)}, {int(ds0.get('NumberOfFrames', 1) or 1)} frames "
+        c.rejected.append(f"multi-frame CT ({_sop_name(sop_class)}, {frames} frames "
                           "in one file) is not supported: send the series as single-frame CT Image Storage")
         return c
     if sop_class not in rules["sop_class_uids"]:

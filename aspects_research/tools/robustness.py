@@ -212,30 +212,31 @@ def _junk(n: int, keep_study: bool):
     return build
 
 
-def copy_as_second_study(inp: Path, work: Optional[Path] = None) -> None:
-    """Copy the folder's files into ``second/`` as another study (new study, series, SOP UIDs)."""
-    second = inp / "second"
-    second.mkdir()
-    study, series = generate_uid(), generate_uid()
+def _copy_as_series(inp: Path, folder: str, **attributes: object) -> None:
+    """Copy the folder's files into ``inp/folder`` as another series (new series and SOP UIDs),
+    each with ``attributes`` set (e.g. a new StudyInstanceUID, a description)."""
+    out = inp / folder
+    out.mkdir()
+    series = generate_uid()
     for p in sorted(inp.glob("*.dcm")):
         ds = pydicom.dcmread(p)
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.SeriesInstanceUID = series
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.save_as(second / p.name)
+        for name, value in attributes.items():
+            setattr(ds, name, value)
+        ds.save_as(out / p.name)
+
+
+def copy_as_second_study(inp: Path, work: Optional[Path] = None) -> None:
+    """Copy the folder's files into ``second/`` as another study (new study, series, SOP UIDs)."""
+    _copy_as_series(inp, "second", StudyInstanceUID=generate_uid())
 
 
 def _beside_a_named_cta(inp: Path, work: Path) -> None:
     """A 1 mm copy of the series named as Siemens protocols name a CTA ('CTA_Head_Neck 1.0 Hv36'),
     no Contrast/Bolus attributes: the thin soft-kernel series the ranking would prefer."""
-    cta = inp / "cta"
-    cta.mkdir()
-    series = generate_uid()
-    for p in sorted(inp.glob("*.dcm")):
-        ds = pydicom.dcmread(p)
-        ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = series, 9, "CTA_Head_Neck 1.0 Hv36"
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.SliceThickness, ds.ConvolutionKernel = 1.0, "Hv36"
-        ds.save_as(cta / p.name)
+    _copy_as_series(inp, "cta", SeriesNumber=9, SeriesDescription="CTA_Head_Neck 1.0 Hv36", SliceThickness=1.0,
+                    ConvolutionKernel="Hv36")
 
 
 def as_multiframe(inp: Path, work: Optional[Path] = None) -> None:

@@ -17,9 +17,14 @@ from monai.transforms import MapTransform, RandomizableTransform
 from aspects.model_io import add_mirror
 
 
+def _array(x) -> np.ndarray:
+    """A tensor or array as a NumPy array on the host."""
+    return np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x)
+
+
 def with_mirror(image_cxyz) -> np.ndarray:
     """``(1, X, Y, Z)`` -> ``(2, X, Y, Z)``: channel 0 the image, channel 1 its mirror."""
-    return add_mirror(image_cxyz.detach().cpu() if isinstance(image_cxyz, torch.Tensor) else image_cxyz)
+    return add_mirror(_array(image_cxyz))
 
 
 class MirrorChanneld(MapTransform):
@@ -37,10 +42,8 @@ class MirrorChanneld(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             if self.contra_key is not None:
-                contra = d.pop(self.contra_key)
-                pair = [torch.as_tensor(np.asarray(d[key].detach().cpu() if isinstance(d[key], torch.Tensor) else d[key])),
-                        torch.as_tensor(np.asarray(contra.detach().cpu() if isinstance(contra, torch.Tensor) else contra))]
-                out = torch.cat(pair, dim=0).float()
+                pair = [_array(d[key]), _array(d.pop(self.contra_key))]
+                out = torch.as_tensor(np.concatenate(pair).astype(np.float32))
             else:
                 out = torch.as_tensor(with_mirror(d[key]))
             # keep the geometry (the channel count changes, the grid does not)
@@ -81,8 +84,8 @@ class SyntheticInfarctd(RandomizableTransform, MapTransform):
         image_key, label_key = self.keys
         lo, hi = HU_WINDOW
         img, lab = d[image_key], d[label_key]
-        hu = np.asarray(img.detach().cpu() if isinstance(img, torch.Tensor) else img)[0] * (hi - lo) + lo
-        label = np.asarray(lab.detach().cpu() if isinstance(lab, torch.Tensor) else lab)[0]
+        hu = _array(img)[0] * (hi - lo) + lo
+        label = _array(lab)[0]
         rng = np.random.default_rng(int(self.R.randint(0, 2**31 - 1)))
         painted, truth, _ = synthesise(hu, label, self.bank(), rng, d.get("slice_mm"))
         new_img = torch.as_tensor(((painted - lo) / (hi - lo)).astype(np.float32)[None])
