@@ -4,6 +4,7 @@ rule tried on 2026-12-02 (docs/results_v2.md, "Infarct consensus") and the app's
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from aspects_research.tools.consensus_study import mean_consensus, rule_function
 
@@ -107,3 +108,48 @@ def test_trim_rule_cuts_a_kept_component_back_to_where_the_asymmetry_is():
     assert rule_function("trim:inf")(raw, None, None, support).sum() == raw.sum()  # the rule before session 18
     assert (rule_function("touch")(raw, None, None, support) == rule_function("trim:16")(raw, None, None, support)).all()
     assert not rule_function("trim:4")(raw, None, None, np.zeros_like(raw)).any()
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_checkpoint_rescore_of_the_shipped_weights_reproduces_the_apps_aspects(phantom_case, tmp_path):
+    """aspects_research.tools.checkpoint_rescore: the shipped model's own weights, run on a dumped
+    study and re-scored with the app's rule, give the app's ASPECTS, regions and volume; the summary
+    counts the hemisphere errors against the truth."""
+    import json
+
+    import torch
+
+    from aspects_research.tools import checkpoint_rescore, consensus_study
+    from tests.support import REPO
+
+    root = tmp_path / "cases"
+    root.mkdir()
+    case = phantom_case(61, kind="acute", thickness=5.0, hu_drop=10.0, side="left", pattern="M2")
+    (root / case.name).symlink_to(case)
+    dumps = tmp_path / "dumps"
+    assert consensus_study.main(["--cases", str(root), "--out", str(dumps), "--models", str(REPO / "models")]) == 0
+    dumped = np.load(dumps / f"{case.name}.npz")
+    meta = json.loads(str(dumped["meta"]))
+    assert dumped["counterpart_ref"].shape == dumped["brain"].shape  # what a "contra" checkpoint reads
+    ckpt = tmp_path / "shipped.pt"
+    torch.save(torch.jit.load(str(REPO / "models" / "infarct_seg" / "infarct_seg.ts")).state_dict(), ckpt)
+    out = tmp_path / "out"
+    assert checkpoint_rescore.main(["--cases", str(root), "--dumps", str(dumps), "--ckpt", str(ckpt),
+                                    "--out", str(out), "--models", str(REPO / "models")]) == 0
+    np.testing.assert_array_equal(np.load(out / "shipped" / "dumps" / f"{case.name}.npz")["raw"], dumped["raw"])
+    doc = json.loads((out / "shipped" / "runs" / case.name / "aspects.json").read_text())
+    assert doc["aspects"] == meta["aspects"]
+    assert {s: {c: doc["regions"][s][c]["involved"] for c in doc["regions"][s]} for s in ("left", "right")} == \
+        {s: {c: v["involved"] for c, v in meta["calls"][s].items()} for s in ("left", "right")}
+    truth = json.loads((case / "truth.json").read_text())["aspects"]
+    errors = [abs(int(meta["aspects"][s]) - int(truth[s])) for s in ("left", "right")]
+    summary = json.loads((out / "summary.json").read_text())["shipped"]
+    assert summary["hemispheres"] == 2 and summary["sum_abs_error"] == sum(errors)
+    assert summary["exact"] == sum(e == 0 for e in errors)
+    # a model declared on the deformed mirror needs the dump's counterpart, and gets it
+    assert checkpoint_rescore.main(["--cases", str(root), "--dumps", str(dumps), "--ckpt", str(ckpt), "--out",
+                                    str(tmp_path / "out2"), "--models", str(REPO / "models"), "--config",
+                                    str(checkpoint_rescore.BUNDLE / "configs" / "train.json"),
+                                    str(checkpoint_rescore.BUNDLE / "configs" / "contra.json")]) == 0
+    assert (tmp_path / "out2" / "shipped" / "runs" / case.name / "aspects.json").is_file()

@@ -91,6 +91,35 @@ def test_bundle_transform_paints_image_and_label_with_probability(tmp_path):
     assert same["image"] is img and same["label"] is lab
 
 
+def test_asymmetry_augmentation_is_a_faint_broad_mirrored_change_of_tissue_only():
+    """RandHemisphericAsymmetryd: a normal head made faintly asymmetric (<= the peak, broad), the
+    counterpart given the mirrored field, CSF / bone / background untouched, the label unchanged."""
+    pytest.importorskip("monai")
+    from train.infarct_seg.scripts.transforms import RandHemisphericAsymmetryd
+
+    rng = np.random.default_rng(3)
+    hu = _head(rng, noise=3.0)
+    hu[:2] = 1000.0  # "bone" at one edge
+    img = torch.as_tensor((np.clip(hu, 0, 80) / 80.0)[None])
+    contra = torch.as_tensor(np.ascontiguousarray(img.numpy()[:, ::-1]))  # a symmetric head's counterpart
+    lab = torch.zeros((1,) + SHAPE)
+    t = RandHemisphericAsymmetryd(keys="image", contra_key="contra", prob=1.0, peak_hu=(2.0, 2.0), sigma_mm=(20.0, 20.0))
+    t.set_random_state(0)
+    out = t({"image": img, "contra": contra, "label": lab})
+    add = (out["image"].numpy() - img.numpy())[0] * 80.0
+    add_c = (out["contra"].numpy() - contra.numpy())[0] * 80.0
+    tissue = (hu > 25) & (hu < 40)
+    assert 0.5 < np.abs(add[tissue]).max() <= 2.0 + 1e-3  # faint: at most the peak
+    assert np.abs(add[hu <= 5]).max() < 1e-5 and np.abs(add[:2]).max() == 0  # CSF, background, bone kept
+    np.testing.assert_allclose(add_c, add[::-1] * (contra.numpy()[0] > 0), atol=1e-3)  # mirrored
+    # broad: neighbouring tissue voxels differ by far less than the field's range
+    both = tissue[1:] & tissue[:-1]
+    assert np.abs(np.diff(add, axis=0)[both]).max() < 0.25 * np.ptp(add[tissue])
+    assert out["label"] is lab
+    off = RandHemisphericAsymmetryd(keys="image", contra_key="contra", prob=0.0)
+    assert off({"image": img, "contra": contra})["image"] is img
+
+
 def test_checkpoint_selection_weighs_each_hu_stratum_equally():
     from train.infarct_seg.scripts.choose_checkpoint import balanced, dice
 

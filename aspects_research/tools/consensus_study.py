@@ -11,6 +11,8 @@ both segmenters and scoring with the shipped settings, at the shipped mirror SyN
 at ``--alt-iterations``. Writes ``DIR/<case>.npz`` with, on the aligned grid (z, y, x): the brain
 mask, the model's raw mask (before the consensus), the shipped consensus mask, per SyN setting
 (suffix ``_ref`` / ``_alt``) the difference map, the comparable mask and the asymmetry support,
+the shipped SyN's deformed mirror (``counterpart_ref``: a "contra" model's channel 1; see
+:mod:`aspects_research.tools.checkpoint_rescore`),
 the region labels, blood (for :func:`aspects.flags.acute_only`), the truth infarct; and ``meta``
 (JSON): truth.json, the app's per-region calls (involved, involved_by, assessable), ASPECTS, the
 thresholds, the spacing and the two SyN settings; and ``DIR/<case>.pkl.gz``: the preprocessed study
@@ -126,6 +128,7 @@ def dump_case(pipeline: Pipeline, case: Path, out: Path, grab: _Grab, alt: Seque
         diff_ref=infarct.asymmetry.difference.astype(np.float32), comparable_ref=infarct.asymmetry.comparable,
         support_ref=support_ref, diff_alt=maps_alt.difference.astype(np.float32),
         comparable_alt=maps_alt.comparable, support_alt=support_alt.astype(bool),
+        counterpart_ref=np.asarray(infarct.asymmetry.counterpart, np.float32),
         labels=sitk.GetArrayFromImage(regions.labels).astype(np.uint8), blood=findings.blood.astype(bool),
         truth_infarct=truth_al, meta=np.array(json.dumps(meta)))
     return meta

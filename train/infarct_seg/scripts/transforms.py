@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Hashable, Mapping, Optional
+from typing import Hashable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -48,6 +48,68 @@ class MirrorChanneld(MapTransform):
                 out = torch.as_tensor(with_mirror(d[key]))
             # keep the geometry (the channel count changes, the grid does not)
             d[key] = MetaTensor(out, meta=d[key].meta) if isinstance(d[key], MetaTensor) else out
+        return d
+
+
+def asymmetry_field(shape, rng: np.random.Generator, sigma_vox: float, peak_hu: float) -> np.ndarray:
+    """A smooth random field (HU) over ``shape``: white noise blurred at ``sigma_vox`` (periodic
+    edges) and scaled so that its largest absolute value is ``peak_hu``."""
+    from scipy import ndimage as ndi
+
+    f = ndi.gaussian_filter(rng.standard_normal(shape), sigma_vox, mode="wrap")
+    return (f * (peak_hu / max(float(np.abs(f).max()), 1e-12))).astype(np.float32)
+
+
+class RandHemisphericAsymmetryd(RandomizableTransform, MapTransform):
+    """With probability ``prob``, add a smooth random HU field to the parenchyma of the (normalised,
+    ``(1, X, Y, Z)``, x the left-right axis of the symmetric aligned grid) image, and its mirror image
+    to ``contra_key``'s counterpart when given; the label is unchanged.
+
+    Real normal heads are not symmetric in density: the InVesalius head is ~1 HU darker over the
+    whole right MCA territory, the GE head's left cortex 2-4 HU (docs/data.md), and the v2 generator
+    balances its real heads, so training never showed such a head as normal (model 0.4.0 lost points
+    on them; docs/results_v2.md). The field is broad (``sigma_mm``, larger than a gyrus, about a
+    lobe) and faint (``peak_hu``): the natural asymmetry of normal heads, which the model should not
+    call infarct. Parenchyma only (HU within ``tissue_hu``, faded in over ``ramp_hu`` at both ends):
+    CSF, calcification and bone keep their values. The counterpart gets the mirrored field (its
+    deformation onto the image is negligible at this scale), so the image-minus-counterpart
+    difference is the field's antisymmetric part, as for a real head."""
+
+    def __init__(self, keys: KeysCollection = ("image",), prob: float = 0.0, contra_key: Optional[str] = None,
+                 peak_hu: Sequence[float] = (0.5, 2.0), sigma_mm: Sequence[float] = (12.0, 30.0),
+                 spacing_mm: float = 2.0, tissue_hu: Sequence[float] = (15.0, 50.0), ramp_hu: float = 10.0):
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob)
+        self.contra_key = contra_key
+        self.peak_hu, self.sigma_mm = tuple(peak_hu), tuple(sigma_mm)
+        self.spacing_mm, self.tissue_hu, self.ramp_hu = spacing_mm, tuple(tissue_hu), ramp_hu
+
+    def _tissue(self, hu: np.ndarray) -> np.ndarray:
+        lo, hi = self.tissue_hu
+        r = self.ramp_hu
+        return (np.clip((hu - (lo - r)) / r, 0, 1) * np.clip(((hi + r) - hu) / r, 0, 1)).astype(np.float32)
+
+    def __call__(self, data: Mapping[Hashable, np.ndarray]) -> dict:
+        from aspects.model_io import HU_WINDOW
+
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        lo, hi = HU_WINDOW
+        rng = np.random.default_rng(int(self.R.randint(0, 2**31 - 1)))
+        peak = float(rng.uniform(*self.peak_hu))
+        sigma = float(rng.uniform(*self.sigma_mm)) / self.spacing_mm
+        field = None
+        for key in [k for k in self.key_iterator(d)] + ([self.contra_key] if self.contra_key in d else []):
+            x = d[key]
+            arr = _array(x)
+            if field is None:
+                field = asymmetry_field(arr.shape[1:], rng, sigma, peak)
+            f = field if key != self.contra_key else np.ascontiguousarray(field[::-1])
+            hu = arr[0] * (hi - lo) + lo
+            out = torch.as_tensor(((hu + f * self._tissue(hu) - lo) / (hi - lo)).astype(np.float32)[None])
+            d[key] = MetaTensor(out, meta=x.meta) if isinstance(x, MetaTensor) else out
         return d
 
 
