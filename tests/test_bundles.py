@@ -126,7 +126,8 @@ def test_train_export_and_app_inference(bundle: str, tiny: Path, installed: Path
 @pytest.mark.slow
 def test_infarct_bundle_trains_on_the_deformed_mirror_and_the_app_builds_that_input(tiny: Path, installed: Path,
                                                                                     tmp_path: Path, monkeypatch):
-    """configs/contra.json: channel 1 is the datalist's ``contra`` volume, augmented with the image;
+    """configs/contra.json: channel 1 is the datalist's ``contra`` volume, augmented with the image
+    (the natural-asymmetry augmentation on: ``--asym_prob``);
     the exported model declares it, and the app's input for such a model is what it was trained on."""
     import torch
     from monai.bundle import ConfigParser
@@ -139,7 +140,7 @@ def test_infarct_bundle_trains_on_the_deformed_mirror_and_the_app_builds_that_in
     out = tmp_path / "run"
     _bundle(installed, tmp_path, "run", "--config_file", both, "--dataset_dir", str(tiny), "--output_dir", str(out),
             "--max_epochs", "1", "--val_interval", "1", "--num_samples", "1", "--cache_rate", "0",
-            "--roi_size", "[32,32,-1]", "--tagl_slabs", "[[2,14],[16,30]]")
+            "--roi_size", "[32,32,-1]", "--tagl_slabs", "[[2,14],[16,30]]", "--asym_prob", "1.0")
     ckpt = out / "models" / "model.pt"
     history = json.loads((out / "curves.json").read_text())
     assert ckpt.is_file() and np.isfinite(history["train_loss"][0])
