@@ -14,12 +14,24 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
 
-from aspects.model_io import add_mirror
+from aspects.model_io import HU_WINDOW, add_mirror
 
 
 def _array(x) -> np.ndarray:
     """A tensor or array as a NumPy array on the host."""
     return np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x)
+
+
+def to_hu(x) -> np.ndarray:
+    """A normalised ``(1, X, Y, Z)`` image (``aspects.model_io.normalise``) back to HU, ``(X, Y, Z)``."""
+    lo, hi = HU_WINDOW
+    return _array(x)[0] * (hi - lo) + lo
+
+
+def from_hu(hu: np.ndarray) -> torch.Tensor:
+    """HU ``(X, Y, Z)`` -> the normalised ``(1, X, Y, Z)`` float32 tensor (not clipped again)."""
+    lo, hi = HU_WINDOW
+    return torch.as_tensor(((hu - lo) / (hi - lo)).astype(np.float32)[None])
 
 
 def with_mirror(image_cxyz) -> np.ndarray:
@@ -90,25 +102,21 @@ class RandHemisphericAsymmetryd(RandomizableTransform, MapTransform):
         return (np.clip((hu - (lo - r)) / r, 0, 1) * np.clip(((hi + r) - hu) / r, 0, 1)).astype(np.float32)
 
     def __call__(self, data: Mapping[Hashable, np.ndarray]) -> dict:
-        from aspects.model_io import HU_WINDOW
-
         d = dict(data)
         self.randomize(None)
         if not self._do_transform:
             return d
-        lo, hi = HU_WINDOW
         rng = np.random.default_rng(int(self.R.randint(0, 2**31 - 1)))
         peak = float(rng.uniform(*self.peak_hu))
         sigma = float(rng.uniform(*self.sigma_mm)) / self.spacing_mm
         field = None
         for key in [k for k in self.key_iterator(d)] + ([self.contra_key] if self.contra_key in d else []):
             x = d[key]
-            arr = _array(x)
+            hu = to_hu(x)
             if field is None:
-                field = asymmetry_field(arr.shape[1:], rng, sigma, peak)
+                field = asymmetry_field(hu.shape, rng, sigma, peak)
             f = field if key != self.contra_key else np.ascontiguousarray(field[::-1])
-            hu = arr[0] * (hi - lo) + lo
-            out = torch.as_tensor(((hu + f * self._tissue(hu) - lo) / (hi - lo)).astype(np.float32)[None])
+            out = from_hu(hu + f * self._tissue(hu))
             d[key] = MetaTensor(out, meta=x.meta) if isinstance(x, MetaTensor) else out
         return d
 
@@ -136,7 +144,6 @@ class SyntheticInfarctd(RandomizableTransform, MapTransform):
         return self._bank
 
     def __call__(self, data: Mapping[Hashable, np.ndarray]) -> dict:
-        from aspects.model_io import HU_WINDOW
         from aspects_research.synthetic_infarct import synthesise
 
         d = dict(data)
@@ -144,13 +151,12 @@ class SyntheticInfarctd(RandomizableTransform, MapTransform):
         if not self._do_transform:
             return d
         image_key, label_key = self.keys
-        lo, hi = HU_WINDOW
         img, lab = d[image_key], d[label_key]
-        hu = _array(img)[0] * (hi - lo) + lo
+        hu = to_hu(img)
         label = _array(lab)[0]
         rng = np.random.default_rng(int(self.R.randint(0, 2**31 - 1)))
         painted, truth, _ = synthesise(hu, label, self.bank(), rng, d.get("slice_mm"))
-        new_img = torch.as_tensor(((painted - lo) / (hi - lo)).astype(np.float32)[None])
+        new_img = from_hu(painted)
         new_lab = torch.as_tensor(truth.astype(np.asarray(label).dtype)[None])
         d[image_key] = MetaTensor(new_img, meta=img.meta) if isinstance(img, MetaTensor) else new_img
         d[label_key] = MetaTensor(new_lab, meta=lab.meta) if isinstance(lab, MetaTensor) else new_lab
