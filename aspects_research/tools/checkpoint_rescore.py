@@ -27,7 +27,7 @@ import json
 import pickle
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -66,13 +66,7 @@ def raw_mask(net, hu: np.ndarray, brain: np.ndarray, counterpart: Optional[np.nd
 def sum_abs_errors(report: Dict[str, Any]) -> Dict[str, Any]:
     """Sum of absolute hemisphere ASPECTS errors, exact / within-1 counts and the points lost on
     controls, from an ``aspects-evaluate`` report (JSON)."""
-    errors: List[int] = []
-    for rec in report["cases"]:
-        pred, true = rec.get("pred_aspects") or {}, rec.get("truth_aspects") or {}
-        for side in ("left", "right"):
-            if pred.get(side) is not None and true.get(side) is not None:
-                errors.append(abs(int(pred[side]) - int(true[side])))
-    e = np.asarray(errors, int)
+    e = evaluate.hemisphere_errors(report["cases"])
     return {"hemispheres": int(e.size), "sum_abs_error": int(e.sum()), "exact": int((e == 0).sum()),
             "within_1": int((e <= 1).sum()), "control_points": int(report["controls_points_lost"])}
 
@@ -110,13 +104,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if not src.is_file() or dst.is_file():
                 continue
             d = load_cached(src)
-            with gzip.open(consensus_study.state_path(src), "rb") as f:
-                state = pickle.load(f)
-            hu = sitk.GetArrayFromImage(state["pre"].aligned)
             if contra and "counterpart_ref" not in d:
                 print(f"error[{EXIT_USAGE}]: {src} has no deformed mirror (dumped before it was kept); dump again",
                       file=sys.stderr)
                 return EXIT_USAGE
+            with gzip.open(consensus_study.state_path(src), "rb") as f:
+                state = pickle.load(f)
+            hu = sitk.GetArrayFromImage(state["pre"].aligned)
             d["raw"] = raw_mask(net, hu, d["brain"], d["counterpart_ref"] if contra else None)
             meta = d.pop("meta")
             part = dst.with_suffix(".part.npz")

@@ -313,14 +313,19 @@ def proportion(k: int, n: int, level: float = 0.90) -> dict:
     return {"k": int(k), "n": int(n), "value": (k / n) if n else None, "ci_low": lo, "ci_high": hi}
 
 
+def hemisphere_errors(recs: Sequence[dict]) -> np.ndarray:
+    """|reported - true| ASPECTS per hemisphere (both sides of every study with two scores)."""
+    pairs = [(int(r["truth_aspects"][s]), int(r["pred_aspects"][s])) for r in recs for s in SIDES
+             if (r.get("pred_aspects") or {}).get(s) is not None and (r.get("truth_aspects") or {}).get(s) is not None]
+    return np.array([abs(a - b) for a, b in pairs], int)
+
+
 def hemisphere_agreement(recs: Sequence[dict]) -> dict:
     """Per hemisphere (both sides of every study with two scores): exact and within-1 agreement
     of the reported ASPECTS with the truth, with Wilson intervals."""
-    pairs = [(int(r["truth_aspects"][s]), int(r["pred_aspects"][s])) for r in recs for s in SIDES
-             if (r.get("pred_aspects") or {}).get(s) is not None and (r.get("truth_aspects") or {}).get(s) is not None]
-    d = np.array([abs(a - b) for a, b in pairs], int)
-    return {"n": len(pairs), "exact": proportion(int(np.sum(d == 0)), len(pairs)),
-            "within_1": proportion(int(np.sum(d <= 1)), len(pairs))}
+    d = hemisphere_errors(recs)
+    return {"n": int(d.size), "exact": proportion(int(np.sum(d == 0)), int(d.size)),
+            "within_1": proportion(int(np.sum(d <= 1)), int(d.size))}
 
 
 def range_coverage(recs: Sequence[dict]) -> dict:

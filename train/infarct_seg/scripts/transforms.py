@@ -22,6 +22,12 @@ def _array(x) -> np.ndarray:
     return np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x)
 
 
+def _like(template, out: torch.Tensor):
+    """``out`` with ``template``'s geometry when that is a MetaTensor (the grid stays; the channel
+    count or values change)."""
+    return MetaTensor(out, meta=template.meta) if isinstance(template, MetaTensor) else out
+
+
 def to_hu(x) -> np.ndarray:
     """A normalised ``(1, X, Y, Z)`` image (``aspects.model_io.normalise``) back to HU, ``(X, Y, Z)``."""
     lo, hi = HU_WINDOW
@@ -58,8 +64,7 @@ class MirrorChanneld(MapTransform):
                 out = torch.as_tensor(np.concatenate(pair).astype(np.float32))
             else:
                 out = torch.as_tensor(with_mirror(d[key]))
-            # keep the geometry (the channel count changes, the grid does not)
-            d[key] = MetaTensor(out, meta=d[key].meta) if isinstance(d[key], MetaTensor) else out
+            d[key] = _like(d[key], out)
         return d
 
 
@@ -110,14 +115,14 @@ class RandHemisphericAsymmetryd(RandomizableTransform, MapTransform):
         peak = float(rng.uniform(*self.peak_hu))
         sigma = float(rng.uniform(*self.sigma_mm)) / self.spacing_mm
         field = None
-        for key in [k for k in self.key_iterator(d)] + ([self.contra_key] if self.contra_key in d else []):
+        for key in list(self.key_iterator(d)) + ([self.contra_key] if self.contra_key in d else []):
             x = d[key]
             hu = to_hu(x)
             if field is None:
                 field = asymmetry_field(hu.shape, rng, sigma, peak)
             f = field if key != self.contra_key else np.ascontiguousarray(field[::-1])
             out = from_hu(hu + f * self._tissue(hu))
-            d[key] = MetaTensor(out, meta=x.meta) if isinstance(x, MetaTensor) else out
+            d[key] = _like(x, out)
         return d
 
 
@@ -158,6 +163,5 @@ class SyntheticInfarctd(RandomizableTransform, MapTransform):
         painted, truth, _ = synthesise(hu, label, self.bank(), rng, d.get("slice_mm"))
         new_img = from_hu(painted)
         new_lab = torch.as_tensor(truth.astype(np.asarray(label).dtype)[None])
-        d[image_key] = MetaTensor(new_img, meta=img.meta) if isinstance(img, MetaTensor) else new_img
-        d[label_key] = MetaTensor(new_lab, meta=lab.meta) if isinstance(lab, MetaTensor) else new_lab
+        d[image_key], d[label_key] = _like(img, new_img), _like(lab, new_lab)
         return d
