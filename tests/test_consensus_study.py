@@ -120,6 +120,7 @@ def test_checkpoint_rescore_of_the_shipped_weights_reproduces_the_apps_aspects(p
 
     import torch
 
+    from aspects.segmentation import declared_second_channel
     from aspects_research.tools import checkpoint_rescore, consensus_study
     from tests.support import REPO
 
@@ -132,11 +133,17 @@ def test_checkpoint_rescore_of_the_shipped_weights_reproduces_the_apps_aspects(p
     dumped = np.load(dumps / f"{case.name}.npz")
     meta = json.loads(str(dumped["meta"]))
     assert dumped["counterpart_ref"].shape == dumped["brain"].shape  # what a "contra" checkpoint reads
+    shipped = REPO / "models" / "infarct_seg" / "infarct_seg.ts"
     ckpt = tmp_path / "shipped.pt"
-    torch.save(torch.jit.load(str(REPO / "models" / "infarct_seg" / "infarct_seg.ts")).state_dict(), ckpt)
+    torch.save(torch.jit.load(str(shipped)).state_dict(), ckpt)
+    # the bundle configs that build the input the shipped model declares (contra.json: the deformed
+    # mirror), and the other input
+    plain = [str(checkpoint_rescore.BUNDLE / "configs" / "train.json")]
+    contra = plain + [str(checkpoint_rescore.BUNDLE / "configs" / "contra.json")]
+    own, other = (contra, plain) if declared_second_channel(shipped) == "contra" else (plain, contra)
     out = tmp_path / "out"
     assert checkpoint_rescore.main(["--cases", str(root), "--dumps", str(dumps), "--ckpt", str(ckpt),
-                                    "--out", str(out), "--models", str(REPO / "models")]) == 0
+                                    "--out", str(out), "--models", str(REPO / "models"), "--config", *own]) == 0
     np.testing.assert_array_equal(np.load(out / "shipped" / "dumps" / f"{case.name}.npz")["raw"], dumped["raw"])
     doc = json.loads((out / "shipped" / "runs" / case.name / "aspects.json").read_text())
     assert doc["aspects"] == meta["aspects"]
@@ -147,9 +154,8 @@ def test_checkpoint_rescore_of_the_shipped_weights_reproduces_the_apps_aspects(p
     summary = json.loads((out / "summary.json").read_text())["shipped"]
     assert summary["hemispheres"] == 2 and summary["sum_abs_error"] == sum(errors)
     assert summary["exact"] == sum(e == 0 for e in errors)
-    # a model declared on the deformed mirror needs the dump's counterpart, and gets it
+    # the same weights given the other second channel (the plain mirror, or the dump's deformed
+    # counterpart) get it, and score
     assert checkpoint_rescore.main(["--cases", str(root), "--dumps", str(dumps), "--ckpt", str(ckpt), "--out",
-                                    str(tmp_path / "out2"), "--models", str(REPO / "models"), "--config",
-                                    str(checkpoint_rescore.BUNDLE / "configs" / "train.json"),
-                                    str(checkpoint_rescore.BUNDLE / "configs" / "contra.json")]) == 0
+                                    str(tmp_path / "out2"), "--models", str(REPO / "models"), "--config", *other]) == 0
     assert (tmp_path / "out2" / "shipped" / "runs" / case.name / "aspects.json").is_file()

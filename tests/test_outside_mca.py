@@ -15,17 +15,13 @@ from tests.support.app_runs import run_pipeline
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
-# Known limitation (docs/results.md): the shipped infarct model was trained on atlas-v1 phantoms
-# with MCA infarcts only. On v2 phantoms a thalamic lesion is missed or its segmentation spills
-# into the adjacent internal capsule / lentiform (>= 10 % of these small regions), and cerebellar
-# cases carry false positives at the SG level, so these two fail until the model is retrained on
-# v2 phantoms with posterior-circulation cases (issue 13). The phantom truth for both is tested in
-# tests/test_phantoms.py. Still failing (2026-12-02) with model 0.3.0, fine-tuned for 15 epochs on 49
-# generator-v2 studies (about 12 % of acute v2 lesions lie outside the MCA territory): a longer
-# training on more v2 studies is what remains.
-_RETRAIN = "infarct model 0.2.0 trained on MCA phantoms only; 0.3.0's short v2 fine-tune did not fix it (issue 13)"
-PATTERNS = ("aca", "pca", pytest.param("thalamus", marks=pytest.mark.xfail(reason=_RETRAIN)),
-            pytest.param("cerebellum", marks=pytest.mark.xfail(reason=_RETRAIN)))
+# Known limitation (docs/results.md): the infarct model's first versions were trained on atlas-v1
+# phantoms with MCA infarcts only. On v2 phantoms a thalamic lesion is missed or its segmentation
+# spilt into the adjacent internal capsule / lentiform (>= 10 % of these small regions). The
+# thalamic case still fails with model 0.5.0 (2026-12-05; the cerebellar case, which failed with 0.3.0 by false
+# positives at the SG level, passes since 0.5.0); the phantom truth is tested in tests/test_phantoms.py.
+_RETRAIN = "infarct model 0.5.0 (v2 fine-tunes of a model first trained on MCA phantoms) still fails the thalamic case (issue 13)"
+PATTERNS = ("aca", "pca", pytest.param("thalamus", marks=pytest.mark.xfail(reason=_RETRAIN)), "cerebellum")
 SEEDS = {"aca": 2061, "pca": 2062, "thalamus": 2063, "cerebellum": 2064}
 
 

@@ -194,7 +194,7 @@ def test_the_infarct_input_takes_the_deformed_counterpart_as_its_second_channel(
 
 
 def test_a_model_declares_its_second_channel_and_an_unknown_one_is_refused(tmp_path):
-    assert declared_second_channel(Path("models") / INFARCT_MODEL / f"{INFARCT_MODEL}.ts") == "mirror"  # shipped 0.3.0
+    assert declared_second_channel(Path("models") / INFARCT_MODEL / f"{INFARCT_MODEL}.ts") == "contra"  # shipped 0.5.0
     for folder, declared in (("plain", None), ("contra", "contra"), ("odd", "difference")):
         _save(_SecondIsNotTheMirror(), tmp_path / folder, INFARCT_MODEL, declared)
     assert SegmentationModels.from_folder(tmp_path / "plain", device="cpu").infarct.second_channel == "mirror"
