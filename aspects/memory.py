@@ -1,5 +1,6 @@
-"""Process memory between studies of a warm server: hand freed heap back to the system, and
-measure one study's peak resident set instead of the process's lifetime maximum.
+"""Process memory: no transparent-huge-page advice from NumPy (:func:`no_numpy_hugepages`); between
+studies of a warm server, hand freed heap back to the system, and measure one study's peak
+resident set instead of the process's lifetime maximum.
 
 glibc keeps memory that Python and NumPy have freed in its arenas, so a warm process still holds
 much of the last study's peak when the next one starts (a thin study's arrays are 0.3-1 GB), and
@@ -14,11 +15,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import os
 import resource
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
+HUGEPAGE_ENV = "NUMPY_MADVISE_HUGEPAGE"
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _libc: Optional[Any] = None
@@ -32,6 +35,30 @@ def _malloc_trim() -> Optional[Any]:
         except OSError:
             _libc = False
     return getattr(_libc, "malloc_trim", None) if _libc else None
+
+
+def no_numpy_hugepages() -> bool:
+    """Stop NumPy asking Linux for transparent huge pages, unless $NUMPY_MADVISE_HUGEPAGE says
+    otherwise; True when its advice is off. Call it before NumPy is imported (NumPy reads the
+    variable then, and child processes inherit it); after, NumPy's run-time switch is used.
+
+    NumPy advises ``madvise(MADV_HUGEPAGE)`` on every array of 4 MB and more. Where the kernel's
+    THP setting is ``madvise`` with ``defrag`` ``madvise`` (Debian's and Ubuntu's default), each
+    fault in such an array may compact memory synchronously first: on the 2-core CI host the
+    app's large temporaries took 10-20x their computing time (the scanned field 0.85 s for
+    0.1 s), and a 0.625 mm study 22.2 s instead of 16.6 s (docs/performance.md, session 22).
+    The answers do not change: only how the kernel backs the pages."""
+    os.environ.setdefault(HUGEPAGE_ENV, "0")
+    if os.environ[HUGEPAGE_ENV] != "0":
+        return False
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:  # imported already: its variable was read; use the switch it reads it into
+        core = getattr(numpy, "_core", None) or getattr(numpy, "core", None)
+        switch = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+        if switch is None:
+            return False
+        switch(False)
+    return True
 
 
 def release_heap(trim: bool = True) -> bool:

@@ -27,7 +27,7 @@ from typing import IO, Dict, Iterable, Optional, Sequence, Tuple
 
 from aspects.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputError
 from aspects.inference import release_device_memory
-from aspects.memory import release_heap
+from aspects.memory import no_numpy_hugepages, release_heap
 from aspects.pipeline import Pipeline, PathLike
 from aspects.warmup import warm_up, warm_up_writers
 
@@ -110,6 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("-m", "--models", type=Path, default=None, help="models folder (MODELS/<name>/<name>.ts)")
     ap.add_argument("--stdio", action="store_true", help="serve JSON-line requests on stdin (the listener)")
     args = ap.parse_args(argv)
+    no_numpy_hugepages()  # as app.py does (aspects/memory.py)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.stdio == bool(args.studies):

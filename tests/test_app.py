@@ -89,6 +89,7 @@ def test_the_study_is_read_and_registered_before_the_heavy_imports_and_only_once
     for line in ("DICOM header(s) from", "selected series", "preprocessing: skull stripping", "preprocessing done in"):
         assert log.count(line) == 1, line
     assert log.index("preprocessing: skull stripping") < log.index("inference device:")
+    assert "NumPy transparent huge pages: not advised ($NUMPY_MADVISE_HUGEPAGE=0)" in log  # aspects/memory.py
     timings = json.loads((acute5["out"] / "aspects.json").read_text())["timings_s"]
     assert {"scan", "select", "load", "hu_volume", "preprocess", "preprocess_registration"} <= set(timings)
 

@@ -1,8 +1,13 @@
-"""aspects.memory: a warm server's per-study peak RSS and the heap it hands back between studies."""
+"""aspects.memory: NumPy's huge-page advice off, a warm server's per-study peak RSS and the heap
+it hands back between studies."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -40,3 +45,28 @@ def test_freed_small_allocations_go_back_to_the_system():
     assert release_heap(trim=False) is False  # garbage collection only
     assert release_heap() is True
     assert _rss_mb() < before + 0.2 * (held - before)
+
+
+def _advice_after(code: str, env_value: Optional[str]) -> str:
+    """What a fresh interpreter prints after ``code``; the last line asks NumPy's switch for its
+    previous value (True: NumPy still advises huge pages)."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if env_value is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = env_value
+    probe = code + "\nimport numpy\nprint(r, numpy._core.multiarray._set_madvise_hugepage(True))"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=120, check=True)
+    return out.stdout.split()[-2] + " " + out.stdout.split()[-1]
+
+
+def test_numpy_huge_page_advice_is_off_before_and_after_numpy_is_imported():
+    before = "from aspects.memory import no_numpy_hugepages\nr = no_numpy_hugepages()"
+    after = "import numpy\nfrom aspects.memory import no_numpy_hugepages\nr = no_numpy_hugepages()"
+    assert _advice_after(before, None) == "True False"
+    assert _advice_after(after, None) == "True False"
+    assert _advice_after("r = None", None) == "None True", "NumPy's own default (the advice) on this kernel"
+
+
+def test_an_explicit_numpy_madvise_hugepage_is_kept():
+    before = "from aspects.memory import no_numpy_hugepages\nr = no_numpy_hugepages()"
+    assert _advice_after(before, "1") == "False True"

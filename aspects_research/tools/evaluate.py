@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shlex
 import signal
 import subprocess
@@ -152,12 +153,29 @@ def machine_info() -> Dict[str, object]:
         except Exception:  # torch missing or a broken CUDA set-up: report no GPU
             gpu = None
     return {"cores": os.cpu_count(), "cpu": cpu, "ram_gb": ram_gb, "gpu": gpu, "load_avg_1m": round(os.getloadavg()[0], 2),
-            "python": platform.python_version()}
+            "python": platform.python_version(), "thp": transparent_hugepages(),
+            "numpy_madvise_hugepage": os.environ.get("NUMPY_MADVISE_HUGEPAGE")}
+
+
+def transparent_hugepages() -> Optional[str]:
+    """The kernel's transparent-huge-page policy as ``enabled/defrag`` (e.g. ``madvise/madvise``),
+    None where it cannot be read: it decides what NumPy's huge-page advice costs (aspects/memory.py)."""
+    base = Path("/sys/kernel/mm/transparent_hugepage")
+    try:
+        chosen = [re.search(r"\[(\w[\w+]*)\]", (base / f).read_text()) for f in ("enabled", "defrag")]
+    except OSError:
+        return None
+    return "/".join(m.group(1) if m else "?" for m in chosen)
 
 
 def machine_line(m: Dict[str, object]) -> str:
-    return (f"{m['cores']} cores ({m['cpu']}), {m['ram_gb']} GB RAM, GPU: {m['gpu'] or 'none'}, "
+    line = (f"{m['cores']} cores ({m['cpu']}), {m['ram_gb']} GB RAM, GPU: {m['gpu'] or 'none'}, "
             f"load average at start {m['load_avg_1m']}")
+    if m.get("thp"):
+        line += f", transparent huge pages {m['thp']} (enabled/defrag)"
+    if "numpy_madvise_hugepage" in m:
+        line += f", NUMPY_MADVISE_HUGEPAGE={m['numpy_madvise_hugepage'] or 'unset'}"
+    return line
 
 
 # ----------------------------------------------------------------------------- reading
