@@ -65,6 +65,7 @@ def test_numpy_huge_page_advice_is_off_before_and_after_numpy_is_imported():
     assert _advice_after(before, None) == "True False"
     assert _advice_after(after, None) == "True False"
     assert _advice_after("r = None", None) == "None True", "NumPy's own default (the advice) on this kernel"
+    assert _advice_after("import aspects_research.tools.evaluate\nr = 'tools'", None) == "tools False"
 
 
 def test_an_explicit_numpy_madvise_hugepage_is_kept():

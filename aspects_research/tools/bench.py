@@ -30,7 +30,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]  # the repository (a source checkout)
 
 from aspects.errors import EXIT_USAGE, InputError  # noqa: E402
-from aspects.memory import no_numpy_hugepages  # noqa: E402
 from aspects_research.tools.evaluate import (InProcessRunner, Runner, command_line, git_describe, machine_info,  # noqa: E402
                                               machine_line, run_app)
 
@@ -258,8 +257,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return e.code
         return 0
     command = "aspects-bench " + command_line(sys.argv[1:] if argv is None else argv)
-    # As app.py and the warm server run (aspects/memory.py); NUMPY_MADVISE_HUGEPAGE=1 measures the advice.
-    no_numpy_hugepages()
     runner: Runner = run_app if args.subprocess else InProcessRunner(trim_heap=not args.keep_heap)
     try:
         if args.cases < 1:
