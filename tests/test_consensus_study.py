@@ -134,7 +134,7 @@ def test_checkpoint_rescore_of_the_shipped_weights_reproduces_the_apps_aspects(p
     meta = json.loads(str(dumped["meta"]))
     assert dumped["counterpart_ref"].shape == dumped["brain"].shape  # what a "contra" checkpoint reads
     shipped = REPO / "models" / "infarct_seg" / "infarct_seg.ts"
-    ckpt = tmp_path / "shipped.pt"
+    ckpt = tmp_path / "shipped.pt"  # the same weights as a bundle state dict
     torch.save(torch.jit.load(str(shipped)).state_dict(), ckpt)
     # the bundle configs that build the input the shipped model declares (contra.json: the deformed
     # mirror), and the other input
@@ -142,16 +142,17 @@ def test_checkpoint_rescore_of_the_shipped_weights_reproduces_the_apps_aspects(p
     contra = plain + [str(checkpoint_rescore.BUNDLE / "configs" / "contra.json")]
     own, other = (contra, plain) if declared_second_channel(shipped) == "contra" else (plain, contra)
     out = tmp_path / "out"
-    assert checkpoint_rescore.main(["--cases", str(root), "--dumps", str(dumps), "--ckpt", str(ckpt),
+    # the TorchScript export itself is read as a checkpoint
+    assert checkpoint_rescore.main(["--cases", str(root), "--dumps", str(dumps), "--ckpt", str(shipped),
                                     "--out", str(out), "--models", str(REPO / "models"), "--config", *own]) == 0
-    np.testing.assert_array_equal(np.load(out / "shipped" / "dumps" / f"{case.name}.npz")["raw"], dumped["raw"])
-    doc = json.loads((out / "shipped" / "runs" / case.name / "aspects.json").read_text())
+    np.testing.assert_array_equal(np.load(out / "infarct_seg" / "dumps" / f"{case.name}.npz")["raw"], dumped["raw"])
+    doc = json.loads((out / "infarct_seg" / "runs" / case.name / "aspects.json").read_text())
     assert doc["aspects"] == meta["aspects"]
     assert {s: {c: doc["regions"][s][c]["involved"] for c in doc["regions"][s]} for s in ("left", "right")} == \
         {s: {c: v["involved"] for c, v in meta["calls"][s].items()} for s in ("left", "right")}
     truth = json.loads((case / "truth.json").read_text())["aspects"]
     errors = [abs(int(meta["aspects"][s]) - int(truth[s])) for s in ("left", "right")]
-    summary = json.loads((out / "summary.json").read_text())["shipped"]
+    summary = json.loads((out / "summary.json").read_text())["infarct_seg"]
     assert summary["hemispheres"] == 2 and summary["sum_abs_error"] == sum(errors)
     assert summary["exact"] == sum(e == 0 for e in errors)
     # the same weights given the other second channel (the plain mirror, or the dump's deformed

@@ -1,14 +1,15 @@
 """Score infarct-model checkpoints as the whole app would, from stages dumped once.
 
     python -m aspects_research.tools.checkpoint_rescore --cases CASEROOT --dumps DUMPS \\
-        --ckpt A.pt [B.pt ...] --out OUT [--config train.json contra.json] [--rule trim:16]
+        --ckpt A.pt [B.ts ...] --out OUT [--config train.json contra.json] [--rule trim:16]
 
 Choosing a checkpoint by the bundle's validation Dice chose badly here (the model card: the
 best-Dice epoch lost more ASPECTS points than others), and running the whole app per checkpoint
 costs ~15 s a study. The app's stages other than the infarct model do not depend on it: DUMPS is a
 :mod:`aspects_research.tools.consensus_study` dump of the studies (any model; the aligned study,
 the asymmetry maps, the deformed mirror, the region labels), and for each checkpoint (a state
-dict of the bundle's ``network_def``) this tool runs the network on the dumped aligned study with
+dict of the bundle's ``network_def``, or a TorchScript export of it such as the shipped
+``models/infarct_seg/infarct_seg.ts``) this tool runs the network on the dumped aligned study with
 the input its metadata declares (the bundle configs given: ``contra.json`` among them means
 channel 1 is the deformed mirror, ``aspects.model_io.infarct_input``; otherwise the plain mirror),
 puts its raw mask in a copy of the dump (``OUT/<ckpt>/dumps``) and re-scores with the app's rule
@@ -35,13 +36,14 @@ import SimpleITK as sitk
 from aspects.errors import EXIT_USAGE, InputError
 from aspects_research.tools import consensus_study, evaluate
 from aspects_research.tools.evidence_cache import load_cached, phantom_cases
+from aspects_research.tools.weight_average import load_state
 
 BUNDLE = Path(__file__).resolve().parents[2] / "train" / "infarct_seg"
 
 
 def load_network(ckpt: Path, configs: Sequence[Path]):
-    """The bundle's ``network_def`` with the checkpoint's weights, in eval mode on the CPU."""
-    import torch
+    """The bundle's ``network_def`` with the weights of ``ckpt`` (a ``.pt`` state dict or a ``.ts``
+    export), in eval mode on the CPU."""
     from monai.bundle import ConfigParser
 
     if str(BUNDLE) not in sys.path:  # the bundle's scripts/, as `monai.bundle run` has it
@@ -49,7 +51,7 @@ def load_network(ckpt: Path, configs: Sequence[Path]):
     parser = ConfigParser()
     parser.read_config([str(c) for c in configs])
     net = parser.get_parsed_content("network_def")
-    net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+    net.load_state_dict(load_state(ckpt))
     return net.eval()
 
 
@@ -75,7 +77,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=Path, required=True, help="phantom root (<case>/dicom, truth.json)")
     ap.add_argument("--dumps", type=Path, required=True, help="consensus_study dump folder of these cases")
-    ap.add_argument("--ckpt", type=Path, nargs="+", required=True, help="state dicts of the bundle's network_def")
+    ap.add_argument("--ckpt", type=Path, nargs="+", required=True, help="state dicts (.pt) or TorchScript exports (.ts) of the bundle's network_def")
     ap.add_argument("--out", type=Path, required=True, help="output root (<ckpt stem>/dumps, runs, report)")
     ap.add_argument("--config", type=Path, nargs="+", default=[BUNDLE / "configs" / "train.json"],
                     help="bundle configs, merged in order (contra.json among them: channel 1 is the deformed mirror)")
