@@ -93,12 +93,15 @@ BLOOD_EXTENT_MM = 10.0
 # infarcts, 9 % at most, on the held-out phantoms of docs/results.md), an ACA / PCA / posterior
 # circulation infarct lies there almost whole.
 MIN_OUTSIDE_MCA_ML = 1.0
-# A haematoma brightens its mirror-registered counterpart further out than the infarct mask's
-# 8 mm: the mirror SyN and the maps' smoothing spread 60-75 HU over the tissue opposite it (a
-# GE-anatomy haemorrhage control read 3.8 HU "darker" 7-18 mm from the mirror of the blood, where
-# the plain mirror is 1.2 HU brighter). What reads the difference map itself (the region evidence,
-# the growth of acute lesions into the asymmetry: :func:`growable`) keeps this far from blood.
-# ASPECTS is not read beside a haemorrhage anyway.
+# A haematoma brightens its mirror-registered counterpart further out than 8 mm: the mirror SyN
+# and the maps' smoothing spread 60-75 HU over the tissue opposite it (a GE-anatomy haemorrhage
+# control read 3.8 HU "darker" 7-18 mm from the mirror of the blood, where the plain mirror is
+# 1.2 HU brighter). Whatever reads that counterpart keeps this far from blood and its mirror: the
+# region evidence, the growth of acute lesions into the asymmetry (:func:`growable`) and, since
+# the infarct model takes the counterpart as its second channel (0.5.0), the infarct mask
+# (:func:`acute_only`; 8 mm before: a template-head control's model mask reached 11 mm from the
+# blood's mirror and cost a point, docs/results_v2.md, session 22). ASPECTS is not read beside a
+# haemorrhage anyway.
 BLOOD_EXCLUSION_MARGIN_MM = 16.0
 OUTSIDE_MCA_MARGIN_MM = 4.0
 OUTSIDE_MCA_MIN_FRACTION = 0.25
@@ -266,7 +269,8 @@ def image_flags(found: Findings) -> List[Flag]:
     return flags
 
 
-def acute_only(infarct: np.ndarray, found: Findings, blood_margin_mm: float = 8.0) -> np.ndarray:
+def acute_only(infarct: np.ndarray, found: Findings,
+               blood_margin_mm: float = BLOOD_EXCLUSION_MARGIN_MM) -> np.ndarray:
     """The infarct mask without hypodensity that blood or an old infarct explains.
 
     A haematoma makes its contralateral counterpart look hypodense to a symmetry-based method

@@ -325,15 +325,19 @@ def test_what_a_haematoma_explains_is_its_whole_extent_and_wider_for_the_region_
     assert not found.blood[c] and found.blood_extent is not None  # the clot's centre is over 95 HU
     assert found.blood_extent[core].all() and found.blood_extent[halo].mean() > 0.9
     # the tissue opposite the halo looks hypodense too: a false mask 18-28 mm from the mirrored
-    # centre (along x) loses its voxels within 8 mm of the halo's mirror (12 + 8 = 20 mm), which
-    # the flag's component alone (8 + 8 = 16 mm) would have kept
+    # centre (along x) loses its voxels within a margin of the halo's mirror; at 8 mm (12 + 8 =
+    # 20 mm) those the flag's component alone (8 + 8 = 16 mm) would have kept
     import dataclasses
     xm = 63 - c[2]
     slab = np.zeros_like(mask, bool)
     slab[c[0] - 5:c[0] + 6, c[1] - 5:c[1] + 6, xm - 14:xm - 8] = True  # 5.8 ml, medial to the mirror
     assert slab[c[0], c[1], xm - 9] and (mask[slab] > 0).all()
-    assert not acute_only(slab, found)[c[0], c[1], xm - 9]
-    assert acute_only(slab, dataclasses.replace(found, blood_extent=None))[c[0], c[1], xm - 9]
+    assert not acute_only(slab, found, blood_margin_mm=8.0)[c[0], c[1], xm - 9]
+    assert acute_only(slab, dataclasses.replace(found, blood_extent=None), blood_margin_mm=8.0)[c[0], c[1], xm - 9]
+    # the mask's default margin is the region evidence's 16 mm (the infarct model reads the
+    # mirror-registered counterpart too): 24 mm from the centre is explained, at 8 mm it was not
+    assert not acute_only(slab, found)[c[0], c[1], xm - 12]
+    assert acute_only(slab, found, blood_margin_mm=8.0)[c[0], c[1], xm - 12]
     # the region evidence leaves out 16 mm around the extent's mirror: 24 mm from its centre
     assert explained_tissue(found)[c[0], c[1], xm - 12]
     assert not explained_tissue(found, blood_margin_mm=8.0)[c[0], c[1], xm - 12]
