@@ -54,3 +54,7 @@ def test_checkpoints_of_different_networks_are_refused_with_one_line(tmp_path, c
     assert not (tmp_path / "x.pt").exists()
     assert weight_average.main(["--ckpt", str(pa), str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x.pt")]) == EXIT_USAGE
     assert "checkpoint not found" in capsys.readouterr().err
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    assert weight_average.main(["--ckpt", str(pa), str(tmp_path / "text.pt"), "--out", str(tmp_path / "x.pt")]) == EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error[2]: {tmp_path / 'text.pt'}: not a readable checkpoint") and "\n" not in err

@@ -41,9 +41,9 @@ from aspects_research.tools.weight_average import load_state
 BUNDLE = Path(__file__).resolve().parents[2] / "train" / "infarct_seg"
 
 
-def load_network(ckpt: Path, configs: Sequence[Path]):
-    """The bundle's ``network_def`` with the weights of ``ckpt`` (a ``.pt`` state dict or a ``.ts``
-    export), in eval mode on the CPU."""
+def load_network(state: Dict[str, Any], configs: Sequence[Path]):
+    """The bundle's ``network_def`` with the weights ``state`` (``weight_average.load_state`` of a
+    ``.pt`` state dict or a ``.ts`` export), in eval mode on the CPU."""
     from monai.bundle import ConfigParser
 
     if str(BUNDLE) not in sys.path:  # the bundle's scripts/, as `monai.bundle run` has it
@@ -51,7 +51,7 @@ def load_network(ckpt: Path, configs: Sequence[Path]):
     parser = ConfigParser()
     parser.read_config([str(c) for c in configs])
     net = parser.get_parsed_content("network_def")
-    net.load_state_dict(load_state(ckpt))
+    net.load_state_dict(state)
     return net.eval()
 
 
@@ -86,17 +86,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = ap.parse_args(argv)
     try:
         cases = phantom_cases([args.cases])
+        states = {ckpt: load_state(ckpt) for ckpt in args.ckpt}  # every checkpoint read before the long work
     except InputError as exc:
         print(exc.one_line(), file=sys.stderr)
         return exc.code
     contra = any(c.name == "contra.json" for c in args.config)
-    for ckpt in args.ckpt:
-        if not ckpt.is_file():
-            print(f"error[{EXIT_USAGE}]: --ckpt {ckpt} is not a file", file=sys.stderr)
-            return EXIT_USAGE
     summaries = {}
-    for ckpt in args.ckpt:
-        net = load_network(ckpt, args.config)
+    for ckpt, state in states.items():
+        net = load_network(state, args.config)
         root = args.out / ckpt.stem
         dumps = root / "dumps"
         dumps.mkdir(parents=True, exist_ok=True)

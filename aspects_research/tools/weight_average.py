@@ -35,9 +35,12 @@ def load_state(path: Path) -> Dict[str, torch.Tensor]:
 
     if not path.is_file():
         raise InputError(EXIT_USAGE, f"checkpoint not found: {path}")
-    if path.suffix == ".ts":
-        return {k: v.detach().clone() for k, v in torch.jit.load(str(path), map_location="cpu").state_dict().items()}
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        if path.suffix == ".ts":
+            return {k: v.detach().clone() for k, v in torch.jit.load(str(path), map_location="cpu").state_dict().items()}
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a checkpoint torch can read (truncated, another format)
+        raise InputError(EXIT_USAGE, f"{path}: not a readable checkpoint ({type(exc).__name__})") from exc
     if not isinstance(state, dict):
         raise InputError(EXIT_USAGE, f"{path}: not a state dict")
     return state
