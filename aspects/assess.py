@@ -21,8 +21,8 @@ from aspects.labels import label_value
 from aspects.preprocess import Preprocessed, to_slices
 from aspects.region_evidence import Calibration, load_calibration, study_evidence
 from aspects.result_json import INCOMPLETE_COVERAGE, result_document
-from aspects.scoring import (DEFAULT_INVOLVEMENT_FRACTION, DEFAULT_INVOLVEMENT_ML, MARGINAL_BAND, assessable_regions,
-                             score)
+from aspects.scoring import (DEFAULT_INVOLVEMENT_FRACTION, DEFAULT_INVOLVEMENT_ML, EVIDENCE_MASK_FLOOR, MARGINAL_BAND,
+                             assessable_regions, score)
 from aspects.segmentation import GROW_MIN_SHARE, InfarctSegmentation, RegionSegmentation, grow_into_support
 from aspects.series import SourceSeries
 from aspects.timings import record, snapshot
@@ -45,6 +45,9 @@ class ScoringSettings:
     grow_min_share: float = GROW_MIN_SHARE
     # a mask call with a fraction in this band (times fraction_threshold) is marginal (None: none)
     marginal_band: Optional[Tuple[float, float]] = MARGINAL_BAND
+    # an evidence call counts where the acute mask covers at least this much of the region, in
+    # multiples of fraction_threshold (scoring.EVIDENCE_MASK_FLOOR; None: the evidence calls alone)
+    evidence_mask_floor: Optional[float] = EVIDENCE_MASK_FLOOR
 
     def thresholds(self) -> Dict[str, Any]:
         """aspects.json ``thresholds``."""
@@ -54,6 +57,8 @@ class ScoringSettings:
                 "marginal_fraction": band,
                 "evidence": None if cal is None else {
                     "z_call": cal.z_call, "min_delta_hu": cal.min_delta_hu, "false_positive_rate": cal.false_positive_rate,
+                    "min_mask_fraction": None if self.evidence_mask_floor is None
+                    else round(self.evidence_mask_floor * self.fraction_threshold, 4),
                     "partial": None if cal.partial is None else {"z_call": cal.partial.z_call,
                                                                  "min_delta_hu": cal.partial.min_delta_hu,
                                                                  "tail_fraction": cal.partial.tail_fraction,
@@ -132,10 +137,14 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
                    assessable=assessable_regions(coverage), slice_ml=geometry.slice_ml(),
                    evidence=evidence, evidence_calls=calls, mask_checks=checks,
                    mask_support=settings.calibration.mask_support if settings.calibration is not None else None,
-                   marginal_band=settings.marginal_band)
-    by_evidence = [f"{s} {c}" for s in calls for c in calls[s] if calls[s][c]]
+                   marginal_band=settings.marginal_band, evidence_mask_floor=settings.evidence_mask_floor)
+    by_evidence = [f"{s} {c}" for s, per in result.regions.items() for c, f in per.items() if f.evidence_called]
     if by_evidence:
         log.info("region evidence calls early ischaemic change in %s", ", ".join(by_evidence))
+    no_mask = [f"{s} {c} ({100 * f.infarct_fraction:.1f} %)" for s, per in result.regions.items()
+               for c, f in per.items() if f.evidence_without_mask]
+    if no_mask:
+        log.info("region evidence without the acute mask in the region (not called): %s", ", ".join(no_mask))
     withdrawn = [f"{s} {c} ({f.evidence.volume_loss:+.3f})" for s, per in result.regions.items()
                  for c, f in per.items() if f.withdrawn_calls and f.evidence is not None]
     if withdrawn:

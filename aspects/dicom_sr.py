@@ -47,9 +47,10 @@ PARTIAL_Z_CODE = aspects_code("EVZP", "Partial-region evidence score")
 MASKED_DIFF_CODE = aspects_code("HUDIFFM", "Attenuation difference of infarct in region to mirror")
 VOLUME_LOSS_CODE = aspects_code("VOLLOSS", "CSF-density share of region over mirrored region")
 MARGINAL_CODE = aspects_code("MARGINAL", "Call near involvement threshold")
-NOT_COUNTED_CODE = aspects_code("NOTCOUNTED", "Infarct mask call not counted")
+NOT_COUNTED_CODE = aspects_code("NOTCOUNTED", "Region call not counted")
 MASK_UNSUPPORTED = aspects_code("MASKUNSUP", "Region not darker than mirrored region")
 VOLUME_LOSS_VETO = aspects_code("VOLLOSSV", "Volume loss of chronic change")
+EVIDENCE_NO_MASK = aspects_code("EVNOMASK", "Region evidence without infarct mask")
 RANGE_LOW_CODE = aspects_code("ASPLOW", "ASPECTS with marginal calls counted as involved")
 RANGE_HIGH_CODE = aspects_code("ASPHIGH", "ASPECTS with marginal calls counted as not involved")
 UNIT_HU = Code("[hnsf'U]", "UCUM", "Hounsfield unit")
@@ -132,6 +133,8 @@ def _call_notes(region: Mapping) -> List[hd.sr.QualitativeEvaluation]:
         notes.append(hd.sr.QualitativeEvaluation(NOT_COUNTED_CODE, MASK_UNSUPPORTED))
     if region.get("withdrawn_calls"):
         notes.append(hd.sr.QualitativeEvaluation(NOT_COUNTED_CODE, VOLUME_LOSS_VETO))
+    if region.get("evidence_without_mask"):
+        notes.append(hd.sr.QualitativeEvaluation(NOT_COUNTED_CODE, EVIDENCE_NO_MASK))
     return notes
 
 
@@ -401,7 +404,8 @@ def _groups(ds: Dataset) -> Iterator[Dataset]:
 
 _SIDE_OF = {_key(SIDE_CODE[s]): s for s in SIDES}
 _REGION_OF = {_key(REGION_TYPE[c][0]): c for c in REGION_CODES}
-_NOT_COUNTED_OF = {_key(MASK_UNSUPPORTED): "unsupported_mask_call", _key(VOLUME_LOSS_VETO): "volume_loss"}
+_NOT_COUNTED_OF = {_key(MASK_UNSUPPORTED): "unsupported_mask_call", _key(VOLUME_LOSS_VETO): "volume_loss",
+                   _key(EVIDENCE_NO_MASK): "evidence_without_mask"}
 _INVOLVED_OF = {_key(codes.SCT.Yes): True, _key(codes.SCT.No): False, _key(NOT_ASSESSABLE): None}
 
 
@@ -438,7 +442,7 @@ def read_sr_summary(path: Path) -> Dict:
     "evidence_delta_hu" / "evidence_z" / "evidence_partial_hu" / "evidence_partial_z" where the
     region-level evidence is reported, "evidence_volume_loss" (a share) where the volume loss is,
     "mask_check_masked_hu" where the mask check is, "marginal" (True) where the call is
-    marginal, "not_counted" ("unsupported_mask_call" / "volume_loss") where a call was not
+    marginal, "not_counted" ("unsupported_mask_call" / "volume_loss" / "evidence_without_mask") where a call was not
     counted}}}, and ``aspects_range`` {side: [low, high]} where the SR holds the range.
     """
     ds = pydicom.dcmread(str(path))

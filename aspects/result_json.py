@@ -131,6 +131,9 @@ def _check_evidence(r: Mapping, where: str, errors: List[str]) -> None:
     if unsupported is not None and (unsupported is not True or (isinstance(by, list) and "mask" in by)):
         errors.append(f"{where}.unsupported_mask_call: expected true on a region not involved by the mask, "
                       f"got {unsupported!r}")
+    no_mask = r.get("evidence_without_mask")
+    if no_mask is not None and (no_mask is not True or (isinstance(by, list) and "evidence" in by)):
+        errors.append(f"{where}.evidence_without_mask: expected true on a region the evidence did not call, got {no_mask!r}")
     marginal = r.get("marginal")
     if marginal is not None and (marginal is not True or r.get("assessable", True) is False
                                  or (isinstance(by, list) and "evidence" in by)):

@@ -3,9 +3,10 @@ Deep-ASPECTS, Upadhyay et al. 2022): per region the infarct fraction and volume,
 the score per hemisphere, the affected side, and the total infarct volume from voxel spacing.
 
 Region-level evidence (:mod:`aspects.region_evidence`): a region is also involved when its
-calibrated comparison with the mirrored region says early ischaemic change, even where the voxel
-mask covers less than the fraction threshold (2-4 HU over a region that voxel noise hides);
-``involved_by`` records which rule(s) called it.
+calibrated comparison with the mirrored region says early ischaemic change and the acute mask
+reaches it, even where the mask covers less than the fraction threshold (2-4 HU over a region
+that voxel noise hides): the evidence confirms a near-threshold call, it does not call a region
+the mask does not reach (``evidence_without_mask``); ``involved_by`` records which rule(s) called it.
 
 Volume loss (:func:`aspects.region_evidence.region_volume_loss`): where the calibration applies
 the veto (the shipped one reports only), a region whose CSF-density share exceeds its mirror's by
@@ -49,6 +50,13 @@ DEFAULT_INVOLVEMENT_ML: Optional[float] = None
 # (docs/results_v2.md, "Marginal calls"). Evidence calls are not marginal: their statistic is
 # calibrated on normal studies for a fixed false-positive rate.
 MARGINAL_BAND = (0.7, 2.5)  # times the fraction threshold
+# An evidence call counts only where the acute mask covers at least this much of the region (times
+# the fraction threshold: the marginal band's floor, 0.07 at 10 %). Natural asymmetry, the
+# surroundings of an old infarct and the mirror of blood darken whole regions by 2-3 HU without a
+# lesion the model marks: on 148 generator-v2 studies (test, val, early-change and old-infarct
+# sets) every evidence call on a region with less mask than this was false (7 of 7) and every true
+# region the evidence called also had >= 10 % of mask (docs/results_v2.md, session 23).
+EVIDENCE_MASK_FLOOR = MARGINAL_BAND[0]  # times the fraction threshold
 # A region is assessable when at least this fraction of it (atlas region after the affine
 # registration) lies inside the scanned slab: "~all of it", leaving room for a voxel of
 # registration or slab-edge error.
@@ -70,6 +78,7 @@ class RegionFinding:
     mask_check: Optional[MaskCheck] = None
     withdrawn_calls: tuple = ()  # the calls the volume-loss veto withdrew (chronic, not acute)
     unsupported_mask_call: bool = False  # a mask sliver over tissue no darker than its mirror: not called
+    evidence_without_mask: bool = False  # the evidence passed its threshold, the acute mask hardly reaches the region: not called
     marginal: bool = False  # the mask alone decided, near its threshold: a few mm of error flip the call
 
 
@@ -125,6 +134,7 @@ class AspectsResult:
                         "volume_loss": f.evidence.volume_loss, "volume_loss_veto": f.evidence.volume_loss_veto}}),
                     **({"withdrawn_calls": list(f.withdrawn_calls)} if f.withdrawn_calls else {}),
                     **({"unsupported_mask_call": True} if f.unsupported_mask_call else {}),
+                    **({"evidence_without_mask": True} if f.evidence_without_mask else {}),
                     **({"marginal": True} if f.marginal else {}),
                     **({} if f.mask_check is None else {"mask_check": {
                         "masked_hu": f.mask_check.masked_hu, "n_voxels": f.mask_check.n_voxels,
@@ -195,6 +205,7 @@ def region_findings(
     mask_checks: Optional[Mapping[str, Mapping[str, MaskCheck]]] = None,
     mask_support: Optional[MaskSupportCalibration] = None,
     marginal_band: Optional[Tuple[float, float]] = MARGINAL_BAND,
+    evidence_mask_floor: Optional[float] = EVIDENCE_MASK_FLOOR,
 ) -> Dict[str, Dict[str, RegionFinding]]:
     """Per side and region: infarct fraction (of the region's volume), infarct ml and involvement
     (None where ``assessable`` says the region was not covered): the mask rule (fraction or ml,
@@ -204,7 +215,10 @@ def region_findings(
     applies): a mask call on less than its fraction of a region needs the region's evidence
     ``delta_hu`` to reach its minimum (``unsupported_mask_call`` where it did not).
     ``marginal_band`` (multiples of ``fraction_threshold``; None: none marked): a call the mask
-    alone decides with a fraction in the band is ``marginal``."""
+    alone decides with a fraction in the band is ``marginal``. ``evidence_mask_floor`` (multiples of
+    ``fraction_threshold``; None: the evidence calls alone): an evidence call on a region with less
+    mask is not counted (``evidence_without_mask``)."""
+    floor = None if evidence_mask_floor is None else evidence_mask_floor * fraction_threshold
     band = None if marginal_band is None else (marginal_band[0] * fraction_threshold, marginal_band[1] * fraction_threshold)
     if regions.shape != infarct.shape:
         raise ValueError(f"region map {regions.shape} and infarct mask {infarct.shape} differ in shape")
@@ -231,7 +245,9 @@ def region_findings(
                                and ev.delta_hu is not None and ev.delta_hu < mask_support.min_delta_hu)
             if unsupported:
                 by_mask = False
-            by_evidence = bool(evidence_calls and evidence_calls[side][code])
+            stat_call = bool(evidence_calls and evidence_calls[side][code])
+            without_mask = stat_call and floor is not None and fraction < floor
+            by_evidence = stat_call and not without_mask
             by = tuple(name for name, hit in (("mask", by_mask), ("evidence", by_evidence)) if hit)
             withdrawn: tuple = ()
             if ev is not None and ev.volume_loss_veto and by:
@@ -241,7 +257,8 @@ def region_findings(
             out[side][code] = RegionFinding(bool(by) if ok else None, float(fraction), k * scale, n * scale, ok,
                                             evidence=ev, evidence_called=by_evidence, involved_by=by if ok else (),
                                             mask_check=check, withdrawn_calls=withdrawn if ok else (),
-                                            unsupported_mask_call=unsupported and ok, marginal=bool(marginal))
+                                            unsupported_mask_call=unsupported and ok, marginal=bool(marginal),
+                                            evidence_without_mask=without_mask and ok)
     return out
 
 
@@ -279,6 +296,7 @@ def score(
     mask_checks: Optional[Mapping[str, Mapping[str, MaskCheck]]] = None,
     mask_support: Optional[MaskSupportCalibration] = None,
     marginal_band: Optional[Tuple[float, float]] = MARGINAL_BAND,
+    evidence_mask_floor: Optional[float] = EVIDENCE_MASK_FLOOR,
 ) -> AspectsResult:
     """ASPECTS of a study from its region map and infarct mask (same grid, spacing in mm).
 
@@ -289,10 +307,13 @@ def score(
     the mask-local check of each region (default: mask calls are not checked). ``mask_support``:
     the least mean difference a small mask call needs (default: none). ``marginal_band``: where a
     mask call is marginal, in multiples of ``fraction_threshold`` (None: none marked).
+    ``evidence_mask_floor``: the least mask an evidence call needs in its region, in multiples of
+    ``fraction_threshold`` (None: the evidence calls alone).
     """
     vml: VoxelMl = np.asarray(slice_ml, float) if slice_ml is not None else voxel_volume_ml(spacing_mm)
     findings = region_findings(regions, infarct, vml, fraction_threshold, ml_threshold, assessable,
-                               evidence, evidence_calls, mask_checks, mask_support, marginal_band)
+                               evidence, evidence_calls, mask_checks, mask_support, marginal_band,
+                               evidence_mask_floor)
     scores = aspects_per_side(findings)
     total = _weighted_counts((infarct > 0).astype(np.uint8), vml)[1]
     return AspectsResult(

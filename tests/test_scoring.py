@@ -143,26 +143,44 @@ def _evidence(called: dict):
     return ev, calls
 
 
-def test_region_evidence_alone_makes_a_region_involved():
-    """Early change (a few HU over a region) with no voxel mask still costs its point."""
+def test_region_evidence_counts_where_the_acute_mask_reaches_the_region():
+    """The evidence lifts a near-threshold mask call (a few HU over a region that voxel noise hides
+    in part); alone, with no mask in the region (natural asymmetry, an old infarct's surroundings),
+    it is reported and not counted."""
     from aspects.result_json import problems
     from tests.support.ct_series import make_ct_series, make_masks, make_result
 
     lab = _regions()
     ev, calls = _evidence({("left", "M5"): True})
     r = score(lab, np.zeros_like(lab, bool), (1.0, 1.0, 1.0), evidence=ev, evidence_calls=calls)
-    assert r.aspects == {"left": 9, "right": 10} and r.affected_side == "left" and r.infarct_volume_ml == 0
+    assert r.aspects == {"left": 10, "right": 10} and r.affected_side is None and r.infarct_volume_ml == 0
     m5 = r.regions_json()["left"]["M5"]
-    assert m5["involved"] is True and m5["involved_by"] == ["evidence"]
+    assert m5["involved"] is False and m5["involved_by"] == [] and m5["evidence_without_mask"] is True
     assert m5["evidence"] == {"delta_hu": 3.0, "z": 4.0, "partial_hu": None, "partial_z": None, "n_voxels": 500,
-                              "called": True, "volume_loss": None, "volume_loss_veto": False}
-    assert "withdrawn_calls" not in m5
-    assert r.regions_json()["left"]["M4"]["involved_by"] == [] and not r.regions_json()["left"]["M4"]["evidence"]["called"]
-    # The JSON validator holds the two rules together.
+                              "called": False, "volume_loss": None, "volume_loss_veto": False}
+    assert "evidence_without_mask" not in r.regions_json()["left"]["M4"]
+    # 8 % of M5 under the mask: not a mask call (10 %), but within the marginal band's floor (7 %)
+    # the evidence calls it; 6 % is below the floor.
+    m5_voxels = np.argwhere(lab == label_value("left", "M5"))
+    for n, involved in ((64, True), (48, False)):  # of 800 voxels
+        inf = np.zeros_like(lab, bool)
+        inf[tuple(m5_voxels[:n].T)] = True
+        got = score(lab, inf, (1.0, 1.0, 1.0), evidence=ev, evidence_calls=calls).regions_json()["left"]["M5"]
+        assert got["involved"] is involved and got["involved_by"] == (["evidence"] if involved else [])
+        assert got["evidence"]["called"] is involved and got.get("evidence_without_mask", False) is not involved
+        assert "marginal" not in got  # evidence-decided, or below the band
+    # A site that wants the evidence to call alone sets no floor.
+    alone = score(lab, np.zeros_like(lab, bool), (1.0, 1.0, 1.0), evidence=ev, evidence_calls=calls,
+                  evidence_mask_floor=None)
+    assert alone.aspects == {"left": 9, "right": 10} and alone.regions_json()["left"]["M5"]["involved_by"] == ["evidence"]
+    # The JSON validator holds the rules together.
     d = make_result(make_ct_series(), *make_masks())
     side, code = next((s, c) for s in ("right", "left") for c in REGION_CODES if not d["regions"][s][c]["involved"])
-    d["regions"][side][code].update(involved_by=["evidence"], evidence=m5["evidence"])
+    d["regions"][side][code].update(involved_by=["evidence"], evidence=dict(m5["evidence"], called=True))
     assert any(f"regions.{side}.{code}.involved is False but involved_by is ['evidence']" in p for p in problems(d)), problems(d)
+    d["regions"][side][code].update(involved=True, evidence_without_mask=True)
+    assert any(f"regions.{side}.{code}.evidence_without_mask: expected true on a region the evidence did not call" in p
+               for p in problems(d)), problems(d)
 
 
 def test_evidence_and_mask_both_recorded_and_not_assessable_wins():

@@ -335,7 +335,7 @@ def test_sr_carries_the_mask_check_of_a_region_whose_mask_call_it_withdrew(case,
 def _with_marginal_calls(result):
     """The result with its first involved region's call marginal, an uninvolved region of the
     same side marginal too (a mask 8 % of it) and a third region whose mask call was not counted
-    (unsupported); the range follows."""
+    (unsupported) and a fourth whose evidence call was not counted (no acute mask there); the range follows."""
     result = copy.deepcopy(result)
     side = next(s for s in SIDES if result["aspects"][s] < 10)
     called = next(c for c in REGION_CODES if result["regions"][side][c]["involved"])
@@ -343,6 +343,7 @@ def _with_marginal_calls(result):
     result["regions"][side][called].update(marginal=True, involved_by=["mask"])
     result["regions"][side][quiet[0]].update(marginal=True, infarct_fraction=0.08, involved_by=[])
     result["regions"][side][quiet[1]].update(unsupported_mask_call=True, infarct_fraction=0.12, involved_by=[])
+    result["regions"][side][quiet[2]].update(evidence_without_mask=True, infarct_fraction=0.0, involved_by=[])
     a = result["aspects"][side]
     result["aspects_range"] = {s: [result["aspects"][s]] * 2 for s in SIDES}
     result["aspects_range"][side] = [a - 1, a + 1]
@@ -364,6 +365,7 @@ def test_sr_carries_the_marginal_calls_the_range_and_the_calls_not_counted(case,
     assert back[called]["marginal"] is True and back[called]["involved"] is True
     assert back[quiet[0]]["marginal"] is True and back[quiet[0]]["involved"] is False
     assert back[quiet[1]]["not_counted"] == "unsupported_mask_call" and "marginal" not in back[quiet[1]]
+    assert back[quiet[2]]["not_counted"] == "evidence_without_mask" and back[quiet[2]]["involved"] is False
     assert not any(r.get("marginal") for s in SIDES for c, r in summary["regions"][s].items()
                    if (s, c) not in ((side, called), (side, quiet[0])))
     comments = [i.TextValue for i in _walk_sr(pydicom.dcmread(path)) if i.ValueType == "TEXT"]
