@@ -23,7 +23,8 @@ from aspects.region_evidence import Calibration, load_calibration, study_evidenc
 from aspects.result_json import INCOMPLETE_COVERAGE, result_document
 from aspects.scoring import (DEFAULT_INVOLVEMENT_FRACTION, DEFAULT_INVOLVEMENT_ML, EVIDENCE_MASK_FLOOR, MARGINAL_BAND,
                              assessable_regions, score)
-from aspects.segmentation import GROW_MIN_SHARE, InfarctSegmentation, RegionSegmentation, grow_into_support
+from aspects.segmentation import (EDGE_CORE_PERCENTILE, EDGE_FRACTION, EDGE_MIN_CORE_HU, GROW_MIN_SHARE,
+                                  InfarctSegmentation, RegionSegmentation, grow_into_support, lesion_edge)
 from aspects.series import SourceSeries
 from aspects.timings import record, snapshot
 from aspects.volume import on_grid, series_grid
@@ -43,6 +44,10 @@ class ScoringSettings:
     # grow_min_share of (segmentation.grow_into_support), after what blood or an old infarct explains is removed
     grow_into_asymmetry: bool = True
     grow_min_share: float = GROW_MIN_SHARE
+    # then cut each lesion at this fraction of its own contrast where that is >= edge_min_core_hu
+    # (segmentation.lesion_edge; None: not cut)
+    edge_fraction: Optional[float] = EDGE_FRACTION
+    edge_min_core_hu: float = EDGE_MIN_CORE_HU
     # a mask call with a fraction in this band (times fraction_threshold) is marginal (None: none)
     marginal_band: Optional[Tuple[float, float]] = MARGINAL_BAND
     # an evidence call counts where the acute mask covers at least this much of the region, in
@@ -55,6 +60,9 @@ class ScoringSettings:
         band = None if self.marginal_band is None else [round(b * self.fraction_threshold, 4) for b in self.marginal_band]
         return {"involvement_fraction": self.fraction_threshold, "involvement_ml": self.ml_threshold,
                 "marginal_fraction": band,
+                "lesion_edge": None if self.edge_fraction is None else {
+                    "fraction": self.edge_fraction, "min_core_hu": self.edge_min_core_hu,
+                    "core_percentile": EDGE_CORE_PERCENTILE},
                 "evidence": None if cal is None else {
                     "z_call": cal.z_call, "min_delta_hu": cal.min_delta_hu, "false_positive_rate": cal.false_positive_rate,
                     "min_mask_fraction": None if self.evidence_mask_floor is None
@@ -121,6 +129,12 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
             log.info("acute infarct grown by %.1f ml into the asymmetry it sits in",
                      (grown.sum() - acute.sum()) * np.prod(spacing) / 1000.0)
         acute = grown
+        if settings.edge_fraction is not None:
+            edged = lesion_edge(acute, infarct.asymmetry.difference, settings.edge_fraction, settings.edge_min_core_hu)
+            if edged.sum() < acute.sum():
+                log.info("%.1f ml below %.0f %% of their lesion's own darkening cut from the lesions' edges",
+                         (acute.sum() - edged.sum()) * np.prod(spacing) / 1000.0, 100 * settings.edge_fraction)
+            acute = edged
     labels_aligned = sitk.GetArrayFromImage(regions.labels)
     outside = outside_mca_flag(acute, labels_aligned, sitk.GetArrayFromImage(regions.territories), spacing)
     if outside is not None:  # ACA / PCA / posterior circulation infarct

@@ -15,9 +15,9 @@ import torch
 
 from aspects.errors import EXIT_USAGE, InputError
 from aspects.model_io import from_model_layout, infarct_input, mirror, normalise, to_model_layout
-from aspects.segmentation import (INFARCT_MODEL, REGION_MODEL, SUPPORT_REACH_MM, SegmentationModels,
-                                  consensus_components, declared_second_channel, segment_infarct, segment_regions,
-                                  trim_to_support)
+from aspects.segmentation import (EDGE_FRACTION, EDGE_MIN_CORE_HU, INFARCT_MODEL, REGION_MODEL, SUPPORT_REACH_MM,
+                                  SegmentationModels, consensus_components, declared_second_channel, lesion_edge,
+                                  segment_infarct, segment_regions, trim_to_support)
 from tests.support.heads import atlas, atlas_labels_on, dice, lesion_on_aligned, preprocessed
 
 
@@ -150,6 +150,33 @@ def test_a_kept_component_is_cut_back_to_its_reach_around_the_baseline():
     assert trim_to_support(kept, support, reach_mm=1000.0).sum() == model.sum()
     assert not trim_to_support(kept, np.zeros_like(support)).any()
     assert SUPPORT_REACH_MM == 16.0  # the reach chosen on the v2 validation split (docs/results_v2.md)
+
+
+def test_a_clear_lesion_ends_at_a_fraction_of_its_own_darkening_and_a_faint_one_is_left_whole():
+    diff = np.zeros((12, 12, 40), np.float32)
+    mask = np.zeros(diff.shape, bool)
+    mask[4:8, 4:8, 2:20] = True  # one component: a 10 HU lesion with a 2 HU tail around it
+    diff[4:8, 4:8, 2:12], diff[4:8, 4:8, 12:20] = 10.0, 2.0
+    mask[4:8, 4:8, 24:38] = True  # a faint lesion: 4 HU core, 1 HU tail
+    diff[4:8, 4:8, 24:32], diff[4:8, 4:8, 32:38] = 4.0, 1.0
+    before = mask.copy()
+    out = lesion_edge(mask, diff)
+    assert np.array_equal(mask, before)  # the caller's mask is not changed
+    assert out[4:8, 4:8, 2:12].all() and not out[4:8, 4:8, 12:20].any()  # 2 HU < 0.3 x 10 HU: cut
+    assert out[4:8, 4:8, 24:38].all()  # core 4 HU < 5 HU: its edge is inside the noise, left whole
+    diff[4:8, 4:8, 12:20] = 3.0  # exactly 0.3 x the core: kept
+    assert lesion_edge(mask, diff)[4:8, 4:8, 12:20].all()
+    assert not lesion_edge(mask, diff, fraction=0.5)[4:8, 4:8, 12:20].any()
+    assert not lesion_edge(np.zeros_like(mask), diff).any()
+    assert (EDGE_FRACTION, EDGE_MIN_CORE_HU) == (0.3, 5.0)  # chosen on the v2 validation split (docs/results_v2.md)
+
+
+def test_aspects_json_records_the_lesion_edge_rule():
+    from aspects.assess import ScoringSettings
+
+    assert ScoringSettings(calibration=None).thresholds()["lesion_edge"] == {
+        "fraction": 0.3, "min_core_hu": 5.0, "core_percentile": 75.0}
+    assert ScoringSettings(calibration=None, edge_fraction=None).thresholds()["lesion_edge"] is None
 
 
 class _Everywhere(torch.nn.Module):
