@@ -253,7 +253,9 @@ def lesion_edge(mask: np.ndarray, difference: np.ndarray, fraction: float = EDGE
     fraction of its own contrast is the adaptive threshold of Erdi et al. (1997) for PET lesions.
     A faint lesion (core below ``min_core_hu``) is left whole: its edge is inside the noise."""
     out = mask.astype(bool)  # a copy: the caller's mask is not changed
-    lab, n = ndi.label(out, structure=np.ones((3, 3, 3), bool))
+    if not out.any():
+        return out
+    lab, _ = ndi.label(out, structure=np.ones((3, 3, 3), bool))
     for i, box in enumerate(ndi.find_objects(lab), start=1):
         if box is None:
             continue
