@@ -464,7 +464,9 @@ def study_evidence(found: Findings, difference: np.ndarray, comparable: np.ndarr
 def evidence_calls(evidence: Mapping[str, Mapping[str, RegionEvidence]],
                    calibration: Optional[Calibration]) -> Dict[str, Dict[str, bool]]:
     """True where a region's evidence alone says early ischaemic change (False without
-    calibration): the whole-region or the partial-region statistic reaches its threshold."""
+    calibration): the whole-region or the partial-region statistic reaches its threshold. The
+    scorer counts such a call only where the acute mask reaches the region
+    (:data:`aspects.scoring.EVIDENCE_MASK_FLOOR`)."""
     return {side: {code: region_called(ev, calibration) for code, ev in per.items()} for side, per in evidence.items()}
 
 
