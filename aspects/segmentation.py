@@ -256,9 +256,7 @@ def lesion_edge(mask: np.ndarray, difference: np.ndarray, fraction: float = EDGE
     if not out.any():
         return out
     lab, _ = ndi.label(out, structure=np.ones((3, 3, 3), bool))
-    for i, box in enumerate(ndi.find_objects(lab), start=1):
-        if box is None:
-            continue
+    for i, box in enumerate(ndi.find_objects(lab), start=1):  # ndi.label numbers 1..n: no gaps
         comp = lab[box] == i
         d = difference[box]
         core = float(np.percentile(d[comp], percentile))
