@@ -16,7 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
 
-from aspects.flags import acute_only, find, growable, image_flags, outside_mca_flag
+from aspects.flags import acute_only, find, growable, image_flags, outside_mca_flag, with_cavity
 from aspects.labels import label_value
 from aspects.preprocess import Preprocessed, to_slices
 from aspects.region_evidence import Calibration, load_calibration, study_evidence
@@ -26,6 +26,7 @@ from aspects.scoring import (DEFAULT_INVOLVEMENT_FRACTION, DEFAULT_INVOLVEMENT_M
 from aspects.segmentation import (EDGE_CORE_PERCENTILE, EDGE_FRACTION, EDGE_MIN_CORE_HU, GROW_MIN_SHARE,
                                   InfarctSegmentation, RegionSegmentation, grow_into_support, lesion_edge)
 from aspects.series import SourceSeries
+from aspects.source_cavity import source_cavity
 from aspects.timings import record, snapshot
 from aspects.volume import on_grid, series_grid
 
@@ -115,8 +116,15 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
     spacing = pre.aligned.GetSpacing()
     dense = sitk.GetArrayFromImage(pre.dense) > 0 if pre.dense is not None else None
     findings = find(aligned, brain, spacing, dense)
-    flags = image_flags(findings)
     segmented = sitk.GetArrayFromImage(infarct.mask) > 0
+    # an old infarct's cavity as the slices show it (thick slices blur it on the aligned grid)
+    marked = with_cavity(findings, source_cavity(pre, segmented, brain, infarct.asymmetry.counterpart
+                                                 if infarct.asymmetry is not None else None), segmented)
+    if marked is not findings:
+        log.info("old infarct cavity seen on the source slices beside the acute mask: %.1f ml added to the old infarct",
+                 (marked.old_infarct.sum() - findings.old_infarct.sum()) * np.prod(spacing) / 1000.0)
+    findings = marked
+    flags = image_flags(findings)
     acute = acute_only(segmented, findings)
     if acute.sum() < segmented.sum():
         log.info("%.1f ml of hypodensity explained by old infarct / haemorrhage: not scored",

@@ -7,6 +7,7 @@ column, so ``np.flip(arr, axis=2)`` is the contralateral mirror.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -328,6 +329,27 @@ def old_rim(infarct: np.ndarray, found: Findings) -> np.ndarray:
     if not old.any():
         return np.zeros(mask.shape, bool)
     return old[lesions] & (ndimage.distance_transform_edt(~cavity, sampling=found.spacing_mm) <= OLD_RIM_MM)
+
+
+def with_cavity(found: Findings, cavity: np.ndarray, infarct: np.ndarray) -> Findings:
+    """``found`` with the components of ``cavity`` (aligned grid; e.g. measured on the source
+    slices, :mod:`aspects.source_cavity`) that make a component of ``infarct`` an old infarct's
+    rim (:func:`old_rim`) added to its old infarct and cavity: the rim is then not scored, the
+    flag is raised, and the growth and the region evidence keep away from it, as for a cavity
+    found on the aligned grid. A cavity beside no rim changes nothing."""
+    cavity = cavity.astype(bool)
+    if not cavity.any() or not infarct.any():
+        return found
+    before = found.old_cavity if found.old_cavity is not None else np.zeros(cavity.shape, bool)
+    rim = old_rim(infarct, dataclasses.replace(found, old_cavity=before | cavity))
+    if not rim.any():
+        return found
+    labels, _ = ndimage.label(cavity, structure=np.ones((3, 3, 3), bool))
+    within = ndimage.binary_dilation(rim, iterations=_steps(OLD_CAVITY_REACH_MM, found.spacing_mm))
+    used = np.isin(labels, np.unique(labels[within & cavity]))
+    if not used.any():
+        return found
+    return dataclasses.replace(found, old_infarct=found.old_infarct | used, old_cavity=before | used)
 
 
 def outside_mca_flag(infarct: np.ndarray, regions: np.ndarray, territories: np.ndarray,

@@ -494,7 +494,7 @@ def to_slices(pre: Preprocessed, aligned_img: sitk.Image, geometry: SliceGeometr
             # Only the block that can receive a label is sampled (a thin study's infarct mask:
             # ~1 % of its 80 M source voxels); every voxel outside it is 0 either way.
             out = np.zeros((geometry.n_slices, rows, cols), sitk.GetArrayViewFromImage(aligned_img).dtype)
-            block = _support_block(pre, aligned_img, ref)
+            block = support_block(pre, aligned_img, ref)
             if block is None:
                 return out  # an empty mask: nothing to sample
             index, size = block
@@ -516,7 +516,7 @@ def to_slices(pre: Preprocessed, aligned_img: sitk.Image, geometry: SliceGeometr
     return out
 
 
-def _support_block(pre: Preprocessed, aligned_img: sitk.Image, ref: sitk.Image,
+def support_block(pre: Preprocessed, aligned_img: sitk.Image, ref: sitk.Image,
                    margin_vox: int = 2) -> Optional[Tuple[Tuple[int, int, int], Tuple[int, int, int]]]:
     """(index, size) in ``ref``'s (x, y, z) voxels of the block that holds every point whose
     label interpolation (nearest neighbour, label-wise linear) can touch a non-zero voxel of

@@ -268,3 +268,16 @@ def test_the_generator_still_builds_the_archived_old_infarct_pattern_set(tmp_pat
                                "--seed", "3002"]) == 0
     assert split_manifest.main(["--cases", str(tmp_path), "--check", str(root / "tools" / "splits" / "v2_old_patterns.json"),
                                 "--present-only"]) == 0
+
+
+@pytest.mark.slow
+def test_the_generator_still_builds_the_archived_fresh_set(tmp_path):
+    # The independent draw of session 24 (make_v2_data.sh fresh, tools/splits/v2_fresh.json: the
+    # test split's recipe with new seeds): its first acute study, rebuilt to the pixel.
+    from aspects_research.tools import make_phantoms, split_manifest
+
+    root = Path(__file__).resolve().parents[1]
+    assert make_phantoms.main(["--generator", "v2", "--out", str(tmp_path), "--split", "test", "--kind", "acute",
+                               "--seed", "4000"]) == 0
+    assert split_manifest.main(["--cases", str(tmp_path), "--check", str(root / "tools" / "splits" / "v2_fresh.json"),
+                                "--present-only"]) == 0

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The v2 synthetic data sets (generator v2, docs/data.md), fixed seeds; outside the repository.
-#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns aligned aligned_test
+#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns fresh aligned aligned_test
 # calib: 16 normal studies (4 per anatomy source; 5, 5, 2.5 and 1 mm) for calibrating region
 #        evidence; ROOT/ph_calib/READY when complete.
 # train: $V2_TRAIN_COUNT (default 49) studies, split train (SOOP lesion masks of the train split;
 #        template / scct / GE heads), kinds and HU drops as drawn (v2: 62 % acute, 2-4 HU 38 % of
 #        them), seeds 1..N (each study depends on its seed alone: seeds 1-49 are the same for any N).
 # val:   $V2_VAL_COUNT (default 6) studies, split val, seeds 500.. (model selection only).
+# fresh: the test recipe with seeds 4000-4027 and 4100-4115 (session 24; tools/splits/v2_fresh.json).
 # test:  split test: 28 acute studies (seeds 1000-1027; thickness, source, HU drop as drawn) + the
 #        four controls (normal, old infarct, haemorrhage, leukoaraiosis) on every anatomy source,
 #        two at 5 mm and two at 1 mm per source and per kind (seeds 1100-1115): 44 studies.
@@ -26,6 +27,22 @@ ROOT=${1:?usage: tools/make_v2_data.sh ROOT STAGE...}
 shift
 MK="aspects-make-phantoms --generator v2 --preview"
 SOURCES="template scct ge invesalius"
+
+# test_recipe OUT ACUTE_SEED CONTROL_SEED: 28 acute studies (seeds ACUTE_SEED..+27; thickness,
+# source, HU drop as drawn) + the four controls on every anatomy source, 5 and 1 mm alternating
+# (seeds CONTROL_SEED..+15): 44 studies.
+test_recipe() {
+  local out=$1 seed=$3 th=5
+  $MK --out "$out" --split test --kind acute --count 28 --seed "$2"
+  for src in $SOURCES; do
+    for kind in normal old_infarct haemorrhage leukoaraiosis; do
+      $MK --out "$out" --split test --kind "$kind" --anatomy "$src" --thickness $th --seed $seed
+      seed=$((seed + 1))
+      th=$([ "$th" = 5 ] && echo 1 || echo 5)
+    done
+    th=$([ "$th" = 5 ] && echo 1 || echo 5)
+  done
+}
 for stage in "$@"; do
   case $stage in
     calib)
@@ -43,17 +60,7 @@ for stage in "$@"; do
     val)
       $MK --out "$ROOT/ph_val" --split val --count "${V2_VAL_COUNT:-6}" --seed 500 ;;
     test)
-      $MK --out "$ROOT/ph_test" --split test --kind acute --count 28 --seed 1000
-      seed=1100
-      th=5
-      for src in $SOURCES; do
-        for kind in normal old_infarct haemorrhage leukoaraiosis; do
-          $MK --out "$ROOT/ph_test" --split test --kind "$kind" --anatomy "$src" --thickness $th --seed $seed
-          seed=$((seed + 1))
-          th=$([ "$th" = 5 ] && echo 1 || echo 5)
-        done
-        th=$([ "$th" = 5 ] && echo 1 || echo 5)
-      done ;;
+      test_recipe "$ROOT/ph_test" 1000 1100 ;;
     early)
       # single-region (and two-region deep) early ischaemic change in the MCA sub-territory shapes
       # of the v1 patterns, on the two heads never used for training, at 3 / 5 / 8 HU: the
@@ -82,10 +89,15 @@ for stage in "$@"; do
         done
         th=$([ "$th" = 5 ] && echo 1 || echo 5)
       done ;;
+    fresh)
+      # the test stage's recipe with new seeds, made in session 24 after the rules of sessions
+      # 5-23 were chosen: an independent estimate of the test split's figures.
+      # Archived: tools/splits/v2_fresh.json.
+      test_recipe "$ROOT/ph_fresh" 4000 4100 ;;
     aligned)
       aspects-make-datalist --phantoms "$ROOT/ph_train" --val-phantoms "$ROOT/ph_val" --out "$ROOT/aligned" --workers 2 ;;
     aligned_test)
       aspects-make-datalist --phantoms "$ROOT/ph_test" --val-phantoms "$ROOT/ph_test" --out "$ROOT/aligned_test" --workers 2 ;;
-    *) echo "error[2]: unknown stage $stage (calib train val test early old_patterns aligned aligned_test)" >&2; exit 2 ;;
+    *) echo "error[2]: unknown stage $stage (calib train val test early old_patterns fresh aligned aligned_test)" >&2; exit 2 ;;
   esac
 done

@@ -197,7 +197,8 @@ def rescore_case(pipeline: Pipeline, case: Path, dump: Path, run: Path, rule: st
         state = pickle.load(f)
     series = load_series(choose_series(scan_folder(case / "dicom"), pipeline.rules))
     pre = dataclasses.replace(state["pre"], source=series.volume.image)
-    maps = asymmetry.AsymmetryMaps(d[f"diff_{syn}"], d[f"comparable_{syn}"])
+    maps = asymmetry.AsymmetryMaps(d[f"diff_{syn}"], d[f"comparable_{syn}"],
+                                   d["counterpart_ref"] if syn == "ref" and "counterpart_ref" in d else None)
     mask = rule_function(rule)(d["raw"], maps.difference, maps.comparable, d[f"support_{syn}"])
     info = {**state["info"], "consensus": {"rule": rule}}
     # "grow": the touch consensus grown by the scorer (ScoringSettings.grow_into_asymmetry, the app's
