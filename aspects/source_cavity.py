@@ -18,11 +18,12 @@ acute component has a cavity beside it):
    (>= :data:`aspects.flags.OLD_MIRROR_HU`): ventricles and symmetric CSF spaces drop out;
 4. components of at least :data:`aspects.flags.MIN_RIM_CAVITY_ML`.
 
-Chosen on the v2 val split and checked on the others (session 24, docs/results_v2.md): around the
-acute masks of 119 acute studies (val, test, single-region early change; 2.5-12 HU, 0.625-5 mm)
-it finds at most 0.32 ml, and 2.99 ml beside one 151 ml infarct (below the rim rule's
-5 % of the lesion); around the old infarcts of the controls 0.66-52 ml, the 5 mm cortical ones
-included.
+Chosen on the v2 val split and the old-infarct patterns, then checked on every other set (session 24,
+docs/results_v2.md, "An old infarct's cavity on the source slices"): around the acute masks of 132
+acute studies (val, test, early change, v1, the fresh draw; 1-12 HU, 0.625-5 mm) it finds >= 0.5 ml
+twice, 1.8 ml each beside a 96-151 ml infarct on the real InVesalius head (a CSF pocket of that
+head, below the rim rule's 5 % of the lesion); no acute study's score or mask changed. Around
+the old infarcts of the controls 0.7-54 ml, the 5 mm cortical ones included.
 """
 
 from __future__ import annotations
@@ -38,12 +39,11 @@ from aspects.preprocess import Preprocessed, support_block
 
 # 12 HU, not the aligned grid's 10 (aspects.flags.OLD_CAVITY_HU): a 5 mm slab through a cavity
 # also holds some of its rim. At 10 HU the 5 mm cortical old infarcts of the old-pattern set kept
-# 0.36-0.49 ml (below the component floor); at 12 HU 0.66-1.6 ml, and the acute studies stayed
-# below 0.32 ml (one 2.99 ml) with this opening.
+# 0.36-0.49 ml (below the component floor), at 12 HU 0.7-1.6 ml.
 SOURCE_CAVITY_HU = 12.0
-# Opening width (mm; a square of the odd pixel count nearest to it): on the offline measure (a disk),
-# 3 mm let 5.8 ml of a 151 ml acute infarct's darkest part through, 5 mm lost the thinnest old
-# cavity (0.46 ml).
+# Opening width (mm; a square of the odd pixel count nearest to it, 7 pixels at 0.45 mm): a 4 mm
+# square lost two of the three 5 mm cortical old infarcts it should find (3002, 3011) on the
+# old-pattern set; a 4 mm disk found them but took about twice the time of the separable square.
 SOURCE_CAVITY_WIDTH_MM = 3.0
 # A 3 x 3 median is below the threshold when at least 5 of its 9 pixels are (counted, not sorted).
 _MEDIAN_OF_9 = 5
