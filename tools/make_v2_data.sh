@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The v2 synthetic data sets (generator v2, docs/data.md), fixed seeds; outside the repository.
-#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns fresh aligned aligned_test
+#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns fresh haem aligned aligned_test
 # calib: 16 normal studies (4 per anatomy source; 5, 5, 2.5 and 1 mm) for calibrating region
 #        evidence; ROOT/ph_calib/READY when complete.
 # train: $V2_TRAIN_COUNT (default 49) studies, split train (SOOP lesion masks of the train split;
@@ -8,6 +8,7 @@
 #        them), seeds 1..N (each study depends on its seed alone: seeds 1-49 are the same for any N).
 # val:   $V2_VAL_COUNT (default 6) studies, split val, seeds 500.. (model selection only).
 # fresh: the test recipe with seeds 4000-4027 and 4100-4115 (session 24; tools/splits/v2_fresh.json).
+# haem:  16 haemorrhage controls, every head at 5 and 1 mm twice (seeds 5000-5015, session 24).
 # test:  split test: 28 acute studies (seeds 1000-1027; thickness, source, HU drop as drawn) + the
 #        four controls (normal, old infarct, haemorrhage, leukoaraiosis) on every anatomy source,
 #        two at 5 mm and two at 1 mm per source and per kind (seeds 1100-1115): 44 studies.
@@ -94,10 +95,20 @@ for stage in "$@"; do
       # 5-23 were chosen: an independent estimate of the test split's figures.
       # Archived: tools/splits/v2_fresh.json.
       test_recipe "$ROOT/ph_fresh" 4000 4100 ;;
+    haem)
+      # 16 more haemorrhage controls (session 24): every head at 5 and 1 mm, twice, seeds 5000-5015,
+      # for the haemorrhage flag's sensitivity (docs/results_v2.md, "A fresh draw of the test recipe")
+      seed=5000
+      for src in $SOURCES; do
+        for th in 5 1 5 1; do
+          $MK --out "$ROOT/ph_haem" --split val --kind haemorrhage --anatomy "$src" --thickness $th --seed $seed
+          seed=$((seed + 1))
+        done
+      done ;;
     aligned)
       aspects-make-datalist --phantoms "$ROOT/ph_train" --val-phantoms "$ROOT/ph_val" --out "$ROOT/aligned" --workers 2 ;;
     aligned_test)
       aspects-make-datalist --phantoms "$ROOT/ph_test" --val-phantoms "$ROOT/ph_test" --out "$ROOT/aligned_test" --workers 2 ;;
-    *) echo "error[2]: unknown stage $stage (calib train val test early old_patterns fresh aligned aligned_test)" >&2; exit 2 ;;
+    *) echo "error[2]: unknown stage $stage (calib train val test early old_patterns fresh haem aligned aligned_test)" >&2; exit 2 ;;
   esac
 done
