@@ -118,8 +118,7 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
     findings = find(aligned, brain, spacing, dense)
     segmented = sitk.GetArrayFromImage(infarct.mask) > 0
     # an old infarct's cavity as the slices show it (thick slices blur it on the aligned grid)
-    marked = with_cavity(findings, source_cavity(pre, segmented, brain, infarct.asymmetry.counterpart
-                                                 if infarct.asymmetry is not None else None), segmented)
+    marked = with_cavity(findings, source_cavity(pre, segmented, brain, infarct.asymmetry.counterpart), segmented)
     if marked is not findings:
         log.info("old infarct cavity seen on the source slices beside the acute mask: %.1f ml added to the old infarct",
                  (marked.old_infarct.sum() - findings.old_infarct.sum()) * np.prod(spacing) / 1000.0)
