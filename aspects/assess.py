@@ -26,6 +26,7 @@ from aspects.scoring import (DEFAULT_INVOLVEMENT_FRACTION, DEFAULT_INVOLVEMENT_M
 from aspects.segmentation import (EDGE_CORE_PERCENTILE, EDGE_FRACTION, EDGE_MIN_CORE_HU, GROW_MIN_SHARE,
                                   InfarctSegmentation, RegionSegmentation, grow_into_support, lesion_edge)
 from aspects.series import SourceSeries
+from aspects.source_blood import source_blood
 from aspects.source_cavity import source_cavity
 from aspects.timings import record, snapshot
 from aspects.volume import on_grid, series_grid
@@ -115,7 +116,11 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
     brain = sitk.GetArrayFromImage(pre.brain_mask)
     spacing = pre.aligned.GetSpacing()
     dense = sitk.GetArrayFromImage(pre.dense) > 0 if pre.dense is not None else None
-    findings = find(aligned, brain, spacing, dense)
+    # blood as the slices show it too (the aligned grid dilutes a small haematoma)
+    sliced_blood = source_blood(pre, brain, dense)
+    if sliced_blood.any():
+        log.info("blood-like blob seen on the source slices: %.1f ml", sliced_blood.sum() * np.prod(spacing) / 1000.0)
+    findings = find(aligned, brain, spacing, dense, sliced_blood)
     segmented = sitk.GetArrayFromImage(infarct.mask) > 0
     # an old infarct's cavity as the slices show it (thick slices blur it on the aligned grid)
     marked = with_cavity(findings, source_cavity(pre, segmented, brain, infarct.asymmetry.counterpart), segmented)

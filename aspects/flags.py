@@ -140,7 +140,8 @@ def near_or_mirror(mask: np.ndarray, mm: float, spacing_mm: Sequence[float]) -> 
     return ndimage.binary_dilation(mask | np.flip(mask, axis=2), iterations=_steps(mm, spacing_mm))
 
 
-def _inner(brain: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
+def inner_brain(brain: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
+    """The brain more than EDGE_EROSION_MM from its edge."""
     return ndimage.binary_erosion(brain > 0, iterations=_steps(EDGE_EROSION_MM, spacing_mm))
 
 
@@ -161,7 +162,7 @@ def _blood_and_smooth(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[fl
                       dense: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
     """:func:`blood_mask` and the 3-voxel median of ``hu`` it was found on."""
     smooth = ndimage.median_filter(hu, size=3)
-    hyper = (smooth >= BLOOD_HU[0]) & _inner(brain, spacing_mm)
+    hyper = (smooth >= BLOOD_HU[0]) & inner_brain(brain, spacing_mm)
     hyper &= smooth - np.flip(smooth, axis=2) >= BLOOD_MIRROR_EXCESS_HU
     if dense is not None and dense.any():
         hyper &= ndimage.distance_transform_edt(~dense.astype(bool), sampling=spacing_mm) > DENSE_MARGIN_MM
@@ -191,7 +192,7 @@ def _old_infarct_and_cavity(hu: np.ndarray, brain: np.ndarray,
     split, docs/results.md). From one smoothing and erosion."""
     smooth = ndimage.uniform_filter(hu, size=3)
     mirror = np.flip(smooth, axis=2)
-    inner = _inner(brain, spacing_mm)
+    inner = inner_brain(brain, spacing_mm)
     mask = (smooth < OLD_INFARCT_HU) & (mirror >= OLD_MIRROR_HU) & inner & np.flip(inner, axis=2)
     vml = _voxel_ml(spacing_mm)
     labels, n = ndimage.label(mask)
@@ -241,10 +242,14 @@ class Findings:
 
 
 def find(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
-         dense: Optional[np.ndarray] = None) -> Findings:
-    """Blood (away from dense tissue) and old infarct, with its CSF-density cavity, on the aligned grid."""
+         dense: Optional[np.ndarray] = None, source_blood: Optional[np.ndarray] = None) -> Findings:
+    """Blood (away from dense tissue) and old infarct, with its CSF-density cavity, on the aligned
+    grid; ``source_blood``: blood seen on the source slices (:mod:`aspects.source_blood`), added to
+    the blood found here."""
     old, cavity = _old_infarct_and_cavity(hu, brain, spacing_mm)
     blood, smooth = _blood_and_smooth(hu, brain, spacing_mm, dense)
+    if source_blood is not None:
+        blood = blood | source_blood.astype(bool)
     return Findings(blood, old, tuple(float(s) for s in spacing_mm), cavity,
                     blood_extent(smooth, brain, spacing_mm, blood))
 

@@ -76,6 +76,24 @@ def _block_image(arr_zyx: np.ndarray, ref: sitk.Image, index: Tuple[int, int, in
     return img
 
 
+def block_on_aligned(mask_zyx: np.ndarray, pre: Preprocessed, block: Tuple[Tuple[int, int, int], Tuple[int, int, int]],
+                     within: np.ndarray) -> np.ndarray:
+    """A mask on a block of the source grid (``block``: (index, size) in (x, y, z) source voxels,
+    :func:`aspects.preprocess.support_block`) on the aligned grid, resampled (label-wise linear)
+    onto the bounding box of ``within`` only (aligned bool) and returned as a whole aligned mask."""
+    zs, ys, xs = (np.flatnonzero(within.any(axis=a)) for a in ((1, 2), (0, 2), (0, 1)))
+    box = (slice(zs[0], zs[-1] + 1), slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
+    sub = sitk.Image([int(xs[-1] - xs[0] + 1), int(ys[-1] - ys[0] + 1), int(zs[-1] - zs[0] + 1)], sitk.sitkUInt8)
+    sub.SetSpacing(pre.aligned.GetSpacing())
+    sub.SetDirection(pre.aligned.GetDirection())
+    sub.SetOrigin(pre.aligned.TransformIndexToPhysicalPoint((int(xs[0]), int(ys[0]), int(zs[0]))))
+    on_aligned = sitk.Resample(_block_image(mask_zyx, pre.source, block[0]), sub, pre.aligned_to_source,
+                               sitk.sitkLabelLinear, 0, sitk.sitkUInt8)
+    out = np.zeros(within.shape, bool)
+    out[box] = sitk.GetArrayFromImage(on_aligned) > 0
+    return out
+
+
 def source_cavity(pre: Preprocessed, near: np.ndarray, brain: np.ndarray,
                   counterpart: Optional[np.ndarray] = None) -> np.ndarray:
     """Compact CSF-density cavity (see the module docstring) within reach of ``near`` (aligned
@@ -101,17 +119,7 @@ def source_cavity(pre: Preprocessed, near: np.ndarray, brain: np.ndarray,
     csf = compact_in_plane(csf_in_plane(src, SOURCE_CAVITY_HU), pixel_mm, SOURCE_CAVITY_WIDTH_MM)
     if not csf.any():
         return out
-    # onto the aligned voxels within reach only (their bounding box)
-    zs, ys, xs = (np.flatnonzero(reach.any(axis=a)) for a in ((1, 2), (0, 2), (0, 1)))
-    box = (slice(zs[0], zs[-1] + 1), slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
-    sub = sitk.Image([int(xs[-1] - xs[0] + 1), int(ys[-1] - ys[0] + 1), int(zs[-1] - zs[0] + 1)], sitk.sitkUInt8)
-    sub.SetSpacing(spacing)
-    sub.SetDirection(pre.aligned.GetDirection())
-    sub.SetOrigin(pre.aligned.TransformIndexToPhysicalPoint((int(xs[0]), int(ys[0]), int(zs[0]))))
-    on_aligned = sitk.Resample(_block_image(csf, pre.source, (x0, y0, z0)), sub, pre.aligned_to_source,
-                               sitk.sitkLabelLinear, 0, sitk.sitkUInt8)
-    cavity = np.zeros(near.shape, bool)
-    cavity[box] = sitk.GetArrayFromImage(on_aligned) > 0
+    cavity = block_on_aligned(csf, pre, block, reach)
     mirror_hu = counterpart if counterpart is not None else np.flip(sitk.GetArrayViewFromImage(pre.aligned), axis=2)
     cavity &= reach & ndi.binary_erosion(brain.astype(bool)) & (mirror_hu >= OLD_MIRROR_HU)
     if not cavity.any():

@@ -7,33 +7,21 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from aspects.flags import acute_only, find, image_flags, with_cavity
-from aspects.preprocess import Preprocessed
 from aspects.source_cavity import compact_in_plane, csf_in_plane, source_cavity
+from tests.support.slab_grid import coords, grid, registered_study
 
 PIXEL, SLICE, ALIGNED = 0.5, 5.0, 2.0
 EXTENT = (128.0, 128.0, 100.0)  # mm (x, y, z); the mid-sagittal plane at x = 64 mm
 
 
 def _grid(step_xy: float, step_z: float) -> sitk.Image:
-    size = [int(EXTENT[0] / step_xy), int(EXTENT[1] / step_xy), int(EXTENT[2] / step_z)]
-    img = sitk.Image(size, sitk.sitkFloat32)
-    img.SetSpacing((step_xy, step_xy, step_z))
-    img.SetOrigin((step_xy / 2, step_xy / 2, step_z / 2))  # voxel centres; x symmetric about 64 mm
-    return img
-
-
-def _coords(img: sitk.Image):
-    nx, ny, nz = img.GetSize()
-    sx, sy, sz = img.GetSpacing()
-    ox, oy, oz = img.GetOrigin()
-    z, y, x = np.meshgrid(oz + sz * np.arange(nz), oy + sy * np.arange(ny), ox + sx * np.arange(nx), indexing="ij")
-    return z, y, x
+    return grid(step_xy, step_z, EXTENT)
 
 
 def _head(img: sitk.Image, cavity: bool, sulcus: bool, rng: np.random.Generator) -> np.ndarray:
     """30 HU ellipsoid brain (noise 2 HU), 0 outside; a cortical cavity (5 HU cylinder 9 mm
     across, 20 mm tall) on the left, a 1.5 mm sulcus-like CSF sheet on the right, neither mirrored."""
-    z, y, x = _coords(img)
+    z, y, x = coords(img)
     brain = ((x - 64) / 55) ** 2 + ((y - 64) / 58) ** 2 + ((z - 50) / 45) ** 2 <= 1
     hu = np.where(brain, 30.0 + rng.normal(0.0, 2.0, brain.shape), 0.0)
     if cavity:
@@ -47,20 +35,11 @@ def _study(cavity: bool = True, sulcus: bool = True):
     """(Preprocessed, aligned brain, aligned acute mask beside the cavity): aligned space is the
     source's physical space (identity transform), as after a perfect registration."""
     rng = np.random.default_rng(7)
-    src = _grid(PIXEL, SLICE)
-    source = sitk.GetImageFromArray(_head(src, cavity, sulcus, rng))
-    source.CopyInformation(src)
-    grid = _grid(ALIGNED, ALIGNED)
-    aligned = sitk.Resample(sitk.SmoothingRecursiveGaussian(source, [1.0, 1.0, 2.0]), grid, sitk.Transform(),
-                            sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    arr = sitk.GetArrayFromImage(aligned)
-    z, y, x = _coords(grid)
+    src, on = _grid(PIXEL, SLICE), _grid(ALIGNED, ALIGNED)
+    z, y, x = coords(on)
     brain = ((x - 64) / 55) ** 2 + ((y - 64) / 58) ** 2 + ((z - 50) / 45) ** 2 <= 1
-    mask = sitk.GetImageFromArray(brain.astype(np.uint8))
-    mask.CopyInformation(grid)
-    identity = sitk.AffineTransform(3)
-    pre = Preprocessed(source=source, aligned=aligned, brain_mask=mask, template=aligned,
-                       aligned_to_source=identity, source_to_aligned=identity)
+    pre = registered_study(_head(src, cavity, sulcus, rng), src, on, (1.0, 1.0, 2.0), brain)
+    arr = sitk.GetArrayFromImage(pre.aligned)
     # an acute-mask component as the model gives it around an old infarct: the hypodense rim
     # 2-8 mm around the cavity, in the left hemisphere (x > 64 mm)
     d = np.hypot(x - 104, y - 64)
@@ -91,7 +70,7 @@ def test_thick_slice_cavity_found_beside_the_acute_mask_and_its_rim_not_scored()
     np.testing.assert_array_equal(sitk.GetArrayFromImage(pre.source), source_before)  # input unchanged
     ml = cavity.sum() * ALIGNED ** 3 / 1000.0
     assert 0.5 <= ml <= 1.6  # the 1.3 ml cylinder, as the 2 mm grid holds it
-    z, y, x = _coords(pre.aligned)
+    z, y, x = coords(pre.aligned)
     assert np.all(np.hypot(x[cavity] - 104, y[cavity] - 64) <= 6.0)  # the cavity, not the sulcus
     found = find(hu, brain.astype(np.uint8), (ALIGNED,) * 3)
     marked = with_cavity(found, cavity, acute)
@@ -102,7 +81,7 @@ def test_thick_slice_cavity_found_beside_the_acute_mask_and_its_rim_not_scored()
 
 def test_a_sulcus_beside_an_acute_lesion_is_no_cavity():
     pre, hu, brain, _ = _study(cavity=False)
-    z, y, x = _coords(pre.aligned)
+    z, y, x = coords(pre.aligned)
     acute = (np.hypot(x - 30, y - 100) <= 8) & (np.abs(z - 50) <= 10) & brain  # around the sulcus
     cavity = source_cavity(pre, acute, brain)
     assert not cavity.any()  # the unmirrored CSF sheet (1.5 mm) is a sulcus, not a cavity
@@ -112,7 +91,7 @@ def test_a_sulcus_beside_an_acute_lesion_is_no_cavity():
 
 def test_a_cavity_far_from_the_acute_mask_is_not_looked_for():
     pre, hu, brain, acute = _study()
-    z, y, x = _coords(pre.aligned)
+    z, y, x = coords(pre.aligned)
     far = (np.hypot(x - 80, y - 30) <= 6) & (np.abs(z - 50) <= 6) & brain
     assert not source_cavity(pre, far, brain).any()
     assert not source_cavity(pre, np.zeros_like(acute), brain).any()

@@ -1,0 +1,85 @@
+"""A small haematoma measured on thick source slices (aspects.source_blood) and the haemorrhage
+finding it joins (aspects.flags.find), on a synthetic 5 mm series with a skull."""
+
+import numpy as np
+import SimpleITK as sitk
+
+from aspects.flags import find, image_flags
+from aspects.source_blood import hyperdense_in_plane, source_blood
+from tests.support.slab_grid import coords, grid, registered_study
+
+PIXEL, SLICE, ALIGNED = 0.5, 5.0, 2.0
+EXTENT = (128.0, 128.0, 100.0)  # mm (x, y, z); the mid-sagittal plane at x = 64 mm
+BLOB = (100.0, 64.0, 50.0)  # the haematoma's centre, left hemisphere (x > 64 mm)
+
+
+def _grid(step_xy: float, step_z: float) -> sitk.Image:
+    return grid(step_xy, step_z, EXTENT)
+
+
+def _inside(z, y, x, scale=1.0):
+    return ((x - 64) / (55 * scale)) ** 2 + ((y - 64) / (58 * scale)) ** 2 + ((z - 50) / (45 * scale)) ** 2 <= 1
+
+
+def _head(img: sitk.Image, blob_hu: float, mirrored: bool, rng: np.random.Generator) -> np.ndarray:
+    """32 HU brain (noise 4 HU) in a 1000 HU skull; a 1 ml haematoma of ``blob_hu`` (an ellipsoid
+    with radii 5.5 x 5.5 x 8 mm) in the left hemisphere, and its mirror image when ``mirrored``."""
+    z, y, x = coords(img)
+    hu = np.where(_inside(z, y, x), 32.0 + rng.normal(0.0, 4.0, z.shape), 0.0)
+    hu[_inside(z, y, x, 1.08) & ~_inside(z, y, x)] = 1000.0
+    for cx in (BLOB[0], 128.0 - BLOB[0]) if mirrored else (BLOB[0],):
+        r = np.sqrt(((x - cx) / 5.5) ** 2 + ((y - BLOB[1]) / 5.5) ** 2 + ((z - BLOB[2]) / 8.0) ** 2)
+        w = np.clip((1.2 - r) / 0.4, 0.0, 1.0)  # a soft 2 mm margin
+        hu = hu * (1 - w) + w * (blob_hu + rng.normal(0.0, 4.0, z.shape))
+    return hu.astype(np.float32)
+
+
+def _study(blob_hu: float = 57.0, mirrored: bool = False):
+    """(Preprocessed, aligned HU, aligned brain): aligned space is the source's physical space
+    (identity transform); the aligned grid is the 2 mm resampling of a 5 mm series."""
+    rng = np.random.default_rng(11)
+    src, on = _grid(PIXEL, SLICE), _grid(ALIGNED, ALIGNED)
+    brain = _inside(*coords(on))
+    pre = registered_study(_head(src, blob_hu, mirrored, rng), src, on, (1.5, 1.5, 2.5), brain)
+    return pre, sitk.GetArrayFromImage(pre.aligned), brain.astype(np.uint8)
+
+
+def test_a_small_haematoma_the_aligned_grid_misses_is_found_on_the_slices():
+    pre, hu, brain = _study()
+    source_before = sitk.GetArrayFromImage(pre.source).copy()
+    blood = source_blood(pre, brain)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(pre.source), source_before)  # input unchanged
+    assert not find(hu, brain, (ALIGNED,) * 3).blood.any()  # the 2 mm grid alone: no blob
+    ml = blood.sum() * ALIGNED ** 3 / 1000.0
+    assert 0.3 <= ml <= 1.4  # the 1 ml haematoma, as the 2 mm grid holds it
+    z, y, x = coords(pre.aligned)
+    assert np.all(np.hypot(x[blood] - BLOB[0], y[blood] - BLOB[1]) <= 8.0)
+    found = find(hu, brain, (ALIGNED,) * 3, source_blood=blood)
+    assert "haemorrhage_suspected" in [f.name for f in image_flags(found)]
+    assert found.blood_explains[blood].all()
+
+
+def test_symmetric_hyperdensity_is_anatomy_not_blood():
+    """The same blob on both sides (calcified or dense basal ganglia) is not brighter than its mirror."""
+    pre, _, brain = _study(mirrored=True)
+    assert not source_blood(pre, brain).any()
+
+
+def test_grey_matter_density_is_not_blood():
+    pre, _, brain = _study(blob_hu=44.0)
+    assert not source_blood(pre, brain).any()
+
+
+def test_a_slope_into_bone_is_not_blood_and_a_blob_is():
+    """In one slice: bone (1000 HU) with a 12 mm band of 55-90 HU running into the brain (the
+    skull base cut obliquely), and a 10 mm blob of 60 HU 20 mm from any bone."""
+    yy, xx = np.mgrid[:200, :200] * PIXEL
+    hu = np.full((3, 200, 200), 32.0, np.float32)
+    hu[:, :, :20] = 1000.0  # bone along the left edge (x < 10 mm)
+    band = (xx >= 10) & (xx < 22) & (np.abs(yy - 30) <= 8)
+    hu[:, band] = 90.0 - 35.0 * (xx[band] - 10) / 12.0
+    blob = (xx - 60) ** 2 + (yy - 70) ** 2 <= 5.0 ** 2
+    hu[:, blob] = 60.0
+    found = hyperdense_in_plane(hu, (SLICE, PIXEL, PIXEL))
+    assert not found[:, band].any()
+    assert found[1][blob].mean() > 0.8
