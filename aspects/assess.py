@@ -16,7 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
 
-from aspects.flags import acute_only, find, growable, image_flags, outside_mca_flag, with_cavity
+from aspects.flags import acute_only, blood_ground, find, growable, image_flags, outside_mca_flag, with_cavity
 from aspects.labels import label_value
 from aspects.preprocess import Preprocessed, to_slices
 from aspects.region_evidence import Calibration, load_calibration, study_evidence
@@ -117,10 +117,11 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
     spacing = pre.aligned.GetSpacing()
     dense = sitk.GetArrayFromImage(pre.dense) > 0 if pre.dense is not None else None
     # blood as the slices show it too (the aligned grid dilutes a small haematoma)
-    sliced_blood = source_blood(pre, brain, dense)
+    ground = blood_ground(aligned, brain, spacing, dense)
+    sliced_blood = source_blood(pre, ground)
     if sliced_blood.any():
         log.info("blood-like blob seen on the source slices: %.1f ml", sliced_blood.sum() * np.prod(spacing) / 1000.0)
-    findings = find(aligned, brain, spacing, dense, sliced_blood)
+    findings = find(aligned, brain, spacing, dense, sliced_blood, ground)
     segmented = sitk.GetArrayFromImage(infarct.mask) > 0
     # an old infarct's cavity as the slices show it (thick slices blur it on the aligned grid)
     marked = with_cavity(findings, source_cavity(pre, segmented, brain, infarct.asymmetry.counterpart), segmented)

@@ -158,14 +158,34 @@ def blood_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
     return _blood_and_smooth(hu, brain, spacing_mm, dense)[0]
 
 
-def _blood_and_smooth(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
-                      dense: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """:func:`blood_mask` and the 3-voxel median of ``hu`` it was found on."""
-    smooth = ndimage.median_filter(hu, size=3)
-    hyper = (smooth >= BLOOD_HU[0]) & inner_brain(brain, spacing_mm)
-    hyper &= smooth - np.flip(smooth, axis=2) >= BLOOD_MIRROR_EXCESS_HU
+@dataclass(frozen=True)
+class BloodGround:
+    """What the blood findings of the aligned grid and of the source slices
+    (:mod:`aspects.source_blood`) share, computed once: ``smooth``, the 3-voxel median of the
+    image; ``searchable``, the brain's core (:func:`inner_brain`) farther than DENSE_MARGIN_MM
+    from calcium or bone."""
+
+    smooth: np.ndarray
+    searchable: np.ndarray
+
+
+def blood_ground(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
+                 dense: Optional[np.ndarray] = None) -> BloodGround:
+    """:class:`BloodGround` of one aligned study (``dense``: see :func:`blood_mask`)."""
+    searchable = inner_brain(brain, spacing_mm)
     if dense is not None and dense.any():
-        hyper &= ndimage.distance_transform_edt(~dense.astype(bool), sampling=spacing_mm) > DENSE_MARGIN_MM
+        searchable &= ndimage.distance_transform_edt(~dense.astype(bool), sampling=spacing_mm) > DENSE_MARGIN_MM
+    return BloodGround(ndimage.median_filter(hu, size=3), searchable)
+
+
+def _blood_and_smooth(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
+                      dense: Optional[np.ndarray] = None,
+                      ground: Optional[BloodGround] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`blood_mask` and the 3-voxel median of ``hu`` it was found on."""
+    ground = ground if ground is not None else blood_ground(hu, brain, spacing_mm, dense)
+    smooth = ground.smooth
+    hyper = (smooth >= BLOOD_HU[0]) & ground.searchable
+    hyper &= smooth - np.flip(smooth, axis=2) >= BLOOD_MIRROR_EXCESS_HU
     mask = _components_over(hyper & (smooth <= BLOOD_HU[1]), _voxel_ml(spacing_mm), MIN_BLOOD_ML)
     if not mask.any():
         return mask, smooth
@@ -242,12 +262,13 @@ class Findings:
 
 
 def find(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
-         dense: Optional[np.ndarray] = None, source_blood: Optional[np.ndarray] = None) -> Findings:
+         dense: Optional[np.ndarray] = None, source_blood: Optional[np.ndarray] = None,
+         ground: Optional[BloodGround] = None) -> Findings:
     """Blood (away from dense tissue) and old infarct, with its CSF-density cavity, on the aligned
     grid; ``source_blood``: blood seen on the source slices (:mod:`aspects.source_blood`), added to
-    the blood found here."""
+    the blood found here; ``ground``: :func:`blood_ground` when the caller has it already."""
     old, cavity = _old_infarct_and_cavity(hu, brain, spacing_mm)
-    blood, smooth = _blood_and_smooth(hu, brain, spacing_mm, dense)
+    blood, smooth = _blood_and_smooth(hu, brain, spacing_mm, dense, ground)
     if source_blood is not None:
         blood = blood | source_blood.astype(bool)
     return Findings(blood, old, tuple(float(s) for s in spacing_mm), cavity,

@@ -27,13 +27,13 @@ The finding joins the aligned one (:func:`aspects.flags.find`): the flag, and wh
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
-from aspects.flags import BLOOD_HU, BLOOD_MIRROR_EXCESS_HU, DENSE_HU, DENSE_MARGIN_MM, MIN_BLOOD_ML, inner_brain
+from aspects.flags import BLOOD_HU, BLOOD_MIRROR_EXCESS_HU, DENSE_HU, DENSE_MARGIN_MM, MIN_BLOOD_ML, BloodGround
 from aspects.preprocess import Preprocessed, support_block
 from aspects.source_cavity import block_on_aligned, compact_in_plane
 
@@ -96,24 +96,20 @@ def _reach_image(mask: np.ndarray, ref: sitk.Image) -> sitk.Image:
     return img
 
 
-def source_blood(pre: Preprocessed, brain: np.ndarray, dense: Optional[np.ndarray] = None) -> np.ndarray:
+def source_blood(pre: Preprocessed, ground: BloodGround) -> np.ndarray:
     """Blood seen on the source slices (see the module docstring), as a boolean mask on the
     aligned grid; empty when the aligned grid shows no candidate or the series is not at hand.
-    ``brain``: the aligned brain mask; ``dense``: calcium / bone on the aligned grid
-    (:func:`aspects.preprocess.dense_tissue`)."""
+    ``ground``: the aligned study's :func:`aspects.flags.blood_ground`, shared with the aligned
+    blood finding."""
     aligned = sitk.GetArrayViewFromImage(pre.aligned)
     out = np.zeros(aligned.shape, bool)
     if pre.source is None:
         return out
     spacing = pre.aligned.GetSpacing()
-    inner = inner_brain(brain, spacing)
-    if dense is not None and dense.any():
-        inner &= ndi.distance_transform_edt(~dense.astype(bool), sampling=spacing) > DENSE_MARGIN_MM
-    smooth = ndi.median_filter(aligned, size=3)
-    excess = smooth - np.flip(smooth, axis=2)
+    excess = ground.smooth - np.flip(ground.smooth, axis=2)
     # the midline (falx, sinuses, pineal and habenular calcification): its mirror is itself
     x_mm = (np.arange(aligned.shape[2]) + 0.5 - aligned.shape[2] / 2.0) * spacing[0]
-    inner[:, :, np.abs(x_mm) <= MIDLINE_MM] = False
+    inner = ground.searchable & (np.abs(x_mm) > MIDLINE_MM)
     candidate = inner & (ndi.uniform_filter(aligned.astype(np.float32), size=3) >= CANDIDATE_HU) \
         & (excess >= CANDIDATE_EXCESS_HU)
     labels, n = ndi.label(candidate, structure=np.ones((3, 3, 3), bool))
