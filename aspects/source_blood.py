@@ -41,7 +41,11 @@ from aspects.source_cavity import block_on_aligned, compact_in_plane
 # across; the bone partial volume left after the brain's 6 mm erosion and the hyperdense MCA
 # (3-4 mm) are thinner.
 SOURCE_BLOOD_WIDTH_MM = 3.0
+# The in-plane mean's width: a 55 HU haematoma on 1 mm slices with 9 HU noise stays in one piece
+# (a 3 x 3 median left it in pieces the opening removed).
 SOURCE_MEAN_MM = 2.0
+# 2 HU below the aligned flag's floor (aspects.flags.BLOOD_HU): the mean takes in the haematoma's
+# soft edge; fresh blood is 40-60 HU, grey matter <= 45.
 SOURCE_BLOOD_HU = 50.0
 # Where to look: aligned voxels whose 3-voxel mean is this dense and this much above the mirror's
 # (a 1-3 ml haematoma of 55-60 HU reads 42-55 HU on the aligned grid; grey matter 30-42 HU).

@@ -21,26 +21,26 @@ def _inside(z, y, x, scale=1.0):
     return ((x - 64) / (55 * scale)) ** 2 + ((y - 64) / (58 * scale)) ** 2 + ((z - 50) / (45 * scale)) ** 2 <= 1
 
 
-def _head(img: sitk.Image, blob_hu: float, mirrored: bool, rng: np.random.Generator) -> np.ndarray:
+def _head(img: sitk.Image, blob_hu: float, mirrored: bool, rng: np.random.Generator, centre=BLOB) -> np.ndarray:
     """32 HU brain (noise 4 HU) in a 1000 HU skull; a 1 ml haematoma of ``blob_hu`` (an ellipsoid
     with radii 5.5 x 5.5 x 8 mm) in the left hemisphere, and its mirror image when ``mirrored``."""
     z, y, x = coords(img)
     hu = np.where(_inside(z, y, x), 32.0 + rng.normal(0.0, 4.0, z.shape), 0.0)
     hu[_inside(z, y, x, 1.08) & ~_inside(z, y, x)] = 1000.0
-    for cx in (BLOB[0], 128.0 - BLOB[0]) if mirrored else (BLOB[0],):
-        r = np.sqrt(((x - cx) / 5.5) ** 2 + ((y - BLOB[1]) / 5.5) ** 2 + ((z - BLOB[2]) / 8.0) ** 2)
+    for cx in (centre[0], 128.0 - centre[0]) if mirrored else (centre[0],):
+        r = np.sqrt(((x - cx) / 5.5) ** 2 + ((y - centre[1]) / 5.5) ** 2 + ((z - centre[2]) / 8.0) ** 2)
         w = np.clip((1.2 - r) / 0.4, 0.0, 1.0)  # a soft 2 mm margin
         hu = hu * (1 - w) + w * (blob_hu + rng.normal(0.0, 4.0, z.shape))
     return hu.astype(np.float32)
 
 
-def _study(blob_hu: float = 57.0, mirrored: bool = False):
+def _study(blob_hu: float = 57.0, mirrored: bool = False, centre=BLOB):
     """(Preprocessed, aligned HU, aligned brain): aligned space is the source's physical space
     (identity transform); the aligned grid is the 2 mm resampling of a 5 mm series."""
     rng = np.random.default_rng(11)
     src, on = _grid(PIXEL, SLICE), _grid(ALIGNED, ALIGNED)
     brain = _inside(*coords(on))
-    pre = registered_study(_head(src, blob_hu, mirrored, rng), src, on, (1.5, 1.5, 2.5), brain)
+    pre = registered_study(_head(src, blob_hu, mirrored, rng, centre), src, on, (1.5, 1.5, 2.5), brain)
     return pre, sitk.GetArrayFromImage(pre.aligned), brain.astype(np.uint8)
 
 
@@ -87,3 +87,28 @@ def test_a_slope_into_bone_is_not_blood_and_a_blob_is():
     found = hyperdense_in_plane(hu, (SLICE, PIXEL, PIXEL))
     assert not found[:, band].any()
     assert found[1][blob].mean() > 0.8
+
+
+def test_a_slope_that_reaches_bone_only_through_the_slices_below_is_not_blood():
+    """Bone in the lowest slice only and a 60-80 HU band above it in the next two (the floor of the
+    middle cranial fossa cut by 5 mm slices): the band's top slice holds no dense pixel and lies
+    10 mm from the bone, yet it is the bone's partial volume. A blob of 60 HU in the same slices,
+    away from bone, is found."""
+    yy, xx = np.mgrid[:200, :200] * PIXEL
+    hu = np.full((4, 200, 200), 32.0, np.float32)
+    floor = (np.abs(xx - 30) <= 10) & (np.abs(yy - 30) <= 12)
+    hu[0, floor] = 1000.0
+    hu[1, floor] = 80.0
+    hu[2, floor] = 62.0
+    blob = (xx - 70) ** 2 + (yy - 70) ** 2 <= 5.0 ** 2
+    hu[1:3, blob] = 60.0
+    found = hyperdense_in_plane(hu, (SLICE, PIXEL, PIXEL))
+    assert not found[:, floor].any()
+    assert found[2][blob].mean() > 0.8
+
+
+def test_the_midline_is_not_searched():
+    """A blob centred 6 mm off the midline (the pineal region: calcification below the dense threshold on
+    thick slices) is left out: there its mirror is itself."""
+    pre, _, brain = _study(centre=(70.0, 64.0, 50.0))
+    assert not _sliced(pre, brain).any()
