@@ -3,7 +3,8 @@
 What a radiologist sees in any PACS without a SEG viewer: the slice in a stroke window
 (W 40 / L 35 HU), the ASPECTS regions outlined in their colours with their codes, the infarct
 filled semi-transparent red, R/L side markers in radiological convention (patient right on
-image left) and a banner with ASPECTS per side, the infarct volume and NOT FOR DIAGNOSTIC USE.
+image left) and a banner with ASPECTS per side, the infarct volume, the flags in words (in red:
+a suspected haemorrhage changes how the ASPECTS is read) and NOT FOR DIAGNOSTIC USE.
 Regions the series does not cover are "not assessable": the banner says so (and names them, with
 no ASPECTS for their side), their codes on the picture read "n/a", and a level the series misses
 is named as not covered. A marginal call (the mask near the involvement threshold, aspects.json
@@ -127,6 +128,16 @@ def _font(size: int) -> Font:
 
 NOT_ASSESSABLE = "not assessable"
 NBSP = "\u00a0"  # a no-break space in banner text: the wrap keeps its neighbours on one line
+# aspects.json flags in words, on the banner: the key image is what PACS shows, and a suspected
+# haemorrhage or a low-confidence registration changes how its ASPECTS is read. Incomplete
+# coverage has its own line (the regions not covered).
+FLAG_WORDS = {
+    "haemorrhage_suspected": "HAEMORRHAGE SUSPECTED",
+    "low_confidence": "LOW CONFIDENCE",
+    "old_infarct_suspected": "old infarct suspected, not scored",
+    "infarct_outside_mca": "infarct outside the MCA territory",
+}
+FLAGS_PREFIX = "Flags: "
 
 
 def not_assessable_labels(result: Mapping) -> List[int]:
@@ -141,6 +152,25 @@ def marginal_labels(result: Mapping) -> List[int]:
     regions = result.get("regions") or {}
     return [label_value(side, code) for side in SIDES for code in REGION_CODES
             if (regions.get(side) or {}).get(code, {}).get("marginal")]
+
+
+def flag_line(result: Mapping) -> Optional[str]:
+    """The banner line of the study's flags in words (volumes where aspects.json has them; the
+    low-confidence reasons), or None without one (:data:`FLAG_WORDS`)."""
+    details = result.get("flag_details") or {}
+    entries = []
+    for name in result.get("flags") or []:
+        words = FLAG_WORDS.get(name)
+        if words is None:
+            continue
+        ml = (details.get(name) or {}).get("volume_ml")
+        if ml is not None:
+            words += f" ({float(ml):.1f} ml)"
+        elif name == "low_confidence" and (result.get("qc") or {}).get("reasons"):
+            words += ": " + "; ".join(result["qc"]["reasons"])
+        # an entry wraps only where it is long text (the low-confidence reasons)
+        entries.append(words if name == "low_confidence" else words.replace(" ", NBSP))
+    return FLAGS_PREFIX + ", ".join(entries) if entries else None
 
 
 def banner_lines(result: Mapping, level: str, k: int, n: int, level_on_slice: bool = True) -> List[str]:
@@ -162,6 +192,9 @@ def banner_lines(result: Mapping, level: str, k: int, n: int, level_on_slice: bo
         per_side = {s: [REGION_CODES[(v - 1) % 10] for v in missing if (v > 10) == (s == "left")] for s in SIDES}
         names = "; ".join(f"{s} {', '.join(c)}" for s, c in per_side.items() if c)
         lines.append(f"Not covered by the series, {NOT_ASSESSABLE}: {names}")
+    flagged = flag_line(result)
+    if flagged:
+        lines.append(flagged)
     # no-break spaces inside an entry: the banner wraps between regions, never inside one
     marginal = [f"{s}{NBSP}{c}{NBSP}{100 * float(result['regions'][s][c]['infarct_fraction']):.0f}{NBSP}%"
                 for s in SIDES for c in REGION_CODES if result["regions"][s][c].get("marginal")]
@@ -226,7 +259,8 @@ def render(
     canvas.paste(picture, (0, canvas.height - height))
     draw = ImageDraw.Draw(canvas)
     for i, (part, text) in enumerate(rows):
-        colour = (255, 80, 80) if text == NOT_FOR_DIAGNOSTIC_USE or NOT_ASSESSABLE in text else (255, 255, 255)
+        warn = text == NOT_FOR_DIAGNOSTIC_USE or NOT_ASSESSABLE in text or text.startswith(FLAGS_PREFIX)
+        colour = (255, 80, 80) if warn else (255, 255, 255)
         draw.text((size // 2, size // 4 + i * line_h), part, font=font, fill=colour)
     return np.asarray(canvas, dtype=np.uint8)
 

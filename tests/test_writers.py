@@ -30,7 +30,7 @@ from aspects.dicom_kos import write_kos
 from aspects.dicom_seg import N_SEGMENTS, build_segmentation, region_segment_number, segment_stack, write_seg
 from aspects.dicom_sr import read_aspects_from_sr, read_sr_summary, write_sr
 from aspects.errors import InputError
-from aspects.key_images import banner_lines, choose_key_slices, key_slices, write_key_images
+from aspects.key_images import banner_lines, choose_key_slices, key_slices, render, write_key_images
 from aspects.labels import REGION_CODES, REGION_COLOURS, SIDES, label_value
 from aspects.result_json import ResultSchemaError, problems, read_result, relative_outputs, validate, write_result
 from aspects.volume import on_grid, series_grid
@@ -386,6 +386,27 @@ def test_key_image_marks_the_marginal_calls_and_shows_the_range(case, tmp_path):
                and f"{side}\u00a0{quiet[0]}\u00a08\u00a0%" in ln for ln in lines)  # wrapped between entries only
     plain = banner_lines(case["result"], "BG", 3, 10)  # no marginal call: neither range nor line
     assert "range" not in plain[0] and not any(ln.startswith("Marginal") for ln in plain)
+
+
+def test_key_image_banner_names_the_flags_in_red(case):
+    result = dict(case["result"], flags=["haemorrhage_suspected", "infarct_outside_mca", "incomplete_coverage"],
+                  flag_details={"haemorrhage_suspected": {"volume_ml": 0.48}, "infarct_outside_mca": {"volume_ml": 4.33}})
+    lines = banner_lines(result, "BG", 3, 10)
+    nb = "\u00a0"
+    assert [ln for ln in lines if ln.startswith("Flags: ")] == [
+        f"Flags: HAEMORRHAGE{nb}SUSPECTED{nb}(0.5{nb}ml), infarct{nb}outside{nb}the{nb}MCA{nb}territory{nb}(4.3{nb}ml)"]
+    low = dict(case["result"], flags=["low_confidence"], qc={"reasons": ["poor registration to the template (NCC 0.41 < 0.5)"]})
+    assert "Flags: LOW CONFIDENCE: poor registration to the template (NCC 0.41 < 0.5)" in banner_lines(low, "BG", 3, 10)
+    assert not any(ln.startswith("Flags") for ln in banner_lines(dict(case["result"], flags=[]), "BG", 3, 10))
+    hu, none = np.full((64, 64), 35.0, np.float32), np.zeros((64, 64), np.uint8)
+
+    def red_text(line):
+        picture = render(hu, none, none.astype(bool), [line])
+        banner = picture[: picture.shape[0] - picture.shape[1]]  # the slice below it is square
+        return bool(((banner[..., 0] > 200) & (banner[..., 1] < 120)).any())
+
+    assert red_text(lines[[ln.startswith("Flags: ") for ln in lines].index(True)])
+    assert not red_text(lines[0])  # the ASPECTS line stays white
 
 
 def test_sr_reader_rejects_a_non_aspects_sr(case):
