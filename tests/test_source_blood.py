@@ -112,3 +112,18 @@ def test_the_midline_is_not_searched():
     thick slices) is left out: there its mirror is itself."""
     pre, _, brain = _study(centre=(70.0, 64.0, 50.0))
     assert not _sliced(pre, brain).any()
+
+
+def test_a_hyperdense_artery_is_not_blood():
+    """The hyperdense MCA sign (a clot in the M1 segment: 70 HU, 4 mm across, 40 mm long, lying in
+    the plane of a slice) is acute stroke, not haemorrhage: it is thinner than a haematoma."""
+    rng = np.random.default_rng(3)
+    src, on = _grid(PIXEL, SLICE), _grid(ALIGNED, ALIGNED)
+    z, y, x = coords(src)
+    hu = np.where(_inside(z, y, x), 32.0 + rng.normal(0.0, 4.0, z.shape), 0.0)
+    hu[_inside(z, y, x, 1.08) & ~_inside(z, y, x)] = 1000.0
+    artery = (np.hypot(y - 64, z - 52.5) <= 2.0) & (x >= 76) & (x <= 116)  # 52.5 mm: a slice's centre
+    hu[artery] = 70.0
+    brain = _inside(*coords(on))
+    pre = registered_study(hu.astype(np.float32), src, on, (1.5, 1.5, 2.5), brain)
+    assert not _sliced(pre, brain.astype(np.uint8)).any()
