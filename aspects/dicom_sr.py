@@ -272,13 +272,24 @@ def range_notes(result: Mapping) -> List[str]:
     return notes
 
 
+def flag_texts(result: Mapping) -> List[str]:
+    """Each flag of aspects.json by its name (what a script searches for), with its volume where
+    ``flag_details`` has one: "haemorrhage_suspected (0.5 ml)"."""
+    details = result.get("flag_details") or {}
+    texts = []
+    for name in result.get("flags", []):
+        ml = (details.get(name) or {}).get("volume_ml")
+        texts.append(name if ml is None else f"{name} ({float(ml):.1f} ml)")
+    return texts
+
+
 def _comments(result: Mapping) -> hd.sr.ContainerContentItem:
     """TID 1500 'Qualitative Evaluations' container holding free-text notes."""
     methods = result.get("methods", {})
     notes = [
         DISCLAIMER,
         f"Methods: regions by {methods.get('regions', 'unknown')}, infarct by {methods.get('infarct', 'unknown')}.",
-        "Flags: " + (", ".join(result.get("flags", [])) or "none") + ".",
+        "Flags: " + (", ".join(flag_texts(result)) or "none") + ".",
         *coverage_notes(result),
         *range_notes(result),
     ]

@@ -409,6 +409,16 @@ def test_key_image_banner_names_the_flags_in_red(case):
     assert not red_text(lines[0])  # the ASPECTS line stays white
 
 
+def test_sr_comment_gives_each_flag_with_its_volume(case, tmp_path):
+    result = dict(case["result"], flags=["haemorrhage_suspected", "low_confidence"],
+                  flag_details={"haemorrhage_suspected": {"volume_ml": 0.48}})
+    path = write_sr(case["source"], result, tmp_path / "sr.dcm")
+    comments = [i.TextValue for i in _walk_sr(pydicom.dcmread(path)) if i.ValueType == "TEXT"]
+    assert "Flags: haemorrhage_suspected (0.5 ml), low_confidence." in comments
+    plain = write_sr(case["source"], dict(case["result"], flags=[]), tmp_path / "plain.dcm")
+    assert "Flags: none." in [i.TextValue for i in _walk_sr(pydicom.dcmread(plain)) if i.ValueType == "TEXT"]
+
+
 def test_sr_reader_rejects_a_non_aspects_sr(case):
     with pytest.raises(ValueError, match="not an ASPECTS SR"):
         read_aspects_from_sr(case["out"] / "dicom" / "seg.dcm")
