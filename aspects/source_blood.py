@@ -84,7 +84,7 @@ def hyperdense_in_plane(hu_zyx: np.ndarray, spacing_zyx: Sequence[float]) -> np.
     # the partial volume of the skull base (cut obliquely, or a template's blurred inner table)
     # is a band of 50-100 HU that runs into the bone, in its slice or through the next ones: a
     # bright component holding dense voxels is that band (in-plane only, it kept 8 false
-    # findings at the temporal pole of the scct head on 206 studies without blood)
+    # findings at the temporal pole of the scct head on 195 studies without blood)
     labels, n = ndi.label(mean >= SOURCE_BLOOD_HU)
     slope = np.zeros(n + 1, bool)
     slope[np.unique(labels[dense])] = True
