@@ -34,8 +34,8 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from aspects.flags import BLOOD_HU, BLOOD_MIRROR_EXCESS_HU, DENSE_HU, DENSE_MARGIN_MM, MIN_BLOOD_ML, BloodGround
-from aspects.preprocess import Preprocessed, support_block
-from aspects.source_cavity import block_on_aligned, compact_in_plane
+from aspects.preprocess import Preprocessed
+from aspects.source_cavity import block_on_aligned, compact_in_plane, source_block
 
 # Opening width (mm, a square of the odd pixel count nearest to it): a 0.3 ml haematoma is ~8 mm
 # across; the bone partial volume left after the brain's 6 mm erosion and the hyperdense MCA
@@ -94,12 +94,6 @@ def hyperdense_in_plane(hu_zyx: np.ndarray, spacing_zyx: Sequence[float]) -> np.
     return compact_in_plane(hyper, pixel_mm, SOURCE_BLOOD_WIDTH_MM)
 
 
-def _reach_image(mask: np.ndarray, ref: sitk.Image) -> sitk.Image:
-    img = sitk.GetImageFromArray(mask.astype(np.uint8))
-    img.CopyInformation(ref)
-    return img
-
-
 def source_blood(pre: Preprocessed, ground: BloodGround) -> np.ndarray:
     """Blood seen on the source slices (see the module docstring), as a boolean mask on the
     aligned grid; empty when the aligned grid shows no candidate or the series is not at hand.
@@ -126,12 +120,10 @@ def source_blood(pre: Preprocessed, ground: BloodGround) -> np.ndarray:
     for i in np.flatnonzero(size_ml >= CANDIDATE_MIN_ML):
         comp = labels == i
         reach = ndi.binary_dilation(comp, iterations=2)
-        block = support_block(pre, _reach_image(ndi.binary_dilation(comp, iterations=_LOOK_VOXELS), pre.aligned),
-                              pre.source)
-        if block is None:
+        found = source_block(pre, ndi.binary_dilation(comp, iterations=_LOOK_VOXELS))
+        if found is None:
             continue
-        (x0, y0, z0), (nx, ny, nz) = block
-        src = sitk.GetArrayViewFromImage(pre.source)[z0:z0 + nz, y0:y0 + ny, x0:x0 + nx]
+        block, src = found
         hyper = hyperdense_in_plane(src, spacing_zyx)
         if hyper.any():
             out |= block_on_aligned(hyper, pre, block, reach) & reach

@@ -76,8 +76,23 @@ def _block_image(arr_zyx: np.ndarray, ref: sitk.Image, index: Tuple[int, int, in
     return img
 
 
-def block_on_aligned(mask_zyx: np.ndarray, pre: Preprocessed, block: Tuple[Tuple[int, int, int], Tuple[int, int, int]],
-                     within: np.ndarray) -> np.ndarray:
+Block = Tuple[Tuple[int, int, int], Tuple[int, int, int]]
+
+
+def source_block(pre: Preprocessed, near: np.ndarray) -> Optional[Tuple[Block, np.ndarray]]:
+    """The block of the series' slices that the aligned voxels of ``near`` (bool, (z, y, x)) can
+    touch (:func:`aspects.preprocess.support_block`) and a view of its HU, (z, y, x); None when
+    ``near`` is empty or outside the series' field."""
+    img = sitk.GetImageFromArray(near.astype(np.uint8))
+    img.CopyInformation(pre.aligned)
+    block = support_block(pre, img, pre.source)
+    if block is None:
+        return None
+    (x0, y0, z0), (nx, ny, nz) = block
+    return block, sitk.GetArrayViewFromImage(pre.source)[z0:z0 + nz, y0:y0 + ny, x0:x0 + nx]
+
+
+def block_on_aligned(mask_zyx: np.ndarray, pre: Preprocessed, block: Block, within: np.ndarray) -> np.ndarray:
     """A mask on a block of the source grid (``block``: (index, size) in (x, y, z) source voxels,
     :func:`aspects.preprocess.support_block`) on the aligned grid, resampled (label-wise linear)
     onto the bounding box of ``within`` only (aligned bool) and returned as a whole aligned mask."""
@@ -108,13 +123,10 @@ def source_cavity(pre: Preprocessed, near: np.ndarray, brain: np.ndarray,
     spacing = pre.aligned.GetSpacing()
     # the rim rule's reach and one voxel more: a cavity component that reaches in from just beyond
     reach = ndi.binary_dilation(near, iterations=max(1, int(round(OLD_CAVITY_REACH_MM / min(spacing)))) + 1)
-    reach_img = sitk.GetImageFromArray(reach.astype(np.uint8))
-    reach_img.CopyInformation(pre.aligned)
-    block = support_block(pre, reach_img, pre.source)
-    if block is None:
+    found = source_block(pre, reach)
+    if found is None:
         return out
-    (x0, y0, z0), (nx, ny, nz) = block
-    src = sitk.GetArrayViewFromImage(pre.source)[z0:z0 + nz, y0:y0 + ny, x0:x0 + nx]
+    block, src = found
     pixel_mm = float(min(pre.source.GetSpacing()[:2]))
     csf = compact_in_plane(csf_in_plane(src, SOURCE_CAVITY_HU), pixel_mm, SOURCE_CAVITY_WIDTH_MM)
     if not csf.any():
