@@ -59,6 +59,15 @@ V2_NON_MCA_FRACTION = 0.12  # acute v2 cases whose lesion lies outside the MCA t
 V2_SCORED_LESION_FRACTION = 0.8
 V2_SIGMA_5MM = (2.5, 4.5)  # noise SD of a 5 mm slice; thinner slices sqrt(5 / t) times more
 V2_SIGMA_MAX = 14.0
+# Acute loss of grey-white contrast. "compress" (v1, and v2 until session 26): every voxel is
+# pulled towards the lesion's mean, so voxels darker than it (white matter, the CSF-bordered
+# caudate head and insula) brighten by up to half their distance from it; measured on the fresh
+# draw, a caudate 73 % infarcted at 2.4 HU darkened by 1.1 HU and the cortex by 1.2-1.4x the
+# nominal drop (docs/data.md). Ischaemic oedema only ever lowers CT numbers (net water uptake;
+# Dzialowski et al. 2004, Broocks et al. 2018): "darken" (v2's default) lowers every tissue voxel by the
+# same peak and grey matter above the lesion's mean by a further share, scaled so that the mean
+# drop over the truth is still the drawn HU.
+CONTRAST_LOSS: Tuple[str, ...] = ("compress", "darken")
 
 # Vascular patterns of acute MCA infarcts (region codes, one hemisphere) and their draw weights.
 PATTERNS: Dict[str, Tuple[str, ...]] = {
@@ -137,6 +146,7 @@ class PhantomOptions:
     anatomy: Optional[str] = None  # v2: template / scct / ge / invesalius (default: drawn for the split)
     split: str = "train"  # v2: which lesion shapes (and anatomies) a case may use
     lesion_id: Optional[str] = None  # v2: a SOOP mask ID instead of a drawn one
+    contrast_loss: Optional[str] = None  # acute grey-white contrast loss (CONTRAST_LOSS); None: v2 "darken", v1 "compress"
 
 
 @dataclass(frozen=True)
@@ -170,6 +180,7 @@ class CaseParams:
     margin_mm: float = 0.0  # v2 acute: Gaussian edge of the lesion
     band_mm: float = 0.0  # v2 leukoaraiosis: periventricular band; old infarct: ex-vacuo widening
     detail_hu: float = 0.0  # v2 leukoaraiosis drop / old infarct gliotic rim drop (HU)
+    contrast_loss: str = "compress"  # acute: how grey-white contrast is lost (CONTRAST_LOSS)
 
 
 @dataclass(frozen=True)
@@ -275,12 +286,14 @@ def resolve_params(seed: int, opts: PhantomOptions = PhantomOptions()) -> CasePa
     else:
         pattern = None
     lesion_hu = {"old_infarct": old_hu, "haemorrhage": bleed_hu}.get(kind, 0.0)
+    contrast_loss = opts.contrast_loss or ("darken" if opts.generator == "v2" else "compress")
     if not opts.pose:
         yaw = roll = pitch = 0.0
         scale = 1.0
     if opts.generator == "v2":
         v1 = dict(seed=int(seed), yaw_deg=yaw, pitch_deg=pitch, roll_deg=roll, scale=scale,
-                  deform_mm=deform_mm if opts.deform else 0.0, pixel_u=pixel_u, side=side, old_hu=old_hu, bleed_hu=bleed_hu)
+                  deform_mm=deform_mm if opts.deform else 0.0, pixel_u=pixel_u, side=side, old_hu=old_hu, bleed_hu=bleed_hu,
+                  contrast_loss=contrast_loss)
         return _resolve_v2(seed, opts, v1)
     return CaseParams(
         seed=int(seed),
@@ -300,6 +313,7 @@ def resolve_params(seed: int, opts: PhantomOptions = PhantomOptions()) -> CasePa
         pixel_u=pixel_u,
         matrix=int(opts.matrix),
         lesion_hu=lesion_hu,
+        contrast_loss=contrast_loss,
     )
 
 
@@ -359,6 +373,7 @@ def _resolve_v2(seed: int, opts: PhantomOptions, v1: dict) -> CaseParams:
         generator="v2", anatomy=anatomy, split=opts.split, lesion_id=lesion_id, lesion_mirror=mirror,
         noise_curve=curve, heterogeneity=het, margin_mm=margin,
         band_mm={"leukoaraiosis": band, "old_infarct": ex_vacuo}.get(kind, 0.0), detail_hu=detail,
+        contrast_loss=v1["contrast_loss"],
     )
 
 
@@ -388,6 +403,8 @@ def check_options(opts: PhantomOptions) -> None:
         bad(f"--matrix must be an even number 64..1024, not {opts.matrix}")
     if opts.generator not in GENERATORS:
         bad(f"--generator must be one of {', '.join(GENERATORS)}, not {opts.generator!r}")
+    if opts.contrast_loss is not None and opts.contrast_loss not in CONTRAST_LOSS:
+        bad(f"--contrast-loss must be one of {', '.join(CONTRAST_LOSS)}, not {opts.contrast_loss!r}")
     if opts.generator == "v1" and (opts.anatomy not in (None, "template") or opts.lesion_id is not None
                                    or opts.kind == "leukoaraiosis"):
         bad("--anatomy, --lesion-id and --kind leukoaraiosis need --generator v2")
@@ -779,6 +796,9 @@ def _paint_acute(hu: np.ndarray, anat: Anatomy, mask: np.ndarray, bb: Tuple[slic
     if heterogeneity > 0:
         drop = w * np.clip(1.0 + heterogeneity * smooth_field(rng, w.shape, 10.0), 0.3, 1.7)
     sub = hu[bb]
+    if p.contrast_loss == "darken":
+        sub -= acute_darkening(sub, w, drop, core, p.hu_drop)
+        return w, bb
     m = float(sub[core].mean())
     # Scale the peak drop so that the mean drop over the truth mask (w >= 0.5) is hu_drop.
     peak = p.hu_drop / float(drop[core].mean())
@@ -788,6 +808,20 @@ def _paint_acute(hu: np.ndarray, anat: Anatomy, mask: np.ndarray, bb: Tuple[slic
     else:
         sub -= w * (peak + k * (sub - m))
     return w, bb
+
+
+def acute_darkening(sub: np.ndarray, w: np.ndarray, drop: np.ndarray, core: np.ndarray, hu_drop: float) -> np.ndarray:
+    """HU to subtract for an acute infarct whose tissue never brightens (CONTRAST_LOSS "darken").
+
+    ``w``: the lesion's soft weight (0..1, parenchyma only); ``drop``: its drop pattern (``w`` or
+    ``w`` times a heterogeneity field); ``core``: the truth (``w >= 0.5``). Every voxel loses
+    ``drop * peak``; grey matter above the lesion's mean loses a further ``w * k * (HU - mean)``
+    with ``k`` growing to 0.5 at 8 HU, so grey-white contrast falls as the drop grows; ``peak`` is
+    chosen so the mean loss over the truth is ``hu_drop``."""
+    k = 0.5 * min(1.0, hu_drop / 8.0)
+    extra = w * k * np.maximum(sub - float(sub[core].mean()), 0.0)
+    peak = max(0.0, (hu_drop - float(extra[core].mean())) / float(drop[core].mean()))
+    return (drop * peak + extra).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- scanner geometry

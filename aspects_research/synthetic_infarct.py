@@ -80,11 +80,13 @@ def parenchyma(hu: np.ndarray) -> np.ndarray:
 
 
 def paint(hu: np.ndarray, lesion: np.ndarray, drop_hu: float, rng: np.random.Generator, margin_vox: float = 0.5,
-          heterogeneity: float = 0.0, z_sigma_vox: float = 0.0) -> Tuple[np.ndarray, np.ndarray]:
+          heterogeneity: float = 0.0, z_sigma_vox: float = 0.0, contrast_loss: str = "darken") -> Tuple[np.ndarray, np.ndarray]:
     """``(painted HU, truth)``: acute hypoattenuation over ``lesion`` in the aligned HU volume ``hu``
     (``(x, y, z)``, not changed). The mean drop over the truth (soft weight >= 0.5, parenchyma
     only) is ``drop_hu`` before the z blur; grey-white contrast falls by up to half with the drop
-    (``phantoms._paint_acute``). Empty truth when the lesion lands on no parenchyma."""
+    (``phantoms._paint_acute``; ``contrast_loss`` as ``phantoms.CONTRAST_LOSS``: "darken" never
+    brightens tissue, "compress" is the generator's physics before session 26). Empty truth when
+    the lesion lands on no parenchyma."""
     out = np.array(hu, dtype=np.float32, copy=True)
     truth = np.zeros(hu.shape, bool)
     nz = np.argwhere(lesion)
@@ -105,9 +107,14 @@ def paint(hu: np.ndarray, lesion: np.ndarray, drop_hu: float, rng: np.random.Gen
 
         field = smooth_field(rng, w.shape, 5.0)  # knots 10 mm apart, as the generator's
         drop = w * np.clip(1.0 + heterogeneity * field, 0.3, 1.7)
-    peak = drop_hu / float(drop[core].mean())
-    k = 0.5 * min(1.0, drop_hu / 8.0)
-    delta = drop * peak + w * k * (sub - float(sub[core].mean()))
+    if contrast_loss == "darken":
+        from aspects_research.phantoms import acute_darkening
+
+        delta = acute_darkening(sub, w, drop, core, drop_hu)
+    else:
+        peak = drop_hu / float(drop[core].mean())
+        k = 0.5 * min(1.0, drop_hu / 8.0)
+        delta = drop * peak + w * k * (sub - float(sub[core].mean()))
     if z_sigma_vox > 0.05:
         delta = ndi.gaussian_filter1d(delta, z_sigma_vox, axis=2, mode="constant")
     sub -= delta * (sub > 0)  # never into the skull-stripped background
@@ -173,7 +180,7 @@ def lesion_bank(split: str = "train", groups: Sequence[str] = ("mca",), limit: O
 
 
 def synthesise(hu: np.ndarray, label: np.ndarray, bank: Sequence[Lesion], rng: np.random.Generator,
-               slice_mm: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray, dict]:
+               slice_mm: Optional[float] = None, contrast_loss: str = "darken") -> Tuple[np.ndarray, np.ndarray, dict]:
     """One draw: a lesion of ``bank`` painted into the aligned study ``hu`` (``(x, y, z)``) on the
     hemisphere of its own infarct (``label``) if it has one, else on a random side; returns the
     painted volume, the union of the truths, and what was drawn. ``slice_mm`` is the study's slice
@@ -186,6 +193,7 @@ def synthesise(hu: np.ndarray, label: np.ndarray, bank: Sequence[Lesion], rng: n
     drop = draw_drop(rng)
     th = float(slice_mm) if slice_mm else float(rng.choice(THICKNESSES))
     het, margin = float(rng.uniform(0.0, 0.35)), float(rng.uniform(0.35, 0.75))
-    painted, truth = paint(hu, mask, drop, rng, margin_vox=margin, heterogeneity=het, z_sigma_vox=z_blur_sigma_vox(th))
+    painted, truth = paint(hu, mask, drop, rng, margin_vox=margin, heterogeneity=het, z_sigma_vox=z_blur_sigma_vox(th),
+                            contrast_loss=contrast_loss)
     info = {"mask_id": les.mask_id, "drop_hu": drop, "slice_mm": th, "ml": float(truth.sum()) * ALIGNED_MM ** 3 / 1000.0}
     return painted, (np.asarray(label) > 0) | truth, info

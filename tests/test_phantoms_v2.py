@@ -79,6 +79,32 @@ def test_v2_acute_lesion_comes_from_its_split_and_darkens_by_hu_drop():
         assert float(np.abs(drop[~ndi_dilate(inside)]).max()) < 0.5 * 3.0
 
 
+def test_v2_acute_tissue_never_brightens_and_dark_tissue_keeps_its_drop():
+    # Ischaemic oedema only lowers CT numbers. v2's default contrast loss ("darken") lowers every
+    # voxel of the lesion; the old one ("compress", kept for the archived sets) pulled voxels
+    # darker than the lesion's mean up towards it, so the CSF-bordered caudate head kept a third of
+    # the drop (docs/data.md). The mean drop over the truth stays the drawn HU in both.
+    assert resolve_params(7, PhantomOptions(kind="acute", **V2)).contrast_loss == "darken"
+    assert resolve_params(7, PhantomOptions(kind="acute")).contrast_loss == "compress"  # v1
+    with pytest.raises(InputError, match="--contrast-loss"):
+        resolve_params(7, PhantomOptions(kind="acute", contrast_loss="flatten", **V2))
+    opts = dict(V2, anatomy="template", split="val", noise_hu=0.0, hu_drop=8.0, kind="acute")
+    normal = make_phantom(7, PhantomOptions(**{**opts, "kind": "normal"}))
+    drops = {}
+    for mode in ("compress", "darken"):
+        a = make_phantom(7, PhantomOptions(contrast_loss=mode, **opts))
+        inside = a.infarct > 0
+        drop = normal.hu - a.hu  # the twin differs by the lesion only
+        assert 0.75 * 8.0 < float(drop[inside].mean()) < 8.0 + 0.45
+        dark = inside & (normal.hu < np.median(normal.hu[inside]) - 4.0)  # the lesion's darker tissue
+        assert dark.sum() > 50
+        drops[mode] = (float(drop.min()), float(drop[dark].mean()))
+    assert drops["compress"][0] < -0.1  # the old physics brightened tissue next to the lesion
+    assert drops["darken"][0] >= -1e-4  # the default never does
+    # the darker tissue (seed 7: 444 voxels) kept 4.4 of 8 HU and now keeps 5.6
+    assert drops["darken"][1] > 0.65 * 8.0 and drops["darken"][1] > drops["compress"][1] + 0.8
+
+
 def ndi_dilate(mask: np.ndarray) -> np.ndarray:
     from scipy import ndimage as ndi
 
@@ -232,7 +258,7 @@ def test_the_generator_still_builds_the_archived_test_split(tmp_path):
     from aspects_research.tools import make_phantoms, split_manifest
 
     root = Path(__file__).resolve().parents[1]
-    common = ["--generator", "v2", "--out", str(tmp_path), "--split", "test"]
+    common = ["--generator", "v2", "--out", str(tmp_path), "--split", "test", "--contrast-loss", "compress"]
     assert make_phantoms.main(common + ["--kind", "acute", "--seed", "1021"]) == 0
     assert make_phantoms.main(common + ["--kind", "normal", "--anatomy", "template", "--thickness", "5",
                                         "--seed", "1100"]) == 0
@@ -249,7 +275,7 @@ def test_the_generator_still_builds_the_archived_early_change_set(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     assert make_phantoms.main(["--generator", "v2", "--out", str(tmp_path), "--split", "test", "--kind", "acute",
-                               "--anatomy", "invesalius", "--pattern", "M5", "--hu-drop", "3", "--thickness", "5",
+                               "--contrast-loss", "compress", "--anatomy", "invesalius", "--pattern", "M5", "--hu-drop", "3", "--thickness", "5",
                                "--seed", "2012"]) == 0
     assert split_manifest.main(["--cases", str(tmp_path), "--check", str(root / "tools" / "splits" / "v2_early.json"),
                                 "--present-only"]) == 0
@@ -278,6 +304,6 @@ def test_the_generator_still_builds_the_archived_fresh_set(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     assert make_phantoms.main(["--generator", "v2", "--out", str(tmp_path), "--split", "test", "--kind", "acute",
-                               "--seed", "4000"]) == 0
+                               "--contrast-loss", "compress", "--seed", "4000"]) == 0
     assert split_manifest.main(["--cases", str(tmp_path), "--check", str(root / "tools" / "splits" / "v2_fresh.json"),
                                 "--present-only"]) == 0

@@ -45,6 +45,25 @@ def test_paint_gives_the_drawn_mean_drop_on_parenchyma_only():
     np.testing.assert_array_equal(painted[hu == 0], 0)  # nothing on the skull-stripped background
 
 
+def test_paint_keeps_the_drop_of_tissue_darker_than_the_lesion_mean():
+    # A dim nucleus (22 HU) inside a 32 HU lesion: "darken" (the default) lowers it by the drawn
+    # 8 HU like the rest; the generator's old "compress" pulled it towards the lesion's mean and
+    # left it 3.9 HU. Both keep the drawn mean drop over the truth (within 0.03 HU).
+    rng = np.random.default_rng(3)
+    hu = _head(rng)
+    box = (slice(28, 31), slice(52, 60), slice(44, 52))
+    hu[box] = 22.0
+    lesion = _ball((30, 56, 48), 8)
+    drops = {}
+    for mode in ("darken", "compress"):
+        painted, truth = S.paint(hu, lesion, 8.0, np.random.default_rng(4), contrast_loss=mode)
+        d = hu - painted
+        assert np.isclose(float(d[truth].mean()), 8.0, atol=0.05) and float(d.min()) >= -1e-4
+        dim = truth & (hu == 22.0)
+        drops[mode] = float(d[dim].mean())
+    assert drops["darken"] > 7.5 and drops["compress"] < 5.0
+
+
 def test_thick_slices_blur_the_change_along_z_only():
     assert S.z_blur_sigma_vox(2.0) == 0.0 and S.z_blur_sigma_vox(0.625) == 0.0
     assert math.isclose(S.z_blur_sigma_vox(5.0), math.sqrt(21.0) / (2 * math.sqrt(2 * math.log(2))) / 2.0)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The v2 synthetic data sets (generator v2, docs/data.md), fixed seeds; outside the repository.
-#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns fresh haem aligned aligned_test
+#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns fresh fresh_darken test_darken haem aligned aligned_test
 # calib: 16 normal studies (4 per anatomy source; 5, 5, 2.5 and 1 mm) for calibrating region
 #        evidence; ROOT/ph_calib/READY when complete.
 # train: $V2_TRAIN_COUNT (default 49) studies, split train (SOOP lesion masks of the train split;
@@ -8,6 +8,8 @@
 #        them), seeds 1..N (each study depends on its seed alone: seeds 1-49 are the same for any N).
 # val:   $V2_VAL_COUNT (default 6) studies, split val, seeds 500.. (model selection only).
 # fresh: the test recipe with seeds 4000-4027 and 4100-4115 (session 24; tools/splits/v2_fresh.json).
+# fresh_darken, test_darken: the fresh draw's / the test split's 28 acute studies with
+#        --contrast-loss darken (session 26; same seeds: same lesion, head, pose and noise).
 # haem:  16 haemorrhage controls, every head at 5 and 1 mm twice (seeds 5000-5015, session 24).
 # test:  split test: 28 acute studies (seeds 1000-1027; thickness, source, HU drop as drawn) + the
 #        four controls (normal, old infarct, haemorrhage, leukoaraiosis) on every anatomy source,
@@ -26,7 +28,11 @@
 set -euo pipefail
 ROOT=${1:?usage: tools/make_v2_data.sh ROOT STAGE...}
 shift
-MK="aspects-make-phantoms --generator v2 --preview"
+# The sets made before session 26 (calib .. haem) keep the grey-white contrast loss they were made
+# with ("compress"; their manifests in tools/splits/ and the shipped model's training data);
+# fresh_darken is the fresh draw's acute studies again with v2's physical default ("darken").
+MK="aspects-make-phantoms --generator v2 --preview --contrast-loss compress"
+MK_DARKEN="aspects-make-phantoms --generator v2 --preview --contrast-loss darken"
 SOURCES="template scct ge invesalius"
 
 # test_recipe OUT ACUTE_SEED CONTROL_SEED: 28 acute studies (seeds ACUTE_SEED..+27; thickness,
@@ -95,6 +101,14 @@ for stage in "$@"; do
       # 5-23 were chosen: an independent estimate of the test split's figures.
       # Archived: tools/splits/v2_fresh.json.
       test_recipe "$ROOT/ph_fresh" 4000 4100 ;;
+    test_darken)
+      # the test split's 28 acute studies (seeds 1000-1027) with --contrast-loss darken (session 26)
+      $MK_DARKEN --out "$ROOT/ph_test_darken" --split test --kind acute --count 28 --seed 1000 ;;
+    fresh_darken)
+      # the fresh draw's 28 acute studies (same seeds: same lesion, head, pose, noise) with the
+      # grey-white contrast loss that never brightens tissue (session 26, docs/data.md): what the
+      # generator's old physics cost the measured figures, study by study.
+      $MK_DARKEN --out "$ROOT/ph_fresh_darken" --split test --kind acute --count 28 --seed 4000 ;;
     haem)
       # 16 more haemorrhage controls (session 24): every head at 5 and 1 mm, twice, seeds 5000-5015,
       # for the haemorrhage flag's sensitivity (docs/results_v2.md, "A fresh draw of the test recipe")

@@ -131,13 +131,15 @@ class SyntheticInfarctd(RandomizableTransform, MapTransform):
     (normalised, ``(1, X, Y, Z)``) aligned image with the v2 generator's model of early ischaemic
     change and add it to the label (``aspects_research.synthetic_infarct``). The study's slice
     thickness comes from the datalist entry's ``slice_mm`` when present. The lesion bank is built
-    on first use (~0.1 s a shape: the 744 training shapes in ~75 s) and cached in ``bank_cache``."""
+    on first use (~0.1 s a shape: the 744 training shapes in ~75 s) and cached in ``bank_cache``.
+    ``contrast_loss``: ``aspects_research.phantoms.CONTRAST_LOSS`` ("darken": tissue never brightens)."""
 
     def __init__(self, keys: KeysCollection = ("image", "label"), prob: float = 0.0, bank_cache: Optional[str] = None,
-                 bank_limit: Optional[int] = None, atlas_dir: Optional[str] = None):
+                 bank_limit: Optional[int] = None, atlas_dir: Optional[str] = None, contrast_loss: str = "darken"):
         MapTransform.__init__(self, keys)
         RandomizableTransform.__init__(self, prob)
         self.bank_cache, self.bank_limit, self.atlas_dir = bank_cache, bank_limit, atlas_dir
+        self.contrast_loss = contrast_loss
         self._bank = None
 
     def bank(self):
@@ -160,7 +162,7 @@ class SyntheticInfarctd(RandomizableTransform, MapTransform):
         hu = to_hu(img)
         label = _array(lab)[0]
         rng = np.random.default_rng(int(self.R.randint(0, 2**31 - 1)))
-        painted, truth, _ = synthesise(hu, label, self.bank(), rng, d.get("slice_mm"))
+        painted, truth, _ = synthesise(hu, label, self.bank(), rng, d.get("slice_mm"), self.contrast_loss)
         new_img = from_hu(painted)
         new_lab = torch.as_tensor(truth.astype(np.asarray(label).dtype)[None])
         d[image_key], d[label_key] = _like(img, new_img), _like(lab, new_lab)
