@@ -65,9 +65,10 @@ V2_SIGMA_MAX = 14.0
 # draw, a caudate 73 % infarcted at 2.4 HU darkened by 1.1 HU and the cortex by 1.2-1.4x the
 # nominal drop (docs/data.md). Ischaemic oedema only ever lowers CT numbers (net water uptake;
 # Dzialowski et al. 2004, Broocks et al. 2018): "darken" (v2's default) lowers every tissue voxel by the
-# same peak and grey matter above the lesion's mean by a further share, scaled so that the mean
-# drop over the truth is still the drawn HU.
+# same peak and tissue above the lesion's white-matter level by a further share (the same loss of
+# grey-white contrast), scaled so that the mean drop over the truth is still the drawn HU.
 CONTRAST_LOSS: Tuple[str, ...] = ("compress", "darken")
+CONTRAST_LEVEL_PERCENTILE = 25.0  # "darken": the lesion's white-matter level, below which no extra loss
 
 # Vascular patterns of acute MCA infarcts (region codes, one hemisphere) and their draw weights.
 PATTERNS: Dict[str, Tuple[str, ...]] = {
@@ -815,11 +816,12 @@ def acute_darkening(sub: np.ndarray, w: np.ndarray, drop: np.ndarray, core: np.n
 
     ``w``: the lesion's soft weight (0..1, parenchyma only); ``drop``: its drop pattern (``w`` or
     ``w`` times a heterogeneity field); ``core``: the truth (``w >= 0.5``). Every voxel loses
-    ``drop * peak``; grey matter above the lesion's mean loses a further ``w * k * (HU - mean)``
-    with ``k`` growing to 0.5 at 8 HU, so grey-white contrast falls as the drop grows; ``peak`` is
-    chosen so the mean loss over the truth is ``hu_drop``."""
+    ``drop * peak``; tissue brighter than the lesion's white-matter level (the truth's lower
+    quartile) loses a further ``w * k * (HU - level)``, with ``k`` growing to 0.5 at 8 HU: grey
+    matter sinks towards white matter by up to half their difference, as "compress" intended,
+    but nothing rises. ``peak`` is chosen so the mean loss over the truth is ``hu_drop``."""
     k = 0.5 * min(1.0, hu_drop / 8.0)
-    extra = w * k * np.maximum(sub - float(sub[core].mean()), 0.0)
+    extra = w * k * np.maximum(sub - float(np.percentile(sub[core], CONTRAST_LEVEL_PERCENTILE)), 0.0)
     peak = max(0.0, (hu_drop - float(extra[core].mean())) / float(drop[core].mean()))
     return (drop * peak + extra).astype(np.float32)
 

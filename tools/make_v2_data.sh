@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The v2 synthetic data sets (generator v2, docs/data.md), fixed seeds; outside the repository.
-#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns fresh fresh_darken test_darken haem aligned aligned_test
+#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns fresh fresh_darken test_darken early_darken haem aligned aligned_test
 # calib: 16 normal studies (4 per anatomy source; 5, 5, 2.5 and 1 mm) for calibrating region
 #        evidence; ROOT/ph_calib/READY when complete.
 # train: $V2_TRAIN_COUNT (default 49) studies, split train (SOOP lesion masks of the train split;
@@ -8,8 +8,9 @@
 #        them), seeds 1..N (each study depends on its seed alone: seeds 1-49 are the same for any N).
 # val:   $V2_VAL_COUNT (default 6) studies, split val, seeds 500.. (model selection only).
 # fresh: the test recipe with seeds 4000-4027 and 4100-4115 (session 24; tools/splits/v2_fresh.json).
-# fresh_darken, test_darken: the fresh draw's / the test split's 28 acute studies with
-#        --contrast-loss darken (session 26; same seeds: same lesion, head, pose and noise).
+# fresh_darken, test_darken, early_darken: the fresh draw's / the test split's 28 acute studies
+#        and the early set's 48, with --contrast-loss darken (session 26; same seeds: same lesion,
+#        head, pose and noise).
 # haem:  16 haemorrhage controls, every head at 5 and 1 mm twice (seeds 5000-5015, session 24).
 # test:  split test: 28 acute studies (seeds 1000-1027; thickness, source, HU drop as drawn) + the
 #        four controls (normal, old infarct, haemorrhage, leukoaraiosis) on every anatomy source,
@@ -68,16 +69,19 @@ for stage in "$@"; do
       $MK --out "$ROOT/ph_val" --split val --count "${V2_VAL_COUNT:-6}" --seed 500 ;;
     test)
       test_recipe "$ROOT/ph_test" 1000 1100 ;;
-    early)
+    early|early_darken)
       # single-region (and two-region deep) early ischaemic change in the MCA sub-territory shapes
       # of the v1 patterns, on the two heads never used for training, at 3 / 5 / 8 HU: the
-      # independent check's kind of study (issue 13), not drawn from the SOOP masks
+      # independent check's kind of study (issue 13), not drawn from the SOOP masks;
+      # early_darken: the same 48 studies with --contrast-loss darken (session 26)
+      out="$ROOT/ph_early" mk=$MK
+      [ "$stage" = early_darken ] && out="$ROOT/ph_early_darken" mk=$MK_DARKEN
       seed=2000
       th=5
       for src in invesalius scct; do
         for pattern in M1 M2 M3 M4 M5 M6 insula deep; do
           for hu in 3 5 8; do
-            $MK --out "$ROOT/ph_early" --split test --kind acute --anatomy "$src" --pattern "$pattern" \
+            $mk --out "$out" --split test --kind acute --anatomy "$src" --pattern "$pattern" \
                 --hu-drop "$hu" --thickness "$th" --seed $seed
             seed=$((seed + 1))
             th=$([ "$th" = 5 ] && echo 1 || echo 5)
