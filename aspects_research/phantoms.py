@@ -61,7 +61,7 @@ V2_SIGMA_5MM = (2.5, 4.5)  # noise SD of a 5 mm slice; thinner slices sqrt(5 / t
 V2_SIGMA_MAX = 14.0
 # Acute loss of grey-white contrast. "compress" (v1, and v2 until session 26): every voxel is
 # pulled towards the lesion's mean, so voxels darker than it (white matter, the CSF-bordered
-# caudate head and insula) brighten by up to half their distance from it; measured on the fresh
+# caudate head and insula) lose less than the drop, and those far below it rise; measured on the fresh
 # draw, a caudate 73 % infarcted at 2.4 HU darkened by 1.1 HU and the cortex by 1.2-1.4x the
 # nominal drop (docs/data.md). Ischaemic oedema only ever lowers CT numbers (net water uptake;
 # Dzialowski et al. 2004, Broocks et al. 2018): "darken" (v2's default) lowers every tissue voxel by the

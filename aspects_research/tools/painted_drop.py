@@ -62,15 +62,15 @@ def write_figure(made: Dict[str, Phantom], path: Path) -> None:
 
     ph = made[CONTRAST_LOSS[0]]
     infarct = ph.infarct > 0
-    caudate = np.isin(ph.regions, [label_value(s, "C") for s in SIDES]) & infarct
-    where = caudate if caudate.any() else infarct
+    caudate = np.isin(ph.regions, [label_value(s, "C") for s in SIDES])
+    where = caudate & infarct if (caudate & infarct).any() else infarct
     zs = np.nonzero(where.any(axis=(1, 2)))[0]
     z = int(zs[len(zs) // 2])
     nominal = ph.params.hu_drop
     fig, ax = plt.subplots(1, 1 + len(CONTRAST_LOSS), figsize=(6 * (1 + len(CONTRAST_LOSS)), 6))
     ax[0].imshow(made["normal"].hu[z], cmap="gray", vmin=15, vmax=55)
     ax[0].contour(infarct[z], [0.5], colors="red", linewidths=0.8)
-    ax[0].contour(np.isin(ph.regions[z], [label_value(s, "C") for s in SIDES]), [0.5], colors="yellow", linewidths=0.8)
+    ax[0].contour(caudate[z], [0.5], colors="yellow", linewidths=0.8)
     ax[0].set_title(f"seed {ph.params.seed}: lesion-free twin, slice {z} (W40 L35)\ntruth infarct red, caudate yellow")
     for a, mode in zip(ax[1:], CONTRAST_LOSS):
         d = made["normal"].hu[z] - made[mode].hu[z]
