@@ -30,8 +30,8 @@ set -euo pipefail
 ROOT=${1:?usage: tools/make_v2_data.sh ROOT STAGE...}
 shift
 # The sets made before session 26 (calib .. haem) keep the grey-white contrast loss they were made
-# with ("compress"; their manifests in tools/splits/ and the shipped model's training data);
-# fresh_darken is the fresh draw's acute studies again with v2's physical default ("darken").
+# with ("compress"; their manifests in tools/splits/ and the shipped model's training data); the
+# *_darken stages make some of them again with v2's physical default ("darken").
 MK="aspects-make-phantoms --generator v2 --preview --contrast-loss compress"
 MK_DARKEN="aspects-make-phantoms --generator v2 --preview --contrast-loss darken"
 SOURCES="template scct ge invesalius"
@@ -105,14 +105,12 @@ for stage in "$@"; do
       # 5-23 were chosen: an independent estimate of the test split's figures.
       # Archived: tools/splits/v2_fresh.json.
       test_recipe "$ROOT/ph_fresh" 4000 4100 ;;
-    test_darken)
-      # the test split's 28 acute studies (seeds 1000-1027) with --contrast-loss darken (session 26)
-      $MK_DARKEN --out "$ROOT/ph_test_darken" --split test --kind acute --count 28 --seed 1000 ;;
-    fresh_darken)
-      # the fresh draw's 28 acute studies (same seeds: same lesion, head, pose, noise) with the
-      # grey-white contrast loss that never brightens tissue (session 26, docs/data.md): what the
-      # generator's old physics cost the measured figures, study by study.
-      $MK_DARKEN --out "$ROOT/ph_fresh_darken" --split test --kind acute --count 28 --seed 4000 ;;
+    test_darken|fresh_darken)
+      # the test split's (seeds 1000-1027) or the fresh draw's (4000-4027) 28 acute studies, same
+      # seeds (same lesion, head, pose, noise), with the grey-white contrast loss that never
+      # brightens tissue (session 26, docs/data.md): what the old physics did to the figures
+      seed=$([ "$stage" = test_darken ] && echo 1000 || echo 4000)
+      $MK_DARKEN --out "$ROOT/ph_$stage" --split test --kind acute --count 28 --seed $seed ;;
     haem)
       # 16 more haemorrhage controls (session 24): every head at 5 and 1 mm, twice, seeds 5000-5015,
       # for the haemorrhage flag's sensitivity (docs/results_v2.md, "A fresh draw of the test recipe")
