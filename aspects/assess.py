@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
 
+from aspects.atlas import levels_span
 from aspects.flags import acute_only, blood_ground, find, growable, image_flags, outside_mca_flag, with_cavity
 from aspects.labels import label_value
 from aspects.preprocess import Preprocessed, to_slices
@@ -118,7 +119,7 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
     dense = sitk.GetArrayFromImage(pre.dense) > 0 if pre.dense is not None else None
     # blood as the slices show it too (the aligned grid dilutes a small haematoma)
     ground = blood_ground(aligned, brain, spacing, dense)
-    sliced_blood = source_blood(pre, ground)
+    sliced_blood = source_blood(pre, ground, None if regions.levels is None else levels_span(regions.levels))
     if sliced_blood.any():
         log.info("blood-like blob seen on the source slices: %.1f ml", sliced_blood.sum() * np.prod(spacing) / 1000.0)
     findings = find(aligned, brain, spacing, dense, sliced_blood, ground)

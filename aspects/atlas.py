@@ -17,7 +17,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -72,6 +72,12 @@ def read_levels(path: Path) -> Dict[str, Slab]:
     """The BG / SG slabs of a ``levels.json`` as ``{name: (z_min_mm, z_max_mm)}``."""
     data = json.loads(path.read_text())
     return {name: (float(data[name]["z_min_mm"]), float(data[name]["z_max_mm"])) for name in ("BG", "SG")}
+
+
+def levels_span(levels: Mapping[str, Slab]) -> Slab:
+    """The z range (mm) from the lowest slab's bottom to the highest slab's top: the axial levels
+    at which ASPECTS is read (the lentiform's lower edge to the ventricle bodies' top)."""
+    return (min(z0 for z0, _ in levels.values()), max(z1 for _, z1 in levels.values()))
 
 
 def load_atlas(atlas_dir: Optional[Path] = None) -> Atlas:

@@ -22,7 +22,7 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from aspects.asymmetry import AsymmetryMaps, asymmetry_infarct, asymmetry_maps
-from aspects.atlas import Atlas
+from aspects.atlas import Atlas, Slab
 from aspects.errors import EXIT_USAGE, InputError
 from aspects.methods import InfarctMethod, RegionMethod
 from aspects.inference import (CPU, load_torchscript, predict_labels, release_device_memory, resolve_device,
@@ -153,7 +153,8 @@ class RegionSegmentation:
 
     ``labels``: uint8 ``aspects.labels`` values; ``territories``: arterial territories of the
     atlas (affine, for the ``infarct_outside_mca`` flag); ``device``: where a model ran (``"cpu"``
-    for the atlas path); ``seconds``: the stage time.
+    for the atlas path); ``seconds``: the stage time; ``levels``: the atlas's BG / SG slabs
+    (physical z of the aligned grid, which is the atlas's frame; None: not known).
     """
 
     labels: sitk.Image
@@ -161,6 +162,7 @@ class RegionSegmentation:
     method: RegionMethod
     device: str
     seconds: float
+    levels: Optional[Dict[str, Slab]] = None
 
 
 def segment_regions(pre: Preprocessed, atlas: Atlas, model: Optional[TorchModel] = None) -> RegionSegmentation:
@@ -178,7 +180,7 @@ def segment_regions(pre: Preprocessed, atlas: Atlas, model: Optional[TorchModel]
     territories = territories_aligned(pre, atlas)
     seconds = round(time.perf_counter() - t0, 3)
     log.info("regions by %s in %.1f s", method, seconds)
-    return RegionSegmentation(labels, territories, method, device, seconds)
+    return RegionSegmentation(labels, territories, method, device, seconds, dict(atlas.levels))
 
 
 # the least share of an asymmetry component the kept infarct must cover to be grown into it

@@ -23,11 +23,24 @@ midline):
    :data:`aspects.flags.MIN_BLOOD_ML`.
 
 The finding joins the aligned one (:func:`aspects.flags.find`): the flag, and what blood explains.
+
+**At the ASPECTS levels the search reaches the brain's rim.** A lobar haematoma lies against the
+inner table: most of it within the 6 mm the aligned search leaves out at the brain's edge, and
+its bright component runs into the bone, so step 2 dropped it whole (three of 27 haemorrhage
+controls missed, each read as two hypodense regions on the other side). Between the lowest and
+the highest ASPECTS slab (:func:`aspects.atlas.levels_span`) the candidates come from the whole
+brain but its outer voxel, the bone's margin is :data:`RIM_DENSE_MARGIN_MM` in the plane, and a
+bright component that runs into bone keeps what is left of it beyond that margin if it survives an
+opening :data:`RIM_BLOB_WIDTH_MM` wide: the partial volume of the inner table is a band of a few mm,
+the haematoma a blob of 1-3 cm. Below those levels the skull base's bone runs obliquely through
+the slices (orbital roofs, sphenoid wings, the middle fossa's floor) and its partial volume makes
+bright blobs of a haematoma's size and density (1-3 ml on the averaged scct template, none above
+-17 mm of the template's z): there the search stays as above.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -58,6 +71,11 @@ CANDIDATE_MIN_ML = 0.2
 _LOOK_VOXELS = 6
 # a pineal calcification of 5 mm slices (below the dense threshold) lay 5 mm off the midline
 MIDLINE_MM = 6.0
+# At the ASPECTS levels (module docstring): the bone's margin in the plane (the box's depth through
+# the slices stays DENSE_MARGIN_MM) and the opening a bright component that runs into bone must
+# survive beyond it (the inner table's partial-volume band is 1-3 mm; a 2 ml haematoma is 15 mm across).
+RIM_DENSE_MARGIN_MM = 3.0
+RIM_BLOB_WIDTH_MM = 6.0
 
 
 def mean_in_plane(hu_zyx: np.ndarray, pixel_mm: float, width_mm: float) -> np.ndarray:
@@ -66,18 +84,25 @@ def mean_in_plane(hu_zyx: np.ndarray, pixel_mm: float, width_mm: float) -> np.nd
     return ndi.uniform_filter(hu_zyx.astype(np.float32), size=(1, side, side), mode="nearest")
 
 
-def near_box(mask_zyx: np.ndarray, spacing_zyx: Sequence[float], mm: float) -> np.ndarray:
-    """Voxels within ``mm`` of a voxel of ``mask_zyx`` along every axis (a box, separable)."""
-    size = tuple(2 * int(round(mm / float(s))) + 1 for s in spacing_zyx)
+def near_box(mask_zyx: np.ndarray, spacing_zyx: Sequence[float], mm: float,
+             plane_mm: Optional[float] = None) -> np.ndarray:
+    """Voxels within ``mm`` of a voxel of ``mask_zyx`` along every axis (a box, separable);
+    ``plane_mm``: another reach within the slice plane (y, x)."""
+    reach = (mm, mm, mm) if plane_mm is None else (mm, plane_mm, plane_mm)
+    size = tuple(2 * int(round(r / float(s))) + 1 for r, s in zip(reach, spacing_zyx))
     return ndi.maximum_filter(mask_zyx.astype(np.uint8), size=size, mode="constant", cval=0) > 0
 
 
-def hyperdense_in_plane(hu_zyx: np.ndarray, spacing_zyx: Sequence[float]) -> np.ndarray:
+def hyperdense_in_plane(hu_zyx: np.ndarray, spacing_zyx: Sequence[float], rim: bool = False) -> np.ndarray:
     """Blood-like blobs of a block of slices: the in-plane mean (:data:`SOURCE_MEAN_MM`) within
     [:data:`SOURCE_BLOOD_HU`, :data:`aspects.flags.BLOOD_HU` max), not part of a hyperdense
     slope into bone or calcium (>= :data:`aspects.flags.DENSE_HU`), nor within
     :data:`aspects.flags.DENSE_MARGIN_MM` of such tissue in the slice or the slices beside it,
-    and what survives an in-plane opening :data:`SOURCE_BLOOD_WIDTH_MM` wide."""
+    and what survives an in-plane opening :data:`SOURCE_BLOOD_WIDTH_MM` wide.
+
+    ``rim`` (the ASPECTS levels, module docstring): the margin is :data:`RIM_DENSE_MARGIN_MM` in
+    the plane, and what a slope holds beyond it counts if it survives an opening
+    :data:`RIM_BLOB_WIDTH_MM` wide."""
     pixel_mm = float(min(spacing_zyx[1:]))
     mean = mean_in_plane(hu_zyx, pixel_mm, SOURCE_MEAN_MM)
     dense = hu_zyx >= DENSE_HU
@@ -89,30 +114,21 @@ def hyperdense_in_plane(hu_zyx: np.ndarray, spacing_zyx: Sequence[float]) -> np.
     slope = np.zeros(n + 1, bool)
     slope[np.unique(labels[dense])] = True
     slope[0] = True
-    hyper = ~slope[labels] & (mean < BLOOD_HU[1])
-    hyper &= ~near_box(dense, spacing_zyx, DENSE_MARGIN_MM)
-    return compact_in_plane(hyper, pixel_mm, SOURCE_BLOOD_WIDTH_MM)
+    on_slope = slope[labels]
+    clear = (mean >= SOURCE_BLOOD_HU) & (mean < BLOOD_HU[1])
+    clear &= ~near_box(dense, spacing_zyx, DENSE_MARGIN_MM, RIM_DENSE_MARGIN_MM if rim else None)
+    found = compact_in_plane(clear & ~on_slope, pixel_mm, SOURCE_BLOOD_WIDTH_MM)
+    if rim:
+        found |= compact_in_plane(clear & on_slope, pixel_mm, RIM_BLOB_WIDTH_MM)
+    return found
 
 
-def source_blood(pre: Preprocessed, ground: BloodGround) -> np.ndarray:
-    """Blood seen on the source slices (see the module docstring), as a boolean mask on the
-    aligned grid; empty when the aligned grid shows no candidate or the series is not at hand.
-    ``ground``: the aligned study's :func:`aspects.flags.blood_ground`, shared with the aligned
-    blood finding."""
-    aligned = sitk.GetArrayViewFromImage(pre.aligned)
-    out = np.zeros(aligned.shape, bool)
-    if pre.source is None:
-        return out
-    spacing = pre.aligned.GetSpacing()
-    excess = ground.smooth - np.flip(ground.smooth, axis=2)
-    # the midline (falx, sinuses, pineal and habenular calcification): its mirror is itself
-    x_mm = (np.arange(aligned.shape[2]) + 0.5 - aligned.shape[2] / 2.0) * spacing[0]
-    inner = ground.searchable & (np.abs(x_mm) > MIDLINE_MM)
-    candidate = inner & (ndi.uniform_filter(aligned.astype(np.float32), size=3) >= CANDIDATE_HU) \
-        & (excess >= CANDIDATE_EXCESS_HU)
+def _seen_on_slices(pre: Preprocessed, candidate: np.ndarray, rim: bool) -> np.ndarray:
+    """Aligned voxels within reach (2 voxels) of the components of ``candidate`` (>=
+    :data:`CANDIDATE_MIN_ML`) that :func:`hyperdense_in_plane` finds on the series' slices."""
+    out = np.zeros(candidate.shape, bool)
     labels, n = ndi.label(candidate, structure=np.ones((3, 3, 3), bool))
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    size_ml = np.bincount(labels.ravel(), minlength=n + 1) * voxel_ml
+    size_ml = np.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(pre.aligned.GetSpacing())) / 1000.0
     size_ml[0] = 0.0
     spacing_zyx = pre.source.GetSpacing()[::-1]
     # each candidate on its own block of slices (scattered candidates would make one block of
@@ -124,13 +140,43 @@ def source_blood(pre: Preprocessed, ground: BloodGround) -> np.ndarray:
         if found is None:
             continue
         block, src = found
-        hyper = hyperdense_in_plane(src, spacing_zyx)
+        hyper = hyperdense_in_plane(src, spacing_zyx, rim)
         if hyper.any():
             out |= block_on_aligned(hyper, pre, block, reach) & reach
-    blood = out & inner & (excess >= BLOOD_MIRROR_EXCESS_HU)
+    return out
+
+
+def source_blood(pre: Preprocessed, ground: BloodGround, levels_mm: Optional[Tuple[float, float]] = None) -> np.ndarray:
+    """Blood seen on the source slices (see the module docstring), as a boolean mask on the
+    aligned grid; empty when the aligned grid shows no candidate or the series is not at hand.
+    ``ground``: the aligned study's :func:`aspects.flags.blood_ground`, shared with the aligned
+    blood finding; ``levels_mm``: the ASPECTS levels' z range on the aligned grid
+    (:func:`aspects.atlas.levels_span`), where the search reaches the brain's rim (None: nowhere)."""
+    aligned = sitk.GetArrayViewFromImage(pre.aligned)
+    if pre.source is None:
+        return np.zeros(aligned.shape, bool)
+    spacing = pre.aligned.GetSpacing()
+    excess = ground.smooth - np.flip(ground.smooth, axis=2)
+    # the midline (falx, sinuses, pineal and habenular calcification): its mirror is itself
+    x_mm = (np.arange(aligned.shape[2]) + 0.5 - aligned.shape[2] / 2.0) * spacing[0]
+    off_midline = np.broadcast_to(np.abs(x_mm) > MIDLINE_MM, aligned.shape)
+    hint = off_midline & (ndi.uniform_filter(aligned.astype(np.float32), size=3) >= CANDIDATE_HU) \
+        & (excess >= CANDIDATE_EXCESS_HU)
+    inner = ground.searchable & off_midline
+    if levels_mm is None:
+        rim = np.zeros(aligned.shape, bool)
+    else:
+        z_mm = np.array([pre.aligned.TransformIndexToPhysicalPoint((0, 0, k))[2] for k in range(aligned.shape[0])])
+        at_levels = np.broadcast_to(((z_mm >= levels_mm[0]) & (z_mm <= levels_mm[1]))[:, None, None], aligned.shape)
+        inner = inner & ~at_levels
+        rim = ndi.binary_erosion(sitk.GetArrayViewFromImage(pre.brain_mask) > 0) & off_midline & at_levels
+    seen = _seen_on_slices(pre, hint & inner, rim=False) & inner
+    if rim.any():
+        seen |= _seen_on_slices(pre, hint & rim, rim=True) & rim
+    blood = seen & (excess >= BLOOD_MIRROR_EXCESS_HU)
     if not blood.any():
         return blood
     labels, n = ndi.label(blood, structure=np.ones((3, 3, 3), bool))
-    size_ml = np.bincount(labels.ravel(), minlength=n + 1) * voxel_ml
+    size_ml = np.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(spacing)) / 1000.0
     size_ml[0] = 0.0
     return (size_ml >= MIN_BLOOD_ML)[labels]

@@ -37,6 +37,7 @@ def test_atlas_regions_give_all_20_labels_on_the_right_sides():
     found = segment_regions(pre, atlas())
     labels = found.labels
     assert found.method == "atlas" and found.device == "cpu"
+    assert found.levels == atlas().levels  # the scorer's source-slice blood search reads them
     arr = sitk.GetArrayFromImage(labels)
     assert labels.GetPixelID() == sitk.sitkUInt8 and labels.GetSize() == pre.aligned.GetSize()
     assert set(np.unique(arr)) == set(range(21))

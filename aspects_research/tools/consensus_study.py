@@ -208,7 +208,10 @@ def rescore_case(pipeline: Pipeline, case: Path, dump: Path, run: Path, rule: st
     settings = ScoringSettings(grow_into_asymmetry=rule == "grow" or rule.startswith(("grow:", "trim:")))
     if rule.startswith("grow:"):
         settings = dataclasses.replace(settings, grow_min_share=float(rule.split(":")[1]))
-    scored = assess_study(series, pre, infarct, state["regions"], settings)
+    regions = state["regions"]
+    if regions.levels is None:  # dumped before the regions carried the atlas's levels (session 27)
+        regions = dataclasses.replace(regions, levels=dict(pipeline.atlas().levels))
+    scored = assess_study(series, pre, infarct, regions, settings)
     run.mkdir(parents=True, exist_ok=True)
     written = WrittenOutputs(nifti=nifti_outputs(scored, run))
     result_json_output(scored, run, written)
