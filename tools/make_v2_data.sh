@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The v2 synthetic data sets (generator v2, docs/data.md), fixed seeds; outside the repository.
-#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns fresh fresh_darken test_darken early_darken haem aligned aligned_test
+#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns fresh fresh_darken test_darken early_darken haem haem_check aligned aligned_test
 # calib: 16 normal studies (4 per anatomy source; 5, 5, 2.5 and 1 mm) for calibrating region
 #        evidence; ROOT/ph_calib/READY when complete.
 # train: $V2_TRAIN_COUNT (default 49) studies, split train (SOOP lesion masks of the train split;
@@ -12,6 +12,7 @@
 #        and the early set's 48, with --contrast-loss darken (session 26; same seeds: same lesion,
 #        head, pose and noise).
 # haem:  16 haemorrhage controls, every head at 5 and 1 mm twice (seeds 5000-5015, session 24).
+# haem_check: 16 more haemorrhage controls and 16 normal heads (seeds 5100-5115, 5200-5215, session 27).
 # test:  split test: 28 acute studies (seeds 1000-1027; thickness, source, HU drop as drawn) + the
 #        four controls (normal, old infarct, haemorrhage, leukoaraiosis) on every anatomy source,
 #        two at 5 mm and two at 1 mm per source and per kind (seeds 1100-1115): 44 studies.
@@ -121,10 +122,22 @@ for stage in "$@"; do
           seed=$((seed + 1))
         done
       done ;;
+    haem_check)
+      # held out from the rim blood search's choice (session 27): 16 more haemorrhage controls and
+      # 16 normal heads, every head at 5 and 1 mm twice (seeds 5100-5115, 5200-5215)
+      for kind in haemorrhage normal; do
+        seed=$([ "$kind" = haemorrhage ] && echo 5100 || echo 5200)
+        for src in $SOURCES; do
+          for th in 5 1 5 1; do
+            $MK_DARKEN --out "$ROOT/ph_haem_check" --split val --kind $kind --anatomy "$src" --thickness $th --seed $seed
+            seed=$((seed + 1))
+          done
+        done
+      done ;;
     aligned)
       aspects-make-datalist --phantoms "$ROOT/ph_train" --val-phantoms "$ROOT/ph_val" --out "$ROOT/aligned" --workers 2 ;;
     aligned_test)
       aspects-make-datalist --phantoms "$ROOT/ph_test" --val-phantoms "$ROOT/ph_test" --out "$ROOT/aligned_test" --workers 2 ;;
-    *) echo "error[2]: unknown stage $stage (calib train val test early old_patterns fresh haem aligned aligned_test)" >&2; exit 2 ;;
+    *) echo "error[2]: unknown stage $stage (calib train val test early old_patterns fresh fresh_darken test_darken early_darken haem haem_check aligned aligned_test)" >&2; exit 2 ;;
   esac
 done
