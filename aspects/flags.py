@@ -114,7 +114,7 @@ class Flag:
     volume_ml: float
 
 
-def _components_over(mask: np.ndarray, voxel_ml: float, min_ml: float,
+def components_over(mask: np.ndarray, voxel_ml: float, min_ml: float,
                      structure: Optional[np.ndarray] = None) -> np.ndarray:
     """The connected components of ``mask`` (face-connected unless ``structure``) of at least ``min_ml``."""
     labels, n = ndimage.label(mask, structure=structure)
@@ -125,7 +125,7 @@ def _components_over(mask: np.ndarray, voxel_ml: float, min_ml: float,
     return np.isin(labels, keep[keep > 0])
 
 
-def _voxel_ml(spacing_mm: Sequence[float]) -> float:
+def voxel_volume_ml(spacing_mm: Sequence[float]) -> float:
     return float(np.prod(spacing_mm)) / 1000.0
 
 
@@ -186,7 +186,7 @@ def _blood_and_smooth(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[fl
     smooth = ground.smooth
     hyper = (smooth >= BLOOD_HU[0]) & ground.searchable
     hyper &= smooth - np.flip(smooth, axis=2) >= BLOOD_MIRROR_EXCESS_HU
-    mask = _components_over(hyper & (smooth <= BLOOD_HU[1]), _voxel_ml(spacing_mm), MIN_BLOOD_ML)
+    mask = components_over(hyper & (smooth <= BLOOD_HU[1]), voxel_volume_ml(spacing_mm), MIN_BLOOD_ML)
     if not mask.any():
         return mask, smooth
     # the blob test on the hyperdense region with its > BLOOD_HU[1] part: a clot denser than that
@@ -214,7 +214,7 @@ def _old_infarct_and_cavity(hu: np.ndarray, brain: np.ndarray,
     mirror = np.flip(smooth, axis=2)
     inner = inner_brain(brain, spacing_mm)
     mask = (smooth < OLD_INFARCT_HU) & (mirror >= OLD_MIRROR_HU) & inner & np.flip(inner, axis=2)
-    vml = _voxel_ml(spacing_mm)
+    vml = voxel_volume_ml(spacing_mm)
     labels, n = ndimage.label(mask)
     if n == 0:
         return np.zeros(mask.shape, bool), np.zeros(mask.shape, bool)
@@ -229,7 +229,7 @@ def _old_infarct_and_cavity(hu: np.ndarray, brain: np.ndarray,
     if not old.any():  # no old infarct: CSF sheets whose mirror is tissue are sulci, not a cavity
         return np.zeros(mask.shape, bool), np.zeros(mask.shape, bool)
     # beside an old infarct its ex-vacuo sulci and ventricle count as cavity too, compact or not
-    cavity = _components_over(big[labels] & csf, vml, MIN_RIM_CAVITY_ML, np.ones((3, 3, 3), bool))
+    cavity = components_over(big[labels] & csf, vml, MIN_RIM_CAVITY_ML, np.ones((3, 3, 3), bool))
     return old[labels], cavity
 
 
@@ -254,11 +254,11 @@ class Findings:
 
     @property
     def haemorrhage_ml(self) -> float:
-        return float(self.blood.sum()) * _voxel_ml(self.spacing_mm)
+        return float(self.blood.sum()) * voxel_volume_ml(self.spacing_mm)
 
     @property
     def old_infarct_ml(self) -> float:
-        return float(self.old_infarct.sum()) * _voxel_ml(self.spacing_mm)
+        return float(self.old_infarct.sum()) * voxel_volume_ml(self.spacing_mm)
 
 
 def find(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
@@ -313,7 +313,7 @@ def acute_only(infarct: np.ndarray, found: Findings,
     mask &= ~rim
     if blood.any():
         mask &= ~near_or_mirror(blood, blood_margin_mm, found.spacing_mm)
-    return _components_over(mask, _voxel_ml(found.spacing_mm), MIN_OLD_ML)
+    return components_over(mask, voxel_volume_ml(found.spacing_mm), MIN_OLD_ML)
 
 
 def growable(support: np.ndarray, found: Findings,
@@ -387,7 +387,7 @@ def outside_mca_flag(infarct: np.ndarray, regions: np.ndarray, territories: np.n
     outside = mask & (regions == 0) & outside_mca(territories)
     if not outside.any():
         return None
-    vml = _voxel_ml(spacing_mm)
+    vml = voxel_volume_ml(spacing_mm)
     far = outside & ~ndimage.binary_dilation(regions > 0, iterations=_steps(OUTSIDE_MCA_MARGIN_MM, spacing_mm))
     lesions, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     size = np.bincount(lesions.ravel(), minlength=n + 1)

@@ -46,7 +46,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
-from aspects.flags import BLOOD_HU, BLOOD_MIRROR_EXCESS_HU, DENSE_HU, DENSE_MARGIN_MM, MIN_BLOOD_ML, BloodGround
+from aspects.flags import (BLOOD_HU, BLOOD_MIRROR_EXCESS_HU, DENSE_HU, DENSE_MARGIN_MM, MIN_BLOOD_ML, BloodGround,
+                           components_over, voxel_volume_ml)
 from aspects.preprocess import Preprocessed
 from aspects.source_cavity import block_on_aligned, compact_in_plane, source_block
 
@@ -128,7 +129,7 @@ def _seen_on_slices(pre: Preprocessed, candidate: np.ndarray, rim: bool) -> np.n
     :data:`CANDIDATE_MIN_ML`) that :func:`hyperdense_in_plane` finds on the series' slices."""
     out = np.zeros(candidate.shape, bool)
     labels, n = ndi.label(candidate, structure=np.ones((3, 3, 3), bool))
-    size_ml = np.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(pre.aligned.GetSpacing())) / 1000.0
+    size_ml = np.bincount(labels.ravel(), minlength=n + 1) * voxel_volume_ml(pre.aligned.GetSpacing())
     size_ml[0] = 0.0
     spacing_zyx = pre.source.GetSpacing()[::-1]
     # each candidate on its own block of slices (scattered candidates would make one block of
@@ -173,10 +174,5 @@ def source_blood(pre: Preprocessed, ground: BloodGround, levels_mm: Optional[Tup
     seen = _seen_on_slices(pre, hint & inner, rim=False) & inner
     if rim.any():
         seen |= _seen_on_slices(pre, hint & rim, rim=True) & rim
-    blood = seen & (excess >= BLOOD_MIRROR_EXCESS_HU)
-    if not blood.any():
-        return blood
-    labels, n = ndi.label(blood, structure=np.ones((3, 3, 3), bool))
-    size_ml = np.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(spacing)) / 1000.0
-    size_ml[0] = 0.0
-    return (size_ml >= MIN_BLOOD_ML)[labels]
+    return components_over(seen & (excess >= BLOOD_MIRROR_EXCESS_HU), voxel_volume_ml(spacing), MIN_BLOOD_ML,
+                           np.ones((3, 3, 3), bool))
