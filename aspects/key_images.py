@@ -1,7 +1,8 @@
 """Key images: the BG and SG ASPECTS levels as RGB pictures, saved as secondary capture + PNG.
 
 What a radiologist sees in any PACS without a SEG viewer: the slice in a stroke window
-(W 40 / L 35 HU), the ASPECTS regions outlined in their colours with their codes, the infarct
+(W 40 / L 35 HU), the level's ASPECTS regions (BG: C, L, IC, I, M1-M3; SG: M4-M6) outlined in
+their colours with their codes, on the slice that shows all of them (:func:`choose_key_slices`), the infarct
 filled semi-transparent red, R/L side markers in radiological convention (patient right on
 image left) and a banner with ASPECTS per side, the infarct volume, the flags in words (in red:
 a suspected haemorrhage changes how the ASPECTS is read) and NOT FOR DIAGNOSTIC USE.
@@ -43,6 +44,12 @@ OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "H": "F", "F": "H"}
 LEVEL_NAMES = {"BG": "basal ganglia level", "SG": "supraganglionic level"}
 # Regions whose in-plane extent defines each level's key slice.
 LEVEL_REGIONS = {"BG": ("C", "L", "IC"), "SG": ("M4", "M5", "M6")}
+# Regions outlined on each level's picture: the ten ASPECTS regions as a reader assigns them to the
+# two levels (Barber et al. 2000). The atlas's regions are 3-D, so on a pitched head the SG slice
+# also cuts the caudate body or M1; outlining them there reads as scoring them twice.
+LEVEL_OUTLINED = {"BG": ("C", "L", "IC", "I", "M1", "M2", "M3"), "SG": ("M4", "M5", "M6")}
+# A level's region counts as fully shown on a slice from this share of its largest area on any slice.
+SHOWN_SHARE = 0.5
 
 
 def _labels_of(codes: Sequence[str]) -> List[int]:
@@ -50,10 +57,14 @@ def _labels_of(codes: Sequence[str]) -> List[int]:
 
 
 def choose_key_slices(regions: np.ndarray) -> Dict[str, int]:
-    """Axis-0 index of the BG and SG key slices: the slice with the largest area of the level's regions.
+    """Axis-0 index of the BG and SG key slices: the slice that shows all of the level's regions
+    (both sides), then the one with their largest area.
 
-    A level whose regions are absent falls back to the slice with the most labelled voxels
-    (or the middle slice when nothing is labelled).
+    Each region scores ``min(1, area / (SHOWN_SHARE * its largest area on any slice))``; the slice
+    with the highest sum wins, ties broken by the level's total area. On a head pitched against
+    the atlas (chin down) M4 peaks a centimetre or two above M6, and the slice of the largest
+    total area shows M6 without M4. A level whose regions are absent falls back to the slice with
+    the most labelled voxels (or the middle slice when nothing is labelled).
     """
     # One label histogram per slice (uint8 planes, no whole-volume temporaries): a thin series'
     # 80 M voxels were scanned three times with np.isin / > 0 by each of two writers, ~1 s each.
@@ -64,9 +75,22 @@ def choose_key_slices(regions: np.ndarray) -> Dict[str, int]:
     fallback = int(np.argmax(any_area)) if any_area.any() else regions.shape[0] // 2
     out = {}
     for level in LEVELS:
-        area = counts[:, _labels_of(LEVEL_REGIONS[level])].sum(axis=1)
-        out[level] = int(np.argmax(area)) if area.any() else fallback
+        per_region = counts[:, _labels_of(LEVEL_REGIONS[level])].astype(float)
+        area = per_region.sum(axis=1)
+        if not area.any():
+            out[level] = fallback
+            continue
+        full = SHOWN_SHARE * per_region.max(axis=0)
+        shown = np.divide(per_region, full, out=np.zeros_like(per_region), where=full > 0)
+        score = np.minimum(shown, 1.0).sum(axis=1)
+        best = np.flatnonzero(score >= score.max() - 1e-9)
+        out[level] = int(best[np.argmax(area[best])])
     return out
+
+
+def level_labels(regions: np.ndarray, level: str) -> np.ndarray:
+    """``regions`` with only the labels of ``level``'s outlined regions (:data:`LEVEL_OUTLINED`)."""
+    return np.where(np.isin(regions, _labels_of(LEVEL_OUTLINED[level])), regions, 0).astype(regions.dtype)
 
 
 def key_slices(result: Mapping, regions: np.ndarray) -> Dict[str, int]:
@@ -351,7 +375,7 @@ def write_key_images(
         flip_rows, flip_cols, orientation = display_flips(ref)
         on_slice = bool(np.isin(regions[k], _labels_of(LEVEL_REGIONS[level])).any())
         lines = banner_lines(result, level, k, len(source), on_slice)
-        rgb = render(hu_slice(ref), regions[k], infarct[k], lines, flip_rows, flip_cols, orientation[0],
+        rgb = render(hu_slice(ref), level_labels(regions[k], level), infarct[k], lines, flip_rows, flip_cols, orientation[0],
                      not_assessable_labels(result), marginal_labels(result))
         name = f"key_{level.lower()}"
         png = png_dir / f"{name}.png"

@@ -225,11 +225,12 @@ def test_the_antialiasing_falls_back_to_itk_where_the_numpy_gaussian_differs(mon
     assert gaussian.matches_itk()
 
 
-def test_key_slices_from_per_slice_histograms_are_the_largest_level_areas():
+def test_key_slices_from_per_slice_histograms_are_the_documented_choice():
     # choose_key_slices counts labels slice by slice (bincount) instead of whole-volume np.isin;
-    # the chosen slices must be where the level's regions have the largest area, with the
-    # documented fallbacks, on random label maps including empty levels and empty maps.
-    from aspects.key_images import LEVEL_REGIONS, LEVELS, _labels_of, choose_key_slices
+    # the chosen slices must be the documented ones (every region of the level shown, then the
+    # largest area; fallbacks), here recomputed region by region with np.isin on random label
+    # maps including empty levels and empty maps.
+    from aspects.key_images import LEVEL_REGIONS, LEVELS, SHOWN_SHARE, _labels_of, choose_key_slices
 
     rng = np.random.default_rng(7)
     for _ in range(200):
@@ -240,8 +241,18 @@ def test_key_slices_from_per_slice_histograms_are_the_largest_level_areas():
         fallback = int(np.argmax(labelled)) if labelled.any() else regions.shape[0] // 2
         expected = {}
         for level in LEVELS:
-            area = np.isin(regions, _labels_of(LEVEL_REGIONS[level])).sum(axis=(1, 2))
-            expected[level] = int(np.argmax(area)) if area.any() else fallback
+            labels = _labels_of(LEVEL_REGIONS[level])
+            area = np.isin(regions, labels).sum(axis=(1, 2))
+            if not area.any():
+                expected[level] = fallback
+                continue
+            score = np.zeros(regions.shape[0])
+            for v in labels:
+                per_slice = (regions == v).sum(axis=(1, 2))
+                if per_slice.max() > 0:
+                    score += np.minimum(per_slice / (SHOWN_SHARE * per_slice.max()), 1.0)
+            tied = [k for k in range(regions.shape[0]) if score[k] >= score.max() - 1e-9]
+            expected[level] = max(tied, key=lambda k: (area[k], -k))
         assert choose_key_slices(regions) == expected
 
 

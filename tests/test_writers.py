@@ -594,6 +594,45 @@ def test_key_image_shows_regions_and_left_infarct_on_image_right(case, tmp_path,
     assert list(sc.PatientOrientation) == ["L", "P"]
 
 
+def _pitched_regions() -> np.ndarray:
+    """A region map of a head pitched against the atlas, 10 slices (index 0 at the top): M4 on
+    slices 0-4, M5 on 1-8, M6 from slice 3 widening downwards (largest on 9), the caudate body on
+    every slice. The largest SG area is on slice 8 (M5 and M6, no M4)."""
+    regions = np.zeros((10, 40, 40), np.uint8)
+    for side, x0 in (("right", 2), ("left", 22)):
+        regions[0:5, 2:10, x0:x0 + 10] = label_value(side, "M4")
+        regions[1:9, 12:20, x0:x0 + 10] = label_value(side, "M5")
+        for k in range(3, 10):
+            regions[k, 22:38, x0:x0 + 2 * (k - 2)] = label_value(side, "M6")
+        regions[:, 30:34, x0 + 14:x0 + 17] = label_value(side, "C")
+    return regions
+
+
+def test_the_sg_key_slice_shows_m4_m5_and_m6_on_a_pitched_head():
+    # The slice of the largest SG area (8: M6 wide, and M5) has no M4; a reader expects the SG
+    # picture to show the three regions, so the key slice is one where all six are (3-4).
+    regions = _pitched_regions()
+    k = choose_key_slices(regions)["SG"]
+    assert k in (3, 4)
+    for side in ("right", "left"):
+        for code in ("M4", "M5", "M6"):
+            assert (regions[k] == label_value(side, code)).any(), (side, code)
+
+
+def test_each_key_image_outlines_only_its_levels_regions(case, tmp_path):
+    # The 3-D atlas's caudate body reaches the SG slice of a pitched head; the SG picture outlines
+    # M4-M6 only, as a reader assigns the regions to the two levels.
+    source = case["source"]
+    regions = _pitched_regions()
+    regions = np.pad(regions, ((0, 0), (0, source[0].Rows - 40), (0, source[0].Columns - 40)))
+    keys = write_key_images(source, np.zeros_like(regions), regions, case["result"], tmp_path)
+    sg = np.asarray(Image.open(keys["SG"]["png"]).convert("RGB"))
+    for code in ("M4", "M5", "M6"):
+        assert (sg == REGION_COLOURS[code]).all(axis=2).sum() > 20, code
+    assert (sg == REGION_COLOURS["C"]).all(axis=2).sum() == 0
+    assert (regions[keys["SG"]["slice"]] == label_value("left", "C")).any()  # the caudate is on that slice
+
+
 def test_key_slices_follow_the_regions_or_the_result(case):
     regions = case["regions"]
     chosen = choose_key_slices(regions)
