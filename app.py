@@ -62,6 +62,7 @@ from aspects.segmentation import SegmentationModels  # noqa: E402
 from aspects.warmup import warm_up_in_background, warm_up_writers_in_background  # noqa: E402
 from operators.aspects_scorer import AspectsScorerOperator  # noqa: E402
 from operators.dicom_loader import DICOMLoaderOperator  # noqa: E402
+from operators.image_findings import ImageFindingsOperator  # noqa: E402
 from operators.infarct_segmenter import InfarctSegmenterOperator  # noqa: E402
 from operators.preprocess import PreprocessOperator  # noqa: E402
 from operators.region_segmenter import RegionSegmenterOperator  # noqa: E402
@@ -114,6 +115,7 @@ class AspectsApp(Application):
         preprocess = PreprocessOperator(self, atlas=atlas, head_start=head, name="preprocess")
         infarct = InfarctSegmenterOperator(self, model=models.infarct, name="infarct_segmenter")
         regions = RegionSegmenterOperator(self, atlas=atlas, model=models.regions, name="region_segmenter")
+        findings = ImageFindingsOperator(self, name="image_findings")
         scorer = AspectsScorerOperator(self, settings=ScoringSettings(), name="aspects_scorer")
         seg = SegWriterOperator(self, output_folder=output_dir, name="seg_writer")
         sr = SRWriterOperator(self, output_folder=output_dir, reference_seg=True, name="sr_writer")
@@ -127,13 +129,16 @@ class AspectsApp(Application):
         self.add_flow(loader, selector, {(loader.OUT_SCAN, selector.IN_SCAN)})
         self.add_flow(selector, to_volume, {(selector.OUT_SELECTION, to_volume.IN_SELECTION)})
         self.add_flow(to_volume, preprocess, {(to_volume.OUT_SERIES, preprocess.IN_SERIES)})
-        # -> infarct and region segmenters (in parallel) -> ASPECTS scorer
+        # -> infarct segmenter, in parallel with region segmenter -> image findings -> ASPECTS scorer
         self.add_flow(preprocess, infarct, {(preprocess.OUT_PREPROCESSED, infarct.IN_PREPROCESSED)})
         self.add_flow(preprocess, regions, {(preprocess.OUT_PREPROCESSED, regions.IN_PREPROCESSED)})
+        self.add_flow(preprocess, findings, {(preprocess.OUT_PREPROCESSED, findings.IN_PREPROCESSED)})
+        self.add_flow(regions, findings, {(regions.OUT_REGIONS, findings.IN_REGIONS)})
         self.add_flow(to_volume, scorer, {(to_volume.OUT_SERIES, scorer.IN_SERIES)})
         self.add_flow(preprocess, scorer, {(preprocess.OUT_PREPROCESSED, scorer.IN_PREPROCESSED)})
         self.add_flow(infarct, scorer, {(infarct.OUT_INFARCT, scorer.IN_INFARCT)})
         self.add_flow(regions, scorer, {(regions.OUT_REGIONS, scorer.IN_REGIONS)})
+        self.add_flow(findings, scorer, {(findings.OUT_FINDINGS, scorer.IN_FINDINGS)})
         # -> writers: SEG -> SR (references the SEG), key images, NIfTI -> KOS -> aspects.json last
         for writer in (seg, sr, keys, kos, nifti, result_json):
             self.add_flow(scorer, writer, {(scorer.OUT_SCORED, writer.IN_SCORED)})

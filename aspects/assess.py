@@ -17,7 +17,8 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset
 
 from aspects.atlas import levels_span
-from aspects.flags import acute_only, blood_ground, find, growable, image_flags, outside_mca_flag, with_cavity
+from aspects.flags import (Findings, acute_only, blood_ground, find, growable, image_flags, outside_mca_flag,
+                           with_cavity)
 from aspects.labels import label_value
 from aspects.preprocess import Preprocessed, to_slices
 from aspects.region_evidence import Calibration, load_calibration, study_evidence
@@ -108,21 +109,46 @@ class ScoredStudy:
         return {"infarct": on_grid(self.infarct.astype(np.uint8), grid), "regions": on_grid(self.regions, grid)}
 
 
-def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmentation, regions: RegionSegmentation,
-                 settings: Optional[ScoringSettings] = None) -> ScoredStudy:
-    """Flags, source-grid masks, region evidence and ASPECTS of one study."""
-    settings = settings if settings is not None else ScoringSettings()
+@dataclass(frozen=True)
+class ImageFindings:
+    """What the aligned image shows besides the acute infarct (:func:`aspects.flags.find`: blood,
+    on the aligned grid and on the source slices, old infarct, calcification), and the seconds it
+    took. It needs the region map's ASPECTS levels but not the infarct segmentation, so the app
+    computes it beside the infarct segmenter's mirror registration."""
+
+    findings: Findings
+    seconds: float
+
+
+def image_findings(pre: Preprocessed, regions: RegionSegmentation) -> ImageFindings:
+    """Blood, old infarct and calcification of one aligned study (see :class:`ImageFindings`)."""
     t0 = time.perf_counter()
     aligned = sitk.GetArrayFromImage(pre.aligned)
     brain = sitk.GetArrayFromImage(pre.brain_mask)
     spacing = pre.aligned.GetSpacing()
     dense = sitk.GetArrayFromImage(pre.dense) > 0 if pre.dense is not None else None
-    # blood as the slices show it too (the aligned grid dilutes a small haematoma)
     ground = blood_ground(aligned, brain, spacing, dense)
+    # blood as the slices show it too (the aligned grid dilutes a small haematoma)
     sliced_blood = source_blood(pre, ground, None if regions.levels is None else levels_span(regions.levels))
     if sliced_blood.any():
         log.info("blood-like blob seen on the source slices: %.1f ml", sliced_blood.sum() * np.prod(spacing) / 1000.0)
     findings = find(aligned, brain, spacing, dense, sliced_blood, ground)
+    seconds = time.perf_counter() - t0
+    log.info("image findings (blood, old infarct, calcification) in %.2f s", seconds)
+    return ImageFindings(findings, seconds)
+
+
+def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmentation, regions: RegionSegmentation,
+                 settings: Optional[ScoringSettings] = None, image: Optional[ImageFindings] = None) -> ScoredStudy:
+    """Flags, source-grid masks, region evidence and ASPECTS of one study; ``image``: its
+    :func:`image_findings` when already computed (the app's image findings operator)."""
+    settings = settings if settings is not None else ScoringSettings()
+    image = image if image is not None else image_findings(pre, regions)
+    t0 = time.perf_counter()
+    aligned = sitk.GetArrayFromImage(pre.aligned)
+    brain = sitk.GetArrayFromImage(pre.brain_mask)
+    spacing = pre.aligned.GetSpacing()
+    findings = image.findings
     segmented = sitk.GetArrayFromImage(infarct.mask) > 0
     # an old infarct's cavity as the slices show it (thick slices blur it on the aligned grid)
     marked = with_cavity(findings, source_cavity(pre, segmented, brain, infarct.asymmetry.counterpart), segmented)
@@ -207,6 +233,7 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
     record("preprocess", (pre.timings or {}).get("total_s", 0.0))
     record("infarct", float(infarct.info.get("seconds", 0.0)))  # type: ignore[arg-type]
     record("regions", regions.seconds)
+    record("findings", image.seconds)
     record("scoring", seconds)
     timings = snapshot()
     timings.update({f"preprocess_{k[:-2] if k.endswith('_s') else k}": v

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 from aspects import timings
-from aspects.assess import ScoredStudy, ScoringSettings, assess_study
+from aspects.assess import ImageFindings, ScoredStudy, ScoringSettings, assess_study, image_findings
 from aspects.atlas import LazyAtlas
 from aspects.dicom_input import scan_folder
 from aspects.errors import EXIT_INTERNAL, InputError
@@ -89,15 +89,21 @@ class Pipeline:
     def device(self) -> str:
         return self.models.device
 
-    def segment(self, pre: Preprocessed) -> Tuple[InfarctSegmentation, RegionSegmentation]:
-        """The two segmenters (independent of each other) on the aligned study."""
+    def segment(self, pre: Preprocessed) -> Tuple[InfarctSegmentation, RegionSegmentation, ImageFindings]:
+        """The two segmenters (independent of each other) on the aligned study, and the image
+        findings, which need the regions only (in the regions' thread, as the app's graph runs them)."""
         atlas = self.atlas()
+
+        def regions_and_findings() -> Tuple[RegionSegmentation, ImageFindings]:
+            regions = segment_regions(pre, atlas, self.models.regions)
+            return regions, image_findings(pre, regions)
+
         if not self.parallel:
-            return segment_infarct(pre, self.models.infarct), segment_regions(pre, atlas, self.models.regions)
+            return (segment_infarct(pre, self.models.infarct), *regions_and_findings())
         with ThreadPoolExecutor(2, thread_name_prefix="segmenter") as pool:
             infarct = pool.submit(segment_infarct, pre, self.models.infarct)
-            regions = pool.submit(segment_regions, pre, atlas, self.models.regions)
-            return infarct.result(), regions.result()
+            beside = pool.submit(regions_and_findings)
+            return (infarct.result(), *beside.result())
 
     def assess(self, input_dir: PathLike) -> ScoredStudy:
         """Scan, select, load, preprocess, segment and score one study (nothing written)."""
@@ -106,8 +112,8 @@ class Pipeline:
             scan = scan_folder(Path(input_dir))
         series = load_series(choose_series(scan, self.rules))
         pre = preprocess_series(series, self.atlas())
-        infarct, regions = self.segment(pre)
-        return assess_study(series, pre, infarct, regions, self.settings)
+        infarct, regions, image = self.segment(pre)
+        return assess_study(series, pre, infarct, regions, self.settings, image)
 
     def run(self, input_dir: PathLike, output_dir: PathLike) -> Dict[str, Any]:
         """Process one study into ``output_dir`` as the app does; returns aspects.json as written."""

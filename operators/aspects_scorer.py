@@ -11,8 +11,9 @@ from aspects.assess import ScoringSettings, assess_study
 
 class AspectsScorerOperator(Operator):
     """Named inputs: "series" (:class:`aspects.series.SourceSeries`), "preprocessed",
-    "infarct" (:class:`aspects.segmentation.InfarctSegmentation`) and "regions"
-    (:class:`aspects.segmentation.RegionSegmentation`).
+    "infarct" (:class:`aspects.segmentation.InfarctSegmentation`), "regions"
+    (:class:`aspects.segmentation.RegionSegmentation`) and "findings"
+    (:class:`aspects.assess.ImageFindings`).
     Named output: "scored" (:class:`aspects.assess.ScoredStudy`: the aspects.json document without
     outputs, the source-grid masks and the source instances, for every writer).
 
@@ -24,6 +25,7 @@ class AspectsScorerOperator(Operator):
     IN_PREPROCESSED = "preprocessed"
     IN_INFARCT = "infarct"
     IN_REGIONS = "regions"
+    IN_FINDINGS = "findings"
     OUT_SCORED = "scored"
 
     def __init__(self, fragment: Fragment, *args, settings: Optional[ScoringSettings] = None, **kwargs):
@@ -31,11 +33,12 @@ class AspectsScorerOperator(Operator):
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec):
-        for name in (self.IN_SERIES, self.IN_PREPROCESSED, self.IN_INFARCT, self.IN_REGIONS):
+        for name in (self.IN_SERIES, self.IN_PREPROCESSED, self.IN_INFARCT, self.IN_REGIONS, self.IN_FINDINGS):
             spec.input(name)
         spec.output(self.OUT_SCORED)
 
     def compute(self, op_input, op_output, context):
-        series, pre, infarct, regions = (op_input.receive(n) for n in
-                                         (self.IN_SERIES, self.IN_PREPROCESSED, self.IN_INFARCT, self.IN_REGIONS))
-        op_output.emit(assess_study(series, pre, infarct, regions, self._settings), self.OUT_SCORED)
+        series, pre, infarct, regions, image = (
+            op_input.receive(n) for n in (self.IN_SERIES, self.IN_PREPROCESSED, self.IN_INFARCT, self.IN_REGIONS,
+                                          self.IN_FINDINGS))
+        op_output.emit(assess_study(series, pre, infarct, regions, self._settings, image), self.OUT_SCORED)

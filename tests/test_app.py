@@ -76,7 +76,7 @@ def test_5mm_study_runs_and_writes_every_output(acute5):
     assert result["methods"] in ({"regions": "atlas", "infarct": "asymmetry"}, {"regions": "model", "infarct": "model"},
                                  {"regions": "model", "infarct": "asymmetry"}, {"regions": "atlas", "infarct": "model"})
     assert result["device"] == "cpu"  # CI has no GPU; the CUDA branch is forced in tests/test_device.py
-    assert {"preprocess", "regions", "infarct", "scoring"} <= set(result["timings_s"])
+    assert {"preprocess", "regions", "infarct", "findings", "scoring"} <= set(result["timings_s"])
     assert result["not_for_diagnostic_use"] is True
 
 
@@ -86,7 +86,8 @@ def test_the_study_is_read_and_registered_before_the_heavy_imports_and_only_once
     stage's line is in app.log once, the registration began before the model's device was
     resolved (a torch import), and the stages' timings are the run's."""
     log = (acute5["out"] / "app.log").read_text()
-    for line in ("DICOM header(s) from", "selected series", "preprocessing: skull stripping", "preprocessing done in"):
+    for line in ("DICOM header(s) from", "selected series", "preprocessing: skull stripping", "preprocessing done in",
+                 "image findings (blood, old infarct, calcification) in"):
         assert log.count(line) == 1, line
     assert log.index("preprocessing: skull stripping") < log.index("inference device:")
     assert "NumPy transparent huge pages: not advised ($NUMPY_MADVISE_HUGEPAGE=0)" in log  # aspects/memory.py

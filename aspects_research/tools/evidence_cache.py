@@ -68,7 +68,7 @@ def run_stages(pipeline: Pipeline, case: Path) -> Tuple[Dict[str, Any], Any, Any
     truth = json.loads((case / "truth.json").read_text())
     series = load_series(choose_series(scan_folder(case / "dicom"), pipeline.rules))
     pre = preprocess_series(series, pipeline.atlas())
-    infarct, regions = pipeline.segment(pre)
+    infarct, regions, _ = pipeline.segment(pre)
     return truth, series, pre, infarct, regions
 
 
