@@ -244,7 +244,10 @@ def main(head_start: Optional[HeadStart] = None) -> int:
         app.head_start = head_start
         # Two workers: the infarct and region segmenters are independent and each runs ANTs on one
         # thread (for deterministic results), so together they use both cores of a small server.
-        app.scheduler(EventBasedScheduler(app, name="scheduler", worker_thread_number=2, stop_on_deadlock=True))
+        # Queue stealing: an operator made ready on the busy worker's queue (the image findings,
+        # queued behind the infarct segmenter) runs on the idle one instead of waiting for it.
+        app.scheduler(EventBasedScheduler(app, name="scheduler", worker_thread_number=2, stop_on_deadlock=True,
+                                          enable_queue_stealing=True))
         warm_up_writers_in_background()  # while the registrations run, not after the infarct stage
         app.run()
         if not (folder.partial / "aspects.json").is_file():
