@@ -139,9 +139,10 @@ class AspectsApp(Application):
         self.add_flow(infarct, scorer, {(infarct.OUT_INFARCT, scorer.IN_INFARCT)})
         self.add_flow(regions, scorer, {(regions.OUT_REGIONS, scorer.IN_REGIONS)})
         self.add_flow(findings, scorer, {(findings.OUT_FINDINGS, scorer.IN_FINDINGS)})
-        # -> writers: SEG, SR (cites the SEG by its UIDs, so beside it), key images, NIfTI -> KOS -> aspects.json last
+        # -> writers: SEG -> SR (references the SEG), key images, NIfTI -> KOS -> aspects.json last
         for writer in (seg, sr, keys, kos, nifti, result_json):
             self.add_flow(scorer, writer, {(scorer.OUT_SCORED, writer.IN_SCORED)})
+        self.add_flow(seg, sr, {(seg.OUT_SEG, sr.IN_SEG)})
         self.add_flow(seg, kos, {(seg.OUT_SEG, kos.IN_SEG)})
         self.add_flow(sr, kos, {(sr.OUT_SR, kos.IN_SR)})
         self.add_flow(keys, kos, {(keys.OUT_KEY_IMAGES, kos.IN_KEY_IMAGES)})

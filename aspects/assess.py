@@ -17,7 +17,6 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset
 
 from aspects.atlas import levels_span
-from aspects.dicom_seg import SegIdentity
 from aspects.flags import (Findings, acute_only, blood_ground, find, growable, image_flags, outside_mca_flag,
                            with_cavity)
 from aspects.labels import label_value
@@ -103,8 +102,6 @@ class ScoredStudy:
     infarct: np.ndarray
     regions: np.ndarray
     source: Tuple[Dataset, ...]
-    # the SEG's UIDs, drawn here so that the SR writer can cite the SEG while the SEG writer runs
-    seg_identity: SegIdentity = field(default_factory=SegIdentity)
 
     def mask_images(self) -> Dict[str, sitk.Image]:
         """Both masks as images index-aligned with the instances (the NIfTI copies)."""

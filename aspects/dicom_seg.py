@@ -7,7 +7,6 @@ segment is described even when empty, so readers always find 21. Codes and colou
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -16,7 +15,6 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
-from pydicom.uid import SegmentationStorage
 from pydicom.valuerep import PersonName
 
 from aspects.derived import (
@@ -161,42 +159,15 @@ class _Segmentation(hd.seg.Segmentation):
         return pixel_array, overlap
 
 
-@dataclass(frozen=True)
-class SegIdentity:
-    """The SEG's series and instance UIDs, drawn before it is built, so that the SR can reference
-    its segments while the SEG is still being written (the two writers run side by side)."""
-
-    series_instance_uid: str = field(default_factory=new_uid)
-    sop_instance_uid: str = field(default_factory=new_uid)
-
-
-def seg_reference(source: Sequence[Dataset], identity: SegIdentity) -> Dataset:
-    """The SEG of ``source`` with ``identity`` as the SR cites it: SOP class and instance, series,
-    study, and the source series its frames reference (what :func:`build_segmentation` writes)."""
-    check_source(source)
-    ds = Dataset()
-    ds.SOPClassUID = SegmentationStorage
-    ds.SOPInstanceUID = identity.sop_instance_uid
-    ds.SeriesInstanceUID = identity.series_instance_uid
-    ds.StudyInstanceUID = source[0].StudyInstanceUID
-    series = Dataset()
-    series.SeriesInstanceUID = source[0].SeriesInstanceUID
-    ds.ReferencedSeriesSequence = [series]
-    return ds
-
-
 def build_segmentation(
     source: Sequence[Dataset],
     infarct: np.ndarray,
     regions: np.ndarray,
     result: Optional[Mapping] = None,
-    identity: Optional[SegIdentity] = None,
 ) -> hd.seg.Segmentation:
-    """The SEG dataset; frames reference ``source`` (sorted slices, axis 0 of the masks);
-    ``identity``: its UIDs (default: new ones)."""
+    """The SEG dataset; frames reference ``source`` (sorted slices, axis 0 of the masks)."""
     _check_masks(source, infarct, regions)
     result = result or {}
-    identity = identity if identity is not None else SegIdentity()
     equipment = Equipment.from_result(result)
     # Only slices with a labelled pixel enter the (z, y, x, 21) stack: the frames of the
     # others would be omitted anyway, and the stack is 5.5 MB per 512 x 512 slice.
@@ -209,9 +180,9 @@ def build_segmentation(
         pixel_array=segment_stack(infarct[used], regions[used]),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=segment_descriptions(result.get("methods", {}), equipment),
-        series_instance_uid=identity.series_instance_uid,
+        series_instance_uid=new_uid(),
         series_number=SERIES_NUMBER["seg"],
-        sop_instance_uid=identity.sop_instance_uid,
+        sop_instance_uid=new_uid(),
         instance_number=1,
         manufacturer=equipment.manufacturer,
         manufacturer_model_name=equipment.model_name,
@@ -235,10 +206,9 @@ def write_seg(
     regions: np.ndarray,
     result: Optional[Mapping],
     path: Path,
-    identity: Optional[SegIdentity] = None,
 ) -> Path:
     """Build and save the SEG to ``path`` (parent folders created)."""
-    seg = build_segmentation(source, infarct, regions, result, identity)
+    seg = build_segmentation(source, infarct, regions, result)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     seg.save_as(path)

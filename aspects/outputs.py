@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from aspects.assess import ScoredStudy
 from aspects.dicom_kos import write_kos
-from aspects.dicom_seg import seg_reference, write_seg
+from aspects.dicom_seg import write_seg
 from aspects.dicom_sr import write_sr
 from aspects.key_images import key_slices, write_key_images
 from aspects.result_json import with_outputs, write_result
@@ -57,17 +57,15 @@ class WrittenOutputs:
 
 def seg_output(scored: ScoredStudy, out_dir: Path) -> Path:
     """DICOM SEG (infarct + 20 regions) to ``OUT/dicom/seg.dcm``."""
-    path = write_seg(scored.source, scored.infarct, scored.regions, scored.document, Path(out_dir) / SEG_FILE,
-                     scored.seg_identity)
+    path = write_seg(scored.source, scored.infarct, scored.regions, scored.document, Path(out_dir) / SEG_FILE)
     log.info("wrote %s", path)
     return path
 
 
-def sr_output(scored: ScoredStudy, out_dir: Path, reference_seg: bool = False) -> Path:
+def sr_output(scored: ScoredStudy, out_dir: Path, seg: Optional[Path] = None) -> Path:
     """DICOM SR (TID 1500) to ``OUT/dicom/sr.dcm``; its hemisphere groups reference the key slices
-    (same rule as the key images) and, with ``reference_seg``, the infarct/region groups the
-    segments of the study's SEG (:func:`seg_output`, by its UIDs: the SEG need not be written yet)."""
-    seg_ds = seg_reference(scored.source, scored.seg_identity) if reference_seg else None
+    (same rule as the key images) and, given ``seg``, the infarct/region groups its segments."""
+    seg_ds = pydicom.dcmread(seg, stop_before_pixels=True) if seg is not None else None
     keys = [scored.source[k] for k in key_slices(scored.document, scored.regions).values()]
     path = write_sr(scored.source, scored.document, Path(out_dir) / SR_FILE, key_sources=keys, seg=seg_ds)
     log.info("wrote %s", path)

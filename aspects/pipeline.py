@@ -40,7 +40,7 @@ APP_LOG = "app.log"
 def write_outputs(scored: ScoredStudy, out_dir: Path) -> Tuple[WrittenOutputs, Path]:
     """Every output file of a scored study (aspects.json last); returns them and aspects.json."""
     seg = seg_output(scored, out_dir)
-    sr = sr_output(scored, out_dir, reference_seg=True)
+    sr = sr_output(scored, out_dir, seg)
     keys = key_image_outputs(scored, out_dir)
     kos = kos_output(scored, out_dir, keys, sr, seg)
     written = WrittenOutputs(seg=seg, sr=sr, kos=kos, key_images=keys, nifti=nifti_outputs(scored, out_dir))

@@ -50,11 +50,11 @@ class SegWriterOperator(_WriterOperator):
 class SRWriterOperator(_WriterOperator):
     """DICOM SR (TID 1500) to OUT/dicom/sr.dcm. Named output: "sr_path" (Path).
 
-    With ``reference_seg=True`` the infarct/region groups reference the segments of the study's SEG
-    (SegWriterOperator's, by the UIDs the scored study carries), so the SR is written beside the
-    SEG, not after it.
+    With ``reference_seg=True`` the input "seg_path" (from SegWriterOperator) is declared and the
+    infarct/region groups reference their SEG segments.
     """
 
+    IN_SEG = SEG_PATH
     OUT_SR = SR_PATH
 
     def __init__(self, fragment: Fragment, *args, output_folder: Path, reference_seg: bool = False, **kwargs):
@@ -63,11 +63,13 @@ class SRWriterOperator(_WriterOperator):
 
     def setup(self, spec: OperatorSpec):
         spec.input(self.IN_SCORED)
+        if self.reference_seg:
+            spec.input(self.IN_SEG)
         spec.output(self.OUT_SR).condition(ConditionType.NONE)
 
     def compute(self, op_input, op_output, context):
-        op_output.emit(sr_output(op_input.receive(self.IN_SCORED), self.output_folder, self.reference_seg),
-                       self.OUT_SR)
+        seg = op_input.receive(self.IN_SEG) if self.reference_seg else None
+        op_output.emit(sr_output(op_input.receive(self.IN_SCORED), self.output_folder, seg), self.OUT_SR)
 
 
 class KeyImageWriterOperator(_WriterOperator):
