@@ -62,7 +62,7 @@ def choose_key_slices(regions: np.ndarray) -> Dict[str, int]:
 
     Each region scores ``min(1, area / (SHOWN_SHARE * its largest area on any slice))``; the slice
     with the highest sum wins, ties broken by the level's total area. On a head pitched against
-    the atlas (chin down) M4 peaks a centimetre or two above M6, and the slice of the largest
+    the atlas M4 can peak a centimetre or two above M6, and the slice of the largest
     total area shows M6 without M4. A level whose regions are absent falls back to the slice with
     the most labelled voxels (or the middle slice when nothing is labelled).
     """
