@@ -262,3 +262,14 @@ def test_second_real_head_ct_wrapped_as_dicom(pipeline, tmp_path):
     assert 900 < result["qc"]["brain_volume_ml"] < 1800, result["qc"]
     _no_volume_loss_veto(result)
     assert check_seg_on_source_planes(run["out"], _sources(inp)) > 0
+    # This head is pitched ~15 degrees against the atlas (M4 peaks 21 mm above M6): the SG key
+    # image still shows M4, M5 and M6 (both sides' colours) and no BG region's outline.
+    from PIL import Image
+
+    from aspects.labels import REGION_COLOURS
+
+    sg = np.asarray(Image.open(run["out"] / "png" / "key_sg.png").convert("RGB"))
+    for code in ("M4", "M5", "M6"):
+        assert (sg == REGION_COLOURS[code]).all(axis=2).sum() > 40, code
+    for code in ("C", "IC", "M1", "M3"):
+        assert (sg == REGION_COLOURS[code]).all(axis=2).sum() == 0, code
