@@ -115,7 +115,7 @@ class Flag:
 
 
 def components_over(mask: np.ndarray, voxel_ml: float, min_ml: float,
-                     structure: Optional[np.ndarray] = None) -> np.ndarray:
+                    structure: Optional[np.ndarray] = None) -> np.ndarray:
     """The connected components of ``mask`` (face-connected unless ``structure``) of at least ``min_ml``."""
     labels, n = ndimage.label(mask, structure=structure)
     if n == 0:
