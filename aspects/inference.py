@@ -135,5 +135,22 @@ def predict_labels(model, x_bcxyz: np.ndarray, device: str) -> Tuple[np.ndarray,
         if tuple(logits.shape[2:]) != tuple(x.shape[2:]) or logits.shape[0] != 1:
             raise ValueError(f"model output {tuple(logits.shape)} does not match input {tuple(x.shape)}")
         prob = torch.softmax(logits.float(), dim=1)[0]
-        labels = torch.argmax(prob, dim=0)
+        labels = first_argmax(prob)
         return labels.to(CPU).numpy().astype(np.uint8), prob.to(CPU).numpy()
+
+
+def first_argmax(prob):
+    """``torch.argmax(prob, dim=0)`` (the first class of the largest value) for a ``(K, ...)``
+    tensor of finite values, as K - 1 elementwise comparisons. torch's argmax over the leading
+    dimension of a (2, 96, 112, 96) CPU tensor took 0.11 s on one thread, on the 5 mm critical
+    path after the mirror registration; this takes ~2 ms and gives the same labels, ties included
+    (a later class wins only when strictly larger)."""
+    import torch
+
+    labels = torch.zeros(prob.shape[1:], dtype=torch.int64, device=prob.device)
+    best = prob[0]
+    for k in range(1, prob.shape[0]):
+        better = prob[k] > best
+        labels = torch.where(better, k, labels)
+        best = torch.where(better, prob[k], best)
+    return labels

@@ -408,6 +408,10 @@ def dense_tissue(work: sitk.Image, ref: sitk.Image, a2s: sitk.AffineTransform, s
     return sitk.Cast(frac > 0.0, sitk.sitkUInt8)
 
 
+# Slices of the aligned grid per step of :func:`scanned_field`.
+SCANNED_FIELD_SLAB = 8
+
+
 def scanned_field(ref: sitk.Image, a2s: sitk.AffineTransform, geometry: Optional[SliceGeometry],
                   image: sitk.Image) -> np.ndarray:
     """Boolean (z, y, x) mask of the ``ref`` grid voxels whose source point (through ``a2s``) was
@@ -416,15 +420,21 @@ def scanned_field(ref: sitk.Image, a2s: sitk.AffineTransform, geometry: Optional
         fov = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
         fov.CopyInformation(image)
         return sitk.GetArrayFromImage(sitk.Resample(fov, ref, a2s, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)) > 0
-    size = ref.GetSize()
-    zz, yy, xx = np.meshgrid(*(np.arange(n, dtype=float) for n in size[::-1]), indexing="ij")
-    idx = np.column_stack([xx.ravel(), yy.ravel(), zz.ravel()])
+    nz, ny, nx = ref.GetSize()[::-1]
     d = np.asarray(ref.GetDirection()).reshape(3, 3) * np.asarray(ref.GetSpacing())[None, :]
-    aligned_pts = idx @ d.T + np.asarray(ref.GetOrigin())
     m = np.asarray(a2s.GetMatrix()).reshape(3, 3)
     c, t = np.asarray(a2s.GetCenter()), np.asarray(a2s.GetTranslation())
-    source_pts = (aligned_pts - c) @ m.T + c + t
-    return geometry.contains(source_pts).reshape(size[::-1])
+    yy, xx = (a.ravel() for a in np.meshgrid(np.arange(ny, dtype=float), np.arange(nx, dtype=float), indexing="ij"))
+    out = np.empty((nz, ny, nx), bool)
+    # Slab by slab, each point computed as on the whole grid at once: a few MB of work arrays
+    # instead of ~200 MB (0.2-0.5 s of page faults and memory traffic on the critical path).
+    for z0 in range(0, nz, SCANNED_FIELD_SLAB):
+        k = min(SCANNED_FIELD_SLAB, nz - z0)
+        idx = np.column_stack([np.tile(xx, k), np.tile(yy, k), np.repeat(np.arange(z0, z0 + k, dtype=float), ny * nx)])
+        aligned_pts = idx @ d.T + np.asarray(ref.GetOrigin())
+        source_pts = (aligned_pts - c) @ m.T + c + t
+        out[z0:z0 + k] = geometry.contains(source_pts).reshape(k, ny, nx)
+    return out
 
 
 def atlas_on_aligned(labels: sitk.Image, ref: sitk.Image) -> np.ndarray:

@@ -310,3 +310,76 @@ def test_the_series_hu_volume_filled_in_place_equals_the_copied_one(phantom_case
     assert (got.GetOrigin(), got.GetSpacing(), got.GetDirection()) == \
         (copied.GetOrigin(), copied.GetSpacing(), copied.GetDirection())
     assert not series.volume.resampled and float(sitk.GetArrayViewFromImage(got).max()) > 100.0
+
+
+@pytest.mark.parametrize("classes", [2, 3, 21])
+def test_the_first_argmax_labels_equal_torchs_argmax_ties_included(classes):
+    from aspects.inference import first_argmax
+
+    rng = np.random.default_rng(classes)
+    # coarse values: many voxels where two or more classes tie for the largest value
+    prob = torch.from_numpy(rng.integers(0, 4, (classes, 9, 10, 11)).astype(np.float32))
+    assert (prob.max(0).values == prob.sort(0).values[-2]).any()  # ties are there
+    assert torch.equal(first_argmax(prob), torch.argmax(prob, dim=0))
+    soft = torch.softmax(torch.from_numpy(rng.normal(0, 3, (classes, 20, 21, 22)).astype(np.float32)), dim=0)
+    assert torch.equal(first_argmax(soft), torch.argmax(soft, dim=0))
+
+
+def _scanned_field_whole(ref, a2s, geometry) -> np.ndarray:
+    """The scanned field computed on the whole grid at once (the implementation before session 29)."""
+    size = ref.GetSize()
+    zz, yy, xx = np.meshgrid(*(np.arange(n, dtype=float) for n in size[::-1]), indexing="ij")
+    idx = np.column_stack([xx.ravel(), yy.ravel(), zz.ravel()])
+    d = np.asarray(ref.GetDirection()).reshape(3, 3) * np.asarray(ref.GetSpacing())[None, :]
+    aligned_pts = idx @ d.T + np.asarray(ref.GetOrigin())
+    m = np.asarray(a2s.GetMatrix()).reshape(3, 3)
+    c, t = np.asarray(a2s.GetCenter()), np.asarray(a2s.GetTranslation())
+    return geometry.contains((aligned_pts - c) @ m.T + c + t).reshape(size[::-1])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_scanned_field_slab_by_slab_equals_the_whole_grid_at_once(seed):
+    from aspects.dicom_geometry import SliceGeometry
+    from aspects.preprocess import scanned_field
+
+    rng = np.random.default_rng(seed)
+    tilt = np.radians(rng.uniform(0, 25))  # a gantry-tilted series: slice origins sheared along y
+    row, col = np.array([1.0, 0.0, 0.0]), np.array([0.0, np.cos(tilt), np.sin(tilt)])
+    n_slices, step = int(rng.integers(8, 16)), rng.uniform(2.0, 5.0)
+    origins = np.array([[-60.0, -70.0 + k * step * np.tan(tilt), -30.0 + k * step] for k in range(n_slices)])
+    geometry = SliceGeometry(origins=origins, row_dir=row, col_dir=col, pixel_mm=(0.5, 0.5), shape=(256, 250),
+                             thickness_mm=(step,) * n_slices)
+    ref = sitk.Image([int(v) for v in rng.integers(30, 45, 3)], sitk.sitkFloat32)  # slices not a multiple of the slab
+    ref.SetSpacing([2.0, 2.0, 2.0])
+    ref.SetOrigin([-40.0, -50.0, -20.0])
+    a2s = sitk.AffineTransform(3)
+    a2s.SetMatrix((np.eye(3) + rng.normal(0, 0.05, (3, 3))).ravel().tolist())
+    a2s.SetCenter(rng.normal(0, 10, 3).tolist())
+    a2s.SetTranslation(rng.normal(0, 8, 3).tolist())
+    got = scanned_field(ref, a2s, geometry, sitk.Image(8, 8, 8, sitk.sitkFloat32))
+    want = _scanned_field_whole(ref, a2s, geometry)
+    assert 0 < want.sum() < want.size  # the slab's edges cross the grid
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_support_trim_on_the_masks_box_equals_the_whole_grid(seed):
+    from aspects.segmentation import trim_to_support
+
+    rng = np.random.default_rng(seed)
+    shape = (40, 48, 44)
+    def blobs(level: float) -> np.ndarray:
+        field = ndi.gaussian_filter(rng.normal(size=shape), 2.0)
+        return field > level * field.std()
+
+    mask = blobs(1.5)
+    mask[:, :, :20] = False  # the mask on one side, support everywhere: some of it outside the box
+    support = blobs(2.0)
+    reach = float(rng.choice([4.0, 6.0, 16.0]))
+    whole = mask & (ndi.distance_transform_edt(~support, sampling=2.0) <= reach)
+    got = trim_to_support(mask, support, reach_mm=reach, spacing_mm=2.0)
+    assert 0 < whole.sum() < mask.sum()
+    assert np.array_equal(got, whole)
+    far = np.zeros(shape, bool)
+    far[:, :, :2] = True  # support only beyond the reach of every mask voxel
+    assert not trim_to_support(mask, far, reach_mm=4.0, spacing_mm=2.0).any()
