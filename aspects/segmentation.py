@@ -217,8 +217,8 @@ def trim_to_support(mask: np.ndarray, support: np.ndarray, reach_mm: float = SUP
     # Only support within reach of the mask matters: the distance is taken on the mask's bounding
     # box widened by the reach (the same voxels as on the whole grid, in a fraction of the time).
     pad = int(np.ceil(reach_mm / spacing_mm)) + 1
-    nz = np.nonzero(out.any(axis=(1, 2)))[0], np.nonzero(out.any(axis=(0, 2)))[0], np.nonzero(out.any(axis=(0, 1)))[0]
-    box = tuple(slice(max(int(i[0]) - pad, 0), int(i[-1]) + pad + 1) for i in nz)
+    spans = (np.flatnonzero(out.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1)))
+    box = tuple(slice(max(int(i[0]) - pad, 0), int(i[-1]) + pad + 1) for i in spans)
     near = np.asarray(support, bool)[box]
     if not near.any():
         return np.zeros_like(out)
