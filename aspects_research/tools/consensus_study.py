@@ -72,8 +72,8 @@ class _Grab:
         self.predict = model.predict
         self.labels: Optional[np.ndarray] = None
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        self.labels = self.predict(x)
+    def __call__(self, x: np.ndarray, module: Any = None) -> np.ndarray:
+        self.labels = self.predict(x, module)
         return self.labels
 
 
