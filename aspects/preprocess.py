@@ -422,6 +422,7 @@ def scanned_field(ref: sitk.Image, a2s: sitk.AffineTransform, geometry: Optional
         return sitk.GetArrayFromImage(sitk.Resample(fov, ref, a2s, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)) > 0
     nz, ny, nx = ref.GetSize()[::-1]
     d = np.asarray(ref.GetDirection()).reshape(3, 3) * np.asarray(ref.GetSpacing())[None, :]
+    origin = np.asarray(ref.GetOrigin())
     m = np.asarray(a2s.GetMatrix()).reshape(3, 3)
     c, t = np.asarray(a2s.GetCenter()), np.asarray(a2s.GetTranslation())
     yy, xx = (a.ravel() for a in np.meshgrid(np.arange(ny, dtype=float), np.arange(nx, dtype=float), indexing="ij"))
@@ -431,7 +432,7 @@ def scanned_field(ref: sitk.Image, a2s: sitk.AffineTransform, geometry: Optional
     for z0 in range(0, nz, SCANNED_FIELD_SLAB):
         k = min(SCANNED_FIELD_SLAB, nz - z0)
         idx = np.column_stack([np.tile(xx, k), np.tile(yy, k), np.repeat(np.arange(z0, z0 + k, dtype=float), ny * nx)])
-        aligned_pts = idx @ d.T + np.asarray(ref.GetOrigin())
+        aligned_pts = idx @ d.T + origin
         source_pts = (aligned_pts - c) @ m.T + c + t
         out[z0:z0 + k] = geometry.contains(source_pts).reshape(k, ny, nx)
     return out
