@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from pathlib import Path
 from typing import Optional, Tuple
@@ -117,11 +118,19 @@ def release_device_memory(device: str) -> None:
              torch.cuda.memory_allocated(device) / 2**20)
 
 
-def predict_labels(model, x_bcxyz: np.ndarray, device: str) -> Tuple[np.ndarray, np.ndarray]:
+def predict_labels(model, x_bcxyz: np.ndarray, device: str, mirror_tta: bool = False) -> Tuple[np.ndarray, np.ndarray]:
     """Run ``model`` on a ``(1, C, X, Y, Z)`` float32 array; return (argmax labels, softmax).
 
     Both are ``(X, Y, Z)`` / ``(K, X, Y, Z)`` numpy arrays; the model must return logits
     ``(1, K, X, Y, Z)`` with the input's spatial size. Softmax and argmax run on ``device``.
+
+    ``mirror_tta``: mirroring test-time augmentation (as nnU-Net does, Isensee et al. 2021) in x,
+    the model layout's left-right axis: the softmax is the mean of the model's on the input and,
+    flipped back, on the input flipped in x (every channel). The result then treats both sides
+    alike exactly: the labels of a flipped input are the flipped labels. On the CPU the flipped
+    pass runs in a second thread (torch releases the GIL), each pass as one call alone would give.
+    A research option (``checkpoint_rescore --mirror-tta``): the app runs one pass (session 30,
+    docs/results_v2.md: tried, not shipped).
     """
     import torch
 
@@ -129,14 +138,39 @@ def predict_labels(model, x_bcxyz: np.ndarray, device: str) -> Tuple[np.ndarray,
         raise ValueError(f"model input must be (1, C, X, Y, Z), not {x_bcxyz.shape}")
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(x_bcxyz, dtype=np.float32)).to(device)
-        logits = model(x)
-        if isinstance(logits, (list, tuple)):  # deep-supervision nets return several heads
-            logits = logits[0]
-        if tuple(logits.shape[2:]) != tuple(x.shape[2:]) or logits.shape[0] != 1:
-            raise ValueError(f"model output {tuple(logits.shape)} does not match input {tuple(x.shape)}")
-        prob = torch.softmax(logits.float(), dim=1)[0]
+        if not mirror_tta:
+            prob = _softmax(model, x)
+        elif device == CPU:
+            with ThreadPoolExecutor(1, thread_name_prefix="mirror-tta") as pool:
+                flipped = pool.submit(_softmax_in_thread, model, torch.flip(x, dims=[2]))
+                prob = _softmax(model, x)
+                prob = 0.5 * (prob + torch.flip(flipped.result(), dims=[1]))
+        else:
+            prob = _softmax(model, x)
+            prob = 0.5 * (prob + torch.flip(_softmax(model, torch.flip(x, dims=[2])), dims=[1]))
         labels = first_argmax(prob)
         return labels.to(CPU).numpy().astype(np.uint8), prob.to(CPU).numpy()
+
+
+def _softmax(model, x):
+    """The model's class probabilities ``(K, X, Y, Z)`` on ``x`` ``(1, C, X, Y, Z)``."""
+    import torch
+
+    logits = model(x)
+    if isinstance(logits, (list, tuple)):  # deep-supervision nets return several heads
+        logits = logits[0]
+    if tuple(logits.shape[2:]) != tuple(x.shape[2:]) or logits.shape[0] != 1:
+        raise ValueError(f"model output {tuple(logits.shape)} does not match input {tuple(x.shape)}")
+    return torch.softmax(logits.float(), dim=1)[0]
+
+
+def _softmax_in_thread(model, x):
+    """:func:`_softmax` in a worker thread (torch's inference mode is per thread; the intra-op
+    thread count, process-wide, is the caller's)."""
+    import torch
+
+    with torch.inference_mode():
+        return _softmax(model, x)
 
 
 def first_argmax(prob):

@@ -55,13 +55,15 @@ def load_network(state: Dict[str, Any], configs: Sequence[Path]):
     return net.eval()
 
 
-def raw_mask(net, hu: np.ndarray, brain: np.ndarray, counterpart: Optional[np.ndarray]) -> np.ndarray:
+def raw_mask(net, hu: np.ndarray, brain: np.ndarray, counterpart: Optional[np.ndarray],
+             mirror_tta: bool = False) -> np.ndarray:
     """The model's raw mask on the aligned grid (z, y, x), as :func:`aspects.segmentation.segment_infarct`
-    makes it: label 1 of the argmax, inside the brain."""
+    makes it: label 1 of the argmax, inside the brain (``mirror_tta``: averaged with the model's
+    left-right mirror pass, which the app does not do; docs/results_v2.md, session 30)."""
     from aspects.inference import predict_labels
     from aspects.model_io import from_model_layout, infarct_input
 
-    labels, _ = predict_labels(net, infarct_input(hu, counterpart), "cpu")
+    labels, _ = predict_labels(net, infarct_input(hu, counterpart), "cpu", mirror_tta=mirror_tta)
     return (from_model_layout(labels) == 1) & brain
 
 
@@ -83,6 +85,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help="bundle configs, merged in order (contra.json among them: channel 1 is the deformed mirror)")
     ap.add_argument("--rule", default="trim:16", help="consensus rule (default trim:16, the app's)")
     ap.add_argument("--models", type=Path, default=Path("models"), help="models folder for the region stage (default models)")
+    ap.add_argument("--mirror-tta", action="store_true",
+                    help="average each network with its left-right mirror pass (research; the app runs one pass)")
     args = ap.parse_args(argv)
     try:
         cases = phantom_cases([args.cases])
@@ -110,7 +114,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             with gzip.open(consensus_study.state_path(src), "rb") as f:
                 state = pickle.load(f)
             hu = sitk.GetArrayFromImage(state["pre"].aligned)
-            d["raw"] = raw_mask(net, hu, d["brain"], d["counterpart_ref"] if contra else None)
+            d["raw"] = raw_mask(net, hu, d["brain"], d["counterpart_ref"] if contra else None,
+                                mirror_tta=args.mirror_tta)
             meta = d.pop("meta")
             part = dst.with_suffix(".part.npz")
             np.savez_compressed(part, **d, meta=np.array(json.dumps(meta)))
