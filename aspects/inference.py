@@ -118,37 +118,56 @@ def release_device_memory(device: str) -> None:
              torch.cuda.memory_allocated(device) / 2**20)
 
 
-def predict_labels(model, x_bcxyz: np.ndarray, device: str, mirror_tta: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+class MirrorTTA(StrEnum):
+    """Mirroring test-time augmentation of a model (:func:`predict_labels`)."""
+
+    OFF = "off"  # one pass
+    MEAN = "mean"  # the argmax of the two passes' mean softmax (nnU-Net's mirroring)
+    AGREE = "agree"  # a class only where both passes' argmax say so, background elsewhere
+
+
+def predict_labels(model, x_bcxyz: np.ndarray, device: str,
+                   mirror_tta: MirrorTTA = MirrorTTA.OFF) -> Tuple[np.ndarray, np.ndarray]:
     """Run ``model`` on a ``(1, C, X, Y, Z)`` float32 array; return (argmax labels, softmax).
 
     Both are ``(X, Y, Z)`` / ``(K, X, Y, Z)`` numpy arrays; the model must return logits
     ``(1, K, X, Y, Z)`` with the input's spatial size. Softmax and argmax run on ``device``.
 
-    ``mirror_tta``: mirroring test-time augmentation (as nnU-Net does, Isensee et al. 2021) in x,
-    the model layout's left-right axis: the softmax is the mean of the model's on the input and,
-    flipped back, on the input flipped in x (every channel). The result then treats both sides
-    alike exactly: the labels of a flipped input are the flipped labels. On the CPU the flipped
-    pass runs in a second thread (torch releases the GIL), each pass as one call alone would give.
-    A research option (``checkpoint_rescore --mirror-tta``): the app runs one pass (session 30,
-    docs/results_v2.md: tried, not shipped).
+    ``mirror_tta``: mirroring test-time augmentation (Isensee et al. 2021, nnU-Net) in x, the
+    model layout's left-right axis: a second pass on the input flipped in x (every channel),
+    flipped back. ``MEAN``: the argmax of the two softmaxes' mean; ``AGREE``: a voxel keeps a
+    class only where both passes' argmax give it, label 0 (background) elsewhere, so a model
+    label stands only where the study and its mirror image agree (the softmax returned is the
+    mean). Either way both sides are treated exactly alike: the labels of a flipped input are the
+    flipped labels. On the CPU the flipped pass runs in a second thread (torch releases the GIL),
+    each pass as one call alone would give; on a GPU one after the other.
     """
     import torch
 
     if x_bcxyz.ndim != 5 or x_bcxyz.shape[0] != 1:
         raise ValueError(f"model input must be (1, C, X, Y, Z), not {x_bcxyz.shape}")
+    mode = MirrorTTA(mirror_tta)
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(x_bcxyz, dtype=np.float32)).to(device)
-        if not mirror_tta:
+        if mode is MirrorTTA.OFF:
             prob = _softmax(model, x)
-        elif device == CPU:
-            with ThreadPoolExecutor(1, thread_name_prefix="mirror-tta") as pool:
-                flipped = pool.submit(_softmax_in_thread, model, torch.flip(x, dims=[2]))
-                prob = _softmax(model, x)
-                prob = 0.5 * (prob + torch.flip(flipped.result(), dims=[1]))
+            labels = first_argmax(prob)
         else:
-            prob = _softmax(model, x)
-            prob = 0.5 * (prob + torch.flip(_softmax(model, torch.flip(x, dims=[2])), dims=[1]))
-        labels = first_argmax(prob)
+            if device == CPU:
+                with ThreadPoolExecutor(1, thread_name_prefix="mirror-tta") as pool:
+                    flipped = pool.submit(_softmax_in_thread, model, torch.flip(x, dims=[2]))
+                    prob = _softmax(model, x)
+                    prob_m = torch.flip(flipped.result(), dims=[1])
+            else:
+                prob = _softmax(model, x)
+                prob_m = torch.flip(_softmax(model, torch.flip(x, dims=[2])), dims=[1])
+            if mode is MirrorTTA.MEAN:
+                prob = 0.5 * (prob + prob_m)
+                labels = first_argmax(prob)
+            else:
+                labels, labels_m = first_argmax(prob), first_argmax(prob_m)
+                labels = torch.where(labels == labels_m, labels, 0)
+                prob = 0.5 * (prob + prob_m)
         return labels.to(CPU).numpy().astype(np.uint8), prob.to(CPU).numpy()
 
 

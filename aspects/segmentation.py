@@ -25,7 +25,7 @@ from aspects.asymmetry import AsymmetryMaps, asymmetry_infarct, asymmetry_maps
 from aspects.atlas import Atlas, Slab
 from aspects.errors import EXIT_USAGE, InputError
 from aspects.methods import InfarctMethod, RegionMethod
-from aspects.inference import (CPU, load_torchscript, predict_labels, release_device_memory, resolve_device,
+from aspects.inference import (CPU, MirrorTTA, load_torchscript, predict_labels, release_device_memory, resolve_device,
                                set_cpu_threads)
 from aspects.model_io import from_model_layout, infarct_input, model_input, to_model_layout
 from aspects.preprocess import ALIGNED_SPACING, Preprocessed
@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 
 REGION_MODEL = "aspects_regions"
 INFARCT_MODEL = "infarct_seg"
+# The infarct model's label stands only where its pass on the study and its pass on the study's
+# mirror image agree (mirroring test-time augmentation, agreement; session 30, docs/results_v2.md:
+# fewer false regions and control points on every set, no region call lost at >= 3 HU on the
+# test split).
+INFARCT_MIRROR_TTA = MirrorTTA.AGREE
 N_REGION_CLASSES = 21
 
 
@@ -74,11 +79,14 @@ class TorchModel:
 
     ``keep_loaded`` False (one study per process, the app): the weights are dropped after each
     prediction. True (a warm server): they stay; cached GPU memory of the activations is
-    released after each prediction either way.
+    released after each prediction either way. ``mirror_tta``: how a prediction uses a second
+    pass on the left-right mirror image (:func:`aspects.inference.predict_labels`).
     """
 
-    def __init__(self, path: Path, device: str, keep_loaded: bool = False):
+    def __init__(self, path: Path, device: str, keep_loaded: bool = False,
+                 mirror_tta: MirrorTTA = MirrorTTA.OFF):
         self.path, self.device, self.keep_loaded = Path(path), device, keep_loaded
+        self.mirror_tta = MirrorTTA(mirror_tta)
         self._module: Any = None
         self._second: Optional[str] = None
         self._lock = threading.Lock()
@@ -106,7 +114,7 @@ class TorchModel:
         if self.device == CPU:
             set_cpu_threads()
         module = module if module is not None else self.load()
-        labels, _ = predict_labels(module, x_bcxyz, self.device)
+        labels, _ = predict_labels(module, x_bcxyz, self.device, self.mirror_tta)
         del module
         release_device_memory(self.device)
         return labels
@@ -130,8 +138,8 @@ class SegmentationModels:
             log.info("no model in %s: atlas and asymmetry fallbacks", models_dir)
             return cls(None, None, CPU)
         dev = resolve_device(device)
-        make = lambda p: TorchModel(p, dev, keep_loaded) if p else None  # noqa: E731
-        infarct = make(paths[INFARCT_MODEL])
+        make = lambda p, tta=MirrorTTA.OFF: TorchModel(p, dev, keep_loaded, tta) if p else None  # noqa: E731
+        infarct = make(paths[INFARCT_MODEL], INFARCT_MIRROR_TTA)
         if infarct is not None:
             try:  # a model whose input the app cannot build is a deployment error, found before any study
                 log.info("infarct model %s: input channel 1 = %s", infarct.path.name, infarct.second_channel)
@@ -336,7 +344,7 @@ def segment_infarct(pre: Preprocessed, model: Optional[TorchModel] = None) -> In
         log.info("infarct: %.1f ml of kept components farther than %.0f mm from the asymmetry support cut",
                  trimmed_ml, SUPPORT_REACH_MM)
     info = {"method": "model", "model": str(model.path), "device": model.device, "second_channel": model.second_channel,
-            "volume_ml": round(vol, 2),
+            "mirror_tta": model.mirror_tta.value, "volume_ml": round(vol, 2),
             "consensus": {"kept_components": kept, "dropped_components": dropped, "dropped_ml": round(dropped_ml, 2),
                           "trimmed_ml": round(trimmed_ml, 2), "support_reach_mm": SUPPORT_REACH_MM},
             "seconds": round(time.perf_counter() - t0, 3)}

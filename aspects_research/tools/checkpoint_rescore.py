@@ -34,6 +34,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from aspects.errors import EXIT_USAGE, InputError
+from aspects.inference import MirrorTTA
+from aspects.segmentation import INFARCT_MIRROR_TTA
 from aspects_research.tools import consensus_study, evaluate
 from aspects_research.tools.evidence_cache import load_cached, phantom_cases
 from aspects_research.tools.weight_average import load_state
@@ -56,10 +58,10 @@ def load_network(state: Dict[str, Any], configs: Sequence[Path]):
 
 
 def raw_mask(net, hu: np.ndarray, brain: np.ndarray, counterpart: Optional[np.ndarray],
-             mirror_tta: bool = False) -> np.ndarray:
+             mirror_tta: MirrorTTA = INFARCT_MIRROR_TTA) -> np.ndarray:
     """The model's raw mask on the aligned grid (z, y, x), as :func:`aspects.segmentation.segment_infarct`
-    makes it: label 1 of the argmax, inside the brain (``mirror_tta``: averaged with the model's
-    left-right mirror pass, which the app does not do; docs/results_v2.md, session 30)."""
+    makes it: label 1 (with the app's use of the mirror pass unless ``mirror_tta`` says otherwise),
+    inside the brain."""
     from aspects.inference import predict_labels
     from aspects.model_io import from_model_layout, infarct_input
 
@@ -85,8 +87,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help="bundle configs, merged in order (contra.json among them: channel 1 is the deformed mirror)")
     ap.add_argument("--rule", default="trim:16", help="consensus rule (default trim:16, the app's)")
     ap.add_argument("--models", type=Path, default=Path("models"), help="models folder for the region stage (default models)")
-    ap.add_argument("--mirror-tta", action="store_true",
-                    help="average each network with its left-right mirror pass (research; the app runs one pass)")
+    ap.add_argument("--mirror-tta", choices=[m.value for m in MirrorTTA], default=INFARCT_MIRROR_TTA.value,
+                    help=f"the second pass on the left-right mirror image: off, mean or agree (default {INFARCT_MIRROR_TTA.value}, the app's)")
     args = ap.parse_args(argv)
     try:
         cases = phantom_cases([args.cases])
@@ -115,7 +117,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 state = pickle.load(f)
             hu = sitk.GetArrayFromImage(state["pre"].aligned)
             d["raw"] = raw_mask(net, hu, d["brain"], d["counterpart_ref"] if contra else None,
-                                mirror_tta=args.mirror_tta)
+                                mirror_tta=MirrorTTA(args.mirror_tta))
             meta = d.pop("meta")
             part = dst.with_suffix(".part.npz")
             np.savez_compressed(part, **d, meta=np.array(json.dumps(meta)))

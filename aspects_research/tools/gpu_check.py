@@ -35,12 +35,13 @@ from aspects.model_io import from_model_layout, infarct_input
 from aspects_research.metrics import agreement_dice
 
 INFARCT_MODEL = "infarct_seg"  # aspects.segmentation.INFARCT_MODEL, without importing the imaging stack
+MIRROR_TTA = "agree"  # aspects.segmentation.INFARCT_MIRROR_TTA (tests/test_mirror_tta.py checks they agree)
 
 
 def model_labels(module: Any, hu_zyx: np.ndarray, device: str, counterpart: Optional[np.ndarray] = None) -> np.ndarray:
     """The infarct model's labels (z, y, x) on ``device``, the input built as the app builds it
     (``counterpart``: the deformed mirror, for a model that declares it as its second channel)."""
-    labels, _ = predict_labels(module, infarct_input(hu_zyx, counterpart), device)
+    labels, _ = predict_labels(module, infarct_input(hu_zyx, counterpart), device, MIRROR_TTA)
     return from_model_layout(labels)
 
 
