@@ -20,7 +20,7 @@ from aspects.atlas import levels_span
 from aspects.flags import (Findings, acute_only, blood_ground, find, growable, image_flags, outside_mca_flag,
                            with_cavity)
 from aspects.labels import label_value
-from aspects.preprocess import Preprocessed, to_slices
+from aspects.preprocess import Preprocessed, patient_ml_ratio, to_slices
 from aspects.region_evidence import Calibration, load_calibration, study_evidence
 from aspects.result_json import INCOMPLETE_COVERAGE, result_document
 from aspects.scoring import (DEFAULT_INVOLVEMENT_FRACTION, DEFAULT_INVOLVEMENT_ML, EVIDENCE_MASK_FLOOR, MARGINAL_BAND,
@@ -215,7 +215,11 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
         log.info("marginal calls (the mask near its threshold): %s; ASPECTS range %s", ", ".join(marginal),
                  ", ".join(f"{s} {r[0]}-{r[1]}" for s, r in ranges.items() if r is not None))
     flag_names: List[str] = [f.name for f in flags]
-    flag_details: Dict[str, Dict[str, Any]] = {f.name: {"volume_ml": round(f.volume_ml, 3)} for f in flags}
+    # The findings are counted on the aligned grid, whose ml are the template's; reported in the
+    # patient's ml, as the infarct volume is (the affine's volume ratio, aligned -> source).
+    to_patient_ml = patient_ml_ratio(pre.qc)
+    flag_details: Dict[str, Dict[str, Any]] = {f.name: {"volume_ml": round(f.volume_ml * to_patient_ml, 3)}
+                                               for f in flags}
     missing = result.not_assessable
     if missing:
         flag_names.append(INCOMPLETE_COVERAGE)

@@ -37,7 +37,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, cast
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple, cast
 
 import numpy as np
 import SimpleITK as sitk
@@ -450,6 +450,14 @@ def region_coverage(labels_aligned: np.ndarray, inside: np.ndarray) -> Dict[int,
     total = np.bincount(lab, minlength=21)
     covered = np.bincount(lab[inside.ravel()], minlength=21)
     return {v: float(covered[v] / total[v]) if total[v] else 1.0 for v in range(1, 21)}
+
+
+def patient_ml_ratio(qc: Optional[Mapping[str, object]]) -> float:
+    """Patient ml per ml of the aligned grid: the volume ratio of the aligned -> source affine, as
+    the QC records it (``affine_scale``); 1.0 without it. Volumes counted on the aligned grid are
+    the template's (a head 10 % larger than the template in each axis fills 25 % less of it)."""
+    value = (qc or {}).get("affine_scale")
+    return float(value) if isinstance(value, (int, float)) and value > 0 else 1.0
 
 
 def _quality(aligned: np.ndarray, tmpl: AlignedTemplate, aligned_brain_ml: float, a2s: sitk.AffineTransform,

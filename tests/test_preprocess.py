@@ -9,8 +9,8 @@ import SimpleITK as sitk
 
 from aspects.errors import EXIT_BAD_SERIES, EXIT_PROCESSING, InputError
 from aspects.dicom_geometry import SliceGeometry
-from aspects.preprocess import (ALIGNED_SIZE, ALIGNED_SPACING, check_geometry, preprocess, to_aligned,
-                                to_slices, to_source, to_working_grid)
+from aspects.preprocess import (ALIGNED_SIZE, ALIGNED_SPACING, check_geometry, patient_ml_ratio, preprocess,
+                                to_aligned, to_slices, to_source, to_working_grid)
 from aspects.volume import stack_grid
 from aspects.registration import ncc
 from aspects.skullstrip import strip_skull
@@ -45,6 +45,14 @@ def test_registration_recovers_known_rotation_and_shift():
     assert pre.qc["ncc"] > 0.6 and not pre.qc["low_confidence"], pre.qc
     assert pre.qc["truncation_fraction"] < 0.01
     assert 900 < pre.qc["brain_volume_ml"] < 1700
+
+
+def test_aligned_grid_ml_become_patient_ml_by_the_affines_volume_ratio():
+    # flag volumes are counted on the aligned grid and reported in the patient's ml with this ratio
+    pre, _, _ = preprocessed()
+    matrix = np.asarray(pre.aligned_to_source.GetMatrix()).reshape(3, 3)
+    assert patient_ml_ratio(pre.qc) == pytest.approx(abs(np.linalg.det(matrix)), rel=1e-3)
+    assert patient_ml_ratio({}) == patient_ml_ratio(None) == patient_ml_ratio({"affine_scale": 0.0}) == 1.0
 
 
 def test_registration_is_deterministic():
