@@ -161,13 +161,13 @@ def predict_labels(model, x_bcxyz: np.ndarray, device: str,
             else:
                 prob = _softmax(model, x)
                 prob_m = torch.flip(_softmax(model, torch.flip(x, dims=[2])), dims=[1])
+            mean = 0.5 * (prob + prob_m)
             if mode is MirrorTTA.MEAN:
-                prob = 0.5 * (prob + prob_m)
-                labels = first_argmax(prob)
+                labels = first_argmax(mean)
             else:
                 labels, labels_m = first_argmax(prob), first_argmax(prob_m)
                 labels = torch.where(labels == labels_m, labels, 0)
-                prob = 0.5 * (prob + prob_m)
+            prob = mean
         return labels.to(CPU).numpy().astype(np.uint8), prob.to(CPU).numpy()
 
 

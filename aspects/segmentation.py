@@ -138,14 +138,15 @@ class SegmentationModels:
             log.info("no model in %s: atlas and asymmetry fallbacks", models_dir)
             return cls(None, None, CPU)
         dev = resolve_device(device)
-        make = lambda p, tta=MirrorTTA.OFF: TorchModel(p, dev, keep_loaded, tta) if p else None  # noqa: E731
-        infarct = make(paths[INFARCT_MODEL], INFARCT_MIRROR_TTA)
+        infarct_path, region_path = paths[INFARCT_MODEL], paths[REGION_MODEL]
+        infarct = TorchModel(infarct_path, dev, keep_loaded, INFARCT_MIRROR_TTA) if infarct_path else None
+        regions = TorchModel(region_path, dev, keep_loaded) if region_path else None
         if infarct is not None:
             try:  # a model whose input the app cannot build is a deployment error, found before any study
                 log.info("infarct model %s: input channel 1 = %s", infarct.path.name, infarct.second_channel)
             except ValueError as exc:
                 raise InputError(EXIT_USAGE, str(exc)) from exc
-        return cls(infarct, make(paths[REGION_MODEL]), dev)
+        return cls(infarct, regions, dev)
 
 
 def _on_aligned(arr_zyx: np.ndarray, pre: Preprocessed) -> sitk.Image:
