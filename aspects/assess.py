@@ -20,6 +20,7 @@ from aspects.atlas import levels_span
 from aspects.flags import (Findings, acute_only, blood_ground, find, growable, image_flags, outside_mca_flag,
                            with_cavity)
 from aspects.labels import label_value
+from aspects.methods import InfarctMethod, RegionMethod
 from aspects.preprocess import Preprocessed, patient_ml_ratio, to_slices
 from aspects.region_evidence import Calibration, load_calibration, study_evidence
 from aspects.result_json import INCOMPLETE_COVERAGE, result_document
@@ -138,6 +139,20 @@ def image_findings(pre: Preprocessed, regions: RegionSegmentation) -> ImageFindi
     return ImageFindings(findings, seconds)
 
 
+def methods_of(regions: RegionSegmentation, infarct: InfarctSegmentation) -> Dict[str, Any]:
+    """aspects.json ``methods``: which path segmented each and, where a model did, how it ran (its
+    bundle version; for the infarct model also its input channel 1 and its mirror pass), so that a
+    result can be traced to the model and the settings that made it."""
+    out: Dict[str, Any] = {"regions": str(regions.method), "infarct": str(infarct.method)}
+    if infarct.method == InfarctMethod.MODEL:
+        out["infarct_model"] = {"version": infarct.info.get("model_version"),
+                                "second_channel": infarct.info.get("second_channel"),
+                                "mirror_tta": infarct.info.get("mirror_tta")}
+    if regions.method == RegionMethod.MODEL:
+        out["region_model"] = {"version": regions.model_version}
+    return out
+
+
 def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmentation, regions: RegionSegmentation,
                  settings: Optional[ScoringSettings] = None, image: Optional[ImageFindings] = None) -> ScoredStudy:
     """Flags, source-grid masks, region evidence and ASPECTS of one study; ``image``: its
@@ -244,6 +259,6 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
                     for k, v in (pre.timings or {}).items() if k != "total_s"})
     document = result_document(
         result, study_uid=series.study_uid, series_uid=series.series_uid, flags=flag_names, flag_details=flag_details,
-        qc=qc, thresholds=settings.thresholds(), methods={"regions": regions.method, "infarct": infarct.method},
-        device=infarct.device, timings=timings)
+        qc=qc, thresholds=settings.thresholds(), methods=methods_of(regions, infarct), device=infarct.device,
+        timings=timings)
     return ScoredStudy(document=document, infarct=infarct_src, regions=regions_src, source=series.datasets)

@@ -8,7 +8,7 @@ segment is described even when empty, so readers always find 21. Codes and colou
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import highdicom as hd
 import numpy as np
@@ -59,14 +59,19 @@ def region_segment_number(label: int) -> int:
     return label + 1
 
 
-def _algorithm(method: str, what: str, equipment: Equipment) -> hd.AlgorithmIdentificationSequence:
+def _algorithm(method: str, what: str, equipment: Equipment,
+               run: Optional[Mapping[str, Any]] = None) -> hd.AlgorithmIdentificationSequence:
+    """``run``: aspects.json's record of how a model ran (``methods.infarct_model`` /
+    ``region_model``), carried as Algorithm Parameters (its version, input and mirror pass)."""
     family = codes.DCM.ArtificialIntelligence if method == "model" else codes.DCM.ImageProcessing
+    parameters = {f"model_{k}" if k == "version" else k: str(v) for k, v in (run or {}).items() if v is not None}
     return hd.AlgorithmIdentificationSequence(
-        name=f"{equipment.name} {what} ({method})"[:64], family=family, version=equipment.version
+        name=f"{equipment.name} {what} ({method})"[:64], family=family, version=equipment.version,
+        parameters=parameters or None,
     )
 
 
-def segment_descriptions(methods: Mapping[str, str], equipment: Equipment) -> List[hd.seg.SegmentDescription]:
+def segment_descriptions(methods: Mapping[str, Any], equipment: Equipment) -> List[hd.seg.SegmentDescription]:
     """The 21 segment descriptions, infarct first, then the label table."""
     infarct = hd.seg.SegmentDescription(
         segment_number=INFARCT_SEGMENT,
@@ -74,12 +79,13 @@ def segment_descriptions(methods: Mapping[str, str], equipment: Equipment) -> Li
         segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
         segmented_property_type=INFARCT_CODE,
         algorithm_type="AUTOMATIC",
-        algorithm_identification=_algorithm(methods.get("infarct", "unknown"), "infarct", equipment),
+        algorithm_identification=_algorithm(methods.get("infarct", "unknown"), "infarct", equipment,
+                                            methods.get("infarct_model")),
         anatomic_regions=[codes.SCT.Head],
         display_color=hd.color.CIELabColor.from_rgb(*INFARCT_COLOUR),
     )
     out = [infarct]
-    regions_alg = _algorithm(methods.get("regions", "unknown"), "regions", equipment)
+    regions_alg = _algorithm(methods.get("regions", "unknown"), "regions", equipment, methods.get("region_model"))
     for region in all_regions():
         prop, structures = REGION_TYPE[region.code]
         desc = hd.seg.SegmentDescription(

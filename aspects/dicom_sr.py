@@ -283,12 +283,24 @@ def flag_texts(result: Mapping) -> List[str]:
     return texts
 
 
+def methods_text(methods: Mapping) -> str:
+    """The SR's note of aspects.json ``methods``: each path, and a model's version and mirror pass."""
+    def one(path_key: str, run_key: str) -> str:
+        run = methods.get(run_key) or {}
+        details = ([f"version {run['version']}"] if run.get("version") else []) + (
+            [f"mirror pass {run['mirror_tta']}"] if run.get("mirror_tta") else [])
+        name = str(methods.get(path_key, "unknown"))
+        return f"{name} ({', '.join(details)})" if details else name
+
+    return f"Methods: regions by {one('regions', 'region_model')}, infarct by {one('infarct', 'infarct_model')}."
+
+
 def _comments(result: Mapping) -> hd.sr.ContainerContentItem:
     """TID 1500 'Qualitative Evaluations' container holding free-text notes."""
     methods = result.get("methods", {})
     notes = [
         DISCLAIMER,
-        f"Methods: regions by {methods.get('regions', 'unknown')}, infarct by {methods.get('infarct', 'unknown')}.",
+        methods_text(methods),
         "Flags: " + (", ".join(flag_texts(result)) or "none") + ".",
         *coverage_notes(result),
         *range_notes(result),

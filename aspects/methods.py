@@ -18,3 +18,8 @@ class RegionMethod(StrEnum):
 
     MODEL = "model"  # the TorchScript region model
     ATLAS = "atlas"  # the atlas LNCC warp (aspects.region_atlas)
+
+
+# what a model's input channel 1 may be (its bundle metadata declares it): the plain contralateral
+# mirror, or the mirror deformed onto the image by the asymmetry stage's registration
+SECOND_CHANNELS = ("mirror", "contra")

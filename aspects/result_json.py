@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 import numpy as np
 
 from aspects import APP_NAME, __version__
-from aspects.inference import DeviceKind, device_kind
+from aspects.inference import DeviceKind, MirrorTTA, device_kind
 from aspects.labels import REGION_CODES, SIDES
-from aspects.methods import InfarctMethod, RegionMethod
+from aspects.methods import SECOND_CHANNELS, InfarctMethod, RegionMethod
 from aspects.scoring import range_over_marginal
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ REQUIRED_KEYS = (
     "app",
 )
 METHODS = {"regions": tuple(m.value for m in RegionMethod), "infarct": tuple(m.value for m in InfarctMethod)}
+MIRROR_TTA_MODES = tuple(m.value for m in MirrorTTA)
 OUTPUT_KEYS = ("seg", "sr", "kos", "key_images", "png", "nifti")
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
@@ -242,6 +243,8 @@ def problems(d: Any) -> List[str]:
     methods = d["methods"]
     if not isinstance(methods, Mapping) or any(methods.get(k) not in v for k, v in METHODS.items()):
         errors.append(f"methods: expected regions in {METHODS['regions']} and infarct in {METHODS['infarct']}, got {methods!r}")
+    else:
+        errors += _model_run_problems(methods)
     if not _is_device(d["device"]):
         errors.append(f"device: expected 'cpu' or 'cuda:N', got {d['device']!r}")
     timings = d["timings_s"]
@@ -253,6 +256,25 @@ def problems(d: Any) -> List[str]:
     app = d["app"]
     if not isinstance(app, Mapping) or not all(isinstance(app.get(k), str) and app.get(k) for k in ("name", "version")):
         errors.append("app: needs non-empty strings 'name' and 'version'")
+    return errors
+
+
+def _model_run_problems(methods: Mapping[str, Any]) -> List[str]:
+    """The optional ``infarct_model`` / ``region_model`` records: present only for a model's path,
+    with a version string (or null: the model declares none) and the infarct model's settings."""
+    errors = []
+    for key, path_key in (("infarct_model", "infarct"), ("region_model", "regions")):
+        if key not in methods:
+            continue
+        run = methods[key]
+        if methods[path_key] != "model":
+            errors.append(f"methods.{key}: given although methods.{path_key} is {methods[path_key]!r}")
+        elif not isinstance(run, Mapping) or not (run.get("version") is None or isinstance(run.get("version"), str)):
+            errors.append(f"methods.{key}: needs 'version', a string or null, got {run!r}")
+        elif key == "infarct_model" and (run.get("second_channel") not in SECOND_CHANNELS
+                                         or run.get("mirror_tta") not in MIRROR_TTA_MODES):
+            errors.append(f"methods.infarct_model: expected second_channel in {SECOND_CHANNELS} and mirror_tta in "
+                          f"{MIRROR_TTA_MODES}, got {dict(run)!r}")
     return errors
 
 

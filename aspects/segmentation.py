@@ -24,7 +24,7 @@ from scipy import ndimage as ndi
 from aspects.asymmetry import AsymmetryMaps, asymmetry_infarct, asymmetry_maps
 from aspects.atlas import Atlas, Slab
 from aspects.errors import EXIT_USAGE, InputError
-from aspects.methods import InfarctMethod, RegionMethod
+from aspects.methods import SECOND_CHANNELS, InfarctMethod, RegionMethod
 from aspects.inference import (CPU, MirrorTTA, load_torchscript, predict_labels, release_device_memory, resolve_device,
                                set_cpu_threads)
 from aspects.model_io import from_model_layout, infarct_input, model_input, to_model_layout
@@ -43,13 +43,9 @@ INFARCT_MIRROR_TTA = MirrorTTA.AGREE
 N_REGION_CLASSES = 21
 
 
-SECOND_CHANNELS = ("mirror", "contra")
-
-
-def declared_second_channel(path: Path) -> str:
-    """Channel 1 of a TorchScript model's input as its embedded ``metadata.json`` (MONAI
-    ``ckpt_export --meta_file``) declares it; ``"mirror"`` when the file has no such entry.
-    Raises ValueError for a declaration the app cannot build."""
+def embedded_metadata(path: Path) -> Dict[str, Any]:
+    """A TorchScript model's embedded ``metadata.json`` (MONAI ``ckpt_export --meta_file``);
+    ``{}`` when the file has none or cannot be read as a zip."""
     import json
     import zipfile
 
@@ -59,11 +55,26 @@ def declared_second_channel(path: Path) -> str:
             meta = json.loads(z.read(name)) if name else {}
     except (OSError, zipfile.BadZipFile, ValueError):
         meta = {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def declared_second_channel(path: Path) -> str:
+    """Channel 1 of a TorchScript model's input as its embedded ``metadata.json`` declares it;
+    ``"mirror"`` when the file has no such entry. Raises ValueError for a declaration the app
+    cannot build."""
+    meta = embedded_metadata(path)
     channel_def = (((meta.get("network_data_format") or {}).get("inputs") or {}).get("image") or {}).get("channel_def") or {}
     second = str(channel_def.get("1", "mirror"))
     if second not in SECOND_CHANNELS:
         raise ValueError(f"{path}: input channel 1 is declared as {second!r}; the app builds {' or '.join(SECOND_CHANNELS)}")
     return second
+
+
+def declared_version(path: Path) -> Optional[str]:
+    """The bundle version a TorchScript model's embedded ``metadata.json`` declares (``"version"``),
+    None when it declares none."""
+    version = embedded_metadata(path).get("version")
+    return str(version) if version not in (None, "") else None
 
 
 def model_file(models_dir: Optional[Path], name: str) -> Optional[Path]:
@@ -89,6 +100,7 @@ class TorchModel:
         self.mirror_tta = MirrorTTA(mirror_tta)
         self._module: Any = None
         self._second: Optional[str] = None
+        self._version: Optional[str] = None
         self._lock = threading.Lock()
 
     @property
@@ -100,6 +112,13 @@ class TorchModel:
         if self._second is None:
             self._second = declared_second_channel(self.path)
         return self._second
+
+    @property
+    def version(self) -> Optional[str]:
+        """The model's bundle version as its embedded metadata declares it (None: not declared)."""
+        if self._version is None:
+            self._version = declared_version(self.path) or ""
+        return self._version or None
 
     def load(self) -> Any:
         """The loaded module (kept for the next call when ``keep_loaded``)."""
@@ -173,6 +192,7 @@ class RegionSegmentation:
     device: str
     seconds: float
     levels: Optional[Dict[str, Slab]] = None
+    model_version: Optional[str] = None
 
 
 def segment_regions(pre: Preprocessed, atlas: Atlas, model: Optional[TorchModel] = None) -> RegionSegmentation:
@@ -190,7 +210,8 @@ def segment_regions(pre: Preprocessed, atlas: Atlas, model: Optional[TorchModel]
     territories = territories_aligned(pre, atlas)
     seconds = round(time.perf_counter() - t0, 3)
     log.info("regions by %s in %.1f s", method, seconds)
-    return RegionSegmentation(labels, territories, method, device, seconds, dict(atlas.levels))
+    return RegionSegmentation(labels, territories, method, device, seconds, dict(atlas.levels),
+                              None if model is None else model.version)
 
 
 # the least share of an asymmetry component the kept infarct must cover to be grown into it
@@ -344,7 +365,8 @@ def segment_infarct(pre: Preprocessed, model: Optional[TorchModel] = None) -> In
     if trimmed_ml > 0:
         log.info("infarct: %.1f ml of kept components farther than %.0f mm from the asymmetry support cut",
                  trimmed_ml, SUPPORT_REACH_MM)
-    info = {"method": "model", "model": str(model.path), "device": model.device, "second_channel": model.second_channel,
+    info = {"method": "model", "model": str(model.path), "model_version": model.version, "device": model.device,
+            "second_channel": model.second_channel,
             "mirror_tta": model.mirror_tta.value, "volume_ml": round(vol, 2),
             "consensus": {"kept_components": kept, "dropped_components": dropped, "dropped_ml": round(dropped_ml, 2),
                           "trimmed_ml": round(trimmed_ml, 2), "support_reach_mm": SUPPORT_REACH_MM},

@@ -22,7 +22,7 @@ from aspects.dicom_sr import read_aspects_from_sr
 from aspects.labels import REGION_CODES, SIDES, label_value
 from aspects.result_json import validate
 from tests.support.app_runs import run_app, run_pipeline
-from tests.support.dcmqi_readback import mask_on, needs_dcmqi, read_seg, read_sr, sr_values
+from tests.support.dcmqi_readback import mask_on, needs_dcmqi, read_seg, read_sr, sr_texts, sr_values
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -73,8 +73,9 @@ def test_5mm_study_runs_and_writes_every_output(acute5):
     for rel in ("dicom/seg.dcm", "dicom/sr.dcm", "dicom/kos.dcm", "dicom/key_bg.dcm", "dicom/key_sg.dcm", "png/key_bg.png",
                 "png/key_sg.png", "nifti/infarct.nii.gz", "nifti/regions.nii.gz", "app.log"):
         assert (out / rel).is_file(), rel
-    assert result["methods"] in ({"regions": "atlas", "infarct": "asymmetry"}, {"regions": "model", "infarct": "model"},
-                                 {"regions": "model", "infarct": "asymmetry"}, {"regions": "atlas", "infarct": "model"})
+    assert {k: result["methods"][k] for k in ("regions", "infarct")} in (
+        {"regions": "atlas", "infarct": "asymmetry"}, {"regions": "model", "infarct": "model"},
+        {"regions": "model", "infarct": "asymmetry"}, {"regions": "atlas", "infarct": "model"})
     assert result["device"] == "cpu"  # CI has no GPU; the CUDA branch is forced in tests/test_device.py
     assert {"preprocess", "regions", "infarct", "findings", "scoring"} <= set(result["timings_s"])
     assert result["not_for_diagnostic_use"] is True
@@ -123,6 +124,25 @@ def test_seg_references_the_source_instances_and_matches_the_nifti(acute5):
     infarct_nifti = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "nifti" / "infarct.nii.gz")))
     frames = seg.get_volume(segment_numbers=[1], combine_segments=True, skip_overlap_checks=True)
     assert int(np.count_nonzero(frames.array)) == int(np.count_nonzero(infarct_nifti))
+
+
+def test_the_outputs_name_the_infarct_model_and_how_it_ran(acute5):
+    """aspects.json ``methods``, the SEG's algorithm parameters and the SR's note say which model
+    version made the mask, what its second input channel was and how its mirror pass was used:
+    a result can be traced to the model file and the settings behind it."""
+    from aspects.segmentation import INFARCT_MIRROR_TTA, declared_second_channel, declared_version
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "infarct_seg" / "infarct_seg.ts"
+    out = acute5["out"]
+    methods = json.loads((out / "aspects.json").read_text())["methods"]
+    run = {"version": declared_version(shipped), "second_channel": declared_second_channel(shipped),
+           "mirror_tta": INFARCT_MIRROR_TTA.value}
+    assert run["version"] and methods["infarct"] == "model" and methods["infarct_model"] == run
+    seg = pydicom.dcmread(out / "dicom" / "seg.dcm", stop_before_pixels=True)
+    params = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmParameters
+    assert params == ",".join(f"{'model_version' if k == 'version' else k}={v}" for k, v in run.items())
+    notes = list(sr_texts(pydicom.dcmread(out / "dicom" / "sr.dcm")))
+    assert any(f"infarct by model (version {run['version']}, mirror pass {run['mirror_tta']})" in n for n in notes)
 
 
 def test_sr_holds_the_same_aspects_as_the_json(acute5):

@@ -65,3 +65,19 @@ def test_fully_covered_and_version_1_results_still_validate():
     assert problems(v1) == []
     v1["aspects"]["left"] = None  # version 1 has no nulls
     assert any(p.startswith("aspects:") for p in problems(v1))
+
+
+def test_how_a_model_ran_is_checked_where_given():
+    d = _result()
+    d["methods"] = {"regions": "atlas", "infarct": "model",
+                    "infarct_model": {"version": "0.5.0", "second_channel": "contra", "mirror_tta": "agree"}}
+    assert problems(d) == []
+    d["methods"]["infarct_model"]["version"] = None  # a model that declares no version
+    assert problems(d) == []
+    d["methods"]["infarct_model"]["mirror_tta"] = "maybe"
+    assert any(p.startswith("methods.infarct_model: expected second_channel") for p in problems(d))
+    d["methods"]["infarct_model"]["mirror_tta"] = "agree"
+    d["methods"]["infarct"] = "asymmetry"  # no model ran: no record of how one ran
+    assert any("methods.infarct_model: given although methods.infarct is 'asymmetry'" in p for p in problems(d))
+    d["methods"] = {"regions": "model", "infarct": "asymmetry", "region_model": {"version": 3}}
+    assert any(p.startswith("methods.region_model: needs 'version'") for p in problems(d))

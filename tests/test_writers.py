@@ -34,7 +34,7 @@ from aspects.key_images import banner_lines, choose_key_slices, key_slices, rend
 from aspects.labels import REGION_CODES, REGION_COLOURS, SIDES, label_value
 from aspects.result_json import ResultSchemaError, problems, read_result, relative_outputs, validate, write_result
 from aspects.volume import on_grid, series_grid
-from tests.support.dcmqi_readback import mask_on, needs_dcmqi, read_seg, read_sr, region_colours, sr_values
+from tests.support.dcmqi_readback import mask_on, needs_dcmqi, read_seg, read_sr, region_colours, sr_texts, sr_values
 from tests.support.ct_series import (
     BG_SLICE,
     SG_SLICE,
@@ -87,6 +87,18 @@ def test_all_outputs_exist_and_json_lists_them(case):
     assert (listed["seg"], listed["sr"], listed["kos"]) == ("dicom/seg.dcm", "dicom/sr.dcm", "dicom/kos.dcm")
     assert sorted(listed["key_images"]) == ["dicom/key_bg.dcm", "dicom/key_sg.dcm"]
     assert all((out / p).is_file() for p in listed["key_images"] + listed["png"])
+
+
+def test_the_seg_and_sr_say_how_the_infarct_model_ran(case):
+    """The infarct segment's algorithm carries the model run of aspects.json ``methods`` as
+    Algorithm Parameters; the regions' (atlas) carry none; the SR's note names both."""
+    seg = hd.seg.segread(str(case["out"] / "dicom" / "seg.dcm"))
+    algorithms = [d.SegmentationAlgorithmIdentificationSequence for d in seg.SegmentSequence]
+    infarct = hd.AlgorithmIdentificationSequence.from_sequence(algorithms[0])
+    assert infarct.parameters == {"model_version": "0.5.0", "second_channel": "contra", "mirror_tta": "agree"}
+    assert all(hd.AlgorithmIdentificationSequence.from_sequence(a).parameters is None for a in algorithms[1:])
+    notes = list(sr_texts(pydicom.dcmread(case["out"] / "dicom" / "sr.dcm")))
+    assert "Methods: regions by atlas, infarct by model (version 0.5.0, mirror pass agree)." in notes
 
 
 @pytest.mark.external

@@ -11,7 +11,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -102,3 +102,11 @@ def mask_on(image: sitk.Image, label: int, reference: sitk.Image) -> np.ndarray:
 def region_colours(meta: dict) -> Dict[str, Optional[list]]:
     """Segment label -> recommended display RGB, as dcmqi reports it."""
     return {a["SegmentLabel"]: a.get("recommendedDisplayRGBValue") for attrs in meta["segmentAttributes"] for a in attrs}
+
+
+def sr_texts(ds) -> Iterator[str]:
+    """Every TEXT item's value of an SR's content tree, depth first (pydicom only)."""
+    for item in ds.get("ContentSequence", []):
+        if "TextValue" in item:
+            yield str(item.TextValue)
+        yield from sr_texts(item)
