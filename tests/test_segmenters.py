@@ -226,10 +226,19 @@ def test_a_model_declares_its_second_channel_and_an_unknown_one_is_refused(tmp_p
     for folder, declared in (("plain", None), ("contra", "contra"), ("odd", "difference")):
         _save(_SecondIsNotTheMirror(), tmp_path / folder, INFARCT_MODEL, declared)
     assert SegmentationModels.from_folder(tmp_path / "plain", device="cpu").infarct.second_channel == "mirror"
+    assert SegmentationModels.from_folder(tmp_path / "plain", device="cpu").infarct.version is None  # declares nothing
     assert SegmentationModels.from_folder(tmp_path / "contra", device="cpu").infarct.second_channel == "contra"
     with pytest.raises(InputError) as err:
         SegmentationModels.from_folder(tmp_path / "odd", device="cpu")
     assert err.value.code == EXIT_USAGE and "input channel 1 is declared as 'difference'" in err.value.message
+
+
+def test_a_model_reports_the_bundle_version_it_declares():
+    """aspects.json ``methods.infarct_model.version`` is what the exported bundle's metadata says
+    (train/infarct_seg/configs/metadata.json, embedded by ckpt_export), None for a bare file."""
+    bundle = json.loads((Path("train") / INFARCT_MODEL / "configs" / "metadata.json").read_text())["version"]
+    shipped = SegmentationModels.from_folder(Path("models"), device="cpu").infarct
+    assert shipped is not None and shipped.version == bundle
 
 
 @pytest.mark.slow
