@@ -14,6 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -58,11 +59,11 @@ def embedded_metadata(path: Path) -> Dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def declared_second_channel(path: Path) -> str:
-    """Channel 1 of a TorchScript model's input as its embedded ``metadata.json`` declares it;
-    ``"mirror"`` when the file has no such entry. Raises ValueError for a declaration the app
-    cannot build."""
-    meta = embedded_metadata(path)
+def declared_second_channel(path: Path, meta: Optional[Dict[str, Any]] = None) -> str:
+    """Channel 1 of a TorchScript model's input as its embedded ``metadata.json`` (``meta``: that
+    file's content when already read) declares it; ``"mirror"`` when the file has no such entry.
+    Raises ValueError for a declaration the app cannot build."""
+    meta = embedded_metadata(path) if meta is None else meta
     channel_def = (((meta.get("network_data_format") or {}).get("inputs") or {}).get("image") or {}).get("channel_def") or {}
     second = str(channel_def.get("1", "mirror"))
     if second not in SECOND_CHANNELS:
@@ -70,10 +71,10 @@ def declared_second_channel(path: Path) -> str:
     return second
 
 
-def declared_version(path: Path) -> Optional[str]:
-    """The bundle version a TorchScript model's embedded ``metadata.json`` declares (``"version"``),
-    None when it declares none."""
-    version = embedded_metadata(path).get("version")
+def declared_version(path: Path, meta: Optional[Dict[str, Any]] = None) -> Optional[str]:
+    """The bundle version a TorchScript model's embedded ``metadata.json`` (``meta``: its content
+    when already read) declares (``"version"``), None when it declares none."""
+    version = (embedded_metadata(path) if meta is None else meta).get("version")
     return str(version) if version not in (None, "") else None
 
 
@@ -99,26 +100,24 @@ class TorchModel:
         self.path, self.device, self.keep_loaded = Path(path), device, keep_loaded
         self.mirror_tta = MirrorTTA(mirror_tta)
         self._module: Any = None
-        self._second: Optional[str] = None
-        self._version: Optional[str] = None
         self._lock = threading.Lock()
 
-    @property
+    @cached_property
+    def _metadata(self) -> Dict[str, Any]:
+        return embedded_metadata(self.path)
+
+    @cached_property
     def second_channel(self) -> str:
         """What the model's input channel 1 is, as its embedded bundle metadata declares it
         (``network_data_format.inputs.image.channel_def["1"]``): ``"mirror"`` (the plain
         contralateral mirror; also when the file declares nothing) or ``"contra"`` (the mirror
         deformed onto the image by the asymmetry stage's registration)."""
-        if self._second is None:
-            self._second = declared_second_channel(self.path)
-        return self._second
+        return declared_second_channel(self.path, self._metadata)
 
-    @property
+    @cached_property
     def version(self) -> Optional[str]:
         """The model's bundle version as its embedded metadata declares it (None: not declared)."""
-        if self._version is None:
-            self._version = declared_version(self.path) or ""
-        return self._version or None
+        return declared_version(self.path, self._metadata)
 
     def load(self) -> Any:
         """The loaded module (kept for the next call when ``keep_loaded``)."""
