@@ -31,6 +31,7 @@ from aspects.derived import (
 )
 from aspects.dicom_seg import INFARCT_CODE, INFARCT_SEGMENT, REGION_TYPE, SIDE_CODE, region_segment_number
 from aspects.labels import REGION_CODES, SIDES, label_value
+from aspects.methods import methods_text
 from aspects.result_json import ResultSchemaError
 
 # SNOMED CT 1290002002 |Alberta Stroke Program Early CT score (assessment scale)|: not in
@@ -281,18 +282,6 @@ def flag_texts(result: Mapping) -> List[str]:
         ml = (details.get(name) or {}).get("volume_ml")
         texts.append(name if ml is None else f"{name} ({float(ml):.1f} ml)")
     return texts
-
-
-def methods_text(methods: Mapping) -> str:
-    """The SR's note of aspects.json ``methods``: each path, and a model's version and mirror pass."""
-    def one(path_key: str, run_key: str) -> str:
-        run = methods.get(run_key) or {}
-        details = ([f"version {run['version']}"] if run.get("version") else []) + (
-            [f"mirror pass {run['mirror_tta']}"] if run.get("mirror_tta") else [])
-        name = str(methods.get(path_key, "unknown"))
-        return f"{name} ({', '.join(details)})" if details else name
-
-    return f"Methods: regions by {one('regions', 'region_model')}, infarct by {one('infarct', 'infarct_model')}."
 
 
 def _comments(result: Mapping) -> hd.sr.ContainerContentItem:

@@ -32,6 +32,7 @@ from aspects.dicom_sr import read_aspects_from_sr, read_sr_summary, write_sr
 from aspects.errors import InputError
 from aspects.key_images import banner_lines, choose_key_slices, key_slices, render, write_key_images
 from aspects.labels import REGION_CODES, REGION_COLOURS, SIDES, label_value
+from aspects.methods import methods_text
 from aspects.result_json import ResultSchemaError, problems, read_result, relative_outputs, validate, write_result
 from aspects.volume import on_grid, series_grid
 from tests.support.dcmqi_readback import mask_on, needs_dcmqi, read_seg, read_sr, region_colours, sr_texts, sr_values
@@ -99,6 +100,7 @@ def test_the_seg_and_sr_say_how_the_infarct_model_ran(case):
     assert all(hd.AlgorithmIdentificationSequence.from_sequence(a).parameters is None for a in algorithms[1:])
     notes = list(sr_texts(pydicom.dcmread(case["out"] / "dicom" / "sr.dcm")))
     assert "Methods: regions by atlas, infarct by model (version 0.5.0, mirror pass agree)." in notes
+    assert methods_text({"regions": "atlas", "infarct": "asymmetry"}) == "Methods: regions by atlas, infarct by asymmetry."
 
 
 @pytest.mark.external

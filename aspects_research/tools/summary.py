@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from aspects.labels import REGION_CODES
+from aspects.methods import methods_text
 
 
 def summary(result: dict, truth: dict | None = None) -> str:
@@ -19,8 +20,7 @@ def summary(result: dict, truth: dict | None = None) -> str:
         f"ASPECTS  right {result['aspects']['right']:>2}   left {result['aspects']['left']:>2}"
         f"   affected side: {result['affected_side'] or 'none'}   score: {result['score']}",
         f"infarct volume: {result['infarct_volume_ml']:.1f} ml   flags: {', '.join(result['flags']) or 'none'}",
-        f"methods: regions={result['methods']['regions']}, infarct={result['methods']['infarct']}, "
-        f"device={result.get('device', '?')}",
+        f"{methods_text(result['methods'])} Device: {result.get('device', '?')}.",
     ]
     for side in ("right", "left"):
         involved = [c for c in REGION_CODES if result["regions"][side][c]["involved"]]
