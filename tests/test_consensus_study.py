@@ -110,6 +110,18 @@ def test_trim_rule_cuts_a_kept_component_back_to_where_the_asymmetry_is():
     assert not rule_function("trim:4")(raw, None, None, np.zeros_like(raw)).any()
 
 
+def test_a_rescored_dump_says_how_its_mask_was_made():
+    """consensus_study.model_run: checkpoint_rescore's record in the dump wins; a dump made before
+    the app recorded its mirror pass or second channel was one pass on the plain mirror."""
+    from aspects_research.tools.consensus_study import model_run
+
+    record = {"version": None, "second_channel": "contra", "mirror_tta": "off"}
+    assert model_run({"infarct_model": record}, {"mirror_tta": "agree", "second_channel": "contra"}) == \
+        {"model_version": None, "second_channel": "contra", "mirror_tta": "off"}
+    assert model_run({}, {"mirror_tta": "agree", "second_channel": "contra"}) == {"mirror_tta": "agree", "second_channel": "contra"}
+    assert model_run({}, {}) == {"mirror_tta": "off", "second_channel": "mirror"}
+
+
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_checkpoint_rescore_of_the_shipped_weights_reproduces_the_apps_aspects(phantom_case, tmp_path):
@@ -120,7 +132,7 @@ def test_checkpoint_rescore_of_the_shipped_weights_reproduces_the_apps_aspects(p
 
     import torch
 
-    from aspects.segmentation import declared_second_channel
+    from aspects.segmentation import INFARCT_MIRROR_TTA, declared_second_channel, declared_version
     from aspects_research.tools import checkpoint_rescore, consensus_study
     from tests.support import REPO
 
@@ -157,6 +169,12 @@ def test_checkpoint_rescore_of_the_shipped_weights_reproduces_the_apps_aspects(p
     assert summary["exact"] == sum(e == 0 for e in errors)
     # the same weights given the other second channel (the plain mirror, or the dump's deformed
     # counterpart) get it, and score
+    # aspects.json says how the rescored mask was made: the export's version, its input, the app's mirror pass
+    assert doc["methods"]["infarct_model"] == {"version": declared_version(shipped), "second_channel": declared_second_channel(shipped),
+                                               "mirror_tta": INFARCT_MIRROR_TTA.value}
     assert checkpoint_rescore.main(["--cases", str(root), "--dumps", str(dumps), "--ckpt", str(ckpt), "--out",
-                                    str(tmp_path / "out2"), "--models", str(REPO / "models"), "--config", *other]) == 0
-    assert (tmp_path / "out2" / "shipped" / "runs" / case.name / "aspects.json").is_file()
+                                    str(tmp_path / "out2"), "--models", str(REPO / "models"), "--config", *other,
+                                    "--mirror-tta", "off"]) == 0
+    doc2 = json.loads((tmp_path / "out2" / "shipped" / "runs" / case.name / "aspects.json").read_text())
+    assert doc2["methods"]["infarct_model"] == {"version": None, "mirror_tta": "off",  # a state dict declares no version
+                                                "second_channel": "contra" if other is contra else "mirror"}

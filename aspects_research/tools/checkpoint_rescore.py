@@ -35,7 +35,7 @@ import SimpleITK as sitk
 
 from aspects.errors import EXIT_USAGE, InputError
 from aspects.inference import MirrorTTA
-from aspects.segmentation import INFARCT_MIRROR_TTA
+from aspects.segmentation import INFARCT_MIRROR_TTA, declared_version
 from aspects_research.tools import consensus_study, evaluate
 from aspects_research.tools.evidence_cache import load_cached, phantom_cases
 from aspects_research.tools.weight_average import load_state
@@ -100,6 +100,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     summaries = {}
     for ckpt, state in states.items():
         net = load_network(state, args.config)
+        model_run = {"version": declared_version(ckpt) if ckpt.suffix == ".ts" else None,
+                     "second_channel": "contra" if contra else "mirror", "mirror_tta": args.mirror_tta}
         root = args.out / ckpt.stem
         dumps = root / "dumps"
         dumps.mkdir(parents=True, exist_ok=True)
@@ -118,7 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             hu = sitk.GetArrayFromImage(state["pre"].aligned)
             d["raw"] = raw_mask(net, hu, d["brain"], d["counterpart_ref"] if contra else None,
                                 mirror_tta=MirrorTTA(args.mirror_tta))
-            meta = d.pop("meta")
+            meta = {**d.pop("meta"), "infarct_model": model_run}  # how this raw mask was made, for aspects.json
             part = dst.with_suffix(".part.npz")
             np.savez_compressed(part, **d, meta=np.array(json.dumps(meta)))
             link = consensus_study.state_path(dst)

@@ -54,7 +54,9 @@ from aspects.assess import ScoringSettings, assess_study
 from aspects.dicom_input import scan_folder
 from aspects.errors import EXIT_USAGE, InputError
 from aspects.flags import find
+from aspects.inference import MirrorTTA
 from aspects.labels import REGION_CODES, SIDES
+from aspects.methods import SECOND_CHANNELS
 from aspects.model_io import from_model_layout
 from aspects.outputs import WrittenOutputs, nifti_outputs, result_json_output
 from aspects.pipeline import Pipeline
@@ -190,6 +192,20 @@ def rule_function(rule: str) -> Callable[..., np.ndarray]:
     return lambda raw, diff, comparable, support: mean_consensus(raw, diff, comparable, float(t), float(f), int(n))
 
 
+def model_run(meta: Dict[str, Any], info: Dict[str, Any]) -> Dict[str, Any]:
+    """How the dumped raw mask was made, as the infarct stage's info records it (aspects.json
+    ``methods.infarct_model``): what checkpoint_rescore wrote into the dump's meta when it replaced
+    the mask, else the dumping app's own record; a dump made before the app recorded them holds
+    what the app then did: one pass (no mirror pass before session 30) on the plain mirror (no
+    "contra" model before 0.5.0)."""
+    run = meta.get("infarct_model")
+    if run:
+        return {"model_version": run["version"], "second_channel": run["second_channel"], "mirror_tta": run["mirror_tta"]}
+    tta, second = info.get("mirror_tta"), info.get("second_channel")
+    return {"mirror_tta": tta if tta in {m.value for m in MirrorTTA} else MirrorTTA.OFF.value,
+            "second_channel": second if second in SECOND_CHANNELS else "mirror"}
+
+
 def rescore_case(pipeline: Pipeline, case: Path, dump: Path, run: Path, rule: str, syn: str) -> Dict[str, Any]:
     """aspects.json and nifti/ of one dumped study with the infarct mask of ``rule`` at ``syn``."""
     d = load_cached(dump)
@@ -200,7 +216,7 @@ def rescore_case(pipeline: Pipeline, case: Path, dump: Path, run: Path, rule: st
     maps = asymmetry.AsymmetryMaps(d[f"diff_{syn}"], d[f"comparable_{syn}"],
                                    d["counterpart_ref"] if syn == "ref" and "counterpart_ref" in d else None)
     mask = rule_function(rule)(d["raw"], maps.difference, maps.comparable, d[f"support_{syn}"])
-    info = {**state["info"], "consensus": {"rule": rule}}
+    info = {**state["info"], **model_run(d["meta"], state["info"]), "consensus": {"rule": rule}}
     # "grow": the touch consensus grown by the scorer (ScoringSettings.grow_into_asymmetry, the app's
     # default); every other rule is scored as it masks
     infarct = InfarctSegmentation(_on_aligned(mask, pre), state["method"], state["device"], info, maps,
