@@ -15,6 +15,7 @@ from aspects.inference import DeviceKind, device_kind
 from aspects.methods import InfarctMethod, RegionMethod
 from aspects.result_json import to_builtin
 from aspects.run_folder import ERROR_JSON, OutputFolder
+from aspects.segmentation import INFARCT_MIRROR_TTA, declared_second_channel, declared_version
 from tests.support.app_runs import run_app, run_pipeline
 
 
@@ -53,7 +54,10 @@ def test_a_warm_pipeline_gives_the_same_result_study_after_study(normal_case, pi
     second = pipeline.run(normal_case / "dicom", tmp_path / "second")
     _same_result(first, second)
     assert set(first["timings_s"]) == set(second["timings_s"])  # timings are per run, not accumulated
-    assert first["methods"] == {"regions": "atlas", "infarct": "model"}
+    shipped = pipeline.models.infarct.path  # a warm model names its version and settings as a cold one does
+    assert first["methods"] == {"regions": "atlas", "infarct": "model",
+                                "infarct_model": {"version": declared_version(shipped), "mirror_tta": INFARCT_MIRROR_TTA.value,
+                                                  "second_channel": declared_second_channel(shipped)}}
     assert pipeline.models.infarct is not None and pipeline.models.infarct._module is not None  # kept loaded
     assert pipeline.atlas() is pipeline.atlas()  # read once
 
