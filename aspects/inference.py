@@ -126,6 +126,9 @@ class MirrorTTA(StrEnum):
     AGREE = "agree"  # a class only where both passes' argmax say so, background elsewhere
 
 
+MIRROR_TTA_MODES = tuple(m.value for m in MirrorTTA)  # as aspects.json and the tools spell them
+
+
 def predict_labels(model, x_bcxyz: np.ndarray, device: str,
                    mirror_tta: MirrorTTA = MirrorTTA.OFF) -> Tuple[np.ndarray, np.ndarray]:
     """Run ``model`` on a ``(1, C, X, Y, Z)`` float32 array; return (argmax labels, softmax).

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 import numpy as np
 
 from aspects import APP_NAME, __version__
-from aspects.inference import DeviceKind, MirrorTTA, device_kind
+from aspects.inference import MIRROR_TTA_MODES, DeviceKind, device_kind
 from aspects.labels import REGION_CODES, SIDES
 from aspects.methods import SECOND_CHANNELS, InfarctMethod, RegionMethod
 from aspects.scoring import range_over_marginal
@@ -47,7 +47,6 @@ REQUIRED_KEYS = (
     "app",
 )
 METHODS = {"regions": tuple(m.value for m in RegionMethod), "infarct": tuple(m.value for m in InfarctMethod)}
-MIRROR_TTA_MODES = tuple(m.value for m in MirrorTTA)
 OUTPUT_KEYS = ("seg", "sr", "kos", "key_images", "png", "nifti")
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 

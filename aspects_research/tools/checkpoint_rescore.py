@@ -34,7 +34,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from aspects.errors import EXIT_USAGE, InputError
-from aspects.inference import MirrorTTA
+from aspects.inference import MIRROR_TTA_MODES, MirrorTTA
 from aspects.segmentation import INFARCT_MIRROR_TTA, declared_version
 from aspects_research.tools import consensus_study, evaluate
 from aspects_research.tools.evidence_cache import load_cached, phantom_cases
@@ -87,7 +87,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help="bundle configs, merged in order (contra.json among them: channel 1 is the deformed mirror)")
     ap.add_argument("--rule", default="trim:16", help="consensus rule (default trim:16, the app's)")
     ap.add_argument("--models", type=Path, default=Path("models"), help="models folder for the region stage (default models)")
-    ap.add_argument("--mirror-tta", choices=[m.value for m in MirrorTTA], default=INFARCT_MIRROR_TTA.value,
+    ap.add_argument("--mirror-tta", choices=MIRROR_TTA_MODES, default=INFARCT_MIRROR_TTA.value,
                     help=f"the second pass on the left-right mirror image: off, mean or agree (default {INFARCT_MIRROR_TTA.value}, the app's)")
     args = ap.parse_args(argv)
     try:

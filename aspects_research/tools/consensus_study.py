@@ -54,7 +54,7 @@ from aspects.assess import ScoringSettings, assess_study
 from aspects.dicom_input import scan_folder
 from aspects.errors import EXIT_USAGE, InputError
 from aspects.flags import find
-from aspects.inference import MirrorTTA
+from aspects.inference import MIRROR_TTA_MODES, MirrorTTA
 from aspects.labels import REGION_CODES, SIDES
 from aspects.methods import SECOND_CHANNELS
 from aspects.model_io import from_model_layout
@@ -202,7 +202,7 @@ def model_run(meta: Dict[str, Any], info: Dict[str, Any]) -> Dict[str, Any]:
     if run:
         return {"model_version": run["version"], "second_channel": run["second_channel"], "mirror_tta": run["mirror_tta"]}
     tta, second = info.get("mirror_tta"), info.get("second_channel")
-    return {"mirror_tta": tta if tta in {m.value for m in MirrorTTA} else MirrorTTA.OFF.value,
+    return {"mirror_tta": tta if tta in MIRROR_TTA_MODES else MirrorTTA.OFF.value,
             "second_channel": second if second in SECOND_CHANNELS else "mirror"}
 
 
