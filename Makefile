@@ -28,7 +28,9 @@ test-fast:
 # The MAP image (docs/deployment.md). Default: NVIDIA's CUDA base from nvcr.io (needs nvcr.io, Docker
 # Hub and PyPI). MAP_CPU=1: a CPU base built here from Debian packages (needs a Debian mirror, a
 # PyPI index and a registry on 127.0.0.1: make map-setup). Site settings go on the command line.
-MAP_TAG ?= aspects:0.1.0
+# the image is tagged with the app's version (aspects/__init__.py, the one place it is written)
+APP_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' aspects/__init__.py)
+MAP_TAG ?= aspects:$(APP_VERSION)
 MAP_CPU ?=
 MAP_BASE_IMAGE ?=
 MAP_DEBIAN_MIRROR ?=

@@ -2,7 +2,7 @@
 
 Opt-in: it needs a Docker daemon and the image that `make map` built (minutes, GBs), so it is
 skipped, with the reason, unless ASPECTS_MAP_TEST=1 is set and `docker info` answers. MAP_TAG names
-the image (default aspects:0.1.0). One phantom from aspects-make-phantoms runs through the image
+the image (default aspects:<the app version>, as `make map` tags it). One phantom from aspects-make-phantoms runs through the image
 and through `python app.py` on this machine: the image must write aspects.json, SEG and SR with the
 native run's scores, and a failed run must end the container with the app's exit code.
 """
@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
+from aspects import __version__
 from aspects.dicom_sr import read_aspects_from_sr
 from aspects.errors import EXIT_NO_DICOM
 
 REPO = Path(__file__).resolve().parent.parent
-MAP_TAG = os.environ.get("MAP_TAG", "aspects:0.1.0")
+MAP_TAG = os.environ.get("MAP_TAG", f"aspects:{__version__}")  # make map's default tag
 MAP_UID = 1000  # the packager's default --uid: the app in the container writes as this user
 
 

@@ -4,6 +4,7 @@ entrypoint script runs it, exit status included. The image itself: tests/test_ma
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from pydicom import dcmread
 import holoscan_cli
 from holoscan_cli.packager.config_reader import ApplicationConfiguration
 
+from aspects import __version__
 from aspects.errors import EXIT_NO_DICOM
 from tools.map.package import ENTRYPOINT_EDITS, apply_edits
 
@@ -40,6 +42,17 @@ def test_app_yaml_is_accepted_by_the_packagers_reader():
     assert app["input-formats"] == ["file"] and app["output-formats"] == ["file"]
     assert res["gpu"] == 1 and res["cpu"] >= 1
     assert _gib(res["memory"]) >= 4 and _gib(res["sharedMemory"]) >= 1 and _gib(res["gpuMemory"]) >= 2
+
+
+def test_one_version_in_the_package_the_map_manifest_and_the_image_tag():
+    """What a PACS shows as the outputs' Software Versions (aspects.__version__), the MAP's
+    manifest (app.yaml), the installed package and `make map`'s image tag name one version."""
+    cfg = ApplicationConfiguration()
+    cfg.read(REPO / "app.yaml")
+    assert str(cfg._config["application"]["version"]) == __version__
+    assert importlib.metadata.version("aspects-ncct") == __version__
+    make = subprocess.run(["make", "-n", "-s", "map-test"], cwd=REPO, capture_output=True, text=True, check=True)
+    assert f"MAP_TAG=aspects:{__version__} " in make.stdout
 
 
 def test_models_folder_has_one_torchscript_file_per_model():
