@@ -28,5 +28,9 @@ class InputError(Exception):
         self.code = code
         self.message = message
 
+    def __reduce__(self):
+        # pickled with both arguments: a worker process's error reaches its parent intact
+        return type(self), (self.code, self.message)
+
     def one_line(self) -> str:
         return f"error[{self.code}]: " + " ".join(self.message.split())

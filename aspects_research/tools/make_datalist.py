@@ -7,6 +7,10 @@
     # your own aligned NIfTI pairs (same file names in both folders)
     aspects-make-datalist --images DIR --labels DIR --out OUT/datalist.json
 
+    # your own head CTs (NIfTI in HU, any orientation) with infarct masks on the same grid (same
+    # file names): aligned as the app aligns a study, then OUT/infarct.json
+    aspects-make-datalist --images DIR --labels DIR --align --out OUT [--contra] [--workers 2]
+
 Datalists are ``{"training": [{"image": ..., "label": ...}], "validation": [...]}`` with paths
 relative to the datalist's folder (the bundles resolve them against it). The split is fixed: the
 ``--val-phantoms`` folder when given, else every case whose sorted position falls on the
@@ -24,7 +28,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 
-from aspects.errors import EXIT_INTERNAL, EXIT_USAGE, InputError  # noqa: E402
+from aspects.errors import EXIT_BAD_SERIES, EXIT_INTERNAL, EXIT_USAGE, InputError  # noqa: E402
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 Entry = Dict[str, str]
@@ -120,14 +124,27 @@ def align_case(case: Path, out: Path, atlas, contra: bool = False) -> Dict[str, 
     import SimpleITK as sitk
 
     from aspects.pipeline import preprocess_series
-    from aspects.preprocess import to_aligned
 
     pre = preprocess_series(load_study(case / "dicom"), atlas)
+    truth = {task: sitk.ReadImage(str(case / "truth" / f"{task}.nii.gz"), sitk.sitkUInt8) for task in TASKS}
     files = _case_files(case, out, contra)
+    write_aligned(pre, truth, files)
+    return {k: _rel(v, out) for k, v in files.items()}
+
+
+def write_aligned(pre, labels, files: Dict[str, Path]) -> None:
+    """Write the preprocessed study ``pre`` (:class:`aspects.preprocess.Preprocessed`) to
+    ``files``: ``"image"`` the aligned HU, each of ``labels`` (task -> uint8 image in the study's
+    physical space) under its task's name, and, where ``files`` has ``"contra"``, the mirror
+    deformed onto the image as the app's asymmetry stage makes it."""
+    import SimpleITK as sitk
+
+    from aspects.preprocess import to_aligned
+
     for f in files.values():
         f.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(pre.aligned, str(files["image"]), True)
-    if contra:
+    if "contra" in files:
         from aspects.asymmetry import contralateral
 
         hu = sitk.GetArrayFromImage(pre.aligned)
@@ -135,11 +152,9 @@ def align_case(case: Path, out: Path, atlas, contra: bool = False) -> Dict[str, 
         img = sitk.GetImageFromArray(warped.astype("float32"))
         img.CopyInformation(pre.aligned)
         sitk.WriteImage(img, str(files["contra"]), True)
-    for task in TASKS:
-        truth = sitk.ReadImage(str(case / "truth" / f"{task}.nii.gz"), sitk.sitkUInt8)
-        aligned = to_aligned(pre, truth, label=True)  # label-wise interpolation: no new values
+    for task, label in labels.items():
+        aligned = to_aligned(pre, label, label=True)  # label-wise interpolation: no new values
         sitk.WriteImage(aligned, str(files[task]), True)
-    return {k: _rel(v, out) for k, v in files.items()}
 
 
 def _case_files(case: Path, out: Path, contra: bool = False) -> Dict[str, Path]:
@@ -180,8 +195,32 @@ def _init_worker(atlas_dir: Optional[Path]) -> None:
     _WORKER_ATLAS = load_atlas(atlas_dir)
 
 
-def _align_in_worker(case: Path, out: Path, contra: bool = False) -> Dict[str, str]:
-    return align_case(case, out, _WORKER_ATLAS, contra)
+def _in_worker(align, kwargs: dict):
+    return align(atlas=_WORKER_ATLAS, **kwargs)
+
+
+def _align_jobs(jobs: Sequence[Tuple[str, dict]], align, atlas, workers: int = 1, atlas_dir: Optional[Path] = None):
+    """``(name, result, error)`` per job as it finishes: ``align(atlas=atlas, **kwargs)``'s value,
+    or None and the exception it raised; in this process, or in ``workers`` processes (one ANTs
+    thread each, their own atlas), which is how 2 cores are best used."""
+    if workers <= 1:
+        for name, kwargs in jobs:
+            try:
+                yield name, align(atlas=atlas, **kwargs), None
+            except Exception as exc:  # noqa: BLE001 - handed to the caller, who decides
+                yield name, None, exc
+        return
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    pool = cf.ProcessPoolExecutor(workers, mp.get_context("spawn"), _init_worker, (atlas_dir,))
+    try:
+        futures = {pool.submit(_in_worker, align, kwargs): name for name, kwargs in jobs}
+        for f in cf.as_completed(futures):
+            exc = f.exception()
+            yield futures[f], (None if exc else f.result()), exc
+    finally:  # joined here: left to interpreter exit, its wake-up pipe may be closed first
+        pool.shutdown(cancel_futures=True)
 
 
 def phantom_datalists(train_dir: Path, val_dir: Optional[Path], out: Path, val_every: int, atlas,
@@ -211,21 +250,12 @@ def phantom_datalists(train_dir: Path, val_dir: Optional[Path], out: Path, val_e
             done[case.name] = earlier
     if len(done):
         print(f"{len(done)} cases already aligned in {out}: reused", flush=True)
-    pool = None
-    if workers <= 1:
-        results = ((case, align_case(case, out, atlas, contra)) for case in todo)
-    else:
-        import concurrent.futures as cf
-        import multiprocessing as mp
-
-        pool = cf.ProcessPoolExecutor(workers, mp.get_context("spawn"), _init_worker, (atlas_dir,))
-        futures = {pool.submit(_align_in_worker, case, out, contra): case for case in todo}
-        results = ((futures[f], f.result()) for f in cf.as_completed(futures))
-    for n, (case, files) in enumerate(results, 1):
-        done[case.name] = files
-        print(f"[{n}/{len(todo)}] {case.name} aligned ({time.monotonic() - start:.0f} s)", flush=True)
-    if pool is not None:  # joined here: left to interpreter exit, its wake-up pipe may be closed first
-        pool.shutdown()
+    jobs = [(case.name, dict(case=case, out=out, contra=contra)) for case in todo]
+    for n, (name, files, exc) in enumerate(_align_jobs(jobs, align_case, atlas, workers, atlas_dir), 1):
+        if exc is not None:
+            raise exc  # a synthetic study that cannot be aligned is a bug of the generator or the app
+        done[name] = files
+        print(f"[{n}/{len(todo)}] {name} aligned ({time.monotonic() - start:.0f} s)", flush=True)
     lists = {}
     for task in TASKS:
         pick = lambda cases, task=task: [dict(image=done[c.name]["image"], label=done[c.name][task], **_slice_mm(c),
@@ -236,18 +266,139 @@ def phantom_datalists(train_dir: Path, val_dir: Optional[Path], out: Path, val_e
     return lists
 
 
+# --- your own head CTs --------------------------------------------------------------------------
+
+# A head CT in HU has air around the head; an image whose darkest 1 % is above this is not one
+# (raw stored values without their rescale, or a skull-stripped image the app cannot strip again).
+AIR_HU = -500.0
+GRID_TOLERANCE_MM = 0.01  # label and image headers written by different tools round differently
+
+
+def grid_mismatch(image, label) -> Optional[str]:
+    """Why ``label`` is not on ``image``'s voxel grid (size, spacing, origin, axes), or None."""
+    import numpy as np
+
+    if label.GetSize() != image.GetSize():
+        return f"its size {label.GetSize()} differs from the image's {image.GetSize()}"
+    for what, a, b in (("spacing", label.GetSpacing(), image.GetSpacing()), ("origin", label.GetOrigin(), image.GetOrigin())):
+        if not np.allclose(a, b, rtol=0.0, atol=GRID_TOLERANCE_MM):
+            return f"its {what} {tuple(round(v, 3) for v in a)} differs from the image's {tuple(round(v, 3) for v in b)}"
+    if not np.allclose(label.GetDirection(), image.GetDirection(), rtol=0.0, atol=1e-4):
+        return "its axes (direction) differ from the image's"
+    return None
+
+
+def slice_spacing(image) -> float:
+    """The spacing along the image axis nearest the patient's head-foot axis: the slice step of
+    an axial head CT (what the infarct bundle's lesion synthesis blurs a painted lesion by)."""
+    import numpy as np
+
+    d = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    return float(image.GetSpacing()[int(np.argmax(np.abs(d[2])))])
+
+
+def align_ct(image_path: Path, label_path: Path, atlas, out: Path, contra: bool = False) -> Dict[str, object]:
+    """One head CT NIfTI (HU, any orientation) and its infarct mask (non-zero = infarct, on the
+    image's grid) aligned as the app aligns a study: :func:`aspects.preprocess.preprocess`, the
+    mask with label-wise interpolation. Returns the datalist entry (paths relative to ``out``).
+    Raises :class:`InputError` for an image or mask the app could not use."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from aspects.preprocess import preprocess
+
+    image = sitk.ReadImage(str(image_path), sitk.sitkFloat32)
+    if image.GetDimension() != 3:
+        raise InputError(EXIT_BAD_SERIES, f"{image_path.name} is {image.GetDimension()}-D; a 3-D head CT is needed")
+    darkest = float(np.percentile(sitk.GetArrayViewFromImage(image), 1))
+    if darkest > AIR_HU:
+        raise InputError(EXIT_BAD_SERIES, f"{image_path.name}: its darkest 1 % of voxels is {darkest:.0f}, not air "
+                                          f"(< {AIR_HU:.0f}): a head CT in Hounsfield units, not skull-stripped, is needed")
+    label = sitk.ReadImage(str(label_path))
+    problem = grid_mismatch(image, label)
+    if problem:
+        raise InputError(EXIT_USAGE, f"{label_path.name} is not on the grid of {image_path.name}: {problem}")
+    # Axes permuted (no resampling) to the order of a DICOM axial series, as the app reads one.
+    image, label = sitk.DICOMOrient(image, "LPS"), sitk.DICOMOrient(sitk.Cast(label != 0, sitk.sitkUInt8), "LPS")
+    name = _stem(image_path)
+    files = _ct_files(name, out, contra)
+    write_aligned(preprocess(image, atlas), {"infarct": label}, files)
+    return _ct_entry(files, out, slice_spacing(image))
+
+
+def _ct_files(name: str, out: Path, contra: bool) -> Dict[str, Path]:
+    files = {"image": out / "images" / f"{name}.nii.gz", "infarct": out / "infarct" / f"{name}.nii.gz"}
+    if contra:
+        files["contra"] = out / "contra" / f"{name}.nii.gz"
+    return files
+
+
+def _ct_entry(files: Dict[str, Path], out: Path, slice_mm: float) -> Dict[str, object]:
+    entry: Dict[str, object] = {"image": _rel(files["image"], out), "label": _rel(files["infarct"], out)}
+    if "contra" in files:
+        entry["contra"] = _rel(files["contra"], out)
+    entry["slice_mm"] = round(slice_mm, 4)
+    return entry
+
+
+def ct_datalist(images: Path, labels: Path, out: Path, val_every: int, atlas, workers: int = 1,
+                atlas_dir: Optional[Path] = None, contra: bool = False) -> Tuple[dict, Dict[str, str]]:
+    """Align every image/label pair (:func:`align_ct`) into ``out`` and write ``out/infarct.json``
+    (the fixed ``val_every`` split over all pairs, so a case skipped now keeps the others' split).
+    A pair that cannot be used is skipped with its one-line reason, listed in ``out/skipped.json``
+    and returned; pairs aligned by an earlier run are reused."""
+    import SimpleITK as sitk
+
+    pairs = pair_folder(images, labels)
+    train, val = split_cases([c for c, _, _ in pairs], val_every)
+    done: Dict[str, Dict[str, object]] = {}
+    jobs = []
+    for case, img, lab in pairs:
+        files = _ct_files(case, out, contra)
+        if all(f.is_file() for f in files.values()):
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(img))
+            reader.ReadImageInformation()
+            done[case] = _ct_entry(files, out, slice_spacing(reader))
+        else:
+            jobs.append((case, dict(image_path=img, label_path=lab, out=out, contra=contra)))
+    if done:
+        print(f"{len(done)} cases already aligned in {out}: reused", flush=True)
+    skipped: Dict[str, str] = {}
+    start = time.monotonic()
+    for n, (case, entry, exc) in enumerate(_align_jobs(jobs, align_ct, atlas, workers, atlas_dir), 1):
+        if isinstance(exc, InputError):
+            skipped[case] = exc.one_line()
+            print(f"[{n}/{len(jobs)}] {case} skipped: {skipped[case]}", file=sys.stderr, flush=True)
+            continue
+        if exc is not None:
+            raise exc
+        done[case] = entry
+        print(f"[{n}/{len(jobs)}] {case} aligned ({time.monotonic() - start:.0f} s)", flush=True)
+    write_json(skipped, out / "skipped.json")
+    if not done:
+        raise InputError(EXIT_USAGE, f"none of the {len(pairs)} image/label pairs could be aligned ({out / 'skipped.json'})")
+    data = datalist([done[c] for c in train if c in done], [done[c] for c in val if c in done])
+    write_json(data, out / "infarct.json")
+    return data, skipped
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--phantoms", type=Path, help="make_phantoms output folder (training cases)")
     ap.add_argument("--val-phantoms", type=Path, help="make_phantoms folder used only for validation")
-    ap.add_argument("--images", type=Path, help="folder of aligned image NIfTI files")
+    ap.add_argument("--images", type=Path, help="folder of image NIfTI files (aligned; with --align: head CTs in HU)")
     ap.add_argument("--labels", type=Path, help="folder of label NIfTI files with the images' names")
-    ap.add_argument("--out", type=Path, required=True, help="phantoms: output folder; images: datalist file")
+    ap.add_argument("--align", action="store_true",
+                    help="images: head CTs in any orientation, aligned as the app aligns a study, with their "
+                         "infarct masks (non-zero = infarct) on the same grid; --out is then a folder")
+    ap.add_argument("--out", type=Path, required=True,
+                    help="phantoms and --align: output folder; images: datalist file")
     ap.add_argument("--val-every", type=int, default=5, help="without a validation folder: every N-th case validates (5)")
     ap.add_argument("--atlas", type=Path, help="atlas folder (default: $ASPECTS_ATLAS_DIR or <repo>/atlas)")
-    ap.add_argument("--workers", type=int, default=1, help="phantoms: cases aligned in parallel processes (1)")
+    ap.add_argument("--workers", type=int, default=1, help="phantoms and --align: cases aligned in parallel processes (1)")
     ap.add_argument("--contra", action="store_true",
-                    help="phantoms: also write the deformed mirror (contra/) and list it in infarct.json (~3 s a case)")
+                    help="phantoms and --align: also write the deformed mirror (contra/) and list it in infarct.json (~3 s a case)")
     args = ap.parse_args(argv)
     try:
         if (args.phantoms is None) == (args.images is None):
@@ -255,10 +406,20 @@ def main(argv=None) -> int:
         if args.images is not None:
             if args.labels is None:
                 raise InputError(EXIT_USAGE, "--images needs --labels")
+            if args.align:
+                from aspects.atlas import load_atlas
+
+                data, skipped = ct_datalist(args.images, args.labels, args.out, args.val_every, load_atlas(args.atlas),
+                                            workers=args.workers, atlas_dir=args.atlas, contra=args.contra)
+                print(f"{args.out / 'infarct.json'}: {len(data['training'])} training, {len(data['validation'])} "
+                      f"validation, {len(skipped)} skipped")
+                return 0
             data = folder_datalist(args.images, args.labels, args.out, args.val_every)
             write_json(data, args.out)
             print(f"{args.out}: {len(data['training'])} training, {len(data['validation'])} validation")
             return 0
+        if args.align:
+            raise InputError(EXIT_USAGE, "--align goes with --images DIR --labels DIR")
         from aspects.atlas import load_atlas
 
         lists = phantom_datalists(args.phantoms, args.val_phantoms, args.out, args.val_every, load_atlas(args.atlas),
