@@ -317,13 +317,16 @@ def test_own_head_cts_are_aligned_as_the_app_aligns_a_study_and_unusable_pairs_a
     stored = sitk.Clamp(ras(ct), sitk.sitkFloat32, -1024.0, 3071.0) + 1024.0  # unsigned stored values, rescale lost
     sitk.WriteImage(sitk.Cast(stored, sitk.sitkUInt16), str(images / "c_not_hu.nii.gz"))
     sitk.WriteImage(ras(mask), str(labels / "c_not_hu.nii.gz"))
+    sitk.WriteImage(sitk.JoinSeries([ras(ct), ras(ct)]), str(images / "d_two_volumes.nii.gz"))  # a 4-D series
+    sitk.WriteImage(ras(mask), str(labels / "d_two_volumes.nii.gz"))
 
     args = ["--images", str(images), "--labels", str(labels), "--align", "--out", str(out), "--val-every", "3"]
     assert make_datalist.main(args + ["--workers", "2"]) == 0  # a worker's error reaches the parent intact
     printed = capsys.readouterr()
-    assert "1 training, 0 validation, 2 skipped" in printed.out
+    assert "1 training, 0 validation, 3 skipped" in printed.out
     skipped = json.loads((out / "skipped.json").read_text())
-    assert sorted(skipped) == ["b_cropped_mask", "c_not_hu"]
+    assert sorted(skipped) == ["b_cropped_mask", "c_not_hu", "d_two_volumes"]
+    assert "d_two_volumes.nii.gz is 4-D" in skipped["d_two_volumes"]
     assert "is not on the grid of b_cropped_mask.nii.gz: its size" in skipped["b_cropped_mask"]
     assert "not air" in skipped["c_not_hu"] and "Hounsfield" in skipped["c_not_hu"]
     assert "c_not_hu skipped: error[5]:" in printed.err

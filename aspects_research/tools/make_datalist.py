@@ -307,14 +307,12 @@ def align_ct(image_path: Path, label_path: Path, atlas, out: Path, contra: bool 
 
     from aspects.preprocess import preprocess
 
-    image = sitk.ReadImage(str(image_path), sitk.sitkFloat32)
-    if image.GetDimension() != 3:
-        raise InputError(EXIT_BAD_SERIES, f"{image_path.name} is {image.GetDimension()}-D; a 3-D head CT is needed")
+    image = _volume(sitk.ReadImage(str(image_path), sitk.sitkFloat32), image_path)
     darkest = float(np.percentile(sitk.GetArrayViewFromImage(image), 1))
     if darkest > AIR_HU:
         raise InputError(EXIT_BAD_SERIES, f"{image_path.name}: its darkest 1 % of voxels is {darkest:.0f}, not air "
                                           f"(< {AIR_HU:.0f}): a head CT in Hounsfield units, not skull-stripped, is needed")
-    label = sitk.ReadImage(str(label_path))
+    label = _volume(sitk.ReadImage(str(label_path)), label_path)
     problem = grid_mismatch(image, label)
     if problem:
         raise InputError(EXIT_USAGE, f"{label_path.name} is not on the grid of {image_path.name}: {problem}")
@@ -324,6 +322,14 @@ def align_ct(image_path: Path, label_path: Path, atlas, out: Path, contra: bool 
     files = _ct_files(name, out, contra)
     write_aligned(preprocess(image, atlas), {"infarct": label}, files)
     return _ct_entry(files, out, slice_spacing(image))
+
+
+def _volume(img, path: Path):
+    """``img``, which must be 3-D (ITK reads a NIfTI of shape (x, y, z, 1) as 3-D already)."""
+    if img.GetDimension() != 3:
+        raise InputError(EXIT_BAD_SERIES, f"{path.name} is {img.GetDimension()}-D of size {img.GetSize()}; "
+                                          "a 3-D head CT and mask are needed")
+    return img
 
 
 def _ct_files(name: str, out: Path, contra: bool) -> Dict[str, Path]:
