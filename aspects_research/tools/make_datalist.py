@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 
-from aspects.errors import EXIT_BAD_SERIES, EXIT_INTERNAL, EXIT_USAGE, InputError  # noqa: E402
+from aspects.errors import EXIT_BAD_SERIES, EXIT_USAGE, InputError  # noqa: E402
+from aspects_research.tools import one_line_errors  # noqa: E402
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 Entry = Dict[str, str]
@@ -406,7 +407,8 @@ def main(argv=None) -> int:
     ap.add_argument("--contra", action="store_true",
                     help="phantoms and --align: also write the deformed mirror (contra/) and list it in infarct.json (~3 s a case)")
     args = ap.parse_args(argv)
-    try:
+
+    def run() -> int:
         if (args.phantoms is None) == (args.images is None):
             raise InputError(EXIT_USAGE, "give either --phantoms DIR or --images DIR --labels DIR")
         if args.images is not None:
@@ -433,12 +435,8 @@ def main(argv=None) -> int:
         for task, data in lists.items():
             print(f"{args.out / (task + '.json')}: {len(data['training'])} training, {len(data['validation'])} validation")
         return 0
-    except InputError as exc:
-        print(exc.one_line(), file=sys.stderr)
-        return exc.code
-    except Exception as exc:  # noqa: BLE001 - one line for the user, not a traceback
-        print(f"error[{EXIT_INTERNAL}]: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_INTERNAL
+
+    return one_line_errors(run)
 
 
 if __name__ == "__main__":
