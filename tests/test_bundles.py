@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -294,11 +295,13 @@ def test_phantom_datalists_with_contra_carry_the_apps_deformed_mirror(tmp_path: 
 
 @pytest.mark.slow
 def test_own_head_cts_are_aligned_as_the_app_aligns_a_study_and_unusable_pairs_are_skipped(tmp_path: Path, capsys):
-    """--align: a researcher's head CT NIfTI (here a synthetic study written as NIfTI, axes in RAS
-    order, as many tools write them) and its infarct mask give the training case the app's own
-    preprocessing gives from the DICOM study; a mask on another grid and an image not in HU are
-    skipped with their reasons, and the others keep their split."""
+    """--align: a researcher's head CT as NIfTI (here a synthetic study written with RAS axes, as
+    many tools write them) or as a DICOM study folder, with its infarct mask on any grid of the
+    same patient space, gives the training case the app's own preprocessing gives; an image not
+    in HU, a 4-D series and a mask from elsewhere are skipped with their reasons, the others keep
+    their split, and a rerun reuses what was aligned."""
     from aspects.atlas import load_atlas
+    from aspects.preprocess import preprocess_series
     from tests.support.phantom_cases import make_case
 
     case = make_case(tmp_path / "ph", 3105, kind="acute", thickness=5.0, hu_drop=10, pattern="whole_mca")
@@ -308,46 +311,51 @@ def test_own_head_cts_are_aligned_as_the_app_aligns_a_study_and_unusable_pairs_a
     ct = make_datalist.load_study(case / "dicom").volume.image
     mask = sitk.Resample(sitk.ReadImage(str(case / "truth" / "infarct.nii.gz")), ct, sitk.Transform(),
                          sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    assert sitk.GetArrayViewFromImage(mask).any()
+    assert sitk.GetArrayViewFromImage(mask).any() and not sitk.GetArrayViewFromImage(mask)[-1].any()
     ras = lambda im: sitk.DICOMOrient(im, "RAS")  # noqa: E731 - the NIfTI habit
-    sitk.WriteImage(ras(ct), str(images / "a_study.nii.gz"))
-    sitk.WriteImage(ras(mask), str(labels / "a_study.nii.gz"))
-    sitk.WriteImage(ras(ct), str(images / "b_cropped_mask.nii.gz"))
-    sitk.WriteImage(ras(mask)[:, :, 1:], str(labels / "b_cropped_mask.nii.gz"))
+    sitk.WriteImage(ras(ct), str(images / "a_nifti.nii.gz"))
+    sitk.WriteImage(ras(mask), str(labels / "a_nifti.nii.gz"))
+    shutil.copytree(case / "dicom", images / "b_dicom")
+    sitk.WriteImage(mask[:, :, :-1], str(labels / "b_dicom.nii.gz"))  # another grid: the top slice left out
     stored = sitk.Clamp(ras(ct), sitk.sitkFloat32, -1024.0, 3071.0) + 1024.0  # unsigned stored values, rescale lost
     sitk.WriteImage(sitk.Cast(stored, sitk.sitkUInt16), str(images / "c_not_hu.nii.gz"))
     sitk.WriteImage(ras(mask), str(labels / "c_not_hu.nii.gz"))
     sitk.WriteImage(sitk.JoinSeries([ras(ct), ras(ct)]), str(images / "d_two_volumes.nii.gz"))  # a 4-D series
     sitk.WriteImage(ras(mask), str(labels / "d_two_volumes.nii.gz"))
+    elsewhere = sitk.Image(mask)
+    elsewhere.SetOrigin([v + 300.0 for v in mask.GetOrigin()])  # another study's space
+    sitk.WriteImage(ras(ct), str(images / "e_mask_elsewhere.nii.gz"))
+    sitk.WriteImage(elsewhere, str(labels / "e_mask_elsewhere.nii.gz"))
 
     args = ["--images", str(images), "--labels", str(labels), "--align", "--out", str(out), "--val-every", "3"]
     assert make_datalist.main(args + ["--workers", "2"]) == 0  # a worker's error reaches the parent intact
     printed = capsys.readouterr()
-    assert "1 training, 0 validation, 3 skipped" in printed.out
+    assert "2 training, 0 validation, 3 skipped" in printed.out
     skipped = json.loads((out / "skipped.json").read_text())
-    assert sorted(skipped) == ["b_cropped_mask", "c_not_hu", "d_two_volumes"]
-    assert "d_two_volumes.nii.gz is 4-D" in skipped["d_two_volumes"]
-    assert "is not on the grid of b_cropped_mask.nii.gz: its size" in skipped["b_cropped_mask"]
+    assert sorted(skipped) == ["c_not_hu", "d_two_volumes", "e_mask_elsewhere"]
     assert "not air" in skipped["c_not_hu"] and "Hounsfield" in skipped["c_not_hu"]
+    assert "d_two_volumes.nii.gz is 4-D" in skipped["d_two_volumes"]
+    assert "e_mask_elsewhere.nii.gz does not fit e_mask_elsewhere.nii.gz: its lesion reaches" in skipped["e_mask_elsewhere"]
     assert "c_not_hu skipped: error[5]:" in printed.err
-    entry = json.loads((out / "infarct.json").read_text())["training"][0]
-    assert entry == {"image": "images/a_study.nii.gz", "label": "infarct/a_study.nii.gz", "slice_mm": 5.0}
+    entries = json.loads((out / "infarct.json").read_text())["training"]
+    assert entries[0] == {"image": "images/a_nifti.nii.gz", "label": "infarct/a_nifti.nii.gz", "slice_mm": 5.0}
+    assert entries[1] == {"image": "images/b_dicom.nii.gz", "label": "infarct/b_dicom.nii.gz", "slice_mm": 5.0}
 
-    # the same study and mask through the DICOM path (the app's preprocessing of the series)
-    from aspects.preprocess import preprocess_series
-
+    # the same study and mask through the app's preprocessing of the DICOM series
     ref = {"image": tmp_path / "ref" / "image.nii.gz", "infarct": tmp_path / "ref" / "infarct.nii.gz"}
     make_datalist.write_aligned(preprocess_series(make_datalist.load_study(case / "dicom"), load_atlas(None)),
                                 {"infarct": mask}, ref)
-    got_img = sitk.GetArrayFromImage(sitk.ReadImage(str(out / entry["image"])))
     ref_img = sitk.GetArrayFromImage(sitk.ReadImage(str(ref["image"])))
-    got = sitk.GetArrayFromImage(sitk.ReadImage(str(out / entry["label"]))) > 0
     want = sitk.GetArrayFromImage(sitk.ReadImage(str(ref["infarct"]))) > 0
-    # NIfTI keeps the geometry in float32 (the origin moves by ~1e-5 mm) and the registration turns
-    # that into a sub-voxel difference (here: Dice 0.97); a flipped or mis-oriented study is far off
-    assert got_img.shape == ref_img.shape == (96, 112, 96) and np.abs(got_img - ref_img).mean() < 0.5
-    assert want.sum() > 1000 and 2 * (got & want).sum() / (got.sum() + want.sum()) >= 0.95
+    assert want.sum() > 1000
+    for entry, min_dice in ((entries[1], 0.999), (entries[0], 0.95)):
+        # NIfTI keeps the geometry in float32 (the origin moves by ~1e-5 mm) and the registration turns
+        # that into a sub-voxel difference (Dice 0.97 here); a flipped or mis-oriented study is far off
+        got_img = sitk.GetArrayFromImage(sitk.ReadImage(str(out / entry["image"])))
+        got = sitk.GetArrayFromImage(sitk.ReadImage(str(out / entry["label"]))) > 0
+        assert got_img.shape == ref_img.shape == (96, 112, 96) and np.abs(got_img - ref_img).mean() < 0.5
+        assert 2 * (got & want).sum() / (got.sum() + want.sum()) >= min_dice
 
-    assert make_datalist.main(args) == 0  # a rerun reuses the aligned case and skips the others again
-    assert "1 cases already aligned" in capsys.readouterr().out
-    assert json.loads((out / "infarct.json").read_text())["training"] == [entry]
+    assert make_datalist.main(args) == 0  # a rerun reuses the aligned cases and skips the others again
+    assert "2 cases already aligned" in capsys.readouterr().out
+    assert json.loads((out / "infarct.json").read_text())["training"] == entries

@@ -7,8 +7,8 @@
     # your own aligned NIfTI pairs (same file names in both folders)
     aspects-make-datalist --images DIR --labels DIR --out OUT/datalist.json
 
-    # your own head CTs (NIfTI in HU, any orientation) with infarct masks on the same grid (same
-    # file names): aligned as the app aligns a study, then OUT/infarct.json
+    # your own head CTs (NIfTI in HU, any orientation, or DICOM study folders) with infarct masks
+    # (NIfTI, same case names) in the same patient space: aligned as the app aligns a study
     aspects-make-datalist --images DIR --labels DIR --align --out OUT [--contra] [--workers 2]
 
 Datalists are ``{"training": [{"image": ..., "label": ...}], "validation": [...]}`` with paths
@@ -272,20 +272,45 @@ def phantom_datalists(train_dir: Path, val_dir: Optional[Path], out: Path, val_e
 # A head CT in HU has air around the head; an image whose darkest 1 % is above this is not one
 # (raw stored values without their rescale, or a skull-stripped image the app cannot strip again).
 AIR_HU = -500.0
-GRID_TOLERANCE_MM = 0.01  # label and image headers written by different tools round differently
+FIELD_TOLERANCE_VOXELS = 1.0  # headers written by different tools round the geometry differently
 
 
-def grid_mismatch(image, label) -> Optional[str]:
-    """Why ``label`` is not on ``image``'s voxel grid (size, spacing, origin, axes), or None."""
+def own_pairs(images: Path, labels: Path) -> List[Tuple[str, Path, Path]]:
+    """``(case, image, label)``: each NIfTI file (case = its name without the suffix) or DICOM study
+    folder (case = the folder's name) in ``images`` with the NIfTI mask of the same case name in
+    ``labels``; an image without a mask is an error."""
+    for folder in (images, labels):
+        if not folder.is_dir():
+            raise InputError(EXIT_USAGE, f"not a folder: {folder}")
+    imgs = {**nifti_files(images), **{p.name: p for p in sorted(images.iterdir()) if p.is_dir()}}
+    if not imgs:
+        raise InputError(EXIT_USAGE, f"no NIfTI images (.nii / .nii.gz) or DICOM study folders in {images}")
+    labs = nifti_files(labels)
+    missing = sorted(set(imgs) - set(labs))
+    if missing:
+        raise InputError(EXIT_USAGE, f"{len(missing)} images have no mask in {labels}: {', '.join(missing[:5])}")
+    return [(case, imgs[case], labs[case]) for case in sorted(imgs)]
+
+
+def lesion_outside(image, label) -> Optional[str]:
+    """Where the mask's lesion (its non-zero voxels' box, in patient space) leaves ``image``'s
+    field, or None: a mask of another study or in another space. Any grid in the image's space is
+    fine: the mask goes to the aligned grid through patient coordinates."""
+    import itertools
+
     import numpy as np
+    import SimpleITK as sitk
 
-    if label.GetSize() != image.GetSize():
-        return f"its size {label.GetSize()} differs from the image's {image.GetSize()}"
-    for what, a, b in (("spacing", label.GetSpacing(), image.GetSpacing()), ("origin", label.GetOrigin(), image.GetOrigin())):
-        if not np.allclose(a, b, rtol=0.0, atol=GRID_TOLERANCE_MM):
-            return f"its {what} {tuple(round(v, 3) for v in a)} differs from the image's {tuple(round(v, 3) for v in b)}"
-    if not np.allclose(label.GetDirection(), image.GetDirection(), rtol=0.0, atol=1e-4):
-        return "its axes (direction) differ from the image's"
+    nz = np.argwhere(sitk.GetArrayViewFromImage(label) != 0)
+    if nz.size == 0:
+        return None
+    size = np.asarray(image.GetSize(), dtype=float)
+    tol = FIELD_TOLERANCE_VOXELS + 0.5
+    for corner in itertools.product(*zip(nz.min(0)[::-1], nz.max(0)[::-1])):  # (x, y, z) indices
+        point = label.TransformIndexToPhysicalPoint([int(v) for v in corner])
+        index = np.asarray(image.TransformPhysicalPointToContinuousIndex(point))
+        if np.any(index < -tol) or np.any(index > size - 1 + tol):
+            return f"its lesion reaches ({', '.join(f'{v:.1f}' for v in point)}) mm, outside the image"
     return None
 
 
@@ -298,31 +323,42 @@ def slice_spacing(image) -> float:
     return float(image.GetSpacing()[int(np.argmax(np.abs(d[2])))])
 
 
-def align_ct(image_path: Path, label_path: Path, atlas, out: Path, contra: bool = False) -> Dict[str, object]:
-    """One head CT NIfTI (HU, any orientation) and its infarct mask (non-zero = infarct, on the
-    image's grid) aligned as the app aligns a study: :func:`aspects.preprocess.preprocess`, the
-    mask with label-wise interpolation. Returns the datalist entry (paths relative to ``out``).
-    Raises :class:`InputError` for an image or mask the app could not use."""
+def align_ct(case: str, image_path: Path, label_path: Path, atlas, out: Path, contra: bool = False) -> Dict[str, object]:
+    """One head CT and its infarct mask aligned as the app aligns a study; the datalist entry
+    (paths relative to ``out``), also kept in ``out/entries/<case>.json`` for a rerun.
+
+    ``image_path``: a NIfTI in HU (any orientation; its axes permuted, without resampling, to a
+    DICOM axial series' order) or a DICOM study folder (the app's series selection and reading).
+    ``label_path``: non-zero = infarct, on any grid in the image's patient space (label-wise
+    interpolation onto the aligned grid). Raises :class:`InputError` for what the app could not use."""
     import numpy as np
     import SimpleITK as sitk
 
-    from aspects.preprocess import preprocess
+    from aspects.preprocess import preprocess, preprocess_series
 
-    image = _volume(sitk.ReadImage(str(image_path), sitk.sitkFloat32), image_path)
+    if image_path.is_dir():
+        series = load_study(image_path)
+        image = series.volume.image
+        prepare = lambda: preprocess_series(series, atlas)  # noqa: E731 - the scanned field from its slices
+    else:
+        image = sitk.DICOMOrient(_volume(sitk.ReadImage(str(image_path), sitk.sitkFloat32), image_path), "LPS")
+        prepare = lambda: preprocess(image, atlas)  # noqa: E731
     darkest = float(np.percentile(sitk.GetArrayViewFromImage(image), 1))
     if darkest > AIR_HU:
         raise InputError(EXIT_BAD_SERIES, f"{image_path.name}: its darkest 1 % of voxels is {darkest:.0f}, not air "
                                           f"(< {AIR_HU:.0f}): a head CT in Hounsfield units, not skull-stripped, is needed")
-    label = _volume(sitk.ReadImage(str(label_path)), label_path)
-    problem = grid_mismatch(image, label)
+    label = sitk.Cast(_volume(sitk.ReadImage(str(label_path)), label_path) != 0, sitk.sitkUInt8)
+    problem = lesion_outside(image, label)
     if problem:
-        raise InputError(EXIT_USAGE, f"{label_path.name} is not on the grid of {image_path.name}: {problem}")
-    # Axes permuted (no resampling) to the order of a DICOM axial series, as the app reads one.
-    image, label = sitk.DICOMOrient(image, "LPS"), sitk.DICOMOrient(sitk.Cast(label != 0, sitk.sitkUInt8), "LPS")
-    name = _stem(image_path)
-    files = _ct_files(name, out, contra)
-    write_aligned(preprocess(image, atlas), {"infarct": label}, files)
-    return _ct_entry(files, out, slice_spacing(image))
+        raise InputError(EXIT_USAGE, f"{label_path.name} does not fit {image_path.name}: {problem}")
+    files = _ct_files(case, out, contra)
+    write_aligned(prepare(), {"infarct": label}, files)
+    entry: Dict[str, object] = {"image": _rel(files["image"], out), "label": _rel(files["infarct"], out)}
+    if contra:
+        entry["contra"] = _rel(files["contra"], out)
+    entry["slice_mm"] = round(slice_spacing(image), 4)
+    write_json(entry, _entry_file(case, out))  # last: its presence means the case is complete
+    return entry
 
 
 def _volume(img, path: Path):
@@ -333,42 +369,34 @@ def _volume(img, path: Path):
     return img
 
 
-def _ct_files(name: str, out: Path, contra: bool) -> Dict[str, Path]:
-    files = {"image": out / "images" / f"{name}.nii.gz", "infarct": out / "infarct" / f"{name}.nii.gz"}
+def _ct_files(case: str, out: Path, contra: bool) -> Dict[str, Path]:
+    files = {"image": out / "images" / f"{case}.nii.gz", "infarct": out / "infarct" / f"{case}.nii.gz"}
     if contra:
-        files["contra"] = out / "contra" / f"{name}.nii.gz"
+        files["contra"] = out / "contra" / f"{case}.nii.gz"
     return files
 
 
-def _ct_entry(files: Dict[str, Path], out: Path, slice_mm: float) -> Dict[str, object]:
-    entry: Dict[str, object] = {"image": _rel(files["image"], out), "label": _rel(files["infarct"], out)}
-    if "contra" in files:
-        entry["contra"] = _rel(files["contra"], out)
-    entry["slice_mm"] = round(slice_mm, 4)
-    return entry
+def _entry_file(case: str, out: Path) -> Path:
+    return out / "entries" / f"{case}.json"
 
 
 def ct_datalist(images: Path, labels: Path, out: Path, val_every: int, atlas, workers: int = 1,
                 atlas_dir: Optional[Path] = None, contra: bool = False) -> Tuple[dict, Dict[str, str]]:
-    """Align every image/label pair (:func:`align_ct`) into ``out`` and write ``out/infarct.json``
+    """Align every image/mask pair (:func:`align_ct`) into ``out`` and write ``out/infarct.json``
     (the fixed ``val_every`` split over all pairs, so a case skipped now keeps the others' split).
     A pair that cannot be used is skipped with its one-line reason, listed in ``out/skipped.json``
-    and returned; pairs aligned by an earlier run are reused."""
-    import SimpleITK as sitk
-
-    pairs = pair_folder(images, labels)
+    and returned; pairs aligned by an earlier run (with the same ``contra``) are reused."""
+    pairs = own_pairs(images, labels)
     train, val = split_cases([c for c, _, _ in pairs], val_every)
     done: Dict[str, Dict[str, object]] = {}
     jobs = []
     for case, img, lab in pairs:
-        files = _ct_files(case, out, contra)
-        if all(f.is_file() for f in files.values()):
-            reader = sitk.ImageFileReader()
-            reader.SetFileName(str(img))
-            reader.ReadImageInformation()
-            done[case] = _ct_entry(files, out, slice_spacing(reader))
+        entry_file = _entry_file(case, out)
+        earlier = json.loads(entry_file.read_text()) if entry_file.is_file() else None
+        if earlier is not None and ("contra" in earlier) == contra:
+            done[case] = earlier
         else:
-            jobs.append((case, dict(image_path=img, label_path=lab, out=out, contra=contra)))
+            jobs.append((case, dict(case=case, image_path=img, label_path=lab, out=out, contra=contra)))
     if done:
         print(f"{len(done)} cases already aligned in {out}: reused", flush=True)
     skipped: Dict[str, str] = {}
@@ -384,7 +412,7 @@ def ct_datalist(images: Path, labels: Path, out: Path, val_every: int, atlas, wo
         print(f"[{n}/{len(jobs)}] {case} aligned ({time.monotonic() - start:.0f} s)", flush=True)
     write_json(skipped, out / "skipped.json")
     if not done:
-        raise InputError(EXIT_USAGE, f"none of the {len(pairs)} image/label pairs could be aligned ({out / 'skipped.json'})")
+        raise InputError(EXIT_USAGE, f"none of the {len(pairs)} image/mask pairs could be aligned ({out / 'skipped.json'})")
     data = datalist([done[c] for c in train if c in done], [done[c] for c in val if c in done])
     write_json(data, out / "infarct.json")
     return data, skipped
@@ -397,8 +425,8 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=Path, help="folder of image NIfTI files (aligned; with --align: head CTs in HU)")
     ap.add_argument("--labels", type=Path, help="folder of label NIfTI files with the images' names")
     ap.add_argument("--align", action="store_true",
-                    help="images: head CTs in any orientation, aligned as the app aligns a study, with their "
-                         "infarct masks (non-zero = infarct) on the same grid; --out is then a folder")
+                    help="images: head CTs (NIfTI in HU or DICOM study folders), aligned as the app aligns a study, "
+                         "with their infarct masks (non-zero = infarct) in the same patient space; --out is a folder")
     ap.add_argument("--out", type=Path, required=True,
                     help="phantoms and --align: output folder; images: datalist file")
     ap.add_argument("--val-every", type=int, default=5, help="without a validation folder: every N-th case validates (5)")
