@@ -46,6 +46,10 @@ def test_agreement_per_study_and_summary_with_references_stored_in_ras_order(tmp
     for name, blocks in (("a_found", [lesion]), ("b_half", [lesion]), ("c_missed", [lesion]), ("d_false", []),
                          ("e_normal", []), ("f_no_run", [lesion])):
         sitk.WriteImage(ras(_mask(blocks)), str(masks / f"{name}.nii.gz"))
+    _run(runs, "g_elsewhere", _mask([]), {"left": 10, "right": 10})
+    elsewhere = _mask([lesion])
+    elsewhere.SetOrigin((ORIGIN[0] + 200.0, ORIGIN[1], ORIGIN[2]))  # another study's space: not a normal study
+    sitk.WriteImage(elsewhere, str(masks / "g_elsewhere.nii.gz"))
 
     assert main(["--runs", str(runs), "--masks", str(masks), "--json", str(tmp_path / "agree.json")]) == 0
     out = capsys.readouterr().out
@@ -58,7 +62,10 @@ def test_agreement_per_study_and_summary_with_references_stored_in_ras_order(tmp
     s = data["summary"]
     assert s["n"] == 5 and s["n_lesion"] == 3 and s["detection"] == {"tp": 2, "fn": 1, "fp": 1, "tn": 1}
     assert abs(s["dice"]["median"] - 2 / 3) < 1e-9
-    assert data["missing"] == {"f_no_run": f"no app result in {runs / 'f_no_run'} (aspects.json and nifti/infarct.nii.gz)"}
+    assert data["missing"]["f_no_run"] == f"no app result in {runs / 'f_no_run'} (aspects.json and nifti/infarct.nii.gz)"
+    assert data["missing"]["g_elsewhere"].startswith("error[2]: g_elsewhere.nii.gz does not fit the app's result of "
+                                                     "g_elsewhere: its lesion reaches")
+    assert sorted(data["missing"]) == ["f_no_run", "g_elsewhere"]
     assert "| a_found | 8.0 | 8.0 | 1.00 |" in out and "| 4 / 10 |" in out
     assert "Detection: TP 2, FN 1, FP 1, TN 1." in out and "not compared: f_no_run" in out
 

@@ -26,7 +26,7 @@ from aspects.errors import EXIT_USAGE, InputError
 from aspects_research import metrics as mt
 from aspects_research.tools import one_line_errors
 from aspects_research.tools.evaluate import volume_agreement
-from aspects_research.tools.make_datalist import nifti_files
+from aspects_research.tools.make_datalist import lesion_outside, nifti_files
 
 APP_MASK = Path("nifti") / "infarct.nii.gz"
 
@@ -46,7 +46,11 @@ def case_agreement(run: Path, mask: Path, empty_ml: float = 0.0) -> dict:
     import SimpleITK as sitk
 
     app = sitk.ReadImage(str(run / APP_MASK))
-    ref = reference_on_app_grid(sitk.ReadImage(str(mask)), app)
+    reference = sitk.ReadImage(str(mask))
+    problem = lesion_outside(app, reference)
+    if problem:  # resampled, it would read as a study without lesion
+        raise InputError(EXIT_USAGE, f"{mask.name} does not fit the app's result of {run.name}: {problem}")
+    ref = reference_on_app_grid(reference, app)
     spacing = tuple(app.GetSpacing()[::-1])  # (z, y, x), the arrays' order
     seg = mt.segmentation_metrics(sitk.GetArrayFromImage(app), sitk.GetArrayFromImage(ref), spacing, empty_ml=empty_ml)
     result = json.loads((run / "aspects.json").read_text())
@@ -55,7 +59,8 @@ def case_agreement(run: Path, mask: Path, empty_ml: float = 0.0) -> dict:
 
 
 def agreement(runs: Path, masks: Path, empty_ml: float = 0.0) -> dict:
-    """Every case with a reference mask: its record, or why it has none (no complete app run)."""
+    """Every case with a reference mask: its record, or why it has none (no complete app run, or
+    a mask whose lesion lies outside the app's grid: another study's or another space's)."""
     for folder, what in ((runs, "--runs"), (masks, "--masks")):
         if not folder.is_dir():
             raise InputError(EXIT_USAGE, f"{what} {folder} is not a folder")
@@ -69,7 +74,10 @@ def agreement(runs: Path, masks: Path, empty_ml: float = 0.0) -> dict:
         if not (run / APP_MASK).is_file() or not (run / "aspects.json").is_file():
             missing[name] = f"no app result in {run} (aspects.json and {APP_MASK})"
             continue
-        cases.append(case_agreement(run, mask, empty_ml))
+        try:
+            cases.append(case_agreement(run, mask, empty_ml))
+        except InputError as exc:
+            missing[name] = exc.one_line()
     return {"cases": cases, "missing": missing, "summary": summarise(cases, empty_ml)}
 
 
