@@ -3,10 +3,15 @@
 for correct registrations (phantoms, real heads) and for deliberately wrong ones.
 
     aspects-qc-calibration --phantoms DIR [--real-nifti FILE ...] [--real-dicom DIR ...]
+                           [--noise-sd SD ...] [--widen-csf K ...]
 
 For each study it prints the preprocessing QC (NCC, brain volume, scale) and, for the template
 itself moved by known errors (shifts of 6 / 10 mm, rotations of 10 / 20 degrees), the NCC the same
-QC gives: the thresholds ``NCC_LOW`` / ``NCC_FAIL`` must separate the two groups.
+QC gives: the thresholds ``NCC_LOW`` / ``NCC_FAIL`` must separate the two groups. ``--noise-sd`` and
+``--widen-csf`` add, for every real head, the same head with that much Gaussian noise (HU) or with
+its CSF spaces (ventricles, sulci) widened by that many voxels into the tissue beside them (an
+atrophied brain, as in the elderly stroke population): a correct registration of a noisier or
+older head than the template should not read as a poor one.
 """
 
 from __future__ import annotations
@@ -33,6 +38,31 @@ from aspects.skullstrip import fill_holes  # noqa: E402
 def read_dicom_dir(folder: Path) -> sitk.Image:
     """The HU volume of the study in ``folder`` as the app loads it (:func:`aspects.series.read_study`)."""
     return read_study(folder).volume.image
+
+
+CSF_HU = (-5.0, 14.0)
+TISSUE_HU = (18.0, 50.0)
+SKULL_MARGIN_VOXELS = 8  # CSF is widened only this far inside the head's outline: not into the scalp
+
+
+def perturbed(image: sitk.Image, noise_sd: float = 0.0, widen_csf: int = 0, seed: int = 0) -> sitk.Image:
+    """``image`` (HU) with Gaussian noise of ``noise_sd`` HU, or with its CSF-density voxels inside
+    the head grown by ``widen_csf`` voxels into the brain tissue beside them (set to CSF, 8 +- 3 HU).
+    A new image; ``image`` is not changed."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    hu = sitk.GetArrayFromImage(image).astype(np.float32)
+    if widen_csf > 0:
+        inside = ndi.binary_erosion(hu > -100.0, iterations=SKULL_MARGIN_VOXELS)
+        csf = (hu >= CSF_HU[0]) & (hu <= CSF_HU[1]) & inside
+        grown = ndi.binary_dilation(csf, iterations=widen_csf) & (hu >= TISSUE_HU[0]) & (hu <= TISSUE_HU[1]) & inside
+        hu[grown] = 8.0 + rng.normal(0.0, 3.0, int(grown.sum()))
+    if noise_sd > 0:
+        hu += rng.normal(0.0, noise_sd, hu.shape).astype(np.float32)
+    out = sitk.GetImageFromArray(hu)
+    out.CopyInformation(image)
+    return out
 
 
 def moved_template_ncc(atlas) -> List[dict]:
@@ -62,14 +92,22 @@ def main(argv=None) -> int:
     ap.add_argument("--real-nifti", type=Path, nargs="*", default=[], help="real head CT volumes (HU NIfTI)")
     ap.add_argument("--real-dicom", type=Path, nargs="*", default=[], help="real head CT DICOM series folders")
     ap.add_argument("--atlas", type=Path, help="atlas folder (default: the repository's)")
+    ap.add_argument("--noise-sd", type=float, nargs="*", default=[], help="each real head again with this noise (HU)")
+    ap.add_argument("--widen-csf", type=int, nargs="*", default=[],
+                    help="each real head again with its CSF spaces widened by this many voxels")
     args = ap.parse_args(argv)
     atlas = load_atlas(args.atlas)
     studies = []
     if args.phantoms:
         studies += [(c.name, lambda c=c: read_dicom_dir(c / "dicom")) for c in sorted(args.phantoms.iterdir())
                     if (c / "dicom").is_dir()]
-    studies += [(p.name, lambda p=p: sitk.ReadImage(str(p), sitk.sitkFloat32)) for p in args.real_nifti]
-    studies += [(p.name, lambda p=p: read_dicom_dir(p)) for p in args.real_dicom]
+    real = [(p.name, lambda p=p: sitk.ReadImage(str(p), sitk.sitkFloat32)) for p in args.real_nifti]
+    real += [(p.name, lambda p=p: read_dicom_dir(p)) for p in args.real_dicom]
+    studies += real
+    for name, load in real:
+        studies += [(f"{name}, noise {sd:g} HU", lambda load=load, sd=sd: perturbed(load(), noise_sd=sd)) for sd in args.noise_sd]
+        studies += [(f"{name}, CSF widened {k} voxels", lambda load=load, k=k: perturbed(load(), widen_csf=k))
+                    for k in args.widen_csf]
     for name, load in studies:
         try:
             pre = preprocess(load(), atlas)
