@@ -248,6 +248,26 @@ INVESALIUS = GE.parents[1] / "invesalius_head_ct" / "cranium_ct.nii.gz"  # GPL-2
 
 @pytest.mark.external
 @pytest.mark.skipif(not INVESALIUS.is_file(), reason="../shared/data/real/invesalius_head_ct not present")
+@pytest.mark.xfail(strict=True, reason="known limit (docs/results.md, session 32): this normal head's own right-darker "
+                   "MCA asymmetry (~1 HU) with 10 HU more noise passes the model, the bilateral comparison and the mask "
+                   "check (right M5 called, R9); the balanced phantoms of the same head stay 10 / 10 with that noise")
+def test_a_real_normal_head_with_more_noise_keeps_aspects_10(pipeline, tmp_path):
+    """The InVesalius head with 10 HU of Gaussian noise added to its 1.5 mm slices (aligned-grid
+    noise 1.6 -> 2.0 HU, a thin sharp-kernel or low-dose series): a normal head must keep 10 / 10."""
+    from aspects_research.tools.qc_calibration import perturbed
+    from aspects_research.tools.robustness import nifti_as_dicom
+
+    noisy = tmp_path / "noisy.nii.gz"
+    head = perturbed(sitk.ReadImage(str(INVESALIUS), sitk.sitkFloat32), noise_sd=10.0)
+    sitk.WriteImage(sitk.Cast(sitk.Round(head), sitk.sitkInt16), str(noisy))
+    inp = nifti_as_dicom(noisy, tmp_path / "input", "InVesalius example head CT, 10 HU more noise (GPL-2)")
+    run_pipeline(pipeline, inp, tmp_path / "out")
+    result = json.loads((tmp_path / "out" / "aspects.json").read_text())
+    assert result["aspects"] == {"left": 10, "right": 10}, (result["aspects"], result["infarct_volume_ml"])
+
+
+@pytest.mark.external
+@pytest.mark.skipif(not INVESALIUS.is_file(), reason="../shared/data/real/invesalius_head_ct not present")
 def test_second_real_head_ct_wrapped_as_dicom(pipeline, tmp_path):
     """Another scanner's anatomy (256 matrix, 1.5 mm): processed end to end, every region found on
     the source slices, the brain volume in the adult range."""
