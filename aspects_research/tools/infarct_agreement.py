@@ -26,7 +26,7 @@ from aspects.errors import EXIT_USAGE, InputError
 from aspects_research import metrics as mt
 from aspects_research.tools import one_line_errors
 from aspects_research.tools.evaluate import volume_agreement
-from aspects_research.tools.make_datalist import lesion_outside, nifti_files
+from aspects_research.tools.make_datalist import lesion_outside, nifti_files, write_json
 
 APP_MASK = Path("nifti") / "infarct.nii.gz"
 
@@ -134,8 +134,7 @@ def main(argv=None) -> int:
         data = agreement(args.runs, args.masks, args.empty_ml)
         print(report(data))
         if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(data, indent=1) + "\n")
+            write_json(data, args.json)
         return 0
 
     return one_line_errors(run)

@@ -76,7 +76,7 @@ def datalist(train: Sequence[Entry], val: Sequence[Entry]) -> dict:
     return {"training": list(train), "validation": list(val)}
 
 
-def write_json(data: dict, path: Path) -> None:
+def write_json(data: object, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n")
 
