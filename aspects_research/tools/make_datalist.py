@@ -47,14 +47,20 @@ def nifti_files(folder: Path) -> Dict[str, Path]:
     return {_stem(p): p for p in sorted(folder.iterdir()) if p.is_file() and p.name.endswith(NIFTI_SUFFIXES)}
 
 
-def pair_folder(images: Path, labels: Path) -> List[Tuple[str, Path, Path]]:
-    """``(case, image, label)`` for every image with a label of the same name; others are errors."""
+def pair_folder(images: Path, labels: Path, studies: bool = False) -> List[Tuple[str, Path, Path]]:
+    """``(case, image, label)`` for every image with a label of the same name; others are errors.
+    Images are the NIfTI files in ``images`` (case = the name without its suffix) and, with
+    ``studies``, its sub-folders too (DICOM studies; case = the folder's name)."""
     for folder in (images, labels):
         if not folder.is_dir():
             raise InputError(EXIT_USAGE, f"not a folder: {folder}")
-    imgs, labs = nifti_files(images), nifti_files(labels)
+    imgs = nifti_files(images)
+    if studies:
+        imgs.update({p.name: p for p in sorted(images.iterdir()) if p.is_dir()})
     if not imgs:
-        raise InputError(EXIT_USAGE, f"no NIfTI images (.nii / .nii.gz) in {images}")
+        what = "NIfTI images (.nii / .nii.gz)" + (" or DICOM study folders" if studies else "")
+        raise InputError(EXIT_USAGE, f"no {what} in {images}")
+    labs = nifti_files(labels)
     missing = sorted(set(imgs) - set(labs))
     if missing:
         raise InputError(EXIT_USAGE, f"{len(missing)} images have no label in {labels}: {', '.join(missing[:5])}")
@@ -275,23 +281,6 @@ AIR_HU = -500.0
 FIELD_TOLERANCE_VOXELS = 1.0  # headers written by different tools round the geometry differently
 
 
-def own_pairs(images: Path, labels: Path) -> List[Tuple[str, Path, Path]]:
-    """``(case, image, label)``: each NIfTI file (case = its name without the suffix) or DICOM study
-    folder (case = the folder's name) in ``images`` with the NIfTI mask of the same case name in
-    ``labels``; an image without a mask is an error."""
-    for folder in (images, labels):
-        if not folder.is_dir():
-            raise InputError(EXIT_USAGE, f"not a folder: {folder}")
-    imgs = {**nifti_files(images), **{p.name: p for p in sorted(images.iterdir()) if p.is_dir()}}
-    if not imgs:
-        raise InputError(EXIT_USAGE, f"no NIfTI images (.nii / .nii.gz) or DICOM study folders in {images}")
-    labs = nifti_files(labels)
-    missing = sorted(set(imgs) - set(labs))
-    if missing:
-        raise InputError(EXIT_USAGE, f"{len(missing)} images have no mask in {labels}: {', '.join(missing[:5])}")
-    return [(case, imgs[case], labs[case]) for case in sorted(imgs)]
-
-
 def lesion_outside(image, label) -> Optional[str]:
     """Where the mask's lesion (its non-zero voxels' box, in patient space) leaves ``image``'s
     field, or None: a mask of another study or in another space. Any grid in the image's space is
@@ -386,7 +375,7 @@ def ct_datalist(images: Path, labels: Path, out: Path, val_every: int, atlas, wo
     (the fixed ``val_every`` split over all pairs, so a case skipped now keeps the others' split).
     A pair that cannot be used is skipped with its one-line reason, listed in ``out/skipped.json``
     and returned; pairs aligned by an earlier run (with the same ``contra``) are reused."""
-    pairs = own_pairs(images, labels)
+    pairs = pair_folder(images, labels, studies=True)
     train, val = split_cases([c for c, _, _ in pairs], val_every)
     done: Dict[str, Dict[str, object]] = {}
     jobs = []
