@@ -148,6 +148,10 @@ class PhantomOptions:
     split: str = "train"  # v2: which lesion shapes (and anatomies) a case may use
     lesion_id: Optional[str] = None  # v2: a SOOP mask ID instead of a drawn one
     contrast_loss: Optional[str] = None  # acute grey-white contrast loss (CONTRAST_LOSS); None: v2 "darken", v1 "compress"
+    # v2 real heads: their low-frequency hemispheric asymmetry filled (docs/data.md); False keeps the
+    # head as scanned (the InVesalius head ~1 HU darker on the right): for testing specificity on a
+    # naturally asymmetric normal head, not for training (the GE head's left lesion stays too)
+    balanced: bool = True
 
 
 @dataclass(frozen=True)
@@ -182,6 +186,7 @@ class CaseParams:
     band_mm: float = 0.0  # v2 leukoaraiosis: periventricular band; old infarct: ex-vacuo widening
     detail_hu: float = 0.0  # v2 leukoaraiosis drop / old infarct gliotic rim drop (HU)
     contrast_loss: str = "compress"  # acute: how grey-white contrast is lost (CONTRAST_LOSS)
+    balanced: bool = True  # v2 real heads: hemispheric asymmetry filled (PhantomOptions.balanced)
 
 
 @dataclass(frozen=True)
@@ -374,7 +379,7 @@ def _resolve_v2(seed: int, opts: PhantomOptions, v1: dict) -> CaseParams:
         generator="v2", anatomy=anatomy, split=opts.split, lesion_id=lesion_id, lesion_mirror=mirror,
         noise_curve=curve, heterogeneity=het, margin_mm=margin,
         band_mm={"leukoaraiosis": band, "old_infarct": ex_vacuo}.get(kind, 0.0), detail_hu=detail,
-        contrast_loss=v1["contrast_loss"],
+        contrast_loss=v1["contrast_loss"], balanced=opts.balanced,
     )
 
 
@@ -404,6 +409,8 @@ def check_options(opts: PhantomOptions) -> None:
         bad(f"--matrix must be an even number 64..1024, not {opts.matrix}")
     if opts.generator not in GENERATORS:
         bad(f"--generator must be one of {', '.join(GENERATORS)}, not {opts.generator!r}")
+    if not opts.balanced and opts.generator != "v2":
+        bad("--no-balance applies to the real heads of --generator v2")
     if opts.contrast_loss is not None and opts.contrast_loss not in CONTRAST_LOSS:
         bad(f"--contrast-loss must be one of {', '.join(CONTRAST_LOSS)}, not {opts.contrast_loss!r}")
     if opts.generator == "v1" and (opts.anatomy not in (None, "template") or opts.lesion_id is not None
@@ -892,8 +899,9 @@ def make_phantom(seed: int, opts: PhantomOptions = PhantomOptions(), anat: Optio
     """Generate one case entirely in memory (deterministic for ``seed`` and ``opts``). ``anat``:
     the v1 anatomy (default: the atlas's); v2 cases use the anatomy source they draw."""
     p = resolve_params(seed, opts)
-    if p.generator == "v2" and (anat is None or anat.name != p.anatomy or anat.phys_to_template is None):
-        anat = source_anatomy(p.anatomy, atlas_dir)
+    if p.generator == "v2" and (anat is None or anat.name != p.anatomy or anat.phys_to_template is None
+                                or not p.balanced):
+        anat = source_anatomy(p.anatomy, atlas_dir, p.balanced)
     anat = anat if anat is not None else default_anatomy(atlas_dir)
     rngs = _child_rngs(seed)
     hu_t = head_hu(anat, rngs["skull"])
@@ -1071,7 +1079,7 @@ def truth_record(ph: Phantom) -> dict:
         **({} if p.generator == "v1" else {
             "generator": p.generator, "anatomy": p.anatomy, "split": p.split, "lesion_id": p.lesion_id,
             "lesion_source": "soop" if p.lesion_id is not None else ("atlas_pattern" if p.pattern else None),
-            "noise_hu": round(p.noise_hu, 2)}),
+            "noise_hu": round(p.noise_hu, 2), **({} if p.balanced else {"anatomy_balanced": False})}),
     }
 
 

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 
@@ -308,3 +309,35 @@ def test_the_generator_still_builds_the_archived_fresh_set(tmp_path):
                                "--contrast-loss", "compress", "--seed", "4000"]) == 0
     assert split_manifest.main(["--cases", str(tmp_path), "--check", str(root / "tools" / "splits" / "v2_fresh.json"),
                                 "--present-only"]) == 0
+
+
+def test_no_balance_is_for_the_real_heads_of_generator_v2():
+    with pytest.raises(InputError, match="--no-balance applies to the real heads of --generator v2"):
+        resolve_params(3, PhantomOptions(balanced=False))
+
+
+@pytest.mark.slow
+def test_a_real_head_as_scanned_keeps_its_own_hemispheric_asymmetry(tmp_path):
+    """--no-balance: the same study on the InVesalius head as scanned is darker than the balanced
+    one over its right MCA regions (the head's own ~1 HU deficit there, docs/data.md) and the same
+    on the left (the balance only fills the darker side); truth.json says the head is unbalanced."""
+    import json
+
+    from aspects_research.tools import make_phantoms
+
+    common = ["--generator", "v2", "--split", "test", "--kind", "normal", "--anatomy", "invesalius", "--thickness", "5",
+              "--matrix", "256", "--seed", "6000"]
+    assert make_phantoms.main(common + ["--out", str(tmp_path / "bal")]) == 0
+    assert make_phantoms.main(common + ["--out", str(tmp_path / "unbal"), "--no-balance"]) == 0
+    read = lambda d: np.stack([pydicom.dcmread(f).pixel_array * float(pydicom.dcmread(f).RescaleSlope)  # noqa: E731
+                               for f in sorted((d / "phantom_006000" / "dicom").glob("*.dcm"))]).astype(np.float64)
+    bal, unbal = read(tmp_path / "bal"), read(tmp_path / "unbal")
+    regions = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "bal" / "phantom_006000" / "truth" / "regions.nii.gz")))
+    assert regions.shape == bal.shape
+    right_mca = np.isin(regions, range(5, 11))  # right M1..M6
+    left_mca = np.isin(regions, range(15, 21))
+    assert (unbal - bal)[right_mca].mean() < -0.3
+    assert abs((unbal - bal)[left_mca].mean()) < 0.15
+    truth = json.loads((tmp_path / "unbal" / "phantom_006000" / "truth.json").read_text())
+    assert truth["anatomy_balanced"] is False and truth["aspects"] == {"left": 10, "right": 10}
+    assert "anatomy_balanced" not in json.loads((tmp_path / "bal" / "phantom_006000" / "truth.json").read_text())

@@ -112,6 +112,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--preview", action="store_true", help="also write DIR/<case_id>/preview.png")
     ap.add_argument("--no-deform", action="store_true", help="no non-linear deformation")
     ap.add_argument("--no-pose", action="store_true", help="template pose: no rotation, scale 1")
+    ap.add_argument("--no-balance", action="store_true",
+                    help="v2 real heads as scanned, their own hemispheric asymmetry kept (the InVesalius head "
+                         "~1 HU darker on the right; the GE head's left lesion too): specificity tests, not training")
     return ap.parse_args(argv)
 
 
@@ -124,7 +127,7 @@ def main(argv=None) -> int:
                               side=a.side, tilt_deg=a.tilt, noise_hu=a.noise, deform=not a.no_deform,
                               pose=not a.no_pose, pixel_mm=a.pixel, matrix=a.matrix, generator=a.generator,
                               anatomy=a.anatomy, split=a.split, lesion_id=a.lesion_id,
-                              contrast_loss=a.contrast_loss)
+                              contrast_loss=a.contrast_loss, balanced=not a.no_balance)
         check_options(opts)
         t_all = time.perf_counter()
         anat = default_anatomy(str(a.atlas) if a.atlas else None)
