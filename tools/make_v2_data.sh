@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The v2 synthetic data sets (generator v2, docs/data.md), fixed seeds; outside the repository.
-#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns fresh fresh_darken test_darken early_darken haem haem_check aligned aligned_test
+#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns asym fresh fresh_darken test_darken early_darken haem haem_check aligned aligned_test
 # calib: 16 normal studies (4 per anatomy source; 5, 5, 2.5 and 1 mm) for calibrating region
 #        evidence; ROOT/ph_calib/READY when complete.
 # train: $V2_TRAIN_COUNT (default 49) studies, split train (SOOP lesion masks of the train split;
@@ -26,6 +26,10 @@
 #        sub-territory shapes (M1-M6, insula, deep) on the InVesalius and scct heads, 5 and 1 mm
 #        alternating (seeds 3000-3015): the independent check's kind of old infarct, not SOOP-shaped.
 #        Archived: tools/splits/v2_old_patterns.json.
+# asym:  16 normal studies on the real InVesalius head as scanned (--no-balance: its own ~1 HU
+#        right-darker MCA asymmetry kept; seeds 6000-6015, thickness, pose and noise as drawn) in
+#        ph_asym, and the same seeds balanced in ph_asym_balanced: specificity on a naturally
+#        asymmetric normal head (session 32, docs/results_v2.md).
 # aligned, aligned_test: the aligned volumes + datalists for train/infarct_seg (aspects-make-datalist).
 set -euo pipefail
 ROOT=${1:?usage: tools/make_v2_data.sh ROOT STAGE...}
@@ -101,6 +105,9 @@ for stage in "$@"; do
         done
         th=$([ "$th" = 5 ] && echo 1 || echo 5)
       done ;;
+    asym)
+      $MK_DARKEN --out "$ROOT/ph_asym" --split test --kind normal --anatomy invesalius --no-balance --count 16 --seed 6000
+      $MK_DARKEN --out "$ROOT/ph_asym_balanced" --split test --kind normal --anatomy invesalius --count 16 --seed 6000 ;;
     fresh)
       # the test stage's recipe with new seeds, made in session 24 after the rules of sessions
       # 5-23 were chosen: an independent estimate of the test split's figures.
