@@ -341,3 +341,17 @@ def test_a_real_head_as_scanned_keeps_its_own_hemispheric_asymmetry(tmp_path):
     truth = json.loads((tmp_path / "unbal" / "phantom_006000" / "truth.json").read_text())
     assert truth["anatomy_balanced"] is False and truth["aspects"] == {"left": 10, "right": 10}
     assert "anatomy_balanced" not in json.loads((tmp_path / "bal" / "phantom_006000" / "truth.json").read_text())
+
+
+@pytest.mark.slow
+def test_the_generator_still_builds_the_archived_asymmetric_normal_set(tmp_path):
+    # The normal studies on the InVesalius head as scanned (make_v2_data.sh asym,
+    # tools/splits/v2_asym.json; docs/results_v2.md, session 32): one rebuilt to the pixel.
+    from aspects_research.tools import make_phantoms, split_manifest
+
+    root = Path(__file__).resolve().parents[1]
+    assert make_phantoms.main(["--generator", "v2", "--out", str(tmp_path), "--split", "test", "--kind", "normal",
+                               "--contrast-loss", "darken", "--anatomy", "invesalius", "--no-balance",
+                               "--seed", "6002"]) == 0
+    assert split_manifest.main(["--cases", str(tmp_path), "--check", str(root / "tools" / "splits" / "v2_asym.json"),
+                                "--present-only"]) == 0
