@@ -248,7 +248,9 @@ INVESALIUS = GE.parents[1] / "invesalius_head_ct" / "cranium_ct.nii.gz"  # GPL-2
 
 @pytest.mark.external
 @pytest.mark.skipif(not INVESALIUS.is_file(), reason="../shared/data/real/invesalius_head_ct not present")
-@pytest.mark.xfail(strict=True, reason="known limit (docs/results.md, session 32): this normal head's own right-darker "
+# Not strict: the call it fails on (right M5 at 14 % of the region) is near the 10 % threshold, and
+# another CPU's floating point may move it; an XPASS is reported, not hidden.
+@pytest.mark.xfail(strict=False, reason="known limit (docs/results.md, session 32): this normal head's own right-darker "
                    "MCA asymmetry (~1 HU) with 10 HU more noise passes the model, the bilateral comparison and the mask "
                    "check (right M5 called, R9); the balanced phantoms of the same head stay 10 / 10 with that noise")
 def test_a_real_normal_head_with_more_noise_keeps_aspects_10(pipeline, tmp_path):
