@@ -348,9 +348,10 @@ def test_own_head_cts_are_aligned_as_the_app_aligns_a_study_and_unusable_pairs_a
     ref_img = sitk.GetArrayFromImage(sitk.ReadImage(str(ref["image"])))
     want = sitk.GetArrayFromImage(sitk.ReadImage(str(ref["infarct"]))) > 0
     assert want.sum() > 1000
-    for entry, min_dice in ((entries[1], 0.999), (entries[0], 0.95)):
+    for entry, min_dice in ((entries[1], 0.999), (entries[0], 0.90)):
         # NIfTI keeps the geometry in float32 (the origin moves by ~1e-5 mm) and the registration turns
-        # that into a sub-voxel difference (Dice 0.97 here); a flipped or mis-oriented study is far off
+        # that into a sub-voxel difference (Dice 0.97 here; room for another CPU's rounding); a flipped
+        # or mis-oriented study is far off
         got_img = sitk.GetArrayFromImage(sitk.ReadImage(str(out / entry["image"])))
         got = sitk.GetArrayFromImage(sitk.ReadImage(str(out / entry["label"]))) > 0
         assert got_img.shape == ref_img.shape == (96, 112, 96) and np.abs(got_img - ref_img).mean() < 0.5
