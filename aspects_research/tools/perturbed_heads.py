@@ -52,29 +52,29 @@ def nifti_version(nifti: Path, change: Dict[str, float], folder: Path) -> Path:
 
 
 def dicom_version(series: Path, change: Dict[str, float], folder: Path) -> Path:
-    """The DICOM series with ``change`` applied to each slice's HU (noise drawn per slice, seeded
-    by its position in the sorted files), written to ``folder``/input; the input is not changed."""
+    """The DICOM series copied to ``folder``/input with ``change`` applied to each slice's HU (noise
+    drawn per slice, seeded by its position in the files sorted by name); the input is not changed."""
     import numpy as np
-    import pydicom
     import SimpleITK as sitk
 
     from aspects_research.tools.qc_calibration import perturbed
+    from aspects_research.tools.robustness import edit
+
+    def apply(ds, n: int) -> None:
+        slope, icpt = float(getattr(ds, "RescaleSlope", 1)), float(getattr(ds, "RescaleIntercept", 0))
+        stored = ds.pixel_array
+        hu = sitk.GetImageFromArray(stored.astype(np.float32) * slope + icpt)
+        hu = sitk.GetArrayFromImage(perturbed(hu, seed=n, **change))
+        info = np.iinfo(stored.dtype)
+        ds.PixelData = np.clip(np.round((hu - icpt) / slope), info.min, info.max).astype(stored.dtype).tobytes()
 
     inp = folder / "input"
     if inp.exists():
         shutil.rmtree(inp)
     inp.mkdir(parents=True)
-    for n, f in enumerate(sorted(p for p in series.iterdir() if p.is_file())):
-        ds = pydicom.dcmread(f)
-        slope, icpt = float(getattr(ds, "RescaleSlope", 1)), float(getattr(ds, "RescaleIntercept", 0))
-        stored = ds.pixel_array
-        if change:
-            hu = sitk.GetImageFromArray(stored.astype(np.float32) * slope + icpt)
-            hu = sitk.GetArrayFromImage(perturbed(hu, seed=n, **change))
-            info = np.iinfo(stored.dtype)
-            stored = np.clip(np.round((hu - icpt) / slope), info.min, info.max).astype(stored.dtype)
-            ds.PixelData = stored.tobytes()
-        ds.save_as(inp / f.name)
+    copies = [Path(shutil.copy2(f, inp / f.name)) for f in sorted(p for p in series.iterdir() if p.is_file())]
+    if change:
+        edit(copies, apply)
     return inp
 
 
