@@ -139,6 +139,57 @@ def test_asymmetry_augmentation_is_a_faint_broad_mirrored_change_of_tissue_only(
     assert off({"image": img, "contra": contra})["image"] is img
 
 
+def test_lateral_asymmetry_is_one_signed_over_one_side_and_mirrored_onto_the_counterpart():
+    """lateral_share 1: the field is a one-signed bump of 1-3 HU centred off the midline (a real
+    head's natural asymmetry darkens a territory's regions together), tissue only, its mirror on
+    the counterpart; the label unchanged. lateral_share 0 draws the zero-mean field as before."""
+    pytest.importorskip("monai")
+    from train.infarct_seg.scripts.transforms import RandHemisphericAsymmetryd
+
+    hu = _head(np.random.default_rng(4))
+    img = torch.as_tensor((np.clip(hu, 0, 80) / 80.0)[None])
+    contra = torch.as_tensor(np.ascontiguousarray(img.numpy()[:, ::-1]))
+    tissue = (hu > 25) & (hu < 40)
+    half = SHAPE[0] // 2
+    signs = set()
+    for seed in range(6):
+        t = RandHemisphericAsymmetryd(keys="image", contra_key="contra", prob=1.0, lateral_share=1.0)
+        t.set_random_state(seed)
+        out = t({"image": img, "contra": contra})
+        add = (out["image"].numpy() - img.numpy())[0] * 80.0
+        add_c = (out["contra"].numpy() - contra.numpy())[0] * 80.0
+        a = add[tissue]
+        sign = np.sign(a[np.abs(a).argmax()])
+        signs.add(sign)
+        assert np.all(a * sign >= -1e-4)  # one sign over the whole head
+        assert 1.0 - 1e-3 <= np.abs(a).max() <= 3.0 + 1e-3
+        assert np.abs(add[hu <= 5]).max() < 1e-5  # CSF and background kept
+        np.testing.assert_allclose(add_c, add[::-1] * (contra.numpy()[0] > 0), atol=1e-3)
+        sides = [np.abs(add[:half][tissue[:half]]).sum(), np.abs(add[half:][tissue[half:]]).sum()]
+        assert max(sides) > 1.5 * min(sides)  # more on one side: an asymmetry, not a global shift
+    assert signs == {-1.0, 1.0}  # darker and brighter both drawn
+    # label_key: a labelled lesion and its mirror keep their contrast (the field is 0 there)
+    lab = np.zeros((1,) + SHAPE, np.float32)
+    lab[0, 25:33, 50:60, 40:50] = 1.0
+    keep = RandHemisphericAsymmetryd(keys="image", contra_key="contra", prob=1.0, lateral_share=1.0, label_key="label")
+    for seed in range(3):
+        keep.set_random_state(seed)
+        out = keep({"image": img, "contra": contra, "label": torch.as_tensor(lab)})
+        add = (out["image"].numpy() - img.numpy())[0] * 80.0
+        add_c = (out["contra"].numpy() - contra.numpy())[0] * 80.0
+        both = (lab[0] > 0) | (lab[0, ::-1] > 0)
+        assert np.abs(add[both]).max() == 0 and np.abs(add_c[both]).max() == 0
+        assert np.abs(add[tissue]).max() > 0.5  # and the head elsewhere still gets it
+    old = RandHemisphericAsymmetryd(keys="image", contra_key="contra", prob=1.0)
+    zero = RandHemisphericAsymmetryd(keys="image", contra_key="contra", prob=1.0, lateral_share=0.0)
+    old.set_random_state(7)
+    zero.set_random_state(7)
+    a, b = old({"image": img, "contra": contra}), zero({"image": img, "contra": contra})
+    assert torch.equal(a["image"], b["image"])
+    field = (a["image"].numpy() - img.numpy())[0][tissue]
+    assert field.min() < 0 < field.max()  # the random field has both signs
+
+
 def test_checkpoint_selection_weighs_each_hu_stratum_equally():
     from train.infarct_seg.scripts.choose_checkpoint import balanced, dice
 
