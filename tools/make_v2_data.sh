@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The v2 synthetic data sets (generator v2, docs/data.md), fixed seeds; outside the repository.
-#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns asym fresh fresh_darken test_darken early_darken haem haem_check aligned aligned_test
+#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns asym fresh fresh_darken test_darken early_darken haem haem_check aligned aligned_contra aligned_test
 # calib: 16 normal studies (4 per anatomy source; 5, 5, 2.5 and 1 mm) for calibrating region
 #        evidence; ROOT/ph_calib/READY when complete.
 # train: $V2_TRAIN_COUNT (default 49) studies, split train (SOOP lesion masks of the train split;
@@ -31,6 +31,8 @@
 #        ph_asym, and the same seeds balanced in ph_asym_balanced: specificity on a naturally
 #        asymmetric normal head (session 32, docs/results_v2.md).
 # aligned, aligned_test: the aligned volumes + datalists for train/infarct_seg (aspects-make-datalist).
+# aligned_contra: the same for train and val with the deformed mirror (--contra: the shipped model's
+#        second channel), in ROOT/aligned_contra (what gpu_train pack takes; docs/training.md).
 set -euo pipefail
 ROOT=${1:?usage: tools/make_v2_data.sh ROOT STAGE...}
 shift
@@ -143,8 +145,10 @@ for stage in "$@"; do
       done ;;
     aligned)
       aspects-make-datalist --phantoms "$ROOT/ph_train" --val-phantoms "$ROOT/ph_val" --out "$ROOT/aligned" --workers 2 ;;
+    aligned_contra)
+      aspects-make-datalist --phantoms "$ROOT/ph_train" --val-phantoms "$ROOT/ph_val" --out "$ROOT/aligned_contra" --workers 2 --contra ;;
     aligned_test)
       aspects-make-datalist --phantoms "$ROOT/ph_test" --val-phantoms "$ROOT/ph_test" --out "$ROOT/aligned_test" --workers 2 ;;
-    *) echo "error[2]: unknown stage $stage (calib train val test early old_patterns fresh fresh_darken test_darken early_darken haem haem_check aligned aligned_test)" >&2; exit 2 ;;
+    *) echo "error[2]: unknown stage $stage (calib train val test early old_patterns fresh fresh_darken test_darken early_darken haem haem_check aligned aligned_contra aligned_test)" >&2; exit 2 ;;
   esac
 done

@@ -89,13 +89,13 @@ def _save_like(src: Path, dst: Path, data: np.ndarray, slope: float = 1.0, inter
     return dst.stat().st_size
 
 
-def _pack_entry(entry: Dict[str, Any], root: Path, out: Path, step: float) -> Tuple[Dict[str, Any], int]:
-    """One datalist entry's volumes into ``out`` (same relative paths); the new entry and its bytes."""
+def _pack_entry(entry: Dict[str, Any], root: Path, out: Path, step: float) -> int:
+    """One datalist entry's volumes into ``out`` (same relative paths, so the entry stays valid); their bytes."""
     import nibabel as nib
 
     from aspects.model_io import HU_WINDOW
 
-    new, size = dict(entry), 0
+    size = 0
     for key in IMAGE_KEYS + LABEL_KEYS:
         if key not in entry:
             continue
@@ -110,7 +110,7 @@ def _pack_entry(entry: Dict[str, Any], root: Path, out: Path, step: float) -> Tu
             size += _save_like(src, dst, quantise_hu(arr, step, HU_WINDOW), slope=step, inter=HU_WINDOW[0])
         else:
             size += _save_like(src, dst, np.rint(arr).astype(np.uint8))
-    return new, size
+    return size
 
 
 def download_wheels(dest: Path) -> int:
@@ -153,14 +153,14 @@ def pack(dataset: Path, out: Path, max_mib: float = 50.0, step: float = 0.25, wh
     packed: Dict[str, List[Dict[str, Any]]] = {"training": [], "validation": []}
     for split, entries in (("validation", val), ("training", train)):
         for entry in entries:
-            new, size = _pack_entry(entry, dataset, out, step)
+            size = _pack_entry(entry, dataset, out, step)
             if used + size > budget:
                 for key in IMAGE_KEYS + LABEL_KEYS:  # the study that did not fit goes again
                     if key in entry:
                         (out / entry[key]).unlink(missing_ok=True)
                 break
             used += size
-            packed[split].append(new)
+            packed[split].append(entry)
     if not packed["training"]:
         raise InputError(EXIT_USAGE, f"--max-mib {max_mib}: not even one training study fits beside the validation set")
     (out / DATALIST).write_text(json.dumps(packed, indent=1))
