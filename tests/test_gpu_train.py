@@ -149,12 +149,14 @@ def test_pack_gives_the_bundle_the_same_input_and_run_trains_on_a_gpu_host(tmp_p
     # run, with the GPU host's imports only and a GPU that torch reports (tests/fake_cuda)
     site = gpu_host_site(tmp_path / "site")
     log, out = tmp_path / "cuda_calls.jsonl", tmp_path / "out"
-    env = dict(os.environ, PYTHONPATH=f"{site}{os.pathsep}{ROOT}", ASPECTS_FAKE_CUDA="1",
-               ASPECTS_FAKE_CUDA_LOG=str(log), OMP_NUM_THREADS="2")
-    cmd = [sys.executable, "-m", "aspects_research.tools.gpu_train", "run", "--data", str(packed), "--out", str(out),
-           "--epochs", "2", "--ckpt-interval", "1", "--workers", "1", "--set", "roi_size=[32,32,-1]",
-           "--set", "num_samples=1", "--set", "val_interval=1"]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    # through the device script, as the device tool would run it (python3 is this venv's; no wheels packed)
+    env = dict(os.environ, PYTHONPATH=str(site), ASPECTS_FAKE_CUDA="1", ASPECTS_FAKE_CUDA_LOG=str(log),
+               OMP_NUM_THREADS="2", OUT=str(out), GPU_TRAIN_DATA=str(packed),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    args = ["--epochs", "2", "--ckpt-interval", "1", "--workers", "1", "--set", "roi_size=[32,32,-1]",
+            "--set", "num_samples=1", "--set", "val_interval=1"]
+    proc = subprocess.run(["bash", str(ROOT / "tools" / "gpu_train_device.sh"), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["device"].startswith("fake GPU") and result["epochs"] == 2 and not result["stopped_by_time_budget"]
@@ -162,17 +164,17 @@ def test_pack_gives_the_bundle_the_same_input_and_run_trains_on_a_gpu_host(tmp_p
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     assert any(c["event"] == "module_to" and c["device"].startswith("cuda") for c in calls)
     assert sorted(p.name for p in out.iterdir()) == ["checkpoints-1.tar", "curves.json", "curves.png",
-                                                     "train_summary.json"]
+                                                     "train.log", "train_summary.json"]
+    assert "Epoch: 2/2" in (out / "train.log").read_text()
     with tarfile.open(out / "checkpoints-1.tar") as tar:
         assert tar.getnames() == ["model.pt", "epochs/model_epoch=2.pt", "epochs/model_epoch=1.pt"]
     history = json.loads((out / "curves.json").read_text())
     assert len(history["train_loss"]) == 2 and all(np.isfinite(history["train_loss"]))
 
     # a budget shorter than one epoch: one epoch, then a stop, its checkpoint kept
-    out2 = tmp_path / "out2"
-    cmd[cmd.index(str(out))] = str(out2)
-    proc = subprocess.run(cmd + ["--minutes", "0.001"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)
+    env["OUT"] = str(tmp_path / "out2")
+    proc = subprocess.run(["bash", str(ROOT / "tools" / "gpu_train_device.sh"), *args, "--minutes", "0.001"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["epochs"] == 1 and result["stopped_by_time_budget"]

@@ -6,10 +6,9 @@ a command. So training there comes in two steps:
 
     # here: the aligned datalist of aspects-make-datalist (--contra for the shipped model's input)
     python -m aspects_research.tools.gpu_train pack build/data/aligned_contra --out build/gpu_train
-    # there: device `run` with carry ["build/gpu_train"], timeout_s 600
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site build/gpu_train/wheels/*.whl && \\
-      PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 python3 -m aspects_research.tools.gpu_train run \\
-      --data build/gpu_train --out $OUT --minutes 8
+    # there: device `run` with carry ["build/gpu_train"], timeout_s 600 (the script installs the
+    # packed wheels, then runs `gpu_train run --data build/gpu_train --out $OUT --minutes 8`)
+    bash tools/gpu_train_device.sh --minutes 8
 
 ``pack`` copies the datalist's volumes with their HU clipped to the model's window
 (:data:`aspects.model_io.HU_WINDOW`: the bundle's first transform clips there anyway) and stored as
