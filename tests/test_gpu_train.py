@@ -179,3 +179,14 @@ def test_pack_gives_the_bundle_the_same_input_and_run_trains_on_a_gpu_host(tmp_p
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["epochs"] == 1 and result["stopped_by_time_budget"]
     assert "epochs/model_epoch=1.pt" in result["checkpoints"]
+
+    # an error in the second epoch (its validation, here): exit 7, one line, the first epoch's checkpoint kept
+    env["OUT"] = str(tmp_path / "out3")
+    proc = subprocess.run(["bash", str(ROOT / "tools" / "gpu_train_device.sh"), *args, "--set", "val_interval=2",
+                           "--set", "validate#key_metric#val_mean_dice#output_transform=$lambda x: 1 / 0"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 7, proc.stdout[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("error[7]: training stopped at epoch 2: ZeroDivisionError") and str(tmp_path / "out3") in last
+    summary = json.loads((tmp_path / "out3" / "train_summary.json").read_text())
+    assert summary["checkpoints"] == ["epochs/model_epoch=1.pt"] and summary["failure"].startswith("ZeroDivisionError")

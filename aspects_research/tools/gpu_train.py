@@ -32,7 +32,9 @@ names them), ``curves.json``/``curves.png``,
 ``train_summary.json`` (epochs, seconds, device, peak GPU memory). Choose among the checkpoints
 here with ``checkpoint_rescore`` (docs/training.md), as for a CPU run.
 
-Exit 0 on success, 2 for a bad argument or input (one line, ``error[2]: ...``).
+Exit 0 on success, 2 for a bad argument or input, 7 when training stops on an error (out of GPU
+memory, say) after its checkpoints so far and the summary (with ``failure``) are written; one line,
+``error[N]: ...``.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from aspects.errors import EXIT_USAGE, InputError
+from aspects.errors import EXIT_PROCESSING, EXIT_USAGE, InputError
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "train" / "infarct_seg"
@@ -283,13 +285,18 @@ def run(data: Path, out: Path, minutes: float = 8.0, epochs: int = 400, ckpt_int
     on_cuda = dev.startswith("cuda")
     if on_cuda:
         torch.cuda.reset_peak_memory_stats()
-    start = time.monotonic()
+    start, failure = time.monotonic(), None
     workflow.initialize()
-    workflow.run()
-    workflow.finalize()
-    seconds = time.monotonic() - start
     engine = workflow.parser.get_parsed_content("train#trainer")
     budget = workflow.parser.get_parsed_content("train#handlers")[-1]
+    try:
+        workflow.run()
+        workflow.finalize()
+    except Exception as exc:  # e.g. out of GPU memory: keep what the epochs before it wrote
+        while exc.__cause__ is not None:  # MONAI wraps it: "Failed to evaluate ConfigExpression ..."
+            exc = exc.__cause__  # type: ignore[assignment]
+        failure = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]  # one line
+    seconds = time.monotonic() - start
     ckpt_dir = work / "models"
     kept, left_out = write_checkpoint_tars(sorted(ckpt_dir.rglob("*.pt"), key=_newest_first), ckpt_dir, out)
     for name in ("curves.json", "curves.png"):
@@ -304,10 +311,13 @@ def run(data: Path, out: Path, minutes: float = 8.0, epochs: int = 400, ckpt_int
         "training_studies": len(datalist["training"]), "validation_studies": len(datalist.get("validation", [])),
         "configs": [Path(c).name for c in configs], "overrides": {k: v for k, v in overrides.items()
                                                                   if k not in ("dataset_dir", "output_dir")},
-        "checkpoints": kept, "checkpoints_left_out": left_out,
+        "checkpoints": kept, "checkpoints_left_out": left_out, "failure": failure,
     }
     (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
     shutil.rmtree(work, ignore_errors=True)
+    if failure:
+        raise InputError(EXIT_PROCESSING, f"training stopped at epoch {engine.state.epoch}: {failure} "
+                                          f"(the checkpoints written before it are in {out})")
     return summary
 
 
