@@ -171,14 +171,23 @@ def test_pack_gives_the_bundle_the_same_input_and_run_trains_on_a_gpu_host(tmp_p
     history = json.loads((out / "curves.json").read_text())
     assert len(history["train_loss"]) == 2 and all(np.isfinite(history["train_loss"]))
 
-    # a budget shorter than one epoch: one epoch, then a stop, its checkpoint kept
+    # a budget shorter than one epoch, checkpoints every 5 epochs: one epoch, a stop, and its weights all the same
     env["OUT"] = str(tmp_path / "out2")
-    proc = subprocess.run(["bash", str(ROOT / "tools" / "gpu_train_device.sh"), *args, "--minutes", "0.001"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(["bash", str(ROOT / "tools" / "gpu_train_device.sh"), *args, "--minutes", "0.001",
+                           "--ckpt-interval", "5"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["epochs"] == 1 and result["stopped_by_time_budget"]
     assert "epochs/model_epoch=1.pt" in result["checkpoints"]
+    with tarfile.open(tmp_path / "out2" / "checkpoints-1.tar") as tar:
+        tar.extract("epochs/model_epoch=1.pt", tmp_path / "last")
+    import torch
+
+    parser = ConfigParser()
+    parser.read_config(str(configs / "train.json"))
+    net = parser.get_parsed_content("network_def")
+    net.load_state_dict(torch.load(tmp_path / "last" / "epochs" / "model_epoch=1.pt", map_location="cpu",
+                                   weights_only=True))  # a state dict of the bundle's network, as --init takes
 
     # an error in the second epoch (its validation, here): exit 7, one line, the first epoch's checkpoint kept
     env["OUT"] = str(tmp_path / "out3")

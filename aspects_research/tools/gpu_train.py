@@ -23,7 +23,8 @@ bundle needs there (monai, nibabel, pytorch-ignite, at this environment's versio
 deformed mirror) on the packed data, on ``--device`` (auto: the GPU when torch sees one), with a
 :class:`aspects_research.training_budget.TimeBudget` that ends training on an epoch boundary before
 ``--minutes`` (and cuts the cosine learning-rate schedule to the epochs that fit, once the
-first validation interval has been timed), a checkpoint every ``--ckpt-interval`` epochs, and ``--set KEY=JSON`` overrides of
+first validation interval has been timed), a checkpoint every ``--ckpt-interval`` epochs and
+of the last, and ``--set KEY=JSON`` overrides of
 the bundle's config (``--set asym_prob=0.5``, ``--set learning_rate=0.001``). It leaves in
 ``--out`` no more than the device tool brings back (8 files of at most 16 MiB):
 ``checkpoints-N.tar`` (up to four parts of 15 MiB: the best-validation ``model.pt`` and the epoch
@@ -298,6 +299,10 @@ def run(data: Path, out: Path, minutes: float = 8.0, epochs: int = 400, ckpt_int
         failure = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]  # one line
     seconds = time.monotonic() - start
     ckpt_dir = work / "models"
+    last = ckpt_dir / "epochs" / f"model_epoch={engine.state.epoch}.pt"
+    if failure is None and engine.state.epoch > 0 and not last.is_file():  # the last epoch's weights, always
+        last.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(workflow.parser.get_parsed_content("network").state_dict(), last)
     kept, left_out = write_checkpoint_tars(sorted(ckpt_dir.rglob("*.pt"), key=_newest_first), ckpt_dir, out)
     for name in ("curves.json", "curves.png"):
         if (work / name).is_file():
