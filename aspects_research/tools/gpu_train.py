@@ -27,8 +27,8 @@ first validation interval has been timed), a checkpoint every ``--ckpt-interval`
 of the last, and ``--set KEY=JSON`` overrides of
 the bundle's config (``--set asym_prob=0.5``, ``--set learning_rate=0.001``). It leaves in
 ``--out`` no more than the device tool brings back (8 files of at most 16 MiB):
-``checkpoints-N.tar`` (up to four parts of 15 MiB: the best-validation ``model.pt`` and the epoch
-checkpoints, the latest first; ~0.6 MB each, so the oldest are left out past ~95, and the summary
+``checkpoints-N.tar`` (up to three parts of 15 MiB: the best-validation ``model.pt`` and the epoch
+checkpoints, the latest first; ~0.6 MB each, so the oldest are left out past ~70, and the summary
 names them), ``curves.json``/``curves.png``,
 ``train_summary.json`` (epochs, seconds, device, peak GPU memory). Choose among the checkpoints
 here with ``checkpoint_rescore`` (docs/training.md), as for a CPU run.
@@ -66,7 +66,9 @@ WHEEL_PACKAGES = ("monai", "nibabel", "pytorch-ignite")
 IMAGE_KEYS = ("image", "contra")
 LABEL_KEYS = ("label",)
 MIB = 1024 * 1024
-TAR_PART_MIB, TAR_PARTS = 15.0, 4  # the device tool brings back 8 files of at most 16 MiB each
+# The device tool brings back 8 files of at most 16 MiB: 3 parts, the curves, the summary, the
+# script's log, and one left for the same call's gpu_check report.
+TAR_PART_MIB, TAR_PARTS = 15.0, 3
 
 
 def quantise_hu(hu: np.ndarray, step: float, window: Tuple[float, float]) -> np.ndarray:
