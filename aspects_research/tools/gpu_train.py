@@ -55,6 +55,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from aspects.errors import EXIT_PROCESSING, EXIT_USAGE, InputError
+from aspects_research.tools import one_line_errors
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "train" / "infarct_seg"
@@ -79,11 +80,10 @@ def quantise_hu(hu: np.ndarray, step: float, window: Tuple[float, float]) -> np.
     return np.rint((np.clip(np.asarray(hu, dtype=np.float64), lo, hi) - lo) / step).astype(np.int16)
 
 
-def _save_like(src: Path, dst: Path, data: np.ndarray, slope: float = 1.0, inter: float = 0.0) -> int:
-    """``data`` in ``src``'s geometry (affine, header) as ``dst``; its size in bytes."""
+def _save_like(ref, dst: Path, data: np.ndarray, slope: float = 1.0, inter: float = 0.0) -> int:
+    """``data`` in the geometry (affine, header) of the loaded NIfTI ``ref`` as ``dst``; its size in bytes."""
     import nibabel as nib
 
-    ref = nib.load(str(src))
     header = ref.header.copy()
     header.set_data_dtype(data.dtype)
     img = nib.Nifti1Image(data, ref.affine, header)
@@ -109,11 +109,12 @@ def _pack_entry(entry: Dict[str, Any], root: Path, out: Path, step: float) -> in
             raise InputError(EXIT_USAGE, f"{entry[key]}: pack needs datalist paths inside the dataset folder")
         if not src.is_file():
             raise InputError(EXIT_USAGE, f"{src}: missing (datalist {key})")
-        arr = np.asarray(nib.load(str(src)).get_fdata(dtype=np.float32))
+        img = nib.load(str(src))
+        arr = np.asarray(img.get_fdata(dtype=np.float32))
         if key in IMAGE_KEYS:
-            size += _save_like(src, dst, quantise_hu(arr, step, HU_WINDOW), slope=step, inter=HU_WINDOW[0])
+            size += _save_like(img, dst, quantise_hu(arr, step, HU_WINDOW), slope=step, inter=HU_WINDOW[0])
         else:
-            size += _save_like(src, dst, np.rint(arr).astype(np.uint8))
+            size += _save_like(img, dst, np.rint(arr).astype(np.uint8))
     return size
 
 
@@ -350,7 +351,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     r.add_argument("--workers", type=int, default=None, help="training data-loader workers (default: CPUs - 1, at most 8)")
     r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=JSON", help="bundle config override")
     args = ap.parse_args(argv)
-    try:
+
+    def body() -> int:
         if args.cmd == "pack":
             if not args.dataset.is_dir():
                 raise InputError(EXIT_USAGE, f"{args.dataset}: not a folder")
@@ -359,11 +361,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             summary = run(args.data, args.out, args.minutes, args.epochs, args.ckpt_interval, args.device,
                           args.init, args.workers, parse_sets(args.sets))
-    except InputError as exc:
-        print(f"error[{exc.code}]: {exc.message}", file=sys.stderr)
-        return exc.code
-    print(json.dumps(summary))
-    return 0
+        print(json.dumps(summary))
+        return 0
+
+    return one_line_errors(body)
 
 
 if __name__ == "__main__":

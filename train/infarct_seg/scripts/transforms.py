@@ -74,6 +74,11 @@ def asymmetry_field(shape, rng: np.random.Generator, sigma_vox: float, peak_hu: 
     from scipy import ndimage as ndi
 
     f = ndi.gaussian_filter(rng.standard_normal(shape), sigma_vox, mode="wrap")
+    return _to_peak(f, peak_hu)
+
+
+def _to_peak(f: np.ndarray, peak_hu: float) -> np.ndarray:
+    """``f`` scaled so that its largest absolute value is ``|peak_hu|`` (the sign of ``peak_hu`` applied), float32."""
     return (f * (peak_hu / max(float(np.abs(f).max()), 1e-12))).astype(np.float32)
 
 
@@ -92,8 +97,7 @@ def lateral_field(shape, rng: np.random.Generator, centre_vox: Sequence[float], 
     r2 = sum(((g - c) / envelope_vox) ** 2 for g, c in zip(grids, centre_vox))
     g = ndi.gaussian_filter(rng.standard_normal(shape), sigma_vox, mode="wrap")
     g /= max(float(g.std()), 1e-12)
-    f = np.exp(-0.5 * r2) * np.clip(1.0 + texture * g, 0.0, None)
-    return (f * (peak_hu / max(float(np.abs(f).max()), 1e-12))).astype(np.float32)
+    return _to_peak(np.exp(-0.5 * r2) * np.clip(1.0 + texture * g, 0.0, None), peak_hu)
 
 
 class RandHemisphericAsymmetryd(RandomizableTransform, MapTransform):
