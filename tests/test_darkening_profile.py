@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from aspects.labels import label_value
 from aspects_research.tools import one_line_errors
-from aspects_research.tools.darkening_profile import main, tissue_slope, vetoed
+from aspects_research.tools.darkening_profile import dark_minus_bright, main, tissue_slope, vetoed
 
 
 def _tissue(rng, n=20000):
@@ -35,6 +35,9 @@ def test_the_slope_tells_an_offset_from_lost_contrast_and_from_partial_volume():
     assert abs(offset) < 0.05
     assert grey_sinks > 0.15
     assert csf_partial < -0.15
+    level = mirror  # (noise-free ranking is not needed for the sign)
+    assert dark_minus_bright(image - 1.0 - 0.3 * (image - 27.0), mirror, level, everywhere) < -1.0
+    assert dark_minus_bright(image - 0.3 * (40.0 - image), mirror, level, everywhere) > 1.0
 
 
 def test_the_slope_leaves_out_csf_and_bone_and_needs_voxels():
@@ -82,6 +85,8 @@ def test_the_tool_finds_the_false_call_and_what_a_veto_withdraws(tmp_path, capsy
     record = records[0]
     assert record["masked_slope"] < -0.45 and record["masked_delta_hu"] > 3.0
     assert vetoed(record, -0.45) and not vetoed(record, -0.45, max_delta=3.0)
+    assert record["study_slope"] is not None and abs(record["study_slope"]) < 0.1  # equal noise both sides
+    assert vetoed(record, -0.45, statistic="relative_slope")
     assert "masked slope < -0.45: 1 of 1" in capsys.readouterr().out
 
 

@@ -16,11 +16,18 @@ keeps independent noise of equal variance out of the slope (Bland & Altman 1986)
 - more CSF partial volume on the image's side (a wider sulcus or fissure, natural asymmetry):
   the darker voxels lose more, slope < 0.
 
-The same slope over the mirror of the masked part (``other``) has the interpolation's bias too
-(the deformed mirror is smoother than the image), so ``slope - other`` is reported beside it.
-Then per group (false and true calls by HU drop, missed regions) the quantiles, and with
-``--below S`` how many calls a veto "masked slope < S" (``--max-delta D``: and the masked part
-darkened by less than D HU) would withdraw. A measurement tool for
+Noise biases the slope: the deformed mirror is smoother than the image, so ``d`` carries more
+of the image's noise and the slope of every call leans negative, most on thin noisy slices. Two
+corrections are reported beside it: ``slope - other`` (the same slope over the mirror of the
+masked part) and ``relative_slope`` (the masked slope minus the study's own slope over all
+labelled parenchyma off the mask and its mirror, where one side's asymmetry and its mirror's
+cancel). Also ``masked_delta_hu`` (the masked part's mean darkening; a strong lesion's uneven drop
+leans the slope negative too, as ``a`` falls where ``d`` rises) and ``dark_minus_bright`` (the mean
+darkening of the darker third of the masked tissue minus that of the brighter third, ranked by the
+smoothed mirror). Then per group (false and true calls by HU drop, missed regions) the quantiles,
+and with ``--below S`` how many calls a veto "masked slope < S" (``--statistic relative_slope``:
+the corrected one) (``--max-delta D``: and the masked
+part darkened by less than D HU) would withdraw. A measurement tool for
 docs/results_v2.md (session 35); the app does not use it.
 """
 
@@ -67,6 +74,24 @@ def tissue_delta(image: np.ndarray, mirror: np.ndarray, where: np.ndarray, min_v
     return float((mirror[sel].astype(np.float64) - image[sel]).mean())
 
 
+def dark_minus_bright(image: np.ndarray, mirror: np.ndarray, level: np.ndarray, where: np.ndarray,
+                      min_voxels: int = MIN_VOXELS) -> Optional[float]:
+    """Mean ``mirror - image`` over the darker third of the voxels :func:`tissue_slope` uses, minus
+    that over the brighter third, the thirds by ``level`` (the mirror smoothed: its own noise,
+    which ``mirror - image`` carries, mostly averaged out of the ranking). > 0: the darker tissue
+    lost more (CSF partial volume); < 0: the brighter (grey matter) lost more."""
+    sel = where & (image >= TISSUE_HU[0]) & (image <= TISSUE_HU[1]) & (mirror >= TISSUE_HU[0]) & (mirror <= TISSUE_HU[1])
+    if int(sel.sum()) < min_voxels:
+        return None
+    d = mirror[sel].astype(np.float64) - image[sel]
+    lv = level[sel]
+    lo, hi = np.percentile(lv, [100 / 3, 200 / 3])
+    dark, bright = d[lv <= lo], d[lv >= hi]
+    if not dark.size or not bright.size:
+        return None
+    return float(dark.mean() - bright.mean())
+
+
 def group_of(called: bool, involved: bool, hu_drop: Optional[float]) -> Optional[str]:
     """``false call`` / ``true call <4 HU`` ... / ``missed``; None for a true negative."""
     if called and not involved:
@@ -89,6 +114,13 @@ def case_profiles(npz: Path) -> List[dict]:
     mirror = z["counterpart_ref"].astype(np.float32)
     brain, labels, mask = z["brain"].astype(bool), z["labels"], z["app_mask"].astype(bool)
     mirrored_mask = np.flip(mask, axis=2)  # x is the last axis of the (z, y, x) arrays
+    from scipy import ndimage as ndi
+
+    level = ndi.gaussian_filter(mirror, 1.0)
+    # the slope the noise alone gives on this study (the deformed mirror is smoother than the
+    # image): over all labelled parenchyma of both sides, where a side's own asymmetry and its
+    # mirror's cancel
+    baseline = tissue_slope(image, mirror, brain & (labels > 0) & ~mask & ~mirrored_mask)
     truth = meta["truth"]
     involved_truth = truth.get("involved") or {}
     out = []
@@ -109,6 +141,9 @@ def case_profiles(npz: Path) -> List[dict]:
                         "anatomy": truth.get("anatomy"), "thickness_mm": truth.get("slice_thickness_mm"),
                         "mask_fraction": round(float(masked.sum()) / max(int(region.sum()), 1), 4),
                         "masked_slope": slope, "other_slope": other, "masked_delta_hu": tissue_delta(image, mirror, masked),
+                        "dark_minus_bright": dark_minus_bright(image, mirror, level, masked),
+                        "study_slope": baseline,
+                        "relative_slope": None if slope is None or baseline is None else slope - baseline,
                         "slope_minus_other": None if slope is None or other is None else slope - other})
     return out
 
@@ -121,15 +156,19 @@ def quantiles(values: Sequence[float]) -> str:
     return f"n {v.size}, p5 {p[0]:.2f}, p25 {p[1]:.2f}, median {p[2]:.2f}, p75 {p[3]:.2f}, p95 {p[4]:.2f}"
 
 
-def vetoed(record: dict, below: float, max_delta: Optional[float] = None) -> bool:
-    """Whether a veto "masked slope < ``below`` (and masked darkening < ``max_delta`` HU)" withdraws the call."""
-    slope, delta = record["masked_slope"], record.get("masked_delta_hu")
+STATISTICS = ("masked_slope", "relative_slope")
+
+
+def vetoed(record: dict, below: float, max_delta: Optional[float] = None, statistic: str = "masked_slope") -> bool:
+    """Whether a veto "``statistic`` < ``below`` (and masked darkening < ``max_delta`` HU)" withdraws the call."""
+    slope, delta = record[statistic], record.get("masked_delta_hu")
     if slope is None or slope >= below:
         return False
     return max_delta is None or (delta is not None and delta < max_delta)
 
 
-def summary(records: Sequence[dict], below: Optional[float] = None, max_delta: Optional[float] = None) -> str:
+def summary(records: Sequence[dict], below: Optional[float] = None, max_delta: Optional[float] = None,
+            statistic: str = "masked_slope") -> str:
     """The quantiles of the statistics per group, and a veto's withdrawals with ``below``."""
     groups: Dict[str, List[dict]] = {}
     for r in records:
@@ -140,9 +179,12 @@ def summary(records: Sequence[dict], below: Optional[float] = None, max_delta: O
         lines.append(f"{name} ({len(rs)}): masked slope {quantiles([r['masked_slope'] for r in rs])}")
         lines.append(f"{'':>{len(name) + 5}}slope - other {quantiles([r['slope_minus_other'] for r in rs])}")
         lines.append(f"{'':>{len(name) + 5}}masked darkening (HU) {quantiles([r['masked_delta_hu'] for r in rs])}")
+        lines.append(f"{'':>{len(name) + 5}}dark - bright third (HU) {quantiles([r['dark_minus_bright'] for r in rs])}")
+        lines.append(f"{'':>{len(name) + 5}}study's slope {quantiles([r['study_slope'] for r in rs])}")
+        lines.append(f"{'':>{len(name) + 5}}masked - study's slope {quantiles([r['relative_slope'] for r in rs])}")
         if below is not None:
-            gone = sum(vetoed(r, below, max_delta) for r in rs)
-            rule = f"masked slope < {below:g}" + ("" if max_delta is None else f" and darkening < {max_delta:g} HU")
+            gone = sum(vetoed(r, below, max_delta, statistic) for r in rs)
+            rule = f"{statistic.replace('_', ' ')} < {below:g}" + ("" if max_delta is None else f" and darkening < {max_delta:g} HU")
             lines.append(f"{'':>{len(name) + 5}}{rule}: {gone} of {len(rs)}")
     return "\n".join(lines)
 
@@ -153,6 +195,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--out", type=Path, help="the records as JSON")
     ap.add_argument("--below", type=float, help="count the calls a veto 'masked slope < BELOW' would withdraw")
     ap.add_argument("--max-delta", type=float, help="with --below: only calls whose masked darkening is under this (HU)")
+    ap.add_argument("--statistic", choices=STATISTICS, default="masked_slope", help="what --below bounds")
     a = ap.parse_args(argv)
     records: List[dict] = []
     for folder in a.dumps:
@@ -163,7 +206,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             records.extend(case_profiles(npz))
     if a.out:
         a.out.write_text(json.dumps(records, indent=1))
-    print(summary(records, a.below, a.max_delta))
+    print(summary(records, a.below, a.max_delta, a.statistic))
     return 0
 
 
