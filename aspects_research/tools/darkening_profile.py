@@ -51,11 +51,17 @@ TISSUE_HU = (12.0, 60.0)  # parenchyma on both sides: CSF (< 12) and calcificati
 MIN_VOXELS = 30
 
 
-def tissue_slope(image: np.ndarray, mirror: np.ndarray, where: np.ndarray, min_voxels: int = MIN_VOXELS) -> Optional[float]:
-    """Slope of ``mirror - image`` against ``(mirror + image) / 2`` over ``where`` (both in
-    :data:`TISSUE_HU`); None with fewer than ``min_voxels`` voxels or no spread of tissue level."""
+def parenchyma(image: np.ndarray, mirror: np.ndarray, where: np.ndarray, min_voxels: int = MIN_VOXELS) -> Optional[np.ndarray]:
+    """``where`` with image and mirror both in :data:`TISSUE_HU`; None with fewer than ``min_voxels``."""
     sel = where & (image >= TISSUE_HU[0]) & (image <= TISSUE_HU[1]) & (mirror >= TISSUE_HU[0]) & (mirror <= TISSUE_HU[1])
-    if int(sel.sum()) < min_voxels:
+    return sel if int(sel.sum()) >= min_voxels else None
+
+
+def tissue_slope(image: np.ndarray, mirror: np.ndarray, where: np.ndarray, min_voxels: int = MIN_VOXELS) -> Optional[float]:
+    """Slope of ``mirror - image`` against ``(mirror + image) / 2`` over
+    :func:`parenchyma`; None with too few voxels or no spread of tissue level."""
+    sel = parenchyma(image, mirror, where, min_voxels)
+    if sel is None:
         return None
     h = image[sel].astype(np.float64)
     m = mirror[sel].astype(np.float64)
@@ -68,8 +74,8 @@ def tissue_slope(image: np.ndarray, mirror: np.ndarray, where: np.ndarray, min_v
 
 def tissue_delta(image: np.ndarray, mirror: np.ndarray, where: np.ndarray, min_voxels: int = MIN_VOXELS) -> Optional[float]:
     """Mean of ``mirror - image`` over the voxels :func:`tissue_slope` uses (None as there)."""
-    sel = where & (image >= TISSUE_HU[0]) & (image <= TISSUE_HU[1]) & (mirror >= TISSUE_HU[0]) & (mirror <= TISSUE_HU[1])
-    if int(sel.sum()) < min_voxels:
+    sel = parenchyma(image, mirror, where, min_voxels)
+    if sel is None:
         return None
     return float((mirror[sel].astype(np.float64) - image[sel]).mean())
 
@@ -80,8 +86,8 @@ def dark_minus_bright(image: np.ndarray, mirror: np.ndarray, level: np.ndarray, 
     that over the brighter third, the thirds by ``level`` (the mirror smoothed: its own noise,
     which ``mirror - image`` carries, mostly averaged out of the ranking). > 0: the darker tissue
     lost more (CSF partial volume); < 0: the brighter (grey matter) lost more."""
-    sel = where & (image >= TISSUE_HU[0]) & (image <= TISSUE_HU[1]) & (mirror >= TISSUE_HU[0]) & (mirror <= TISSUE_HU[1])
-    if int(sel.sum()) < min_voxels:
+    sel = parenchyma(image, mirror, where, min_voxels)
+    if sel is None:
         return None
     d = mirror[sel].astype(np.float64) - image[sel]
     lv = level[sel]
