@@ -112,9 +112,12 @@ def case_profiles(npz: Path) -> List[dict]:
     """One record per called or truly involved region of one dumped study."""
     z = np.load(npz, allow_pickle=False)
     meta = json.loads(str(z["meta"]))
-    with gzip.open(npz.with_name(npz.name.replace(".npz", ".pkl.gz")), "rb") as f:
-        state = pickle.load(f)
     import SimpleITK as sitk
+
+    from aspects_research.tools.consensus_study import state_path
+
+    with gzip.open(state_path(npz), "rb") as f:
+        state = pickle.load(f)
 
     image = sitk.GetArrayFromImage(state["pre"].aligned).astype(np.float32)
     mirror = z["counterpart_ref"].astype(np.float32)
