@@ -268,46 +268,32 @@ def test_the_generator_still_builds_the_archived_test_split(tmp_path):
                                 "--present-only"]) == 0
 
 
-@pytest.mark.slow
-def test_the_generator_still_builds_the_archived_early_change_set(tmp_path):
-    # The single-region early-change set (make_v2_data.sh early, tools/splits/v2_early.json) is
-    # archived the same way: one of its studies (3 HU over the M5 region, InVesalius head, 5 mm),
-    # rebuilt with the script's arguments, must be the archived one to the pixel.
-    from aspects_research.tools import make_phantoms, split_manifest
-
-    root = Path(__file__).resolve().parents[1]
-    assert make_phantoms.main(["--generator", "v2", "--out", str(tmp_path), "--split", "test", "--kind", "acute",
-                               "--contrast-loss", "compress", "--anatomy", "invesalius", "--pattern", "M5", "--hu-drop", "3", "--thickness", "5",
-                               "--seed", "2012"]) == 0
-    assert split_manifest.main(["--cases", str(tmp_path), "--check", str(root / "tools" / "splits" / "v2_early.json"),
-                                "--present-only"]) == 0
-
-
-@pytest.mark.slow
-def test_the_generator_still_builds_the_archived_old_infarct_pattern_set(tmp_path):
-    # The pattern-shaped old-infarct controls (make_v2_data.sh old_patterns,
-    # tools/splits/v2_old_patterns.json): the M3 one on the InVesalius head at 5 mm, which the app
-    # scores two points low (docs/results_v2.md), rebuilt with the script's arguments to the pixel.
-    from aspects_research.tools import make_phantoms, split_manifest
-
-    root = Path(__file__).resolve().parents[1]
-    assert make_phantoms.main(["--generator", "v2", "--out", str(tmp_path), "--split", "test", "--kind", "old_infarct",
-                               "--anatomy", "invesalius", "--pattern", "M3", "--thickness", "5",
-                               "--seed", "3002"]) == 0
-    assert split_manifest.main(["--cases", str(tmp_path), "--check", str(root / "tools" / "splits" / "v2_old_patterns.json"),
-                                "--present-only"]) == 0
+# One study of each archived set, rebuilt with tools/make_v2_data.sh's arguments, must be the archived
+# one to the pixel (docs/results_v2.md): (manifest, the generator's arguments for it, why that set).
+ARCHIVED_STUDIES = {
+    # single-region early change (make_v2_data.sh early): 3 HU over M5, InVesalius head, 5 mm
+    "early": ("v2_early.json", ["--kind", "acute", "--anatomy", "invesalius", "--pattern", "M5", "--hu-drop", "3",
+                                "--thickness", "5", "--seed", "2012"]),
+    # old infarcts in MCA sub-territory shapes (old_patterns): the M3 one the app scores two points low
+    "old_patterns": ("v2_old_patterns.json", ["--kind", "old_infarct", "--anatomy", "invesalius", "--pattern", "M3",
+                                              "--thickness", "5", "--seed", "3002"]),
+    # the independent draw of session 24 (fresh): its first acute study
+    "fresh": ("v2_fresh.json", ["--kind", "acute", "--seed", "4000"]),
+    # the third draw of session 36 (draw3), pooled into the README's figure: its first control
+    "draw3": ("v2_draw3.json", ["--kind", "normal", "--anatomy", "template", "--thickness", "5", "--seed", "8100"]),
+}
 
 
 @pytest.mark.slow
-def test_the_generator_still_builds_the_archived_fresh_set(tmp_path):
-    # The independent draw of session 24 (make_v2_data.sh fresh, tools/splits/v2_fresh.json: the
-    # test split's recipe with new seeds): its first acute study, rebuilt to the pixel.
+@pytest.mark.parametrize("name", sorted(ARCHIVED_STUDIES))
+def test_the_generator_still_builds_one_study_of_each_archived_set(tmp_path, name):
     from aspects_research.tools import make_phantoms, split_manifest
 
+    manifest, args = ARCHIVED_STUDIES[name]
     root = Path(__file__).resolve().parents[1]
-    assert make_phantoms.main(["--generator", "v2", "--out", str(tmp_path), "--split", "test", "--kind", "acute",
-                               "--contrast-loss", "compress", "--seed", "4000"]) == 0
-    assert split_manifest.main(["--cases", str(tmp_path), "--check", str(root / "tools" / "splits" / "v2_fresh.json"),
+    assert make_phantoms.main(["--generator", "v2", "--out", str(tmp_path), "--split", "test",
+                               "--contrast-loss", "compress", *args]) == 0
+    assert split_manifest.main(["--cases", str(tmp_path), "--check", str(root / "tools" / "splits" / manifest),
                                 "--present-only"]) == 0
 
 

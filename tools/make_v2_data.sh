@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The v2 synthetic data sets (generator v2, docs/data.md), fixed seeds; outside the repository.
-#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns asym fresh fresh_darken test_darken early_darken haem haem_check aligned aligned_contra aligned_test
+#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns asym fresh draw3 fresh_darken test_darken early_darken haem haem_check aligned aligned_contra aligned_test
 # calib: 16 normal studies (4 per anatomy source; 5, 5, 2.5 and 1 mm) for calibrating region
 #        evidence; ROOT/ph_calib/READY when complete.
 # train: $V2_TRAIN_COUNT (default 49) studies, split train (SOOP lesion masks of the train split;
@@ -8,6 +8,7 @@
 #        them), seeds 1..N (each study depends on its seed alone: seeds 1-49 are the same for any N).
 # val:   $V2_VAL_COUNT (default 6) studies, split val, seeds 500.. (model selection only).
 # fresh: the test recipe with seeds 4000-4027 and 4100-4115 (session 24; tools/splits/v2_fresh.json).
+# draw3: the test recipe again with seeds 8000-8027 and 8100-8115 (session 36; tools/splits/v2_draw3.json).
 # fresh_darken, test_darken, early_darken: the fresh draw's / the test split's 28 acute studies
 #        and the early set's 48, with --contrast-loss darken (session 26; same seeds: same lesion,
 #        head, pose and noise).
@@ -115,6 +116,10 @@ for stage in "$@"; do
       # 5-23 were chosen: an independent estimate of the test split's figures.
       # Archived: tools/splits/v2_fresh.json.
       test_recipe "$ROOT/ph_fresh" 4000 4100 ;;
+    draw3)
+      # a third draw of the test recipe (session 36), made when no rule was being chosen: pooled
+      # with the test split and the fresh draw for the figure to quote. Archived: tools/splits/v2_draw3.json.
+      test_recipe "$ROOT/ph_draw3" 8000 8100 ;;
     test_darken|fresh_darken)
       # the test split's (seeds 1000-1027) or the fresh draw's (4000-4027) 28 acute studies, same
       # seeds (same lesion, head, pose, noise), with the grey-white contrast loss that never
