@@ -9,7 +9,8 @@ LPS, slices in ``aspects.dicom_geometry.sort_slices`` order) and returns a :clas
    series' own orientation (thin slices are smoothed before they are subsampled);
 3. skull stripping (:mod:`aspects.skullstrip`);
 4. rigid then affine registration of the stripped brain to the symmetric atlas template
-   (:func:`aspects.registration.rigid_affine`), refined after re-masking the head with the
+   (:func:`aspects.registration.rigid_affine`; from the centres of mass, or turned for a head
+   turned far about its long axis: :mod:`aspects.head_pose`), refined after re-masking the head with the
    template brain carried over by the first pass. The template is left-right symmetric, so this
    also puts the patient's mid-sagittal plane on the aligned grid's central plane;
 5. resampling onto the aligned grid (:data:`ALIGNED_SPACING`, :data:`ALIGNED_SIZE`), masked by
@@ -47,6 +48,7 @@ from aspects import gaussian
 from aspects.dicom_geometry import SliceGeometry
 from aspects.errors import EXIT_BAD_SERIES, EXIT_PROCESSING, InputError
 from aspects.flags import DENSE_HU
+from aspects.head_pose import turned_start
 from aspects.registration import COARSE_STAGES, FINE_STAGES, RegistrationError, ncc, rigid_affine
 from aspects.skullstrip import BRAIN_HU, fill_holes, largest_component, strip_skull
 from aspects.volume import float_image, slice_grid, stack_grid
@@ -340,7 +342,13 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
     try:
         # Pass 1: stripped brain (0 outside) to template, rigid then affine from the centres of mass.
         moving = _like(np.where(brain, np.clip(work_arr, *REG_WINDOW), 0.0).astype(np.float32), work)
-        a2s = rigid_affine(fixed_reg, moving, COARSE_STAGES)
+        # A head turned far about its long axis starts turned (aspects.head_pose); any other
+        # from the centres of mass.
+        start = turned_start(tmpl.brain, fixed, brain, work)
+        start_turn = 0.0 if start is None else float(np.degrees(np.arctan2(start.GetMatrix()[3], start.GetMatrix()[0])))
+        if start is not None:
+            log.info("head turned %.0f deg about its long axis: the registration starts turned", start_turn)
+        a2s = rigid_affine(fixed_reg, moving, COARSE_STAGES, initial=start)
         # Pass 2: the stripped mask misses brain next to partial-volumed bone (vertex, skull base
         # on thick slices) and matching its edge to the template's shrinks the affine; so the
         # patient is re-masked by the template brain carried over by pass 1 (one voxel larger,
@@ -373,6 +381,7 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
     # of the scct template) while the registration is still right.
     aligned_ml = float(mask.sum()) * float(np.prod(fixed.GetSpacing())) / 1000.0
     qc = _quality(aligned_arr, tmpl, aligned_ml, a2s, inside)
+    qc["start_turn_deg"] = round(start_turn, 1)  # 0: the registration started from the centres of mass
     coverage = region_coverage(tmpl.labels, inside)
     if float(qc["ncc"]) < NCC_FAIL:  # type: ignore[arg-type]
         raise InputError(EXIT_PROCESSING, f"registration to the atlas template failed (similarity {qc['ncc']:.2f})")

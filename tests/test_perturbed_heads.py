@@ -19,6 +19,13 @@ def test_versions_are_the_head_as_given_then_each_change():
                                        ("CSF widened 1 voxel", {"widen_csf": 1}), ("CSF widened 2 voxels", {"widen_csf": 2})]
 
 
+def test_every_turn_is_tried_both_ways_after_the_other_changes():
+    assert changes([], [1], [20.0], ["yaw", "pitch"]) == [
+        ("as given", {}), ("CSF widened 1 voxel", {"widen_csf": 1}),
+        ("yaw +20 deg", {"rotate": ["yaw", 20.0]}), ("yaw -20 deg", {"rotate": ["yaw", -20.0]}),
+        ("pitch +20 deg", {"rotate": ["pitch", 20.0]}), ("pitch -20 deg", {"rotate": ["pitch", -20.0]})]
+
+
 def test_a_dicom_series_gets_the_noise_on_every_slice_and_keeps_its_geometry(phantom_case, tmp_path: Path):
     series = phantom_case(9, kind="normal", thickness=5.0) / "dicom"
     before = tree_digest(series)

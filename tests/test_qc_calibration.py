@@ -61,3 +61,33 @@ def test_a_real_head_stays_confident_with_more_noise_and_wider_csf_spaces():
     for variant in (perturbed(head, noise_sd=20.0), perturbed(head, widen_csf=1)):
         qc = preprocess(variant, atlas).qc
         assert not qc["low_confidence"] and qc["ncc"] > NCC_LOW + 0.03, qc
+
+
+def _off_centre_block() -> sitk.Image:
+    """A 40 x 20 x 10 voxel head-density block off the grid's centre in air (1 mm voxels)."""
+    hu = np.full((48, 64, 64), -1000.0, np.float32)
+    hu[20:30, 30:50, 10:50] = 40.0  # z 10, y 20, x 40 voxels
+    img = sitk.GetImageFromArray(hu)
+    img.SetOrigin((-10.0, 5.0, 2.0))
+    return img
+
+
+def test_a_turn_keeps_the_head_about_its_centre_of_mass_and_turns_it_about_the_named_axis():
+    from aspects_research.tools.qc_calibration import rotated
+
+    head = _off_centre_block()
+    before = sitk.GetArrayFromImage(head)
+    com = np.argwhere(before > 0).mean(axis=0)
+    for axis, long_axis in (("yaw", 1), ("roll", 0)):  # the x-long block ends up along y (yaw) or z (roll)
+        turned = sitk.GetArrayFromImage(rotated(head, axis, 90.0))
+        inside = np.argwhere(turned > 0)
+        assert np.abs(inside.mean(axis=0) - com).max() < 0.6, axis  # turned through its centre of mass
+        extent = inside.max(axis=0) - inside.min(axis=0) + 1
+        assert extent[long_axis] >= 38 and extent[2] <= 22, (axis, extent)
+        assert abs(int((turned > 0).sum()) - int((before > 0).sum())) < 0.05 * (before > 0).sum()  # nothing lost
+    assert np.array_equal(sitk.GetArrayFromImage(head), before)  # the input is not changed
+    back = sitk.GetArrayFromImage(rotated(rotated(head, "pitch", 30.0), "pitch", -30.0))
+    a, b = back > -480.0, before > -480.0  # halfway between air and tissue
+    assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.95  # both ways undo each other (but for interpolation)
+    with pytest.raises(ValueError, match="not one of yaw, pitch, roll"):
+        rotated(head, "tilt", 10.0)

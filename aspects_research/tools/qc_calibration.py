@@ -65,6 +65,29 @@ def perturbed(image: sitk.Image, noise_sd: float = 0.0, widen_csf: int = 0, seed
     return out
 
 
+# Head pose changes: turning ("yaw", about the head-foot axis), nodding ("pitch", about the
+# left-right axis) and tilting towards a shoulder ("roll", about the front-back axis); the physical
+# axes (z, x, y) of an axial series, whose first two directions are the patient's x and y.
+POSE_AXES = {"yaw": 2, "pitch": 0, "roll": 1}
+HEAD_HU = -300.0  # voxels above this are the head (tissue, bone) for its centre of mass
+
+
+def rotated(image: sitk.Image, axis: str, degrees: float, air_hu: float = -1024.0) -> sitk.Image:
+    """``image`` (HU) with the head turned by ``degrees`` about ``axis`` (:data:`POSE_AXES`) through
+    its centre of mass, on the same grid (linear interpolation, ``air_hu`` where the turned head
+    leaves the grid): a patient lying differently in the same scanner. A new image."""
+    if axis not in POSE_AXES:
+        raise ValueError(f"axis {axis!r} is not one of {', '.join(POSE_AXES)}")
+    hu = sitk.GetArrayViewFromImage(image)
+    zyx = np.argwhere(hu > HEAD_HU).mean(axis=0) if (hu > HEAD_HU).any() else (np.asarray(hu.shape) - 1) / 2.0
+    angles = [0.0, 0.0, 0.0]
+    angles[POSE_AXES[axis]] = float(np.deg2rad(degrees))
+    tx = sitk.Euler3DTransform()
+    tx.SetCenter(image.TransformContinuousIndexToPhysicalPoint([float(v) for v in zyx[::-1]]))
+    tx.SetRotation(*angles)
+    return sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), image, tx, sitk.sitkLinear, air_hu, sitk.sitkFloat32)
+
+
 def moved_template_ncc(atlas) -> List[dict]:
     """The QC's NCC between the aligned template and itself shifted / rotated (known failures)."""
     from scipy import ndimage as ndi
