@@ -29,8 +29,10 @@ YAW_START_DEG = 25.0
 # principal axes' lengths); adults' are 1.15-1.3.
 MIN_ELONGATION = 1.08
 
+Axis = Tuple[float, np.ndarray]  # :func:`axial_axis`: (degrees from +y towards +x, centre of mass in mm)
 
-def axial_axis(mask: np.ndarray, image: sitk.Image) -> Optional[Tuple[float, np.ndarray]]:
+
+def axial_axis(mask: np.ndarray, image: sitk.Image) -> Optional[Axis]:
     """(angle in degrees of the mask's long axis in the patient's axial plane, measured from the
     front-back axis +y towards +x; its centre of mass in physical mm) of the voxels of ``mask``
     (z, y, x, on ``image``'s grid), or None when it has too few voxels or no clear long axis."""
@@ -49,23 +51,24 @@ def axial_axis(mask: np.ndarray, image: sitk.Image) -> Optional[Tuple[float, np.
     return math.degrees(math.atan2(vx, vy)), centre
 
 
-def turned_start(fixed_brain: np.ndarray, fixed: sitk.Image, moving_brain: np.ndarray, moving: sitk.Image,
-                 min_turn_deg: float = YAW_START_DEG) -> Optional[sitk.AffineTransform]:
-    """The rigid start (fixed -> moving points) that turns the template's brain about the head-foot
-    axis onto the patient's and puts its centre of mass on theirs, when the two brains' long axes
-    differ by more than ``min_turn_deg``; None otherwise (start from the centres of mass)."""
-    f, m = axial_axis(fixed_brain, fixed), axial_axis(moving_brain, moving)
-    if f is None or m is None:
-        return None
-    turn = f[0] - m[0]  # R(turn) takes the template's axis onto the patient's (both from +y towards +x)
+def turned_start(fixed_axis: Optional[Axis], moving_brain: np.ndarray, moving: sitk.Image,
+                 min_turn_deg: float = YAW_START_DEG) -> Tuple[Optional[sitk.AffineTransform], float]:
+    """(the rigid start (fixed -> moving points) that turns the template's brain about the head-foot
+    axis onto the patient's and puts its centre of mass on theirs, that turn in degrees) when the
+    two brains' long axes differ by more than ``min_turn_deg``; (None, 0.0) otherwise: start from
+    the centres of mass. ``fixed_axis``: the template brain's :func:`axial_axis` (computed once)."""
+    m = axial_axis(moving_brain, moving)
+    if fixed_axis is None or m is None:
+        return None, 0.0
+    turn = fixed_axis[0] - m[0]  # R(turn) takes the template's axis onto the patient's (both from +y towards +x)
     if abs(turn) <= min_turn_deg:
-        return None
+        return None, 0.0
     tx = sitk.Euler3DTransform()
-    tx.SetCenter([float(v) for v in f[1]])
+    tx.SetCenter([float(v) for v in fixed_axis[1]])
     tx.SetRotation(0.0, 0.0, math.radians(turn))
-    tx.SetTranslation([float(v) for v in m[1] - f[1]])
+    tx.SetTranslation([float(v) for v in m[1] - fixed_axis[1]])
     start = sitk.AffineTransform(3)  # the registration's start is read as an affine transform
     start.SetMatrix(tx.GetMatrix())
     start.SetCenter(tx.GetCenter())
     start.SetTranslation(tx.GetTranslation())
-    return start
+    return start, turn

@@ -48,7 +48,7 @@ from aspects import gaussian
 from aspects.dicom_geometry import SliceGeometry
 from aspects.errors import EXIT_BAD_SERIES, EXIT_PROCESSING, InputError
 from aspects.flags import DENSE_HU
-from aspects.head_pose import turned_start
+from aspects.head_pose import Axis, axial_axis, turned_start
 from aspects.registration import COARSE_STAGES, FINE_STAGES, RegistrationError, ncc, rigid_affine
 from aspects.skullstrip import BRAIN_HU, fill_holes, largest_component, strip_skull
 from aspects.volume import float_image, slice_grid, stack_grid
@@ -125,6 +125,7 @@ class AlignedTemplate:
     labels: np.ndarray  # uint8: the atlas labels on the aligned grid (nearest neighbour), for coverage
     qc_interior: np.ndarray  # bool: the brain eroded by QC_ERODE_VOXELS
     qc_template: np.ndarray  # float: the clipped template smoothed by QC_SMOOTH_VOX
+    axis: Optional[Axis]  # the template brain's axial long axis (aspects.head_pose: a far-turned head's start)
 
 
 _TEMPLATES: Dict[int, Tuple[weakref.ref, AlignedTemplate]] = {}
@@ -157,6 +158,7 @@ def _aligned_template(atlas) -> AlignedTemplate:
         labels=atlas_on_aligned(atlas.labels, fixed),
         qc_interior=ndi.binary_erosion(brain, iterations=QC_ERODE_VOXELS),
         qc_template=ndi.gaussian_filter(np.clip(fixed_arr, *REG_WINDOW), QC_SMOOTH_VOX),
+        axis=axial_axis(brain, fixed),
     )
 
 
@@ -344,8 +346,7 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
         moving = _like(np.where(brain, np.clip(work_arr, *REG_WINDOW), 0.0).astype(np.float32), work)
         # A head turned far about its long axis starts turned (aspects.head_pose); any other
         # from the centres of mass.
-        start = turned_start(tmpl.brain, fixed, brain, work)
-        start_turn = 0.0 if start is None else float(np.degrees(np.arctan2(start.GetMatrix()[3], start.GetMatrix()[0])))
+        start, start_turn = turned_start(tmpl.axis, brain, work)
         if start is not None:
             log.info("head turned %.0f deg about its long axis: the registration starts turned", start_turn)
         a2s = rigid_affine(fixed_reg, moving, COARSE_STAGES, initial=start)

@@ -48,10 +48,10 @@ def test_only_a_far_turn_gets_a_turned_start_and_it_lands_on_the_template():
     fixed = _brain(origin=(-88.0, -104.0, -58.0))  # the template, elsewhere in space
     for degrees in (0.0, 10.0, -(YAW_START_DEG - 3.0)):
         near = rotated(_brain(), "yaw", degrees)
-        assert turned_start(_mask(fixed), fixed, _mask(near), near) is None, degrees  # as before: centres of mass
+        assert turned_start(axial_axis(_mask(fixed), fixed), _mask(near), near) == (None, 0.0), degrees  # as before
     far = rotated(_brain(), "yaw", 35.0)
-    start = turned_start(_mask(fixed), fixed, _mask(far), far)
-    assert start is not None
+    start, turn = turned_start(axial_axis(_mask(fixed), fixed), _mask(far), far)
+    assert start is not None and turn == pytest.approx(-35.0, abs=1.5)  # the template's axis turned onto the head's
     # fixed -> moving points: the far-turned head resampled through the start lies on the template
     back = _mask(sitk.Resample(far, fixed, start, sitk.sitkLinear, -1000.0))
     dice = 2 * (back & _mask(fixed)).sum() / (back.sum() + _mask(fixed).sum())
