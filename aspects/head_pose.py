@@ -51,6 +51,12 @@ def axial_axis(mask: np.ndarray, image: sitk.Image) -> Optional[Axis]:
     return math.degrees(math.atan2(vx, vy)), centre
 
 
+def axis_turn(fixed_axis: Axis, moving_axis: Axis) -> float:
+    """The turn (degrees) about the head-foot axis that takes the template's long axis onto the
+    patient's (both measured from +y towards +x)."""
+    return fixed_axis[0] - moving_axis[0]
+
+
 def turned_start(fixed_axis: Optional[Axis], moving_brain: np.ndarray, moving: sitk.Image,
                  min_turn_deg: float = YAW_START_DEG) -> Tuple[Optional[sitk.AffineTransform], float]:
     """(the rigid start (fixed -> moving points) that turns the template's brain about the head-foot
@@ -60,7 +66,7 @@ def turned_start(fixed_axis: Optional[Axis], moving_brain: np.ndarray, moving: s
     m = axial_axis(moving_brain, moving)
     if fixed_axis is None or m is None:
         return None, 0.0
-    turn = fixed_axis[0] - m[0]  # R(turn) takes the template's axis onto the patient's (both from +y towards +x)
+    turn = axis_turn(fixed_axis, m)
     if abs(turn) <= min_turn_deg:
         return None, 0.0
     tx = sitk.Euler3DTransform()

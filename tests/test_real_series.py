@@ -309,13 +309,9 @@ def test_a_real_head_turned_30_degrees_registers_as_well_as_it_lies(pipeline, tm
     scanner: aspects.head_pose). Started from the centres of mass the registration lost it (NCC
     0.48, `low_confidence`, R8); started turned it registers as the head as given does (NCC 0.57)
     and keeps 10 / 10."""
-    from aspects_research.tools.qc_calibration import rotated
-    from aspects_research.tools.robustness import nifti_as_dicom
+    from aspects_research.tools.perturbed_heads import nifti_version
 
-    turned = tmp_path / "turned.nii.gz"
-    head = rotated(sitk.ReadImage(str(INVESALIUS), sitk.sitkFloat32), "yaw", 30.0)
-    sitk.WriteImage(sitk.Cast(sitk.Round(head), sitk.sitkInt16), str(turned))
-    inp = nifti_as_dicom(turned, tmp_path / "input", "InVesalius example head CT turned 30 deg (GPL-2)")
+    inp = nifti_version(INVESALIUS, {"rotate": ["yaw", 30.0]}, tmp_path)
     run_pipeline(pipeline, inp, tmp_path / "out")
     result = json.loads((tmp_path / "out" / "aspects.json").read_text())
     assert "low_confidence" not in result["flags"], result["qc"]

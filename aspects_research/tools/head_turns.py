@@ -30,7 +30,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         from aspects.atlas import load_atlas
         from aspects.errors import EXIT_USAGE, InputError
-        from aspects.head_pose import YAW_START_DEG, axial_axis
+        from aspects.head_pose import YAW_START_DEG, axial_axis, axis_turn
         from aspects.preprocess import aligned_template, check_geometry, to_working_grid
         from aspects.series import read_study
         from aspects.skullstrip import strip_skull
@@ -55,7 +55,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if axis is None:
                 print(f"{study}: no axial long axis", flush=True)
                 continue
-            turn = template.axis[0] - axis[0]
+            turn = axis_turn(template.axis, axis)
             turns.append(turn)
             print(f"{study}: {turn:+.1f} deg{'  (starts turned)' if abs(turn) > YAW_START_DEG else ''}", flush=True)
         if turns:
