@@ -17,9 +17,11 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset
 
 from aspects.atlas import levels_span
-from aspects.flags import (Findings, acute_only, blood_ground, find, growable, image_flags, outside_mca_flag,
+from aspects.dicom_geometry import SliceGeometry
+from aspects.dicom_seg import finding_segment_numbers
+from aspects.flags import (Findings, acute_only, blood_ground, find, flagged_masks, growable, image_flags, outside_mca_flag,
                            with_cavity)
-from aspects.labels import label_value
+from aspects.labels import FINDINGS, label_value
 from aspects.methods import InfarctMethod, RegionMethod
 from aspects.preprocess import Preprocessed, patient_ml_ratio, to_slices
 from aspects.region_evidence import Calibration, load_calibration, study_evidence
@@ -96,18 +98,32 @@ class ScoredStudy:
     ``document``: the aspects.json content without ``outputs`` (:func:`aspects.result_json.result_document`);
     ``infarct`` (bool) and ``regions`` (uint8, ``aspects.labels``): ``(z, y, x)`` masks index-aligned
     with ``source``, the sorted source datasets (each slice sampled on its own plane, so a tilted
-    or unevenly spaced series is exact).
+    or unevenly spaced series is exact). ``findings``: the located flagged findings (suspected
+    haemorrhage, suspected old infarct: ``aspects.labels.FINDINGS``) as bool masks of the same
+    shape, by flag name, only those not empty on the slices.
     """
 
     document: Dict[str, Any]
     infarct: np.ndarray
     regions: np.ndarray
     source: Tuple[Dataset, ...]
+    findings: Dict[str, np.ndarray] = field(default_factory=dict)
+
+    def findings_labels(self) -> np.ndarray:
+        """The located findings as one uint8 label map: value i + 1 for ``FINDINGS[i]`` (0: none);
+        where two overlap, the first in FINDINGS order (the haemorrhage)."""
+        out = np.zeros(self.regions.shape, np.uint8)
+        for value, name in reversed(list(enumerate(FINDINGS, start=1))):
+            if name in self.findings:
+                out[self.findings[name]] = value
+        return out
 
     def mask_images(self) -> Dict[str, sitk.Image]:
-        """Both masks as images index-aligned with the instances (the NIfTI copies)."""
+        """The masks as images index-aligned with the instances (the NIfTI copies): infarct,
+        regions and findings (:meth:`findings_labels`)."""
         grid = series_grid(self.source)
-        return {"infarct": on_grid(self.infarct.astype(np.uint8), grid), "regions": on_grid(self.regions, grid)}
+        return {"infarct": on_grid(self.infarct.astype(np.uint8), grid), "regions": on_grid(self.regions, grid),
+                "findings": on_grid(self.findings_labels(), grid)}
 
 
 @dataclass(frozen=True)
@@ -199,6 +215,7 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
     geometry = series.volume.geometry
     regions_src = to_slices(pre, regions.labels, geometry, label=True).astype(np.uint8)
     infarct_src = to_slices(pre, acute_img, geometry, label=True) > 0
+    located = located_findings(pre, findings, acute_img, geometry)
     evidence, calls, checks = study_evidence(findings, infarct.asymmetry.difference, infarct.asymmetry.comparable,
                                              labels_aligned, settings.calibration, acute, hu=aligned, brain=brain)
     coverage = pre.coverage or {}
@@ -235,6 +252,8 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
     to_patient_ml = patient_ml_ratio(pre.qc)
     flag_details: Dict[str, Dict[str, Any]] = {f.name: {"volume_ml": round(f.volume_ml * to_patient_ml, 3)}
                                                for f in flags}
+    for name, number in finding_segment_numbers(list(located)).items():
+        flag_details[name]["seg_segment"] = number  # where the SEG shows it
     missing = result.not_assessable
     if missing:
         flag_names.append(INCOMPLETE_COVERAGE)
@@ -261,4 +280,18 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
         result, study_uid=series.study_uid, series_uid=series.series_uid, flags=flag_names, flag_details=flag_details,
         qc=qc, thresholds=settings.thresholds(), methods=methods_of(regions, infarct), device=infarct.device,
         timings=timings)
-    return ScoredStudy(document=document, infarct=infarct_src, regions=regions_src, source=series.datasets)
+    return ScoredStudy(document=document, infarct=infarct_src, regions=regions_src, source=series.datasets,
+                       findings=located)
+
+
+def located_findings(pre: Preprocessed, found: Findings, like: sitk.Image, geometry: SliceGeometry) -> Dict[str, np.ndarray]:
+    """The flagged findings' masks (:func:`aspects.flags.flagged_masks`, aligned grid ``like``)
+    sampled on the source slices, as the infarct mask is; those left empty there are dropped."""
+    out = {}
+    for name, mask in flagged_masks(found).items():
+        img = sitk.GetImageFromArray(mask.astype(np.uint8))
+        img.CopyInformation(like)
+        on_slices = to_slices(pre, img, geometry, label=True) > 0
+        if on_slices.any():
+            out[name] = on_slices
+    return out

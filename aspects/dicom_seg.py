@@ -2,7 +2,10 @@
 
 Segment 1 is the infarct, segments 2..21 the regions (``label_value + 1``). BINARY, not LABELMAP,
 because the infarct overlaps the regions and Debian's dcmtk/dicom3tools reject LABELMAP; every
-segment is described even when empty, so readers always find 21. Codes and colours: docs/dicom.md.
+one of these 21 is described even when empty, so readers always find them. A flagged finding
+that the app locates (suspected haemorrhage, suspected old infarct: ``aspects.labels.FINDINGS``)
+follows as segment 22 (and 23), present only when flagged, so that a reader sees where it is.
+Codes and colours: docs/dicom.md.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from aspects.derived import (
     new_uid,
 )
 from aspects.errors import EXIT_PROCESSING, InputError
-from aspects.labels import INFARCT_COLOUR, REGION_COLOURS, REGION_NAMES, all_regions
+from aspects.labels import (FINDING_COLOURS, FINDING_LABELS, FINDINGS, INFARCT_COLOUR, REGION_COLOURS, REGION_NAMES,
+                            all_regions)
 
 INFARCT_CODE = Code("55641003", "SCT", "Infarct")
 # Segmented property type and primary anatomic structures per ASPECTS region code.
@@ -43,7 +47,13 @@ REGION_TYPE: Dict[str, Tuple[Code, Tuple[Code, ...]]] = {
     },
 }
 SIDE_CODE = {"right": codes.SCT.Right, "left": codes.SCT.Left}
-N_SEGMENTS = 21
+# Segmented property type (and its modifier) of each located finding: a haemorrhage; an infarct,
+# chronic (SCT qualifier value), so that no reader takes it for the acute infarct of segment 1.
+FINDING_TYPE: Dict[str, Tuple[Code, Optional[Code]]] = {
+    "haemorrhage_suspected": (codes.SCT.Hemorrhage, None),
+    "old_infarct_suspected": (INFARCT_CODE, codes.SCT.Chronic),
+}
+N_SEGMENTS = 21  # infarct and regions, always present; the located findings follow
 INFARCT_SEGMENT = 1
 LEFT_SHADE = 0.6
 
@@ -59,6 +69,13 @@ def region_segment_number(label: int) -> int:
     return label + 1
 
 
+def finding_segment_numbers(flagged: Sequence[str]) -> Dict[str, int]:
+    """SEG segment number of each located finding among ``flagged`` (aspects.json flag names,
+    those whose mask is not empty on the source slices): N_SEGMENTS + 1, + 2 in FINDINGS order."""
+    present = [name for name in FINDINGS if name in flagged]
+    return {name: N_SEGMENTS + 1 + i for i, name in enumerate(present)}
+
+
 def _algorithm(method: str, what: str, equipment: Equipment,
                run: Optional[Mapping[str, Any]] = None) -> hd.AlgorithmIdentificationSequence:
     """``run``: aspects.json's record of how a model ran (``methods.infarct_model`` /
@@ -71,8 +88,10 @@ def _algorithm(method: str, what: str, equipment: Equipment,
     )
 
 
-def segment_descriptions(methods: Mapping[str, Any], equipment: Equipment) -> List[hd.seg.SegmentDescription]:
-    """The 21 segment descriptions, infarct first, then the label table."""
+def segment_descriptions(methods: Mapping[str, Any], equipment: Equipment,
+                         findings: Sequence[str] = ()) -> List[hd.seg.SegmentDescription]:
+    """The 21 segment descriptions, infarct first, then the label table, then one per located
+    finding in ``findings`` (:func:`finding_segment_numbers`)."""
     infarct = hd.seg.SegmentDescription(
         segment_number=INFARCT_SEGMENT,
         segment_label="Acute infarct",
@@ -104,21 +123,44 @@ def segment_descriptions(methods: Mapping[str, Any], equipment: Equipment) -> Li
             hd.sr.CodedConcept.from_code(SIDE_CODE[region.side])
         ]
         out.append(desc)
+    rules = _algorithm("image processing", "findings", equipment)
+    for name, number in finding_segment_numbers(findings).items():
+        prop, modifier = FINDING_TYPE[name]
+        desc = hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=FINDING_LABELS[name],
+            segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+            segmented_property_type=prop,
+            algorithm_type="AUTOMATIC",
+            algorithm_identification=rules,
+            anatomic_regions=[codes.SCT.Head],
+            display_color=hd.color.CIELabColor.from_rgb(*FINDING_COLOURS[name]),
+        )
+        if modifier is not None:
+            desc.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
+                hd.sr.CodedConcept.from_code(modifier)
+            ]
+        out.append(desc)
     return out
 
 
-def _check_masks(source: Sequence[Dataset], infarct: np.ndarray, regions: np.ndarray) -> None:
+def _check_masks(source: Sequence[Dataset], infarct: np.ndarray, regions: np.ndarray,
+                 findings: Mapping[str, np.ndarray]) -> None:
     check_source(source)
     shape = (len(source), int(source[0].Rows), int(source[0].Columns))
-    for name, arr in (("infarct", infarct), ("regions", regions)):
+    unknown = sorted(set(findings) - set(FINDINGS))
+    if unknown:
+        raise InputError(EXIT_PROCESSING, f"no SEG segment for the finding(s) {', '.join(unknown)}")
+    for name, arr in (("infarct", infarct), ("regions", regions), *findings.items()):
         if arr.shape != shape:
             raise InputError(EXIT_PROCESSING, f"{name} mask shape {arr.shape} does not match the source series {shape}")
     if regions.size and (regions.min() < 0 or regions.max() > 20):
         raise InputError(EXIT_PROCESSING, f"region labels must be 0..20, found {regions.min()}..{regions.max()}")
 
 
-def segment_stack(infarct: np.ndarray, regions: np.ndarray) -> np.ndarray:
-    """``(z, y, x, 21)`` 0/1 uint8 array: segment 1 = infarct, segment label+1 = region label.
+def segment_stack(infarct: np.ndarray, regions: np.ndarray, findings: Sequence[np.ndarray] = ()) -> np.ndarray:
+    """``(z, y, x, 21 + len(findings))`` 0/1 uint8 array: segment 1 = infarct, segment label+1 =
+    region label, then one segment per mask of ``findings`` (in segment order).
 
     A view of a segment-major ``(21, z, y, x)`` array: each segment's plane is one contiguous
     block, which is how highdicom reads it frame by frame (and uint8 is the BINARY pixel type,
@@ -128,7 +170,7 @@ def segment_stack(infarct: np.ndarray, regions: np.ndarray) -> np.ndarray:
     study: 1.6 GB as a dense stack). Slice by slice: whole-volume ``np.nonzero`` index arrays of a
     thin study's ~10 M labelled voxels took ~0.4 GB and 2x the time. The voxels are addressed by
     flat offsets (one index array per slice, not four): half the time of 4-D fancy indexing."""
-    out = np.zeros((N_SEGMENTS,) + regions.shape, dtype=np.uint8)  # calloc: untouched pages cost no memory
+    out = np.zeros((N_SEGMENTS + len(findings),) + regions.shape, dtype=np.uint8)  # calloc: untouched pages cost no memory
     flat = out.reshape(-1)  # a view: the array is contiguous
     plane_size = int(np.prod(regions.shape[1:], dtype=np.int64))
     for z in range(regions.shape[0]):
@@ -139,6 +181,10 @@ def segment_stack(infarct: np.ndarray, regions: np.ndarray) -> np.ndarray:
         idx = np.flatnonzero(infarct[z])
         if idx.size:
             flat[z * plane_size + idx] = 1
+        for k, mask in enumerate(findings, start=N_SEGMENTS):
+            idx = np.flatnonzero(mask[z])
+            if idx.size:
+                flat[k * regions.size + z * plane_size + idx] = 1
     return np.moveaxis(out, 0, -1)
 
 
@@ -147,7 +193,7 @@ class _Segmentation(hd.seg.Segmentation):
 
     highdicom decides SegmentsOverlap by summing the stack over its segments, which numpy does in
     64-bit integers: 8 bytes per source voxel (a 300-slice 512 x 512 study: 0.5 GB at once).
-    Counting segment by segment into 8 bits gives the same answer (21 segments < 255); any other
+    Counting segment by segment into 8 bits gives the same answer (at most 23 segments < 255); any other
     input goes to highdicom's own check."""
 
     @classmethod
@@ -170,22 +216,31 @@ def build_segmentation(
     infarct: np.ndarray,
     regions: np.ndarray,
     result: Optional[Mapping] = None,
+    findings: Optional[Mapping[str, np.ndarray]] = None,
 ) -> hd.seg.Segmentation:
-    """The SEG dataset; frames reference ``source`` (sorted slices, axis 0 of the masks)."""
-    _check_masks(source, infarct, regions)
+    """The SEG dataset; frames reference ``source`` (sorted slices, axis 0 of the masks).
+    ``findings``: masks of located findings by flag name (:data:`aspects.labels.FINDINGS`); an
+    empty one gets no segment."""
+    findings = {name: mask for name, mask in (findings or {}).items() if mask.any()}
+    _check_masks(source, infarct, regions, findings)
+    numbers = finding_segment_numbers(list(findings))
+    extra = [findings[name].astype(bool) for name in numbers]  # in segment order
     result = result or {}
     equipment = Equipment.from_result(result)
     # Only slices with a labelled pixel enter the (z, y, x, 21) stack: the frames of the
     # others would be omitted anyway, and the stack is 5.5 MB per 512 x 512 slice.
-    used = np.flatnonzero(infarct.any(axis=(1, 2)) | regions.any(axis=(1, 2)))
+    labelled = infarct.any(axis=(1, 2)) | regions.any(axis=(1, 2))
+    for mask in extra:
+        labelled |= mask.any(axis=(1, 2))
+    used = np.flatnonzero(labelled)
     # highdicom refuses a SEG without frames: with no pixel in any segment keep the empty ones.
     omit_empty = used.size > 0
     used = used if omit_empty else np.arange(len(source))
     seg = _Segmentation(
         source_images=[source[k] for k in used],
-        pixel_array=segment_stack(infarct[used], regions[used]),
+        pixel_array=segment_stack(infarct[used], regions[used], [m[used] for m in extra]),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=segment_descriptions(result.get("methods", {}), equipment),
+        segment_descriptions=segment_descriptions(result.get("methods", {}), equipment, list(numbers)),
         series_instance_uid=new_uid(),
         series_number=SERIES_NUMBER["seg"],
         sop_instance_uid=new_uid(),
@@ -212,9 +267,10 @@ def write_seg(
     regions: np.ndarray,
     result: Optional[Mapping],
     path: Path,
+    findings: Optional[Mapping[str, np.ndarray]] = None,
 ) -> Path:
     """Build and save the SEG to ``path`` (parent folders created)."""
-    seg = build_segmentation(source, infarct, regions, result)
+    seg = build_segmentation(source, infarct, regions, result, findings)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     seg.save_as(path)

@@ -29,8 +29,8 @@ from aspects.derived import (
     mark_derived,
     new_uid,
 )
-from aspects.dicom_seg import INFARCT_CODE, INFARCT_SEGMENT, REGION_TYPE, SIDE_CODE, region_segment_number
-from aspects.labels import REGION_CODES, SIDES, label_value
+from aspects.dicom_seg import FINDING_TYPE, INFARCT_CODE, INFARCT_SEGMENT, REGION_TYPE, SIDE_CODE, region_segment_number
+from aspects.labels import FINDING_LABELS, FINDINGS, REGION_CODES, SIDES, label_value
 from aspects.methods import methods_text
 from aspects.result_json import ResultSchemaError
 
@@ -206,10 +206,11 @@ def measurement_groups(
     key_sources: Sequence[Dataset] = (),
     seg: Optional[Dataset] = None,
 ) -> list:
-    """Groups for the overall ASPECTS, the hemispheres, the infarct and the 20 regions.
+    """Groups for the overall ASPECTS, the hemispheres, the infarct, the located flagged findings
+    and the 20 regions.
 
-    With ``seg`` (the SEG of :mod:`aspects.dicom_seg`), the infarct and region groups are
-    volumetric ROI groups that reference their SEG segment.
+    With ``seg`` (the SEG of :mod:`aspects.dicom_seg`), the infarct, finding and region groups
+    are volumetric ROI groups that reference their SEG segment.
     """
     algorithm = hd.sr.AlgorithmIdentification(name=equipment.name, version=equipment.version)
     key_refs = [hd.sr.SourceImageForMeasurementGroup.from_source_image(ds) for ds in key_sources] or None
@@ -242,7 +243,30 @@ def measurement_groups(
             measurements=[_volume(result["infarct_volume_ml"])],
         )
     )
-    return groups + _region_groups(result, algorithm, seg)
+    return groups + _finding_groups(result, algorithm, seg) + _region_groups(result, algorithm, seg)
+
+
+def _finding_groups(result: Mapping, algorithm: hd.sr.AlgorithmIdentification, seg: Optional[Dataset]) -> list:
+    """One group per flagged finding the app locates (``aspects.labels.FINDINGS``): its volume,
+    tracked by its SEG segment's label, referencing that segment where the SEG has it."""
+    details = result.get("flag_details") or {}
+    groups = []
+    for name in FINDINGS:
+        detail = details.get(name) or {}
+        if name not in result.get("flags", []) or detail.get("volume_ml") is None:
+            continue
+        number = detail.get("seg_segment")
+        groups.append(
+            _group(
+                FINDING_LABELS[name],
+                algorithm,
+                _segment_ref(seg, int(number)) if number is not None else None,
+                finding_type=FINDING_TYPE[name][0],
+                finding_sites=[hd.sr.FindingSite(codes.SCT.Brain)],
+                measurements=[_volume(detail["volume_ml"])],
+            )
+        )
+    return groups
 
 
 def coverage_notes(result: Mapping) -> List[str]:
@@ -421,6 +445,16 @@ _NOT_COUNTED_OF = {_key(MASK_UNSUPPORTED): "unsupported_mask_call", _key(VOLUME_
 _INVOLVED_OF = {_key(codes.SCT.Yes): True, _key(codes.SCT.No): False, _key(NOT_ASSESSABLE): None}
 
 
+_FINDING_OF = {label: name for name, label in FINDING_LABELS.items()}
+
+
+def _tracking_id(items: Sequence[Dataset]) -> Optional[str]:
+    for item in items:
+        if _concept(item) == _key(codes.DCM.TrackingIdentifier):
+            return str(item.TextValue)
+    return None
+
+
 def _site(group: Dataset) -> tuple:
     """(finding site code key, side or None) of a measurement group."""
     for item in group.get("ContentSequence", []):
@@ -455,12 +489,19 @@ def read_sr_summary(path: Path) -> Dict:
     region-level evidence is reported, "evidence_volume_loss" (a share) where the volume loss is,
     "mask_check_masked_hu" where the mask check is, "marginal" (True) where the call is
     marginal, "not_counted" ("unsupported_mask_call" / "volume_loss" / "evidence_without_mask") where a call was not
-    counted}}}, and ``aspects_range`` {side: [low, high]} where the SR holds the range.
+    counted}}}, ``aspects_range`` {side: [low, high]} where the SR holds the range, and
+    ``findings`` {flag name: volume in ml} for the located flagged findings (suspected haemorrhage,
+    suspected old infarct).
     """
     ds = pydicom.dcmread(str(path))
-    out: Dict = {"aspects": {}, "score": None, "affected_side": None, "infarct_volume_ml": None, "regions": {}}
+    out: Dict = {"aspects": {}, "score": None, "affected_side": None, "infarct_volume_ml": None, "regions": {},
+                 "findings": {}}
     for group in _groups(ds):
         items = list(group.get("ContentSequence", []))
+        tracked = _FINDING_OF.get(_tracking_id(items) or "")
+        if tracked is not None:
+            out["findings"][tracked] = [_num(i) for i in items if _concept(i) == _key(codes.SCT.Volume)][0]
+            continue
         site, side = _site(group)
         is_infarct = any(i.ValueType == "CODE" and _value(i) == _key(INFARCT_CODE) for i in items)
         found, aspects = _aspects_of(items)

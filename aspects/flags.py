@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -284,6 +284,13 @@ def blood_extent(smooth_hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[
         return blood
     near = ndimage.distance_transform_edt(~blood, sampling=spacing_mm) <= BLOOD_EXTENT_MM
     return blood | (near & (brain > 0) & (smooth_hu >= BLOOD_EXTENT_HU))
+
+
+def flagged_masks(found: Findings) -> Dict[str, np.ndarray]:
+    """The masks behind :func:`image_flags`, by flag name (the flagged ones only): what the
+    writers show where it is (aspects.labels.FINDINGS)."""
+    masks = {"haemorrhage_suspected": found.blood, "old_infarct_suspected": found.old_infarct}
+    return {name: mask for name, mask in masks.items() if mask.any()}
 
 
 def image_flags(found: Findings) -> List[Flag]:

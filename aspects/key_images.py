@@ -10,7 +10,9 @@ Regions the series does not cover are "not assessable": the banner says so (and 
 no ASPECTS for their side), their codes on the picture read "n/a", and a level the series misses
 is named as not covered. A marginal call (the mask near the involvement threshold, aspects.json
 ``marginal``) has its code drawn with "?", and the banner lists those regions and shows the
-side's ASPECTS range.
+side's ASPECTS range. A flagged finding the app locates (suspected haemorrhage, suspected old
+infarct) is ringed in its colour wherever it crosses a key slice, and gets a key image of its own,
+on the slice where it is largest, so that a reader sees where it is.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from aspects.derived import (
     new_uid,
 )
 from aspects.errors import EXIT_PROCESSING, InputError
-from aspects.labels import INFARCT_COLOUR, REGION_CODES, REGION_COLOURS, SIDES, label_value
+from aspects.labels import (FINDING_COLOURS, FINDING_LABELS, FINDINGS, INFARCT_COLOUR, REGION_CODES, REGION_COLOURS, SIDES,
+                            label_value)
 from aspects.series import hu_slice
 
 WINDOW_WIDTH, WINDOW_LEVEL = 40.0, 35.0
@@ -41,7 +44,10 @@ INFARCT_ALPHA = 0.45
 DISPLAY_SIZE = 512  # small series are enlarged (integer factor, nearest) to about this size
 LEVELS = ("BG", "SG")
 OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "H": "F", "F": "H"}
-LEVEL_NAMES = {"BG": "basal ganglia level", "SG": "supraganglionic level"}
+LEVEL_NAMES = {"BG": "basal ganglia level", "SG": "supraganglionic level",
+               **{name: f"{FINDING_LABELS[name].lower()}, its largest extent" for name in FINDINGS}}
+# The word written beside a located finding's ring on the picture.
+FINDING_TAGS = {"haemorrhage_suspected": "blood?", "old_infarct_suspected": "old?"}
 # Regions whose in-plane extent defines each level's key slice.
 LEVEL_REGIONS = {"BG": ("C", "L", "IC"), "SG": ("M4", "M5", "M6")}
 # Regions outlined on each level's picture: the ten ASPECTS regions as a reader assigns them to the
@@ -143,6 +149,25 @@ def _outline(labels: np.ndarray, width: int = 2) -> np.ndarray:
     return inside & ~core
 
 
+def _ring(mask: np.ndarray, width: int = 2) -> np.ndarray:
+    """Outer border, ``width`` pixels wide, of ``mask`` (4-neighbourhood): drawn around a finding,
+    so that the finding's own pixels stay visible however small it is."""
+    grown = mask.copy()
+    for _ in range(width):
+        step = grown.copy()
+        step[1:, :] |= grown[:-1, :]
+        step[:-1, :] |= grown[1:, :]
+        step[:, 1:] |= grown[:, :-1]
+        step[:, :-1] |= grown[:, 1:]
+        grown = step
+    return grown & ~mask
+
+
+def finding_slice(mask: np.ndarray) -> int:
+    """Axis-0 index of the slice where a finding's mask is largest (the first of equals)."""
+    return int(np.argmax(mask.reshape(mask.shape[0], -1).sum(axis=1)))
+
+
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
 
@@ -238,18 +263,23 @@ def render(
     row_letter: str = "L",
     not_assessable: Sequence[int] = (),
     marginal: Sequence[int] = (),
+    findings: Optional[Mapping[str, np.ndarray]] = None,
 ) -> np.ndarray:
     """RGB uint8 picture ``(banner + rows * f, cols * f, 3)`` of one slice; f = enlargement.
 
     ``row_letter``: patient direction along the displayed rows after the flips ("L" for an
     axial slice in radiological convention), used for the side markers. ``not_assessable``:
     label values whose code is drawn with "n/a"; ``marginal``: those drawn with "?" (a call
-    near the threshold).
+    near the threshold). ``findings``: the slice's masks of located findings by flag name, each
+    ringed in its colour (:data:`aspects.labels.FINDING_COLOURS`) and tagged.
     """
+    findings = {name: mask for name, mask in (findings or {}).items() if mask.any()}
     if flip_rows:
         hu, labels, infarct = hu[::-1], labels[::-1], infarct[::-1]
+        findings = {name: mask[::-1] for name, mask in findings.items()}
     if flip_cols:
         hu, labels, infarct = hu[:, ::-1], labels[:, ::-1], infarct[:, ::-1]
+        findings = {name: mask[:, ::-1] for name, mask in findings.items()}
     f = max(1, int(round(DISPLAY_SIZE / max(hu.shape))))
     big = lambda a: np.kron(a, np.ones((f, f), dtype=a.dtype))  # noqa: E731 - nearest enlargement
     grey = big(window(hu)).astype(np.float32)
@@ -261,6 +291,9 @@ def render(
     for value in range(1, 21):
         colours[value] = REGION_COLOURS[REGION_CODES[(value - 1) % 10]]
     rgb[edge] = colours[labels[edge]]
+    rings = {name: _ring(big(mask.astype(np.uint8)).astype(bool), width=max(2, f)) for name, mask in findings.items()}
+    for name, ring in rings.items():
+        rgb[ring] = np.asarray(FINDING_COLOURS[name], np.float32)
     picture = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
     width, height = picture.size
     size = max(12, width // 36)
@@ -272,6 +305,11 @@ def render(
         code = (REGION_CODES[(value - 1) % 10] + (" n/a" if int(value) in not_assessable else "")
                 + ("?" if int(value) in marginal else ""))
         draw.text((float(xs.mean()), float(ys.mean())), code, font=small, fill=(255, 255, 255), anchor="mm", **outlined)
+    for name, ring in rings.items():  # the tag above the ring's top, in the ring's colour
+        ys, xs = np.nonzero(ring)
+        above = ys.min() > 2 * size  # else below the ring: the picture's top would cut the tag
+        draw.text((float(xs.mean()), float(ys.min() - 2 if above else ys.max() + 2)), FINDING_TAGS[name], font=small,
+                  fill=FINDING_COLOURS[name], anchor="mb" if above else "mt", **outlined)
     # Side markers: the right edge shows where the rows run to, the left edge the opposite.
     big_font, marker = _font(2 * size), (255, 255, 0)
     draw.text((size // 2, height // 2), OPPOSITE[row_letter], font=big_font, fill=marker, anchor="lm", **outlined)
@@ -339,7 +377,9 @@ def build_key_image(
     src.ReferencedSOPClassUID = ref.SOPClassUID
     src.ReferencedSOPInstanceUID = ref.SOPInstanceUID
     sc.SourceImageSequence = [src]
-    sc.DerivationDescription = f"ASPECTS {LEVEL_NAMES[level]} key image with region outlines and infarct overlay"
+    sc.DerivationDescription = (f"ASPECTS {LEVEL_NAMES[level]} key image with region outlines and infarct overlay"
+                                if level in LEVELS else
+                                f"{FINDING_LABELS[level]} key image: its outline and the infarct overlay")
     sc.BurnedInAnnotation = "YES"
     # dciodvfy wants Laterality unless the body part is known to be unpaired.
     sc.BodyPartExamined = str(getattr(ref, "BodyPartExamined", "") or "HEAD")
@@ -354,13 +394,19 @@ def write_key_images(
     out_dir: Path,
     dicom_dir: Optional[Path] = None,
     png_dir: Optional[Path] = None,
+    findings: Optional[Mapping[str, np.ndarray]] = None,
 ) -> Dict[str, Dict]:
-    """Write ``dicom/key_bg.dcm``, ``key_sg.dcm`` and ``png/key_bg.png``, ``key_sg.png``.
+    """Write ``dicom/key_bg.dcm``, ``key_sg.dcm`` and ``png/key_bg.png``, ``key_sg.png``; and for
+    each located finding in ``findings`` (masks by flag name, :data:`aspects.labels.FINDINGS`)
+    ``key_haemorrhage`` / ``key_old_infarct`` on the slice where it is largest.
 
-    Returns ``{"BG": {"slice": k, "dcm": path, "png": path}, "SG": {...}}``.
+    Returns ``{"BG": {"slice": k, "dcm": path, "png": path}, "SG": {...}, <flag name>: {...}}``.
     """
     check_source(source)
-    if regions.shape != infarct.shape or regions.shape[0] != len(source):
+    findings = {name: findings[name].astype(bool) for name in FINDINGS if findings and name in findings
+                and findings[name].any()}
+    if regions.shape != infarct.shape or regions.shape[0] != len(source) or any(
+            m.shape != regions.shape for m in findings.values()):
         raise InputError(EXIT_PROCESSING, f"masks {regions.shape}/{infarct.shape} do not match {len(source)} source slices")
     out_dir = Path(out_dir)
     dicom_dir = Path(dicom_dir) if dicom_dir else out_dir / "dicom"
@@ -370,14 +416,18 @@ def write_key_images(
     equipment = Equipment.from_result(result)
     series_uid = new_uid()
     out: Dict[str, Dict] = {}
-    for number, (level, k) in enumerate(key_slices(result, regions).items(), start=1):
+    pictures = list(key_slices(result, regions).items()) + [(name, finding_slice(m)) for name, m in findings.items()]
+    for number, (level, k) in enumerate(pictures, start=1):
         ref = source[k]
         flip_rows, flip_cols, orientation = display_flips(ref)
-        on_slice = bool(np.isin(regions[k], _labels_of(LEVEL_REGIONS[level])).any())
+        on_slice = level not in LEVELS or bool(np.isin(regions[k], _labels_of(LEVEL_REGIONS[level])).any())
         lines = banner_lines(result, level, k, len(source), on_slice)
-        rgb = render(hu_slice(ref), level_labels(regions[k], level), infarct[k], lines, flip_rows, flip_cols, orientation[0],
-                     not_assessable_labels(result), marginal_labels(result))
-        name = f"key_{level.lower()}"
+        # a finding's own picture shows the finding, not a level's regions
+        outlined = level_labels(regions[k], level) if level in LEVELS else np.zeros_like(regions[k])
+        rgb = render(hu_slice(ref), outlined, infarct[k], lines, flip_rows, flip_cols, orientation[0],
+                     not_assessable_labels(result), marginal_labels(result),
+                     {name: m[k] for name, m in findings.items()})
+        name = f"key_{level.lower()}" if level in LEVELS else f"key_{level.removesuffix('_suspected')}"
         png = png_dir / f"{name}.png"
         Image.fromarray(rgb).save(png)
         dcm = dicom_dir / f"{name}.dcm"

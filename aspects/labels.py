@@ -40,6 +40,14 @@ REGION_COLOURS: Dict[str, Tuple[int, int, int]] = {
     "M6": (250, 190, 212),
 }
 INFARCT_COLOUR: Tuple[int, int, int] = (255, 0, 0)
+# Flagged findings that are shown where they are (SEG segments after the infarct and the regions,
+# outlines on the key images, a key image each), in this order; aspects.json flag names. Their
+# colours differ from the infarct's and every region's by > 30 CIELAB units (Delta E 1976).
+FINDINGS: Tuple[str, ...] = ("haemorrhage_suspected", "old_infarct_suspected")
+FINDING_LABELS: Dict[str, str] = {"haemorrhage_suspected": "Suspected haemorrhage",
+                                  "old_infarct_suspected": "Suspected old infarct"}
+FINDING_COLOURS: Dict[str, Tuple[int, int, int]] = {"haemorrhage_suspected": (0, 255, 0),
+                                                    "old_infarct_suspected": (128, 128, 255)}
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,9 @@ NIFTI_DIR = Path("nifti")
 
 @dataclass(frozen=True)
 class KeyImage:
-    """One key image: its ASPECTS level (``"BG"`` | ``"SG"``), the source slice it shows and the
-    files (secondary capture DICOM and PNG)."""
+    """One key image: its ASPECTS level (``"BG"`` | ``"SG"``) or the flagged finding it shows
+    (``"haemorrhage_suspected"`` | ``"old_infarct_suspected"``), the source slice it shows and
+    the files (secondary capture DICOM and PNG)."""
 
     level: str
     slice_index: int
@@ -56,15 +57,16 @@ class WrittenOutputs:
 
 
 def seg_output(scored: ScoredStudy, out_dir: Path) -> Path:
-    """DICOM SEG (infarct + 20 regions) to ``OUT/dicom/seg.dcm``."""
-    path = write_seg(scored.source, scored.infarct, scored.regions, scored.document, Path(out_dir) / SEG_FILE)
+    """DICOM SEG (infarct + 20 regions + the located flagged findings) to ``OUT/dicom/seg.dcm``."""
+    path = write_seg(scored.source, scored.infarct, scored.regions, scored.document, Path(out_dir) / SEG_FILE,
+                     scored.findings)
     log.info("wrote %s", path)
     return path
 
 
 def sr_output(scored: ScoredStudy, out_dir: Path, seg: Optional[Path] = None) -> Path:
     """DICOM SR (TID 1500) to ``OUT/dicom/sr.dcm``; its hemisphere groups reference the key slices
-    (same rule as the key images) and, given ``seg``, the infarct/region groups its segments."""
+    (same rule as the key images) and, given ``seg``, the infarct/region/finding groups its segments."""
     seg_ds = pydicom.dcmread(seg, stop_before_pixels=True) if seg is not None else None
     keys = [scored.source[k] for k in key_slices(scored.document, scored.regions).values()]
     path = write_sr(scored.source, scored.document, Path(out_dir) / SR_FILE, key_sources=keys, seg=seg_ds)
@@ -73,8 +75,10 @@ def sr_output(scored: ScoredStudy, out_dir: Path, seg: Optional[Path] = None) ->
 
 
 def key_image_outputs(scored: ScoredStudy, out_dir: Path) -> Tuple[KeyImage, ...]:
-    """BG/SG key images to ``OUT/dicom/key_*.dcm`` and ``OUT/png/key_*.png``."""
-    written = write_key_images(scored.source, scored.infarct, scored.regions, scored.document, Path(out_dir))
+    """BG/SG key images, and one per located flagged finding, to ``OUT/dicom/key_*.dcm`` and
+    ``OUT/png/key_*.png``."""
+    written = write_key_images(scored.source, scored.infarct, scored.regions, scored.document, Path(out_dir),
+                               findings=scored.findings)
     keys = tuple(KeyImage(level, int(item["slice"]), Path(item["dcm"]), Path(item["png"]))
                  for level, item in written.items())
     for k in keys:
@@ -98,7 +102,8 @@ def kos_output(scored: ScoredStudy, out_dir: Path, key_images: Tuple[KeyImage, .
 
 
 def nifti_outputs(scored: ScoredStudy, out_dir: Path) -> Dict[str, Path]:
-    """``OUT/nifti/infarct.nii.gz`` and ``regions.nii.gz`` (for evaluation and research use)."""
+    """``OUT/nifti/infarct.nii.gz``, ``regions.nii.gz`` and ``findings.nii.gz`` (1 suspected
+    haemorrhage, 2 suspected old infarct; for evaluation and research use)."""
     folder = Path(out_dir) / NIFTI_DIR
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}

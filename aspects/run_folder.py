@@ -31,7 +31,10 @@ RESULT_JSON = "aspects.json"
 ERROR_JSON = "error.json"
 # Files a run writes (aspects.json's "outputs" names them too; both lists are removed on rerun).
 RESULT_FILES = (RESULT_JSON, ERROR_JSON, "dicom/seg.dcm", "dicom/sr.dcm", "dicom/kos.dcm", "dicom/key_bg.dcm",
-                "dicom/key_sg.dcm", "png/key_bg.png", "png/key_sg.png", "nifti/infarct.nii.gz", "nifti/regions.nii.gz")
+                "dicom/key_sg.dcm", "png/key_bg.png", "png/key_sg.png", "nifti/infarct.nii.gz", "nifti/regions.nii.gz",
+                # a located finding's key image and the findings' labels (aspects.key_images, aspects.outputs)
+                "dicom/key_haemorrhage.dcm", "dicom/key_old_infarct.dcm", "png/key_haemorrhage.png",
+                "png/key_old_infarct.png", "nifti/findings.nii.gz")
 RESULT_DIRS = ("dicom", "png", "nifti")
 
 

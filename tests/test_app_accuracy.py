@@ -21,8 +21,13 @@ ACUTE_SEEDS = (2041, 2042, 2043, 2044, 2045, 2046)
 
 
 @pytest.fixture(scope="module")
-def runs(phantom_case, pipeline, tmp_path_factory):
-    work = tmp_path_factory.mktemp("accuracy")
+def work(tmp_path_factory):
+    """The output folders of the runs, one per case name."""
+    return tmp_path_factory.mktemp("accuracy")
+
+
+@pytest.fixture(scope="module")
+def runs(phantom_case, pipeline, work):
     rng = np.random.default_rng(2026)
     cases = {f"acute{s}": phantom_case(s, kind="acute", thickness=5.0, hu_drop=float(rng.uniform(6, 12)))
              for s in ACUTE_SEEDS}
@@ -63,6 +68,28 @@ def test_normal_scores_ten(runs):
 def test_haemorrhage_is_flagged(runs):
     result, _ = runs["haemorrhage"]
     assert "haemorrhage_suspected" in result["flags"]
+
+
+def test_the_flagged_haemorrhage_is_shown_where_it_is(runs, work, phantom_case):
+    """A reader of the flag must be able to find the blood: its SEG segment, its NIfTI label and
+    its own key image lie on the phantom's haematoma."""
+    import highdicom as hd
+    import SimpleITK as sitk
+    from PIL import Image
+
+    from aspects.labels import FINDING_COLOURS
+
+    result, _ = runs["haemorrhage"]
+    out, case = work / "haemorrhage", phantom_case(2048, kind="haemorrhage", thickness=5.0)
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "truth" / "haemorrhage.nii.gz"))) > 0
+    shown = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "nifti" / "findings.nii.gz"))) == 1
+    assert shown.sum() > 0.1 * truth.sum() and (shown & truth).sum() >= 0.9 * shown.sum(), (shown.sum(), truth.sum())
+    number = result["flag_details"]["haemorrhage_suspected"]["seg_segment"]
+    seg = hd.seg.segread(out / "dicom" / "seg.dcm")
+    assert seg.get_segment_description(number).segment_label == "Suspected haemorrhage"
+    assert "dicom/key_haemorrhage.dcm" in result["outputs"]["key_images"]
+    picture = np.asarray(Image.open(out / "png" / "key_haemorrhage.png").convert("RGB"))
+    assert (picture == FINDING_COLOURS["haemorrhage_suspected"]).all(axis=2).sum() > 20
 
 
 @pytest.mark.xfail(reason="still fails with infarct model 0.3.0 (short v2 fine-tune, 2026-12-02): false infarct on the old-infarct phantom; issue 13")

@@ -39,12 +39,14 @@ def test_the_region_warp_optimiser_updates_exactly_as_torch_optim_adam(monkeypat
     assert torch.equal(ours, reference)
 
 
-def _segment_last_stack(infarct: np.ndarray, regions: np.ndarray) -> np.ndarray:
-    """The plain (z, y, x, 21) bool stack the SEG was first built from (the slow path)."""
-    out = np.empty(regions.shape + (dicom_seg.N_SEGMENTS,), dtype=bool)
+def _segment_last_stack(infarct: np.ndarray, regions: np.ndarray, findings=()) -> np.ndarray:
+    """The plain (z, y, x, 21 + findings) bool stack the SEG was first built from (the slow path)."""
+    out = np.empty(regions.shape + (dicom_seg.N_SEGMENTS + len(findings),), dtype=bool)
     out[..., 0] = infarct.astype(bool)
     for label in range(1, 21):
         out[..., label] = regions == label
+    for k, mask in enumerate(findings, start=dicom_seg.N_SEGMENTS):
+        out[..., k] = mask
     return out
 
 
@@ -69,6 +71,16 @@ def test_the_seg_from_the_segment_major_stack_has_the_same_frames_as_from_the_pl
                            f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
                           for f in seg.PerFrameFunctionalGroupsSequence]
     assert frames(ours) == frames(reference)
+    # with a located finding (its own segment 22, on slices of its own too): the same again
+    blood = np.zeros_like(infarct, dtype=bool)
+    blood[0, 2:5, 3:6] = True
+    monkeypatch.undo()
+    ours = dicom_seg.build_segmentation(source, infarct, regions, findings={"haemorrhage_suspected": blood})
+    monkeypatch.setattr(dicom_seg, "segment_stack", _segment_last_stack)
+    monkeypatch.setattr(dicom_seg, "_Segmentation", dicom_seg.hd.seg.Segmentation)
+    reference = dicom_seg.build_segmentation(source, infarct, regions, findings={"haemorrhage_suspected": blood})
+    assert len(ours.SegmentSequence) == dicom_seg.N_SEGMENTS + 1
+    assert ours.PixelData == reference.PixelData and frames(ours) == frames(reference)
 
 
 

@@ -52,7 +52,10 @@ def test_failed_rerun_replaces_the_earlier_result_whole(study, tmp_path):
     edit(sorted_files(inp), lambda ds, i: (setattr(ds, "Modality", "MR"),
                                            setattr(ds, "SOPClassUID", "1.2.840.10008.5.1.4.1.1.4")))
     out = tmp_path / "out"
-    for rel in ("dicom/seg.dcm", "dicom/sr.dcm", "png/key_bg.png", "nifti/regions.nii.gz"):
+    # a located finding's key image and the findings' labels too: a stale one would show blood
+    # that the new result does not report
+    for rel in ("dicom/seg.dcm", "dicom/sr.dcm", "png/key_bg.png", "nifti/regions.nii.gz", "dicom/key_haemorrhage.dcm",
+                "png/key_haemorrhage.png", "nifti/findings.nii.gz"):
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         (out / rel).write_bytes(b"from an earlier run")
     (out / "aspects.json").write_text(json.dumps({"outputs": {"seg": "dicom/seg.dcm"}}))

@@ -740,3 +740,135 @@ def test_result_writer_accepts_numpy_numbers_without_touching_the_input(case, tm
     back = read_result(tmp_path / "aspects.json")
     assert back["aspects"] == case["result"]["aspects"] and isinstance(back["aspects"]["left"], int)
     assert isinstance(result["aspects"]["left"], np.int64)
+
+
+# ----------------------------------------------------------------- flagged findings, shown where they are
+HAEM, OLD = "haemorrhage_suspected", "old_infarct_suspected"
+
+
+@pytest.fixture(scope="module")
+def flagged(tmp_path_factory):
+    """The writers' case with a suspected haemorrhage (right, across the BG regions' slices,
+    largest on the last) and a suspected old infarct (right, across the SG regions' first two
+    slices, largest on the second) located."""
+    out = tmp_path_factory.mktemp("flagged")
+    source = make_ct_series()
+    infarct, regions = make_masks()
+    blood = np.zeros_like(infarct)
+    blood[BG_SLICE - 1:BG_SLICE + 1, 70:74, 40:44] = True
+    blood[BG_SLICE + 1, 68:76, 38:46] = True
+    old = np.zeros_like(infarct)
+    old[SG_SLICE - 1:SG_SLICE + 1, 30:40, 30:42] = True
+    old[SG_SLICE, 28:42, 28:44] = True
+    findings = {HAEM: blood, OLD: old}
+    result = make_result(source, infarct, regions)
+    result.update(flags=[HAEM, OLD], flag_details={HAEM: {"volume_ml": 1.2, "seg_segment": N_SEGMENTS + 1},
+                                                   OLD: {"volume_ml": 3.4, "seg_segment": N_SEGMENTS + 2}})
+    keys = write_key_images(source, infarct, regions, result, out, findings=findings)
+    seg = write_seg(source, infarct, regions, result, out / "dicom" / "seg.dcm", findings)
+    key_sources = [source[keys[level]["slice"]] for level in ("BG", "SG")]
+    sr = write_sr(source, result, out / "dicom" / "sr.dcm", key_sources=key_sources, seg=_header(seg))
+    kos = write_kos([source[k["slice"]] for k in keys.values()], [_header(k["dcm"]) for k in keys.values()], _header(sr),
+                    out / "dicom" / "kos.dcm", seg=_header(seg), result=result)
+    return {"out": out, "source": source, "findings": findings, "result": result, "keys": keys, "seg": seg, "sr": sr,
+            "kos": kos}
+
+
+def test_a_located_finding_is_a_seg_segment_of_its_own(flagged):
+    """Segments 22 and 23: what each is (coded; the old infarct an infarct qualified chronic, so
+    no reader takes it for the acute one), in its own colour, and exactly its mask."""
+    seg = hd.seg.segread(flagged["seg"])
+    assert seg.number_of_segments == N_SEGMENTS + 2
+    haem, old = seg.get_segment_description(N_SEGMENTS + 1), seg.get_segment_description(N_SEGMENTS + 2)
+    assert (haem.segment_label, haem.segmented_property_type.value) == ("Suspected haemorrhage", "50960005")
+    assert (old.segment_label, old.segmented_property_type.value) == ("Suspected old infarct", "55641003")
+    modifier = old.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence[0]
+    assert modifier.CodeValue == "90734009"  # SCT Chronic
+    source = flagged["source"]
+    for number, name in ((N_SEGMENTS + 1, HAEM), (N_SEGMENTS + 2, OLD)):
+        mask = flagged["findings"][name]
+        ks = np.flatnonzero(mask.any(axis=(1, 2)))
+        pixels = seg.get_pixels_by_source_instance([source[k].SOPInstanceUID for k in ks], segment_numbers=[number])
+        assert np.array_equal(pixels[..., 0].astype(bool), mask[ks]), name
+    lab = {int(d.SegmentNumber): _cielab(d.RecommendedDisplayCIELabValue) for d in pydicom.dcmread(flagged["seg"]).SegmentSequence}
+    closest = min(np.linalg.norm(lab[a] - lab[b]) for a in (N_SEGMENTS + 1, N_SEGMENTS + 2) for b in lab if a != b)
+    assert closest > 30.0, closest
+
+
+def test_an_empty_or_unknown_finding_gets_no_segment(flagged, tmp_path):
+    source, (infarct, regions) = flagged["source"], make_masks()
+    empty = {HAEM: np.zeros_like(infarct), OLD: flagged["findings"][OLD]}
+    seg = hd.seg.segread(write_seg(source, infarct, regions, flagged["result"], tmp_path / "seg.dcm", empty))
+    assert seg.number_of_segments == N_SEGMENTS + 1
+    assert seg.get_segment_description(N_SEGMENTS + 1).segment_label == "Suspected old infarct"
+    with pytest.raises(InputError, match="no SEG segment for the finding"):
+        build_segmentation(source, infarct, regions, findings={"infarct_outside_mca": infarct})
+
+
+def test_the_sr_measures_each_located_finding_and_points_at_its_segment(flagged):
+    summary = read_sr_summary(flagged["sr"])
+    assert summary["findings"] == {HAEM: 1.2, OLD: 3.4}
+    assert summary["infarct_volume_ml"] == flagged["result"]["infarct_volume_ml"]  # the old infarct is not the acute one
+    refs = [item.ReferencedSOPSequence[0] for item in _walk_sr(pydicom.dcmread(flagged["sr"])) if item.ValueType == "IMAGE"
+            and item.ConceptNameCodeSequence[0].CodeMeaning == "Referenced Segment"]
+    assert sorted(int(r.ReferencedSegmentNumber) for r in refs) == list(range(1, N_SEGMENTS + 3))
+    # a flag whose finding has no segment (not located on the slices) is measured all the same
+    result = dict(flagged["result"], flag_details={HAEM: {"volume_ml": 0.4}}, flags=[HAEM])
+    assert read_sr_summary(write_sr(flagged["source"], result, flagged["out"] / "sr_unlocated.dcm"))["findings"] == {HAEM: 0.4}
+
+
+def test_each_located_finding_has_a_key_image_where_it_is_largest_and_a_ring_where_it_crosses_a_level(flagged):
+    keys = flagged["keys"]
+    assert list(keys) == ["BG", "SG", HAEM, OLD]
+    assert keys[HAEM]["slice"] == BG_SLICE + 1 and keys[OLD]["slice"] == SG_SLICE
+    assert Path(keys[HAEM]["png"]).name == "key_haemorrhage.png" and Path(keys[OLD]["dcm"]).name == "key_old_infarct.dcm"
+
+    def has(png, rgb):
+        return bool((np.asarray(Image.open(png).convert("RGB")) == rgb).all(axis=2).sum() > 20)
+
+    from aspects.labels import FINDING_COLOURS
+    assert has(keys[HAEM]["png"], FINDING_COLOURS[HAEM]) and not has(keys[HAEM]["png"], FINDING_COLOURS[OLD])
+    assert has(keys[OLD]["png"], FINDING_COLOURS[OLD])
+    assert has(keys["BG"]["png"], FINDING_COLOURS[HAEM])  # the blood crosses the BG slice too
+    assert has(keys["SG"]["png"], FINDING_COLOURS[OLD]) and not has(keys["SG"]["png"], FINDING_COLOURS[HAEM])
+    # the finding's own picture names it, and outlines no level's regions
+    ds = pydicom.dcmread(keys[HAEM]["dcm"])
+    assert ds.DerivationDescription.startswith("Suspected haemorrhage key image")
+    assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == flagged["source"][BG_SLICE + 1].SOPInstanceUID
+    picture = np.asarray(Image.open(keys[HAEM]["png"]).convert("RGB"))
+    assert not any((picture == REGION_COLOURS[c]).all(axis=2).sum() > 40 for c in REGION_CODES)
+    # the KOS flags all four
+    kos = pydicom.dcmread(flagged["kos"])
+    listed = {i.ReferencedSOPInstanceUID for s in kos.CurrentRequestedProcedureEvidenceSequence
+              for se in s.ReferencedSeriesSequence for i in se.ReferencedSOPSequence}
+    assert {str(pydicom.dcmread(k["dcm"]).SOPInstanceUID) for k in keys.values()} <= listed
+
+
+@pytest.mark.external
+@needs_dciodvfy
+@pytest.mark.parametrize("rel", ["dicom/seg.dcm", "dicom/sr.dcm", "dicom/key_haemorrhage.dcm", "dicom/kos.dcm"])
+def test_dciodvfy_accepts_the_outputs_with_located_findings(flagged, rel):
+    run = subprocess.run(["dciodvfy", str(flagged["out"] / rel)], capture_output=True, text=True)
+    errors = [ln for ln in (run.stdout + run.stderr).splitlines() if ln.startswith("Error")]
+    assert not errors, errors
+
+
+@needs_dcmqi
+def test_dcmqi_reads_the_located_findings_as_written(flagged, tmp_path):
+    meta, images = read_seg(flagged["seg"], tmp_path)
+    labels = {a["labelID"]: a["SegmentLabel"] for attrs in meta["segmentAttributes"] for a in attrs}
+    assert labels[N_SEGMENTS + 1] == "Suspected haemorrhage" and labels[N_SEGMENTS + 2] == "Suspected old infarct"
+    reference = on_grid(np.zeros(flagged["findings"][HAEM].shape, np.uint8), series_grid(flagged["source"]))
+    for number, name in ((N_SEGMENTS + 1, HAEM), (N_SEGMENTS + 2, OLD)):
+        assert np.array_equal(mask_on(images[number], number, reference), flagged["findings"][name]), name
+
+
+def test_the_findings_label_map_puts_the_haemorrhage_first(flagged):
+    from aspects.assess import ScoredStudy
+    (infarct, regions), both = make_masks(), dict(flagged["findings"])
+    both[OLD] = both[OLD] | both[HAEM]  # overlapping: the haemorrhage is what the reader must see
+    scored = ScoredStudy(flagged["result"], infarct, regions, tuple(flagged["source"]), findings=both)
+    labels = scored.findings_labels()
+    assert set(np.unique(labels)) == {0, 1, 2}
+    assert (labels[both[HAEM]] == 1).all() and (labels[both[OLD] & ~both[HAEM]] == 2).all()
+    assert sitk.GetArrayFromImage(scored.mask_images()["findings"]).tolist() == labels.tolist()
