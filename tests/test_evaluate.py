@@ -175,6 +175,34 @@ def test_a_set_of_controls_only_gets_its_report_and_figures(tmp_path):
     assert sum(c["points_lost"] for c in rep["controls"]) == 1 == rep["controls_points_lost"]
 
 
+def test_the_report_says_where_the_located_findings_lie_against_the_truth(tmp_path):
+    """nifti/findings.nii.gz (1 haemorrhage, 2 old infarct) against the phantom's truth masks: the
+    share inside the truth on the studies that have the finding, and the false flags by name."""
+    empty = np.zeros(SHAPE, np.uint8)
+    blood = box(2, 3, 2, 5, 2, 5)  # 9 voxels
+    make_case(tmp_path, "h_haem", "haemorrhage", empty, 10, None, [], 0.0)
+    write_mask(tmp_path / "cases" / "h_haem" / "truth" / "haemorrhage.nii.gz", blood)
+    make_run(tmp_path, "h_haem", empty, 10, None, [], flags=["haemorrhage_suspected"])
+    located = blood.copy()
+    located[2, 2, 2] = 0
+    located[4, 8, 8] = 1  # 8 of its 9 voxels on the haematoma
+    write_mask(tmp_path / "runs" / "h_haem" / "nifti" / "findings.nii.gz", located)
+    make_case(tmp_path, "n_normal", "normal", empty, 10, None, [], 0.0)  # a false old-infarct flag, located
+    make_run(tmp_path, "n_normal", empty, 10, None, [], flags=["old_infarct_suspected"])
+    write_mask(tmp_path / "runs" / "n_normal" / "nifti" / "findings.nii.gz", 2 * box(1, 2, 1, 3, 1, 3))
+    make_case(tmp_path, "o_old", "old_infarct", empty, 10, None, [], 0.0)  # a run before 0.4.0: no findings.nii.gz
+    make_run(tmp_path, "o_old", empty, 10, None, [], flags=["old_infarct_suspected"])
+    assert ev.main(["--cases", str(tmp_path / "cases"), "--runs", str(tmp_path / "runs"),
+                    "--report", str(tmp_path / "rep" / "r")]) == 0
+    rep = json.loads((tmp_path / "rep" / "r.json").read_text())["located_findings"]
+    haem, old = rep["haemorrhage_suspected"], rep["old_infarct_suspected"]
+    assert (haem["flagged"], haem["located"], haem["on_the_finding"], haem["elsewhere"]) == (1, 1, 1, [])
+    assert haem["inside_truth"]["median"] == pytest.approx(8 / 9, abs=1e-3)
+    assert (old["flagged"], old["located"], old["on_the_finding"], old["elsewhere"]) == (2, 1, 0, ["n_normal"])
+    md = (tmp_path / "rep" / "r.md").read_text()
+    assert "`haemorrhage_suspected`: 1 flagged, 1 located on the slices" in md and "without it: n_normal." in md
+
+
 def test_bad_cases_folder_is_one_line_error(tmp_path, capsys):
     assert ev.main(["--cases", str(tmp_path / "nope"), "--runs", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

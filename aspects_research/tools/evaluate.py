@@ -259,7 +259,37 @@ def evaluate_case(case: Path, run: Path, empty_ml: float = 0.0) -> dict:
     rd = mt.label_dice(p_reg, t_reg, [r.value for r in all_regions()])
     rec["region_dice"] = {str(v): d for v, d in rd.items()}
     rec["region_dice_mean"] = float(np.mean(mt.defined(rd.values()))) if mt.defined(rd.values()) else None
+    rec["located"] = located_findings(case, run, result)
     return rec
+
+
+# The located findings' label values in nifti/findings.nii.gz (aspects.assess.ScoredStudy.findings_labels)
+# and the phantom's truth mask of each (truth/<name>.nii.gz, where the generator made one).
+LOCATED = ((FLAG_HAEMORRHAGE, 1, "haemorrhage"), (FLAG_OLD_INFARCT, 2, "old_infarct"))
+
+
+def located_findings(case: Path, run: Path, result: dict) -> Dict[str, dict]:
+    """Where each flagged haemorrhage / old infarct the app located lies against the truth:
+    ``located_ml``, ``inside_truth`` (share of the located mask inside the truth's mask of that
+    finding, 0 where the study has none) and ``truth_covered``; {} for runs without
+    nifti/findings.nii.gz (apps before 0.4.0)."""
+    path = run / "nifti" / "findings.nii.gz"
+    if not path.is_file():
+        return {}
+    labels, spacing, grid = read_mask(path)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    out = {}
+    for flag, value, truth_name in LOCATED:
+        if flag not in (result.get("flags") or []):
+            continue
+        mask = labels == value
+        truth_path = case / "truth" / f"{truth_name}.nii.gz"
+        truth = read_mask(truth_path)[0] > 0 if truth_path.is_file() else np.zeros_like(mask)
+        hit = int((mask & truth).sum())
+        out[flag] = {"located_ml": round(float(mask.sum()) * voxel_ml, 3),
+                     "inside_truth": round(hit / mask.sum(), 3) if mask.any() else None,
+                     "truth_covered": round(hit / truth.sum(), 3) if truth.any() else None}
+    return out
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -439,6 +469,7 @@ def aggregate(records: Sequence[dict], empty_ml: float = 0.0, seed: int = 0) -> 
     no_blood = [r for r in ok if r["kind"] != "haemorrhage"]
     rep["false_haemorrhage_flags"] = proportion(sum(FLAG_HAEMORRHAGE in r["flags"] for r in no_blood), len(no_blood))
     rep["low_confidence"] = proportion(sum(FLAG_LOW_CONFIDENCE in r["flags"] for r in ok), len(ok))
+    rep["located_findings"] = located_summary(ok)
     rep["by_anatomy"] = {}
     for anat in sorted({r.get("anatomy") or "template" for r in ok}):
         rs = [r for r in ok if (r.get("anatomy") or "template") == anat]
@@ -460,6 +491,22 @@ def aggregate(records: Sequence[dict], empty_ml: float = 0.0, seed: int = 0) -> 
     rep["timings_s"] = {s: mt.bootstrap_median([r["timings_s"].get(s) for r in ok], seed=seed).as_dict() for s in stages}
     rep["methods"] = sorted({json.dumps(r.get("methods"), sort_keys=True) for r in ok})
     return rep
+
+
+def located_summary(ok: Sequence[dict]) -> Dict[str, dict]:
+    """Per flag: the studies flagged, those whose finding the app located on the slices, and the
+    located mask's share inside the truth (min / median / max) on the studies that have the finding
+    (kind haemorrhage / old_infarct) and on the others (false flags)."""
+    out = {}
+    for flag, _, kind in LOCATED:
+        flagged = [r for r in ok if flag in r["flags"]]
+        located = [r for r in flagged if (r.get("located") or {}).get(flag, {}).get("inside_truth") is not None]
+        inside = [r["located"][flag]["inside_truth"] for r in located if r["kind"] == kind]
+        out[flag] = {"flagged": len(flagged), "located": len(located), "on_the_finding": len(inside),
+                     "inside_truth": None if not inside else
+                     {"min": min(inside), "median": float(np.median(inside)), "max": max(inside)},
+                     "elsewhere": [r["case_id"] for r in located if r["kind"] != kind]}
+    return out
 
 
 def targets(rep: dict) -> List[dict]:
@@ -669,6 +716,7 @@ def to_markdown(report: dict, records: Sequence[dict], img_rel: str) -> str:
              f"mean width {_f(report['aspects_range']['mean_width'])} points."),
           f"Haemorrhage flag on studies without blood: {_p(report['false_haemorrhage_flags'])}; "
           f"`low_confidence`: {_p(report['low_confidence'])}.", "",
+          *located_lines(report.get("located_findings") or {}),
           f"![detection limit]({img_rel}/eval_detection_limit.png)", "",
           "By anatomy source:", "", "| anatomy | studies | hemisphere exact | within 1 | region specificity | points lost on controls |",
           "| --- | --- | --- | --- | --- | --- |"]
@@ -745,6 +793,20 @@ def to_markdown(report: dict, records: Sequence[dict], img_rel: str) -> str:
                  f"L{_reported(r, 'left')} R{_reported(r, 'right')} | "
                  f"{r['truth_side'] or '-'}/{r['pred_side'] or '-'} | {', '.join(r['flags']) or '-'} |")
     return "\n".join(L) + "\n"
+
+
+def located_lines(located: Dict[str, dict]) -> List[str]:
+    """The report's lines on where the located findings lie (none for runs without them)."""
+    lines = []
+    for flag, s in located.items():
+        if not s["located"]:
+            continue
+        share = s["inside_truth"]
+        lines.append(f"`{flag}`: {s['flagged']} flagged, {s['located']} located on the slices; on the {s['on_the_finding']} "
+                     "studies that have it, the located mask's share inside the truth "
+                     + ("-" if share is None else f"{_f(share['median'])} ({_f(share['min'])}-{_f(share['max'])})")
+                     + (f"; located on studies without it: {', '.join(s['elsewhere'])}." if s["elsewhere"] else "."))
+    return lines + [""] if lines else []
 
 
 def _reported(rec: dict, side: str) -> str:
