@@ -19,7 +19,8 @@ from pydicom.dataset import Dataset
 from aspects.atlas import levels_span
 from aspects.dicom_geometry import SliceGeometry
 from aspects.dicom_seg import finding_segment_numbers
-from aspects.flags import (Findings, acute_only, blood_ground, find, flagged_masks, growable, image_flags, outside_mca_flag,
+from aspects.flags import (OUTSIDE_MCA, Findings, Flag, acute_only, blood_ground, find, flagged_masks, growable, image_flags,
+                           outside_mca_mask, voxel_volume_ml,
                            with_cavity)
 from aspects.labels import FINDINGS, label_value
 from aspects.methods import InfarctMethod, RegionMethod
@@ -99,8 +100,9 @@ class ScoredStudy:
     ``infarct`` (bool) and ``regions`` (uint8, ``aspects.labels``): ``(z, y, x)`` masks index-aligned
     with ``source``, the sorted source datasets (each slice sampled on its own plane, so a tilted
     or unevenly spaced series is exact). ``findings``: the located flagged findings (suspected
-    haemorrhage, suspected old infarct: ``aspects.labels.FINDINGS``) as bool masks of the same
-    shape, by flag name, only those not empty on the slices.
+    haemorrhage and suspected old infarct, ``aspects.labels.FINDINGS``, each a SEG segment; the
+    acute infarct outside the MCA territory, ``infarct_outside_mca``, a part of ``infarct``) as
+    bool masks of the same shape, by flag name, only those not empty on the slices.
     """
 
     document: Dict[str, Any]
@@ -207,15 +209,15 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
                          (acute.sum() - edged.sum()) * np.prod(spacing) / 1000.0, 100 * settings.edge_fraction)
             acute = edged
     labels_aligned = sitk.GetArrayFromImage(regions.labels)
-    outside = outside_mca_flag(acute, labels_aligned, sitk.GetArrayFromImage(regions.territories), spacing)
-    if outside is not None:  # ACA / PCA / posterior circulation infarct
-        flags.append(outside)
+    outside = outside_mca_mask(acute, labels_aligned, sitk.GetArrayFromImage(regions.territories), spacing)
+    if outside.any():  # ACA / PCA / posterior circulation infarct
+        flags.append(Flag(OUTSIDE_MCA, float(outside.sum()) * voxel_volume_ml(spacing)))
     acute_img = sitk.GetImageFromArray(acute.astype(np.uint8))
     acute_img.CopyInformation(infarct.mask)
     geometry = series.volume.geometry
     regions_src = to_slices(pre, regions.labels, geometry, label=True).astype(np.uint8)
     infarct_src = to_slices(pre, acute_img, geometry, label=True) > 0
-    located = located_findings(pre, findings, acute_img, geometry)
+    located = located_findings(pre, {**flagged_masks(findings), OUTSIDE_MCA: outside}, acute_img, geometry)
     evidence, calls, checks = study_evidence(findings, infarct.asymmetry.difference, infarct.asymmetry.comparable,
                                              labels_aligned, settings.calibration, acute, hu=aligned, brain=brain)
     coverage = pre.coverage or {}
@@ -284,11 +286,15 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
                        findings=located)
 
 
-def located_findings(pre: Preprocessed, found: Findings, like: sitk.Image, geometry: SliceGeometry) -> Dict[str, np.ndarray]:
-    """The flagged findings' masks (:func:`aspects.flags.flagged_masks`, aligned grid ``like``)
-    sampled on the source slices, as the infarct mask is; those left empty there are dropped."""
+def located_findings(pre: Preprocessed, masks: Dict[str, np.ndarray], like: sitk.Image,
+                     geometry: SliceGeometry) -> Dict[str, np.ndarray]:
+    """The flagged findings' masks by flag name (aligned grid ``like``: the haemorrhage and old
+    infarct of :func:`aspects.flags.flagged_masks`, the acute infarct outside the MCA territory)
+    sampled on the source slices, as the infarct mask is; those empty there are dropped."""
     out = {}
-    for name, mask in flagged_masks(found).items():
+    for name, mask in masks.items():
+        if not mask.any():
+            continue
         img = sitk.GetImageFromArray(mask.astype(np.uint8))
         img.CopyInformation(like)
         on_slices = to_slices(pre, img, geometry, label=True) > 0

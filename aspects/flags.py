@@ -385,23 +385,30 @@ def with_cavity(found: Findings, cavity: np.ndarray, infarct: np.ndarray) -> Fin
     return dataclasses.replace(found, old_infarct=found.old_infarct | used, old_cavity=before | used)
 
 
-def outside_mca_flag(infarct: np.ndarray, regions: np.ndarray, territories: np.ndarray,
-                     spacing_mm: Sequence[float]) -> Optional[Flag]:
-    """``infarct_outside_mca`` with the volume (ml) of acute infarct outside every ASPECTS region
-    and inside the ACA, PCA or vertebrobasilar territory, counted over the lesions (connected
-    components) that lie mostly there (see OUTSIDE_MCA_MIN_FRACTION); None when there are none."""
+OUTSIDE_MCA = "infarct_outside_mca"
+
+
+def outside_mca_mask(infarct: np.ndarray, regions: np.ndarray, territories: np.ndarray,
+                     spacing_mm: Sequence[float]) -> np.ndarray:
+    """The acute infarct outside every ASPECTS region and inside the ACA, PCA or vertebrobasilar
+    territory, of the lesions (connected components) that lie mostly there (see
+    OUTSIDE_MCA_MIN_FRACTION): what ``infarct_outside_mca`` measures; empty when there is none."""
     mask = infarct.astype(bool)
     outside = mask & (regions == 0) & outside_mca(territories)
     if not outside.any():
-        return None
+        return outside
     vml = voxel_volume_ml(spacing_mm)
     far = outside & ~ndimage.binary_dilation(regions > 0, iterations=_steps(OUTSIDE_MCA_MARGIN_MM, spacing_mm))
     lesions, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     size = np.bincount(lesions.ravel(), minlength=n + 1)
     far_n = np.bincount(lesions[far], minlength=n + 1)
-    out_n = np.bincount(lesions[outside], minlength=n + 1)
     keep = [k for k in range(1, n + 1)
             if far_n[k] * vml >= MIN_OUTSIDE_MCA_ML and far_n[k] >= OUTSIDE_MCA_MIN_FRACTION * size[k]]
-    if not keep:
-        return None
-    return Flag("infarct_outside_mca", float(out_n[keep].sum()) * vml)
+    return outside & np.isin(lesions, keep)
+
+
+def outside_mca_flag(infarct: np.ndarray, regions: np.ndarray, territories: np.ndarray,
+                     spacing_mm: Sequence[float]) -> Optional[Flag]:
+    """``infarct_outside_mca`` with the volume (ml) of :func:`outside_mca_mask`; None when empty."""
+    outside = outside_mca_mask(infarct, regions, territories, spacing_mm)
+    return Flag(OUTSIDE_MCA, float(outside.sum()) * voxel_volume_ml(spacing_mm)) if outside.any() else None

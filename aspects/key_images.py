@@ -11,8 +11,9 @@ no ASPECTS for their side), their codes on the picture read "n/a", and a level t
 is named as not covered. A marginal call (the mask near the involvement threshold, aspects.json
 ``marginal``) has its code drawn with "?", and the banner lists those regions and shows the
 side's ASPECTS range. A flagged finding the app locates (suspected haemorrhage, suspected old
-infarct) is ringed in its colour wherever it crosses a key slice, and gets a key image of its own,
-on the slice where it is largest, so that a reader sees where it is.
+infarct, acute infarct outside the MCA territory) is ringed in its colour wherever it crosses a
+key slice, and gets a key image of its own, on the slice where it is largest, so that a reader
+sees where it is.
 """
 
 from __future__ import annotations
@@ -44,10 +45,21 @@ INFARCT_ALPHA = 0.45
 DISPLAY_SIZE = 512  # small series are enlarged (integer factor, nearest) to about this size
 LEVELS = ("BG", "SG")
 OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "H": "F", "F": "H"}
+# Flagged findings that get a key image of their own: the SEG's located findings and the acute
+# infarct outside the MCA territory (in SEG segment 1 with the rest of the infarct), which the two
+# level slices rarely cut (a thalamic, occipital or cerebellar infarct).
+OUTSIDE_MCA = "infarct_outside_mca"
+KEY_FINDINGS = FINDINGS + (OUTSIDE_MCA,)
+KEY_FINDING_LABELS = {**FINDING_LABELS, OUTSIDE_MCA: "Acute infarct outside the MCA territory"}
+# Ring colours: the SEG segment's; the outside-MCA infarct is part of the red infarct, ringed red.
+RING_COLOURS = {**FINDING_COLOURS, OUTSIDE_MCA: INFARCT_COLOUR}
+KEY_FILES = {"haemorrhage_suspected": "key_haemorrhage", "old_infarct_suspected": "key_old_infarct",
+             OUTSIDE_MCA: "key_outside_mca"}
 LEVEL_NAMES = {"BG": "basal ganglia level", "SG": "supraganglionic level",
-               **{name: f"{FINDING_LABELS[name].lower()}, its largest extent" for name in FINDINGS}}
+               **{name: f"{KEY_FINDING_LABELS[name][0].lower()}{KEY_FINDING_LABELS[name][1:]}, its largest extent"
+                  for name in KEY_FINDINGS}}
 # The word written beside a located finding's ring on the picture.
-FINDING_TAGS = {"haemorrhage_suspected": "blood?", "old_infarct_suspected": "old?"}
+FINDING_TAGS = {"haemorrhage_suspected": "blood?", "old_infarct_suspected": "old?", OUTSIDE_MCA: "outside MCA"}
 # Regions whose in-plane extent defines each level's key slice.
 LEVEL_REGIONS = {"BG": ("C", "L", "IC"), "SG": ("M4", "M5", "M6")}
 # Regions outlined on each level's picture: the ten ASPECTS regions as a reader assigns them to the
@@ -271,7 +283,7 @@ def render(
     axial slice in radiological convention), used for the side markers. ``not_assessable``:
     label values whose code is drawn with "n/a"; ``marginal``: those drawn with "?" (a call
     near the threshold). ``findings``: the slice's masks of located findings by flag name, each
-    ringed in its colour (:data:`aspects.labels.FINDING_COLOURS`) and tagged.
+    ringed in its colour (:data:`RING_COLOURS`) and tagged.
     """
     findings = {name: mask for name, mask in (findings or {}).items() if mask.any()}
     if flip_rows:
@@ -293,7 +305,7 @@ def render(
     rgb[edge] = colours[labels[edge]]
     rings = {name: _ring(big(mask.astype(np.uint8)).astype(bool), width=max(2, f)) for name, mask in findings.items()}
     for name, ring in rings.items():
-        rgb[ring] = np.asarray(FINDING_COLOURS[name], np.float32)
+        rgb[ring] = np.asarray(RING_COLOURS[name], np.float32)
     picture = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
     width, height = picture.size
     size = max(12, width // 36)
@@ -309,7 +321,7 @@ def render(
         ys, xs = np.nonzero(ring)
         above = ys.min() > 2 * size  # else below the ring: the picture's top would cut the tag
         draw.text((float(xs.mean()), float(ys.min() - 2 if above else ys.max() + 2)), FINDING_TAGS[name], font=small,
-                  fill=FINDING_COLOURS[name], anchor="mb" if above else "mt", **outlined)
+                  fill=RING_COLOURS[name], anchor="mb" if above else "mt", **outlined)
     # Side markers: the right edge shows where the rows run to, the left edge the opposite.
     big_font, marker = _font(2 * size), (255, 255, 0)
     draw.text((size // 2, height // 2), OPPOSITE[row_letter], font=big_font, fill=marker, anchor="lm", **outlined)
@@ -379,7 +391,7 @@ def build_key_image(
     sc.SourceImageSequence = [src]
     sc.DerivationDescription = (f"ASPECTS {LEVEL_NAMES[level]} key image with region outlines and infarct overlay"
                                 if level in LEVELS else
-                                f"{FINDING_LABELS[level]} key image: its outline and the infarct overlay")
+                                f"{KEY_FINDING_LABELS[level]} key image: its outline and the infarct overlay")
     sc.BurnedInAnnotation = "YES"
     # dciodvfy wants Laterality unless the body part is known to be unpaired.
     sc.BodyPartExamined = str(getattr(ref, "BodyPartExamined", "") or "HEAD")
@@ -397,13 +409,13 @@ def write_key_images(
     findings: Optional[Mapping[str, np.ndarray]] = None,
 ) -> Dict[str, Dict]:
     """Write ``dicom/key_bg.dcm``, ``key_sg.dcm`` and ``png/key_bg.png``, ``key_sg.png``; and for
-    each located finding in ``findings`` (masks by flag name, :data:`aspects.labels.FINDINGS`)
-    ``key_haemorrhage`` / ``key_old_infarct`` on the slice where it is largest.
+    each located finding in ``findings`` (masks by flag name, :data:`KEY_FINDINGS`)
+    ``key_haemorrhage`` / ``key_old_infarct`` / ``key_outside_mca`` on the slice where it is largest.
 
     Returns ``{"BG": {"slice": k, "dcm": path, "png": path}, "SG": {...}, <flag name>: {...}}``.
     """
     check_source(source)
-    findings = {name: findings[name].astype(bool) for name in FINDINGS if findings and name in findings
+    findings = {name: findings[name].astype(bool) for name in KEY_FINDINGS if findings and name in findings
                 and findings[name].any()}
     if regions.shape != infarct.shape or regions.shape[0] != len(source) or any(
             m.shape != regions.shape for m in findings.values()):
@@ -427,7 +439,7 @@ def write_key_images(
         rgb = render(hu_slice(ref), outlined, infarct[k], lines, flip_rows, flip_cols, orientation[0],
                      not_assessable_labels(result), marginal_labels(result),
                      {name: m[k] for name, m in findings.items()})
-        name = f"key_{level.lower()}" if level in LEVELS else f"key_{level.removesuffix('_suspected')}"
+        name = f"key_{level.lower()}" if level in LEVELS else KEY_FILES[level]
         png = png_dir / f"{name}.png"
         Image.fromarray(rgb).save(png)
         dcm = dicom_dir / f"{name}.dcm"

@@ -17,6 +17,7 @@ from aspects.dicom_kos import write_kos
 from aspects.dicom_seg import write_seg
 from aspects.dicom_sr import write_sr
 from aspects.key_images import key_slices, write_key_images
+from aspects.labels import FINDINGS
 from aspects.result_json import with_outputs, write_result
 from aspects.run_folder import RESULT_JSON
 
@@ -31,8 +32,8 @@ NIFTI_DIR = Path("nifti")
 @dataclass(frozen=True)
 class KeyImage:
     """One key image: its ASPECTS level (``"BG"`` | ``"SG"``) or the flagged finding it shows
-    (``"haemorrhage_suspected"`` | ``"old_infarct_suspected"``), the source slice it shows and
-    the files (secondary capture DICOM and PNG)."""
+    (``"haemorrhage_suspected"`` | ``"old_infarct_suspected"`` | ``"infarct_outside_mca"``), the
+    source slice it shows and the files (secondary capture DICOM and PNG)."""
 
     level: str
     slice_index: int
@@ -58,8 +59,9 @@ class WrittenOutputs:
 
 def seg_output(scored: ScoredStudy, out_dir: Path) -> Path:
     """DICOM SEG (infarct + 20 regions + the located flagged findings) to ``OUT/dicom/seg.dcm``."""
-    path = write_seg(scored.source, scored.infarct, scored.regions, scored.document, Path(out_dir) / SEG_FILE,
-                     scored.findings)
+    # the findings with a segment of their own (the outside-MCA infarct is in the infarct's)
+    segmented = {name: mask for name, mask in scored.findings.items() if name in FINDINGS}
+    path = write_seg(scored.source, scored.infarct, scored.regions, scored.document, Path(out_dir) / SEG_FILE, segmented)
     log.info("wrote %s", path)
     return path
 

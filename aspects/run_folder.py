@@ -33,8 +33,8 @@ ERROR_JSON = "error.json"
 RESULT_FILES = (RESULT_JSON, ERROR_JSON, "dicom/seg.dcm", "dicom/sr.dcm", "dicom/kos.dcm", "dicom/key_bg.dcm",
                 "dicom/key_sg.dcm", "png/key_bg.png", "png/key_sg.png", "nifti/infarct.nii.gz", "nifti/regions.nii.gz",
                 # a located finding's key image and the findings' labels (aspects.key_images, aspects.outputs)
-                "dicom/key_haemorrhage.dcm", "dicom/key_old_infarct.dcm", "png/key_haemorrhage.png",
-                "png/key_old_infarct.png", "nifti/findings.nii.gz")
+                "dicom/key_haemorrhage.dcm", "dicom/key_old_infarct.dcm", "dicom/key_outside_mca.dcm",
+                "png/key_haemorrhage.png", "png/key_old_infarct.png", "png/key_outside_mca.png", "nifti/findings.nii.gz")
 RESULT_DIRS = ("dicom", "png", "nifti")
 
 

@@ -309,6 +309,10 @@ def test_separate_aca_lesion_beside_an_mca_infarct_is_flagged():
     infarct[5:10, 2:10, 20:30] = True  # and an ACA one, 3.2 ml, not touching it
     flag = outside_mca_flag(infarct, regions, territories, SPACING)
     assert flag is not None and flag.volume_ml == pytest.approx(3.2)
+    # the mask behind the flag (the key image shows it): the ACA lesion, not the M1 infarct
+    from aspects.flags import outside_mca_mask
+    shown = outside_mca_mask(infarct, regions, territories, SPACING)
+    assert shown.sum() == 400 and shown[5:10, 2:10, 20:30].all() and not shown[:, 20:30, 5:15].any()
 
 
 def test_what_a_haematoma_explains_is_its_whole_extent_and_wider_for_the_region_evidence():

@@ -135,12 +135,31 @@ class TestRealGantryTiltedSeries:
 
     def test_key_images_are_source_slices(self, ge):
         uids = {str(ds.SOPInstanceUID) for ds in ge["sources"]}
-        for level in ("bg", "sg"):
+        for level in ("bg", "sg", "outside_mca"):
             sc = pydicom.dcmread(ge["out"] / "dicom" / f"key_{level}.dcm", stop_before_pixels=True)
             assert str(sc.SourceImageSequence[0].ReferencedSOPInstanceUID) in uids
 
+    def test_the_infarct_outside_the_mca_territory_has_its_own_key_image(self, ge):
+        """This head's left posterior (PCA territory) lesion, flagged `infarct_outside_mca`: its own
+        key image on the slice where it is largest, ringed in the infarct's red, and a ring where it
+        crosses the BG key slice; it stays in SEG segment 1 and gets no segment of its own."""
+        from PIL import Image
+
+        from aspects.labels import INFARCT_COLOUR
+
+        result = json.loads((ge["out"] / "aspects.json").read_text())
+        assert result["flag_details"]["infarct_outside_mca"]["volume_ml"] > 20
+        assert "seg_segment" not in result["flag_details"]["infarct_outside_mca"]
+        assert "dicom/key_outside_mca.dcm" in result["outputs"]["key_images"]
+        seg = pydicom.dcmread(ge["out"] / "dicom" / "seg.dcm", stop_before_pixels=True)
+        assert len(seg.SegmentSequence) == 21
+        ring = lambda name: int((np.asarray(Image.open(ge["out"] / "png" / name).convert("RGB"))  # noqa: E731
+                                 == INFARCT_COLOUR).all(axis=2).sum())
+        assert ring("key_outside_mca.png") > 100 and ring("key_bg.png") > 100  # the fill is blended: pure red is the ring
+
     @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy missing (apt-get install dicom3tools)")
-    @pytest.mark.parametrize("rel", ["dicom/seg.dcm", "dicom/sr.dcm", "dicom/key_bg.dcm", "dicom/key_sg.dcm"])
+    @pytest.mark.parametrize("rel", ["dicom/seg.dcm", "dicom/sr.dcm", "dicom/key_bg.dcm", "dicom/key_sg.dcm",
+                                     "dicom/key_outside_mca.dcm", "dicom/kos.dcm"])
     def test_dciodvfy_accepts_the_outputs(self, ge, rel):
         assert ge["proc"].returncode == 0
         assert not _dciodvfy_errors(ge["out"] / rel)

@@ -743,14 +743,15 @@ def test_result_writer_accepts_numpy_numbers_without_touching_the_input(case, tm
 
 
 # ----------------------------------------------------------------- flagged findings, shown where they are
-HAEM, OLD = "haemorrhage_suspected", "old_infarct_suspected"
+HAEM, OLD, OUTSIDE = "haemorrhage_suspected", "old_infarct_suspected", "infarct_outside_mca"
 
 
 @pytest.fixture(scope="module")
 def flagged(tmp_path_factory):
     """The writers' case with a suspected haemorrhage (right, across the BG regions' slices,
     largest on the last) and a suspected old infarct (right, across the SG regions' first two
-    slices, largest on the second) located."""
+    slices, largest on the second) located, and an acute infarct outside the MCA territory (slice
+    0, below the regions: a key image of its own, no segment)."""
     out = tmp_path_factory.mktemp("flagged")
     source = make_ct_series()
     infarct, regions = make_masks()
@@ -760,11 +761,15 @@ def flagged(tmp_path_factory):
     old = np.zeros_like(infarct)
     old[SG_SLICE - 1:SG_SLICE + 1, 30:40, 30:42] = True
     old[SG_SLICE, 28:42, 28:44] = True
+    outside = np.zeros_like(infarct)  # a posterior-circulation infarct below the BG slices
+    outside[0, 90:100, 70:80] = True
+    infarct = infarct | outside
     findings = {HAEM: blood, OLD: old}
     result = make_result(source, infarct, regions)
-    result.update(flags=[HAEM, OLD], flag_details={HAEM: {"volume_ml": 1.2, "seg_segment": N_SEGMENTS + 1},
-                                                   OLD: {"volume_ml": 3.4, "seg_segment": N_SEGMENTS + 2}})
-    keys = write_key_images(source, infarct, regions, result, out, findings=findings)
+    result.update(flags=[HAEM, OLD, OUTSIDE], flag_details={HAEM: {"volume_ml": 1.2, "seg_segment": N_SEGMENTS + 1},
+                                                            OLD: {"volume_ml": 3.4, "seg_segment": N_SEGMENTS + 2},
+                                                            OUTSIDE: {"volume_ml": 0.6}})
+    keys = write_key_images(source, infarct, regions, result, out, findings={**findings, OUTSIDE: outside})
     seg = write_seg(source, infarct, regions, result, out / "dicom" / "seg.dcm", findings)
     key_sources = [source[keys[level]["slice"]] for level in ("BG", "SG")]
     sr = write_sr(source, result, out / "dicom" / "sr.dcm", key_sources=key_sources, seg=_header(seg))
@@ -819,8 +824,10 @@ def test_the_sr_measures_each_located_finding_and_points_at_its_segment(flagged)
 
 def test_each_located_finding_has_a_key_image_where_it_is_largest_and_a_ring_where_it_crosses_a_level(flagged):
     keys = flagged["keys"]
-    assert list(keys) == ["BG", "SG", HAEM, OLD]
-    assert keys[HAEM]["slice"] == BG_SLICE + 1 and keys[OLD]["slice"] == SG_SLICE
+    assert list(keys) == ["BG", "SG", HAEM, OLD, OUTSIDE]
+    assert keys[HAEM]["slice"] == BG_SLICE + 1 and keys[OLD]["slice"] == SG_SLICE and keys[OUTSIDE]["slice"] == 0
+    assert Path(keys[OUTSIDE]["png"]).name == "key_outside_mca.png"
+    assert (np.asarray(Image.open(keys[OUTSIDE]["png"]).convert("RGB")) == (255, 0, 0)).all(axis=2).sum() > 20  # its red ring
     assert Path(keys[HAEM]["png"]).name == "key_haemorrhage.png" and Path(keys[OLD]["dcm"]).name == "key_old_infarct.dcm"
 
     def has(png, rgb):
@@ -837,7 +844,7 @@ def test_each_located_finding_has_a_key_image_where_it_is_largest_and_a_ring_whe
     assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == flagged["source"][BG_SLICE + 1].SOPInstanceUID
     picture = np.asarray(Image.open(keys[HAEM]["png"]).convert("RGB"))
     assert not any((picture == REGION_COLOURS[c]).all(axis=2).sum() > 40 for c in REGION_CODES)
-    # the KOS flags all four
+    # the KOS flags all five
     kos = pydicom.dcmread(flagged["kos"])
     listed = {i.ReferencedSOPInstanceUID for s in kos.CurrentRequestedProcedureEvidenceSequence
               for se in s.ReferencedSeriesSequence for i in se.ReferencedSOPSequence}
