@@ -19,8 +19,8 @@ from pydicom.dataset import Dataset
 from aspects.atlas import levels_span
 from aspects.dicom_geometry import SliceGeometry
 from aspects.dicom_seg import finding_segment_numbers
-from aspects.flags import (OUTSIDE_MCA, Findings, Flag, acute_only, blood_ground, find, flagged_masks, growable, image_flags,
-                           outside_mca_mask, voxel_volume_ml,
+from aspects.flags import (OUTSIDE_MCA, Findings, acute_only, blood_ground, find, flagged_masks, growable, image_flags,
+                           mask_flag, outside_mca_mask,
                            with_cavity)
 from aspects.labels import FINDINGS, label_value
 from aspects.methods import InfarctMethod, RegionMethod
@@ -210,8 +210,9 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
             acute = edged
     labels_aligned = sitk.GetArrayFromImage(regions.labels)
     outside = outside_mca_mask(acute, labels_aligned, sitk.GetArrayFromImage(regions.territories), spacing)
-    if outside.any():  # ACA / PCA / posterior circulation infarct
-        flags.append(Flag(OUTSIDE_MCA, float(outside.sum()) * voxel_volume_ml(spacing)))
+    outside_flag = mask_flag(OUTSIDE_MCA, outside, spacing)
+    if outside_flag is not None:  # ACA / PCA / posterior circulation infarct
+        flags.append(outside_flag)
     acute_img = sitk.GetImageFromArray(acute.astype(np.uint8))
     acute_img.CopyInformation(infarct.mask)
     geometry = series.volume.geometry

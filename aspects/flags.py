@@ -286,6 +286,11 @@ def blood_extent(smooth_hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[
     return blood | (near & (brain > 0) & (smooth_hu >= BLOOD_EXTENT_HU))
 
 
+def mask_flag(name: str, mask: np.ndarray, spacing_mm: Sequence[float]) -> Optional[Flag]:
+    """``name`` with the volume (ml) of ``mask``; None when the mask is empty."""
+    return Flag(name, float(mask.sum()) * voxel_volume_ml(spacing_mm)) if mask.any() else None
+
+
 def flagged_masks(found: Findings) -> Dict[str, np.ndarray]:
     """The masks behind :func:`image_flags`, by flag name (the flagged ones only): what the
     writers show where it is (aspects.labels.FINDINGS)."""
@@ -294,13 +299,8 @@ def flagged_masks(found: Findings) -> Dict[str, np.ndarray]:
 
 
 def image_flags(found: Findings) -> List[Flag]:
-    """Flags with their volumes; empty when neither finding is present."""
-    flags = []
-    if found.haemorrhage_ml > 0:
-        flags.append(Flag("haemorrhage_suspected", found.haemorrhage_ml))
-    if found.old_infarct_ml > 0:
-        flags.append(Flag("old_infarct_suspected", found.old_infarct_ml))
-    return flags
+    """Flags with their volumes (haemorrhage, then old infarct); empty when neither is present."""
+    return [Flag(name, float(mask.sum()) * voxel_volume_ml(found.spacing_mm)) for name, mask in flagged_masks(found).items()]
 
 
 def acute_only(infarct: np.ndarray, found: Findings,
@@ -410,5 +410,4 @@ def outside_mca_mask(infarct: np.ndarray, regions: np.ndarray, territories: np.n
 def outside_mca_flag(infarct: np.ndarray, regions: np.ndarray, territories: np.ndarray,
                      spacing_mm: Sequence[float]) -> Optional[Flag]:
     """``infarct_outside_mca`` with the volume (ml) of :func:`outside_mca_mask`; None when empty."""
-    outside = outside_mca_mask(infarct, regions, territories, spacing_mm)
-    return Flag(OUTSIDE_MCA, float(outside.sum()) * voxel_volume_ml(spacing_mm)) if outside.any() else None
+    return mask_flag(OUTSIDE_MCA, outside_mca_mask(infarct, regions, territories, spacing_mm), spacing_mm)

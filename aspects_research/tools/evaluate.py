@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository (a source checkout)
 from aspects_research import agreement as ag  # noqa: E402
 from aspects_research import metrics as mt  # noqa: E402
 from aspects.errors import EXIT_USAGE, InputError  # noqa: E402
-from aspects.labels import REGION_CODES, SIDES, all_regions  # noqa: E402
+from aspects.labels import FINDINGS, REGION_CODES, SIDES, all_regions  # noqa: E402
 
 LARGE_CORE_ML = 70.0
 HU_BINS: Tuple[Tuple[str, float, float], ...] = (
@@ -263,9 +263,10 @@ def evaluate_case(case: Path, run: Path, empty_ml: float = 0.0) -> dict:
     return rec
 
 
-# The located findings' label values in nifti/findings.nii.gz (aspects.assess.ScoredStudy.findings_labels)
-# and the phantom's truth mask of each (truth/<name>.nii.gz, where the generator made one).
-LOCATED = ((FLAG_HAEMORRHAGE, 1, "haemorrhage"), (FLAG_OLD_INFARCT, 2, "old_infarct"))
+# The located findings' label values in nifti/findings.nii.gz (aspects.assess.ScoredStudy.findings_labels:
+# i + 1 for FINDINGS[i]) and the phantom's truth mask of each (truth/<name>.nii.gz, where the generator made one).
+TRUTH_OF = {FLAG_HAEMORRHAGE: "haemorrhage", FLAG_OLD_INFARCT: "old_infarct"}
+LOCATED = tuple((name, value, TRUTH_OF[name]) for value, name in enumerate(FINDINGS, start=1))
 
 
 def located_findings(case: Path, run: Path, result: dict) -> Dict[str, dict]:
