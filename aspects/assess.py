@@ -19,10 +19,9 @@ from pydicom.dataset import Dataset
 from aspects.atlas import levels_span
 from aspects.dicom_geometry import SliceGeometry
 from aspects.dicom_seg import finding_segment_numbers
-from aspects.flags import (OUTSIDE_MCA, Findings, acute_only, blood_ground, find, flagged_masks, growable, image_flags,
-                           mask_flag, outside_mca_mask,
-                           with_cavity)
-from aspects.labels import FINDINGS, label_value
+from aspects.flags import (Findings, acute_only, blood_ground, find, flagged_masks, growable, image_flags, mask_flag,
+                           outside_mca_mask, with_cavity)
+from aspects.labels import FINDINGS, OUTSIDE_MCA, label_value
 from aspects.methods import InfarctMethod, RegionMethod
 from aspects.preprocess import Preprocessed, patient_ml_ratio, to_slices
 from aspects.region_evidence import Calibration, load_calibration, study_evidence

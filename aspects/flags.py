@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from aspects.atlas import outside_mca
+from aspects.labels import OUTSIDE_MCA
 
 # Acute blood is 50-90 HU; grey matter tops out near 45 HU. Calcification (> 100 HU after
 # smoothing, e.g. pineal, choroid plexus) and bone at the brain edge are excluded.
@@ -383,9 +384,6 @@ def with_cavity(found: Findings, cavity: np.ndarray, infarct: np.ndarray) -> Fin
     if not used.any():
         return found
     return dataclasses.replace(found, old_infarct=found.old_infarct | used, old_cavity=before | used)
-
-
-OUTSIDE_MCA = "infarct_outside_mca"
 
 
 def outside_mca_mask(infarct: np.ndarray, regions: np.ndarray, territories: np.ndarray,

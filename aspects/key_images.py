@@ -36,8 +36,8 @@ from aspects.derived import (
     new_uid,
 )
 from aspects.errors import EXIT_PROCESSING, InputError
-from aspects.labels import (FINDING_COLOURS, FINDING_LABELS, FINDINGS, INFARCT_COLOUR, REGION_CODES, REGION_COLOURS, SIDES,
-                            label_value)
+from aspects.labels import (FINDING_COLOURS, FINDING_LABELS, FINDINGS, INFARCT_COLOUR, OUTSIDE_MCA, REGION_CODES,
+                            REGION_COLOURS, SIDES, label_value)
 from aspects.series import hu_slice
 
 WINDOW_WIDTH, WINDOW_LEVEL = 40.0, 35.0
@@ -48,7 +48,6 @@ OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "H": "F", "F": "H"}
 # Flagged findings that get a key image of their own: the SEG's located findings and the acute
 # infarct outside the MCA territory (in SEG segment 1 with the rest of the infarct), which the two
 # level slices rarely cut (a thalamic, occipital or cerebellar infarct).
-OUTSIDE_MCA = "infarct_outside_mca"
 KEY_FINDINGS = FINDINGS + (OUTSIDE_MCA,)
 KEY_FINDING_LABELS = {**FINDING_LABELS, OUTSIDE_MCA: "Acute infarct outside the MCA territory"}
 # Ring colours: the SEG segment's; the outside-MCA infarct is part of the red infarct, ringed red.

@@ -48,6 +48,8 @@ FINDING_LABELS: Dict[str, str] = {"haemorrhage_suspected": "Suspected haemorrhag
                                   "old_infarct_suspected": "Suspected old infarct"}
 FINDING_COLOURS: Dict[str, Tuple[int, int, int]] = {"haemorrhage_suspected": (0, 255, 0),
                                                     "old_infarct_suspected": (128, 128, 255)}
+# The flag of acute infarct outside the MCA territory (part of the infarct: a key image, no segment).
+OUTSIDE_MCA = "infarct_outside_mca"
 
 
 @dataclass(frozen=True)
