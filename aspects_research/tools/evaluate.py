@@ -259,7 +259,7 @@ def evaluate_case(case: Path, run: Path, empty_ml: float = 0.0) -> dict:
     rd = mt.label_dice(p_reg, t_reg, [r.value for r in all_regions()])
     rec["region_dice"] = {str(v): d for v, d in rd.items()}
     rec["region_dice_mean"] = float(np.mean(mt.defined(rd.values()))) if mt.defined(rd.values()) else None
-    rec["located"] = located_findings(case, run, result)
+    rec["located"] = located_against_truth(case, run, result)
     return rec
 
 
@@ -269,7 +269,7 @@ TRUTH_OF = {FLAG_HAEMORRHAGE: "haemorrhage", FLAG_OLD_INFARCT: "old_infarct"}
 LOCATED = tuple((name, value, TRUTH_OF[name]) for value, name in enumerate(FINDINGS, start=1))
 
 
-def located_findings(case: Path, run: Path, result: dict) -> Dict[str, dict]:
+def located_against_truth(case: Path, run: Path, result: dict) -> Dict[str, dict]:
     """Where each flagged haemorrhage / old infarct the app located lies against the truth:
     ``located_ml``, ``inside_truth`` (share of the located mask inside the truth's mask of that
     finding, 0 where the study has none) and ``truth_covered``; {} for runs without
