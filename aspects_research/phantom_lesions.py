@@ -212,13 +212,30 @@ def paint_old_infarct(hu: np.ndarray, anat, mask: np.ndarray, bb: Tuple[slice, .
     return w
 
 
+# The templates' grey-white midpoint: their white matter is below it (leukoaraiosis's tissue).
+LEUKO_WM_HU = 33.0
+
+
+def grey_white_midpoint(tissue_hu: np.ndarray) -> float:
+    """Halfway between the lower and upper quartile of a head's tissue HU: white matter (about half
+    the parenchyma) sits below it, grey matter above. The templates: 33-34 HU; the real heads,
+    whose grey-white contrast is lower: the InVesalius head ~24, the GE head ~31."""
+    q1, q3 = np.percentile(tissue_hu, [25.0, 75.0])
+    return float(q1 + q3) / 2.0
+
+
 def paint_leukoaraiosis(hu: np.ndarray, anat, rng: np.random.Generator, band_mm: float, drop_hu: float,
-                        mirror_x) -> Tuple[np.ndarray, Tuple[slice, ...]]:
+                        mirror_x, own_white_matter: bool = True) -> Tuple[np.ndarray, Tuple[slice, ...]]:
     """Leukoaraiosis (small-vessel white-matter disease), in place: white matter within a band
     of ``band_mm`` (modulated +-35 % by a smooth field) around the lateral ventricles, thicker at
     the frontal and occipital caps, plus patchy deep white-matter lesions, ``drop_hu`` darker.
     The pattern is symmetric about the mid-sagittal plane with a 20 % asymmetric part
-    (``mirror_x(arr)`` mirrors a crop array), as small-vessel disease is. Returns (weight, bbox)."""
+    (``mirror_x(arr)`` mirrors a crop array), as small-vessel disease is. ``own_white_matter``:
+    "white matter" is tissue below the head's own grey-white midpoint (:func:`grey_white_midpoint`,
+    at most LEUKO_WM_HU, the templates'), so that the disease stays off the cortex of a head with
+    a lower grey-white contrast than the templates' (the InVesalius head: 96 % of its tissue below
+    33 HU); False: tissue below LEUKO_WM_HU on every head, the generator before session 38, which
+    the archived sets were made with. Returns (weight, bbox)."""
     vent = anat.ventricles
     if vent is None or not vent.any():
         return np.zeros((1, 1, 1), np.float32), (slice(0, 1),) * 3
@@ -238,7 +255,8 @@ def paint_leukoaraiosis(hu: np.ndarray, anat, rng: np.random.Generator, band_mm:
     y = np.arange(v.shape[1], dtype=np.float32)[None, :, None]
     yc = float(nz[:, 1].mean()) - bb[1].start
     caps = 1.0 + 0.5 * np.clip(np.abs(y - yc) / 35.0, 0.0, 1.0)  # frontal and occipital caps
-    wm = anat.tissue[bb] & (anat.brain_hu[bb] < 33.0)
+    wm_hu = min(LEUKO_WM_HU, grey_white_midpoint(anat.brain_hu[anat.tissue])) if own_white_matter else LEUKO_WM_HU
+    wm = anat.tissue[bb] & (anat.brain_hu[bb] < wm_hu)
     mask = wm & (dist <= band_mm * caps * (1.0 + 0.35 * np.clip(f_sym, -1.5, 1.5)))
     deep = wm & (dist < 30.0)
     if deep.any():

@@ -68,6 +68,13 @@ V2_SIGMA_MAX = 14.0
 # same peak and tissue above the lesion's white-matter level by a further share (the same loss of
 # grey-white contrast), scaled so that the mean drop over the truth is still the drawn HU.
 CONTRAST_LOSS: Tuple[str, ...] = ("compress", "darken")
+# Which tissue leukoaraiosis darkens (aspects_research.phantom_lesions.paint_leukoaraiosis).
+# "white-matter" (the default since session 38): the head's own white matter, below its grey-white
+# midpoint; small-vessel disease spares the cortex. "legacy" (the archived v2 sets and the shipped
+# model's training data): tissue below 33 HU, the templates' midpoint, which on a real head with a
+# lower grey-white contrast (the InVesalius head: 96 % of its tissue below 33 HU) darkens the cortex
+# too, and the model reads the part beyond the ventricles' mirror as acute (docs/data.md).
+LEUKOARAIOSIS_MODELS: Tuple[str, ...] = ("white-matter", "legacy")
 CONTRAST_LEVEL_PERCENTILE = 25.0  # "darken": the lesion's white-matter level, below which no extra loss
 
 # Vascular patterns of acute MCA infarcts (region codes, one hemisphere) and their draw weights.
@@ -148,6 +155,7 @@ class PhantomOptions:
     split: str = "train"  # v2: which lesion shapes (and anatomies) a case may use
     lesion_id: Optional[str] = None  # v2: a SOOP mask ID instead of a drawn one
     contrast_loss: Optional[str] = None  # acute grey-white contrast loss (CONTRAST_LOSS); None: v2 "darken", v1 "compress"
+    leukoaraiosis: Optional[str] = None  # LEUKOARAIOSIS_MODELS; None: "white-matter"
     # v2 real heads: their low-frequency hemispheric asymmetry filled (docs/data.md); False keeps the
     # head as scanned (the InVesalius head ~1 HU darker on the right): for testing specificity on a
     # naturally asymmetric normal head, not for training (the GE head's left lesion stays too)
@@ -187,6 +195,7 @@ class CaseParams:
     detail_hu: float = 0.0  # v2 leukoaraiosis drop / old infarct gliotic rim drop (HU)
     contrast_loss: str = "compress"  # acute: how grey-white contrast is lost (CONTRAST_LOSS)
     balanced: bool = True  # v2 real heads: hemispheric asymmetry filled (PhantomOptions.balanced)
+    leukoaraiosis: str = "white-matter"  # v2 leukoaraiosis: the tissue it darkens (LEUKOARAIOSIS_MODELS)
 
 
 @dataclass(frozen=True)
@@ -380,6 +389,7 @@ def _resolve_v2(seed: int, opts: PhantomOptions, v1: dict) -> CaseParams:
         noise_curve=curve, heterogeneity=het, margin_mm=margin,
         band_mm={"leukoaraiosis": band, "old_infarct": ex_vacuo}.get(kind, 0.0), detail_hu=detail,
         contrast_loss=v1["contrast_loss"], balanced=opts.balanced,
+        leukoaraiosis=opts.leukoaraiosis or LEUKOARAIOSIS_MODELS[0],
     )
 
 
@@ -413,6 +423,8 @@ def check_options(opts: PhantomOptions) -> None:
         bad("--no-balance applies to the real heads of --generator v2")
     if opts.contrast_loss is not None and opts.contrast_loss not in CONTRAST_LOSS:
         bad(f"--contrast-loss must be one of {', '.join(CONTRAST_LOSS)}, not {opts.contrast_loss!r}")
+    if opts.leukoaraiosis is not None and opts.leukoaraiosis not in LEUKOARAIOSIS_MODELS:
+        bad(f"--leukoaraiosis must be one of {', '.join(LEUKOARAIOSIS_MODELS)}, not {opts.leukoaraiosis!r}")
     if opts.generator == "v1" and (opts.anatomy not in (None, "template") or opts.lesion_id is not None
                                    or opts.kind == "leukoaraiosis"):
         bad("--anatomy, --lesion-id and --kind leukoaraiosis need --generator v2")
@@ -743,7 +755,8 @@ def paint_lesion(hu: np.ndarray, anat: Anatomy, p: CaseParams, rng: np.random.Ge
         from aspects_research.phantom_lesions import paint_leukoaraiosis
 
         # The crop is symmetric about the midline and the painted box too: the mirror is a flip.
-        return paint_leukoaraiosis(hu, anat, rng, p.band_mm, p.detail_hu, lambda a: a[:, :, ::-1])
+        return paint_leukoaraiosis(hu, anat, rng, p.band_mm, p.detail_hu, lambda a: a[:, :, ::-1],
+                                   own_white_matter=p.leukoaraiosis == "white-matter")
     assert p.side is not None
     if p.kind == "haemorrhage":
         deep = rng.uniform() < 0.6

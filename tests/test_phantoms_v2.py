@@ -160,6 +160,40 @@ def test_leukoaraiosis_is_symmetric_and_costs_no_point():
     assert 0.6 < left / right < 1.6
 
 
+def _low_contrast_head():
+    """A 1 mm head centred on the array's central column: white matter (24 HU) inside a 7 mm
+    cortical ribbon (30 HU: below the templates' 33 HU grey-white midpoint, as on the real
+    InVesalius head), the left lateral ventricle (x > centre) wider and longer than the right."""
+    from types import SimpleNamespace
+
+    z, y, x = np.indices((60, 90, 91), dtype=np.float32)
+    r = np.sqrt(((z - 30) / 28) ** 2 + ((y - 45) / 42) ** 2 + ((x - 45) / 40) ** 2)
+    brain = r < 1.0
+    hu = np.where(brain, np.where(r > 0.82, 30.0, 24.0), 0.0).astype(np.float32)
+    right = (((z - 30) / 8) ** 2 + ((y - 45) / 16) ** 2 + ((x - 39) / 4) ** 2) < 1.0
+    left = (((z - 30) / 9) ** 2 + ((y - 50) / 24) ** 2 + ((x - 52) / 6) ** 2) < 1.0
+    vent = right | left
+    hu[vent] = 5.0
+    return SimpleNamespace(ventricles=vent, tissue=brain & ~vent, brain_hu=hu), r
+
+
+def test_leukoaraiosis_stays_in_the_white_matter_of_a_low_contrast_head():
+    # The legacy model (the archived sets) darkened all tissue below 33 HU: the cortex of a real
+    # head whose grey matter is below that, where the model then read it as acute infarct.
+    anat, r = _low_contrast_head()
+    cortex = anat.tissue & (r > 0.9)  # > ~3 mm inside the ribbon: beyond the mask's 1.2 mm blur
+    drops = {}
+    for own in (True, False):
+        hu = anat.brain_hu.copy()
+        PL.paint_leukoaraiosis(hu, anat, np.random.default_rng(3), 8.0, 6.0, lambda a: a[:, :, ::-1],
+                               own_white_matter=own)
+        drops[own] = anat.brain_hu - hu
+    assert float(drops[True][cortex].max()) < 0.5 < 1.0 < float(drops[False][cortex].max())  # the blur's tail only
+    d = drops[True]
+    left, right = float(d[:, :, 46:].sum()), float(d[:, :, :45].sum())
+    assert left > 0 and right > 0 and 0.5 < left / right < 2.0  # around both ventricles
+
+
 def test_old_infarct_is_csf_like_with_ex_vacuo_widening():
     opts = dict(V2, anatomy="template", split="val", noise_hu=0.0, pose=False, deform=False)
     old = make_phantom(14, PhantomOptions(kind="old_infarct", side="left", **opts))
@@ -281,6 +315,12 @@ ARCHIVED_STUDIES = {
     "fresh": ("v2_fresh.json", ["--kind", "acute", "--seed", "4000"]),
     # the third draw of session 36 (draw3), pooled into the README's figure: its first control
     "draw3": ("v2_draw3.json", ["--kind", "normal", "--anatomy", "template", "--thickness", "5", "--seed", "8100"]),
+    # leukoaraiosis on the real InVesalius head as the sets above have it (legacy) and as the generator
+    # now paints it (session 38, make_v2_data.sh leuko; its --split val given last wins)
+    "leuko_legacy": ("v2_leuko_legacy.json", ["--kind", "leukoaraiosis", "--anatomy", "invesalius", "--thickness", "5",
+                                              "--seed", "9012", "--split", "val", "--leukoaraiosis", "legacy"]),
+    "leuko": ("v2_leuko.json", ["--kind", "leukoaraiosis", "--anatomy", "invesalius", "--thickness", "5",
+                                "--seed", "9012", "--split", "val"]),
 }
 
 

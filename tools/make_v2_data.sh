@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The v2 synthetic data sets (generator v2, docs/data.md), fixed seeds; outside the repository.
-#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns asym fresh draw3 fresh_darken test_darken early_darken haem haem_check aligned aligned_contra aligned_test
+#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns asym fresh draw3 leuko fresh_darken test_darken early_darken haem haem_check aligned aligned_contra aligned_test
 # calib: 16 normal studies (4 per anatomy source; 5, 5, 2.5 and 1 mm) for calibrating region
 #        evidence; ROOT/ph_calib/READY when complete.
 # train: $V2_TRAIN_COUNT (default 49) studies, split train (SOOP lesion masks of the train split;
@@ -9,6 +9,9 @@
 # val:   $V2_VAL_COUNT (default 6) studies, split val, seeds 500.. (model selection only).
 # fresh: the test recipe with seeds 4000-4027 and 4100-4115 (session 24; tools/splits/v2_fresh.json).
 # draw3: the test recipe again with seeds 8000-8027 and 8100-8115 (session 36; tools/splits/v2_draw3.json).
+# leuko: 16 leukoaraiosis controls, every head at 5 and 1 mm twice (seeds 9000-9015), painted as the
+#        generator now does (--leukoaraiosis white-matter) in ph_leuko and as the sets above were
+#        (legacy) in ph_leuko_legacy (session 38; tools/splits/v2_leuko.json, v2_leuko_legacy.json).
 # fresh_darken, test_darken, early_darken: the fresh draw's / the test split's 28 acute studies
 #        and the early set's 48, with --contrast-loss darken (session 26; same seeds: same lesion,
 #        head, pose and noise).
@@ -40,8 +43,11 @@ shift
 # The sets made before session 26 (calib .. haem) keep the grey-white contrast loss they were made
 # with ("compress"; their manifests in tools/splits/ and the shipped model's training data); the
 # *_darken stages make some of them again with v2's physical default ("darken").
-MK="aspects-make-phantoms --generator v2 --preview --contrast-loss compress"
-MK_DARKEN="aspects-make-phantoms --generator v2 --preview --contrast-loss darken"
+# Every set made before session 38 keeps the leukoaraiosis it was made with ("legacy": into the cortex
+# of the real InVesalius head; docs/data.md); the leuko stage makes it as the generator now does.
+MK="aspects-make-phantoms --generator v2 --preview --contrast-loss compress --leukoaraiosis legacy"
+MK_DARKEN="aspects-make-phantoms --generator v2 --preview --contrast-loss darken --leukoaraiosis legacy"
+MK_NOW="aspects-make-phantoms --generator v2 --preview --contrast-loss compress"
 SOURCES="template scct ge invesalius"
 
 # test_recipe OUT ACUTE_SEED CONTROL_SEED: 28 acute studies (seeds ACUTE_SEED..+27; thickness,
@@ -148,12 +154,24 @@ for stage in "$@"; do
           done
         done
       done ;;
+    leuko)
+      for out in ph_leuko ph_leuko_legacy; do
+        mk=$MK_NOW
+        [ "$out" = ph_leuko_legacy ] && mk=$MK
+        seed=9000 th=5
+        for src in $SOURCES; do
+          for rep in 1 2 3 4; do
+            $mk --out "$ROOT/$out" --split val --kind leukoaraiosis --anatomy "$src" --thickness $th --seed $seed
+            seed=$((seed + 1)) th=$([ "$th" = 5 ] && echo 1 || echo 5)
+          done
+        done
+      done ;;
     aligned)
       aspects-make-datalist --phantoms "$ROOT/ph_train" --val-phantoms "$ROOT/ph_val" --out "$ROOT/aligned" --workers 2 ;;
     aligned_contra)
       aspects-make-datalist --phantoms "$ROOT/ph_train" --val-phantoms "$ROOT/ph_val" --out "$ROOT/aligned_contra" --workers 2 --contra ;;
     aligned_test)
       aspects-make-datalist --phantoms "$ROOT/ph_test" --val-phantoms "$ROOT/ph_test" --out "$ROOT/aligned_test" --workers 2 ;;
-    *) echo "error[2]: unknown stage $stage (calib train val test early old_patterns fresh fresh_darken test_darken early_darken haem haem_check aligned aligned_contra aligned_test)" >&2; exit 2 ;;
+    *) echo "error[2]: unknown stage $stage (calib train val test early old_patterns asym fresh draw3 leuko fresh_darken test_darken early_darken haem haem_check aligned aligned_contra aligned_test)" >&2; exit 2 ;;
   esac
 done
