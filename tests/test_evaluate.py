@@ -165,7 +165,7 @@ def test_a_set_of_controls_only_gets_its_report_and_figures(tmp_path):
     # limit figure has no volume to place on its log axis, which must not end the evaluation
     empty = np.zeros(SHAPE, np.uint8)
     make_case(tmp_path, "o_old", "old_infarct", empty, 10, None, [], 0.0)
-    make_run(tmp_path, "o_old", box(1, 5, 2, 6, 1, 5), 9, "left", ["M1"])  # scored as acute: one point lost
+    make_run(tmp_path, "o_old", box(0, 6, 2, 10, 1, 6), 9, "left", ["M1"])  # scored as acute (1.2 ml): one point lost
     make_case(tmp_path, "o_normal", "normal", empty, 10, None, [], 0.0)
     make_run(tmp_path, "o_normal", empty, 10, None, [])
     assert ev.main(["--cases", str(tmp_path / "cases"), "--runs", str(tmp_path / "runs"),
@@ -173,6 +173,22 @@ def test_a_set_of_controls_only_gets_its_report_and_figures(tmp_path):
     rep = json.loads((tmp_path / "rep" / "r.json").read_text())
     assert (tmp_path / "rep" / "img" / "eval_detection_limit.png").is_file()
     assert sum(c["points_lost"] for c in rep["controls"]) == 1 == rep["controls_points_lost"]
+    # the old infarct read as acute is also counted as acute infarct reported on a control
+    fa = rep["false_acute_on_controls"]
+    old_ml = next(c["infarct_ml"] for c in rep["controls"] if c["case_id"] == "o_old")
+    assert old_ml >= 1.0 and (fa["reporting"]["k"], fa["reporting"]["n"], fa["max_ml"]) == (1, 2, old_ml)
+    md = (tmp_path / "rep" / "r.md").read_text()
+    assert "Acute infarct reported on controls without one" in md and "1 of 2 report >= 1.0 ml" in md
+
+
+def test_acute_infarct_reported_on_a_control_is_counted_even_when_it_costs_no_point():
+    rows = [{"kind": "leukoaraiosis", "infarct_ml": 12.5, "flags": ["infarct_outside_mca"], "points_lost": 0},
+            {"kind": "normal", "infarct_ml": 0.4, "flags": [], "points_lost": 0},  # below the 1 ml floor
+            {"kind": "old_infarct", "infarct_ml": 2.9, "flags": [], "points_lost": 1},
+            {"kind": "acute outside MCA", "infarct_ml": 20.0, "flags": ["infarct_outside_mca"], "points_lost": 0}]
+    fa = ev.false_acute_on_controls(rows)
+    assert (fa["reporting"]["k"], fa["reporting"]["n"], fa["max_ml"], fa["outside_mca_flags"]) == (2, 3, 12.5, 1)
+    assert ev._false_acute_lines(None) == [] and "`infarct_outside_mca` on 1" in ev._false_acute_lines(fa)[0]
 
 
 def test_the_report_says_where_the_located_findings_lie_against_the_truth(tmp_path):

@@ -343,6 +343,33 @@ def control_check(rec: dict) -> Tuple[str, bool]:
     return f"{what}, no haemorrhage flag", lost == 0 and FLAG_HAEMORRHAGE not in flags
 
 
+# A control without an acute infarct that reports one of at least this (the outside-MCA flag's own
+# floor, aspects.flags.MIN_OUTSIDE_MCA_ML): the reader is told of an infarct the study does not
+# have, whether or not it costs a point, so the report counts it apart from the points.
+FALSE_ACUTE_MIN_ML = 1.0
+
+
+def false_acute_on_controls(controls: Sequence[dict], min_ml: float = FALSE_ACUTE_MIN_ML) -> dict:
+    """Of the controls without an acute infarct (normal, old infarct, haemorrhage, leukoaraiosis;
+    rows of the report's ``controls``), those reporting >= ``min_ml`` of acute infarct, the largest
+    such volume and how many are flagged ``infarct_outside_mca``."""
+    rs = [c for c in controls if c["kind"] in CONTROL_KINDS]
+    ml = [float(c["infarct_ml"]) for c in rs if c["infarct_ml"] is not None and c["infarct_ml"] >= min_ml]
+    return {"reporting": proportion(len(ml), len(rs)), "min_ml": min_ml, "max_ml": max(ml) if ml else None,
+            "outside_mca_flags": sum(FLAG_OUTSIDE_MCA in c["flags"] for c in rs)}
+
+
+def _false_acute_lines(fa: Optional[dict]) -> List[str]:
+    """The Controls section's line on acute infarct reported where there is none (nothing for a
+    report without such controls, or one written before the figure existed)."""
+    if not fa or not fa["reporting"]["n"]:
+        return []
+    k, n = fa["reporting"]["k"], fa["reporting"]["n"]
+    most = f" (up to {_f(fa['max_ml'], 1)} ml)" if k else ""
+    return [f"Acute infarct reported on controls without one (normal, old infarct, haemorrhage, leukoaraiosis): "
+            f"{k} of {n} report >= {_f(fa['min_ml'], 1)} ml{most}; `{FLAG_OUTSIDE_MCA}` on {fa['outside_mca_flags']}.", ""]
+
+
 def wilson_interval(k: int, n: int, level: float = 0.90) -> Tuple[Optional[float], Optional[float]]:
     """Wilson score interval of a proportion k / n (Wilson 1927); (None, None) when n = 0."""
     if n == 0:
@@ -487,6 +514,7 @@ def aggregate(records: Sequence[dict], empty_ml: float = 0.0, seed: int = 0) -> 
                                     "score": r["pred_score"], "points_lost": points_lost(r), "anatomy": r.get("anatomy"),
                                     "infarct_ml": r["infarct"]["pred_ml"], "flags": r["flags"]})
     rep["controls_points_lost"] = sum(c["points_lost"] or 0 for c in rep["controls"])
+    rep["false_acute_on_controls"] = false_acute_on_controls(rep["controls"])
     rep["targets"] = targets(rep)
     stages = sorted({s for r in ok for s in r["timings_s"]})
     rep["timings_s"] = {s: mt.bootstrap_median([r["timings_s"].get(s) for r in ok], seed=seed).as_dict() for s in stages}
@@ -764,6 +792,7 @@ def to_markdown(report: dict, records: Sequence[dict], img_rel: str) -> str:
     L += ["", f"![ASPECTS confusion matrix]({img_rel}/eval_confusion.png)", "", "## Controls", "",
           f"ASPECTS points lost on controls: {report['controls_points_lost']} "
           f"({sum(c['passed'] for c in report['controls'])} of {len(report['controls'])} controls pass).", "",
+          *_false_acute_lines(report.get("false_acute_on_controls")),
           "| case | kind | anatomy | expected | reported score | points lost | infarct (ml) | flags | pass |",
           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in report["controls"]:
