@@ -73,7 +73,7 @@ CONTRAST_LOSS: Tuple[str, ...] = ("compress", "darken")
 # midpoint; small-vessel disease spares the cortex. "legacy" (the archived v2 sets and the shipped
 # model's training data): tissue below 33 HU, the templates' midpoint, which on a real head with a
 # lower grey-white contrast (the InVesalius head: 96 % of its tissue below 33 HU) darkens the cortex
-# too, and the model reads the part beyond the ventricles' mirror as acute (docs/data.md).
+# too, and the app read its one-sided part as acute infarct (docs/data.md).
 LEUKOARAIOSIS_MODELS: Tuple[str, ...] = ("white-matter", "legacy")
 CONTRAST_LEVEL_PERCENTILE = 25.0  # "darken": the lesion's white-matter level, below which no extra loss
 
