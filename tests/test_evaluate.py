@@ -179,6 +179,8 @@ def test_a_set_of_controls_only_gets_its_report_and_figures(tmp_path):
     assert old_ml >= 1.0 and (fa["reporting"]["k"], fa["reporting"]["n"], fa["max_ml"]) == (1, 2, old_ml)
     md = (tmp_path / "rep" / "r.md").read_text()
     assert "Acute infarct reported on controls without one" in md and "1 of 2 report >= 1.0 ml" in md
+    assert rep["by_anatomy"]["template"]["false_acute_on_controls"]["k"] == 1  # and per head, in its table
+    assert re.search(r"\| template \| 2 \|.*\| 1 of 2 \|", md)
 
 
 def test_acute_infarct_reported_on_a_control_is_counted_even_when_it_costs_no_point():

@@ -515,6 +515,9 @@ def aggregate(records: Sequence[dict], empty_ml: float = 0.0, seed: int = 0) -> 
                                     "infarct_ml": r["infarct"]["pred_ml"], "flags": r["flags"]})
     rep["controls_points_lost"] = sum(c["points_lost"] or 0 for c in rep["controls"])
     rep["false_acute_on_controls"] = false_acute_on_controls(rep["controls"])
+    for anat, a in rep["by_anatomy"].items():
+        a["false_acute_on_controls"] = false_acute_on_controls(
+            [c for c in rep["controls"] if (c.get("anatomy") or "template") == anat])["reporting"]
     rep["targets"] = targets(rep)
     stages = sorted({s for r in ok for s in r["timings_s"]})
     rep["timings_s"] = {s: mt.bootstrap_median([r["timings_s"].get(s) for r in ok], seed=seed).as_dict() for s in stages}
@@ -747,11 +750,14 @@ def to_markdown(report: dict, records: Sequence[dict], img_rel: str) -> str:
           f"`low_confidence`: {_p(report['low_confidence'])}.", "",
           *located_lines(report.get("located_findings") or {}),
           f"![detection limit]({img_rel}/eval_detection_limit.png)", "",
-          "By anatomy source:", "", "| anatomy | studies | hemisphere exact | within 1 | region specificity | points lost on controls |",
-          "| --- | --- | --- | --- | --- | --- |"]
+          "By anatomy source:", "", "| anatomy | studies | hemisphere exact | within 1 | region specificity | points lost on controls "
+          f"| controls reporting >= {_f(FALSE_ACUTE_MIN_ML, 1)} ml acute |",
+          "| --- | --- | --- | --- | --- | --- | --- |"]
     for anat, a in report["by_anatomy"].items():
+        fa = a.get("false_acute_on_controls") or {}
+        reporting = f"{fa['k']} of {fa['n']}" if fa.get("n") else "-"
         L.append(f"| {anat} | {a['n']} | {_p(a['hemisphere']['exact'])} | {_p(a['hemisphere']['within_1'])} | "
-                 f"{_p(a['region_specificity'])} | {a['controls_points_lost']} |")
+                 f"{_p(a['region_specificity'])} | {a['controls_points_lost']} | {reporting} |")
     L += ["", f"Acute infarct Dice at HU drop >= 4: {_ci(report['dice_hu_ge_4'])} (n = {report['dice_hu_ge_4']['n']}).", ""]
     L += [
         "Values are median (bootstrap 90 % CI, 2000 resamples, fixed seed) over cases, as in Ostmeier et al. 2022. "
