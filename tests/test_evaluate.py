@@ -190,7 +190,8 @@ def test_acute_infarct_reported_on_a_control_is_counted_even_when_it_costs_no_po
             {"kind": "acute outside MCA", "infarct_ml": 20.0, "flags": ["infarct_outside_mca"], "points_lost": 0}]
     fa = ev.false_acute_on_controls(rows)
     assert (fa["reporting"]["k"], fa["reporting"]["n"], fa["max_ml"], fa["outside_mca_flags"]) == (2, 3, 12.5, 1)
-    assert ev._false_acute_lines(None) == [] and "`infarct_outside_mca` on 1" in ev._false_acute_lines(fa)[0]
+    assert ev._false_acute_lines(ev.false_acute_on_controls(rows[3:])) == []  # no such control: no line
+    assert "`infarct_outside_mca` on 1" in ev._false_acute_lines(fa)[0]
 
 
 def test_the_report_says_where_the_located_findings_lie_against_the_truth(tmp_path):

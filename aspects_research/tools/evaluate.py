@@ -359,10 +359,10 @@ def false_acute_on_controls(controls: Sequence[dict], min_ml: float = FALSE_ACUT
             "outside_mca_flags": sum(FLAG_OUTSIDE_MCA in c["flags"] for c in rs)}
 
 
-def _false_acute_lines(fa: Optional[dict]) -> List[str]:
+def _false_acute_lines(fa: dict) -> List[str]:
     """The Controls section's line on acute infarct reported where there is none (nothing for a
-    report without such controls, or one written before the figure existed)."""
-    if not fa or not fa["reporting"]["n"]:
+    set without such controls)."""
+    if not fa["reporting"]["n"]:
         return []
     k, n = fa["reporting"]["k"], fa["reporting"]["n"]
     most = f" (up to {_f(fa['max_ml'], 1)} ml)" if k else ""
@@ -498,13 +498,6 @@ def aggregate(records: Sequence[dict], empty_ml: float = 0.0, seed: int = 0) -> 
     rep["false_haemorrhage_flags"] = proportion(sum(FLAG_HAEMORRHAGE in r["flags"] for r in no_blood), len(no_blood))
     rep["low_confidence"] = proportion(sum(FLAG_LOW_CONFIDENCE in r["flags"] for r in ok), len(ok))
     rep["located_findings"] = located_summary(ok)
-    rep["by_anatomy"] = {}
-    for anat in sorted({r.get("anatomy") or "template" for r in ok}):
-        rs = [r for r in ok if (r.get("anatomy") or "template") == anat]
-        rep["by_anatomy"][anat] = {"n": len(rs), "hemisphere": hemisphere_agreement(rs),
-                                   "region_specificity": region_detection(rs)["specificity"],
-                                   "controls_points_lost": sum(points_lost(r) or 0 for r in rs
-                                                               if r["kind"] in CONTROL_KINDS or outside_mca_control(r))}
     rep["controls"] = []
     for r in ok:
         if r["kind"] in CONTROL_KINDS or outside_mca_control(r):
@@ -515,9 +508,14 @@ def aggregate(records: Sequence[dict], empty_ml: float = 0.0, seed: int = 0) -> 
                                     "infarct_ml": r["infarct"]["pred_ml"], "flags": r["flags"]})
     rep["controls_points_lost"] = sum(c["points_lost"] or 0 for c in rep["controls"])
     rep["false_acute_on_controls"] = false_acute_on_controls(rep["controls"])
-    for anat, a in rep["by_anatomy"].items():
-        a["false_acute_on_controls"] = false_acute_on_controls(
-            [c for c in rep["controls"] if (c.get("anatomy") or "template") == anat])["reporting"]
+    rep["by_anatomy"] = {}
+    for anat in sorted({r.get("anatomy") or "template" for r in ok}):
+        rs = [r for r in ok if (r.get("anatomy") or "template") == anat]
+        cs = [c for c in rep["controls"] if (c["anatomy"] or "template") == anat]
+        rep["by_anatomy"][anat] = {"n": len(rs), "hemisphere": hemisphere_agreement(rs),
+                                   "region_specificity": region_detection(rs)["specificity"],
+                                   "controls_points_lost": sum(c["points_lost"] or 0 for c in cs),
+                                   "false_acute_on_controls": false_acute_on_controls(cs)["reporting"]}
     rep["targets"] = targets(rep)
     stages = sorted({s for r in ok for s in r["timings_s"]})
     rep["timings_s"] = {s: mt.bootstrap_median([r["timings_s"].get(s) for r in ok], seed=seed).as_dict() for s in stages}
@@ -754,8 +752,8 @@ def to_markdown(report: dict, records: Sequence[dict], img_rel: str) -> str:
           f"| controls reporting >= {_f(FALSE_ACUTE_MIN_ML, 1)} ml acute |",
           "| --- | --- | --- | --- | --- | --- | --- |"]
     for anat, a in report["by_anatomy"].items():
-        fa = a.get("false_acute_on_controls") or {}
-        reporting = f"{fa['k']} of {fa['n']}" if fa.get("n") else "-"
+        fa = a["false_acute_on_controls"]
+        reporting = f"{fa['k']} of {fa['n']}" if fa["n"] else "-"
         L.append(f"| {anat} | {a['n']} | {_p(a['hemisphere']['exact'])} | {_p(a['hemisphere']['within_1'])} | "
                  f"{_p(a['region_specificity'])} | {a['controls_points_lost']} | {reporting} |")
     L += ["", f"Acute infarct Dice at HU drop >= 4: {_ci(report['dice_hu_ge_4'])} (n = {report['dice_hu_ge_4']['n']}).", ""]
@@ -798,7 +796,7 @@ def to_markdown(report: dict, records: Sequence[dict], img_rel: str) -> str:
     L += ["", f"![ASPECTS confusion matrix]({img_rel}/eval_confusion.png)", "", "## Controls", "",
           f"ASPECTS points lost on controls: {report['controls_points_lost']} "
           f"({sum(c['passed'] for c in report['controls'])} of {len(report['controls'])} controls pass).", "",
-          *_false_acute_lines(report.get("false_acute_on_controls")),
+          *_false_acute_lines(report["false_acute_on_controls"]),
           "| case | kind | anatomy | expected | reported score | points lost | infarct (ml) | flags | pass |",
           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in report["controls"]:
