@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset
 from aspects.atlas import levels_span
 from aspects.dicom_geometry import SliceGeometry
 from aspects.dicom_seg import finding_segment_numbers
-from aspects.flags import (Findings, acute_only, blood_ground, find, flagged_masks, growable, image_flags, mask_flag,
+from aspects.flags import (OLD_MIRROR_HU, Findings, acute_only, blood_ground, find, flagged_masks, growable, image_flags, mask_flag,
                            outside_mca_mask, with_cavity)
 from aspects.labels import FINDINGS, OUTSIDE_MCA, label_value
 from aspects.methods import InfarctMethod, RegionMethod
@@ -151,6 +151,9 @@ def image_findings(pre: Preprocessed, regions: RegionSegmentation) -> ImageFindi
     if sliced_blood.any():
         log.info("blood-like blob seen on the source slices: %.1f ml", sliced_blood.sum() * np.prod(spacing) / 1000.0)
     findings = find(aligned, brain, spacing, dense, sliced_blood, ground)
+    if findings.mirror_floor_hu < OLD_MIRROR_HU:
+        log.info("the brain's white matter reads low: an old infarct's mirror counts as tissue from %.1f HU (not %.0f)",
+                 findings.mirror_floor_hu, OLD_MIRROR_HU)
     seconds = time.perf_counter() - t0
     log.info("image findings (blood, old infarct, calcification) in %.2f s", seconds)
     return ImageFindings(findings, seconds)
@@ -183,7 +186,8 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
     findings = image.findings
     segmented = sitk.GetArrayFromImage(infarct.mask) > 0
     # an old infarct's cavity as the slices show it (thick slices blur it on the aligned grid)
-    marked = with_cavity(findings, source_cavity(pre, segmented, brain, infarct.asymmetry.counterpart), segmented)
+    marked = with_cavity(findings, source_cavity(pre, segmented, brain, infarct.asymmetry.counterpart,
+                                                   findings.mirror_floor_hu), segmented)
     if marked is not findings:
         log.info("old infarct cavity seen on the source slices beside the acute mask: %.1f ml added to the old infarct",
                  (marked.old_infarct.sum() - findings.old_infarct.sum()) * np.prod(spacing) / 1000.0)

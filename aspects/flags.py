@@ -25,6 +25,16 @@ BLOOD_HU = (52.0, 95.0)
 # mirror test leaves them out.
 OLD_INFARCT_HU = 16.0
 OLD_MIRROR_HU = 22.0
+# "Tissue" for the mirror test is relative to the study's own white matter where that reads low:
+# OLD_MIRROR_HU is 4 HU below the white matter of a calibrated head (the lower quartile of the
+# brain's 15-50 HU tissue: 26-27 HU on the symmetric and scct templates, 25.8 on the real GE head),
+# and a scanner that reads tissue lower keeps the same 4 HU. The real InVesalius head's white
+# matter reads 21.3 HU (its tissue median 23.6 against 32 on the templates, its CSF the same
+# 7 HU): at 22 HU the mirror of a lacune's cavity failed the test on a third of its voxels, so a
+# 1.5-1.9 ml old lacune was read as 2.9-4.6 ml of acute infarct, one point lost
+# (docs/results_v2.md, "An old lacune on a head that reads low").
+MIRROR_BELOW_WHITE_HU = 4.0
+TISSUE_RANGE_HU = (15.0, 50.0)
 MIN_BLOOD_ML = 0.3
 MIN_OLD_ML = 1.0
 # The flag (and the region evidence's exclusion) needs a CSF-density core (< OLD_CAVITY_HU) of at
@@ -146,6 +156,20 @@ def inner_brain(brain: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
     return ndimage.binary_erosion(brain > 0, iterations=_steps(EDGE_EROSION_MM, spacing_mm))
 
 
+def white_matter_hu(hu: np.ndarray, inner: np.ndarray) -> Optional[float]:
+    """The study's white-matter level: the lower quartile of its tissue (TISSUE_RANGE_HU, no CSF,
+    blood or calcium) inside ``inner`` (bool); None without tissue."""
+    values = hu[inner]
+    tissue = values[(values >= TISSUE_RANGE_HU[0]) & (values <= TISSUE_RANGE_HU[1])]
+    return float(np.percentile(tissue, 25)) if tissue.size else None
+
+
+def mirror_tissue_hu(white_hu: Optional[float]) -> float:
+    """The least HU of a mirror that counts as brain tissue for the old-infarct tests:
+    OLD_MIRROR_HU, or MIRROR_BELOW_WHITE_HU below the study's white matter where that is lower."""
+    return OLD_MIRROR_HU if white_hu is None else min(OLD_MIRROR_HU, white_hu - MIRROR_BELOW_WHITE_HU)
+
+
 def blood_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
                dense: Optional[np.ndarray] = None) -> np.ndarray:
     """Hyperdense, blood-like parenchyma in components >= MIN_BLOOD_ML that are blobs, not sheets
@@ -205,16 +229,19 @@ def old_infarct_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[flo
     return _old_infarct_and_cavity(hu, brain, spacing_mm)[0]
 
 
-def _old_infarct_and_cavity(hu: np.ndarray, brain: np.ndarray,
-                            spacing_mm: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
+def _old_infarct_and_cavity(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
+                            mirror_floor_hu: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray]:
     """:func:`old_infarct_mask` and, where there is one, the CSF-density part (3-voxel mean <
     OLD_CAVITY_HU) of every component >= MIN_OLD_ML of the < OLD_INFARCT_HU finding, cored or not: the rim rule
     (:func:`old_rim`) weighs each cavity against the acute component beside it (chosen on the val
-    split, docs/results.md). From one smoothing and erosion."""
+    split, docs/results.md). From one smoothing and erosion. ``mirror_floor_hu``: the mirror's
+    least tissue HU (:func:`mirror_tissue_hu`; measured on ``hu`` when None)."""
     smooth = ndimage.uniform_filter(hu, size=3)
     mirror = np.flip(smooth, axis=2)
     inner = inner_brain(brain, spacing_mm)
-    mask = (smooth < OLD_INFARCT_HU) & (mirror >= OLD_MIRROR_HU) & inner & np.flip(inner, axis=2)
+    if mirror_floor_hu is None:
+        mirror_floor_hu = mirror_tissue_hu(white_matter_hu(hu, inner))
+    mask = (smooth < OLD_INFARCT_HU) & (mirror >= mirror_floor_hu) & inner & np.flip(inner, axis=2)
     vml = voxel_volume_ml(spacing_mm)
     labels, n = ndimage.label(mask)
     if n == 0:
@@ -247,6 +274,9 @@ class Findings:
     old_cavity: Optional[np.ndarray] = None
     # blood with its hyperdense surroundings (:func:`blood_extent`): what the haematoma explains
     blood_extent: Optional[np.ndarray] = None
+    # the least HU of a mirror that is brain tissue for this study (:func:`mirror_tissue_hu`): the
+    # old-infarct finding's and the source-slice cavity's mirror test
+    mirror_floor_hu: float = OLD_MIRROR_HU
 
     @property
     def blood_explains(self) -> np.ndarray:
@@ -268,12 +298,13 @@ def find(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
     """Blood (away from dense tissue) and old infarct, with its CSF-density cavity, on the aligned
     grid; ``source_blood``: blood seen on the source slices (:mod:`aspects.source_blood`), added to
     the blood found here; ``ground``: :func:`blood_ground` when the caller has it already."""
-    old, cavity = _old_infarct_and_cavity(hu, brain, spacing_mm)
+    floor = mirror_tissue_hu(white_matter_hu(hu, inner_brain(brain, spacing_mm)))
+    old, cavity = _old_infarct_and_cavity(hu, brain, spacing_mm, OLD_MIRROR_HU)
     blood, smooth = _blood_and_smooth(hu, brain, spacing_mm, dense, ground)
     if source_blood is not None:
         blood = blood | source_blood.astype(bool)
     return Findings(blood, old, tuple(float(s) for s in spacing_mm), cavity,
-                    blood_extent(smooth, brain, spacing_mm, blood))
+                    blood_extent(smooth, brain, spacing_mm, blood), floor)
 
 
 def blood_extent(smooth_hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],

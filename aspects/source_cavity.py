@@ -15,7 +15,8 @@ acute component has a cavity beside it):
 2. a compact hole, not a sulcus: what survives an in-plane opening with a square
    :data:`SOURCE_CAVITY_WIDTH_MM` wide (sulci and fissures are 1-3 mm sheets);
 3. on the aligned grid, inside the brain, where the contralateral counterpart is tissue
-   (>= :data:`aspects.flags.OLD_MIRROR_HU`): ventricles and symmetric CSF spaces drop out;
+   (>= :data:`aspects.flags.OLD_MIRROR_HU`, lower on a head whose white matter reads low:
+   :func:`aspects.flags.mirror_tissue_hu`): ventricles and symmetric CSF spaces drop out;
 4. components of at least :data:`aspects.flags.MIN_RIM_CAVITY_ML`.
 
 Chosen on the v2 val split and the old-infarct patterns, then checked on every other set (session 24,
@@ -110,12 +111,13 @@ def block_on_aligned(mask_zyx: np.ndarray, pre: Preprocessed, block: Block, with
 
 
 def source_cavity(pre: Preprocessed, near: np.ndarray, brain: np.ndarray,
-                  counterpart: Optional[np.ndarray] = None) -> np.ndarray:
+                  counterpart: Optional[np.ndarray] = None, mirror_floor_hu: float = OLD_MIRROR_HU) -> np.ndarray:
     """Compact CSF-density cavity (see the module docstring) within reach of ``near`` (aligned
     bool, (z, y, x)), as a boolean mask on the aligned grid; empty when ``near`` is. The slices
     are the planes of ``pre.source``'s first two axes (the series' regular grid). ``brain``:
     the aligned brain mask; ``counterpart``: the contralateral counterpart (HU, aligned; the plain
-    mirror of the aligned image when None)."""
+    mirror of the aligned image when None); ``mirror_floor_hu``: its least HU that is tissue
+    (the study's :attr:`aspects.flags.Findings.mirror_floor_hu`)."""
     near = near.astype(bool)
     out = np.zeros(near.shape, bool)
     if not near.any() or pre.source is None:
@@ -133,7 +135,7 @@ def source_cavity(pre: Preprocessed, near: np.ndarray, brain: np.ndarray,
         return out
     cavity = block_on_aligned(csf, pre, block, reach)
     mirror_hu = counterpart if counterpart is not None else np.flip(sitk.GetArrayViewFromImage(pre.aligned), axis=2)
-    cavity &= reach & ndi.binary_erosion(brain.astype(bool)) & (mirror_hu >= OLD_MIRROR_HU)
+    cavity &= reach & ndi.binary_erosion(brain.astype(bool)) & (mirror_hu >= mirror_floor_hu)
     if not cavity.any():
         return out
     labels, n = ndi.label(cavity, structure=np.ones((3, 3, 3), bool))

@@ -6,7 +6,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from aspects.flags import acute_only, find, image_flags, with_cavity
+from aspects.flags import OLD_MIRROR_HU, acute_only, find, image_flags, with_cavity
 from aspects.source_cavity import compact_in_plane, csf_in_plane, source_cavity
 from tests.support.slab_grid import coords, grid, registered_study
 
@@ -18,12 +18,12 @@ def _grid(step_xy: float, step_z: float) -> sitk.Image:
     return grid(step_xy, step_z, EXTENT)
 
 
-def _head(img: sitk.Image, cavity: bool, sulcus: bool, rng: np.random.Generator) -> np.ndarray:
-    """30 HU ellipsoid brain (noise 2 HU), 0 outside; a cortical cavity (5 HU cylinder 9 mm
+def _head(img: sitk.Image, cavity: bool, sulcus: bool, rng: np.random.Generator, tissue_hu: float = 30.0) -> np.ndarray:
+    """``tissue_hu`` ellipsoid brain (noise 2 HU), 0 outside; a cortical cavity (5 HU cylinder 9 mm
     across, 20 mm tall) on the left, a 1.5 mm sulcus-like CSF sheet on the right, neither mirrored."""
     z, y, x = coords(img)
     brain = ((x - 64) / 55) ** 2 + ((y - 64) / 58) ** 2 + ((z - 50) / 45) ** 2 <= 1
-    hu = np.where(brain, 30.0 + rng.normal(0.0, 2.0, brain.shape), 0.0)
+    hu = np.where(brain, tissue_hu + rng.normal(0.0, 2.0, brain.shape), 0.0)
     if cavity:
         hu[((x - 104) ** 2 + (y - 64) ** 2 <= 4.5 ** 2) & (np.abs(z - 50) <= 10)] = 5.0
     if sulcus:
@@ -31,14 +31,14 @@ def _head(img: sitk.Image, cavity: bool, sulcus: bool, rng: np.random.Generator)
     return hu.astype(np.float32)
 
 
-def _study(cavity: bool = True, sulcus: bool = True):
+def _study(cavity: bool = True, sulcus: bool = True, tissue_hu: float = 30.0):
     """(Preprocessed, aligned brain, aligned acute mask beside the cavity): aligned space is the
     source's physical space (identity transform), as after a perfect registration."""
     rng = np.random.default_rng(7)
     src, on = _grid(PIXEL, SLICE), _grid(ALIGNED, ALIGNED)
     z, y, x = coords(on)
     brain = ((x - 64) / 55) ** 2 + ((y - 64) / 58) ** 2 + ((z - 50) / 45) ** 2 <= 1
-    pre = registered_study(_head(src, cavity, sulcus, rng), src, on, (1.0, 1.0, 2.0), brain)
+    pre = registered_study(_head(src, cavity, sulcus, rng, tissue_hu), src, on, (1.0, 1.0, 2.0), brain)
     arr = sitk.GetArrayFromImage(pre.aligned)
     # an acute-mask component as the model gives it around an old infarct: the hypodense rim
     # 2-8 mm around the cavity, in the left hemisphere (x > 64 mm)
@@ -103,3 +103,23 @@ def test_the_counterpart_decides_whether_csf_is_a_cavity(counterpart_hu):
     pre, hu, brain, acute = _study()
     counterpart = np.full(hu.shape, counterpart_hu, np.float32)
     assert source_cavity(pre, acute, brain, counterpart).any() == (counterpart_hu >= 22.0)
+
+
+def test_on_a_head_that_reads_low_the_mirror_is_tissue_relative_to_its_white_matter():
+    """A scanner whose brain reads 21 HU (the real InVesalius head's white matter): at the fixed
+    22 HU floor the cavity's mirror is not "tissue" and the old infarct's rim is scored as acute;
+    the floor of the study's own white matter (find) keeps the cavity and the rim unscored."""
+    pre, hu, brain, acute = _study(sulcus=False, tissue_hu=21.0)
+    found = find(hu, brain.astype(np.uint8), (ALIGNED,) * 3)
+    assert 15.0 < found.mirror_floor_hu < 18.0  # the lower quartile of 21 +- 2 HU tissue, less 4 HU
+    assert not source_cavity(pre, acute, brain).any()  # the fixed floor: no cavity, the rim scored
+    cavity = source_cavity(pre, acute, brain, mirror_floor_hu=found.mirror_floor_hu)
+    assert 0.5 <= cavity.sum() * ALIGNED ** 3 / 1000.0 <= 1.6
+    marked = with_cavity(found, cavity, acute)
+    assert "old_infarct_suspected" in [f.name for f in image_flags(marked)]
+    assert acute_only(acute, marked).sum() == 0
+
+
+def test_a_calibrated_head_keeps_the_fixed_mirror_floor():
+    _, hu, brain, _ = _study()
+    assert find(hu, brain.astype(np.uint8), (ALIGNED,) * 3).mirror_floor_hu == OLD_MIRROR_HU
