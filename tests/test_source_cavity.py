@@ -6,7 +6,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from aspects.flags import OLD_MIRROR_HU, acute_only, find, image_flags, with_cavity
+from aspects.flags import OLD_INFARCT_HU, OLD_MIRROR_HU, acute_only, find, image_flags, mirror_tissue_hu, white_matter_hu, with_cavity
 from aspects.source_cavity import compact_in_plane, csf_in_plane, source_cavity
 from tests.support.slab_grid import coords, grid, registered_study
 
@@ -123,3 +123,13 @@ def test_on_a_head_that_reads_low_the_mirror_is_tissue_relative_to_its_white_mat
 def test_a_calibrated_head_keeps_the_fixed_mirror_floor():
     _, hu, brain, _ = _study()
     assert find(hu, brain.astype(np.uint8), (ALIGNED,) * 3).mirror_floor_hu == OLD_MIRROR_HU
+
+
+def test_the_mirror_floor_follows_white_matter_only_downwards_and_stays_above_csf():
+    assert mirror_tissue_hu(None) == OLD_MIRROR_HU  # no tissue to measure: the fixed floor
+    assert mirror_tissue_hu(30.0) == OLD_MIRROR_HU  # a head reading higher keeps 22 HU
+    assert mirror_tissue_hu(21.3) == pytest.approx(17.3)  # the InVesalius head
+    assert mirror_tissue_hu(12.0) == OLD_INFARCT_HU  # a badly calibrated series: never CSF-like
+    hu = np.array([5.0, 10.0, 20.0, 22.0, 24.0, 26.0, 200.0], np.float32)  # CSF and calcium left out
+    assert white_matter_hu(hu, np.ones(hu.shape, bool)) == pytest.approx(21.5)
+    assert white_matter_hu(hu, np.zeros(hu.shape, bool)) is None
