@@ -25,9 +25,11 @@ BLOOD_HU = (52.0, 95.0)
 # mirror test leaves them out.
 OLD_INFARCT_HU = 16.0
 OLD_MIRROR_HU = 22.0
-# "Tissue" for the mirror test is relative to the study's own white matter where that reads low:
+# "Tissue" for the mirror test of the cavity seen on the source slices (aspects.source_cavity) is
+# relative to the study's own white matter where that reads low:
 # OLD_MIRROR_HU is 4 HU below the white matter of a calibrated head (the lower quartile of the
-# brain's 15-50 HU tissue: 26-27 HU on the symmetric and scct templates, 25.8 on the real GE head),
+# brain's 15-50 HU tissue: 26-27 HU on the symmetric and scct templates, 25.8 on the GE head's
+# phantoms, 25.0 on the real GE series with its large infarct),
 # and a scanner that reads tissue lower keeps the same 4 HU. The real InVesalius head's white
 # matter reads 21.3 HU (its tissue median 23.6 against 32 on the templates, its CSF the same
 # 7 HU): at 22 HU the mirror of a lacune's cavity failed the test on a third of its voxels, so a
@@ -232,19 +234,19 @@ def old_infarct_mask(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[flo
     return _old_infarct_and_cavity(hu, brain, spacing_mm)[0]
 
 
-def _old_infarct_and_cavity(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
-                            mirror_floor_hu: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray]:
+def _old_infarct_and_cavity(hu: np.ndarray, brain: np.ndarray,
+                            spacing_mm: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
     """:func:`old_infarct_mask` and, where there is one, the CSF-density part (3-voxel mean <
     OLD_CAVITY_HU) of every component >= MIN_OLD_ML of the < OLD_INFARCT_HU finding, cored or not: the rim rule
     (:func:`old_rim`) weighs each cavity against the acute component beside it (chosen on the val
-    split, docs/results.md). From one smoothing and erosion. ``mirror_floor_hu``: the mirror's
-    least tissue HU (:func:`mirror_tissue_hu`; measured on ``hu`` when None)."""
+    split, docs/results.md). From one smoothing and erosion. Its mirror test keeps OLD_MIRROR_HU on
+    every head: a floor lowered to the study's white matter (:func:`mirror_tissue_hu`) took in the
+    asymmetric sulci of a head that reads low (docs/results_v2.md, "An old lacune on a head that
+    reads low")."""
     smooth = ndimage.uniform_filter(hu, size=3)
     mirror = np.flip(smooth, axis=2)
     inner = inner_brain(brain, spacing_mm)
-    if mirror_floor_hu is None:
-        mirror_floor_hu = mirror_tissue_hu(white_matter_hu(hu, inner))
-    mask = (smooth < OLD_INFARCT_HU) & (mirror >= mirror_floor_hu) & inner & np.flip(inner, axis=2)
+    mask = (smooth < OLD_INFARCT_HU) & (mirror >= OLD_MIRROR_HU) & inner & np.flip(inner, axis=2)
     vml = voxel_volume_ml(spacing_mm)
     labels, n = ndimage.label(mask)
     if n == 0:
@@ -278,7 +280,7 @@ class Findings:
     # blood with its hyperdense surroundings (:func:`blood_extent`): what the haematoma explains
     blood_extent: Optional[np.ndarray] = None
     # the least HU of a mirror that is brain tissue for this study (:func:`mirror_tissue_hu`): the
-    # old-infarct finding's and the source-slice cavity's mirror test
+    # mirror test of the cavity looked for on the source slices (aspects.source_cavity)
     mirror_floor_hu: float = OLD_MIRROR_HU
 
     @property
@@ -302,7 +304,7 @@ def find(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
     grid; ``source_blood``: blood seen on the source slices (:mod:`aspects.source_blood`), added to
     the blood found here; ``ground``: :func:`blood_ground` when the caller has it already."""
     floor = mirror_tissue_hu(white_matter_hu(hu, inner_brain(brain, spacing_mm)))
-    old, cavity = _old_infarct_and_cavity(hu, brain, spacing_mm, OLD_MIRROR_HU)
+    old, cavity = _old_infarct_and_cavity(hu, brain, spacing_mm)
     blood, smooth = _blood_and_smooth(hu, brain, spacing_mm, dense, ground)
     if source_blood is not None:
         blood = blood | source_blood.astype(bool)
