@@ -267,7 +267,9 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
         flag_details[INCOMPLETE_COVERAGE] = {"regions": missing, "covered_fraction": covered}
         log.warning("the series does not cover %s: not assessable, no ASPECTS for that side",
                     ", ".join(f"{m} ({100 * c:.0f}% covered)" for m, c in covered.items()))
-    qc = pre.qc or {}
+    qc = dict(pre.qc or {})
+    if findings.white_matter_hu is not None:  # where the study's tissue reads (scanner calibration)
+        qc["white_matter_hu"] = round(findings.white_matter_hu, 1)
     if qc.get("low_confidence"):
         flag_names.append("low_confidence")
     seconds = time.perf_counter() - t0

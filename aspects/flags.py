@@ -279,14 +279,19 @@ class Findings:
     old_cavity: Optional[np.ndarray] = None
     # blood with its hyperdense surroundings (:func:`blood_extent`): what the haematoma explains
     blood_extent: Optional[np.ndarray] = None
-    # the least HU of a mirror that is brain tissue for this study (:func:`mirror_tissue_hu`): the
-    # mirror test of the cavity looked for on the source slices (aspects.source_cavity)
-    mirror_floor_hu: float = OLD_MIRROR_HU
+    # the study's white-matter level (:func:`white_matter_hu`; None: not measured)
+    white_matter_hu: Optional[float] = None
 
     @property
     def blood_explains(self) -> np.ndarray:
         """The haematoma tissue whose mirror looks hypodense: ``blood_extent`` or ``blood``."""
         return self.blood if self.blood_extent is None else self.blood_extent
+
+    @property
+    def mirror_floor_hu(self) -> float:
+        """The least HU of a mirror that is brain tissue for this study (:func:`mirror_tissue_hu`):
+        the mirror test of the cavity looked for on the source slices (aspects.source_cavity)."""
+        return mirror_tissue_hu(self.white_matter_hu)
 
     @property
     def haemorrhage_ml(self) -> float:
@@ -303,13 +308,13 @@ def find(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
     """Blood (away from dense tissue) and old infarct, with its CSF-density cavity, on the aligned
     grid; ``source_blood``: blood seen on the source slices (:mod:`aspects.source_blood`), added to
     the blood found here; ``ground``: :func:`blood_ground` when the caller has it already."""
-    floor = mirror_tissue_hu(white_matter_hu(hu, inner_brain(brain, spacing_mm)))
+    white = white_matter_hu(hu, inner_brain(brain, spacing_mm))
     old, cavity = _old_infarct_and_cavity(hu, brain, spacing_mm)
     blood, smooth = _blood_and_smooth(hu, brain, spacing_mm, dense, ground)
     if source_blood is not None:
         blood = blood | source_blood.astype(bool)
     return Findings(blood, old, tuple(float(s) for s in spacing_mm), cavity,
-                    blood_extent(smooth, brain, spacing_mm, blood), floor)
+                    blood_extent(smooth, brain, spacing_mm, blood), white)
 
 
 def blood_extent(smooth_hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],

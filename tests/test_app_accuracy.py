@@ -63,6 +63,7 @@ def test_affected_side_found_in_most_acute_cases(runs):
 def test_normal_scores_ten(runs):
     result, _ = runs["normal"]
     assert result["aspects"] == {"left": 10, "right": 10}
+    assert result["qc"]["white_matter_hu"] >= 25.0  # a head reading as calibrated scanners put tissue
     assert "haemorrhage_suspected" not in result["flags"]
 
 
@@ -130,6 +131,7 @@ def test_an_old_lacune_on_a_head_that_reads_low_is_old_not_acute(tmp_path, pipel
     assert run.result["aspects"] == {"left": 10, "right": 10}
     assert run.result["infarct_volume_ml"] < 1.0
     assert "old_infarct_suspected" in run.result["flags"]
+    assert 19.0 < run.result["qc"]["white_matter_hu"] < 23.0  # aspects.json says where its tissue reads
     findings = sitk.ReadImage(str(tmp_path / "out" / "nifti" / "findings.nii.gz"))
     found = sitk.GetArrayFromImage(findings) == 2
     truth = sitk.Resample(sitk.ReadImage(str(case / "truth" / "old_infarct.nii.gz")), findings, sitk.Transform(),
