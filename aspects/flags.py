@@ -167,8 +167,8 @@ def white_matter_hu(hu: np.ndarray, inner: np.ndarray) -> Optional[float]:
 
 
 def mirror_tissue_hu(white_hu: Optional[float]) -> float:
-    """The least HU of a mirror that counts as brain tissue for the old-infarct tests:
-    OLD_MIRROR_HU, or MIRROR_BELOW_WHITE_HU below the study's white matter where that is lower,
+    """The least HU of a mirror that counts as brain tissue for the cavity seen on the source
+    slices (:mod:`aspects.source_cavity`): OLD_MIRROR_HU, or MIRROR_BELOW_WHITE_HU below the study's white matter where that is lower,
     never below OLD_INFARCT_HU (what is CSF-like for the finding is never tissue for its mirror)."""
     if white_hu is None:
         return OLD_MIRROR_HU
