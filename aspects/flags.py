@@ -168,8 +168,9 @@ def white_matter_hu(hu: np.ndarray, inner: np.ndarray) -> Optional[float]:
 
 def mirror_tissue_hu(white_hu: Optional[float]) -> float:
     """The least HU of a mirror that counts as brain tissue for the cavity seen on the source
-    slices (:mod:`aspects.source_cavity`): OLD_MIRROR_HU, or MIRROR_BELOW_WHITE_HU below the study's white matter where that is lower,
-    never below OLD_INFARCT_HU (what is CSF-like for the finding is never tissue for its mirror)."""
+    slices (:mod:`aspects.source_cavity`): OLD_MIRROR_HU, or MIRROR_BELOW_WHITE_HU below the
+    study's white matter where that is lower, never below OLD_INFARCT_HU (what is CSF-like for
+    the finding is never tissue for its mirror)."""
     if white_hu is None:
         return OLD_MIRROR_HU
     return max(OLD_INFARCT_HU, min(OLD_MIRROR_HU, white_hu - MIRROR_BELOW_WHITE_HU))
