@@ -135,6 +135,9 @@ def test_cpu_base_dockerfile_needs_only_debian_and_pypi(tmp_path):
     assert "nvidia.com" not in dockerfile and "cuda-keyring" not in dockerfile
     assert "=${PYTHON_VERSION}" not in dockerfile and "=${PYTHON_PIP_VERSION}" not in dockerfile
     assert "python3-pip \\" in dockerfile and "pip install --no-cache-dir --user -r /tmp/requirements.txt" in dockerfile
+    # the SDK by the interpreter's own pip: the upgraded user-level `pip` script ran against
+    # Debian's pip module in 2 of 3 builds (docs/deployment.md)
+    assert "RUN python3 -m pip install monai-deploy-app-sdk" in dockerfile and "RUN pip install monai-deploy" not in dockerfile
     assert 'ENTRYPOINT ["/var/holoscan/tools"]' in dockerfile
 
 

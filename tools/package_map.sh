@@ -120,7 +120,12 @@ if docker buildx inspect holoscan_app_builder 2>/dev/null | grep -qE '^Driver:[[
     args+=(--no-cache)
 fi
 echo "+ monai-deploy ${args[*]} ${extra[*]}"
-python "$repo/tools/map/package.py" "${wrapper[@]}" -- "${args[@]}" "${extra[@]}"
+# One more try after a failed build: the image's pip steps fail now and then with nothing changed
+# (docs/deployment.md: a PyPI layer once, the SDK's `pip install` step once, each built at the next try).
+if ! python "$repo/tools/map/package.py" "${wrapper[@]}" -- "${args[@]}" "${extra[@]}"; then
+    echo "the packager failed; building once more (docs/deployment.md)" >&2
+    python "$repo/tools/map/package.py" "${wrapper[@]}" -- "${args[@]}" "${extra[@]}"
+fi
 # The packager names the image <name>-<platform>-<gpu>-<arch>:<tag>; tag it as asked as well.
 name="$tag"; version=latest
 [[ "${tag##*/}" == *:* ]] && { name="${tag%:*}"; version="${tag##*:}"; }

@@ -10,7 +10,9 @@
 2. With --cpu-base (a base image made by tools/map/build_cpu_base.sh instead of NVIDIA's CUDA
    image): the rendered Dockerfile loses NVIDIA's cuda-keyring step (it downloads from NVIDIA's
    site and only serves the CUDA apt repository, which a CPU base has no use for), and the Ubuntu
-   24.04 version pins on the python3 packages (`python3=3.12.3-*` ...), which no Debian release has.
+   24.04 version pins on the python3 packages (`python3=3.12.3-*` ...), which no Debian release has;
+   and the SDK's install step runs `python3 -m pip` (the image's upgraded user-level `pip` script
+   ran against Debian's pip module in 2 of 3 builds).
 
 Each correction is an exact text edit that must match where expected; if a packager update changes
 the text, this stops with error[1] instead of building an image without the correction.
@@ -44,6 +46,12 @@ CPU_BASE_EDITS: List[Tuple[str, str, str, int]] = [
      "# CPU base (tools/map/package.py): the step that fetches NVIDIA's CUDA apt key is removed\n", 1),
     ("no Ubuntu version pin on python3 packages", "=${PYTHON_VERSION} \\", " \\", 4),
     ("no Ubuntu version pin on python3-pip", "=${PYTHON_PIP_VERSION} \\", " \\", 1),
+    # The image upgrades pip into the user's site-packages first; the `pip` script that leaves in
+    # ~/.local/bin then ran, in 2 of 3 builds of 2026-12-07, against Debian's pip module
+    # ("cannot import name 'cli' from 'pip._internal.cli.main'"). `python3 -m pip` takes the module
+    # from its own sys.path, so the script and the module cannot disagree.
+    ("the SDK installed by the interpreter's own pip", "RUN pip install monai-deploy-app-sdk",
+     "RUN python3 -m pip install monai-deploy-app-sdk", 1),
 ]
 
 
