@@ -8,11 +8,11 @@ keeps the app honest in CI: most clear acute cases within 1 point, controls beha
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.support import INVESALIUS, REPO
 from tests.support.app_runs import run_pipeline
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -102,11 +102,6 @@ def test_old_infarct_is_flagged(runs):
     assert truth["aspects"] == {"left": 10, "right": 10}
     assert "old_infarct_suspected" in result["flags"]
 
-
-
-REPO = Path(__file__).resolve().parents[1]
-# the real head is GPL-2 data outside the repository: used here, never copied into it
-INVESALIUS = REPO.parent / "shared" / "data" / "real" / "invesalius_head_ct" / "cranium_ct.nii.gz"
 
 
 @pytest.mark.skipif(not INVESALIUS.is_file(), reason="../shared/data/real/invesalius_head_ct not present")

@@ -4,15 +4,14 @@ poor one (issue 13: a well-registered real scan is not `low_confidence`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
 from aspects_research.tools.qc_calibration import CSF_HU, perturbed
+from tests.support import INVESALIUS
 
-INVESALIUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "invesalius_head_ct" / "cranium_ct.nii.gz"
 
 
 def _head() -> sitk.Image:

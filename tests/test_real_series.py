@@ -23,13 +23,14 @@ import SimpleITK as sitk
 
 from aspects.dicom_geometry import sort_slices
 from aspects.result_json import validate
+from tests.support import INVESALIUS, REAL_DATA
 from tests.support.app_runs import run_pipeline
 from tests.test_app import tree_digest
 from aspects_research.tools.robustness import sorted_files
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
-GE = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "ge_tilted_head_dicom" / "dicom"
+GE = REAL_DATA / "ge_tilted_head_dicom" / "dicom"
 OUTPUTS = ("dicom/seg.dcm", "dicom/sr.dcm", "dicom/key_bg.dcm", "dicom/key_sg.dcm", "png/key_bg.png",
            "png/key_sg.png", "nifti/infarct.nii.gz", "nifti/regions.nii.gz")
 
@@ -268,7 +269,6 @@ def test_top_cut_study_is_never_a_normal_score(top_cut):
 
 
 # ----------------------------------------------------------------------------- a second real scan
-INVESALIUS = GE.parents[1] / "invesalius_head_ct" / "cranium_ct.nii.gz"  # GPL-2: used here, never copied into the repo
 
 
 @pytest.mark.external

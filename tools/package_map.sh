@@ -122,10 +122,8 @@ fi
 echo "+ monai-deploy ${args[*]} ${extra[*]}"
 # One more try after a failed build: the image's pip steps fail now and then with nothing changed
 # (docs/deployment.md: a PyPI layer once, the SDK's `pip install` step once, each built at the next try).
-if ! python "$repo/tools/map/package.py" "${wrapper[@]}" -- "${args[@]}" "${extra[@]}"; then
-    echo "the packager failed; building once more (docs/deployment.md)" >&2
-    python "$repo/tools/map/package.py" "${wrapper[@]}" -- "${args[@]}" "${extra[@]}"
-fi
+package() { python "$repo/tools/map/package.py" "${wrapper[@]}" -- "${args[@]}" "${extra[@]}"; }
+package || { echo "the packager failed; building once more (docs/deployment.md)" >&2; package; }
 # The packager names the image <name>-<platform>-<gpu>-<arch>:<tag>; tag it as asked as well.
 name="$tag"; version=latest
 [[ "${tag##*/}" == *:* ]] && { name="${tag%:*}"; version="${tag##*:}"; }
