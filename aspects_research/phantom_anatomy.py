@@ -42,6 +42,11 @@ from aspects_research.phantom_lesions import default_real_data
 
 ANATOMIES: Tuple[str, ...] = ("template", "scct", "ge", "invesalius")
 TRAIN_ANATOMIES: Tuple[str, ...] = ("template", "scct", "ge")
+# Brain volume of each source at scale 1 as the app measures it (aspects.json qc.brain_volume_ml
+# over the head's scale cubed; median of the 30-37 studies per source of the three v2 test-recipe
+# draws, session 40; each within 3 % of it). The real heads are placed at the template's size by the
+# app's affine; the scct template is MNI-sized, 22 % more. phantoms.adult_scale divides by these.
+SOURCE_BRAIN_ML: Dict[str, float] = {"template": 1504.0, "scct": 1838.0, "ge": 1509.0, "invesalius": 1533.0}
 LICENCES: Dict[str, str] = {
     "template": "BSD-2-Clause (scct template) / CC BY-SA 4.0 (atlas labels)",
     "scct": "BSD-2-Clause (Rorden et al. 2012, neurolabusc/Clinical)",
@@ -466,7 +471,7 @@ def paint_calcifications(hu: np.ndarray, index_to_phys: np.ndarray, rng: np.rand
     return counts
 
 
-__all__ = ["ANATOMIES", "TRAIN_ANATOMIES", "LICENCES", "crop_reference", "read_real_head", "scct_head",
+__all__ = ["ANATOMIES", "TRAIN_ANATOMIES", "SOURCE_BRAIN_ML", "LICENCES", "crop_reference", "read_real_head", "scct_head",
            "repair_mask", "load_or_register", "hemispheric_balance", "hemisphere_comparison", "HemisphereComparison",
            "region_differences", "template_index", "paint_calcifications", "mirror_on_grid"]
 

@@ -75,6 +75,16 @@ CONTRAST_LOSS: Tuple[str, ...] = ("compress", "darken")
 # lower grey-white contrast (the InVesalius head: 96 % of its tissue below 33 HU) darkens the cortex
 # too, and the app read its one-sided part as acute infarct (docs/data.md).
 LEUKOARAIOSIS_MODELS: Tuple[str, ...] = ("white-matter", "legacy")
+# How big a v2 head is. "adult" (the default since session 40): the brain volume the app measures
+# (aspects.json qc.brain_volume_ml) drawn uniformly from ADULT_BRAIN_ML, the scale derived per
+# anatomy source from its volume at scale 1 (phantom_anatomy.SOURCE_BRAIN_ML). "legacy" (the
+# archived v2 sets and the shipped model's training data): scale 0.9-1.1 on every source, which
+# made scct heads of up to 2.4 l that the app's QC rightly called implausible (docs/data.md).
+HEAD_SIZES: Tuple[str, ...] = ("adult", "legacy")
+# Adult intracranial volumes span about 1.15-1.8 l; the app's brain volume reads ~5 % below the
+# intracranial volume on the real heads (GE 1509 / 1579 ml, InVesalius 1533 / 1626 ml).
+ADULT_BRAIN_ML = (1100.0, 1700.0)
+LEGACY_SCALE = (0.9, 1.1)
 CONTRAST_LEVEL_PERCENTILE = 25.0  # "darken": the lesion's white-matter level, below which no extra loss
 
 # Vascular patterns of acute MCA infarcts (region codes, one hemisphere) and their draw weights.
@@ -156,6 +166,7 @@ class PhantomOptions:
     lesion_id: Optional[str] = None  # v2: a SOOP mask ID instead of a drawn one
     contrast_loss: Optional[str] = None  # acute grey-white contrast loss (CONTRAST_LOSS); None: v2 "darken", v1 "compress"
     leukoaraiosis: Optional[str] = None  # LEUKOARAIOSIS_MODELS; None: "white-matter"
+    head_size: Optional[str] = None  # HEAD_SIZES; None: v2 "adult", v1 "legacy"
     # v2 real heads: their low-frequency hemispheric asymmetry filled (docs/data.md); False keeps the
     # head as scanned (the InVesalius head ~1 HU darker on the right): for testing specificity on a
     # naturally asymmetric normal head, not for training (the GE head's left lesion stays too)
@@ -196,6 +207,7 @@ class CaseParams:
     contrast_loss: str = "compress"  # acute: how grey-white contrast is lost (CONTRAST_LOSS)
     balanced: bool = True  # v2 real heads: hemispheric asymmetry filled (PhantomOptions.balanced)
     leukoaraiosis: str = "white-matter"  # v2 leukoaraiosis: the tissue it darkens (LEUKOARAIOSIS_MODELS)
+    head_size: str = "legacy"  # how the scale was drawn (HEAD_SIZES); v1 and sets made before session 40: legacy
 
 
 @dataclass(frozen=True)
@@ -287,7 +299,7 @@ def resolve_params(seed: int, opts: PhantomOptions = PhantomOptions()) -> CasePa
     noise = float(r.uniform(3.0, 6.0))
     yaw, roll = (float(v) for v in r.uniform(-15.0, 15.0, 2))
     pitch = float(r.uniform(-10.0, 10.0))
-    scale = float(r.uniform(0.9, 1.1))
+    scale = float(r.uniform(*LEGACY_SCALE))
     deform_mm = float(r.uniform(2.0, 4.0))
     old_hu = float(r.uniform(5.0, 15.0))
     bleed_hu = float(r.uniform(55.0, 75.0))
@@ -377,20 +389,35 @@ def _resolve_v2(seed: int, opts: PhantomOptions, v1: dict) -> CaseParams:
         pattern = "M2"
     noise = float(opts.noise_hu) if opts.noise_hu is not None else min(V2_SIGMA_MAX, sigma_for_thickness(sigma5, thickness))
     detail = {"leukoaraiosis": leuko_drop, "old_infarct": gliosis}.get(kind, 0.0)
+    head_size = opts.head_size or HEAD_SIZES[0]
+    scale = v1["scale"]
+    if head_size == "adult" and opts.pose:
+        # The legacy draw's uniform variate, reused, so that a seed keeps every other choice.
+        u = (scale - LEGACY_SCALE[0]) / (LEGACY_SCALE[1] - LEGACY_SCALE[0])
+        scale = adult_scale(anatomy, u)
     return CaseParams(
         seed=v1["seed"], kind=kind, thickness=thickness,
         hu_drop=float(opts.hu_drop if opts.hu_drop is not None else hu_drop) if kind == "acute" else 0.0,
         pattern=pattern, side=side if kind not in ("normal", "leukoaraiosis") else None,
         tilt_deg=float(opts.tilt_deg or 0.0), noise_hu=noise, yaw_deg=v1["yaw_deg"], pitch_deg=v1["pitch_deg"],
-        roll_deg=v1["roll_deg"], scale=v1["scale"], deform_mm=v1["deform_mm"],
+        roll_deg=v1["roll_deg"], scale=scale, deform_mm=v1["deform_mm"],
         pixel_mm=float(opts.pixel_mm) if opts.pixel_mm is not None else None, pixel_u=v1["pixel_u"],
         matrix=int(opts.matrix), lesion_hu={"old_infarct": v1["old_hu"] - 5.0, "haemorrhage": v1["bleed_hu"]}.get(kind, 0.0),
         generator="v2", anatomy=anatomy, split=opts.split, lesion_id=lesion_id, lesion_mirror=mirror,
         noise_curve=curve, heterogeneity=het, margin_mm=margin,
         band_mm={"leukoaraiosis": band, "old_infarct": ex_vacuo}.get(kind, 0.0), detail_hu=detail,
         contrast_loss=v1["contrast_loss"], balanced=opts.balanced,
-        leukoaraiosis=opts.leukoaraiosis or LEUKOARAIOSIS_MODELS[0],
+        leukoaraiosis=opts.leukoaraiosis or LEUKOARAIOSIS_MODELS[0], head_size=head_size,
     )
+
+
+def adult_scale(anatomy: str, u: float) -> float:
+    """Linear scale of anatomy source ``anatomy`` whose brain volume, as the app measures it, is
+    the fraction ``u`` (0..1) of the way through :data:`ADULT_BRAIN_ML`."""
+    from aspects_research.phantom_anatomy import SOURCE_BRAIN_ML
+
+    target = ADULT_BRAIN_ML[0] + float(u) * (ADULT_BRAIN_ML[1] - ADULT_BRAIN_ML[0])
+    return float((target / SOURCE_BRAIN_ML[anatomy]) ** (1.0 / 3.0))
 
 
 def check_options(opts: PhantomOptions) -> None:
@@ -425,6 +452,10 @@ def check_options(opts: PhantomOptions) -> None:
         bad(f"--contrast-loss must be one of {', '.join(CONTRAST_LOSS)}, not {opts.contrast_loss!r}")
     if opts.leukoaraiosis is not None and opts.leukoaraiosis not in LEUKOARAIOSIS_MODELS:
         bad(f"--leukoaraiosis must be one of {', '.join(LEUKOARAIOSIS_MODELS)}, not {opts.leukoaraiosis!r}")
+    if opts.head_size is not None and opts.head_size not in HEAD_SIZES:
+        bad(f"--head-size must be one of {', '.join(HEAD_SIZES)}, not {opts.head_size!r}")
+    if opts.head_size == "adult" and opts.generator != "v2":
+        bad("--head-size adult needs --generator v2 (v1 draws its scale as it always did)")
     if opts.generator == "v1" and (opts.anatomy not in (None, "template") or opts.lesion_id is not None
                                    or opts.kind == "leukoaraiosis"):
         bad("--anatomy, --lesion-id and --kind leukoaraiosis need --generator v2")
@@ -1097,7 +1128,7 @@ def truth_record(ph: Phantom) -> dict:
 
 
 __all__ = [
-    "INVOLVEMENT_FRACTION", "KINDS", "PATTERNS", "TERRITORY_PATTERNS", "ALL_PATTERNS", "THICKNESSES", "PhantomOptions", "CaseParams",
+    "INVOLVEMENT_FRACTION", "KINDS", "HEAD_SIZES", "ADULT_BRAIN_ML", "adult_scale", "PATTERNS", "TERRITORY_PATTERNS", "ALL_PATTERNS", "THICKNESSES", "PhantomOptions", "CaseParams",
     "Anatomy", "Phantom", "build_anatomy", "default_anatomy", "source_anatomy", "make_phantom", "resolve_params",
     "involved_regions", "truth_record", "noise_field", "smooth_field", "case_id_for",
 ]

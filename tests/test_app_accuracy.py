@@ -116,7 +116,7 @@ def test_an_old_lacune_on_a_head_that_reads_low_is_old_not_acute(tmp_path, pipel
 
     root = tmp_path / "cases"
     assert make_phantoms.main(["--generator", "v2", "--contrast-loss", "compress", "--leukoaraiosis", "legacy",
-                               "--out", str(root), "--split", "test", "--kind", "old_infarct", "--anatomy", "invesalius",
+                               "--head-size", "legacy", "--out", str(root), "--split", "test", "--kind", "old_infarct", "--anatomy", "invesalius",
                                "--thickness", "5", "--seed", "4113"]) == 0
     assert split_manifest.main(["--cases", str(root), "--check", str(REPO / "tools" / "splits" / "v2_fresh.json"),
                                 "--present-only"]) == 0  # the archived study, to the pixel

@@ -138,6 +138,36 @@ def test_v2_draws_favour_early_change_and_cover_every_source():
     assert "invesalius" not in train
 
 
+def test_v2_heads_are_drawn_at_adult_brain_volumes_on_every_source():
+    """The brain volume the app will measure (qc.brain_volume_ml) stays in the adult range on every
+    source, scct included (legacy: scale 0.9-1.1 made scct heads of up to 2.4 l, which the QC called
+    implausible); the size is the only choice that changes, so a seed keeps its lesion, pose and noise."""
+    import dataclasses
+
+    from aspects_research.phantom_anatomy import SOURCE_BRAIN_ML
+    from aspects_research.phantoms import ADULT_BRAIN_ML
+
+    for anatomy in ("template", "scct", "ge", "invesalius"):
+        adult = [resolve_params(s, PhantomOptions(generator="v2", split="test", anatomy=anatomy)) for s in range(150)]
+        legacy = [resolve_params(s, PhantomOptions(generator="v2", split="test", anatomy=anatomy, head_size="legacy"))
+                  for s in range(150)]
+        ml = np.array([SOURCE_BRAIN_ML[anatomy] * p.scale**3 for p in adult])
+        assert ADULT_BRAIN_ML[0] - 1 <= ml.min() < 1200 and 1600 < ml.max() <= ADULT_BRAIN_ML[1] + 1
+        assert {p.head_size for p in adult} == {"adult"} and {p.head_size for p in legacy} == {"legacy"}
+        assert all(0.9 <= p.scale <= 1.1 for p in legacy)
+        for a, b in zip(adult, legacy):
+            assert dataclasses.replace(a, scale=b.scale, head_size="legacy") == b
+    legacy_scct = [SOURCE_BRAIN_ML["scct"] * resolve_params(s, PhantomOptions(
+        generator="v2", split="test", anatomy="scct", head_size="legacy")).scale**3 for s in range(150)]
+    assert max(legacy_scct) > 2300  # what the adult draw fixes
+    # v1 and --no-pose keep their sizes; an unknown size is a one-line usage error
+    assert resolve_params(4, PhantomOptions(generator="v2", split="test", pose=False)).scale == 1.0
+    with pytest.raises(InputError, match="--head-size adult needs --generator v2"):
+        resolve_params(4, PhantomOptions(head_size="adult"))
+    with pytest.raises(InputError, match="--head-size must be one of adult, legacy"):
+        resolve_params(4, PhantomOptions(generator="v2", head_size="child"))
+
+
 def test_scct_source_has_real_bone_and_calibrated_white_matter():
     ph = make_phantom(21, PhantomOptions(kind="normal", anatomy="scct", split="val", noise_hu=0.0, **V2))
     assert ph.hu.max() > 1000  # the template's skull, rescaled above the uncertain conversion band
@@ -294,7 +324,8 @@ def test_the_generator_still_builds_the_archived_test_split(tmp_path):
     from aspects_research.tools import make_phantoms, split_manifest
 
     root = Path(__file__).resolve().parents[1]
-    common = ["--generator", "v2", "--out", str(tmp_path), "--split", "test", "--contrast-loss", "compress"]
+    common = ["--generator", "v2", "--out", str(tmp_path), "--split", "test", "--contrast-loss", "compress",
+              "--head-size", "legacy"]
     assert make_phantoms.main(common + ["--kind", "acute", "--seed", "1021"]) == 0
     assert make_phantoms.main(common + ["--kind", "normal", "--anatomy", "template", "--thickness", "5",
                                         "--seed", "1100"]) == 0
@@ -321,6 +352,9 @@ ARCHIVED_STUDIES = {
                                               "--seed", "9012", "--split", "val", "--leukoaraiosis", "legacy"]),
     "leuko": ("v2_leuko.json", ["--kind", "leukoaraiosis", "--anatomy", "invesalius", "--thickness", "5",
                                 "--seed", "9012", "--split", "val"]),
+    # the test recipe on adult-sized heads (session 40, make_v2_data.sh adult; the only set made at
+    # the generator's default size): its scct normal control, 2.25 l of brain at the legacy size
+    "adult": ("v2_adult.json", ["--kind", "normal", "--anatomy", "scct", "--thickness", "1", "--seed", "10104"]),
 }
 
 
@@ -332,7 +366,8 @@ def test_the_generator_still_builds_one_study_of_each_archived_set(tmp_path, nam
     manifest, args = ARCHIVED_STUDIES[name]
     root = Path(__file__).resolve().parents[1]
     assert make_phantoms.main(["--generator", "v2", "--out", str(tmp_path), "--split", "test",
-                               "--contrast-loss", "compress", *args]) == 0
+                               "--contrast-loss", "compress", "--head-size", "adult" if name == "adult" else "legacy",
+                               *args]) == 0
     assert split_manifest.main(["--cases", str(tmp_path), "--check", str(root / "tools" / "splits" / manifest),
                                 "--present-only"]) == 0
 
@@ -378,6 +413,6 @@ def test_the_generator_still_builds_the_archived_asymmetric_normal_set(tmp_path)
     root = Path(__file__).resolve().parents[1]
     assert make_phantoms.main(["--generator", "v2", "--out", str(tmp_path), "--split", "test", "--kind", "normal",
                                "--contrast-loss", "darken", "--anatomy", "invesalius", "--no-balance",
-                               "--seed", "6002"]) == 0
+                               "--head-size", "legacy", "--seed", "6002"]) == 0
     assert split_manifest.main(["--cases", str(tmp_path), "--check", str(root / "tools" / "splits" / "v2_asym.json"),
                                 "--present-only"]) == 0

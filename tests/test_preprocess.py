@@ -10,7 +10,7 @@ import SimpleITK as sitk
 from aspects.errors import EXIT_BAD_SERIES, EXIT_PROCESSING, InputError
 from aspects.dicom_geometry import SliceGeometry
 from aspects.preprocess import (ALIGNED_SIZE, ALIGNED_SPACING, check_geometry, patient_ml_ratio, preprocess,
-                                to_aligned, to_slices, to_source, to_working_grid)
+                                size_reasons, to_aligned, to_slices, to_source, to_working_grid)
 from aspects.volume import stack_grid
 from aspects.registration import ncc
 from aspects.skullstrip import strip_skull
@@ -53,6 +53,15 @@ def test_aligned_grid_ml_become_patient_ml_by_the_affines_volume_ratio():
     matrix = np.asarray(pre.aligned_to_source.GetMatrix()).reshape(3, 3)
     assert patient_ml_ratio(pre.qc) == pytest.approx(abs(np.linalg.det(matrix)), rel=1e-3)
     assert patient_ml_ratio({}) == patient_ml_ratio(None) == patient_ml_ratio({"affine_scale": 0.0}) == 1.0
+
+
+def test_a_small_adult_head_is_not_called_implausible():
+    # what the app measured on the generator's small adult heads (session 40: 1.06 l of brain,
+    # affine volume ratio 0.64-0.71 by source) is a head, not a failed registration; 0.7 flagged them
+    assert size_reasons(1060.0, 0.64) == [] and size_reasons(1690.0, 1.09) == []
+    assert size_reasons(2437.0, 1.44) == ["implausible brain volume 2437 ml"]  # an scct head at the legacy scale 1.1
+    assert size_reasons(1000.0, 0.5) == ["implausible head size (scale 0.50 x template)"]
+    assert len(size_reasons(700.0, 1.6)) == 2
 
 
 def test_registration_is_deterministic():

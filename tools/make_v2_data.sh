@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The v2 synthetic data sets (generator v2, docs/data.md), fixed seeds; outside the repository.
-#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns asym fresh draw3 leuko fresh_darken test_darken early_darken haem haem_check aligned aligned_contra aligned_test
+#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns asym fresh draw3 adult leuko fresh_darken test_darken early_darken haem haem_check aligned aligned_contra aligned_test
 # calib: 16 normal studies (4 per anatomy source; 5, 5, 2.5 and 1 mm) for calibrating region
 #        evidence; ROOT/ph_calib/READY when complete.
 # train: $V2_TRAIN_COUNT (default 49) studies, split train (SOOP lesion masks of the train split;
@@ -9,6 +9,9 @@
 # val:   $V2_VAL_COUNT (default 6) studies, split val, seeds 500.. (model selection only).
 # fresh: the test recipe with seeds 4000-4027 and 4100-4115 (session 24; tools/splits/v2_fresh.json).
 # draw3: the test recipe again with seeds 8000-8027 and 8100-8115 (session 36; tools/splits/v2_draw3.json).
+# adult: the test recipe with adult head sizes (the generator's --head-size default since session 40;
+#        everything else as the three draws above), seeds 10000-10027 and 10100-10115
+#        (tools/splits/v2_adult.json).
 # leuko: 16 leukoaraiosis controls, every head at 5 and 1 mm twice (seeds 9000-9015), painted as the
 #        generator now does (--leukoaraiosis white-matter) in ph_leuko and as the sets above were
 #        (legacy) in ph_leuko_legacy (session 38; tools/splits/v2_leuko.json, v2_leuko_legacy.json).
@@ -45,20 +48,23 @@ shift
 # *_darken stages make some of them again with v2's physical default ("darken").
 # Every set made before session 38 keeps the leukoaraiosis it was made with ("legacy": into the cortex
 # of the real InVesalius head; docs/data.md); the leuko stage makes it as the generator now does.
-MK="aspects-make-phantoms --generator v2 --preview --contrast-loss compress --leukoaraiosis legacy"
-MK_DARKEN="aspects-make-phantoms --generator v2 --preview --contrast-loss darken --leukoaraiosis legacy"
-MK_NOW="aspects-make-phantoms --generator v2 --preview --contrast-loss compress"
+# Every set made before session 40 keeps the head sizes it was made with ("legacy": scale 0.9-1.1 on
+# every source; the generator now draws an adult brain volume, docs/data.md "Head size").
+MK="aspects-make-phantoms --generator v2 --preview --contrast-loss compress --leukoaraiosis legacy --head-size legacy"
+MK_DARKEN="aspects-make-phantoms --generator v2 --preview --contrast-loss darken --leukoaraiosis legacy --head-size legacy"
+MK_ADULT="aspects-make-phantoms --generator v2 --preview --contrast-loss compress --leukoaraiosis legacy"
+MK_NOW="aspects-make-phantoms --generator v2 --preview --contrast-loss compress --head-size legacy"
 SOURCES="template scct ge invesalius"
 
-# test_recipe OUT ACUTE_SEED CONTROL_SEED: 28 acute studies (seeds ACUTE_SEED..+27; thickness,
-# source, HU drop as drawn) + the four controls on every anatomy source, 5 and 1 mm alternating
-# (seeds CONTROL_SEED..+15): 44 studies.
+# test_recipe OUT ACUTE_SEED CONTROL_SEED [COMMAND]: 28 acute studies (seeds ACUTE_SEED..+27;
+# thickness, source, HU drop as drawn) + the four controls on every anatomy source, 5 and 1 mm
+# alternating (seeds CONTROL_SEED..+15): 44 studies, made with COMMAND (default $MK).
 test_recipe() {
-  local out=$1 seed=$3 th=5
-  $MK --out "$out" --split test --kind acute --count 28 --seed "$2"
+  local out=$1 seed=$3 th=5 mk=${4:-$MK}
+  $mk --out "$out" --split test --kind acute --count 28 --seed "$2"
   for src in $SOURCES; do
     for kind in normal old_infarct haemorrhage leukoaraiosis; do
-      $MK --out "$out" --split test --kind "$kind" --anatomy "$src" --thickness $th --seed $seed
+      $mk --out "$out" --split test --kind "$kind" --anatomy "$src" --thickness $th --seed $seed
       seed=$((seed + 1))
       th=$([ "$th" = 5 ] && echo 1 || echo 5)
     done
@@ -126,6 +132,9 @@ for stage in "$@"; do
       # a third draw of the test recipe (session 36), made when no rule was being chosen: pooled
       # with the test split and the fresh draw for the figure to quote. Archived: tools/splits/v2_draw3.json.
       test_recipe "$ROOT/ph_draw3" 8000 8100 ;;
+    adult)
+      # The test recipe on adult-sized heads (session 40, docs/results_v2.md "Adult head sizes").
+      test_recipe "$ROOT/ph_adult" 10000 10100 "$MK_ADULT" ;;
     test_darken|fresh_darken)
       # the test split's (seeds 1000-1027) or the fresh draw's (4000-4027) 28 acute studies, same
       # seeds (same lesion, head, pose, noise), with the grey-white contrast loss that never
@@ -172,6 +181,6 @@ for stage in "$@"; do
       aspects-make-datalist --phantoms "$ROOT/ph_train" --val-phantoms "$ROOT/ph_val" --out "$ROOT/aligned_contra" --workers 2 --contra ;;
     aligned_test)
       aspects-make-datalist --phantoms "$ROOT/ph_test" --val-phantoms "$ROOT/ph_test" --out "$ROOT/aligned_test" --workers 2 ;;
-    *) echo "error[2]: unknown stage $stage (calib train val test early old_patterns asym fresh draw3 leuko fresh_darken test_darken early_darken haem haem_check aligned aligned_contra aligned_test)" >&2; exit 2 ;;
+    *) echo "error[2]: unknown stage $stage (calib train val test early old_patterns asym fresh draw3 adult leuko fresh_darken test_darken early_darken haem haem_check aligned aligned_contra aligned_test)" >&2; exit 2 ;;
   esac
 done
