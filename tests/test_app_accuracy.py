@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.support import INVESALIUS, REPO
+from tests.support import INVESALIUS, REAL_DATA, REPO
 from tests.support.app_runs import run_pipeline
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -132,3 +132,27 @@ def test_an_old_lacune_on_a_head_that_reads_low_is_old_not_acute(tmp_path, pipel
     truth = sitk.Resample(sitk.ReadImage(str(case / "truth" / "old_infarct.nii.gz")), findings, sitk.Transform(),
                           sitk.sitkNearestNeighbor, 0)
     assert found.any() and (found & (sitk.GetArrayFromImage(truth) > 0)).sum() >= 0.8 * found.sum()  # the lacune itself
+
+
+@pytest.mark.skipif(not (REAL_DATA / "scct_mni").is_dir(), reason="../shared/data/real/scct_mni not present")
+def test_a_small_adult_head_is_measured_as_drawn_and_not_called_implausible(tmp_path, pipeline):
+    """The generator's adult head sizes (docs/data.md, "Head size"): the scct normal study of seed
+    40171 is drawn at the bottom of the adult range, 1100 ml of brain as the app measures it. The
+    app measures what was drawn (the per-source volumes the draw divides by are right), and the
+    QC does not call that head implausible: its affine is ~0.64 of the template's volume, which
+    the head-size bound of versions up to 0.5.0 (0.7) flagged."""
+    from aspects_research.phantoms import ADULT_BRAIN_ML
+    from aspects_research.tools import make_phantoms
+
+    root = tmp_path / "cases"
+    assert make_phantoms.main(["--generator", "v2", "--out", str(root), "--split", "test", "--kind", "normal",
+                               "--anatomy", "scct", "--thickness", "5", "--seed", "40171"]) == 0
+    case = root / "phantom_040171"
+    params = json.loads((case / "params.json").read_text())
+    assert params["head_size"] == "adult"
+    run = run_pipeline(pipeline, case / "dicom", tmp_path / "out")
+    assert run.returncode == 0, run.stderr
+    qc = run.result["qc"]
+    assert qc["brain_volume_ml"] == pytest.approx(ADULT_BRAIN_ML[0], rel=0.06)
+    assert qc["affine_scale"] < 0.7 and not qc["low_confidence"], qc
+    assert run.result["aspects"] == {"left": 10, "right": 10}
