@@ -207,7 +207,7 @@ class CaseParams:
     contrast_loss: str = "compress"  # acute: how grey-white contrast is lost (CONTRAST_LOSS)
     balanced: bool = True  # v2 real heads: hemispheric asymmetry filled (PhantomOptions.balanced)
     leukoaraiosis: str = "white-matter"  # v2 leukoaraiosis: the tissue it darkens (LEUKOARAIOSIS_MODELS)
-    head_size: str = "legacy"  # how the scale was drawn (HEAD_SIZES); v1 and sets made before session 40: legacy
+    head_size: str = "legacy"  # how the scale was drawn (HEAD_SIZES; --no-pose: 1 either way); v1 and sets before session 40: legacy
 
 
 @dataclass(frozen=True)
