@@ -7,6 +7,8 @@
 #        template / scct / GE heads), kinds and HU drops as drawn (v2: 62 % acute, 2-4 HU 38 % of
 #        them), seeds 1..N (each study depends on its seed alone: seeds 1-49 are the same for any N).
 # val:   $V2_VAL_COUNT (default 6) studies, split val, seeds 500.. (model selection only).
+#        train and val: $V2_HEAD_SIZE (default legacy, the shipped model's data) = adult makes them
+#        at adult head sizes, the data for a next model (docs/training.md).
 # fresh: the test recipe with seeds 4000-4027 and 4100-4115 (session 24; tools/splits/v2_fresh.json).
 # draw3: the test recipe again with seeds 8000-8027 and 8100-8115 (session 36; tools/splits/v2_draw3.json).
 # adult: the test recipe with adult head sizes (the generator's --head-size default since session 40;
@@ -84,9 +86,9 @@ for stage in "$@"; do
       done
       date -u +%FT%TZ > "$ROOT/ph_calib/READY" ;;
     train)
-      $MK --out "$ROOT/ph_train" --split train --count "${V2_TRAIN_COUNT:-49}" --seed 1 ;;
+      $MK --out "$ROOT/ph_train" --split train --count "${V2_TRAIN_COUNT:-49}" --seed 1 --head-size "${V2_HEAD_SIZE:-legacy}" ;;
     val)
-      $MK --out "$ROOT/ph_val" --split val --count "${V2_VAL_COUNT:-6}" --seed 500 ;;
+      $MK --out "$ROOT/ph_val" --split val --count "${V2_VAL_COUNT:-6}" --seed 500 --head-size "${V2_HEAD_SIZE:-legacy}" ;;
     test)
       test_recipe "$ROOT/ph_test" 1000 1100 ;;
     early|early_darken)
