@@ -162,6 +162,8 @@ def test_v2_heads_are_drawn_at_adult_brain_volumes_on_every_source():
     assert max(legacy_scct) > 2300  # what the adult draw fixes
     # v1 and --no-pose keep their sizes; an unknown size is a one-line usage error
     assert resolve_params(4, PhantomOptions(generator="v2", split="test", pose=False)).scale == 1.0
+    v1 = resolve_params(4, PhantomOptions())
+    assert v1.head_size == "legacy" and 0.9 <= v1.scale <= 1.1
     with pytest.raises(InputError, match="--head-size adult needs --generator v2"):
         resolve_params(4, PhantomOptions(head_size="adult"))
     with pytest.raises(InputError, match="--head-size must be one of adult, legacy"):
