@@ -81,6 +81,9 @@ LEUKOARAIOSIS_MODELS: Tuple[str, ...] = ("white-matter", "legacy")
 # archived v2 sets and the shipped model's training data): scale 0.9-1.1 on every source, which
 # made scct heads of up to 2.4 l that the app's QC rightly called implausible (docs/data.md).
 HEAD_SIZES: Tuple[str, ...] = ("adult", "legacy")
+# v2 age-related atrophy (aspects_research.phantom_atrophy): "none" (the default: the sources' own
+# brains, every set made before session 41) or "elderly" (a severity drawn uniformly from 0..1).
+ATROPHY_MODELS: Tuple[str, ...] = ("none", "elderly")
 # Adult intracranial volumes span about 1.15-1.8 l; the app's brain volume reads ~5 % below the
 # intracranial volume on the real heads (GE 1509 / 1579 ml, InVesalius 1533 / 1626 ml).
 ADULT_BRAIN_ML = (1100.0, 1700.0)
@@ -167,6 +170,8 @@ class PhantomOptions:
     contrast_loss: Optional[str] = None  # acute grey-white contrast loss (CONTRAST_LOSS); None: v2 "darken", v1 "compress"
     leukoaraiosis: Optional[str] = None  # LEUKOARAIOSIS_MODELS; None: "white-matter"
     head_size: Optional[str] = None  # HEAD_SIZES; None: v2 "adult", v1 "legacy"
+    atrophy: str = "none"  # ATROPHY_MODELS (v2)
+    atrophy_severity: Optional[float] = None  # 0..1 instead of the drawn one (implies atrophy)
     # v2 real heads: their low-frequency hemispheric asymmetry filled (docs/data.md); False keeps the
     # head as scanned (the InVesalius head ~1 HU darker on the right): for testing specificity on a
     # naturally asymmetric normal head, not for training (the GE head's left lesion stays too)
@@ -208,6 +213,7 @@ class CaseParams:
     balanced: bool = True  # v2 real heads: hemispheric asymmetry filled (PhantomOptions.balanced)
     leukoaraiosis: str = "white-matter"  # v2 leukoaraiosis: the tissue it darkens (LEUKOARAIOSIS_MODELS)
     head_size: str = "legacy"  # how the scale was drawn (HEAD_SIZES; --no-pose: 1 either way); v1 and sets before session 40: legacy
+    atrophy: float = 0.0  # v2: atrophy severity 0..1 (aspects_research.phantom_atrophy); 0: none
 
 
 @dataclass(frozen=True)
@@ -279,7 +285,7 @@ class Phantom:
 
 def _child_rngs(seed: int) -> Dict[str, np.random.Generator]:
     # Appended names only: SeedSequence children are indexed, so the v1 streams never change.
-    names = ("choice", "pose", "deform", "skull", "lesion", "noise", "dicom", "v2", "calc")
+    names = ("choice", "pose", "deform", "skull", "lesion", "noise", "dicom", "v2", "calc", "atrophy")
     seqs = np.random.SeedSequence(int(seed)).spawn(len(names))
     return {n: np.random.default_rng(s) for n, s in zip(names, seqs)}
 
@@ -395,6 +401,10 @@ def _resolve_v2(seed: int, opts: PhantomOptions, v1: dict) -> CaseParams:
         # The legacy draw's uniform variate, reused, so that a seed keeps every other choice.
         u = (scale - LEGACY_SCALE[0]) / (LEGACY_SCALE[1] - LEGACY_SCALE[0])
         scale = adult_scale(anatomy, u)
+    # Its own generator: drawing it leaves every other choice of the seed as it was.
+    atrophy = float(_child_rngs(seed)["atrophy"].uniform()) if opts.atrophy == "elderly" else 0.0
+    if opts.atrophy_severity is not None:
+        atrophy = float(opts.atrophy_severity)
     return CaseParams(
         seed=v1["seed"], kind=kind, thickness=thickness,
         hu_drop=float(opts.hu_drop if opts.hu_drop is not None else hu_drop) if kind == "acute" else 0.0,
@@ -407,7 +417,7 @@ def _resolve_v2(seed: int, opts: PhantomOptions, v1: dict) -> CaseParams:
         noise_curve=curve, heterogeneity=het, margin_mm=margin,
         band_mm={"leukoaraiosis": band, "old_infarct": ex_vacuo}.get(kind, 0.0), detail_hu=detail,
         contrast_loss=v1["contrast_loss"], balanced=opts.balanced,
-        leukoaraiosis=opts.leukoaraiosis or LEUKOARAIOSIS_MODELS[0], head_size=head_size,
+        leukoaraiosis=opts.leukoaraiosis or LEUKOARAIOSIS_MODELS[0], head_size=head_size, atrophy=atrophy,
     )
 
 
@@ -456,6 +466,12 @@ def check_options(opts: PhantomOptions) -> None:
         bad(f"--head-size must be one of {', '.join(HEAD_SIZES)}, not {opts.head_size!r}")
     if opts.head_size == "adult" and opts.generator != "v2":
         bad("--head-size adult needs --generator v2 (v1 draws its scale as it always did)")
+    if opts.atrophy not in ATROPHY_MODELS:
+        bad(f"--atrophy must be one of {', '.join(ATROPHY_MODELS)}, not {opts.atrophy!r}")
+    if opts.atrophy_severity is not None and not 0.0 <= opts.atrophy_severity <= 1.0:
+        bad(f"--atrophy-severity must be 0..1, not {opts.atrophy_severity}")
+    if (opts.atrophy != "none" or opts.atrophy_severity is not None) and opts.generator != "v2":
+        bad("--atrophy and --atrophy-severity need --generator v2")
     if opts.generator == "v1" and (opts.anatomy not in (None, "template") or opts.lesion_id is not None
                                    or opts.kind == "leukoaraiosis"):
         bad("--anatomy, --lesion-id and --kind leukoaraiosis need --generator v2")
@@ -954,6 +970,11 @@ def make_phantom(seed: int, opts: PhantomOptions = PhantomOptions(), anat: Optio
         from aspects_research.phantom_anatomy import paint_calcifications
 
         calcifications = paint_calcifications(hu_t, anat.index_to_phys, rngs["calc"])
+    atrophy: Dict[str, float] = {}
+    if p.atrophy > 0:
+        from aspects_research.phantom_atrophy import paint_atrophy
+
+        anat, atrophy = paint_atrophy(hu_t, anat, rngs["atrophy"], p.atrophy, CSF_HU)
     w, wbb = paint_lesion(hu_t, anat, p, rngs["lesion"])
 
     # Template physical -> scanner: rotate and scale about the head centre, centre at the origin.
@@ -1066,6 +1087,8 @@ def make_phantom(seed: int, opts: PhantomOptions = PhantomOptions(), anat: Optio
     ph.truth = truth_record(ph)
     if p.generator == "v2":
         ph.truth["calcifications"] = calcifications
+        if atrophy:
+            ph.truth["atrophy"] = atrophy
     return ph
 
 
@@ -1128,7 +1151,7 @@ def truth_record(ph: Phantom) -> dict:
 
 
 __all__ = [
-    "INVOLVEMENT_FRACTION", "KINDS", "HEAD_SIZES", "ADULT_BRAIN_ML", "adult_scale", "PATTERNS", "TERRITORY_PATTERNS", "ALL_PATTERNS", "THICKNESSES", "PhantomOptions", "CaseParams",
+    "INVOLVEMENT_FRACTION", "KINDS", "HEAD_SIZES", "ATROPHY_MODELS", "ADULT_BRAIN_ML", "adult_scale", "PATTERNS", "TERRITORY_PATTERNS", "ALL_PATTERNS", "THICKNESSES", "PhantomOptions", "CaseParams",
     "Anatomy", "Phantom", "build_anatomy", "default_anatomy", "source_anatomy", "make_phantom", "resolve_params",
     "involved_regions", "truth_record", "noise_field", "smooth_field", "case_id_for",
 ]

@@ -170,6 +170,56 @@ def test_v2_heads_are_drawn_at_adult_brain_volumes_on_every_source():
         resolve_params(4, PhantomOptions(generator="v2", head_size="child"))
 
 
+def test_atrophy_is_one_more_draw_that_leaves_the_seed_as_it_was():
+    """--atrophy elderly draws a severity from its own generator: every other choice of a seed
+    (lesion, pose, size, noise) is the study without atrophy's, so the two sets pair study by study."""
+    import dataclasses
+
+    elderly = [resolve_params(s, PhantomOptions(generator="v2", split="test", atrophy="elderly")) for s in range(60)]
+    plain = [resolve_params(s, PhantomOptions(generator="v2", split="test")) for s in range(60)]
+    for a, b in zip(elderly, plain):
+        assert b.atrophy == 0.0 and dataclasses.replace(a, atrophy=0.0) == b
+    sev = [p.atrophy for p in elderly]
+    assert 0.0 <= min(sev) < 0.15 and 0.85 < max(sev) <= 1.0
+    assert resolve_params(3, PhantomOptions(generator="v2", atrophy_severity=0.4)).atrophy == 0.4
+    with pytest.raises(InputError, match="--atrophy and --atrophy-severity need --generator v2"):
+        resolve_params(3, PhantomOptions(atrophy="elderly"))
+    with pytest.raises(InputError, match="--atrophy-severity must be 0..1, not 1.5"):
+        resolve_params(3, PhantomOptions(generator="v2", atrophy_severity=1.5))
+    with pytest.raises(InputError, match="--atrophy must be one of none, elderly"):
+        resolve_params(3, PhantomOptions(generator="v2", atrophy="old"))
+
+
+def test_widening_weight_is_the_share_of_a_voxel_inside_the_widening():
+    from aspects_research.phantom_atrophy import widening_weight
+
+    d = np.array([1.0, 1.0, 2.0, 2.0, 3.0])
+    assert widening_weight(d, np.array([0.0, 0.5, 1.5, 0.5, 4.0])).tolist() == [0.0, 0.5, 0.5, 0.0, 1.0]
+
+
+def test_atrophy_widens_sulci_and_ventricles_on_both_sides_and_costs_no_point():
+    from aspects_research.phantoms import source_anatomy
+
+    cached = source_anatomy("template")
+    tissue_before = int(cached.tissue.sum())
+    opts = dict(V2, anatomy="template", split="val", noise_hu=0.0, pose=False, deform=False, kind="normal")
+    old = make_phantom(12, PhantomOptions(atrophy_severity=1.0, **opts))
+    young = make_phantom(12, PhantomOptions(**opts))
+    assert int(cached.tissue.sum()) == tissue_before  # the cached source is not changed
+    rec = old.truth["atrophy"]
+    assert rec["severity"] == 1.0 and 0.08 < rec["tissue_lost_fraction"] < 0.2 and "atrophy" not in young.truth
+    assert old.truth["aspects"] == {"left": 10, "right": 10} and old.truth["infarct_volume_ml"] == 0
+    brain = young.regions > 0
+    gain = brain & (old.hu < 12) & ~(young.hu < 12)  # CSF-like voxels that were tissue
+    assert gain.sum() > 0.03 * brain.sum()
+    x = old.origin[0] + old.pixel_mm * np.nonzero(gain)[2]  # template pose: the midline is x = 0
+    assert 0.75 < np.sum(x > 0) / np.sum(x < 0) < 1.33
+    # an acute lesion painted after it darkens what tissue is left: no more infarct than in the younger head
+    acute = dict(opts, kind="acute", hu_drop=8.0, side="left")
+    assert (make_phantom(13, PhantomOptions(atrophy_severity=1.0, **acute)).truth["infarct_volume_ml"]
+            <= make_phantom(13, PhantomOptions(**acute)).truth["infarct_volume_ml"])
+
+
 def test_scct_source_has_real_bone_and_calibrated_white_matter():
     ph = make_phantom(21, PhantomOptions(kind="normal", anatomy="scct", split="val", noise_hu=0.0, **V2))
     assert ph.hu.max() > 1000  # the template's skull, rescaled above the uncertain conversion band

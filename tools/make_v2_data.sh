@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The v2 synthetic data sets (generator v2, docs/data.md), fixed seeds; outside the repository.
-#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns asym fresh draw3 adult leuko fresh_darken test_darken early_darken haem haem_check aligned aligned_contra aligned_test
+#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns asym fresh draw3 adult elderly leuko fresh_darken test_darken early_darken haem haem_check aligned aligned_contra aligned_test
 # calib: 16 normal studies (4 per anatomy source; 5, 5, 2.5 and 1 mm) for calibrating region
 #        evidence; ROOT/ph_calib/READY when complete.
 # train: $V2_TRAIN_COUNT (default 49) studies, split train (SOOP lesion masks of the train split;
@@ -14,6 +14,9 @@
 # adult: the test recipe with adult head sizes (the generator's --head-size default since session 40;
 #        everything else as the three draws above), seeds 10000-10027 and 10100-10115
 #        (tools/splits/v2_adult.json).
+# elderly: the adult draw again with age-related atrophy (--atrophy elderly: severity drawn 0..1 from
+#        the seed, everything else the seed draws unchanged), the same seeds: each study is the
+#        adult draw's study of its seed in an older brain (session 41; tools/splits/v2_elderly.json).
 # leuko: 16 leukoaraiosis controls, every head at 5 and 1 mm twice (seeds 9000-9015), painted as the
 #        generator now does (--leukoaraiosis white-matter) in ph_leuko and as the sets above were
 #        (legacy) in ph_leuko_legacy (session 38; tools/splits/v2_leuko.json, v2_leuko_legacy.json).
@@ -137,6 +140,9 @@ for stage in "$@"; do
     adult)
       # The test recipe on adult-sized heads (session 40, docs/results_v2.md "Adult head sizes").
       test_recipe "$ROOT/ph_adult" 10000 10100 "$MK_ADULT" ;;
+    elderly)
+      # The adult draw in older brains (session 41, docs/results_v2.md "Atrophy").
+      test_recipe "$ROOT/ph_elderly" 10000 10100 "$MK_ADULT --atrophy elderly" ;;
     test_darken|fresh_darken)
       # the test split's (seeds 1000-1027) or the fresh draw's (4000-4027) 28 acute studies, same
       # seeds (same lesion, head, pose, noise), with the grey-white contrast loss that never

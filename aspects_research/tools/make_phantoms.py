@@ -19,7 +19,7 @@ from aspects.labels import REGION_COLOURS, region_of  # noqa: E402
 from aspects_research.phantom_dicom import write_case  # noqa: E402
 from aspects_research.phantom_anatomy import ANATOMIES  # noqa: E402
 from aspects_research.phantom_lesions import SPLITS  # noqa: E402
-from aspects_research.phantoms import (ALL_PATTERNS, CONTRAST_LOSS, GENERATORS, HEAD_SIZES, KINDS, LEUKOARAIOSIS_MODELS, Phantom, PhantomOptions, case_id_for,  # noqa: E402
+from aspects_research.phantoms import (ALL_PATTERNS, ATROPHY_MODELS, CONTRAST_LOSS, GENERATORS, HEAD_SIZES, KINDS, LEUKOARAIOSIS_MODELS, Phantom, PhantomOptions, case_id_for,  # noqa: E402
                                        check_options, default_anatomy, make_phantom)
 
 LESION_COLOURS = {"acute": "red", "old_infarct": "cyan", "haemorrhage": "orange", "leukoaraiosis": "yellow"}
@@ -117,6 +117,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="v2 head size: 'adult' (default: the brain volume the app measures drawn from "
                          "1100-1700 ml, the scale set per anatomy source) or 'legacy' (before session 40: "
                          "scale 0.9-1.1 on every source, scct heads up to 2.4 l; the archived v2 sets)")
+    ap.add_argument("--atrophy", choices=ATROPHY_MODELS, default="none",
+                    help="v2 age-related atrophy: 'none' (default: the anatomy sources' own brains) or 'elderly' "
+                         "(sulci and ventricles widened, severity drawn 0..1 from the seed; everything else "
+                         "the seed draws is unchanged; docs/data.md \"Atrophy\")")
+    ap.add_argument("--atrophy-severity", type=float,
+                    help="v2 atrophy severity 0..1 instead of the drawn one (1: sulci 1 mm and ventricles 3 mm wider)")
     ap.add_argument("--preview", action="store_true", help="also write DIR/<case_id>/preview.png")
     ap.add_argument("--no-deform", action="store_true", help="no non-linear deformation")
     ap.add_argument("--no-pose", action="store_true", help="template pose: no rotation, scale 1")
@@ -136,7 +142,8 @@ def main(argv=None) -> int:
                               pose=not a.no_pose, pixel_mm=a.pixel, matrix=a.matrix, generator=a.generator,
                               anatomy=a.anatomy, split=a.split, lesion_id=a.lesion_id,
                               contrast_loss=a.contrast_loss, balanced=not a.no_balance,
-                              leukoaraiosis=a.leukoaraiosis, head_size=a.head_size)
+                              leukoaraiosis=a.leukoaraiosis, head_size=a.head_size,
+                              atrophy=a.atrophy, atrophy_severity=a.atrophy_severity)
         check_options(opts)
         t_all = time.perf_counter()
         anat = default_anatomy(str(a.atlas) if a.atlas else None)
