@@ -407,6 +407,9 @@ ARCHIVED_STUDIES = {
     # the test recipe on adult-sized heads (session 40, make_v2_data.sh adult; the only set made at
     # the generator's default size): its scct normal control, 2.25 l of brain at the legacy size
     "adult": ("v2_adult.json", ["--kind", "normal", "--anatomy", "scct", "--thickness", "1", "--seed", "10104"]),
+    # the adult draw in older brains (session 41, make_v2_data.sh elderly): the same control, atrophy 0.37
+    "elderly": ("v2_elderly.json", ["--kind", "normal", "--anatomy", "scct", "--thickness", "1", "--seed", "10104",
+                                    "--atrophy", "elderly"]),
 }
 
 
@@ -418,7 +421,7 @@ def test_the_generator_still_builds_one_study_of_each_archived_set(tmp_path, nam
     manifest, args = ARCHIVED_STUDIES[name]
     root = Path(__file__).resolve().parents[1]
     assert make_phantoms.main(["--generator", "v2", "--out", str(tmp_path), "--split", "test",
-                               "--contrast-loss", "compress", "--head-size", "adult" if name == "adult" else "legacy",
+                               "--contrast-loss", "compress", "--head-size", "adult" if name in ("adult", "elderly") else "legacy",
                                *args]) == 0
     assert split_manifest.main(["--cases", str(tmp_path), "--check", str(root / "tools" / "splits" / manifest),
                                 "--present-only"]) == 0

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The v2 synthetic data sets (generator v2, docs/data.md), fixed seeds; outside the repository.
-#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns asym fresh draw3 adult elderly leuko fresh_darken test_darken early_darken haem haem_check aligned aligned_contra aligned_test
+#   tools/make_v2_data.sh ROOT STAGE...     STAGE: calib train val test early old_patterns asym fresh draw3 adult elderly atrophy_max leuko fresh_darken test_darken early_darken haem haem_check aligned aligned_contra aligned_test
 # calib: 16 normal studies (4 per anatomy source; 5, 5, 2.5 and 1 mm) for calibrating region
 #        evidence; ROOT/ph_calib/READY when complete.
 # train: $V2_TRAIN_COUNT (default 49) studies, split train (SOOP lesion masks of the train split;
@@ -8,7 +8,8 @@
 #        them), seeds 1..N (each study depends on its seed alone: seeds 1-49 are the same for any N).
 # val:   $V2_VAL_COUNT (default 6) studies, split val, seeds 500.. (model selection only).
 #        train and val: $V2_HEAD_SIZE (default legacy, the shipped model's data) = adult makes them
-#        at adult head sizes, the data for a next model (docs/training.md).
+#        at adult head sizes, and $V2_ATROPHY (default none) = elderly in older brains: the data for
+#        a next model (docs/training.md).
 # fresh: the test recipe with seeds 4000-4027 and 4100-4115 (session 24; tools/splits/v2_fresh.json).
 # draw3: the test recipe again with seeds 8000-8027 and 8100-8115 (session 36; tools/splits/v2_draw3.json).
 # adult: the test recipe with adult head sizes (the generator's --head-size default since session 40;
@@ -17,6 +18,8 @@
 # elderly: the adult draw again with age-related atrophy (--atrophy elderly: severity drawn 0..1 from
 #        the seed, everything else the seed draws unchanged), the same seeds: each study is the
 #        adult draw's study of its seed in an older brain (session 41; tools/splits/v2_elderly.json).
+# atrophy_max: 16 normal studies at the greatest atrophy (--atrophy-severity 1), every head at 5 and
+#        1 mm twice (seeds 11000-11015; session 41; tools/splits/v2_atrophy_max.json).
 # leuko: 16 leukoaraiosis controls, every head at 5 and 1 mm twice (seeds 9000-9015), painted as the
 #        generator now does (--leukoaraiosis white-matter) in ph_leuko and as the sets above were
 #        (legacy) in ph_leuko_legacy (session 38; tools/splits/v2_leuko.json, v2_leuko_legacy.json).
@@ -89,9 +92,9 @@ for stage in "$@"; do
       done
       date -u +%FT%TZ > "$ROOT/ph_calib/READY" ;;
     train)
-      $MK --out "$ROOT/ph_train" --split train --count "${V2_TRAIN_COUNT:-49}" --seed 1 --head-size "${V2_HEAD_SIZE:-legacy}" ;;
+      $MK --out "$ROOT/ph_train" --split train --count "${V2_TRAIN_COUNT:-49}" --seed 1 --head-size "${V2_HEAD_SIZE:-legacy}" --atrophy "${V2_ATROPHY:-none}" ;;
     val)
-      $MK --out "$ROOT/ph_val" --split val --count "${V2_VAL_COUNT:-6}" --seed 500 --head-size "${V2_HEAD_SIZE:-legacy}" ;;
+      $MK --out "$ROOT/ph_val" --split val --count "${V2_VAL_COUNT:-6}" --seed 500 --head-size "${V2_HEAD_SIZE:-legacy}" --atrophy "${V2_ATROPHY:-none}" ;;
     test)
       test_recipe "$ROOT/ph_test" 1000 1100 ;;
     early|early_darken)
@@ -143,6 +146,15 @@ for stage in "$@"; do
     elderly)
       # The adult draw in older brains (session 41, docs/results_v2.md "Atrophy").
       test_recipe "$ROOT/ph_elderly" 10000 10100 "$MK_ADULT --atrophy elderly" ;;
+    atrophy_max)
+      seed=11000
+      for src in $SOURCES; do
+        for th in 5 1 5 1; do
+          $MK_ADULT --out "$ROOT/ph_atrophy_max" --split test --kind normal --anatomy "$src" --thickness "$th" \
+              --atrophy-severity 1 --seed $seed
+          seed=$((seed + 1))
+        done
+      done ;;
     test_darken|fresh_darken)
       # the test split's (seeds 1000-1027) or the fresh draw's (4000-4027) 28 acute studies, same
       # seeds (same lesion, head, pose, noise), with the grey-white contrast loss that never
