@@ -19,10 +19,13 @@ sees the shrunken tissue (an infarct does not darken CSF). ``severity`` 0..1 sca
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Tuple
+from typing import TYPE_CHECKING, Dict, Tuple
 
 import numpy as np
 from scipy import ndimage as ndi
+
+if TYPE_CHECKING:
+    from aspects_research.phantoms import Anatomy
 
 # Widening at severity 1 (mm on the 1 mm crop, before the case's scale): sulci and rim, ventricles.
 SULCAL_MM = 1.0
@@ -41,8 +44,8 @@ def widening_weight(dist_mm: np.ndarray, depth_mm: np.ndarray) -> np.ndarray:
     return np.clip(depth_mm - (dist_mm - 1.0), 0.0, 1.0).astype(np.float32)
 
 
-def paint_atrophy(hu: np.ndarray, anat, rng: np.random.Generator, severity: float,
-                  csf_hu: float) -> Tuple[object, Dict[str, float]]:
+def paint_atrophy(hu: np.ndarray, anat: Anatomy, rng: np.random.Generator, severity: float,
+                  csf_hu: float) -> Tuple[Anatomy, Dict[str, float]]:
     """Widen ``anat``'s sulci and ventricles in the head ``hu`` (crop grid, in place) for
     ``severity`` (0..1); the new CSF has the density of the head's ventricles (``csf_hu`` if it
     has none to speak of). Returns the anatomy with its tissue and ventricle masks shrunk / grown
