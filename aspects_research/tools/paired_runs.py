@@ -22,9 +22,12 @@ NCC_FALL = 0.1
 
 
 def load(cases: Path, runs: Path) -> Dict[str, Tuple[dict, dict]]:
-    """(truth, app result) of every study of ``cases`` that ``runs`` has a result for."""
+    """(truth, app result) of every study of ``cases`` that ``runs`` has a result for; a folder
+    without studies is a one-line :class:`aspects.errors.InputError` (:func:`evaluate.case_dirs`)."""
+    from aspects_research.tools.evaluate import case_dirs
+
     out = {}
-    for case in sorted(p for p in cases.iterdir() if (p / "truth.json").is_file()):
+    for case in case_dirs(cases):
         result = runs / case.name / "aspects.json"
         if result.is_file():
             out[case.name] = (json.loads((case / "truth.json").read_text()), json.loads(result.read_text()))
@@ -77,7 +80,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if not folder.is_dir():
                 print(f"error[2]: no folder {folder}")
                 return 2
-    out = compare(load(*args.a), load(*args.b))
+    from aspects_research.tools import one_line_errors
+
+    loaded: List[Dict[str, Tuple[dict, dict]]] = []
+
+    def read_both() -> int:
+        loaded.extend((load(*args.a), load(*args.b)))
+        return 0
+
+    code = one_line_errors(read_both)
+    if code:
+        return code
+    out = compare(*loaded)
     for r in out["rows"]:
         t, p = r["truth"], r["app"]
         print(f"{r['study']} {r['kind']:13s} {str(r['anatomy']):10s} truth L{t[0]} R{t[1]} / L{t[2]} R{t[3]}  "
