@@ -34,7 +34,8 @@ FINAL_ERODE_VOXELS = 0
 BONE_DILATE = 1  # voxels
 
 
-def _ball(radius: int) -> np.ndarray:
+def ball(radius: int) -> np.ndarray:
+    """Boolean ball of ``radius`` voxels (the strip's structuring element)."""
     r = np.arange(-radius, radius + 1)
     zz, yy, xx = np.meshgrid(r, r, r, indexing="ij")
     return (zz**2 + yy**2 + xx**2) <= radius**2 + 0.5
@@ -60,23 +61,24 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return ndi.binary_fill_holes(ndi.binary_fill_holes(mask), structure=_IN_PLANE)
 
 
-def strip_skull(hu_zyx: np.ndarray) -> np.ndarray:
-    """Boolean brain mask of a head CT ``(z, y, x)`` HU array on a ~2 mm isotropic grid."""
+def strip_skull(hu_zyx: np.ndarray, cut_voxels: int = CUT_VOXELS) -> np.ndarray:
+    """Boolean brain mask of a head CT ``(z, y, x)`` HU array on a ~2 mm isotropic grid;
+    ``cut_voxels``: the opening's radius of step 3."""
     bone = hu_zyx > BONE_HU
     if BONE_DILATE:
-        bone = ndi.binary_dilation(bone, structure=_ball(BONE_DILATE))
+        bone = ndi.binary_dilation(bone, structure=ball(BONE_DILATE))
     cand = (hu_zyx >= BRAIN_HU[0]) & (hu_zyx <= BRAIN_HU[1]) & ~bone
-    core = ndi.binary_erosion(cand, structure=_ball(CUT_VOXELS))
+    core = ndi.binary_erosion(cand, structure=ball(cut_voxels))
     core = largest_component(core)
     if not core.any():
         return core
-    brain = ndi.binary_dilation(core, structure=_ball(CUT_VOXELS)) & cand
+    brain = ndi.binary_dilation(core, structure=ball(cut_voxels)) & cand
     brain = largest_component(brain)
     brain = fill_holes(brain)
     # Slice-wise filling also closes over bone that the brain surrounds in an axial slice (petrous
     # ridge and clivus between temporal lobes and cerebellum): dense bone is never brain.
     brain &= hu_zyx <= BONE_HU
     if FINAL_ERODE_VOXELS:
-        brain = ndi.binary_erosion(brain, structure=_ball(FINAL_ERODE_VOXELS))
+        brain = ndi.binary_erosion(brain, structure=ball(FINAL_ERODE_VOXELS))
         brain = largest_component(brain)
     return brain

@@ -341,9 +341,13 @@ def register_real_head(name: str, atlas, ref: sitk.Image, real_data: Optional[Pa
     the repaired outline of one real head on the crop grid ``ref`` (see the module docstring)."""
     from aspects.preprocess import preprocess
     from aspects.registration import syn_warp
+    from aspects.skullstrip import CUT_VOXELS
 
     src = read_real_head(name, real_data)
-    pre = preprocess(src, atlas)
+    # The first registration pass as the app ran it up to 0.6.0 (the skull strip's own opening):
+    # the archived data sets were made with these registrations (tools/splits/*.json) and rebuild
+    # to the pixel; the app's later change of that pass (0.7.0) does not move the heads it draws.
+    pre = preprocess(src, atlas, registration_cut_voxels=CUT_VOXELS)
     sp = src.GetSpacing()
     smooth = sitk.SmoothingRecursiveGaussian(src, [REAL_DENOISE_MM, REAL_DENOISE_MM, 0.01]) if REAL_DENOISE_MM else src
     head = _on(smooth, ref, pre.aligned_to_source)

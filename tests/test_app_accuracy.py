@@ -195,3 +195,24 @@ def test_an_older_brains_asymmetric_ventricle_is_not_an_old_infarct(tmp_path, pi
     assert run.returncode == 0, run.stderr
     assert run.result["aspects"] == {"left": 10, "right": 10}  # holds today: no point lost
     assert "old_infarct_suspected" not in run.result["flags"]
+
+
+@pytest.mark.skipif(not (REAL_DATA / "scct_mni").is_dir(), reason="../shared/data/real/scct_mni not present")
+def test_a_head_whose_skull_strip_runs_into_the_face_is_registered(tmp_path, pipeline):
+    """The elderly draw's phantom_010010 (scct head, the template's faint skull base: the strip runs
+    into the face) was registered 1-2 cm off from the centres of mass (QC NCC 0.61, a false
+    haemorrhage flag) while the strip's 4 mm opening fed the first pass (sessions 41-42); the
+    registration pass now sees the brain opened by 6 mm (preprocess.REGISTRATION_CUT_VOXELS)."""
+    from aspects_research.tools import make_phantoms, split_manifest
+
+    root = tmp_path / "cases"
+    assert make_phantoms.main(["--generator", "v2", "--contrast-loss", "compress", "--leukoaraiosis", "legacy",
+                               "--atrophy", "elderly", "--out", str(root), "--split", "test", "--kind", "acute",
+                               "--seed", "10010"]) == 0
+    assert split_manifest.main(["--cases", str(root), "--check", str(REPO / "tools" / "splits" / "v2_elderly.json"),
+                                "--present-only"]) == 0
+    run = run_pipeline(pipeline, root / "phantom_010010" / "dicom", tmp_path / "out")
+    assert run.returncode == 0, run.stderr
+    assert run.result["qc"]["ncc"] > 0.8 and not run.result["qc"]["low_confidence"], run.result["qc"]
+    assert "haemorrhage_suspected" not in run.result["flags"], run.result["flags"]
+    assert run.result["aspects"] == {"left": 10, "right": 10}  # truth: a 2.9 ml lesion at 2.7 HU, no region

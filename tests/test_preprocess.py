@@ -43,6 +43,8 @@ def test_registration_recovers_known_rotation_and_shift():
         err = np.linalg.norm(np.subtract(pre.aligned_to_source.TransformPoint(p), truth.TransformPoint(p)))
         assert err < 4.0, f"point {offset}: {err:.1f} mm off"
     assert pre.qc["ncc"] > 0.6 and not pre.qc["low_confidence"], pre.qc
+    # no strip joined to the face: registered once, as before version 0.7.0
+    assert pre.qc["strip_appendage_ml"] < 1.0 and pre.qc["registration_attempts"] == [pre.qc["ncc"]]
     assert pre.qc["truncation_fraction"] < 0.01
     assert 900 < pre.qc["brain_volume_ml"] < 1700
 
