@@ -201,8 +201,9 @@ def test_an_older_brains_asymmetric_ventricle_is_not_an_old_infarct(tmp_path, pi
 def test_a_head_whose_skull_strip_runs_into_the_face_is_registered(tmp_path, pipeline):
     """The elderly draw's phantom_010010 (scct head, the template's faint skull base: the strip runs
     into the face) was registered 1-2 cm off from the centres of mass (QC NCC 0.61, a false
-    haemorrhage flag) while the strip's 4 mm opening fed the first pass (sessions 41-42); the
-    registration pass now sees the brain opened by 6 mm (preprocess.REGISTRATION_CUT_VOXELS)."""
+    haemorrhage flag) while the strip's 4 mm opening fed the first pass (sessions 41-42); such a
+    head is now registered a second time with pass 1 on the brain opened by 6 mm, kept when it
+    reads better (preprocess.opened_brain, REGISTRATION_CUT_VOXELS / REGISTRATION_GAIN)."""
     from aspects_research.tools import make_phantoms, split_manifest
 
     root = tmp_path / "cases"
