@@ -53,6 +53,7 @@ from aspects.errors import EXIT_BAD_SERIES, EXIT_PROCESSING, InputError
 from aspects.flags import DENSE_HU
 from aspects.head_pose import Axis, axial_axis, turned_start
 from aspects.registration import COARSE_STAGES, FINE_STAGES, RegistrationError, ncc, rigid_affine
+from aspects.skull_cover import convexity, defect_reasons, uncovered_convexity
 from aspects.skullstrip import BRAIN_HU, CUT_VOXELS, ball, fill_holes, largest_component, strip_skull
 from aspects.volume import float_image, slice_grid, stack_grid
 
@@ -147,6 +148,7 @@ class AlignedTemplate:
     qc_interior: np.ndarray  # bool: the brain eroded by QC_ERODE_VOXELS
     qc_template: np.ndarray  # float: the clipped template smoothed by QC_SMOOTH_VOX
     axis: Optional[Axis]  # the template brain's axial long axis (aspects.head_pose: a far-turned head's start)
+    convexity: np.ndarray  # bool: the brain's surface above the skull base (aspects.skull_cover)
 
 
 _TEMPLATES: Dict[int, Tuple[weakref.ref, AlignedTemplate]] = {}
@@ -180,6 +182,7 @@ def _aligned_template(atlas) -> AlignedTemplate:
         qc_interior=ndi.binary_erosion(brain, iterations=QC_ERODE_VOXELS),
         qc_template=ndi.gaussian_filter(np.clip(fixed_arr, *REG_WINDOW), QC_SMOOTH_VOX),
         axis=axial_axis(brain, fixed),
+        convexity=convexity(brain),
     )
 
 
@@ -400,7 +403,7 @@ def _attempt(work: sitk.Image, work_arr: np.ndarray, seen: np.ndarray, brain: np
     # can run into the face and neck through a faint skull base (2150-2700 ml on the averaged skull
     # of the scct template) while the registration is still right.
     aligned_ml = float(mask.sum()) * float(np.prod(fixed.GetSpacing())) / 1000.0
-    qc = _quality(aligned_arr, tmpl, aligned_ml, a2s, inside)
+    qc = _quality(aligned_arr, aligned_hu, tmpl, aligned_ml, a2s, inside)
     return _Attempt(a2s=a2s, aligned=aligned_arr, mask=mask, inside=inside, qc=qc, registration_s=registration_s,
                     resample_s=time.perf_counter() - t)
 
@@ -560,13 +563,21 @@ def size_reasons(brain_ml: float, scale: float) -> List[str]:
     return reasons
 
 
-def _quality(aligned: np.ndarray, tmpl: AlignedTemplate, aligned_brain_ml: float, a2s: sitk.AffineTransform,
-             inside: np.ndarray) -> Dict[str, object]:
+def qc_similarity(aligned: np.ndarray, tmpl: AlignedTemplate, inside: np.ndarray) -> float:
+    """The QC's NCC of an aligned head (HU, 0 outside its brain) against the template: both
+    smoothed by :data:`QC_SMOOTH_VOX`, inside the template brain shrunk by :data:`QC_ERODE_VOXELS`
+    and the scanned field ``inside`` (bool, aligned grid) shrunk as much."""
     # Interior structure (ventricles, cisterns, grey/white), not the stripping edge, and only where
     # the series has slices: a study cut short is judged on what it shows (truncation is its own reason).
     interior = tmpl.qc_interior & ndi.binary_erosion(inside, iterations=QC_ERODE_VOXELS)
     a = ndi.gaussian_filter(np.clip(aligned, *REG_WINDOW), QC_SMOOTH_VOX)
-    similarity = ncc(a, tmpl.qc_template, interior)
+    return ncc(a, tmpl.qc_template, interior)
+
+
+def _quality(aligned: np.ndarray, head_hu: np.ndarray, tmpl: AlignedTemplate, aligned_brain_ml: float,
+             a2s: sitk.AffineTransform, inside: np.ndarray) -> Dict[str, object]:
+    similarity = qc_similarity(aligned, tmpl, inside)
+    uncovered = uncovered_convexity(head_hu, tmpl.convexity, inside, float(tmpl.image.GetSpacing()[0]))
     scale = float(abs(np.linalg.det(np.asarray(a2s.GetMatrix()).reshape(3, 3))))
     brain_ml = aligned_brain_ml * scale  # patient ml: the affine's volume ratio
     truncation = float(1.0 - inside[tmpl.brain].mean()) if tmpl.brain.any() else 1.0
@@ -576,8 +587,10 @@ def _quality(aligned: np.ndarray, tmpl: AlignedTemplate, aligned_brain_ml: float
     if truncation > TRUNCATION_LOW:
         reasons.append(f"head truncated: {100 * truncation:.0f}% of the brain outside the scanned field")
     reasons += size_reasons(brain_ml, scale)
+    reasons += defect_reasons(uncovered)
     return {"ncc": round(similarity, 4), "brain_volume_ml": round(brain_ml, 1), "truncation_fraction": round(truncation, 4),
-            "affine_scale": round(scale, 4), "low_confidence": bool(reasons), "reasons": reasons}
+            "affine_scale": round(scale, 4), "skull_uncovered_cm2": uncovered, "low_confidence": bool(reasons),
+            "reasons": reasons}
 
 
 def _interpolator(img: sitk.Image, label: bool) -> int:

@@ -322,7 +322,7 @@ def result_document(result: AspectsResult, *, study_uid: str, series_uid: str, f
         "regions": result.regions_json(),
         "flags": list(flags),
         "flag_details": dict(flag_details),
-        "qc": {k: v for k, v in qc.items() if isinstance(v, (int, float, str, bool, list)) or v is None},
+        "qc": {k: v for k, v in qc.items() if isinstance(v, (int, float, str, bool, list, dict)) or v is None},
         "thresholds": dict(thresholds),
         "methods": dict(methods),
         "device": device,

@@ -182,6 +182,63 @@ def test_dciodvfy_accepts_the_outputs(acute5, rel):
     assert not errors, "\n".join(errors)
 
 
+@pytest.mark.parametrize("position", ["HFP", "FFS"])
+def test_a_study_scanned_prone_or_feet_first_gives_the_same_answer(acute5, pipeline, position, tmp_path):
+    """The same physical image stored as a prone (HFP) or feet-first (FFS) scanner writes it:
+    rows and / or columns the other way round, the orientation vectors and positions with them.
+    The answer, the SEG's references and the key image as displayed must not change."""
+    from PIL import Image
+
+    from aspects_research.tools.robustness import reposition
+
+    inp = tmp_path / "input"
+    shutil.copytree(acute5["case"] / "dicom", inp)
+    reposition(inp, position)
+    first = pydicom.dcmread(sorted(inp.glob("*.dcm"))[0], stop_before_pixels=True)
+    assert first.PatientPosition == position and float(first.ImageOrientationPatient[0]) == -1.0
+    run = run_pipeline(pipeline, inp, tmp_path / "out")
+    assert run.returncode == 0, run.stderr
+    base = json.loads((acute5["out"] / "aspects.json").read_text())
+    result = json.loads((tmp_path / "out" / "aspects.json").read_text())
+    assert result["aspects"] == base["aspects"] and result["affected_side"] == base["affected_side"]
+    def involved(res):
+        return {side: {code for code, v in res["regions"][side].items() if v.get("involved")} for side in SIDES}
+
+    assert involved(result) == involved(base)
+    assert result["infarct_volume_ml"] == pytest.approx(base["infarct_volume_ml"], rel=0.1)
+    seg = hd.seg.segread(str(tmp_path / "out" / "dicom" / "seg.dcm"))
+    new_uids = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in inp.glob("*.dcm")}
+    referenced = {uid for _, _, uid in seg.get_source_image_uids()}
+    assert referenced and referenced <= new_uids
+    # the key image is shown as a radiologist reads it (patient's right on the viewer's left),
+    # whatever the storage order: the same picture as the supine, head-first study's
+    key = pydicom.dcmread(tmp_path / "out" / "dicom" / "key_bg.dcm", stop_before_pixels=True)
+    assert list(key.PatientOrientation) == ["L", "P"]
+    a = np.asarray(Image.open(acute5["out"] / "png" / "key_bg.png"), dtype=float)
+    b = np.asarray(Image.open(tmp_path / "out" / "png" / "key_bg.png"), dtype=float)
+    assert a.shape == b.shape and np.abs(a - b).mean() < 6.0, np.abs(a - b).mean()
+    assert np.abs(a - b[:, ::-1]).mean() > 2 * np.abs(a - b).mean()  # the test tells a mirrored picture
+
+
+def test_a_head_without_its_skull_flap_is_low_confidence(acute5, pipeline, tmp_path):
+    """After a hemicraniectomy the skull strip takes the scalp that lies on the brain for brain:
+    the study is called low_confidence, the reason names the side (aspects.skull_cover)."""
+    from aspects_research.tools.robustness import remove_skull_flap
+
+    inp = tmp_path / "input"
+    shutil.copytree(acute5["case"] / "dicom", inp)
+    remove_skull_flap(inp, "right")
+    run = run_pipeline(pipeline, inp, tmp_path / "out")
+    assert run.returncode == 0, run.stderr
+    result = json.loads((tmp_path / "out" / "aspects.json").read_text())
+    assert "low_confidence" in result["flags"]
+    assert [r for r in result["qc"]["reasons"] if r.startswith("skull defect") and "right convexity" in r], result["qc"]
+    assert result["qc"]["skull_uncovered_cm2"]["left"] < 10.0
+    # the intact study: its skull covers both sides
+    base = json.loads((acute5["out"] / "aspects.json").read_text())["qc"]
+    assert max(base["skull_uncovered_cm2"].values()) < 10.0 and not any(r.startswith("skull") for r in base["reasons"])
+
+
 def test_1mm_study(acute1):
     proc, out = acute1["proc"], acute1["out"]
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -45,6 +45,7 @@ def test_registration_recovers_known_rotation_and_shift():
     assert pre.qc["ncc"] > 0.6 and not pre.qc["low_confidence"], pre.qc
     # no strip joined to the face: registered once, as before version 0.7.0
     assert pre.qc["strip_appendage_ml"] < 1.0 and pre.qc["registration_attempts"] == [pre.qc["ncc"]]
+    assert pre.qc["skull_uncovered_cm2"] == {"right": 0.0, "left": 0.0}  # its skull covers the brain
     assert pre.qc["truncation_fraction"] < 0.01
     assert 900 < pre.qc["brain_volume_ml"] < 1700
 

@@ -90,3 +90,26 @@ def test_a_turn_keeps_the_head_about_its_centre_of_mass_and_turns_it_about_the_n
     assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.95  # both ways undo each other (but for interpolation)
     with pytest.raises(ValueError, match="not one of yaw, pitch, roll"):
         rotated(head, "tilt", 10.0)
+
+
+def test_a_known_error_moves_the_head_that_far_and_costs_similarity_with_its_size():
+    """The head the QC would see under a registration 6-14 mm or 8-15 degrees off: moved as said,
+    and the template against itself reads lower the larger the error, a 10 mm shift under the
+    low-confidence threshold (the figures of docs/results_v2.md, "What the registration QC catches")."""
+    from aspects.atlas import load_atlas
+    from aspects.preprocess import NCC_LOW, template_on_aligned
+    from aspects_research.tools.qc_calibration import KNOWN_ERRORS, known_error_ncc, moved
+
+    dot = np.zeros((20, 20, 20), np.float32)
+    dot[10, 10, 10] = 1.0
+    assert np.unravel_index(np.argmax(moved(dot, "shift", 2, 4.0)), dot.shape) == (10, 10, 12)  # 4 mm = 2 voxels
+    assert np.array_equal(moved(dot, "rotation", 0, 0.0), dot)
+    atlas = load_atlas(None)
+    template = sitk.GetArrayFromImage(template_on_aligned(atlas.template))
+    rows = {r["error"]: r["ncc"] for r in known_error_ncc(template, atlas)}
+    assert rows.pop("none") > 0.99 and len(rows) == sum(len(e[3]) for e in KNOWN_ERRORS)
+    for name, kind, _, amounts in KNOWN_ERRORS:
+        unit = "mm" if kind == "shift" else "deg"
+        values = [rows[f"{name} {kind} {a:g} {unit}"] for a in amounts]
+        assert all(later < earlier for earlier, later in zip(values, values[1:])), (name, values)
+    assert rows["left-right shift 10 mm"] < NCC_LOW < rows["tilt (roll) rotation 8 deg"]

@@ -3,7 +3,7 @@
 for correct registrations (phantoms, real heads) and for deliberately wrong ones.
 
     aspects-qc-calibration --phantoms DIR [--real-nifti FILE ...] [--real-dicom DIR ...]
-                           [--noise-sd SD ...] [--widen-csf K ...]
+                           [--noise-sd SD ...] [--widen-csf K ...] [--known-errors]
 
 For each study it prints the preprocessing QC (NCC, brain volume, scale) and, for the template
 itself moved by known errors (shifts of 6 / 10 mm, rotations of 10 / 20 degrees), the NCC the same
@@ -11,7 +11,9 @@ QC gives: the thresholds ``NCC_LOW`` / ``NCC_FAIL`` must separate the two groups
 ``--widen-csf`` add, for every real head, the same head with that much Gaussian noise (HU) or with
 its CSF spaces (ventricles, sulci) widened by that many voxels into the tissue beside them (an
 atrophied brain, as in the elderly stroke population): a correct registration of a noisier or
-older head than the template should not read as a poor one.
+older head than the template should not read as a poor one. ``--known-errors`` adds, for every
+study, the NCC its own head would read registered 6-14 mm or 8-15 degrees off (:data:`KNOWN_ERRORS`):
+which errors the threshold catches on heads like it.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ import SimpleITK as sitk
 
 from aspects.atlas import load_atlas  # noqa: E402
 from aspects.errors import InputError  # noqa: E402
-from aspects.preprocess import (QC_ERODE_VOXELS, QC_SMOOTH_VOX, REG_WINDOW, preprocess,  # noqa: E402
-                                template_on_aligned)
+from aspects.preprocess import (QC_ERODE_VOXELS, QC_SMOOTH_VOX, REG_WINDOW, aligned_template, preprocess,  # noqa: E402
+                                qc_similarity, template_on_aligned)
 from aspects.registration import ncc  # noqa: E402
 from aspects.series import read_study  # noqa: E402
 from aspects.skullstrip import fill_holes  # noqa: E402
@@ -109,6 +111,45 @@ def moved_template_ncc(atlas) -> List[dict]:
     return rows
 
 
+# Known registration errors put on a correctly registered head, on the aligned grid (z, y, x):
+# shifts along each axis and turns about each axis through the grid's centre, as (name, kind,
+# array axis, amounts in mm or degrees).
+KNOWN_ERRORS = (("head-foot", "shift", 0, (6.0, 10.0, 14.0)), ("front-back", "shift", 1, (6.0, 10.0, 14.0)),
+                ("left-right", "shift", 2, (6.0, 10.0, 14.0)), ("turn (yaw)", "rotation", 0, (8.0, 15.0)),
+                ("tilt (roll)", "rotation", 1, (8.0, 15.0)), ("nod (pitch)", "rotation", 2, (8.0, 15.0)))
+_ROTATION_PLANES = {0: (1, 2), 1: (0, 2), 2: (0, 1)}  # array axes turned into each other about axis k
+
+
+def moved(aligned: np.ndarray, kind: str, axis: int, amount: float, spacing_mm: float = 2.0) -> np.ndarray:
+    """``aligned`` (z, y, x) shifted by ``amount`` mm along array ``axis`` or turned by ``amount``
+    degrees about it through the grid centre (linear, 0 outside): the head as a registration that
+    far off would put it. A new array."""
+    from scipy import ndimage as ndi
+
+    if kind == "shift":
+        shift = [0.0, 0.0, 0.0]
+        shift[axis] = amount / spacing_mm
+        return ndi.shift(aligned, shift, order=1, mode="constant", cval=0.0)
+    if kind == "rotation":
+        return ndi.rotate(aligned, amount, axes=_ROTATION_PLANES[axis], reshape=False, order=1, mode="constant", cval=0.0)
+    raise ValueError(f"kind {kind!r} is not 'shift' or 'rotation'")
+
+
+def known_error_ncc(aligned: np.ndarray, atlas) -> List[dict]:
+    """The QC's NCC (:func:`aspects.preprocess.qc_similarity`, whole grid scanned) of a correctly
+    registered head as given and with each of :data:`KNOWN_ERRORS`: what a registration that far
+    off would read, against ``NCC_LOW``."""
+    tmpl = aligned_template(atlas)
+    inside = np.ones(aligned.shape, bool)
+    rows = [{"error": "none", "ncc": round(qc_similarity(aligned, tmpl, inside), 3)}]
+    for name, kind, axis, amounts in KNOWN_ERRORS:
+        unit = "mm" if kind == "shift" else "deg"
+        for amount in amounts:
+            rows.append({"error": f"{name} {kind} {amount:g} {unit}",
+                         "ncc": round(qc_similarity(moved(aligned, kind, axis, amount), tmpl, inside), 3)})
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--phantoms", type=Path, help="folder of phantom cases (each with dicom/)")
@@ -118,6 +159,8 @@ def main(argv=None) -> int:
     ap.add_argument("--noise-sd", type=float, nargs="*", default=[], help="each real head again with this noise (HU)")
     ap.add_argument("--widen-csf", type=int, nargs="*", default=[],
                     help="each real head again with its CSF spaces widened by this many voxels")
+    ap.add_argument("--known-errors", action="store_true",
+                    help="for each study also the NCC its head would read registered with each of KNOWN_ERRORS")
     args = ap.parse_args(argv)
     atlas = load_atlas(args.atlas)
     studies = []
@@ -135,6 +178,8 @@ def main(argv=None) -> int:
         try:
             pre = preprocess(load(), atlas)
             row = {"study": name, **{k: pre.qc[k] for k in ("ncc", "brain_volume_ml", "affine_scale", "low_confidence")}}
+            if args.known_errors:
+                row["known_errors"] = {r["error"]: r["ncc"] for r in known_error_ncc(sitk.GetArrayFromImage(pre.aligned), atlas)}
         except InputError as exc:
             row = {"study": name, "error": exc.one_line()}
         print(json.dumps(row), flush=True)

@@ -254,6 +254,72 @@ def as_multiframe(inp: Path, work: Optional[Path] = None) -> None:
     enhanced.save_as(inp / "enhanced.dcm")
 
 
+# Patient positions as a scanner writes them: the same physical image with the pixel rows and / or
+# columns stored the other way round and the orientation vectors turned with them (prone: both
+# reversed, ImageOrientationPatient -1\\0\\0\\0\\-1\\0; feet first: the columns reversed, so the slice
+# normal points to the feet). Every voxel keeps its patient coordinates.
+POSITIONS = {"HFP": (True, True), "FFS": (False, True)}  # (rows reversed, columns reversed)
+
+
+def reposition(inp: Path, position: str) -> None:
+    """Rewrite the uncompressed series in ``inp`` in place as acquired in ``position``
+    (:data:`POSITIONS`): pixel data, ImageOrientationPatient, ImagePositionPatient and
+    PatientPosition, with new series and SOP instance UIDs."""
+    flip_rows, flip_cols = POSITIONS[position]
+    series = generate_uid()
+
+    def change(ds, i):
+        arr = ds.pixel_array
+        iop = np.asarray(ds.ImageOrientationPatient, float)
+        row_dir, col_dir = iop[:3], iop[3:]  # along a row (column index), down a column (row index)
+        ipp = np.asarray(ds.ImagePositionPatient, float)
+        d_row, d_col = (float(v) for v in ds.PixelSpacing)  # between rows, between columns
+        n_rows, n_cols = arr.shape
+        if flip_cols:
+            arr, ipp, row_dir = arr[:, ::-1], ipp + (n_cols - 1) * d_col * row_dir, -row_dir
+        if flip_rows:
+            arr, ipp, col_dir = arr[::-1, :], ipp + (n_rows - 1) * d_row * col_dir, -col_dir
+        ds.PixelData = np.ascontiguousarray(arr).tobytes()
+        ds.ImageOrientationPatient = [float(round(v, 6)) + 0.0 for v in (*row_dir, *col_dir)]
+        ds.ImagePositionPatient = [float(round(v, 4)) for v in ipp]
+        ds.PatientPosition = position
+        ds.SeriesInstanceUID = series
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    edit(sorted_files(inp), change)
+
+
+def remove_skull_flap(inp: Path, side: str = "left", slab: Sequence[float] = (0.45, 0.9)) -> None:
+    """A decompressive hemicraniectomy on the uncompressed series in ``inp`` (in place): on the
+    slices between the fractions ``slab`` of the stack (bottom to top) every voxel of ``side``'s
+    half of the head above 120 HU (the bone flap, its partial-volume rim) becomes 45 HU, the
+    scalp and dura that lie on the brain where the flap was taken off. New series and SOP UIDs."""
+    series = generate_uid()
+    files = sorted_files(inp)
+    n = len(files)
+
+    def change(ds, i):
+        if not slab[0] * n <= i < slab[1] * n:
+            ds.SeriesInstanceUID = series
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            return
+        slope, intercept = float(getattr(ds, "RescaleSlope", 1.0)), float(getattr(ds, "RescaleIntercept", 0.0))
+        raw = ds.pixel_array
+        hu = raw.astype(np.float64) * slope + intercept
+        # columns run along the row direction: towards the patient's left where its x is positive (LPS)
+        to_left = float(ds.ImageOrientationPatient[0]) > 0
+        cols = np.arange(hu.shape[1])[None, :]
+        half = (cols >= hu.shape[1] // 2) if (side == "left") == to_left else (cols < hu.shape[1] // 2)
+        hu[(hu > 120.0) & half] = 45.0
+        ds.PixelData = np.round((hu - intercept) / slope).astype(raw.dtype).tobytes()
+        ds.SeriesInstanceUID = series
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    edit(files, change)
+
+
+def _repositioned(position: str):
+    return lambda inp, work: reposition(inp, position)
+
+
 def _interleave(inp: Path, work: Path):
     """Every other slice becomes a second acquisition shifted 8 mm sideways (patient moved)."""
     def change(ds, i):
@@ -458,6 +524,12 @@ CASES: List[Case] = [
     Case("tilt_minus_20_two_part", "synthetic tilt -20 degrees, 2.5 mm slices, above mid-head every other one "
          "removed (2.5 mm then 5 mm steps)", dict(seed=45, kind="acute", tilt_deg=-20.0, hu_drop=10.0, side="right",
                                                   pattern="whole_mca", thickness=2.5), _two_part, "accepted"),
+    Case("prone", "the same study as scanned prone (HFP: rows and columns stored the other way round)", "acute",
+         _repositioned("HFP"), "accepted"),
+    Case("feet_first", "the same study as scanned feet first (FFS: columns reversed, slice normal to the feet)",
+         "acute", _repositioned("FFS"), "accepted"),
+    Case("craniectomy", "a normal head without its left skull flap (hemicraniectomy: the bone of the upper half of "
+         "the left side made scalp, 45 HU)", "normal", lambda i, w: remove_skull_flap(i, "left"), "accepted"),
     Case("ge_real", "real GE series: 18.5 deg tilt, 4 mm and 7 mm slices (28 images)", "ge", _nothing, "accepted"),
     Case("invesalius_real", "real head CT (InVesalius example, 256 matrix, 1.5 mm) wrapped as DICOM", "invesalius",
          _nothing, "accepted"),
