@@ -54,8 +54,8 @@ def bone_distance_mm(head_hu: np.ndarray, spacing_mm: float) -> np.ndarray:
     shape = tuple(-(-n // _BLOCK) * _BLOCK for n in bone.shape)
     padded = np.zeros(shape, bool)
     padded[tuple(slice(0, n) for n in bone.shape)] = bone
-    blocks = padded.reshape(shape[0] // _BLOCK, _BLOCK, shape[1] // _BLOCK, _BLOCK, shape[2] // _BLOCK, _BLOCK)
-    blocks = blocks.any(axis=(1, 3, 5))
+    blocks = np.asarray(padded.reshape(shape[0] // _BLOCK, _BLOCK, shape[1] // _BLOCK, _BLOCK, shape[2] // _BLOCK,
+                                       _BLOCK).any(axis=(1, 3, 5)))
     if not blocks.any():
         return np.full(bone.shape, np.inf, np.float32)
     dist = ndi.distance_transform_edt(~blocks).astype(np.float32) * (_BLOCK * spacing_mm)
