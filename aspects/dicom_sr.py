@@ -308,6 +308,15 @@ def flag_texts(result: Mapping) -> List[str]:
     return texts
 
 
+def low_confidence_notes(result: Mapping) -> List[str]:
+    """Why the study is ``low_confidence`` (aspects.json ``qc.reasons``), as the key images'
+    banner says it: one note, or none."""
+    reasons = (result.get("qc") or {}).get("reasons") or []
+    if "low_confidence" not in result.get("flags", []) or not reasons:
+        return []
+    return ["Low confidence: " + "; ".join(str(r) for r in reasons) + "."]
+
+
 def _comments(result: Mapping) -> hd.sr.ContainerContentItem:
     """TID 1500 'Qualitative Evaluations' container holding free-text notes."""
     methods = result.get("methods", {})
@@ -315,6 +324,7 @@ def _comments(result: Mapping) -> hd.sr.ContainerContentItem:
         DISCLAIMER,
         methods_text(methods),
         "Flags: " + (", ".join(flag_texts(result)) or "none") + ".",
+        *low_confidence_notes(result),
         *coverage_notes(result),
         *range_notes(result),
     ]

@@ -234,6 +234,8 @@ def test_a_head_without_its_skull_flap_is_low_confidence(acute5, pipeline, tmp_p
     assert "low_confidence" in result["flags"]
     assert [r for r in result["qc"]["reasons"] if r.startswith("skull defect") and "right convexity" in r], result["qc"]
     assert result["qc"]["skull_uncovered_cm2"]["left"] < 10.0
+    # the radiologist reads why in the SR as on the key images
+    assert b"Low confidence: skull defect" in (tmp_path / "out" / "dicom" / "sr.dcm").read_bytes()
     # the intact study: its skull covers both sides
     base = json.loads((acute5["out"] / "aspects.json").read_text())["qc"]
     assert max(base["skull_uncovered_cm2"].values()) < 10.0 and not any(r.startswith("skull") for r in base["reasons"])
