@@ -130,6 +130,22 @@ class TestRealGantryTiltedSeries:
         assert all(r.get("assessable", True) for s in result["regions"].values() for r in s.values())
         assert None not in result["aspects"].values()
         _no_volume_loss_veto(result)
+        # a real skull, tilted and on 4 / 7 mm slices, covers the brain (aspects.skull_cover)
+        assert result["qc"]["skull_uncovered_cm2"] == {"right": 0.0, "left": 0.0}
+
+    def test_without_its_left_skull_flap_it_is_low_confidence(self, pipeline, tmp_path):
+        """The real series with its left bone flap made scalp (a hemicraniectomy): 0.7.0 moved its
+        infarct to the right (right 4, left 10) without a flag; now the skull defect says why not
+        to trust it (docs/results_v2.md, "A head without its skull flap")."""
+        from aspects_research.tools.robustness import remove_skull_flap
+
+        inp = tmp_path / "input"
+        shutil.copytree(GE, inp, copy_function=shutil.copyfile)  # writable copies of the shared files
+        remove_skull_flap(inp, "left")
+        result = _check_result({"proc": run_pipeline(pipeline, inp, tmp_path / "out"), "out": tmp_path / "out"})
+        assert "low_confidence" in result["flags"]
+        assert result["qc"]["skull_uncovered_cm2"]["left"] >= 60.0 > result["qc"]["skull_uncovered_cm2"]["right"]
+        assert any(r.startswith("skull defect") and "left convexity" in r for r in result["qc"]["reasons"])
 
     def test_seg_frames_sit_on_the_tilted_source_planes(self, ge):
         assert check_seg_on_source_planes(ge["out"], ge["sources"]) > 20
@@ -308,6 +324,7 @@ def test_second_real_head_ct_wrapped_as_dicom(pipeline, tmp_path):
     regions = sitk.GetArrayFromImage(sitk.ReadImage(str(run["out"] / "nifti" / "regions.nii.gz")))
     assert set(np.unique(regions)) >= set(range(1, 21))
     assert 900 < result["qc"]["brain_volume_ml"] < 1800, result["qc"]
+    assert result["qc"]["skull_uncovered_cm2"] == {"right": 0.0, "left": 0.0}
     _no_volume_loss_veto(result)
     # flag volumes are in the patient's ml, as the infarct volume is: the acute infarct outside the
     # MCA territory is part of it (this head is 16 % smaller than the template: counted on the
