@@ -3,9 +3,11 @@
 After a decompressive craniectomy (or a large skull defect) the scalp lies on the brain over
 60-120 cm2 and the skull strip, which separates the brain from the scalp by the bone between
 them, takes scalp as brain; the left-right comparison then reads the other hemisphere's cortex as
-darker than that scalp: a normal head with a hemicraniectomy scored ASPECTS 4 on the intact side
-with 172 ml of "infarct" and no flag (docs/results_v2.md, "A head without its skull flap"). Such a
-study is not one ASPECTS was made for; the QC calls it ``low_confidence`` with its reason.
+darker than that scalp: normal heads with a simulated hemicraniectomy scored 4-9 on the intact
+side (38-115 ml of "infarct") or were flagged for blood, three of five without a QC reason, and the
+real GE series moved its infarct to the wrong side (docs/results_v2.md, "A head without its skull
+flap"). Such a study is not one ASPECTS was made for; the QC calls it ``low_confidence`` with its
+reason.
 
 The measure runs on the template-aligned grid (z, y, x; x rises to the patient's left): each voxel
 of the template brain's surface above the lower :data:`CONVEXITY_FROM` of its height (the skull
@@ -25,10 +27,11 @@ from scipy import ndimage as ndi
 
 from aspects.skullstrip import BONE_HU
 
-# Calibrated on intact skulls (every anatomy source of the v2 phantoms at 1-5 mm, the two real
-# heads: at most 6.6 cm2 a side, the scct template's averaged, thin skull) against craniectomies
-# simulated on each source (one side's bone above the orbits turned to soft tissue: 62-118 cm2 on
-# that side); docs/results_v2.md.
+# Calibrated on intact skulls (69 v2 phantoms of every anatomy source at 0.625-5 mm, atrophied ones
+# included, and the two real heads: at most 7.0 cm2 a side, on the scct template's averaged, thin
+# skull; 0 on every other head) against hemicraniectomies simulated on each source and on the real
+# GE series (one side's bone over the upper half of the head turned to soft tissue: 62-121 cm2 on
+# that side); docs/results_v2.md, "A head without its skull flap".
 REACH_MM = 16.0
 CONVEXITY_FROM = 0.3  # fraction of the template brain's height above its lowest voxel
 DEFECT_CM2 = 30.0  # per side
