@@ -27,8 +27,8 @@ from scipy import ndimage as ndi
 
 from aspects.skullstrip import BONE_HU
 
-# Calibrated on intact skulls (69 v2 phantoms of every anatomy source at 0.625-5 mm, atrophied ones
-# included, and the two real heads: at most 7.0 cm2 a side, on the scct template's averaged, thin
+# Calibrated on intact skulls (85 v2 phantoms of every anatomy source at 0.625-5 mm, 41 of them
+# from the older-brain sets, and the two real heads: at most 7.5 cm2 a side, on the scct template's averaged, thin
 # skull; 0 on every other head) against hemicraniectomies simulated on each source and on the real
 # GE series (one side's bone over the upper half of the head turned to soft tissue: 62-121 cm2 on
 # that side); docs/results_v2.md, "A head without its skull flap".
