@@ -20,7 +20,7 @@ by their rims; the area is reported per side in cm2 (one 2 mm voxel face per sur
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, List
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -80,7 +80,7 @@ def uncovered_convexity(head_hu: np.ndarray, surface: np.ndarray, inside: np.nda
             "left": round(float(uncovered[:, :, half:].sum()) * face_cm2, 1)}
 
 
-def defect_reasons(uncovered_cm2: Dict[str, float]) -> list:
+def defect_reasons(uncovered_cm2: Dict[str, float]) -> List[str]:
     """The QC reason for a side whose uncovered convexity reaches :data:`DEFECT_CM2`."""
     return [f"skull defect: {uncovered_cm2[side]:.0f} cm2 of the {side} convexity without bone (craniectomy?)"
             for side in ("right", "left") if uncovered_cm2.get(side, 0.0) >= DEFECT_CM2]
