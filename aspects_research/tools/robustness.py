@@ -290,17 +290,18 @@ def reposition(inp: Path, position: str) -> None:
 
 def remove_skull_flap(inp: Path, side: str = "left", slab: Sequence[float] = (0.45, 0.9)) -> None:
     """A decompressive hemicraniectomy on the uncompressed series in ``inp`` (in place): on the
-    slices between the fractions ``slab`` of the stack (bottom to top) every voxel of ``side``'s
-    half of the head above 120 HU (the bone flap, its partial-volume rim) becomes 45 HU, the
-    scalp and dura that lie on the brain where the flap was taken off. New series and SOP UIDs."""
+    slices between the fractions ``slab`` of the stack (in :func:`sorted_files` order: bottom to
+    top on a head-first series) every voxel of ``side``'s half of the head above 120 HU (the bone
+    flap, its partial-volume rim) becomes 45 HU, the scalp and dura that lie on the brain where the
+    flap was taken off. New series and SOP UIDs."""
     series = generate_uid()
     files = sorted_files(inp)
     n = len(files)
 
     def change(ds, i):
+        ds.SeriesInstanceUID = series
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
         if not slab[0] * n <= i < slab[1] * n:
-            ds.SeriesInstanceUID = series
-            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
             return
         slope, intercept = float(getattr(ds, "RescaleSlope", 1.0)), float(getattr(ds, "RescaleIntercept", 0.0))
         raw = ds.pixel_array
@@ -311,8 +312,6 @@ def remove_skull_flap(inp: Path, side: str = "left", slab: Sequence[float] = (0.
         half = (cols >= hu.shape[1] // 2) if (side == "left") == to_left else (cols < hu.shape[1] // 2)
         hu[(hu > 120.0) & half] = 45.0
         ds.PixelData = np.round((hu - intercept) / slope).astype(raw.dtype).tobytes()
-        ds.SeriesInstanceUID = series
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     edit(files, change)
 
 
