@@ -3,5 +3,5 @@
 Operators in ``operators/`` call these functions; tests exercise them without a pipeline.
 """
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"
 APP_NAME = "aspects-ncct"

@@ -150,7 +150,11 @@ def image_findings(pre: Preprocessed, regions: RegionSegmentation) -> ImageFindi
     sliced_blood = source_blood(pre, ground, None if regions.levels is None else levels_span(regions.levels))
     if sliced_blood.any():
         log.info("blood-like blob seen on the source slices: %.1f ml", sliced_blood.sum() * np.prod(spacing) / 1000.0)
-    findings = find(aligned, brain, spacing, dense, sliced_blood, ground)
+    extra = sitk.GetArrayFromImage(pre.extra_axial) > 0 if pre.extra_axial is not None else None
+    findings = find(aligned, brain, spacing, dense, sliced_blood, ground, extra)
+    if findings.extra_axial_ml > 0:
+        log.info("blood between the brain and the skull (subdural / epidural haematoma?): %.1f ml",
+                 findings.extra_axial_ml)
     if findings.mirror_floor_hu < OLD_MIRROR_HU:
         log.info("the brain's white matter reads low: an old infarct's mirror counts as tissue from %.1f HU (not %.0f)",
                  findings.mirror_floor_hu, OLD_MIRROR_HU)
@@ -258,6 +262,8 @@ def assess_study(series: SourceSeries, pre: Preprocessed, infarct: InfarctSegmen
     to_patient_ml = patient_ml_ratio(pre.qc)
     flag_details: Dict[str, Dict[str, Any]] = {f.name: {"volume_ml": round(f.volume_ml * to_patient_ml, 3)}
                                                for f in flags}
+    if findings.extra_axial_ml > 0:  # the haemorrhage's part between the brain and the skull
+        flag_details["haemorrhage_suspected"]["extra_axial_ml"] = round(findings.extra_axial_ml * to_patient_ml, 3)
     for name, number in finding_segment_numbers(list(located)).items():
         flag_details[name]["seg_segment"] = number  # where the SEG shows it
     missing = result.not_assessable

@@ -8,7 +8,7 @@ and a "not for diagnostic use" note until the models are validated.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import highdicom as hd
 from pydicom.dataset import Dataset
@@ -169,3 +169,15 @@ def check_source(source: Sequence[Dataset]) -> None:
     uids = {str(ds.SeriesInstanceUID) for ds in source}
     if len(uids) != 1:
         raise InputError(EXIT_PROCESSING, f"source images come from {len(uids)} series, expected one")
+
+
+def flag_volume_text(detail: Optional[Mapping[str, Any]]) -> Optional[str]:
+    """The volume of one flag's ``flag_details`` entry in words ("0.5 ml"; a haemorrhage with a
+    part between the brain and the skull: "36.0 ml, 30.0 ml of it extra-axial"), None without one."""
+    detail = detail or {}
+    ml = detail.get("volume_ml")
+    if ml is None:
+        return None
+    text = f"{float(ml):.1f} ml"
+    extra = detail.get("extra_axial_ml")
+    return text if not extra else f"{text}, {float(extra):.1f} ml of it extra-axial"

@@ -26,6 +26,7 @@ from aspects.derived import (
     coding_scheme_identification,
     copy_patient_study,
     device_observer,
+    flag_volume_text,
     mark_derived,
     new_uid,
 )
@@ -299,12 +300,12 @@ def range_notes(result: Mapping) -> List[str]:
 
 def flag_texts(result: Mapping) -> List[str]:
     """Each flag of aspects.json by its name (what a script searches for), with its volume where
-    ``flag_details`` has one: "haemorrhage_suspected (0.5 ml)"."""
+    ``flag_details`` has one: "haemorrhage_suspected (0.5 ml)" (:func:`aspects.derived.flag_volume_text`)."""
     details = result.get("flag_details") or {}
     texts = []
     for name in result.get("flags", []):
-        ml = (details.get(name) or {}).get("volume_ml")
-        texts.append(name if ml is None else f"{name} ({float(ml):.1f} ml)")
+        volume = flag_volume_text(details.get(name))
+        texts.append(name if volume is None else f"{name} ({volume})")
     return texts
 
 

@@ -282,6 +282,8 @@ class Findings:
     blood_extent: Optional[np.ndarray] = None
     # the study's white-matter level (:func:`white_matter_hu`; None: not measured)
     white_matter_hu: Optional[float] = None
+    # the part of ``blood`` between the brain and the skull (aspects.extra_axial); None: not looked for
+    extra_axial: Optional[np.ndarray] = None
 
     @property
     def blood_explains(self) -> np.ndarray:
@@ -299,23 +301,31 @@ class Findings:
         return float(self.blood.sum()) * voxel_volume_ml(self.spacing_mm)
 
     @property
+    def extra_axial_ml(self) -> float:
+        return 0.0 if self.extra_axial is None else float(self.extra_axial.sum()) * voxel_volume_ml(self.spacing_mm)
+
+    @property
     def old_infarct_ml(self) -> float:
         return float(self.old_infarct.sum()) * voxel_volume_ml(self.spacing_mm)
 
 
 def find(hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
          dense: Optional[np.ndarray] = None, source_blood: Optional[np.ndarray] = None,
-         ground: Optional[BloodGround] = None) -> Findings:
+         ground: Optional[BloodGround] = None, extra_axial: Optional[np.ndarray] = None) -> Findings:
     """Blood (away from dense tissue) and old infarct, with its CSF-density cavity, on the aligned
     grid; ``source_blood``: blood seen on the source slices (:mod:`aspects.source_blood`), added to
-    the blood found here; ``ground``: :func:`blood_ground` when the caller has it already."""
+    the blood found here; ``ground``: :func:`blood_ground` when the caller has it already;
+    ``extra_axial``: blood between the brain and the skull (:mod:`aspects.extra_axial`), added too."""
     white = white_matter_hu(hu, inner_brain(brain, spacing_mm))
     old, cavity = _old_infarct_and_cavity(hu, brain, spacing_mm)
     blood, smooth = _blood_and_smooth(hu, brain, spacing_mm, dense, ground)
     if source_blood is not None:
         blood = blood | source_blood.astype(bool)
+    extra = None if extra_axial is None else extra_axial.astype(bool)
+    if extra is not None:
+        blood = blood | extra
     return Findings(blood, old, tuple(float(s) for s in spacing_mm), cavity,
-                    blood_extent(smooth, brain, spacing_mm, blood), white)
+                    blood_extent(smooth, brain, spacing_mm, blood), white, extra)
 
 
 def blood_extent(smooth_hu: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],

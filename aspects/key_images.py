@@ -32,6 +32,7 @@ from aspects.derived import (
     Equipment,
     check_source,
     copy_patient_study,
+    flag_volume_text,
     mark_derived,
     new_uid,
 )
@@ -223,9 +224,9 @@ def flag_line(result: Mapping) -> Optional[str]:
         words = FLAG_WORDS.get(name)
         if words is None:
             continue
-        ml = (details.get(name) or {}).get("volume_ml")
-        if ml is not None:
-            words += f" ({float(ml):.1f} ml)"
+        volume = flag_volume_text(details.get(name))
+        if volume is not None:
+            words += f" ({volume})"
         elif name == "low_confidence" and (result.get("qc") or {}).get("reasons"):
             words += ": " + "; ".join(result["qc"]["reasons"])
         # an entry wraps only where it is long text (the low-confidence reasons)

@@ -48,8 +48,10 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from aspects import gaussian
+from aspects.atlas import TERRITORY_GROUPS
 from aspects.dicom_geometry import SliceGeometry
 from aspects.errors import EXIT_BAD_SERIES, EXIT_PROCESSING, InputError
+from aspects.extra_axial import extra_axial_blood, search_region
 from aspects.flags import DENSE_HU
 from aspects.head_pose import Axis, axial_axis, turned_start
 from aspects.registration import COARSE_STAGES, FINE_STAGES, RegistrationError, ncc, rigid_affine
@@ -132,6 +134,9 @@ class Preprocessed:
     # uint8 on the aligned grid: within reach of calcium / bone in the unstripped series
     # (:func:`dense_tissue`); None where the caller did not compute it.
     dense: Optional[sitk.Image] = None
+    # uint8 on the aligned grid: blood between the brain and the skull (aspects.extra_axial), found
+    # in the unstripped head; None where the caller did not look.
+    extra_axial: Optional[sitk.Image] = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,7 @@ class AlignedTemplate:
     qc_template: np.ndarray  # float: the clipped template smoothed by QC_SMOOTH_VOX
     axis: Optional[Axis]  # the template brain's axial long axis (aspects.head_pose: a far-turned head's start)
     convexity: np.ndarray  # bool: the brain's surface above the skull base (aspects.skull_cover)
+    extra_axial_region: np.ndarray  # bool: where blood between brain and skull is looked for (aspects.extra_axial)
 
 
 _TEMPLATES: Dict[int, Tuple[weakref.ref, AlignedTemplate]] = {}
@@ -183,6 +189,8 @@ def _aligned_template(atlas) -> AlignedTemplate:
         qc_template=ndi.gaussian_filter(np.clip(fixed_arr, *REG_WINDOW), QC_SMOOTH_VOX),
         axis=axial_axis(brain, fixed),
         convexity=convexity(brain),
+        extra_axial_region=search_region(convexity(brain), np.isin(atlas_on_aligned(atlas.territories, fixed),
+                                                                   TERRITORY_GROUPS["VB"]), fixed.GetSpacing()),
     )
 
 
@@ -359,6 +367,7 @@ class _Attempt:
 
     a2s: sitk.AffineTransform
     aligned: np.ndarray  # float32 HU, 0 outside the brain mask
+    head: np.ndarray  # float32 HU, the unstripped head
     mask: np.ndarray  # bool: the brain mask on the aligned grid
     inside: np.ndarray  # bool: the scanned field on the aligned grid
     qc: Dict[str, object]
@@ -404,7 +413,7 @@ def _attempt(work: sitk.Image, work_arr: np.ndarray, seen: np.ndarray, brain: np
     # of the scct template) while the registration is still right.
     aligned_ml = float(mask.sum()) * float(np.prod(fixed.GetSpacing())) / 1000.0
     qc = _quality(aligned_arr, aligned_hu, tmpl, aligned_ml, a2s, inside)
-    return _Attempt(a2s=a2s, aligned=aligned_arr, mask=mask, inside=inside, qc=qc, registration_s=registration_s,
+    return _Attempt(a2s=a2s, aligned=aligned_arr, head=aligned_hu, mask=mask, inside=inside, qc=qc, registration_s=registration_s,
                     resample_s=time.perf_counter() - t)
 
 
@@ -462,6 +471,9 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
     aligned = _like(chosen.aligned, fixed)
     brain_mask = _like(mask.astype(np.uint8), fixed)
     dense = dense_tissue(work, fixed, a2s, float(ortho.GetSpacing()[2]))
+    t = time.perf_counter()
+    extra = extra_axial_blood(chosen.head, tmpl.extra_axial_region, fixed.GetSpacing(), inside)
+    timings["extra_axial_s"] = time.perf_counter() - t
     qc["start_turn_deg"] = round(start_turn, 1)  # 0: the registration started from the centres of mass
     qc["strip_appendage_ml"] = round(appendage_ml, 1)  # >= REGISTRATION_APPENDAGE_ML: registered twice
     qc["registration_attempts"] = [float(x.qc["ncc"]) for x in attempts]  # type: ignore[arg-type]
@@ -472,7 +484,7 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
     return Preprocessed(source=source, aligned=aligned, brain_mask=brain_mask, template=fixed,
                         aligned_to_source=a2s, source_to_aligned=sitk.AffineTransform(a2s.GetInverse()),
                         qc=qc, timings={k: round(v, 3) for k, v in timings.items()}, coverage=coverage,
-                        dense=dense)
+                        dense=dense, extra_axial=_like(extra.astype(np.uint8), fixed))
 
 
 def preprocess_series(series: SourceSeries, atlas) -> Preprocessed:

@@ -241,6 +241,37 @@ def test_a_head_without_its_skull_flap_is_low_confidence(acute5, pipeline, tmp_p
     assert max(base["skull_uncovered_cm2"].values()) < 10.0 and not any(r.startswith("skull") for r in base["reasons"])
 
 
+def test_an_acute_subdural_haematoma_is_flagged_and_costs_the_other_side_no_point(phantom_case, pipeline, tmp_path):
+    """A 10 mm crescent of acute blood over the left convexity of a normal head (the brain pressed
+    inwards beneath it): 0.8.0 missed it, and read the right hemisphere's cortex, darker than the
+    blood, as infarct. Now the haemorrhage flag has it (its extra-axial part in flag_details, the
+    SR and the key images' banner), the SEG's haemorrhage segment shows it on the left, and no
+    ASPECTS point is lost (aspects.extra_axial)."""
+    from aspects_research.tools.robustness import add_subdural
+
+    inp = tmp_path / "input"
+    shutil.copytree(phantom_case(31, kind="normal", thickness=5.0) / "dicom", inp)
+    add_subdural(inp, "left", thickness_mm=10.0, blood_hu=65.0)
+    run = run_pipeline(pipeline, inp, tmp_path / "out")
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / "out"
+    result = json.loads((out / "aspects.json").read_text())
+    validate(result)
+    assert "haemorrhage_suspected" in result["flags"], result["flags"]
+    blood = result["flag_details"]["haemorrhage_suspected"]
+    assert blood["extra_axial_ml"] >= 2.0 and blood["volume_ml"] >= blood["extra_axial_ml"], blood
+    assert result["aspects"] == {"right": 10, "left": 10}, (result["aspects"], result["infarct_volume_ml"])
+    assert b"ml of it extra-axial" in (out / "dicom" / "sr.dcm").read_bytes()
+    # where the SEG shows it: the patient's left (x > 0 in LPS) of the source slices
+    seg = hd.seg.segread(str(out / "dicom" / "seg.dcm"))
+    number = blood["seg_segment"]
+    assert seg.SegmentSequence[number - 1].SegmentLabel == "Suspected haemorrhage"
+    findings = sitk.ReadImage(str(out / "nifti" / "findings.nii.gz"))
+    arr = sitk.GetArrayFromImage(findings) == 1
+    xs = [findings.TransformIndexToPhysicalPoint((int(i), int(j), int(k)))[0] for k, j, i in np.argwhere(arr)[::50]]
+    assert xs and np.mean(np.asarray(xs) > 0) > 0.9
+
+
 def test_1mm_study(acute1):
     proc, out = acute1["proc"], acute1["out"]
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -37,6 +37,7 @@ import pydicom  # noqa: E402
 from pydicom.filebase import DicomBytesIO  # noqa: E402
 from pydicom.filewriter import write_dataset  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
+from scipy import ndimage  # noqa: E402
 
 from aspects_research.tools.evaluate import command_line, git_describe, machine_info, machine_line  # noqa: E402
 
@@ -312,6 +313,95 @@ def remove_skull_flap(inp: Path, side: str = "left", slab: Sequence[float] = (0.
         half = (cols >= hu.shape[1] // 2) if (side == "left") == to_left else (cols < hu.shape[1] // 2)
         hu[(hu > 120.0) & half] = 45.0
         ds.PixelData = np.round((hu - intercept) / slope).astype(raw.dtype).tobytes()
+    edit(files, change)
+
+
+# A subdural collection's shape: a crescent over the convexity, thickest at the side of the head
+# and thinning to nothing SUBDURAL_ARC_DEG to the front and back and towards both ends of its slab.
+SUBDURAL_ARC_DEG = 80.0
+SUBDURAL_BONE_HU = 300.0  # the skull
+# The collection lies against the inner table's partial-volume rim (> SUBDURAL_EDGE_HU within
+# SUBDURAL_EDGE_MM of bone), which stays where it is: only the brain beneath is pressed inwards.
+SUBDURAL_EDGE_HU = 80.0
+SUBDURAL_EDGE_MM = 6.0
+
+
+def _crescent(hu: np.ndarray, pixel_mm: float, lateral: np.ndarray, thickness_mm: float, blood_hu: float,
+              noise_hu: float, rng: np.random.Generator) -> np.ndarray:
+    """One axial slice with a collection of ``thickness_mm`` (at its thickest) of ``blood_hu``
+    against the inner table towards ``lateral`` (a unit vector in (row, column) pixels), the brain
+    beneath it pressed towards the skull's centre by as much (the mass effect). Unchanged where the
+    slice has no skull around its centre (fewer than 60 % of the rays from it meet bone)."""
+    bone = hu > SUBDURAL_BONE_HU
+    labels, n = ndimage.label(bone)
+    if n == 0:
+        return hu
+    skull = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))  # not the head holder
+    rows, cols = np.indices(hu.shape, dtype=float)
+    c = np.array([rows[skull].mean(), cols[skull].mean()])
+    dr, dc = rows - c[0], cols - c[1]
+    r = np.hypot(dr, dc)
+    theta = np.arctan2(dr, dc)
+    # the inner table's radius per direction: its rim's first pixel along rays from the centre (a
+    # ray through a gap in the ring, thin bone below 300 HU, finds none: no collection there)
+    rim = (hu > SUBDURAL_EDGE_HU) & (ndimage.distance_transform_edt(~bone) * pixel_mm <= SUBDURAL_EDGE_MM)
+    angles = np.linspace(-np.pi, np.pi, 721)
+    steps = np.arange(2.0, max(hu.shape), 0.5)
+    rr = c[0] + np.sin(angles)[:, None] * steps[None, :]
+    cc = c[1] + np.cos(angles)[:, None] * steps[None, :]
+    valid = (rr >= 0) & (rr <= hu.shape[0] - 1) & (cc >= 0) & (cc <= hu.shape[1] - 1)
+    hit = np.zeros(rr.shape, bool)
+    hit[valid] = rim[np.round(rr[valid]).astype(int), np.round(cc[valid]).astype(int)]
+    if hit.any(axis=1).mean() < 0.6 or rim[int(round(c[0])), int(round(c[1]))]:
+        return hu  # no skull around the centre on this slice
+    radius = np.where(hit.any(axis=1), steps[np.argmax(hit, axis=1)], 0.0)
+    big_r = radius[np.round((theta + np.pi) / (2 * np.pi) * (angles.size - 1)).astype(int)]  # the pixel's ray
+    inside = r < big_r
+    off = np.degrees(np.arccos(np.clip((dr * lateral[0] + dc * lateral[1]) / np.maximum(r, 1e-6), -1, 1)))
+    t = thickness_mm / pixel_mm * np.clip(1.0 - (off / SUBDURAL_ARC_DEG) ** 2, 0.0, None)
+    t = np.where(inside & (big_r > 0), t, 0.0)
+    where = (t > 0.25) & (r < big_r)
+    # the brain beneath is pressed inwards: pixel at r shows what lay at r * R / (R - t)
+    scale = np.where(where, big_r / np.maximum(big_r - t, 1.0), 1.0)
+    pressed = ndimage.map_coordinates(hu, [c[0] + dr * scale, c[1] + dc * scale], order=1, mode="nearest")
+    share = np.clip(r - (big_r - t) + 0.5, 0.0, 1.0)  # the collection's share of a pixel: one-pixel soft edge
+    blood = blood_hu + rng.normal(0.0, noise_hu, hu.shape)
+    out = hu.copy()
+    out[where] = (share * blood + (1.0 - share) * pressed)[where]
+    return out
+
+
+def add_subdural(inp: Path, side: str = "left", thickness_mm: float = 8.0, blood_hu: float = 65.0,
+                 slab: Sequence[float] = (0.35, 0.85), seed: int = 0) -> None:
+    """A subdural collection on the uncompressed axial series in ``inp`` (in place): on the slices
+    between the fractions ``slab`` of the stack (:func:`sorted_files` order) a crescent of
+    ``blood_hu`` (acute blood 50-80 HU, chronic 10-25) against the inner table of ``side``, its
+    thickness ``thickness_mm`` at the middle of the slab and the side of the head
+    (:data:`SUBDURAL_ARC_DEG`), the brain beneath pressed inwards, the scanner's noise on it (the
+    slice's own, measured on brain tissue). New series and SOP UIDs."""
+    series = generate_uid()
+    files = sorted_files(inp)
+    n = len(files)
+    rng = np.random.default_rng(seed)
+
+    def change(ds, i):
+        ds.SeriesInstanceUID = series
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        lo, hi = slab[0] * n, slab[1] * n
+        if not lo <= i < hi:
+            return
+        taper = max(0.0, float(np.sin(np.pi * min(1.0, (i + 0.5 - lo) / (hi - lo))))) ** 0.5  # thickest mid-slab
+        slope, intercept = float(getattr(ds, "RescaleSlope", 1.0)), float(getattr(ds, "RescaleIntercept", 0.0))
+        raw = ds.pixel_array
+        hu = raw.astype(np.float64) * slope + intercept
+        to_left = float(ds.ImageOrientationPatient[0]) > 0  # columns run towards the patient's left (LPS)
+        lateral = np.array([0.0, 1.0 if (side == "left") == to_left else -1.0])
+        tissue = (hu > 15) & (hu < 50)
+        resid = (hu - ndimage.uniform_filter(hu, 3))[tissue]
+        noise = float(1.4826 * np.median(np.abs(resid - np.median(resid)))) * 1.5 if resid.size > 100 else 4.0
+        hu = _crescent(hu, float(ds.PixelSpacing[1]), lateral, thickness_mm * taper, blood_hu, noise, rng)
+        lo_raw, hi_raw = np.iinfo(raw.dtype).min, np.iinfo(raw.dtype).max
+        ds.PixelData = np.clip(np.round((hu - intercept) / slope), lo_raw, hi_raw).astype(raw.dtype).tobytes()
     edit(files, change)
 
 
