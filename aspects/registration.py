@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import os
 import shutil
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from dataclasses import dataclass
 from types import ModuleType
@@ -30,6 +32,10 @@ from typing import Any, Callable, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import SimpleITK as sitk
+
+from aspects.errors import EXIT_PROCESSING, InputError
+
+log = logging.getLogger(__name__)
 
 # ANTs sums metric values per thread in whatever order ITK's thread pool finishes, so two runs
 # on 2 threads differ by ~0.05 mm. One thread makes registration bit-for-bit reproducible (the
@@ -186,28 +192,75 @@ def _run_ants(build: Callable[[], Sequence[str]], threads: Optional[int] = None,
         raise RegistrationError(f"antsRegistration exited with {code}")
 
 
+# A child that uses no CPU for this long is stuck, and is killed and forked again (at most
+# CHILD_TRIES times in all): fork copies every lock of the parent in whatever state another thread
+# held it, and once in ~70 runs on a loaded 2-core host (session 44, 2026-12-07) the mirror SyN's
+# child waited on such a lock with its threads for 11 minutes, and the app with it. A working
+# registration uses CPU all the time, however slow the host.
+STALL_S = float(os.environ.get("ASPECTS_CHILD_STALL_S", "30"))
+CHILD_TRIES = 3
+
+
+def _cpu_ticks(pid: int) -> Optional[int]:
+    """CPU time (clock ticks, user + system, all threads) of process ``pid`` so far, from Linux's
+    /proc; None where that cannot be read (then a child is waited for without a stall check)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime: the stat fields 14 and 15
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _wait_child(pid: int) -> Optional[int]:
+    """The wait status of child ``pid``; None when it used no CPU for STALL_S (it is killed)."""
+    import signal
+
+    last, since, delay = _cpu_ticks(pid), time.monotonic(), 0.001
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(delay)
+        delay = min(0.02, 2 * delay)  # a fast child is seen at once, a long one within 20 ms
+        ticks = _cpu_ticks(pid)
+        if ticks is None or ticks != last:
+            last, since = ticks, time.monotonic()
+        elif time.monotonic() - since > STALL_S:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+
+
 def _in_child(job: Callable[[], int], threads: Optional[int] = None) -> int:
     """Exit status of ``job()`` run in a forked child (a crash or signal there: non-zero);
-    ``threads``: ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS there (None: inherited)."""
+    ``threads``: ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS there (None: inherited). A child that
+    stalls (:data:`STALL_S`) is run again; after CHILD_TRIES stalls the study fails
+    (:class:`aspects.errors.InputError`, exit 7: processing failed)."""
     die_with_parent = _parent_death_signal()  # looked up here: the child only calls it
-    pid = os.fork()
-    if pid == 0:  # the child: only this thread exists; no Python clean-up, no atexit handlers
-        code = 1
+    for attempt in range(1, CHILD_TRIES + 1):
+        pid = os.fork()
+        if pid == 0:  # the child: only this thread exists; no Python clean-up, no atexit handlers
+            code = 1
+            try:
+                if die_with_parent is not None:
+                    die_with_parent(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+                if threads is not None:  # read by the ANTs library's ITK on its first use, in this child
+                    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
+                code = int(job())
+            finally:
+                os._exit(0 if code == 0 else (code & 0xFF) or 1)
+        _LIVE_CHILDREN.add(pid)
+        CHILD_STARTED.set()
         try:
-            if die_with_parent is not None:
-                die_with_parent(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
-            if threads is not None:  # read by the ANTs library's ITK on its first use, in this child
-                os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
-            code = int(job())
+            status = _wait_child(pid)
         finally:
-            os._exit(0 if code == 0 else (code & 0xFF) or 1)
-    _LIVE_CHILDREN.add(pid)
-    CHILD_STARTED.set()
-    try:
-        _, status = os.waitpid(pid, 0)
-    finally:
-        _LIVE_CHILDREN.discard(pid)
-    return os.waitstatus_to_exitcode(status)
+            _LIVE_CHILDREN.discard(pid)
+        if status is not None:
+            return os.waitstatus_to_exitcode(status)
+        log.warning("the registration's process used no CPU for %.0f s (stuck; try %d of %d): killed%s", STALL_S,
+                    attempt, CHILD_TRIES, ", run again" if attempt < CHILD_TRIES else "")
+    raise InputError(EXIT_PROCESSING, f"the registration's process was stuck {CHILD_TRIES} times (no CPU for "
+                                      f"{STALL_S:.0f} s each time)")
 
 
 def _temporary_folder(prefix: str) -> Path:
