@@ -147,6 +147,23 @@ class TestRealGantryTiltedSeries:
         assert result["qc"]["skull_uncovered_cm2"]["left"] >= 60.0 > result["qc"]["skull_uncovered_cm2"]["right"]
         assert any(r.startswith("skull defect") and "left convexity" in r for r in result["qc"]["reasons"])
 
+    def test_with_an_acute_subdural_haematoma_it_is_flagged_where_the_blood_is(self, pipeline, tmp_path):
+        """The real series (tilted, 4 / 7 mm) with a 10 mm acute subdural haematoma over its left
+        convexity: 0.8.0 found 6 ml of its blood and scored the right side 6 (the other side's
+        cortex darker than the blood); now the haemorrhage flag carries the collection (docs/results_v2.md, "Blood between the
+        brain and the skull"), and its key image is a source slice."""
+        from aspects_research.tools.robustness import add_subdural
+
+        inp = tmp_path / "input"
+        shutil.copytree(GE, inp, copy_function=shutil.copyfile)
+        add_subdural(inp, "left", thickness_mm=10.0, blood_hu=65.0)
+        result = _check_result({"proc": run_pipeline(pipeline, inp, tmp_path / "out"), "out": tmp_path / "out"})
+        blood = result["flag_details"]["haemorrhage_suspected"]
+        assert blood["extra_axial_ml"] >= 10.0, blood
+        assert result["aspects"]["right"] == 10, result["aspects"]
+        sc = pydicom.dcmread(tmp_path / "out" / "dicom" / "key_haemorrhage.dcm", stop_before_pixels=True)
+        assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID
+
     def test_seg_frames_sit_on_the_tilted_source_planes(self, ge):
         assert check_seg_on_source_planes(ge["out"], ge["sources"]) > 20
 
