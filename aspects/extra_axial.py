@@ -49,7 +49,7 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from aspects.flags import BLOOD_HU, BLOOD_MIRROR_EXCESS_HU, components_over, voxel_volume_ml
-from aspects.skullstrip import BONE_HU
+from aspects.skullstrip import BONE_HU, fill_in_plane
 
 FROM_BONE_MM = 3.0
 TOUCH_MM = FROM_BONE_MM + 1.0
@@ -77,14 +77,6 @@ def search_region(convexity: np.ndarray, cerebellum: Optional[np.ndarray], spaci
     return region & (np.abs(x_mm) > MIDLINE_MM)[None, None, :]
 
 
-def inside_skull(bone: np.ndarray) -> np.ndarray:
-    """Each axial slice's bone ring filled, without the bone (empty where the ring is open)."""
-    out = np.zeros(bone.shape, bool)
-    for k in np.flatnonzero(bone.any(axis=(1, 2))):
-        out[k] = ndi.binary_fill_holes(bone[k]) & ~bone[k]
-    return out
-
-
 def median3_at(hu: np.ndarray, where: np.ndarray) -> np.ndarray:
     """The 3 x 3 x 3 median of ``hu`` at the voxels of ``where`` (in ``np.nonzero`` order): what
     ``scipy.ndimage.median_filter(hu, size=3)`` gives there (its mirrored border), for a fraction of
@@ -104,16 +96,10 @@ def _blood_like(hu: np.ndarray, within: np.ndarray) -> np.ndarray:
     maybe = within & (share(hu >= low) > 13.5 / 27) & (share(hu <= high) > 13.5 / 27)
     if not maybe.any():
         return maybe
-    smooth = median3_at(hu, maybe)
-    mirror = median3_at(hu, np.flip(maybe, axis=2))  # np.nonzero order of the flipped mask ...
-    z, y, x = np.nonzero(maybe)
-    order = np.lexsort((hu.shape[2] - 1 - x, y, z))  # ... is this order of the voxels
-    mirrored = np.empty_like(mirror)
-    mirrored[order] = mirror
-    keep = (smooth >= low) & (smooth <= high) & (smooth - mirrored >= BLOOD_MIRROR_EXCESS_HU)
-    out = np.zeros(hu.shape, bool)
-    out[z[keep], y[keep], x[keep]] = True
-    return out
+    both = maybe | np.flip(maybe, axis=2)  # the candidates and their mirrors
+    smooth = np.zeros(hu.shape, np.float32)
+    smooth[both] = median3_at(hu, both)
+    return maybe & (smooth >= low) & (smooth <= high) & (smooth - np.flip(smooth, axis=2) >= BLOOD_MIRROR_EXCESS_HU)
 
 
 def extra_axial_blood(head_hu: np.ndarray, region: np.ndarray, spacing_mm: Sequence[float],
@@ -143,7 +129,7 @@ def extra_axial_blood(head_hu: np.ndarray, region: np.ndarray, spacing_mm: Seque
     ok = (np.abs(towards[:, 0]) <= STEEP * np.maximum(dist, 1e-6)) & (dist > FROM_BONE_MM)
     found = np.zeros(head_hu.shape, bool)
     found[tuple(at[ok].T)] = True
-    found[box] &= inside_skull(bone[box])
+    found[box] &= fill_in_plane(bone[box]) & ~bone[box]  # inside the skull: each slice's bone ring filled
     labels, n = ndi.label(found, structure=np.ones((3, 3, 3), bool))
     if n == 0:
         return out

@@ -178,6 +178,7 @@ def _aligned_template(atlas) -> AlignedTemplate:
     fixed = template_on_aligned(atlas.template)
     fixed_arr = sitk.GetArrayFromImage(fixed)
     brain = fill_holes(fixed_arr > 0.5)
+    surface = convexity(brain)
     return AlignedTemplate(
         image=fixed,
         registration_image=_like(np.clip(fixed_arr, *REG_WINDOW).astype(np.float32), fixed),
@@ -188,9 +189,9 @@ def _aligned_template(atlas) -> AlignedTemplate:
         qc_interior=ndi.binary_erosion(brain, iterations=QC_ERODE_VOXELS),
         qc_template=ndi.gaussian_filter(np.clip(fixed_arr, *REG_WINDOW), QC_SMOOTH_VOX),
         axis=axial_axis(brain, fixed),
-        convexity=convexity(brain),
-        extra_axial_region=search_region(convexity(brain), np.isin(atlas_on_aligned(atlas.territories, fixed),
-                                                                   TERRITORY_GROUPS["VB"]), fixed.GetSpacing()),
+        convexity=surface,
+        extra_axial_region=search_region(surface, np.isin(atlas_on_aligned(atlas.territories, fixed),
+                                                          TERRITORY_GROUPS["VB"]), fixed.GetSpacing()),
     )
 
 

@@ -56,9 +56,15 @@ _IN_PLANE = np.zeros((3, 3, 3), bool)
 _IN_PLANE[1] = ndi.generate_binary_structure(2, 1)
 
 
+def fill_in_plane(mask: np.ndarray) -> np.ndarray:
+    """Each axial slice's holes filled (a hole is what its slice's edge cannot reach in the plane;
+    the first and last slices are edge throughout)."""
+    return ndi.binary_fill_holes(mask, structure=_IN_PLANE)
+
+
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """3-D hole filling, then per axial slice (closes ventricles open at one slice edge)."""
-    return ndi.binary_fill_holes(ndi.binary_fill_holes(mask), structure=_IN_PLANE)
+    return fill_in_plane(ndi.binary_fill_holes(mask))
 
 
 def strip_skull(hu_zyx: np.ndarray, cut_voxels: int = CUT_VOXELS) -> np.ndarray:
