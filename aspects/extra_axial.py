@@ -103,10 +103,11 @@ def _blood_like(hu: np.ndarray, within: np.ndarray) -> np.ndarray:
 
 
 def extra_axial_blood(head_hu: np.ndarray, region: np.ndarray, spacing_mm: Sequence[float],
-                      scanned: Optional[np.ndarray] = None) -> np.ndarray:
+                      scanned: Optional[np.ndarray] = None, min_ml: float = MIN_EXTRA_AXIAL_ML) -> np.ndarray:
     """Boolean (z, y, x): blood between the brain and the skull (see the module docstring) in the
     unstripped head ``head_hu`` on the aligned grid (``spacing_mm`` x, y, z), within ``region``
-    (:func:`search_region`) and the ``scanned`` field."""
+    (:func:`search_region`) and the ``scanned`` field, in components of at least ``min_ml`` (the
+    calibration tool, ``aspects-extra-axial-calibration``, asks for every component)."""
     out = np.zeros(head_hu.shape, bool)
     within = region.astype(bool)
     if scanned is not None:
@@ -138,4 +139,4 @@ def extra_axial_blood(head_hu: np.ndarray, region: np.ndarray, spacing_mm: Seque
     touching = np.zeros(n + 1, bool)
     touching[np.unique(labels[tuple(close.T)])] = True
     touching[0] = False
-    return components_over(touching[labels], voxel_volume_ml(spacing_mm), MIN_EXTRA_AXIAL_ML, np.ones((3, 3, 3), bool))
+    return components_over(touching[labels], voxel_volume_ml(spacing_mm), min_ml, np.ones((3, 3, 3), bool))
