@@ -51,7 +51,7 @@ from aspects import gaussian
 from aspects.atlas import TERRITORY_GROUPS
 from aspects.dicom_geometry import SliceGeometry
 from aspects.errors import EXIT_BAD_SERIES, EXIT_PROCESSING, InputError
-from aspects.extra_axial import extra_axial_blood, search_region
+from aspects.extra_axial import MIN_EXTRA_AXIAL_ML, extra_axial_blood, search_region
 from aspects.flags import DENSE_HU
 from aspects.head_pose import Axis, axial_axis, turned_start
 from aspects.registration import COARSE_STAGES, FINE_STAGES, RegistrationError, ncc, rigid_affine
@@ -419,13 +419,17 @@ def _attempt(work: sitk.Image, work_arr: np.ndarray, seen: np.ndarray, brain: np
 
 
 def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = None,
-               registration_cut_voxels: int = REGISTRATION_CUT_VOXELS) -> Preprocessed:
+               registration_cut_voxels: int = REGISTRATION_CUT_VOXELS,
+               extra_axial_min_ml: float = MIN_EXTRA_AXIAL_ML) -> Preprocessed:
     """Skull-strip the series and align it to ``atlas.template`` (see the module docstring).
 
     ``geometry``: the original slices (their slab is the scanned field); None: the extent of
     ``source`` itself. ``registration_cut_voxels``: the wider opening of the brain a second
     registration tries where the strip runs into the face (the app's: :data:`REGISTRATION_CUT_VOXELS`;
-    the strip's own, :data:`aspects.skullstrip.CUT_VOXELS`: never).
+    the strip's own, :data:`aspects.skullstrip.CUT_VOXELS`: never). ``extra_axial_min_ml``: the
+    least size of the blood between the brain and the skull kept in ``Preprocessed.extra_axial``
+    (the app's: :data:`aspects.extra_axial.MIN_EXTRA_AXIAL_ML`; the calibration tool: 0, every
+    component).
 
     Raises :class:`InputError` (exit 5) for unusable geometry and (exit 7) when no brain is found
     or the registration fails.
@@ -473,7 +477,7 @@ def preprocess(source: sitk.Image, atlas, geometry: Optional[SliceGeometry] = No
     brain_mask = _like(mask.astype(np.uint8), fixed)
     dense = dense_tissue(work, fixed, a2s, float(ortho.GetSpacing()[2]))
     t = time.perf_counter()
-    extra = extra_axial_blood(chosen.head, tmpl.extra_axial_region, fixed.GetSpacing(), inside)
+    extra = extra_axial_blood(chosen.head, tmpl.extra_axial_region, fixed.GetSpacing(), inside, extra_axial_min_ml)
     timings["extra_axial_s"] = time.perf_counter() - t
     qc["start_turn_deg"] = round(start_turn, 1)  # 0: the registration started from the centres of mass
     qc["strip_appendage_ml"] = round(appendage_ml, 1)  # >= REGISTRATION_APPENDAGE_ML: registered twice

@@ -42,7 +42,6 @@ def largest_component_ml(study: Path) -> Dict[str, object]:
     """The study's largest extra-axial component (ml) at no least size, with its side."""
     from aspects import preprocess as P
     from aspects.atlas import load_atlas
-    from aspects.extra_axial import extra_axial_blood
     from aspects.series import read_study
 
     if study.is_file():
@@ -50,16 +49,12 @@ def largest_component_ml(study: Path) -> Dict[str, object]:
     else:
         s = read_study(study / "dicom" if (study / "dicom").is_dir() else study)
         img, geom = s.volume.image, s.volume.geometry
-    atlas = load_atlas()
-    tmpl = P.aligned_template(atlas)
-    pre = P.preprocess(img, atlas, geom)
-    work = P.to_working_grid(P.check_geometry(img))
-    head = sitk.GetArrayFromImage(sitk.Resample(work, tmpl.image, pre.aligned_to_source, sitk.sitkLinear, P.AIR_HU,
-                                                sitk.sitkFloat32))
-    inside = P.scanned_field(tmpl.image, pre.aligned_to_source, geom, P.check_geometry(img))
-    found = extra_axial_blood(head, tmpl.extra_axial_region, tmpl.image.GetSpacing(), inside, min_ml=0.0)
+    # the app's preprocessing, its finding kept at every size
+    pre = P.preprocess(img, load_atlas(), geom, extra_axial_min_ml=0.0)
+    found = sitk.GetArrayFromImage(pre.extra_axial) > 0
+    spacing = pre.aligned.GetSpacing()
     labels, n = ndi.label(found, structure=np.ones((3, 3, 3), bool))
-    voxel_ml = float(np.prod(tmpl.image.GetSpacing())) / 1000.0
+    voxel_ml = float(np.prod(spacing)) / 1000.0
     if n == 0:
         return {"largest_ml": 0.0, "found_side": None}
     sizes = np.bincount(labels.ravel())[1:]
